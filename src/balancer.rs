@@ -1,0 +1,325 @@
+//! The backend pool and how a backend is chosen for a request.
+//!
+//! [`Pool`] lives in an `Arc<parking_lot::RwLock<Pool>>` shared by every thread. Workers take the
+//! read lock only for [`Pool::pick`]; the admin API and the health checker take the write lock to
+//! change membership. Everything a worker needs after the pick is in the [`Backend`] it holds an
+//! `Arc` of: its address and its counters, which are atomics, each on its own cache line, so no
+//! lock is held across I/O.
+//!
+//! Selection state that changes per request (the smooth weighted round-robin weights, the cursor
+//! that breaks least-connection ties) is per worker, in [`PickState`], so picking writes no shared
+//! memory but the chosen backend's counters.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::{BackendConfig, Scheme, Strategy};
+
+/// Keeps a value on its own cache line, so counters written by different workers do not contend.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct Padded<T>(pub T);
+
+/// One backend server and its live counters.
+#[derive(Debug)]
+pub struct Backend {
+    /// Unique for the life of the process (never reused after a removal).
+    pub id: u64,
+    pub url: String,
+    pub scheme: Scheme,
+    pub host: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    healthy: AtomicBool,
+    enabled: AtomicBool,
+    /// Requests in flight on this backend right now.
+    pub active: Padded<AtomicUsize>,
+    /// Requests sent to this backend, ever.
+    pub requests: Padded<AtomicU64>,
+    /// Failed attempts (connect errors, resets, invalid responses, timeouts).
+    pub failures: Padded<AtomicU64>,
+}
+
+impl Backend {
+    pub fn new(id: u64, cfg: &BackendConfig) -> Backend {
+        Backend {
+            id,
+            url: cfg.url.clone(),
+            scheme: cfg.scheme,
+            host: cfg.host.clone(),
+            addr: cfg.addr,
+            weight: cfg.weight.max(1),
+            healthy: AtomicBool::new(true),
+            enabled: AtomicBool::new(true),
+            active: Padded::default(),
+            requests: Padded::default(),
+            failures: Padded::default(),
+        }
+    }
+
+    /// Healthy and enabled: eligible for new requests.
+    #[inline]
+    pub fn is_available(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// A request starts on this backend.
+    #[inline]
+    pub fn begin_request(&self) {
+        self.active.0.fetch_add(1, Ordering::Relaxed);
+        self.requests.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request on this backend ended, whatever the outcome.
+    #[inline]
+    pub fn end_request(&self) {
+        self.active.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn record_failure(&self) {
+        self.failures.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn active_requests(&self) -> usize {
+        self.active.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The set of backends and the strategy that chooses among them.
+#[derive(Debug)]
+pub struct Pool {
+    backends: Vec<Arc<Backend>>,
+    strategy: Strategy,
+    /// Changes whenever membership changes, so workers reset their [`PickState`].
+    generation: u64,
+    next_id: u64,
+}
+
+/// A worker's own selection state.
+#[derive(Debug, Default)]
+pub struct PickState {
+    generation: u64,
+    /// Smooth weighted round-robin: current weight of each backend, by position.
+    current: Vec<i64>,
+    /// Where the next tie-break scan starts.
+    cursor: usize,
+}
+
+impl Pool {
+    pub fn new(strategy: Strategy, backends: &[BackendConfig]) -> Pool {
+        let mut pool = Pool {
+            backends: Vec::with_capacity(backends.len()),
+            strategy,
+            generation: 1,
+            next_id: 1,
+        };
+        for b in backends {
+            pool.add(b);
+        }
+        pool
+    }
+
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// Adds a backend; returns it.
+    pub fn add(&mut self, cfg: &BackendConfig) -> Arc<Backend> {
+        let backend = Arc::new(Backend::new(self.next_id, cfg));
+        self.next_id += 1;
+        self.generation += 1;
+        self.backends.push(Arc::clone(&backend));
+        backend
+    }
+
+    /// Removes the backend with this id; returns it if it was there.
+    pub fn remove(&mut self, id: u64) -> Option<Arc<Backend>> {
+        let pos = self.backends.iter().position(|b| b.id == id)?;
+        self.generation += 1;
+        Some(self.backends.remove(pos))
+    }
+
+    /// Chooses a backend for a request, skipping `exclude` (a backend that just failed) unless it
+    /// is the only one available. `None` when no backend is available.
+    pub fn pick(&self, state: &mut PickState, exclude: Option<u64>) -> Option<&Arc<Backend>> {
+        if state.generation != self.generation {
+            state.generation = self.generation;
+            state.current.clear();
+            state.current.resize(self.backends.len(), 0);
+            state.cursor = 0;
+        }
+        let chosen = match self.strategy {
+            Strategy::RoundRobin | Strategy::WeightedRoundRobin => self.smooth_weighted(state, exclude),
+            Strategy::LeastConn => self.least_conn(state, exclude),
+        };
+        match chosen {
+            Some(i) => Some(&self.backends[i]),
+            None if exclude.is_some() => self.pick(state, None),
+            None => None,
+        }
+    }
+
+    /// nginx's smooth weighted round-robin: every eligible backend gains its weight, the one with
+    /// the most is chosen and loses the total. Equal weights give plain round-robin.
+    fn smooth_weighted(&self, state: &mut PickState, exclude: Option<u64>) -> Option<usize> {
+        let mut total: i64 = 0;
+        let mut best: Option<usize> = None;
+        for (i, b) in self.backends.iter().enumerate() {
+            if !b.is_available() || Some(b.id) == exclude {
+                continue;
+            }
+            let w = i64::from(b.weight);
+            state.current[i] += w;
+            total += w;
+            if best.is_none_or(|j| state.current[i] > state.current[j]) {
+                best = Some(i);
+            }
+        }
+        let i = best?;
+        state.current[i] -= total;
+        Some(i)
+    }
+
+    /// Fewest requests in flight relative to weight (`active / weight`, compared without
+    /// division); ties go round-robin.
+    fn least_conn(&self, state: &mut PickState, exclude: Option<u64>) -> Option<usize> {
+        let n = self.backends.len();
+        let mut best: Option<(usize, u64, u64)> = None;
+        for k in 0..n {
+            let i = (state.cursor + k) % n;
+            let b = &self.backends[i];
+            if !b.is_available() || Some(b.id) == exclude {
+                continue;
+            }
+            let active = b.active_requests() as u64;
+            let weight = u64::from(b.weight);
+            let better = match best {
+                None => true,
+                Some((_, a, w)) => active * w < a * weight,
+            };
+            if better {
+                best = Some((i, active, weight));
+            }
+        }
+        let (i, _, _) = best?;
+        state.cursor = (i + 1) % n.max(1);
+        Some(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(port: u16, weight: u32) -> BackendConfig {
+        BackendConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            scheme: Scheme::Http,
+            host: "127.0.0.1".into(),
+            port,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            weight,
+        }
+    }
+
+    fn picks(pool: &Pool, n: usize) -> Vec<u16> {
+        let mut st = PickState::default();
+        (0..n)
+            .map(|_| pool.pick(&mut st, None).map(|b| b.addr.port()).unwrap_or(0))
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_cycles() {
+        let pool = Pool::new(Strategy::RoundRobin, &[cfg(1, 1), cfg(2, 1), cfg(3, 1)]);
+        assert_eq!(picks(&pool, 6), vec![1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn smooth_weighted_is_smooth_and_proportional() {
+        let pool = Pool::new(Strategy::WeightedRoundRobin, &[cfg(1, 5), cfg(2, 1), cfg(3, 1)]);
+        // nginx's documented sequence for weights 5, 1, 1
+        assert_eq!(picks(&pool, 7), vec![1, 1, 2, 1, 3, 1, 1]);
+        let pool = Pool::new(Strategy::WeightedRoundRobin, &[cfg(1, 5), cfg(2, 3), cfg(3, 2)]);
+        let seq = picks(&pool, 1000);
+        let count = |p| seq.iter().filter(|&&x| x == p).count();
+        assert_eq!((count(1), count(2), count(3)), (500, 300, 200));
+    }
+
+    #[test]
+    fn unavailable_backends_are_skipped() {
+        let pool = Pool::new(Strategy::RoundRobin, &[cfg(1, 1), cfg(2, 1), cfg(3, 1)]);
+        pool.backends()[1].set_healthy(false);
+        pool.backends()[2].set_enabled(false);
+        assert_eq!(picks(&pool, 3), vec![1, 1, 1]);
+        pool.backends()[0].set_healthy(false);
+        assert_eq!(picks(&pool, 1), vec![0]);
+    }
+
+    #[test]
+    fn exclude_prefers_another_backend_but_falls_back() {
+        let pool = Pool::new(Strategy::RoundRobin, &[cfg(1, 1), cfg(2, 1)]);
+        let mut st = PickState::default();
+        let first = pool.backends()[0].id;
+        for _ in 0..4 {
+            assert_eq!(pool.pick(&mut st, Some(first)).unwrap().addr.port(), 2);
+        }
+        pool.backends()[1].set_enabled(false);
+        assert_eq!(pool.pick(&mut st, Some(first)).unwrap().addr.port(), 1);
+    }
+
+    #[test]
+    fn least_conn_prefers_idle_and_respects_weight() {
+        let pool = Pool::new(Strategy::LeastConn, &[cfg(1, 1), cfg(2, 1), cfg(3, 2)]);
+        let b = pool.backends();
+        b[0].begin_request();
+        b[1].begin_request();
+        b[1].begin_request();
+        b[2].begin_request();
+        b[2].begin_request();
+        let mut st = PickState::default();
+        // active/weight: 1/1, 2/1, 2/2 -> tie between 1 and 3, broken round-robin
+        let first = pool.pick(&mut st, None).unwrap().addr.port();
+        let second = pool.pick(&mut st, None).unwrap().addr.port();
+        assert_ne!(first, second);
+        assert!([1, 3].contains(&first) && [1, 3].contains(&second));
+        b[0].end_request();
+        assert_eq!(pool.pick(&mut st, None).unwrap().addr.port(), 1);
+    }
+
+    #[test]
+    fn membership_changes_reset_state() {
+        let mut pool = Pool::new(Strategy::RoundRobin, &[cfg(1, 1), cfg(2, 1)]);
+        let mut st = PickState::default();
+        assert_eq!(pool.pick(&mut st, None).unwrap().addr.port(), 1);
+        let removed = pool.remove(pool.backends()[0].id).unwrap();
+        assert_eq!(removed.addr.port(), 1);
+        pool.add(&cfg(3, 1));
+        let ids: Vec<u64> = pool.backends().iter().map(|b| b.id).collect();
+        assert_eq!(ids, vec![2, 3]);
+        assert_eq!(pool.pick(&mut st, None).unwrap().addr.port(), 2);
+        assert_eq!(pool.pick(&mut st, None).unwrap().addr.port(), 3);
+    }
+}

@@ -1,0 +1,290 @@
+//! Byte buffers for the data path and the per-worker pool that recycles them.
+//!
+//! A [`Buf`] is a fixed-capacity window `start..end` over a boxed slice. Reads append at `end`,
+//! writes consume from `start`. A buffer that becomes empty rewinds to [`HEADROOM`], so a request
+//! head can later be rewritten in place (the rewritten head may be longer than the original; the
+//! room in front of it absorbs the difference without moving the body).
+//!
+//! Sessions (`session.rs`) hold a buffer only while bytes are in flight and give it back to the
+//! worker's [`BufPool`] as soon as it is empty: an idle keep-alive connection holds no buffer.
+
+/// Bytes kept free in front of freshly read data, for head rewriting.
+pub const HEADROOM: usize = 1024;
+
+pub struct Buf {
+    data: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    fn with_capacity(cap: usize) -> Buf {
+        Buf {
+            data: vec![0u8; cap + HEADROOM].into_boxed_slice(),
+            start: HEADROOM,
+            end: HEADROOM,
+        }
+    }
+
+    /// Bytes held.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The held bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    #[inline]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+
+    /// Largest number of bytes this buffer can hold (the headroom excluded).
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.data.len() - HEADROOM
+    }
+
+    /// True when no more bytes fit even after compaction.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Free space at the tail, compacting first when the tail is short. Fill it, then call
+    /// [`Buf::filled`].
+    pub fn space(&mut self) -> &mut [u8] {
+        let tail = self.data.len() - self.end;
+        if tail < self.capacity() / 4 && self.start > HEADROOM {
+            self.compact();
+        }
+        &mut self.data[self.end..]
+    }
+
+    #[inline]
+    pub fn filled(&mut self, n: usize) {
+        debug_assert!(self.end + n <= self.data.len());
+        self.end += n;
+    }
+
+    /// Drops `n` bytes from the front.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n;
+        if self.start == self.end {
+            self.start = HEADROOM;
+            self.end = HEADROOM;
+        }
+    }
+
+    /// Drops `n` bytes from the back.
+    pub fn truncate_back(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.end -= n;
+    }
+
+    /// Moves the held bytes to just after the headroom.
+    fn compact(&mut self) {
+        let len = self.len();
+        self.data.copy_within(self.start..self.end, HEADROOM);
+        self.start = HEADROOM;
+        self.end = HEADROOM + len;
+    }
+
+    /// Replaces the first `old_len` held bytes with `new`, keeping what follows. Returns false (and
+    /// changes nothing) when the result does not fit.
+    pub fn replace_front(&mut self, old_len: usize, new: &[u8]) -> bool {
+        debug_assert!(old_len <= self.len());
+        let rest = self.start + old_len;
+        if new.len() <= rest {
+            // Fits in front of the rest: the common case, no byte of the body moves.
+            let at = rest - new.len();
+            self.data[at..rest].copy_from_slice(new);
+            self.start = at;
+            return true;
+        }
+        let rest_len = self.end - rest;
+        if new.len() + rest_len > self.data.len() {
+            return false;
+        }
+        self.data.copy_within(rest..self.end, new.len());
+        self.data[..new.len()].copy_from_slice(new);
+        self.start = 0;
+        self.end = new.len() + rest_len;
+        true
+    }
+
+    /// Replaces `old_len` held bytes at offset `at` with `new`. Returns false (and changes nothing)
+    /// when the result does not fit.
+    pub fn replace_at(&mut self, at: usize, old_len: usize, new: &[u8]) -> bool {
+        if at == 0 {
+            return self.replace_front(old_len, new);
+        }
+        debug_assert!(at + old_len <= self.len());
+        let total = self.len() - old_len + new.len();
+        if total > self.data.len() {
+            return false;
+        }
+        if self.start + total > self.data.len() {
+            let len = self.len();
+            self.data.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = len;
+        }
+        let from = self.start + at;
+        self.data.copy_within(from + old_len..self.end, from + new.len());
+        self.data[from..from + new.len()].copy_from_slice(new);
+        self.end = self.start + total;
+        true
+    }
+
+    /// Removes `len` bytes at offset `at` (relative to the held bytes), closing the gap.
+    pub fn remove(&mut self, at: usize, len: usize) {
+        let from = self.start + at;
+        debug_assert!(from + len <= self.end);
+        self.data.copy_within(from + len..self.end, from);
+        self.end -= len;
+    }
+
+    /// Appends as much of `src` as fits; returns how much did.
+    pub fn push(&mut self, src: &[u8]) -> usize {
+        let space = self.space();
+        let n = space.len().min(src.len());
+        space[..n].copy_from_slice(&src[..n]);
+        self.filled(n);
+        n
+    }
+}
+
+/// Free buffers of one worker. `get` and `put` are a pop and a push; at most `keep` free buffers
+/// are retained, the rest are freed.
+pub struct BufPool {
+    free: Vec<Buf>,
+    cap: usize,
+    keep: usize,
+}
+
+impl BufPool {
+    pub fn new(cap: usize, keep: usize) -> BufPool {
+        BufPool {
+            free: Vec::with_capacity(keep),
+            cap,
+            keep,
+        }
+    }
+
+    pub fn get(&mut self) -> Buf {
+        self.free.pop().unwrap_or_else(|| Buf::with_capacity(self.cap))
+    }
+
+    pub fn put(&mut self, mut buf: Buf) {
+        if self.free.len() < self.keep {
+            buf.start = HEADROOM;
+            buf.end = HEADROOM;
+            self.free.push(buf);
+        }
+    }
+
+    /// Buffer capacity of this pool.
+    pub fn buf_capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Free buffers currently retained.
+    pub fn retained(&self) -> usize {
+        self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf_with(cap: usize, bytes: &[u8]) -> Buf {
+        let mut b = Buf::with_capacity(cap);
+        assert_eq!(b.push(bytes), bytes.len());
+        b
+    }
+
+    #[test]
+    fn replace_front_shorter_and_longer() {
+        let mut b = buf_with(64, b"HEADbody");
+        assert!(b.replace_front(4, b"H"));
+        assert_eq!(b.bytes(), b"Hbody");
+        assert!(b.replace_front(1, b"A LONGER HEAD "));
+        assert_eq!(b.bytes(), b"A LONGER HEAD body");
+    }
+
+    #[test]
+    fn replace_front_beyond_headroom_moves_the_rest() {
+        let mut b = buf_with(4096, b"Hxyz");
+        let long = vec![b'a'; HEADROOM + 100];
+        assert!(b.replace_front(1, &long));
+        assert_eq!(&b.bytes()[..HEADROOM + 100], &long[..]);
+        assert_eq!(&b.bytes()[HEADROOM + 100..], b"xyz");
+        // too large for the whole buffer: refused, unchanged
+        let huge = vec![b'b'; 4096 + HEADROOM];
+        let before = b.bytes().to_vec();
+        assert!(!b.replace_front(1, &huge));
+        assert_eq!(b.bytes(), &before[..]);
+    }
+
+    #[test]
+    fn consume_rewinds_and_space_compacts() {
+        let mut b = buf_with(16, b"0123456789abcdef");
+        assert!(b.is_full());
+        assert_eq!(b.space().len(), 0);
+        b.consume(14);
+        assert_eq!(b.bytes(), b"ef");
+        // tail is empty and start is past the headroom: space() compacts
+        assert_eq!(b.space().len(), 14);
+        assert_eq!(b.bytes(), b"ef");
+        b.consume(2);
+        assert!(b.is_empty());
+        assert_eq!(b.space().len(), 16);
+    }
+
+    #[test]
+    fn replace_at_inside() {
+        let mut b = buf_with(64, b"AAheadBODY");
+        assert!(b.replace_at(2, 4, b"longer-head"));
+        assert_eq!(b.bytes(), b"AAlonger-headBODY");
+        assert!(b.replace_at(2, 11, b"h"));
+        assert_eq!(b.bytes(), b"AAhBODY");
+        let mut full = buf_with(16, b"0123456789abcdef");
+        assert!(!full.replace_at(1, 1, &[b'x'; HEADROOM + 2]));
+        assert!(full.replace_at(1, 1, &[b'x'; HEADROOM + 1]));
+        assert_eq!(full.len(), 16 + HEADROOM);
+    }
+
+    #[test]
+    fn remove_closes_gap() {
+        let mut b = buf_with(32, b"abcXXXdef");
+        b.remove(3, 3);
+        assert_eq!(b.bytes(), b"abcdef");
+        b.truncate_back(2);
+        assert_eq!(b.bytes(), b"abcd");
+    }
+
+    #[test]
+    fn pool_keeps_at_most_keep() {
+        let mut p = BufPool::new(32, 1);
+        let a = p.get();
+        let mut b = p.get();
+        b.push(b"x");
+        p.put(b);
+        p.put(a);
+        assert_eq!(p.retained(), 1);
+        assert!(p.get().is_empty());
+    }
+}

@@ -1,0 +1,241 @@
+//! Header field helpers shared by the request and response rewriters: which fields are
+//! hop-by-hop, the `Connection` option list, `Content-Length` and `Transfer-Encoding` values.
+
+/// Fields ferrule treats specially. Everything else is `Other` and passes through unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    Te,
+    Trailer,
+    Upgrade,
+    Expect,
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedHost,
+    Other,
+}
+
+impl Field {
+    /// Classifies a field name, case-insensitively.
+    pub fn of(name: &[u8]) -> Field {
+        let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        match name.len() {
+            2 if eq(b"te") => Field::Te,
+            4 if eq(b"host") => Field::Host,
+            6 if eq(b"expect") => Field::Expect,
+            7 if eq(b"trailer") => Field::Trailer,
+            7 if eq(b"upgrade") => Field::Upgrade,
+            10 if eq(b"connection") => Field::Connection,
+            10 if eq(b"keep-alive") => Field::KeepAlive,
+            14 if eq(b"content-length") => Field::ContentLength,
+            15 if eq(b"x-forwarded-for") => Field::XForwardedFor,
+            16 if eq(b"x-forwarded-host") => Field::XForwardedHost,
+            16 if eq(b"proxy-connection") => Field::ProxyConnection,
+            17 if eq(b"transfer-encoding") => Field::TransferEncoding,
+            17 if eq(b"x-forwarded-proto") => Field::XForwardedProto,
+            _ => Field::Other,
+        }
+    }
+}
+
+/// Splits a comma-separated field value into trimmed, non-empty elements.
+pub fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+}
+
+/// Trims optional whitespace (SP, HTAB) at both ends.
+pub fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// What the `Connection` fields of one head say.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    /// Some option names another field, which is then hop-by-hop too.
+    pub names_fields: bool,
+}
+
+impl ConnectionOptions {
+    pub fn add(&mut self, value: &[u8]) {
+        for token in list(value) {
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else {
+                self.names_fields = true;
+            }
+        }
+    }
+}
+
+/// True when a `Connection` field among `headers` lists `name` as an option.
+pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| Field::of(h.name.as_bytes()) == Field::Connection)
+        .any(|h| list(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// Parses a `Content-Length` value: `1*DIGIT`, or a list of identical such values (RFC 9110 §8.6).
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let mut found = None;
+    for part in value.split(|&b| b == b',') {
+        let n = digits(trim(part))?;
+        match found {
+            Some(m) if m != n => return None,
+            _ => found = Some(n),
+        }
+    }
+    found
+}
+
+fn digits(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Some(n)
+}
+
+/// The transfer codings of a message, over all its `Transfer-Encoding` fields.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Codings {
+    /// Codings seen, in order.
+    pub count: u32,
+    /// The last coding is `chunked`.
+    pub chunked_last: bool,
+    /// `chunked` appears somewhere other than last.
+    pub chunked_early: bool,
+}
+
+impl Codings {
+    pub fn add(&mut self, value: &[u8]) {
+        for coding in list(value) {
+            if self.chunked_last {
+                self.chunked_early = true;
+            }
+            // a coding may carry parameters (`gzip;q=1`); only the name matters here
+            let name = trim(coding.split(|&b| b == b';').next().unwrap_or(coding));
+            self.chunked_last = name.eq_ignore_ascii_case(b"chunked");
+            self.count += 1;
+        }
+    }
+
+    /// Exactly one coding, `chunked`.
+    pub fn only_chunked(&self) -> bool {
+        self.count == 1 && self.chunked_last
+    }
+}
+
+/// Writes `n` in decimal.
+pub fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Writes one `name: value\r\n` line.
+#[inline]
+pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify() {
+        assert_eq!(Field::of(b"Content-Length"), Field::ContentLength);
+        assert_eq!(Field::of(b"TRANSFER-ENCODING"), Field::TransferEncoding);
+        assert_eq!(Field::of(b"te"), Field::Te);
+        assert_eq!(Field::of(b"X-Forwarded-For"), Field::XForwardedFor);
+        assert_eq!(Field::of(b"Content-Type"), Field::Other);
+        assert_eq!(Field::of(b"Transfer-Encodin"), Field::Other);
+    }
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(content_length(b"42"), Some(42));
+        assert_eq!(content_length(b"42, 42"), Some(42));
+        assert_eq!(content_length(b"42, 43"), None);
+        assert_eq!(content_length(b"+42"), None);
+        assert_eq!(content_length(b"-1"), None);
+        assert_eq!(content_length(b"4 2"), None);
+        assert_eq!(content_length(b""), None);
+        assert_eq!(content_length(b"0x10"), None);
+        assert_eq!(content_length(b"99999999999999999999"), None);
+        assert_eq!(content_length(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+    }
+
+    #[test]
+    fn codings() {
+        let mut c = Codings::default();
+        c.add(b"chunked");
+        assert!(c.only_chunked());
+        let mut c = Codings::default();
+        c.add(b"gzip, chunked");
+        assert!(c.chunked_last && !c.only_chunked() && !c.chunked_early);
+        let mut c = Codings::default();
+        c.add(b"chunked");
+        c.add(b"gzip");
+        assert!(!c.chunked_last && c.chunked_early);
+        let mut c = Codings::default();
+        c.add(b"xchunked");
+        assert!(!c.chunked_last);
+        let mut c = Codings::default();
+        c.add(b"chunked, chunked");
+        assert!(c.chunked_last && c.chunked_early);
+    }
+
+    #[test]
+    fn connection_options() {
+        let mut o = ConnectionOptions::default();
+        o.add(b"keep-alive, Upgrade");
+        o.add(b" X-Secret ");
+        assert!(o.keep_alive && o.upgrade && o.names_fields && !o.close);
+    }
+
+    #[test]
+    fn numbers() {
+        let mut v = Vec::new();
+        put_u64(&mut v, 0);
+        v.push(b' ');
+        put_u64(&mut v, 18_446_744_073_709_551_615);
+        assert_eq!(v, b"0 18446744073709551615");
+    }
+}

@@ -1,0 +1,450 @@
+//! Request heads: find where a head ends, check it, and rewrite it for the backend.
+//!
+//! The rewrite keeps the method, target and every end-to-end field in order, speaks HTTP/1.1 to
+//! the backend, drops hop-by-hop fields (RFC 9110 §7.6.1: `Connection` and what it names,
+//! `Keep-Alive`, `Proxy-Connection`, `TE` except `trailers`, `Trailer`, `Upgrade` unless the
+//! request asks for one), normalises `Content-Length` / `Transfer-Encoding`, and sets
+//! `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`. Anything whose framing
+//! could be read two ways is refused (request smuggling): the caller answers with the status in
+//! [`Reject`] and closes the connection.
+
+use std::mem::MaybeUninit;
+use std::net::IpAddr;
+
+use super::headers::{self, put_field, Codings, ConnectionOptions, Field};
+use super::{Framing, Method, MAX_HEADERS};
+
+/// Size limits on a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest head (request line and fields) accepted: 431 beyond.
+    pub max_head: usize,
+    /// Longest request target accepted: 414 beyond.
+    pub max_uri: usize,
+}
+
+/// Facts about the client connection that go into the forwarded head.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub tls: bool,
+}
+
+/// What the proxy needs to know about a request it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: Method,
+    /// The client spoke HTTP/1.0.
+    pub http10: bool,
+    pub framing: Framing,
+    /// The client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    /// The client asks to switch protocols (`Connection: upgrade` + `Upgrade`).
+    pub upgrade: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+/// A request refused with this status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject(pub u16);
+
+/// Looks for the end of a head in `buf`, starting the search at `from` (bytes before it were
+/// already searched). Returns the head length, or `None` when more bytes are needed; a line ending
+/// in a bare LF is rejected with 400.
+pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
+    let mut i = from;
+    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+        let at = i + off;
+        if at == 0 || buf[at - 1] != b'\r' {
+            return Err(Reject(400));
+        }
+        if at >= 3 && &buf[at - 3..at - 1] == b"\r\n" {
+            return Ok(Some(at + 1));
+        }
+        i = at + 1;
+    }
+    Ok(None)
+}
+
+/// Checks an incomplete head against the limits: the caller calls this when no head end was
+/// found, and answers with the status when it fails.
+pub fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Reject> {
+    let request_line_open = !buf.contains(&b'\n');
+    if request_line_open && buf.len() > limits.max_uri + 32 {
+        return Err(Reject(414));
+    }
+    if buf.len() >= limits.max_head {
+        return Err(Reject(431));
+    }
+    Ok(())
+}
+
+/// Parses the complete head `head` (as delimited by [`find_head_end`]) and writes the head to send
+/// to the backend into `out` (cleared first). Returns `Ok(None)` when `head` holds only empty
+/// lines, which RFC 9112 §2.2 lets a server skip.
+pub fn rewrite(
+    head: &[u8],
+    limits: &Limits,
+    client: &ClientInfo,
+    out: &mut Vec<u8>,
+) -> Result<Option<(RequestHead, usize)>, Reject> {
+    if head.len() > limits.max_head {
+        return Err(Reject(431));
+    }
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        head,
+        &mut storage,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Reject(431)),
+        Err(httparse::Error::Version) => return Err(Reject(505)),
+        Err(_) => return Err(Reject(400)),
+    };
+    let (Some(method_str), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(Reject(400));
+    };
+    let method = Method::from_bytes(method_str.as_bytes());
+    if target.len() > limits.max_uri {
+        return Err(Reject(414));
+    }
+    if method == Method::Connect {
+        return Err(Reject(501));
+    }
+    let http10 = version == 0;
+    let fields: &[httparse::Header<'_>] = req.headers;
+
+    // First pass: what the fields say about framing and the connection.
+    let mut conn = ConnectionOptions::default();
+    let mut codings = Codings::default();
+    let mut length: Option<u64> = None;
+    let mut hosts = 0;
+    let mut host: &[u8] = b"";
+    let mut upgrade_field = false;
+    let mut expect_continue = false;
+    let mut xff = 0;
+    for f in fields {
+        match Field::of(f.name.as_bytes()) {
+            Field::Host => {
+                hosts += 1;
+                host = headers::trim(f.value);
+            }
+            Field::ContentLength => {
+                let n = headers::content_length(f.value).ok_or(Reject(400))?;
+                if length.is_some_and(|m| m != n) {
+                    return Err(Reject(400));
+                }
+                length = Some(n);
+            }
+            Field::TransferEncoding => codings.add(f.value),
+            Field::Connection => conn.add(f.value),
+            Field::Upgrade => upgrade_field = true,
+            Field::Expect => {
+                expect_continue |= headers::trim(f.value).eq_ignore_ascii_case(b"100-continue")
+            }
+            Field::XForwardedFor => xff += 1,
+            _ => {}
+        }
+    }
+    if hosts > 1 || (hosts == 0 && !http10) || !valid_host(host) {
+        return Err(Reject(400));
+    }
+    let framing = if codings.count > 0 {
+        // RFC 9112 §6.1 and §6.3: both framings, chunked not last, or any coding in an HTTP/1.0
+        // request make the length unknowable; codings other than chunked are not implemented.
+        if length.is_some() || http10 || !codings.chunked_last || codings.chunked_early {
+            return Err(Reject(400));
+        }
+        if !codings.only_chunked() {
+            return Err(Reject(501));
+        }
+        Framing::Chunked
+    } else {
+        match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::None,
+        }
+    };
+    let upgrade = !http10 && conn.upgrade && upgrade_field;
+    let keep_alive = !conn.close && (!http10 || conn.keep_alive);
+
+    // Second pass: write the head for the backend.
+    out.clear();
+    out.extend_from_slice(method_str.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut xff_written = false;
+    for f in fields {
+        let name = f.name.as_bytes();
+        match Field::of(name) {
+            Field::ContentLength | Field::TransferEncoding => {} // written once, below
+            Field::Connection
+            | Field::KeepAlive
+            | Field::ProxyConnection
+            | Field::Trailer
+            | Field::XForwardedProto
+            | Field::XForwardedHost => {}
+            Field::Te => {
+                if headers::list(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
+                    put_field(out, b"TE", b"trailers");
+                }
+            }
+            Field::Upgrade => {
+                if upgrade {
+                    put_field(out, name, f.value);
+                }
+            }
+            Field::XForwardedFor => {
+                if !xff_written {
+                    put_forwarded_for(out, fields, client.ip);
+                    xff_written = true;
+                }
+            }
+            Field::Host | Field::Expect | Field::Other => {
+                if !(conn.names_fields && headers::named_by_connection(fields, f.name)) {
+                    put_field(out, name, f.value);
+                }
+            }
+        }
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            headers::put_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::None | Framing::UntilClose => {}
+    }
+    if upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+    if xff == 0 {
+        put_forwarded_for(out, fields, client.ip);
+    }
+    out.extend_from_slice(if client.tls {
+        b"X-Forwarded-Proto: https\r\n"
+    } else {
+        b"X-Forwarded-Proto: http\r\n"
+    });
+    if !host.is_empty() {
+        put_field(out, b"X-Forwarded-Host", host);
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let head = RequestHead {
+        method,
+        http10,
+        framing,
+        keep_alive,
+        upgrade,
+        expect_continue,
+    };
+    Ok(Some((head, len)))
+}
+
+/// `X-Forwarded-For`: the values the client sent (all fields, joined), then the client's address.
+fn put_forwarded_for(out: &mut Vec<u8>, fields: &[httparse::Header<'_>], ip: IpAddr) {
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for f in fields {
+        if Field::of(f.name.as_bytes()) == Field::XForwardedFor {
+            let v = headers::trim(f.value);
+            if !v.is_empty() {
+                out.extend_from_slice(v);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    put_ip(out, ip);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an IP address without going through `fmt` for the common IPv4 case.
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                headers::put_u64(out, u64::from(*octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            // writing into a Vec cannot fail
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// A `Host` value: no whitespace, commas or control characters (one authority, RFC 9112 §3.2).
+fn valid_host(host: &[u8]) -> bool {
+    host.iter()
+        .all(|&b| b > b' ' && b != b',' && b != 0x7f && b != b'/' && b != b'\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const LIMITS: Limits = Limits {
+        max_head: 16384,
+        max_uri: 8192,
+    };
+    const CLIENT: ClientInfo = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+        tls: false,
+    };
+
+    fn go(head: &str) -> Result<(RequestHead, String), Reject> {
+        let bytes = head.as_bytes();
+        let end = find_head_end(bytes, 0)?.expect("complete head");
+        let mut out = Vec::new();
+        let (req, len) = rewrite(&bytes[..end], &LIMITS, &CLIENT, &mut out)?.expect("request");
+        assert_eq!(len, end);
+        Ok((req, String::from_utf8(out).expect("utf8")))
+    }
+
+    #[test]
+    fn simple_get_is_rewritten() {
+        let (req, out) = go("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n").unwrap();
+        assert_eq!(req.method, Method::Get);
+        assert_eq!(req.framing, Framing::None);
+        assert!(req.keep_alive && !req.http10 && !req.upgrade);
+        assert_eq!(
+            out,
+            "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\
+             X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed() {
+        let (_, out) = go("POST / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers, deflate\r\nTrailer: X-T\r\n\
+             Upgrade: h2c\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nContent-Length: 3\r\nKeep: me\r\n\r\n")
+        .unwrap();
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nHost: h\r\nTE: trailers\r\nKeep: me\r\nContent-Length: 3\r\n\
+             X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let (_, out) = go("GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: h\r\nx-forwarded-for: 2.2.2.2, 3.3.3.3\r\n\r\n")
+            .unwrap();
+        assert!(out.contains("\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\nHost: h\r\n"));
+        assert_eq!(out.matches("orwarded-For").count(), 1);
+    }
+
+    #[test]
+    fn upgrade_is_kept_when_asked_for() {
+        let (req, out) = go("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").unwrap();
+        assert!(req.upgrade);
+        assert!(out.contains("Upgrade: websocket\r\n"));
+        assert!(out.contains("Connection: upgrade\r\n"));
+    }
+
+    #[test]
+    fn http10_keep_alive_only_when_asked() {
+        let (req, _) = go("GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(req.http10 && !req.keep_alive);
+        let (req, out) = go("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert!(req.http10 && req.keep_alive);
+        assert!(out.starts_with("GET / HTTP/1.1\r\n"));
+        let (req, _) = go("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(!req.keep_alive);
+    }
+
+    #[test]
+    fn framing_is_decided_and_normalised() {
+        let (req, out) = go("PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+        assert_eq!(req.framing, Framing::Length(5));
+        assert_eq!(out.matches("Content-Length").count(), 1);
+        let (req, out) = go("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+        assert_eq!(req.framing, Framing::Chunked);
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"));
+        let (req, _) = go("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n").unwrap();
+        assert!(req.expect_continue);
+    }
+
+    #[test]
+    fn smuggling_probes_are_refused() {
+        let cases: &[(&str, u16)] = &[
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 6\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -5\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: h\r\nX-Fold: a\r\n b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost : h\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+            ("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 501),
+            ("GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+        ];
+        for (head, status) in cases {
+            assert_eq!(go(head).map(|_| ()), Err(Reject(*status)), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn bare_lf_and_partial_heads() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: h\r\n\r\n", 0), Err(Reject(400)));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: h\r\n", 0), Ok(None));
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\nBODY";
+        // searching again from any earlier point finds the same end
+        for from in 0..27 {
+            assert_eq!(find_head_end(head, from), Ok(Some(27)), "from {from}");
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let small = Limits {
+            max_head: 64,
+            max_uri: 16,
+        };
+        assert_eq!(check_partial(b"GET / HTTP/1.1\r\nHost: h\r\n", &small), Ok(()));
+        let long_line = format!("GET /{} HTTP/1.1", "a".repeat(60));
+        assert_eq!(check_partial(long_line.as_bytes(), &small), Err(Reject(414)));
+        let many = format!("GET / HTTP/1.1\r\n{}", "X: y\r\n".repeat(12));
+        assert_eq!(check_partial(many.as_bytes(), &small), Err(Reject(431)));
+        let mut out = Vec::new();
+        let target = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(20));
+        assert_eq!(
+            rewrite(target.as_bytes(), &small, &CLIENT, &mut out),
+            Err(Reject(414))
+        );
+        let fields = format!("GET / HTTP/1.1\r\nHost: h\r\n{}\r\n", "X: y\r\n".repeat(120));
+        assert_eq!(
+            rewrite(fields.as_bytes(), &LIMITS, &CLIENT, &mut out),
+            Err(Reject(431))
+        );
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        let mut out = Vec::new();
+        assert_eq!(rewrite(b"\r\n\r\n", &LIMITS, &CLIENT, &mut out), Ok(None));
+        let head = b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let (_, len) = rewrite(head, &LIMITS, &CLIENT, &mut out).unwrap().unwrap();
+        assert_eq!(len, head.len());
+    }
+}

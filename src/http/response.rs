@@ -1,0 +1,326 @@
+//! Response heads: parse what the backend sent, decide how its body is framed (RFC 9112 §6.3)
+//! and how it goes to the client, and rewrite the head for the client.
+//!
+//! The client-side decisions: a close-delimited body, or a chunked body for an HTTP/1.0 client
+//! (which gets it de-chunked), ends the client connection after the response; otherwise the
+//! connection stays open when the client asked for that. Hop-by-hop fields are dropped, and
+//! `Connection` is written by ferrule to say what it will do.
+
+use std::mem::MaybeUninit;
+
+use super::headers::{self, put_field, Codings, ConnectionOptions, Field};
+use super::{Framing, Method, MAX_HEADERS};
+
+/// The request a response answers, as far as its framing is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange {
+    pub method: Method,
+    pub http10: bool,
+    /// The client wants to keep the connection, and ferrule is willing to.
+    pub keep_alive: bool,
+    /// The request asked to switch protocols.
+    pub upgrade: bool,
+}
+
+/// How the body bytes go to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Byte for byte, framing included.
+    Verbatim,
+    /// Chunked from the backend, payload only to an HTTP/1.0 client (close-delimited).
+    Dechunk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    /// How the backend frames the body.
+    pub framing: Framing,
+    pub relay: Relay,
+    /// An interim (1xx) response other than 101: forwarded (or dropped for HTTP/1.0 clients), and
+    /// the final response follows.
+    pub interim: bool,
+    /// `101 Switching Protocols` to an upgrade request: the session becomes a tunnel.
+    pub switching: bool,
+    /// The client connection stays open after this response.
+    pub keep_client: bool,
+    /// The backend connection may be reused after this response.
+    pub reusable: bool,
+}
+
+/// A response that cannot be relayed: the client gets 502.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+/// Parses a complete response head (delimited like a request head, see
+/// [`super::request::find_head_end`]) and writes the head for the client into `out`.
+pub fn rewrite(head: &[u8], ex: &Exchange, out: &mut Vec<u8>) -> Result<(ResponseHead, usize), Invalid> {
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        head,
+        &mut storage,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        _ => return Err(Invalid),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Err(Invalid);
+    };
+    if !(100..=999).contains(&status) {
+        return Err(Invalid);
+    }
+    let reason = resp.reason.unwrap_or("");
+    let fields: &[httparse::Header<'_>] = resp.headers;
+
+    let mut conn = ConnectionOptions::default();
+    let mut codings = Codings::default();
+    let mut length: Option<u64> = None;
+    for f in fields {
+        match Field::of(f.name.as_bytes()) {
+            Field::ContentLength => {
+                let n = headers::content_length(f.value).ok_or(Invalid)?;
+                if length.is_some_and(|m| m != n) {
+                    return Err(Invalid);
+                }
+                length = Some(n);
+            }
+            Field::TransferEncoding => codings.add(f.value),
+            Field::Connection => conn.add(f.value),
+            _ => {}
+        }
+    }
+
+    let switching = status == 101;
+    if switching && !ex.upgrade {
+        return Err(Invalid);
+    }
+    let interim = (100..200).contains(&status) && !switching;
+    let no_body = interim
+        || switching
+        || status == 204
+        || status == 304
+        || ex.method == Method::Head;
+    let framing = if no_body {
+        Framing::None
+    } else if codings.count > 0 {
+        if codings.chunked_last && !codings.chunked_early {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    let relay = if framing == Framing::Chunked && ex.http10 {
+        Relay::Dechunk
+    } else {
+        Relay::Verbatim
+    };
+    let backend_keeps = !conn.close && (version == 1 || conn.keep_alive);
+    let reusable = backend_keeps && framing != Framing::UntilClose && !switching;
+    let keep_client = !switching
+        && (interim || (ex.keep_alive && framing != Framing::UntilClose && relay == Relay::Verbatim));
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    headers::put_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for f in fields {
+        let name = f.name.as_bytes();
+        match Field::of(name) {
+            Field::Connection
+            | Field::KeepAlive
+            | Field::ProxyConnection
+            | Field::Te
+            | Field::Trailer => {}
+            Field::Upgrade => {
+                if switching {
+                    put_field(out, name, f.value);
+                }
+            }
+            Field::TransferEncoding => {
+                // HTTP/1.0 clients never see a transfer coding; bodiless responses keep it
+                if relay == Relay::Verbatim && !ex.http10 {
+                    put_field(out, name, f.value);
+                }
+            }
+            Field::ContentLength => {
+                // with a transfer coding the length is meaningless (RFC 9112 §6.3), and a
+                // bodiless response keeps it (HEAD, 304 announce the length of the GET)
+                if codings.count == 0 {
+                    put_field(out, name, f.value);
+                }
+            }
+            _ => {
+                if !(conn.names_fields && headers::named_by_connection(fields, f.name)) {
+                    put_field(out, name, f.value);
+                }
+            }
+        }
+    }
+    if switching {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if !interim {
+        if !keep_client {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if ex.http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let head = ResponseHead {
+        status,
+        framing,
+        relay,
+        interim,
+        switching,
+        keep_client,
+        reusable,
+    };
+    Ok((head, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GET11: Exchange = Exchange {
+        method: Method::Get,
+        http10: false,
+        keep_alive: true,
+        upgrade: false,
+    };
+
+    fn go(head: &str, ex: &Exchange) -> Result<(ResponseHead, String), Invalid> {
+        let mut out = Vec::new();
+        let (r, len) = rewrite(head.as_bytes(), ex, &mut out)?;
+        assert_eq!(len, head.len());
+        Ok((r, String::from_utf8(out).expect("utf8")))
+    }
+
+    #[test]
+    fn content_length_response_passes() {
+        let (r, out) = go(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+            &GET11,
+        )
+        .unwrap();
+        assert_eq!(r.framing, Framing::Length(5));
+        assert!(r.keep_client && r.reusable && !r.interim);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_removed_from_responses() {
+        let (_, out) = go(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nX-Internal: 1\r\nKeep-Alive: timeout=5\r\n\
+             Proxy-Connection: x\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2\r\nContent-Length: 0\r\n\r\n",
+            &GET11,
+        )
+        .unwrap();
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn close_delimited_closes_the_client() {
+        let (r, out) = go("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n", &GET11).unwrap();
+        assert_eq!(r.framing, Framing::UntilClose);
+        assert!(!r.keep_client && !r.reusable);
+        assert!(out.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn chunked_to_http10_is_dechunked() {
+        let ex = Exchange {
+            http10: true,
+            ..GET11
+        };
+        let (r, out) = go("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &ex).unwrap();
+        assert_eq!((r.framing, r.relay), (Framing::Chunked, Relay::Dechunk));
+        assert!(!r.keep_client && r.reusable);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let (r, out) = go("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", &ex).unwrap();
+        assert!(r.keep_client);
+        assert!(out.ends_with("Connection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn bodiless_responses() {
+        let head = Exchange {
+            method: Method::Head,
+            ..GET11
+        };
+        let (r, out) = go("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", &head).unwrap();
+        assert_eq!(r.framing, Framing::None);
+        assert!(out.contains("Content-Length: 100"));
+        for status in ["204 No Content", "304 Not Modified"] {
+            let (r, _) = go(&format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n"), &GET11).unwrap();
+            assert_eq!(r.framing, Framing::None);
+            assert!(r.keep_client);
+        }
+        let (r, out) = go("HTTP/1.1 100 Continue\r\n\r\n", &GET11).unwrap();
+        assert!(r.interim && r.keep_client && r.framing == Framing::None);
+        assert_eq!(out, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn transfer_coding_wins_over_length() {
+        let (r, out) = go(
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &GET11,
+        )
+        .unwrap();
+        assert_eq!(r.framing, Framing::Chunked);
+        assert!(!out.contains("Content-Length"));
+        let (r, _) = go("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", &GET11).unwrap();
+        assert_eq!(r.framing, Framing::UntilClose);
+    }
+
+    #[test]
+    fn backend_close_means_not_reusable() {
+        let (r, _) = go("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", &GET11).unwrap();
+        assert!(!r.reusable && r.keep_client);
+        let (r, _) = go("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", &GET11).unwrap();
+        assert!(!r.reusable);
+        let (r, _) = go("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", &GET11).unwrap();
+        assert!(r.reusable);
+    }
+
+    #[test]
+    fn switching_protocols() {
+        let up = Exchange {
+            upgrade: true,
+            ..GET11
+        };
+        let (r, out) = go("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &up).unwrap();
+        assert!(r.switching && !r.reusable);
+        assert_eq!(
+            out,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        );
+        assert_eq!(go("HTTP/1.1 101 Switching Protocols\r\n\r\n", &GET11).map(|_| ()), Err(Invalid));
+    }
+
+    #[test]
+    fn invalid_responses() {
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 20 OK\r\n\r\n",
+            "HTTX/1.1 200 OK\r\n\r\n",
+        ] {
+            assert_eq!(go(bad, &GET11).map(|_| ()), Err(Invalid), "{bad:?}");
+        }
+    }
+}

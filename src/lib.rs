@@ -1,0 +1,195 @@
+//! ferrule: a thread-per-core, load-balancing HTTP/1.1 reverse proxy.
+//!
+//! [`start`] brings a proxy up from a validated [`Config`] and returns a [`Handle`]; `main.rs`
+//! uses it, and so do the integration tests, which start proxies in-process on port 0.
+//!
+//! Module map (the data path, top-down): `listener` binds one `SO_REUSEPORT` socket per worker;
+//! `worker` runs a `mio` loop per core; `session` is the per-connection state machine; `http`
+//! parses, checks and rewrites messages; `upstream` keeps a worker's backend connections;
+//! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
+//! memory and clock. Around it: `config`, `admin`, `stats`, `logging`.
+
+pub mod admin;
+pub mod balancer;
+pub mod buffer;
+pub mod config;
+pub mod http;
+pub mod listener;
+pub mod logging;
+pub mod session;
+pub mod stats;
+pub mod timer;
+pub mod upstream;
+pub mod worker;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+pub use crate::balancer::Pool;
+pub use crate::config::Config;
+use crate::http::request::Limits;
+use crate::session::Settings;
+use crate::worker::{Control, Shared, WorkerHandle};
+
+/// Starting the proxy failed; each variant names the step.
+#[derive(Debug)]
+pub enum StartError {
+    /// The proxy port could not be bound.
+    Bind { addr: SocketAddr, source: io::Error },
+    /// The admin port could not be bound.
+    Admin { addr: SocketAddr, source: io::Error },
+    /// A thread or poll instance could not be created.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Admin { addr, source } => write!(f, "cannot start the admin API on {addr}: {source}"),
+            StartError::Spawn(e) => write!(f, "cannot start worker threads: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } | StartError::Admin { source, .. } => Some(source),
+            StartError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+/// A running proxy. Dropping it stops the proxy at once (in-flight requests are cut); call
+/// [`Handle::shutdown`] and [`Handle::wait`] to drain gracefully.
+pub struct Handle {
+    addr: SocketAddr,
+    workers: Vec<WorkerHandle>,
+    admin: admin::AdminHandle,
+    pool: Arc<RwLock<Pool>>,
+    shutdown_timeout: Duration,
+}
+
+impl Handle {
+    /// The address the proxy accepts clients on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address of the admin API.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.addr()
+    }
+
+    /// The live backend pool.
+    pub fn pool(&self) -> &Arc<RwLock<Pool>> {
+        &self.pool
+    }
+
+    /// Stops accepting; requests in flight may finish within `shutdown_timeout`.
+    pub fn shutdown(&self) {
+        self.shutdown_within(self.shutdown_timeout);
+    }
+
+    /// Stops accepting; requests in flight may finish within `grace`.
+    pub fn shutdown_within(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for w in &self.workers {
+            w.send(Control::Shutdown { deadline });
+        }
+    }
+
+    /// All workers have exited.
+    pub fn is_finished(&self) -> bool {
+        self.workers.iter().all(WorkerHandle::is_finished)
+    }
+
+    /// Waits for the workers to exit (after [`Handle::shutdown`]), then stops the admin API.
+    pub fn wait(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        for w in &mut self.workers {
+            w.join();
+        }
+        self.admin.stop();
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !self.is_finished() {
+            self.shutdown_within(Duration::ZERO);
+        }
+        self.join();
+    }
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        Settings {
+            limits: Limits {
+                max_head: c.max_request_head,
+                max_uri: c.max_uri_length,
+            },
+            tls: c.ssl.enabled,
+            retries: c.retries,
+            client_header_timeout: c.client_header_timeout,
+            client_body_timeout: c.client_body_timeout,
+            keepalive_timeout: c.keepalive_timeout,
+            connect_timeout: c.connect_timeout,
+            backend_timeout: c.backend_timeout,
+            send_timeout: c.send_timeout,
+            tunnel_timeout: c.tunnel_timeout,
+        }
+    }
+}
+
+/// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
+/// API. Returns once everything is listening.
+pub fn start(config: &Config) -> Result<Handle, StartError> {
+    listener::raise_fd_limit();
+    let pool = Arc::new(RwLock::new(Pool::new(config.strategy, &config.backends)));
+    let addr = SocketAddr::new(config.bind, config.port);
+    let workers = config.workers.max(1);
+    let listeners = listener::bind_all(addr, workers).map_err(|source| StartError::Bind { addr, source })?;
+    let local_addr = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(addr);
+    let shared = Arc::new(Shared {
+        pool: Arc::clone(&pool),
+        settings: Settings::from_config(config),
+        max_sessions: config.max_connections.div_ceil(workers).max(1),
+        buffer_size: config.buffer_size,
+        backend_keepalive: config.backend_keepalive,
+        backend_keepalive_timeout: config.backend_keepalive_timeout,
+    });
+    let mut handles = Vec::with_capacity(workers);
+    for (i, l) in listeners.into_iter().enumerate() {
+        handles.push(worker::spawn(i, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
+    }
+    let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
+    let state = admin::AdminState {
+        pool: Arc::clone(&pool),
+        workers: handles.iter().map(|w| Arc::clone(&w.stats)).collect(),
+    };
+    let admin = admin::start(admin_addr, state).map_err(|source| StartError::Admin {
+        addr: admin_addr,
+        source,
+    })?;
+    Ok(Handle {
+        addr: local_addr,
+        workers: handles,
+        admin,
+        pool,
+        shutdown_timeout: config.shutdown_timeout,
+    })
+}

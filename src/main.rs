@@ -1,0 +1,139 @@
+//! The `ferrule` command: parse arguments, load the config, start the proxy, wait for a signal.
+//!
+//! `main` only maps `run`'s result to an exit code; every error is printed once, on one line.
+//! First Ctrl+C / SIGTERM: stop accepting and let requests in flight finish (up to
+//! `shutdown_timeout`); a second one exits at once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ferrule::config::{format_duration, Config, Strategy};
+
+const USAGE: &str = "\
+usage: ferrule [--check] CONFIG.json
+       ferrule --help | --version
+
+  CONFIG.json   the configuration file (see README.md for every option)
+  --check       validate the configuration, print a one-line verdict and exit (0: valid)
+  --help        print this help
+  --version     print the version";
+
+enum Command {
+    Run(PathBuf),
+    Check(PathBuf),
+    Help,
+    Version,
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let mut check = false;
+    let mut path = None;
+    for arg in args {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-t" | "--check" => check = true,
+            s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s:?} (try --help)")),
+            s => {
+                if path.replace(PathBuf::from(s)).is_some() {
+                    return Err("more than one config file given (try --help)".into());
+                }
+            }
+        }
+    }
+    let path = path.ok_or("no config file given (usage: ferrule [--check] CONFIG.json)")?;
+    Ok(if check { Command::Check(path) } else { Command::Run(path) })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            ferrule::logging::flush();
+            eprintln!("ferrule: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::RoundRobin => "round-robin",
+        Strategy::WeightedRoundRobin => "weighted-round-robin",
+        Strategy::LeastConn => "least-conn",
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let command = parse_args(args)?;
+    let path = match command {
+        Command::Help => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Command::Version => {
+            println!("ferrule {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Command::Check(path) => {
+            let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!(
+                "ferrule: {} is valid ({} backends, strategy {}, port {})",
+                path.display(),
+                config.backends.len(),
+                strategy_name(config.strategy),
+                config.port
+            );
+            for w in config.warnings() {
+                println!("ferrule: warning: {w}");
+            }
+            return Ok(());
+        }
+        Command::Run(path) => path,
+    };
+    let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    ferrule::logging::init(log::LevelFilter::Info)?;
+    for w in config.warnings() {
+        log::warn!("{w}");
+    }
+    for b in &config.backends {
+        log::info!("backend {} (weight {})", b.url, b.weight);
+    }
+    log::info!("strategy: {}", strategy_name(config.strategy));
+
+    let handle = ferrule::start(&config).map_err(|e| e.to_string())?;
+    let scheme = if config.ssl.enabled { "https" } else { "http" };
+    log::info!(
+        "listening on {scheme}://{} with {} workers",
+        handle.local_addr(),
+        config.workers
+    );
+    log::info!("admin API on http://{}", handle.admin_addr());
+
+    let (tx, rx) = crossbeam_channel::bounded::<()>(4);
+    ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+
+    // wait for the first signal, then drain; a second signal exits at once
+    let _ = rx.recv();
+    log::info!(
+        "shutting down: no new connections, finishing requests in flight (up to {})",
+        format_duration(config.shutdown_timeout)
+    );
+    handle.shutdown();
+    let waited = std::time::Instant::now();
+    while !handle.is_finished() {
+        if rx.recv_timeout(std::time::Duration::from_millis(50)).is_ok() {
+            log::warn!("second signal: exiting now");
+            ferrule::logging::flush();
+            std::process::exit(130);
+        }
+    }
+    handle.wait();
+    log::info!("stopped after {}", format_duration(waited.elapsed()));
+    ferrule::logging::flush();
+    Ok(())
+}

@@ -1,0 +1,1108 @@
+//! One client connection: the state machine that reads requests, forwards them to a backend and
+//! relays the responses, with bounded buffers and one deadline at a time.
+//!
+//! ```text
+//!            ┌──────────────── keep-alive ────────────────┐
+//!            v                                            │
+//!   accept → ReadHead ──head──> Connect ──connected──> Exchange ──101──> Tunnel ──> close
+//!            │  (idle conn found: straight to Exchange)   │
+//!            └── bad head: 4xx ──> Drain ──> close  <─────┘ (Connection: close, errors)
+//! ```
+//!
+//! | phase    | what happens                                                      | deadline               |
+//! |----------|-------------------------------------------------------------------|------------------------|
+//! | ReadHead | read until a whole head is buffered, check and rewrite it, pick a backend | `keepalive_timeout` while idle, then `client_header_timeout` from the first byte |
+//! | Connect  | non-blocking TCP connect to the backend                           | `connect_timeout`      |
+//! | Exchange | request body → backend, response ← backend, both streamed         | `client_body_timeout` while the request body is due, then `backend_timeout`, `send_timeout` while only writes are left; each restarts on progress |
+//! | Tunnel   | bytes both ways after `101 Switching Protocols`                   | `tunnel_timeout`, restarts on progress |
+//! | Drain    | our side is shut; unread client bytes are discarded so the last response is not lost to a reset | `LINGER` |
+//!
+//! Two buffers carry the bytes: `req` (client → backend) and `resp` (backend → client). Each is
+//! taken from the worker's pool when bytes arrive and given back as soon as it is empty, so an idle
+//! connection holds none. A full buffer stops reads on the side that fills it (back-pressure);
+//! readiness is remembered in user space (`readable`/`writable` flags), as the poll is
+//! edge-triggered, and a short read or write clears it.
+//!
+//! The request bytes stay in `req` after they are written (`req_sent` marks them) until the
+//! backend starts answering, so a request that found a dead pooled connection can be sent again
+//! to another backend; see `upstream_failed` for when that is allowed. Every failure becomes a
+//! status in one place, [`Session::fail`]; once a response has started, a failure can only close
+//! the connection.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::Registry;
+use parking_lot::RwLock;
+
+use crate::balancer::{PickState, Pool};
+use crate::buffer::{Buf, BufPool};
+use crate::http::request::{self, ClientInfo, Limits, Reject, RequestHead};
+use crate::http::response::{self, Relay};
+use crate::http::{errors, Body, BodyError, Framing, Method, Step};
+use crate::upstream::Upstreams;
+
+/// How long a closing connection waits for the client to stop sending.
+pub const LINGER: Duration = Duration::from_secs(5);
+/// Rounds of the pipe loop per wake-up, so one busy connection cannot starve the others.
+const MAX_ROUNDS: usize = 16;
+
+/// What a worker's sessions need to know, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Clients arrive over TLS (sets `X-Forwarded-Proto`).
+    pub tls: bool,
+    pub retries: u32,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backend_timeout: Duration,
+    pub send_timeout: Duration,
+    pub tunnel_timeout: Duration,
+}
+
+/// The worker's state a session works with while it runs.
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub upstreams: &'a mut Upstreams,
+    pub bufs: &'a mut BufPool,
+    /// Scratch space for rewritten heads.
+    pub scratch: &'a mut Vec<u8>,
+    pub pool: &'a RwLock<Pool>,
+    pub pick: &'a mut PickState,
+    pub cfg: &'a Settings,
+    pub now: Instant,
+    /// The worker is shutting down: no more keep-alive.
+    pub draining: bool,
+    /// This session's key in the worker's slab.
+    pub key: usize,
+}
+
+/// The session is over; the worker drops it (see [`Session::release`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close;
+
+type Run = Result<bool, Close>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    ReadHead,
+    Connect,
+    Exchange,
+    Tunnel,
+    Drain,
+}
+
+/// How a backend attempt failed, which decides whether it may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The connection could not be made: nothing was sent.
+    Connect,
+    /// No response byte came back (reset or closed): the request may have been received.
+    NoResponse,
+    /// The response was malformed or cut short.
+    BadResponse,
+    /// The backend did not answer in time.
+    Timeout,
+}
+
+/// The request being served and what is known of its response.
+#[derive(Debug, Clone, Copy)]
+struct Exchange {
+    head: RequestHead,
+    /// Attempts made so far (the first included).
+    attempts: u32,
+    /// The whole request so far is still in `req`, so it can be sent again.
+    replay: bool,
+    /// The final response head has been received and queued for the client.
+    committed: bool,
+    /// Every byte of the response has been received.
+    resp_done: bool,
+    /// The client connection stays open after this exchange.
+    keep_client: bool,
+    /// The backend connection may be reused after this exchange.
+    reusable: bool,
+    relay: Relay,
+}
+
+impl Exchange {
+    fn new(head: RequestHead) -> Exchange {
+        Exchange {
+            head,
+            attempts: 1,
+            replay: true,
+            committed: false,
+            resp_done: false,
+            keep_client: false,
+            reusable: false,
+            relay: Relay::Verbatim,
+        }
+    }
+
+    fn idle() -> Exchange {
+        Exchange::new(RequestHead {
+            method: Method::Get,
+            http10: false,
+            framing: Framing::None,
+            keep_alive: false,
+            upgrade: false,
+            expect_continue: false,
+        })
+    }
+}
+
+/// The outcome of one read or write.
+enum Io {
+    Done(usize),
+    Blocked,
+    Eof,
+    Failed,
+}
+
+fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Io {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Io::Eof,
+            Ok(n) => Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => Io::Failed,
+        };
+    }
+}
+
+fn write_some(stream: &mut TcpStream, data: &[u8]) -> Io {
+    loop {
+        return match stream.write(data) {
+            Ok(0) => Io::Failed,
+            Ok(n) => Io::Done(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => Io::Failed,
+        };
+    }
+}
+
+pub struct Session {
+    client: TcpStream,
+    peer: IpAddr,
+    /// Unique per worker: tells this session from a later one in the same slab slot.
+    pub id: u32,
+    /// The timer slot this session is armed in (`u64::MAX`: none).
+    pub armed: u64,
+    pub deadline: Instant,
+    phase: Phase,
+    c_readable: bool,
+    c_writable: bool,
+    /// The client sent FIN.
+    c_eof: bool,
+    /// Tunnel: our write side towards the client / the backend is shut.
+    c_shut: bool,
+    u_shut: bool,
+    /// Tunnel: the backend sent FIN.
+    u_eof: bool,
+    /// ReadHead: bytes of a head have arrived (the header timeout runs).
+    head_started: bool,
+
+    req: Option<Buf>,
+    /// Bytes at the front of `req` already written to the backend.
+    req_sent: usize,
+    /// Bytes at the front of `req` framed and ready for the backend.
+    req_ready: usize,
+    /// ReadHead: bytes already searched for the end of the head.
+    req_scan: usize,
+    req_body: Body,
+
+    resp: Option<Buf>,
+    /// Bytes at the front of `resp` framed and ready for the client.
+    resp_ready: usize,
+    resp_scan: usize,
+    resp_body: Body,
+
+    upstream: Option<usize>,
+    ex: Exchange,
+}
+
+impl Session {
+    pub fn new(client: TcpStream, peer: IpAddr, id: u32, now: Instant, cfg: &Settings) -> Session {
+        Session {
+            client,
+            peer,
+            id,
+            armed: u64::MAX,
+            deadline: now + cfg.client_header_timeout,
+            phase: Phase::ReadHead,
+            // a fresh connection usually has its request waiting: try reading at once
+            c_readable: true,
+            c_writable: true,
+            c_eof: false,
+            c_shut: false,
+            u_shut: false,
+            u_eof: false,
+            head_started: false,
+            req: None,
+            req_sent: 0,
+            req_ready: 0,
+            req_scan: 0,
+            req_body: Body::default(),
+            resp: None,
+            resp_ready: 0,
+            resp_scan: 0,
+            resp_body: Body::default(),
+            upstream: None,
+            ex: Exchange::idle(),
+        }
+    }
+
+    pub fn client(&mut self) -> &mut TcpStream {
+        &mut self.client
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Idle between requests: nothing buffered, nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::ReadHead && self.req.as_ref().is_none_or(Buf::is_empty)
+    }
+
+    /// Readiness reported by the poll for the client socket.
+    pub fn client_ready(&mut self, readable: bool, writable: bool) {
+        self.c_readable |= readable;
+        self.c_writable |= writable;
+    }
+
+    /// Gives back everything the session holds; called once, when the worker drops it.
+    pub fn release(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(key) = self.upstream.take() {
+            if let Some(up) = ctx.upstreams.get_mut(key) {
+                up.backend.end_request();
+            }
+            ctx.upstreams.close(key);
+        }
+        if let Some(b) = self.req.take() {
+            ctx.bufs.put(b);
+        }
+        if let Some(b) = self.resp.take() {
+            ctx.bufs.put(b);
+        }
+    }
+
+    /// Drives the session as far as readiness allows.
+    pub fn run(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        let mut any = false;
+        for _ in 0..MAX_ROUNDS {
+            let progress = match self.phase {
+                Phase::ReadHead => self.read_head(ctx)?,
+                Phase::Connect => self.connect_done(ctx)?,
+                Phase::Exchange => self.exchange(ctx)?,
+                Phase::Tunnel => self.tunnel(ctx)?,
+                Phase::Drain => self.drain()?,
+            };
+            any |= progress;
+            if !progress {
+                break;
+            }
+        }
+        if any {
+            self.touch(ctx);
+        }
+        Ok(())
+    }
+
+    /// The deadline passed: decide what that means in this phase.
+    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        match self.phase {
+            Phase::ReadHead if !self.head_started => return Err(Close),
+            Phase::ReadHead => {
+                self.fail(ctx, 408)?;
+            }
+            Phase::Connect => {
+                self.upstream_failed(ctx, Failure::Timeout)?;
+            }
+            Phase::Exchange => {
+                if self.ex.committed {
+                    return Err(Close);
+                }
+                if self.upstream.is_some() && self.req_body.is_done() {
+                    self.upstream_failed(ctx, Failure::Timeout)?;
+                } else {
+                    self.fail(ctx, 408)?;
+                }
+            }
+            Phase::Tunnel | Phase::Drain => return Err(Close),
+        }
+        self.run(ctx)
+    }
+
+    /// Progress was made: restart the idle-style deadline of the current phase.
+    fn touch(&mut self, ctx: &Ctx<'_>) {
+        let cfg = ctx.cfg;
+        let timeout = match self.phase {
+            Phase::Exchange => {
+                if !self.req_body.is_done() {
+                    cfg.client_body_timeout
+                } else if !self.ex.resp_done {
+                    cfg.backend_timeout
+                } else {
+                    cfg.send_timeout
+                }
+            }
+            Phase::Tunnel => cfg.tunnel_timeout,
+            // ReadHead, Connect and Drain deadlines are set when they start
+            Phase::ReadHead | Phase::Connect | Phase::Drain => return,
+        };
+        self.deadline = ctx.now + timeout;
+    }
+
+    // ----------------------------------------------------------------- client I/O
+
+    /// Reads from the client into `req`. Returns bytes read (0: blocked or no room).
+    fn read_client(&mut self, bufs: &mut BufPool) -> Result<usize, Close> {
+        if !self.c_readable || self.c_eof {
+            return Ok(0);
+        }
+        let buf = self.req.get_or_insert_with(|| bufs.get());
+        let space = buf.space();
+        if space.is_empty() {
+            return Ok(0);
+        }
+        let want = space.len();
+        match read_some(&mut self.client, space) {
+            Io::Done(n) => {
+                buf.filled(n);
+                if n < want {
+                    self.c_readable = false;
+                }
+                Ok(n)
+            }
+            Io::Blocked => {
+                self.c_readable = false;
+                Ok(0)
+            }
+            Io::Eof => {
+                self.c_eof = true;
+                Ok(0)
+            }
+            Io::Failed => Err(Close),
+        }
+    }
+
+    /// Writes framed response bytes to the client. Returns whether any were written.
+    fn write_client(&mut self, bufs: &mut BufPool) -> Run {
+        if !self.c_writable || self.resp_ready == 0 {
+            return Ok(false);
+        }
+        let Some(buf) = self.resp.as_mut() else {
+            return Ok(false);
+        };
+        let data = &buf.bytes()[..self.resp_ready];
+        match write_some(&mut self.client, data) {
+            Io::Done(n) => {
+                if n < data.len() {
+                    self.c_writable = false;
+                }
+                buf.consume(n);
+                self.resp_ready -= n;
+                if buf.is_empty() {
+                    if let Some(b) = self.resp.take() {
+                        bufs.put(b);
+                    }
+                }
+                Ok(true)
+            }
+            Io::Blocked => {
+                self.c_writable = false;
+                Ok(false)
+            }
+            Io::Eof | Io::Failed => Err(Close),
+        }
+    }
+
+    // ----------------------------------------------------------------- ReadHead
+
+    fn read_head(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        let mut progress = false;
+        // bounded: each round either reads bytes or returns
+        for _ in 0..MAX_ROUNDS {
+            if let Some(buf) = self.req.as_ref().filter(|b| !b.is_empty()) {
+                if !self.head_started {
+                    self.head_started = true;
+                    self.deadline = ctx.now + ctx.cfg.client_header_timeout;
+                }
+                let bytes = buf.bytes();
+                match request::find_head_end(bytes, self.req_scan) {
+                    Err(Reject(status)) => return self.reject(ctx, status),
+                    Ok(Some(end)) => {
+                        if self.start_request(ctx, end)? {
+                            return Ok(true);
+                        }
+                        // only empty lines so far
+                        self.req_scan = end;
+                    }
+                    Ok(None) => {
+                        self.req_scan = bytes.len();
+                        if let Err(Reject(status)) = request::check_partial(bytes, &ctx.cfg.limits) {
+                            return self.reject(ctx, status);
+                        }
+                    }
+                }
+            }
+            if self.c_eof {
+                // the client is gone; a partial head will never complete
+                return Err(Close);
+            }
+            let n = self.read_client(ctx.bufs)?;
+            if n == 0 {
+                if self.c_eof {
+                    continue;
+                }
+                if self.req.as_ref().is_some_and(Buf::is_empty) {
+                    // nothing came: an idle connection holds no buffer
+                    if let Some(b) = self.req.take() {
+                        ctx.bufs.put(b);
+                    }
+                }
+                break;
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// A whole head is in `req[..end]`: check it, rewrite it and send it on its way. Returns
+    /// false when the head held only empty lines.
+    fn start_request(&mut self, ctx: &mut Ctx<'_>, end: usize) -> Result<bool, Close> {
+        let Some(buf) = self.req.as_mut() else {
+            return Ok(false);
+        };
+        let client = ClientInfo {
+            ip: self.peer,
+            tls: ctx.cfg.tls,
+        };
+        let (head, len) = match request::rewrite(&buf.bytes()[..end], &ctx.cfg.limits, &client, ctx.scratch) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Ok(false),
+            Err(Reject(status)) => return self.reject(ctx, status),
+        };
+        if !buf.replace_front(len, ctx.scratch) {
+            return self.reject(ctx, 431);
+        }
+        self.req_ready = ctx.scratch.len();
+        self.req_sent = 0;
+        self.req_scan = 0;
+        self.head_started = false;
+        self.req_body = Body::new(head.framing);
+        self.ex = Exchange::new(head);
+        self.ex.replay = ctx.cfg.retries > 0;
+        if !self.frame_request()? {
+            return self.reject(ctx, 400);
+        }
+        self.start_upstream(ctx, None)?;
+        Ok(true)
+    }
+
+    /// Advances `req_ready` over the request body bytes in `req`. Returns false when the body is
+    /// malformed.
+    fn frame_request(&mut self) -> Result<bool, Close> {
+        let Some(buf) = self.req.as_ref() else {
+            return Ok(true);
+        };
+        let bytes = buf.bytes();
+        // bounded: every step consumes bytes or stops
+        while self.req_ready < bytes.len() {
+            match self.req_body.step(&bytes[self.req_ready..]) {
+                Ok(Step::Payload(n) | Step::Framing(n)) => self.req_ready += n,
+                Ok(Step::Blocked | Step::Done) => break,
+                Err(BodyError::BadChunk | BodyError::TooLong) => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// A request head was refused: answer with `status` and close.
+    fn reject(&mut self, ctx: &mut Ctx<'_>, status: u16) -> Run {
+        self.ex = Exchange::idle();
+        self.req_body = Body::new(Framing::UntilClose); // whatever follows is never read as a request
+        self.fail(ctx, status)
+    }
+
+    // ----------------------------------------------------------------- choosing a backend
+
+    /// Picks a backend and lends the session a connection to it: an idle one, or a new one.
+    fn start_upstream(&mut self, ctx: &mut Ctx<'_>, exclude: Option<u64>) -> Run {
+        let pool = ctx.pool.read();
+        let Some(backend) = pool.pick(ctx.pick, exclude) else {
+            drop(pool);
+            return self.fail(ctx, 503);
+        };
+        backend.begin_request();
+        if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
+            drop(pool);
+            self.upstream = Some(key);
+            self.phase = Phase::Exchange;
+            self.deadline = ctx.now + ctx.cfg.backend_timeout;
+            return Ok(true);
+        }
+        let backend = std::sync::Arc::clone(backend);
+        drop(pool);
+        match ctx.upstreams.connect(ctx.registry, &backend, ctx.key, ctx.now) {
+            Ok(key) => {
+                self.upstream = Some(key);
+                self.phase = Phase::Connect;
+                self.deadline = ctx.now + ctx.cfg.connect_timeout;
+                Ok(true)
+            }
+            Err(_) => {
+                backend.record_failure();
+                backend.end_request();
+                self.retry_or_fail(ctx, Failure::Connect, backend.id, false)
+            }
+        }
+    }
+
+    /// Phase Connect: the socket reported readiness; see whether the connect succeeded.
+    fn connect_done(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k)) else {
+            return self.fail(ctx, 502);
+        };
+        if !up.writable && !up.readable {
+            return Ok(false);
+        }
+        let ok = match up.stream.take_error() {
+            Ok(None) => match up.stream.peer_addr() {
+                Ok(_) => true,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    // spurious wake-up: still connecting
+                    up.writable = false;
+                    up.readable = false;
+                    return Ok(false);
+                }
+                Err(_) => false,
+            },
+            Ok(Some(_)) | Err(_) => false,
+        };
+        if !ok {
+            return self.upstream_failed(ctx, Failure::Connect);
+        }
+        up.connected = true;
+        self.phase = Phase::Exchange;
+        self.deadline = ctx.now + ctx.cfg.backend_timeout;
+        Ok(true)
+    }
+
+    /// The backend attempt failed: retry elsewhere when that is safe, else answer with a status.
+    fn upstream_failed(&mut self, ctx: &mut Ctx<'_>, failure: Failure) -> Run {
+        let Some(key) = self.upstream.take() else {
+            return self.fail(ctx, 502);
+        };
+        let (backend, reused) = match ctx.upstreams.get_mut(key) {
+            Some(up) => {
+                up.backend.record_failure();
+                up.backend.end_request();
+                (up.backend.id, up.reused)
+            }
+            None => (0, false),
+        };
+        ctx.upstreams.close(key);
+        self.retry_or_fail(ctx, failure, backend, reused)
+    }
+
+    fn retry_or_fail(&mut self, ctx: &mut Ctx<'_>, failure: Failure, backend: u64, reused: bool) -> Run {
+        if self.ex.committed {
+            return Err(Close);
+        }
+        // RFC 9112 §9.3.1.1: a request that may have been received is replayed only when it is
+        // idempotent, and only after a reused connection failed (a fresh one failing says more
+        // about the backend than about the connection).
+        let safe = match failure {
+            Failure::Connect => true,
+            Failure::NoResponse => reused && self.ex.head.method.is_idempotent(),
+            Failure::BadResponse | Failure::Timeout => false,
+        };
+        if safe && self.ex.replay && self.ex.attempts <= ctx.cfg.retries {
+            self.ex.attempts += 1;
+            self.req_sent = 0;
+            self.discard_response(ctx.bufs);
+            return self.start_upstream(ctx, Some(backend));
+        }
+        self.fail(ctx, if failure == Failure::Timeout { 504 } else { 502 })
+    }
+
+    // ----------------------------------------------------------------- Exchange
+
+    fn exchange(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        let mut progress = false;
+        progress |= self.client_to_backend(ctx)?;
+        if self.phase != Phase::Exchange {
+            return Ok(true);
+        }
+        progress |= self.backend_to_client(ctx)?;
+        if self.phase != Phase::Exchange {
+            return Ok(true);
+        }
+        progress |= self.write_client(ctx.bufs)?;
+        if self.ex.resp_done && self.resp_ready == 0 {
+            self.finish_exchange(ctx)?;
+            return Ok(true);
+        }
+        Ok(progress)
+    }
+
+    /// Request side: read the client, frame the body, write to the backend.
+    fn client_to_backend(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        let mut progress = false;
+        // Read while there is room, also past the request (pipelined requests wait in `req`),
+        // so that a client that goes away is noticed.
+        if self.c_readable && !self.c_eof {
+            if self.ex.replay && self.req.as_ref().is_some_and(Buf::is_full) {
+                // the request outgrew the buffer: it can no longer be sent twice
+                self.stop_replay(ctx.bufs);
+            }
+            let n = self.read_client(ctx.bufs)?;
+            if n > 0 {
+                progress = true;
+                if !self.frame_request()? {
+                    return self.body_error(ctx, 400);
+                }
+            }
+        }
+        if self.c_eof {
+            let pipelined = self.req.as_ref().map_or(0, Buf::len) > self.req_ready;
+            if !self.req_body.is_done() || (!self.ex.resp_done && !pipelined) {
+                // the client left mid-request or while waiting: abandon the exchange
+                return Err(Close);
+            }
+        }
+        let Some(key) = self.upstream else {
+            return Ok(progress);
+        };
+        let Some(up) = ctx.upstreams.get_mut(key) else {
+            return Ok(progress);
+        };
+        if !up.writable || self.req_sent >= self.req_ready {
+            return Ok(progress);
+        }
+        let Some(buf) = self.req.as_mut() else {
+            return Ok(progress);
+        };
+        match write_some(&mut up.stream, &buf.bytes()[self.req_sent..self.req_ready]) {
+            Io::Done(n) => {
+                if self.req_sent + n < self.req_ready {
+                    up.writable = false;
+                }
+                self.req_sent += n;
+                progress = true;
+                if !self.ex.replay {
+                    self.stop_replay(ctx.bufs);
+                }
+            }
+            Io::Blocked => up.writable = false,
+            Io::Eof | Io::Failed => {
+                let failure = if self.req_sent == 0 { Failure::Connect } else { Failure::NoResponse };
+                return self.upstream_failed(ctx, failure);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Drops request bytes already sent: from now on the request cannot be replayed.
+    fn stop_replay(&mut self, bufs: &mut BufPool) {
+        self.ex.replay = false;
+        if self.req_sent == 0 {
+            return;
+        }
+        if let Some(buf) = self.req.as_mut() {
+            buf.consume(self.req_sent);
+            self.req_ready -= self.req_sent;
+            self.req_sent = 0;
+            if buf.is_empty() {
+                if let Some(b) = self.req.take() {
+                    bufs.put(b);
+                }
+            }
+        }
+    }
+
+    /// The request body was malformed after the head went out.
+    fn body_error(&mut self, ctx: &mut Ctx<'_>, status: u16) -> Run {
+        if let Some(key) = self.upstream.take() {
+            if let Some(up) = ctx.upstreams.get_mut(key) {
+                up.backend.end_request();
+            }
+            ctx.upstreams.close(key);
+        }
+        self.req_body = Body::new(Framing::UntilClose);
+        self.ex.head.keep_alive = false;
+        self.fail(ctx, status)
+    }
+
+    /// Response side: read the backend, parse heads, frame the body.
+    fn backend_to_client(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        let Some(key) = self.upstream else {
+            return Ok(false);
+        };
+        let Some(up) = ctx.upstreams.get_mut(key) else {
+            return Ok(false);
+        };
+        if !up.readable {
+            return Ok(false);
+        }
+        let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
+        let space = buf.space();
+        if space.is_empty() {
+            return Ok(false);
+        }
+        let want = space.len();
+        let n = match read_some(&mut up.stream, space) {
+            Io::Done(n) => n,
+            Io::Blocked => {
+                up.readable = false;
+                return Ok(false);
+            }
+            Io::Eof | Io::Failed => return self.backend_closed(ctx),
+        };
+        if n < want {
+            up.readable = false;
+        }
+        buf.filled(n);
+        if self.ex.replay {
+            // the backend is answering: the request will not be sent again
+            self.stop_replay(ctx.bufs);
+        }
+        self.process_response(ctx)?;
+        Ok(true)
+    }
+
+    /// Parses response heads and frames the body bytes in `resp`.
+    fn process_response(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        // bounded: a few interim (1xx) responses may precede the final one
+        for _ in 0..MAX_ROUNDS {
+            if self.ex.committed || self.phase != Phase::Exchange {
+                break;
+            }
+            let Some(buf) = self.resp.as_mut() else {
+                return Ok(());
+            };
+            let unframed = &buf.bytes()[self.resp_ready..];
+            let end = match request::find_head_end(unframed, self.resp_scan) {
+                Ok(Some(end)) => end,
+                Ok(None) if buf.is_full() => return self.bad_response(ctx),
+                Ok(None) => {
+                    self.resp_scan = unframed.len();
+                    return Ok(());
+                }
+                Err(_) => return self.bad_response(ctx),
+            };
+            let ex = response::Exchange {
+                method: self.ex.head.method,
+                http10: self.ex.head.http10,
+                keep_alive: self.ex.head.keep_alive && !ctx.draining,
+                upgrade: self.ex.head.upgrade,
+            };
+            let Ok((head, len)) = response::rewrite(&unframed[..end], &ex, ctx.scratch) else {
+                return self.bad_response(ctx);
+            };
+            self.resp_scan = 0;
+            if head.interim && self.ex.head.http10 {
+                // HTTP/1.0 clients do not get interim responses
+                buf.remove(self.resp_ready, len);
+                continue;
+            }
+            if !buf.replace_at(self.resp_ready, len, ctx.scratch) {
+                return self.bad_response(ctx);
+            }
+            self.resp_ready += ctx.scratch.len();
+            if head.interim {
+                continue;
+            }
+            self.ex.committed = true;
+            self.ex.keep_client = head.keep_client;
+            self.ex.reusable = head.reusable;
+            self.ex.relay = head.relay;
+            self.resp_body = Body::new(head.framing);
+            if head.switching {
+                self.start_tunnel();
+                return Ok(());
+            }
+        }
+        if self.ex.committed && self.phase == Phase::Exchange {
+            self.frame_response()?;
+        }
+        Ok(())
+    }
+
+    /// Advances `resp_ready` over body bytes; de-chunks for HTTP/1.0 clients.
+    fn frame_response(&mut self) -> Result<(), Close> {
+        let Some(buf) = self.resp.as_mut() else {
+            return Ok(());
+        };
+        let dechunk = self.ex.relay == Relay::Dechunk;
+        let bytes = buf.bytes_mut();
+        let len = bytes.len();
+        let (mut r, mut w) = (self.resp_ready, self.resp_ready);
+        // bounded: every step consumes bytes or stops
+        while r < len {
+            match self.resp_body.step(&bytes[r..]) {
+                Ok(Step::Payload(n)) => {
+                    if dechunk && w != r {
+                        bytes.copy_within(r..r + n, w);
+                    }
+                    r += n;
+                    w += n;
+                }
+                Ok(Step::Framing(n)) => {
+                    r += n;
+                    if !dechunk {
+                        w += n;
+                    }
+                }
+                Ok(Step::Blocked | Step::Done) => break,
+                // bytes already went out: nothing to do but close after what is framed
+                Err(_) => return Err(Close),
+            }
+        }
+        if w < r {
+            buf.remove(w, r - w);
+        }
+        self.resp_ready = w;
+        if self.resp_body.is_done() {
+            self.ex.resp_done = true;
+            let extra = buf.len() - self.resp_ready;
+            if extra > 0 {
+                // bytes after the end of the response: the backend is out of step
+                buf.truncate_back(extra);
+                self.ex.reusable = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend closed or reset the connection.
+    fn backend_closed(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        if !self.ex.committed {
+            let nothing = self.resp.as_ref().is_none_or(|b| b.len() == self.resp_ready);
+            let failure = if nothing && self.resp_ready == 0 {
+                Failure::NoResponse
+            } else {
+                Failure::BadResponse
+            };
+            return self.upstream_failed(ctx, failure);
+        }
+        if self.resp_body.until_close() {
+            self.resp_body.finish_at_close();
+            self.ex.resp_done = true;
+            self.ex.reusable = false;
+            self.ex.keep_client = false;
+            return Ok(true);
+        }
+        if let Some(key) = self.upstream {
+            if let Some(up) = ctx.upstreams.get_mut(key) {
+                up.backend.record_failure();
+            }
+        }
+        // cut short after the response started: the client can only learn by the close
+        Err(Close)
+    }
+
+    /// The response cannot be relayed: 502 if nothing went out yet.
+    fn bad_response(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        self.upstream_failed(ctx, Failure::BadResponse).map(|_| ())
+    }
+
+    /// Forgets whatever the backend sent for this attempt.
+    fn discard_response(&mut self, bufs: &mut BufPool) {
+        if let Some(b) = self.resp.take() {
+            bufs.put(b);
+        }
+        self.resp_ready = 0;
+        self.resp_scan = 0;
+    }
+
+    /// Answers the current request with a status of ferrule's own.
+    pub fn fail(&mut self, ctx: &mut Ctx<'_>, status: u16) -> Run {
+        if let Some(key) = self.upstream.take() {
+            if let Some(up) = ctx.upstreams.get_mut(key) {
+                up.backend.end_request();
+            }
+            ctx.upstreams.close(key);
+        }
+        if self.ex.committed {
+            return Err(Close);
+        }
+        self.discard_response(ctx.bufs);
+        // keep the connection only when the request was read whole and the client wants it
+        let keep = self.ex.head.keep_alive
+            && self.req_body.is_done()
+            && status >= 500
+            && !ctx.draining
+            && !self.c_eof;
+        errors::canned(status, keep, ctx.scratch);
+        let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
+        if buf.push(ctx.scratch) < ctx.scratch.len() {
+            return Err(Close);
+        }
+        self.resp_ready = ctx.scratch.len();
+        self.ex.committed = true;
+        self.ex.resp_done = true;
+        self.ex.keep_client = keep;
+        self.ex.reusable = false;
+        self.phase = Phase::Exchange;
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        Ok(true)
+    }
+
+    /// The response is complete and written: keep the connection for the next request, or close.
+    fn finish_exchange(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        let request_done = self.req_body.is_done() && self.req_sent == self.req_ready;
+        if let Some(key) = self.upstream.take() {
+            if let Some(up) = ctx.upstreams.get_mut(key) {
+                up.backend.end_request();
+            }
+            ctx.upstreams.release(key, self.ex.reusable && request_done, ctx.now);
+        }
+        if !self.req_body.is_done() {
+            // the rest of the request body was never read: do not read it as a request
+            return self.start_drain(ctx);
+        }
+        // drop this request's bytes; a pipelined request may follow them
+        if let Some(buf) = self.req.as_mut() {
+            buf.consume(self.req_ready.min(buf.len()));
+            if buf.is_empty() {
+                if let Some(b) = self.req.take() {
+                    ctx.bufs.put(b);
+                }
+            }
+        }
+        self.req_ready = 0;
+        self.req_sent = 0;
+        let pending = self.req.is_some();
+        if !self.ex.keep_client || ctx.draining || (self.c_eof && !pending) {
+            return if pending || self.c_readable {
+                self.start_drain(ctx)
+            } else {
+                Err(Close)
+            };
+        }
+        self.ex = Exchange::idle();
+        self.phase = Phase::ReadHead;
+        self.head_started = false;
+        self.req_scan = 0;
+        self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------- Tunnel and Drain
+
+    fn start_tunnel(&mut self) {
+        self.phase = Phase::Tunnel;
+        // whatever follows the heads already belongs to the new protocol
+        self.req_ready = self.req.as_ref().map_or(0, Buf::len);
+        self.resp_ready = self.resp.as_ref().map_or(0, Buf::len);
+        self.ex.replay = false;
+    }
+
+    fn tunnel(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        let Some(key) = self.upstream else {
+            return Err(Close);
+        };
+        let mut progress = false;
+        // client → backend
+        if self.read_client(ctx.bufs)? > 0 {
+            progress = true;
+        }
+        self.req_ready = self.req.as_ref().map_or(0, Buf::len);
+        let Some(up) = ctx.upstreams.get_mut(key) else {
+            return Err(Close);
+        };
+        if up.writable && self.req_ready > self.req_sent {
+            if let Some(buf) = self.req.as_mut() {
+                match write_some(&mut up.stream, &buf.bytes()[self.req_sent..self.req_ready]) {
+                    Io::Done(n) => {
+                        if n < self.req_ready - self.req_sent {
+                            up.writable = false;
+                        }
+                        self.req_sent += n;
+                        progress = true;
+                    }
+                    Io::Blocked => up.writable = false,
+                    Io::Eof | Io::Failed => return Err(Close),
+                }
+            }
+        }
+        if self.req_sent > 0 {
+            self.stop_replay(ctx.bufs);
+        }
+        if self.c_eof && self.req_ready == 0 && !self.u_shut {
+            let _ = up.stream.shutdown(Shutdown::Write);
+            self.u_shut = true;
+        }
+        // backend → client
+        if up.readable && !self.u_eof {
+            let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
+            let space = buf.space();
+            if !space.is_empty() {
+                let want = space.len();
+                match read_some(&mut up.stream, space) {
+                    Io::Done(n) => {
+                        buf.filled(n);
+                        if n < want {
+                            up.readable = false;
+                        }
+                        progress = true;
+                    }
+                    Io::Blocked => up.readable = false,
+                    Io::Eof => self.u_eof = true,
+                    Io::Failed => return Err(Close),
+                }
+            }
+        }
+        self.resp_ready = self.resp.as_ref().map_or(0, Buf::len);
+        progress |= self.write_client(ctx.bufs)?;
+        if self.resp_ready == 0 {
+            if let Some(b) = self.resp.take() {
+                ctx.bufs.put(b);
+            }
+            if self.u_eof && !self.c_shut {
+                let _ = self.client.shutdown(Shutdown::Write);
+                self.c_shut = true;
+            }
+        }
+        if self.c_shut && self.u_shut {
+            return Err(Close);
+        }
+        Ok(progress)
+    }
+
+    /// Shuts our side and discards what the client still sends, until it closes or `LINGER`.
+    fn start_drain(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        let _ = self.client.shutdown(Shutdown::Write);
+        if let Some(b) = self.req.take() {
+            ctx.bufs.put(b);
+        }
+        self.phase = Phase::Drain;
+        self.deadline = ctx.now + LINGER;
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Run {
+        let mut sink = [0u8; 4096];
+        for _ in 0..MAX_ROUNDS {
+            if !self.c_readable {
+                return Ok(false);
+            }
+            match read_some(&mut self.client, &mut sink) {
+                Io::Done(n) if n < sink.len() => self.c_readable = false,
+                Io::Done(_) => {}
+                Io::Blocked => self.c_readable = false,
+                Io::Eof | Io::Failed => return Err(Close),
+            }
+        }
+        Ok(false)
+    }
+}

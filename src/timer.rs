@@ -1,0 +1,199 @@
+//! A worker's timers: a hashed timing wheel of lazy entries.
+//!
+//! Every session has one deadline (the one its current phase imposes, see `session.rs`); moving it
+//! is a field write on the session, not a wheel operation. The wheel only holds an entry
+//! `(key, id)` in the slot where the session was last *armed*; when that slot comes due the worker
+//! looks at the session: past its deadline, it times out; otherwise it is armed again at its
+//! current deadline. A session is re-armed early only when its deadline moves before its armed
+//! slot, which happens at most once per tick per session. Stale entries (the session closed, or
+//! was armed elsewhere since) are recognised and skipped by the worker.
+//!
+//! Slots are `TICK` wide; an entry never fires before its deadline and at most about one tick
+//! after it. Deadlines beyond the wheel's horizon land in its last slot and are re-armed when it
+//! comes due. A bitmap of non-empty slots gives the poll timeout without scanning the wheel.
+
+use std::time::{Duration, Instant};
+
+/// Width of one slot.
+pub const TICK: Duration = Duration::from_millis(16);
+const TICK_MS: u64 = 16;
+/// Number of slots (a power of two); the horizon is `SLOTS * TICK`, about 65 s.
+const SLOTS: usize = 4096;
+const WORDS: usize = SLOTS / 64;
+
+/// One armed timer: what it is for, and which slot it sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub key: u32,
+    pub id: u32,
+    pub slot: u64,
+}
+
+pub struct Timers {
+    origin: Instant,
+    /// The next slot to process: every slot before it has been processed.
+    cursor: u64,
+    slots: Vec<Vec<(u32, u32)>>,
+    nonempty: [u64; WORDS],
+    len: usize,
+}
+
+impl Timers {
+    pub fn new(now: Instant) -> Timers {
+        Timers {
+            origin: now,
+            cursor: 0,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            nonempty: [0; WORDS],
+            len: 0,
+        }
+    }
+
+    /// Entries in the wheel (stale ones included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn ms_since_origin(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The slot a deadline `at` would be armed in.
+    pub fn slot_of(&self, at: Instant) -> u64 {
+        let wanted = self.ms_since_origin(at) / TICK_MS;
+        wanted.clamp(self.cursor, self.cursor + SLOTS as u64 - 1)
+    }
+
+    /// Arms `(key, id)` to come due no earlier than `at`; returns the slot it went into.
+    pub fn arm(&mut self, key: u32, id: u32, at: Instant) -> u64 {
+        let slot = self.slot_of(at);
+        let i = (slot as usize) & (SLOTS - 1);
+        self.slots[i].push((key, id));
+        self.nonempty[i / 64] |= 1 << (i % 64);
+        self.len += 1;
+        slot
+    }
+
+    /// Moves every entry whose slot has fully passed at `now` into `due`.
+    pub fn expire(&mut self, now: Instant, due: &mut Vec<Entry>) {
+        let end = self.ms_since_origin(now) / TICK_MS; // slots before `end` are over
+        if end <= self.cursor {
+            return;
+        }
+        let from = self.cursor.max(end.saturating_sub(SLOTS as u64));
+        for slot in from..end {
+            if self.is_empty() {
+                break;
+            }
+            let i = (slot as usize) & (SLOTS - 1);
+            if self.nonempty[i / 64] & (1 << (i % 64)) == 0 {
+                continue;
+            }
+            self.nonempty[i / 64] &= !(1 << (i % 64));
+            self.len -= self.slots[i].len();
+            due.extend(self.slots[i].drain(..).map(|(key, id)| Entry { key, id, slot }));
+        }
+        self.cursor = end;
+    }
+
+    /// How long the worker may sleep before the next slot comes due; `None` with no entries.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        if self.is_empty() {
+            return None;
+        }
+        let start = (self.cursor as usize) & (SLOTS - 1);
+        // scan the bitmap from the cursor, wrapping once
+        let mut distance = None;
+        for step in 0..=WORDS {
+            let w = (start / 64 + step) % WORDS;
+            let mut bits = self.nonempty[w];
+            if step == 0 {
+                bits &= !0u64 << (start % 64);
+            } else if step == WORDS {
+                bits &= !(!0u64 << (start % 64));
+            }
+            if bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                distance = Some((i + SLOTS - start) % SLOTS);
+                break;
+            }
+        }
+        let slot = self.cursor + distance.unwrap_or(0) as u64;
+        // a slot is over at the start of the next one
+        let due = self.origin + Duration::from_millis((slot + 1) * TICK_MS);
+        Some(due.saturating_duration_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_after_deadline_not_before() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        let at = t0 + Duration::from_millis(100);
+        let slot = t.arm(1, 7, at);
+        let mut due = Vec::new();
+        t.expire(t0 + Duration::from_millis(99), &mut due);
+        assert!(due.is_empty());
+        let wait = t.timeout(t0 + Duration::from_millis(99)).unwrap();
+        assert!(wait <= TICK + Duration::from_millis(1), "{wait:?}");
+        t.expire(at + TICK, &mut due);
+        assert_eq!(due, vec![Entry { key: 1, id: 7, slot }]);
+        assert!(t.is_empty());
+        assert_eq!(t.timeout(at + TICK), None);
+    }
+
+    #[test]
+    fn timeout_points_at_the_earliest_slot() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        t.arm(1, 1, t0 + Duration::from_secs(30));
+        t.arm(2, 2, t0 + Duration::from_secs(3));
+        let wait = t.timeout(t0).unwrap();
+        assert!(wait >= Duration::from_secs(3) && wait <= Duration::from_secs(3) + TICK, "{wait:?}");
+    }
+
+    #[test]
+    fn far_deadlines_are_clamped_to_the_horizon() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        let slot = t.arm(1, 1, t0 + Duration::from_secs(3600));
+        assert_eq!(slot, SLOTS as u64 - 1);
+        let mut due = Vec::new();
+        t.expire(t0 + Duration::from_secs(120), &mut due);
+        assert_eq!(due.len(), 1);
+    }
+
+    #[test]
+    fn past_deadlines_fire_on_the_next_expire() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        let mut due = Vec::new();
+        t.expire(t0 + Duration::from_secs(1), &mut due);
+        t.arm(3, 3, t0);
+        assert!(t.timeout(t0 + Duration::from_secs(1)).unwrap() <= TICK);
+        t.expire(t0 + Duration::from_secs(1) + TICK, &mut due);
+        assert_eq!(due.len(), 1);
+    }
+
+    #[test]
+    fn wraps_around_the_wheel() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        let mut due = Vec::new();
+        let mut now = t0;
+        for round in 0..3 * SLOTS as u32 / 512 {
+            t.arm(round, round, now + Duration::from_millis(500));
+            now += Duration::from_millis(512 * TICK_MS);
+            t.expire(now, &mut due);
+            assert_eq!(due.len(), round as usize + 1);
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! A worker's connections to backends: the ones lent to sessions and the idle keep-alive ones.
+//!
+//! Every backend connection lives in one slab for its whole life and keeps the same poll token,
+//! so lending it to a session or putting it back in the idle pool is bookkeeping, never a
+//! re-registration. Idle connections are kept per backend, newest last: reuse takes the most
+//! recently used one (the least likely to have been closed by the backend), and expiry takes the
+//! oldest first. An idle connection that turns readable was closed (or spoken to out of turn) by
+//! its backend and is dropped.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::balancer::Backend;
+
+/// One connection to a backend.
+pub struct Upstream {
+    pub stream: TcpStream,
+    pub backend: Arc<Backend>,
+    /// Readiness seen and not yet used up (edge-triggered: kept in user space).
+    pub readable: bool,
+    pub writable: bool,
+    /// The TCP connect has completed.
+    pub connected: bool,
+    /// This connection has carried a request before (it came from the idle pool).
+    pub reused: bool,
+    /// The session it is lent to, `None` while idle.
+    pub owner: Option<usize>,
+    /// When it went idle.
+    pub idle_since: Instant,
+}
+
+/// Poll token of upstream `key` (odd; sessions have even tokens, see `worker.rs`).
+#[inline]
+pub fn token(key: usize) -> Token {
+    Token(key * 2 + 1)
+}
+
+struct IdleList {
+    backend: u64,
+    keys: VecDeque<usize>,
+}
+
+pub struct Upstreams {
+    conns: Slab<Upstream>,
+    idle: Vec<IdleList>,
+    /// Idle connections kept per backend.
+    max_idle: usize,
+    idle_count: usize,
+}
+
+impl Upstreams {
+    pub fn new(max_idle: usize) -> Upstreams {
+        Upstreams {
+            conns: Slab::new(),
+            idle: Vec::new(),
+            max_idle,
+            idle_count: 0,
+        }
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Upstream> {
+        self.conns.get_mut(key)
+    }
+
+    /// Connections held, lent and idle.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Idle connections held.
+    pub fn idle_count(&self) -> usize {
+        self.idle_count
+    }
+
+    /// Lends the most recently idle connection to `backend`, if any.
+    pub fn take_idle(&mut self, backend: u64, owner: usize) -> Option<usize> {
+        let list = self.idle.iter_mut().find(|l| l.backend == backend)?;
+        let key = list.keys.pop_back()?;
+        self.idle_count -= 1;
+        let up = self.conns.get_mut(key)?;
+        up.owner = Some(owner);
+        Some(key)
+    }
+
+    /// Starts a non-blocking connect to `backend` for session `owner`.
+    pub fn connect(
+        &mut self,
+        registry: &Registry,
+        backend: &Arc<Backend>,
+        owner: usize,
+        now: Instant,
+    ) -> io::Result<usize> {
+        let mut stream = TcpStream::connect(backend.addr)?;
+        stream.set_nodelay(true)?;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        registry.register(&mut stream, token(key), Interest::READABLE | Interest::WRITABLE)?;
+        entry.insert(Upstream {
+            stream,
+            backend: Arc::clone(backend),
+            readable: false,
+            writable: false,
+            connected: false,
+            reused: false,
+            owner: Some(owner),
+            idle_since: now,
+        });
+        Ok(key)
+    }
+
+    /// Takes back a connection from its session: into the idle pool when `reusable` and there is
+    /// room, closed otherwise.
+    pub fn release(&mut self, key: usize, reusable: bool, now: Instant) {
+        let Some(up) = self.conns.get_mut(key) else {
+            return;
+        };
+        let backend = up.backend.id;
+        let list = match self.idle.iter().position(|l| l.backend == backend) {
+            Some(i) => &mut self.idle[i],
+            None => {
+                self.idle.push(IdleList {
+                    backend,
+                    keys: VecDeque::new(),
+                });
+                let last = self.idle.len() - 1;
+                &mut self.idle[last]
+            }
+        };
+        if !reusable || !up.connected || list.keys.len() >= self.max_idle {
+            self.conns.remove(key);
+            return;
+        }
+        up.owner = None;
+        up.reused = true;
+        up.readable = false;
+        up.idle_since = now;
+        list.keys.push_back(key);
+        self.idle_count += 1;
+    }
+
+    /// Closes a connection lent to a session (dropping the stream closes the socket, which also
+    /// takes it out of the poll set).
+    pub fn close(&mut self, key: usize) {
+        self.conns.try_remove(key);
+    }
+
+    /// An event on an idle connection: the backend closed it, or sent bytes nobody asked for.
+    /// Either way it cannot be reused.
+    pub fn close_idle(&mut self, key: usize) {
+        let Some(up) = self.conns.get(key) else {
+            return;
+        };
+        let backend = up.backend.id;
+        if let Some(list) = self.idle.iter_mut().find(|l| l.backend == backend) {
+            if let Some(pos) = list.keys.iter().position(|&k| k == key) {
+                list.keys.remove(pos);
+                self.idle_count -= 1;
+            }
+        }
+        self.conns.remove(key);
+    }
+
+    /// Closes idle connections idle for longer than `timeout`.
+    pub fn expire_idle(&mut self, now: Instant, timeout: Duration) {
+        for list in &mut self.idle {
+            while let Some(&key) = list.keys.front() {
+                let expired = self
+                    .conns
+                    .get(key)
+                    .is_none_or(|up| now.saturating_duration_since(up.idle_since) >= timeout);
+                if !expired {
+                    break;
+                }
+                list.keys.pop_front();
+                self.idle_count -= 1;
+                self.conns.try_remove(key);
+            }
+        }
+        self.idle.retain(|l| !l.keys.is_empty());
+    }
+
+    /// Closes every idle connection to `backend` (it was removed from the pool).
+    pub fn drop_backend(&mut self, backend: u64) {
+        if let Some(i) = self.idle.iter().position(|l| l.backend == backend) {
+            let list = self.idle.swap_remove(i);
+            self.idle_count -= list.keys.len();
+            for key in list.keys {
+                self.conns.try_remove(key);
+            }
+        }
+    }
+
+    /// Closes every idle connection.
+    pub fn clear_idle(&mut self) {
+        for list in self.idle.drain(..) {
+            for key in list.keys {
+                self.conns.try_remove(key);
+            }
+        }
+        self.idle_count = 0;
+    }
+}

@@ -1,0 +1,424 @@
+//! One worker thread: a `mio::Poll`, its own listening socket, its sessions, its backend
+//! connections, its buffers and its timers. Nothing here is shared with other workers except the
+//! backend pool (read-locked to pick) and the control channel.
+//!
+//! Tokens: a session with slab key `k` is `2k`, backend connection `k` is `2k + 1`
+//! (`upstream.rs`); the listener and the waker sit at the top of the token space.
+//!
+//! The loop: wait for events (or the next timer), hand each to its session, accept new
+//! connections in batches, expire timers, obey control messages. Sessions are driven by
+//! `Session::run`; anything that ends a session comes back here as `Err(Close)` and the session is
+//! dropped, which closes its socket.
+
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use parking_lot::RwLock;
+use slab::Slab;
+
+use crate::balancer::{PickState, Pool};
+use crate::buffer::BufPool;
+use crate::session::{Close, Ctx, Session, Settings};
+use crate::stats::WorkerStats;
+use crate::timer::{Entry, Timers};
+use crate::upstream::Upstreams;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Connections accepted per wake-up before the worker serves the others again.
+const ACCEPT_BATCH: usize = 64;
+/// Timer keys that are not sessions.
+const SWEEP_KEY: u32 = u32::MAX;
+const DRAIN_KEY: u32 = u32::MAX - 1;
+const RESUME_KEY: u32 = u32::MAX - 2;
+/// How often idle backend connections are checked for expiry.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long accepting pauses after the process ran out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Messages to a worker.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Stop accepting, finish the requests in flight, exit; force-close at `deadline`.
+    Shutdown { deadline: Instant },
+    /// A backend left the pool: close its idle connections.
+    BackendRemoved(u64),
+}
+
+/// What every worker is started with.
+pub struct Shared {
+    pub pool: Arc<RwLock<Pool>>,
+    pub settings: Settings,
+    pub max_sessions: usize,
+    pub buffer_size: usize,
+    pub backend_keepalive: usize,
+    pub backend_keepalive_timeout: Duration,
+}
+
+/// The other end of a worker: send it control messages, wait for it.
+pub struct WorkerHandle {
+    tx: Sender<Control>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<WorkerStats>,
+}
+
+impl WorkerHandle {
+    pub fn send(&self, msg: Control) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+/// Starts worker `index` on `listener`.
+pub fn spawn(index: usize, listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let mut listener = TcpListener::from_std(listener);
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stats = Arc::new(WorkerStats::default());
+    let now = Instant::now();
+    let core = Core {
+        sessions: Slab::with_capacity(256),
+        upstreams: Upstreams::new(shared.backend_keepalive),
+        bufs: BufPool::new(shared.buffer_size, 64),
+        scratch: Vec::with_capacity(shared.buffer_size),
+        pick: PickState::default(),
+        timers: Timers::new(now),
+        due: Vec::new(),
+        listener: Some(listener),
+        accept_pending: true,
+        accept_paused: false,
+        sweep_armed: false,
+        draining: None,
+        next_id: 0,
+        now,
+        stats: Arc::clone(&stats),
+        rx,
+        shared,
+    };
+    let mut worker = Worker {
+        poll,
+        events: Events::with_capacity(1024),
+        core,
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("ferrule-worker-{index}"))
+        .spawn(move || worker.run())?;
+    Ok(WorkerHandle {
+        tx,
+        waker,
+        thread: Some(thread),
+        stats,
+    })
+}
+
+struct Worker {
+    poll: Poll,
+    events: Events,
+    core: Core,
+}
+
+struct Core {
+    sessions: Slab<Box<Session>>,
+    upstreams: Upstreams,
+    bufs: BufPool,
+    scratch: Vec<u8>,
+    pick: PickState,
+    timers: Timers,
+    due: Vec<Entry>,
+    listener: Option<TcpListener>,
+    /// The listener may have connections waiting (edge-triggered: remembered here).
+    accept_pending: bool,
+    /// Accepting stopped at the connection cap; resumes when a session closes.
+    accept_paused: bool,
+    sweep_armed: bool,
+    /// Shutting down: the deadline for force-closing.
+    draining: Option<Instant>,
+    next_id: u32,
+    now: Instant,
+    stats: Arc<WorkerStats>,
+    rx: Receiver<Control>,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    fn run(&mut self) {
+        loop {
+            let core = &mut self.core;
+            let timeout = if core.accept_pending && !core.accept_paused && core.listener.is_some() {
+                Some(Duration::ZERO)
+            } else {
+                core.timers.timeout(Instant::now())
+            };
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("worker poll failed: {e}");
+                break;
+            }
+            let registry = self.poll.registry();
+            core.now = Instant::now();
+            for event in self.events.iter() {
+                match event.token() {
+                    LISTENER => core.accept_pending = true,
+                    WAKER => core.control(registry),
+                    Token(t) => {
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        if t % 2 == 0 {
+                            core.client_event(registry, t / 2, readable, writable);
+                        } else {
+                            core.upstream_event(registry, t / 2, readable, writable);
+                        }
+                    }
+                }
+            }
+            if core.accept_pending && !core.accept_paused {
+                core.accept(registry);
+            }
+            core.expire(registry);
+            if let Some(deadline) = core.draining {
+                if core.sessions.is_empty() || core.now >= deadline {
+                    break;
+                }
+            }
+        }
+        let core = &mut self.core;
+        let keys: Vec<usize> = core.sessions.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            core.close_session(self.poll.registry(), key);
+        }
+        core.upstreams.clear_idle();
+    }
+}
+
+impl Core {
+    fn ctx<'a>(&'a mut self, registry: &'a Registry, key: usize) -> (Option<&'a mut Session>, Ctx<'a>) {
+        let session = self.sessions.get_mut(key).map(|b| &mut **b);
+        let ctx = Ctx {
+            registry,
+            upstreams: &mut self.upstreams,
+            bufs: &mut self.bufs,
+            scratch: &mut self.scratch,
+            pool: &self.shared.pool,
+            pick: &mut self.pick,
+            cfg: &self.shared.settings,
+            now: self.now,
+            draining: self.draining.is_some(),
+            key,
+        };
+        (session, ctx)
+    }
+
+    fn client_event(&mut self, registry: &Registry, key: usize, readable: bool, writable: bool) {
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.client_ready(readable, writable);
+            self.drive(registry, key);
+        }
+    }
+
+    fn upstream_event(&mut self, registry: &Registry, key: usize, readable: bool, writable: bool) {
+        let Some(up) = self.upstreams.get_mut(key) else {
+            return;
+        };
+        match up.owner {
+            Some(owner) => {
+                up.readable |= readable;
+                up.writable |= writable;
+                self.drive(registry, owner);
+            }
+            None => {
+                if readable {
+                    // an idle connection the backend closed (or spoke on out of turn)
+                    self.upstreams.close_idle(key);
+                } else {
+                    up.writable |= writable;
+                }
+            }
+        }
+    }
+
+    /// Runs a session after an event, then re-arms its timer or drops it.
+    fn drive(&mut self, registry: &Registry, key: usize) {
+        let (Some(session), mut ctx) = self.ctx(registry, key) else {
+            return;
+        };
+        match session.run(&mut ctx) {
+            Ok(()) => self.arm(key),
+            Err(Close) => self.close_session(registry, key),
+        }
+    }
+
+    /// Arms the session's timer if its deadline moved before the slot it is armed in.
+    fn arm(&mut self, key: usize) {
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.armed == u64::MAX || self.timers.slot_of(s.deadline) < s.armed {
+            s.armed = self.timers.arm(key as u32, s.id, s.deadline);
+        }
+        if !self.sweep_armed && self.upstreams.idle_count() > 0 {
+            self.sweep_armed = true;
+            self.timers.arm(SWEEP_KEY, 0, self.now + SWEEP_EVERY);
+        }
+    }
+
+    fn close_session(&mut self, registry: &Registry, key: usize) {
+        let (Some(session), mut ctx) = self.ctx(registry, key) else {
+            return;
+        };
+        session.release(&mut ctx);
+        self.sessions.remove(key);
+        self.stats.closed();
+        if self.accept_paused && self.sessions.len() < self.shared.max_sessions {
+            self.accept_paused = false;
+            self.accept_pending = true;
+        }
+    }
+
+    fn accept(&mut self, registry: &Registry) {
+        for _ in 0..ACCEPT_BATCH {
+            if self.sessions.len() >= self.shared.max_sessions {
+                self.accept_paused = true;
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else {
+                self.accept_pending = false;
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, addr)) => {
+                    let entry = self.sessions.vacant_entry();
+                    let key = entry.key();
+                    if key >= (u32::MAX - 16) as usize
+                        || registry
+                            .register(&mut stream, Token(key * 2), Interest::READABLE | Interest::WRITABLE)
+                            .is_err()
+                    {
+                        continue;
+                    }
+                    self.next_id = self.next_id.wrapping_add(1);
+                    let session = Session::new(stream, addr.ip(), self.next_id, self.now, &self.shared.settings);
+                    entry.insert(Box::new(session));
+                    self.stats.accepted();
+                    self.drive(registry, key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // out of file descriptors or memory: stop for a moment instead of spinning
+                    if self.stats.accept_errors() == 0 {
+                        log::warn!("accept failed: {e}; pausing accepts briefly");
+                    }
+                    self.stats.accept_error();
+                    self.accept_paused = true;
+                    self.timers.arm(RESUME_KEY, 0, self.now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, registry: &Registry) {
+        if self.timers.is_empty() {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.expire(self.now, &mut due);
+        for entry in due.drain(..) {
+            match entry.key {
+                SWEEP_KEY => {
+                    self.upstreams
+                        .expire_idle(self.now, self.shared.backend_keepalive_timeout);
+                    self.sweep_armed = self.upstreams.idle_count() > 0;
+                    if self.sweep_armed {
+                        self.timers.arm(SWEEP_KEY, 0, self.now + SWEEP_EVERY);
+                    }
+                }
+                DRAIN_KEY => {} // the loop checks the drain deadline
+                RESUME_KEY => {
+                    self.accept_paused = false;
+                    self.accept_pending = true;
+                }
+                key => self.session_timer(registry, key as usize, entry),
+            }
+        }
+        self.due = due;
+    }
+
+    fn session_timer(&mut self, registry: &Registry, key: usize, entry: Entry) {
+        let now = self.now;
+        let Some(s) = self.sessions.get_mut(key) else {
+            return;
+        };
+        if s.id != entry.id || s.armed != entry.slot {
+            return; // stale: the session was re-armed elsewhere, or this is another session
+        }
+        s.armed = u64::MAX;
+        if s.deadline > now {
+            self.arm(key);
+            return;
+        }
+        let (Some(session), mut ctx) = self.ctx(registry, key) else {
+            return;
+        };
+        match session.timed_out(&mut ctx) {
+            Ok(()) => self.arm(key),
+            Err(Close) => self.close_session(registry, key),
+        }
+    }
+
+    fn control(&mut self, registry: &Registry) {
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Control::Shutdown { deadline } => self.start_drain(registry, deadline),
+                Control::BackendRemoved(id) => self.upstreams.drop_backend(id),
+            }
+        }
+    }
+
+    /// Stops accepting and closes idle connections; the rest close after their response.
+    fn start_drain(&mut self, registry: &Registry, deadline: Instant) {
+        if self.draining.is_some() {
+            return;
+        }
+        self.draining = Some(deadline);
+        if let Some(mut l) = self.listener.take() {
+            let _ = registry.deregister(&mut l);
+        }
+        self.accept_pending = false;
+        self.timers.arm(DRAIN_KEY, 0, deadline);
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.is_idle())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.close_session(registry, key);
+        }
+        self.upstreams.clear_idle();
+    }
+}
