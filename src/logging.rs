@@ -2,6 +2,7 @@
 //! bounded channel and written by a logger thread through simplelog. When the channel is full the
 //! record is dropped and counted, and the next record written says how many were lost.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -68,7 +69,12 @@ pub fn init(level: LevelFilter) -> Result<LogThread, String> {
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
         .build();
-    let inner = TermLogger::new(level, config, TerminalMode::Stderr, ColorChoice::Auto);
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let inner = TermLogger::new(level, config, TerminalMode::Stderr, color);
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
     let logger = ChannelLogger {

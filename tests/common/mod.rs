@@ -1,0 +1,520 @@
+//! Shared helpers for the integration tests: start ferrule in-process on 127.0.0.1:0, start real
+//! backends on 127.0.0.1:0, and talk raw HTTP/1.1 over plain sockets so every byte is visible.
+//!
+//! Every blocking read has a timeout, so a broken proxy fails a test instead of hanging it.
+
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// How long any single read in a test may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ----------------------------------------------------------------------------- the proxy
+
+/// A ferrule instance running in this process.
+pub struct Proxy {
+    pub handle: ferrule::Handle,
+}
+
+impl Proxy {
+    /// Starts ferrule in front of `backends` (as `http://ADDR`), with 2 workers, ports 0 and
+    /// `extra` merged into the config.
+    pub fn start(backends: &[SocketAddr], extra: Value) -> Proxy {
+        let list: Vec<Value> = backends
+            .iter()
+            .map(|a| json!({"url": format!("http://{a}"), "weight": 1}))
+            .collect();
+        let mut cfg = json!({
+            "port": 0,
+            "admin_port": 0,
+            "bind": "127.0.0.1",
+            "workers": 2,
+            "backends": list,
+        });
+        if let (Some(map), Value::Object(more)) = (cfg.as_object_mut(), extra) {
+            for (k, v) in more {
+                map.insert(k, v);
+            }
+        }
+        Proxy::from_json(&cfg.to_string())
+    }
+
+    pub fn from_json(text: &str) -> Proxy {
+        let config = ferrule::Config::from_json_str(text).expect("test config is valid");
+        let handle = ferrule::start(&config).expect("proxy starts");
+        Proxy { handle }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.handle.admin_addr()
+    }
+
+    /// A new raw client connection to the proxy.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr())
+    }
+
+    /// `GET path` on a fresh connection; returns the response.
+    pub fn get(&self, path: &str) -> Response {
+        let mut c = self.connect();
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
+        c.response()
+    }
+
+    /// `GET path` on the admin API, parsed as JSON.
+    pub fn admin_get(&self, path: &str) -> Value {
+        let mut c = Client::connect(self.admin());
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes());
+        let r = c.response();
+        serde_json::from_slice(&r.body).expect("admin answers JSON")
+    }
+}
+
+// ----------------------------------------------------------------------------- the client
+
+/// A raw HTTP/1.1 client over one TCP connection.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        Client {
+            reader: BufReader::new(s),
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("send");
+    }
+
+    /// Reads one response (any framing) for a request with method `method`.
+    pub fn response_to(&mut self, method: &str) -> Response {
+        read_response(&mut self.reader, method == "HEAD").expect("a response")
+    }
+
+    /// Reads one response to a non-HEAD request.
+    pub fn response(&mut self) -> Response {
+        self.response_to("GET")
+    }
+
+    /// Reads one response, or the error that prevented it (EOF, reset, timeout).
+    pub fn try_response(&mut self) -> io::Result<Response> {
+        read_response(&mut self.reader, false)
+    }
+
+    /// True when the server closed the connection (EOF, or reset) within the read timeout.
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        match self.reader.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        }
+    }
+
+    /// Reads everything until the server closes.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut v = Vec::new();
+        let _ = self.reader.read_to_end(&mut v);
+        v
+    }
+
+    pub fn shutdown_write(&self) {
+        let _ = self.stream().shutdown(Shutdown::Write);
+    }
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub version: u8,
+    /// Header fields in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// The body was chunked on the wire.
+    pub chunked: bool,
+    /// The body was delimited by the connection closing.
+    pub close_delimited: bool,
+    /// Trailer fields of a chunked body.
+    pub trailers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name`.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `Connection: close` was announced.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+    }
+}
+
+fn read_head<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a head"));
+        }
+        head.extend_from_slice(&line);
+        if line == b"\r\n" || line == b"\n" {
+            if head.len() == line.len() {
+                head.clear(); // tolerate a leading empty line
+                continue;
+            }
+            return Ok(head);
+        }
+        if head.len() > 1 << 20 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too long"));
+        }
+    }
+}
+
+fn parse_fields(lines: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(lines)
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Reads a response from `r`; interim (1xx) responses are returned like any other.
+pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> io::Result<Response> {
+    let head = read_head(r)?;
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = match parts.next() {
+        Some("HTTP/1.1") => 1,
+        Some("HTTP/1.0") => 0,
+        other => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {other:?}"))),
+    };
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status"))?;
+    let rest: Vec<&str> = lines.collect();
+    let headers = parse_fields(rest.join("\r\n").as_bytes());
+    let mut resp = Response {
+        status,
+        version,
+        headers,
+        body: Vec::new(),
+        chunked: false,
+        close_delimited: false,
+        trailers: Vec::new(),
+    };
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(resp);
+    }
+    let te = resp.header("transfer-encoding").map(|v| v.to_ascii_lowercase());
+    if te.as_deref().is_some_and(|v| v.ends_with("chunked")) {
+        resp.chunked = true;
+        loop {
+            let mut line = Vec::new();
+            r.read_until(b'\n', &mut line)?;
+            let s = String::from_utf8_lossy(&line);
+            let size_str = s.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size_str, 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {s:?}")))?;
+            if size == 0 {
+                let mut trailers = Vec::new();
+                loop {
+                    let mut t = Vec::new();
+                    r.read_until(b'\n', &mut t)?;
+                    if t == b"\r\n" || t.is_empty() {
+                        break;
+                    }
+                    trailers.extend_from_slice(&t);
+                }
+                resp.trailers = parse_fields(&trailers);
+                break;
+            }
+            let start = resp.body.len();
+            resp.body.resize(start + size, 0);
+            r.read_exact(&mut resp.body[start..])?;
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf)?;
+        }
+    } else if let Some(cl) = resp.header("content-length") {
+        let n: usize = cl
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?;
+        resp.body.resize(n, 0);
+        r.read_exact(&mut resp.body)?;
+    } else {
+        resp.close_delimited = true;
+        r.read_to_end(&mut resp.body)?;
+    }
+    Ok(resp)
+}
+
+// ----------------------------------------------------------------------------- backends
+
+/// What a backend saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The head exactly as received.
+    pub head: String,
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// The raw bytes of the body as received (chunk framing included).
+    pub raw_body: Vec<u8>,
+    /// Which accepted connection (0-based) carried it.
+    pub conn: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+}
+
+/// Shared record of what a backend received.
+#[derive(Default)]
+pub struct Record {
+    pub connections: AtomicUsize,
+    pub requests: Mutex<Vec<Seen>>,
+}
+
+impl Record {
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().map(|r| r.len()).unwrap_or(0)
+    }
+}
+
+/// How a [`Backend`] answers one request.
+pub type Handler = dyn Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync;
+
+/// What the backend does after a handler ran.
+pub enum Reply {
+    /// Write these bytes and keep the connection for the next request.
+    Bytes(Vec<u8>),
+    /// Write these bytes and close.
+    Close(Vec<u8>),
+    /// The handler wrote (or did not write) everything itself; keep the connection.
+    Handled,
+    /// Close without writing anything.
+    Drop,
+}
+
+/// A real HTTP/1.1 backend on 127.0.0.1:0, thread per connection, recording every request.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub record: Arc<Record>,
+    pub name: String,
+}
+
+impl Backend {
+    /// A backend that answers `200` with body `backend NAME` (or echoes the request body for
+    /// `/echo`), `X-Backend: NAME`, keep-alive.
+    pub fn start(name: &str) -> Backend {
+        let n = name.to_string();
+        Backend::with_handler(name, move |req, _| {
+            let body = if req.target.starts_with("/echo") {
+                req.body.clone()
+            } else {
+                format!("backend {n}").into_bytes()
+            };
+            Reply::Bytes(ok_response(&n, &body))
+        })
+    }
+
+    /// A backend whose responses come from `handler`.
+    pub fn with_handler<F>(name: &str, handler: F) -> Backend
+    where
+        F: Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let addr = listener.local_addr().expect("addr");
+        let record = Arc::new(Record::default());
+        let rec = Arc::clone(&record);
+        let handler: Arc<Handler> = Arc::new(handler);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let conn = rec.connections.fetch_add(1, Ordering::SeqCst);
+                let rec = Arc::clone(&rec);
+                let handler = Arc::clone(&handler);
+                thread::spawn(move || serve_conn(stream, conn, &rec, &*handler));
+            }
+        });
+        Backend {
+            addr,
+            record,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// `200 OK` with `X-Backend` and a Content-Length body.
+pub fn ok_response(name: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+fn serve_conn(stream: TcpStream, conn: usize, rec: &Record, handler: &Handler) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let Ok(seen) = read_request(&mut reader, conn) else { return };
+        if let Ok(mut r) = rec.requests.lock() {
+            r.push(seen.clone());
+        }
+        match handler(&seen, &mut writer) {
+            Reply::Bytes(b) => {
+                if writer.write_all(&b).is_err() {
+                    return;
+                }
+            }
+            Reply::Close(b) => {
+                let _ = writer.write_all(&b);
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+            Reply::Handled => {}
+            Reply::Drop => {
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request (head and body, any framing) the way a strict backend would.
+pub fn read_request(r: &mut BufReader<TcpStream>, conn: usize) -> io::Result<Seen> {
+    let head = read_head(r)?;
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let headers = parse_fields(rest.as_bytes());
+    let mut seen = Seen {
+        head: text.clone(),
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+        raw_body: Vec::new(),
+        conn,
+    };
+    let chunked = seen
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        loop {
+            let mut line = Vec::new();
+            r.read_until(b'\n', &mut line)?;
+            seen.raw_body.extend_from_slice(&line);
+            let s = String::from_utf8_lossy(&line);
+            let size = usize::from_str_radix(s.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk"))?;
+            if size == 0 {
+                loop {
+                    let mut t = Vec::new();
+                    r.read_until(b'\n', &mut t)?;
+                    seen.raw_body.extend_from_slice(&t);
+                    if t == b"\r\n" || t.is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut data = vec![0u8; size + 2];
+            r.read_exact(&mut data)?;
+            seen.raw_body.extend_from_slice(&data);
+            seen.body.extend_from_slice(&data[..size]);
+        }
+    } else if let Some(cl) = seen.header("content-length") {
+        let n: usize = cl.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
+        if seen
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+        {
+            r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        seen.body.resize(n, 0);
+        r.read_exact(&mut seen.body)?;
+        seen.raw_body = seen.body.clone();
+    }
+    Ok(seen)
+}
+
+/// An address where nothing listens (connections are refused).
+pub fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
