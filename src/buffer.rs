@@ -13,23 +13,41 @@ pub const HEADROOM: usize = 1024;
 
 pub struct Buf {
     data: Box<[u8]>,
-    start: usize,
-    end: usize,
+    // u32 offsets keep an idle session small; buffers are far below 4 GiB (config caps them)
+    start: u32,
+    end: u32,
 }
 
 impl Buf {
     fn with_capacity(cap: usize) -> Buf {
         Buf {
             data: vec![0u8; cap + HEADROOM].into_boxed_slice(),
-            start: HEADROOM,
-            end: HEADROOM,
+            start: HEADROOM as u32,
+            end: HEADROOM as u32,
         }
+    }
+
+    #[inline]
+    fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    #[inline]
+    fn end(&self) -> usize {
+        self.end as usize
+    }
+
+    #[inline]
+    fn set(&mut self, start: usize, end: usize) {
+        debug_assert!(start <= end && end <= self.data.len());
+        self.start = start as u32;
+        self.end = end as u32;
     }
 
     /// Bytes held.
     #[inline]
     pub fn len(&self) -> usize {
-        self.end - self.start
+        (self.end - self.start) as usize
     }
 
     #[inline]
@@ -40,12 +58,13 @@ impl Buf {
     /// The held bytes.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        &self.data[self.start()..self.end()]
     }
 
     #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.data[self.start..self.end]
+        let (s, e) = (self.start(), self.end());
+        &mut self.data[s..e]
     }
 
     /// Largest number of bytes this buffer can hold (the headroom excluded).
@@ -63,64 +82,62 @@ impl Buf {
     /// Free space at the tail, compacting first when the tail is short. Fill it, then call
     /// [`Buf::filled`].
     pub fn space(&mut self) -> &mut [u8] {
-        let tail = self.data.len() - self.end;
-        if tail < self.capacity() / 4 && self.start > HEADROOM {
+        let tail = self.data.len() - self.end();
+        if tail < self.capacity() / 4 && self.start() > HEADROOM {
             self.compact();
         }
-        &mut self.data[self.end..]
+        let e = self.end();
+        &mut self.data[e..]
     }
 
     #[inline]
     pub fn filled(&mut self, n: usize) {
-        debug_assert!(self.end + n <= self.data.len());
-        self.end += n;
+        debug_assert!(self.end() + n <= self.data.len());
+        self.end += n as u32;
     }
 
     /// Drops `n` bytes from the front.
     #[inline]
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
-        self.start += n;
+        self.start += n as u32;
         if self.start == self.end {
-            self.start = HEADROOM;
-            self.end = HEADROOM;
+            self.set(HEADROOM, HEADROOM);
         }
     }
 
     /// Drops `n` bytes from the back.
     pub fn truncate_back(&mut self, n: usize) {
         debug_assert!(n <= self.len());
-        self.end -= n;
+        self.end -= n as u32;
     }
 
     /// Moves the held bytes to just after the headroom.
     fn compact(&mut self) {
         let len = self.len();
-        self.data.copy_within(self.start..self.end, HEADROOM);
-        self.start = HEADROOM;
-        self.end = HEADROOM + len;
+        self.data.copy_within(self.start()..self.end(), HEADROOM);
+        self.set(HEADROOM, HEADROOM + len);
     }
 
     /// Replaces the first `old_len` held bytes with `new`, keeping what follows. Returns false (and
     /// changes nothing) when the result does not fit.
     pub fn replace_front(&mut self, old_len: usize, new: &[u8]) -> bool {
         debug_assert!(old_len <= self.len());
-        let rest = self.start + old_len;
+        let rest = self.start() + old_len;
         if new.len() <= rest {
             // Fits in front of the rest: the common case, no byte of the body moves.
             let at = rest - new.len();
             self.data[at..rest].copy_from_slice(new);
-            self.start = at;
+            self.start = at as u32;
             return true;
         }
-        let rest_len = self.end - rest;
+        let rest_len = self.end() - rest;
         if new.len() + rest_len > self.data.len() {
             return false;
         }
-        self.data.copy_within(rest..self.end, new.len());
+        self.data.copy_within(rest..self.end(), new.len());
         self.data[..new.len()].copy_from_slice(new);
-        self.start = 0;
-        self.end = new.len() + rest_len;
+        self.set(0, new.len() + rest_len);
         true
     }
 
@@ -135,25 +152,25 @@ impl Buf {
         if total > self.data.len() {
             return false;
         }
-        if self.start + total > self.data.len() {
+        if self.start() + total > self.data.len() {
             let len = self.len();
-            self.data.copy_within(self.start..self.end, 0);
-            self.start = 0;
-            self.end = len;
+            self.data.copy_within(self.start()..self.end(), 0);
+            self.set(0, len);
         }
-        let from = self.start + at;
-        self.data.copy_within(from + old_len..self.end, from + new.len());
+        let from = self.start() + at;
+        self.data.copy_within(from + old_len..self.end(), from + new.len());
         self.data[from..from + new.len()].copy_from_slice(new);
-        self.end = self.start + total;
+        let s = self.start();
+        self.set(s, s + total);
         true
     }
 
     /// Removes `len` bytes at offset `at` (relative to the held bytes), closing the gap.
     pub fn remove(&mut self, at: usize, len: usize) {
-        let from = self.start + at;
-        debug_assert!(from + len <= self.end);
-        self.data.copy_within(from + len..self.end, from);
-        self.end -= len;
+        let from = self.start() + at;
+        debug_assert!(from + len <= self.end());
+        self.data.copy_within(from + len..self.end(), from);
+        self.end -= len as u32;
     }
 
     /// Appends as much of `src` as fits; returns how much did.
@@ -164,15 +181,26 @@ impl Buf {
         self.filled(n);
         n
     }
+
+    /// Empties the buffer.
+    fn clear(&mut self) {
+        self.set(HEADROOM, HEADROOM);
+    }
 }
 
 /// Free buffers of one worker. `get` and `put` are a pop and a push; at most `keep` free buffers
-/// are retained, the rest are freed.
+/// are retained, the rest are freed, and [`BufPool::trim`] hands freed memory back to the system
+/// (so a burst of busy connections does not leave the process fat once they go idle).
 pub struct BufPool {
     free: Vec<Buf>,
     cap: usize,
     keep: usize,
+    /// Bytes freed since the last trim.
+    freed: usize,
 }
+
+/// Freed bytes worth asking the allocator to return to the system.
+const TRIM_AFTER: usize = 1 << 20;
 
 impl BufPool {
     pub fn new(cap: usize, keep: usize) -> BufPool {
@@ -180,6 +208,7 @@ impl BufPool {
             free: Vec::with_capacity(keep),
             cap,
             keep,
+            freed: 0,
         }
     }
 
@@ -189,9 +218,10 @@ impl BufPool {
 
     pub fn put(&mut self, mut buf: Buf) {
         if self.free.len() < self.keep {
-            buf.start = HEADROOM;
-            buf.end = HEADROOM;
+            buf.clear();
             self.free.push(buf);
+        } else {
+            self.freed += buf.data.len();
         }
     }
 
@@ -203,6 +233,20 @@ impl BufPool {
     /// Free buffers currently retained.
     pub fn retained(&self) -> usize {
         self.free.len()
+    }
+
+    /// Returns freed memory to the system when enough was freed since last time. Called from the
+    /// worker's once-a-second housekeeping, never per request.
+    pub fn trim(&mut self) {
+        if self.freed < TRIM_AFTER {
+            return;
+        }
+        self.freed = 0;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only inspects and releases the allocator's own free memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 

@@ -92,4 +92,16 @@ mod tests {
         assert_ne!(port, 0);
         assert!(ls.iter().all(|l| l.local_addr().unwrap().port() == port));
     }
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let ls = bind_all("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let addr = ls[0].local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        // TCP_DEFER_ACCEPT: the connection is accepted once bytes arrive
+        std::io::Write::write_all(&mut client, b"x").unwrap();
+        ls[0].set_nonblocking(false).unwrap();
+        let (accepted, _) = ls[0].accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }

@@ -36,8 +36,10 @@ const ACCEPT_BATCH: usize = 64;
 const SWEEP_KEY: u32 = u32::MAX;
 const DRAIN_KEY: u32 = u32::MAX - 1;
 const RESUME_KEY: u32 = u32::MAX - 2;
-/// How often idle backend connections are checked for expiry.
+/// How often housekeeping runs (idle backend connections expire, freed memory is returned).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Free buffers a worker keeps for reuse; more than this are freed.
+const KEEP_BUFFERS: usize = 16;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -98,7 +100,7 @@ pub fn spawn(index: usize, listener: std::net::TcpListener, shared: Arc<Shared>)
     let core = Core {
         sessions: Slab::with_capacity(256),
         upstreams: Upstreams::new(shared.backend_keepalive),
-        bufs: BufPool::new(shared.buffer_size, 64),
+        bufs: BufPool::new(shared.buffer_size, KEEP_BUFFERS),
         scratch: Vec::with_capacity(shared.buffer_size),
         pick: PickState::default(),
         timers: Timers::new(now),
@@ -276,7 +278,13 @@ impl Core {
         if s.armed == u64::MAX || self.timers.slot_of(s.deadline) < s.armed {
             s.armed = self.timers.arm(key as u32, s.id, s.deadline);
         }
-        if !self.sweep_armed && self.upstreams.idle_count() > 0 {
+        self.arm_sweep();
+    }
+
+    /// Housekeeping once a second while there is anything to keep: idle backend connections to
+    /// expire, freed buffer memory to return.
+    fn arm_sweep(&mut self) {
+        if !self.sweep_armed && (self.upstreams.idle_count() > 0 || !self.sessions.is_empty()) {
             self.sweep_armed = true;
             self.timers.arm(SWEEP_KEY, 0, self.now + SWEEP_EVERY);
         }
@@ -352,10 +360,9 @@ impl Core {
                 SWEEP_KEY => {
                     self.upstreams
                         .expire_idle(self.now, self.shared.backend_keepalive_timeout);
-                    self.sweep_armed = self.upstreams.idle_count() > 0;
-                    if self.sweep_armed {
-                        self.timers.arm(SWEEP_KEY, 0, self.now + SWEEP_EVERY);
-                    }
+                    self.bufs.trim();
+                    self.sweep_armed = false;
+                    self.arm_sweep();
                 }
                 DRAIN_KEY => {} // the loop checks the drain deadline
                 RESUME_KEY => {

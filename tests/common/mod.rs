@@ -69,14 +69,18 @@ impl Proxy {
     /// `GET path` on a fresh connection; returns the response.
     pub fn get(&self, path: &str) -> Response {
         let mut c = self.connect();
-        c.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
+        c.send(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         c.response()
     }
 
     /// `GET path` on the admin API, parsed as JSON.
     pub fn admin_get(&self, path: &str) -> Value {
         let mut c = Client::connect(self.admin());
-        c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes());
+        c.send(
+            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         let r = c.response();
         serde_json::from_slice(&r.body).expect("admin answers JSON")
     }
@@ -129,7 +133,10 @@ impl Client {
         match self.reader.read(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
         }
     }
 
@@ -197,7 +204,10 @@ fn read_head<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
         let mut line = Vec::new();
         let n = r.read_until(b'\n', &mut line)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before a head",
+            ));
         }
         head.extend_from_slice(&line);
         if line == b"\r\n" || line == b"\n" {
@@ -232,7 +242,12 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> io::Result<Re
     let version = match parts.next() {
         Some("HTTP/1.1") => 1,
         Some("HTTP/1.0") => 0,
-        other => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {other:?}"))),
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {other:?}"),
+            ))
+        }
     };
     let status: u16 = parts
         .next()
@@ -252,7 +267,9 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> io::Result<Re
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(resp);
     }
-    let te = resp.header("transfer-encoding").map(|v| v.to_ascii_lowercase());
+    let te = resp
+        .header("transfer-encoding")
+        .map(|v| v.to_ascii_lowercase());
     if te.as_deref().is_some_and(|v| v.ends_with("chunked")) {
         resp.chunked = true;
         loop {
@@ -260,8 +277,9 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> io::Result<Re
             r.read_until(b'\n', &mut line)?;
             let s = String::from_utf8_lossy(&line);
             let size_str = s.trim().split(';').next().unwrap_or("");
-            let size = usize::from_str_radix(size_str, 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {s:?}")))?;
+            let size = usize::from_str_radix(size_str, 16).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {s:?}"))
+            })?;
             if size == 0 {
                 let mut trailers = Vec::new();
                 loop {
@@ -424,10 +442,14 @@ pub fn ok_response(name: &str, body: &[u8]) -> Vec<u8> {
 fn serve_conn(stream: TcpStream, conn: usize, rec: &Record, handler: &Handler) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     loop {
-        let Ok(seen) = read_request(&mut reader, conn) else { return };
+        let Ok(seen) = read_request(&mut reader, conn) else {
+            return;
+        };
         if let Ok(mut r) = rec.requests.lock() {
             r.push(seen.clone());
         }
@@ -497,7 +519,9 @@ pub fn read_request(r: &mut BufReader<TcpStream>, conn: usize) -> io::Result<See
             seen.body.extend_from_slice(&data[..size]);
         }
     } else if let Some(cl) = seen.header("content-length") {
-        let n: usize = cl.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
+        let n: usize = cl
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
         if seen
             .header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))

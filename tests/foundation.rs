@@ -1,0 +1,676 @@
+//! Foundation tests: the proxy forwards requests and bodies, keeps connections alive on both sides,
+//! balances over backends, maps backend failures to 502/503, rejects malformed requests without
+//! hurting other clients, serves the admin API, and the `ferrule` and `mock-backend` binaries
+//! behave on the command line.
+//!
+//! Everything runs on 127.0.0.1; every wait is bounded; every child process is stopped by PID.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+// ----------------------------------------------------------------------------- helpers
+
+/// Sends a keep-alive `GET path` on `c` and reads its response.
+fn get_on(c: &mut Client, path: &str) -> Response {
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+    c.response()
+}
+
+/// `GET path` on the admin API, as a raw response (status included).
+fn admin_raw(proxy: &Proxy, path: &str) -> Response {
+    let mut c = Client::connect(proxy.admin());
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes());
+    c.response()
+}
+
+/// The admin API's entry for the backend at `addr` in a `GET /backends` answer.
+fn backend_entry(backends: &Value, addr: SocketAddr) -> Value {
+    let url = format!("http://{addr}");
+    backends["backends"]
+        .as_array()
+        .expect("\"backends\" is an array")
+        .iter()
+        .find(|b| b["url"] == url.as_str())
+        .unwrap_or_else(|| panic!("{url} is listed in {backends}"))
+        .clone()
+}
+
+/// `count` bytes that are not a repeated pattern: every byte value appears, in no simple order.
+fn noisy_bytes(count: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 11) as u8
+        })
+        .collect()
+}
+
+/// `N` distinct ports that were free a moment ago (the listeners are dropped before returning).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&listeners) {
+        *p = l.local_addr().expect("addr").port();
+    }
+    ports
+}
+
+/// A file in a fresh temporary directory of its own.
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("ferrule-foundation-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let path = dir.join("config.json");
+    std::fs::write(&path, contents).expect("write temp config");
+    path
+}
+
+/// A child process that is killed (by its PID) if the test ends while it still runs.
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits up to `limit` for the child to exit; `None` if it is still running.
+    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM to the child's PID.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Lines of a child's output stream, read on a thread so the child never blocks on a full pipe.
+fn line_channel<R: Read + Send + 'static>(stream: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (up to `limit`) for a line containing `needle`; returns it, or panics with what was seen.
+fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no line containing {needle:?} ({e:?}); saw {seen:?}"),
+        }
+    }
+}
+
+/// What a finished command printed.
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the `ferrule` binary with `args`, killing it if it has not exited within 10 s.
+fn run_ferrule(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferrule");
+    let mut child = ChildGuard(child);
+    let mut out = child.0.stdout.take().expect("stdout");
+    let mut err = child.0.stderr.take().expect("stderr");
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = child
+        .wait_for(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("ferrule {args:?} did not exit within 10 s"));
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+// ----------------------------------------------------------------------------- forwarding
+
+// Proves a GET goes through unchanged (status, body, backend header) and the backend sees the
+// original Host plus X-Forwarded-For / X-Forwarded-Proto for a plain-HTTP client on 127.0.0.1.
+#[test]
+fn get_is_forwarded_with_forwarding_headers() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let mut c = proxy.connect();
+    c.send(b"GET /some/path?q=1 HTTP/1.1\r\nHost: app.example:8080\r\nAccept: */*\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "backend a");
+    assert_eq!(r.header("x-backend"), Some("a"));
+
+    let seen = backend.record.requests();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!(req.method, "GET");
+    assert_eq!(req.target, "/some/path?q=1");
+    assert_eq!(req.header("host"), Some("app.example:8080"));
+    assert_eq!(req.header("accept"), Some("*/*"));
+    let xff: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(xff, ["127.0.0.1"]);
+    assert_eq!(req.header("x-forwarded-proto"), Some("http"));
+}
+
+// Proves a 100 KB request body with every byte value crosses the proxy both ways byte-exact.
+#[test]
+fn large_post_body_is_echoed_exactly() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let body = noisy_bytes(100 * 1024);
+    let mut c = proxy.connect();
+    c.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "echoed body differs from the one sent");
+    let seen = backend.record.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].body == body,
+        "the backend received a different body"
+    );
+}
+
+// Proves a chunked request body written in several pieces reaches the backend and comes back
+// exactly.
+#[test]
+fn chunked_post_body_is_echoed_exactly() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let data = noisy_bytes(1 + 5000 + 16391 + 30000);
+    let mut c = proxy.connect();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let mut at = 0;
+    for size in [1usize, 5000, 16391, 30000] {
+        let mut chunk = format!("{size:x}\r\n").into_bytes();
+        chunk.extend_from_slice(&data[at..at + size]);
+        chunk.extend_from_slice(b"\r\n");
+        c.send(&chunk);
+        at += size;
+    }
+    c.send(b"0\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), data.len());
+    assert!(r.body == data, "echoed body differs from the chunks sent");
+    let seen = backend.record.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].body == data,
+        "the backend received a different body"
+    );
+}
+
+// Proves one client connection carries 100 requests: every answer is right and the proxy
+// accepted exactly one connection.
+#[test]
+fn hundred_requests_on_one_keep_alive_connection() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let mut c = proxy.connect();
+    for i in 0..100 {
+        let r = get_on(&mut c, &format!("/req/{i}"));
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.text(), "backend a", "request {i}");
+        assert!(!r.closes(), "request {i} announced Connection: close");
+    }
+    assert_eq!(backend.record.count(), 100);
+    let stats = proxy.admin_get("/stats");
+    assert_eq!(stats["accepted_connections"], 1, "stats: {stats}");
+}
+
+// ----------------------------------------------------------------------------- balancing
+
+// Proves round-robin (the default) over three backends splits 300 requests exactly 100/100/100.
+#[test]
+fn round_robin_splits_evenly() {
+    let backends = [
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("c"),
+    ];
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let proxy = Proxy::start(&addrs, json!({}));
+    let mut c = proxy.connect();
+    let mut answered: HashMap<String, usize> = HashMap::new();
+    for i in 0..300 {
+        let r = get_on(&mut c, "/");
+        assert_eq!(r.status, 200, "request {i}");
+        let name = r.header("x-backend").expect("X-Backend").to_string();
+        assert_eq!(r.text(), format!("backend {name}"));
+        *answered.entry(name).or_default() += 1;
+    }
+    for b in &backends {
+        assert_eq!(b.record.count(), 100, "backend {} saw", b.name);
+        assert_eq!(answered.get(&b.name), Some(&100), "answers from {}", b.name);
+    }
+}
+
+// Proves weighted round-robin with weights 5, 3, 2 splits 100 requests exactly 50/30/20.
+#[test]
+fn weighted_round_robin_follows_weights() {
+    let backends = [
+        Backend::start("five"),
+        Backend::start("three"),
+        Backend::start("two"),
+    ];
+    let cfg = json!({
+        "port": 0,
+        "admin_port": 0,
+        "bind": "127.0.0.1",
+        "workers": 2,
+        "strategy": "weighted-round-robin",
+        "backends": [
+            {"url": format!("http://{}", backends[0].addr), "weight": 5},
+            {"url": format!("http://{}", backends[1].addr), "weight": 3},
+            {"url": format!("http://{}", backends[2].addr), "weight": 2},
+        ],
+    });
+    let proxy = Proxy::from_json(&cfg.to_string());
+    let mut c = proxy.connect();
+    for i in 0..100 {
+        let r = get_on(&mut c, "/");
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let counts: Vec<usize> = backends.iter().map(|b| b.record.count()).collect();
+    assert_eq!(counts, [50, 30, 20]);
+}
+
+// ----------------------------------------------------------------------------- upstream reuse
+
+// Proves 200 sequential requests on one client connection use a single backend connection.
+#[test]
+fn backend_connection_is_reused_across_requests() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let mut c = proxy.connect();
+    for i in 0..200 {
+        let r = get_on(&mut c, "/");
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.text(), "backend a");
+    }
+    assert_eq!(backend.record.count(), 200);
+    assert_eq!(backend.record.connections(), 1);
+    assert!(backend.record.requests().iter().all(|s| s.conn == 0));
+}
+
+// Proves idle backend connections outlive client connections: 20 clients one after another
+// (5 requests each) make at most one backend connection per worker.
+#[test]
+fn backend_connections_are_shared_between_client_connections() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    for client in 0..20 {
+        let mut c = proxy.connect();
+        for i in 0..5 {
+            let r = get_on(&mut c, "/");
+            assert_eq!(r.status, 200, "client {client} request {i}");
+            assert_eq!(r.text(), "backend a");
+        }
+    }
+    assert_eq!(backend.record.count(), 100);
+    let conns = backend.record.connections();
+    assert!(
+        (1..=2).contains(&conns),
+        "backend accepted {conns} connections for 20 sequential clients (2 workers)"
+    );
+}
+
+// ----------------------------------------------------------------------------- failures
+
+// Proves a refused backend connection with no retries becomes 502.
+#[test]
+fn dead_backend_gives_502() {
+    let proxy = Proxy::start(&[dead_addr()], json!({"retries": 0}));
+    let mut c = proxy.connect();
+    let r = get_on(&mut c, "/");
+    assert_eq!(r.status, 502);
+}
+
+// Proves a connect failure is retried on the other backend (every request succeeds) and is
+// counted as a failure of the dead backend in the admin API.
+#[test]
+fn connect_failure_is_retried_on_another_backend() {
+    let dead = dead_addr();
+    let alive = Backend::start("alive");
+    let proxy = Proxy::start(&[dead, alive.addr], json!({}));
+    let mut c = proxy.connect();
+    for i in 0..10 {
+        let r = get_on(&mut c, "/");
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.text(), "backend alive", "request {i}");
+    }
+    assert_eq!(alive.record.count(), 10);
+    let backends = proxy.admin_get("/backends");
+    let failures = backend_entry(&backends, dead)["failures"]
+        .as_u64()
+        .expect("failures is a number");
+    assert!(failures > 0, "dead backend shows no failures: {backends}");
+    assert_eq!(backend_entry(&backends, alive.addr)["failures"], 0);
+}
+
+// Proves an empty pool answers 503 with Retry-After and keeps the connection for the next
+// (bodiless) request.
+#[test]
+fn no_backends_gives_503_and_keeps_the_connection() {
+    let proxy = Proxy::start(&[], json!({}));
+    let mut c = proxy.connect();
+    for i in 0..2 {
+        let r = get_on(&mut c, "/");
+        assert_eq!(r.status, 503, "request {i}");
+        assert!(
+            r.header("retry-after").is_some(),
+            "request {i}: no Retry-After"
+        );
+        assert!(!r.closes(), "request {i} announced Connection: close");
+    }
+}
+
+// Proves a malformed head and raw garbage each get 400 and a closed connection, while a client
+// connected before them keeps being served in between.
+#[test]
+fn malformed_requests_get_400_without_disturbing_others() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let mut good = proxy.connect();
+    assert_eq!(get_on(&mut good, "/").status, 200);
+
+    let mut bad = proxy.connect();
+    bad.send(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n");
+    let r = bad.response();
+    assert_eq!(r.status, 400);
+    assert!(
+        bad.is_closed(),
+        "connection stays open after a malformed head"
+    );
+
+    let r = get_on(&mut good, "/");
+    assert_eq!((r.status, r.text().as_str()), (200, "backend a"));
+
+    let mut garbage = proxy.connect();
+    garbage.send(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\xff\xfe garbage\r\n\r\n");
+    let r = garbage.response();
+    assert_eq!(r.status, 400);
+    assert!(garbage.is_closed(), "connection stays open after garbage");
+
+    let r = get_on(&mut good, "/");
+    assert_eq!((r.status, r.text().as_str()), (200, "backend a"));
+    assert_eq!(
+        backend.record.count(),
+        3,
+        "a malformed request reached the backend"
+    );
+}
+
+// ----------------------------------------------------------------------------- admin API
+
+// Proves GET /backends lists every backend with total_requests equal to what it served.
+#[test]
+fn admin_backends_counts_requests() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let proxy = Proxy::start(&[a.addr, b.addr], json!({}));
+    let mut c = proxy.connect();
+    for i in 0..7 {
+        assert_eq!(get_on(&mut c, "/").status, 200, "request {i}");
+    }
+    assert_eq!(proxy.get("/").status, 200);
+    assert_eq!(a.record.count() + b.record.count(), 8);
+
+    let backends = proxy.admin_get("/backends");
+    assert_eq!(backends["backends"].as_array().map(Vec::len), Some(2));
+    for be in [&a, &b] {
+        let entry = backend_entry(&backends, be.addr);
+        assert_eq!(
+            entry["total_requests"].as_u64(),
+            Some(be.record.count() as u64),
+            "backend {}: {entry}",
+            be.name
+        );
+        assert_eq!(entry["failures"], 0);
+    }
+}
+
+// Proves GET /stats answers a JSON object.
+#[test]
+fn admin_stats_is_json() {
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let r = admin_raw(&proxy, "/stats");
+    assert_eq!(r.status, 200);
+    let stats: Value = serde_json::from_slice(&r.body).expect("stats is JSON");
+    assert!(stats.is_object(), "stats is not an object: {stats}");
+}
+
+// Proves an unknown admin path is 404.
+#[test]
+fn admin_unknown_path_is_404() {
+    let proxy = Proxy::start(&[], json!({}));
+    assert_eq!(admin_raw(&proxy, "/no/such/thing").status, 404);
+}
+
+// ----------------------------------------------------------------------------- the ferrule binary
+
+// Proves `ferrule --check` on a valid file exits 0 with one line saying it is valid.
+#[test]
+fn cli_check_accepts_a_valid_config() {
+    let path = temp_file(
+        "check-valid",
+        r#"{"port": 18080, "admin_port": 18081, "workers": 1,
+            "backends": [{"url": "http://127.0.0.1:18082", "weight": 2}]}"#,
+    );
+    let out = run_ferrule(&["--check", path.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout: {:?}", out.stdout);
+    assert!(lines[0].contains("valid"), "stdout: {:?}", out.stdout);
+    assert!(out.stderr.is_empty(), "stderr: {:?}", out.stderr);
+}
+
+// Proves `ferrule --check` rejects a zero weight with one stderr line naming the field.
+#[test]
+fn cli_check_rejects_weight_zero() {
+    let path = temp_file(
+        "check-weight",
+        r#"{"backends":[{"url":"http://127.0.0.1:1","weight":0}]}"#,
+    );
+    let out = run_ferrule(&["--check", path.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    assert_eq!(out.status.code(), Some(1), "stdout: {:?}", out.stdout);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {:?}", out.stderr);
+    assert!(
+        lines[0].contains("backends[0].weight"),
+        "stderr: {:?}",
+        out.stderr
+    );
+}
+
+// Proves a missing config file is one error line and exit 1, not a panic.
+#[test]
+fn cli_missing_config_file() {
+    let path = std::env::temp_dir().join(format!(
+        "ferrule-foundation-{}-missing/none.json",
+        std::process::id()
+    ));
+    let out = run_ferrule(&[path.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stderr.lines().count(), 1, "stderr: {:?}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "stderr: {:?}", out.stderr);
+}
+
+// Proves `--help` exits 0 with a usage text and `--version` prints the crate version.
+#[test]
+fn cli_help_and_version() {
+    let help = run_ferrule(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(help.stdout.contains("usage"), "stdout: {:?}", help.stdout);
+
+    let version = run_ferrule(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert_eq!(version.stdout.trim_end(), "ferrule 0.1.0");
+}
+
+// Proves running without arguments is an error (exit 1), not a proxy on default ports.
+#[test]
+fn cli_no_arguments_fails() {
+    let out = run_ferrule(&[]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {:?}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "stderr: {:?}", out.stderr);
+}
+
+// Proves `ferrule config.json` serves requests on the configured port and exits 0 on SIGTERM.
+#[test]
+fn cli_serves_and_stops_on_sigterm() {
+    let backend = Backend::start("cli");
+    let [port, admin_port] = free_ports::<2>();
+    let cfg = json!({
+        "port": port,
+        "admin_port": admin_port,
+        "bind": "127.0.0.1",
+        "workers": 2,
+        "shutdown_timeout": "3s",
+        "backends": [{"url": format!("http://{}", backend.addr), "weight": 1}],
+    });
+    let path = temp_file("serve", &cfg.to_string());
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferrule");
+    let mut child = ChildGuard(child);
+    let stderr = line_channel(child.0.stderr.take().expect("stderr"));
+    let line = wait_for_line(&stderr, "listening on", Duration::from_secs(10));
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+
+    let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    c.send(b"GET /via/cli HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "backend cli");
+    assert_eq!(r.header("x-backend"), Some("cli"));
+    drop(c);
+
+    child.terminate();
+    let status = child.wait_for(Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    let status = status.expect("ferrule still running 5 s after SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    assert_eq!(backend.record.count(), 1);
+}
+
+// ----------------------------------------------------------------------------- mock-backend
+
+// Proves the mock backend binary serves on the port it is given and names that port.
+#[test]
+fn mock_backend_names_its_port() {
+    let [port] = free_ports::<1>();
+    let child = Command::new(env!("CARGO_BIN_EXE_mock-backend"))
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mock-backend");
+    let mut child = ChildGuard(child);
+    let stdout = line_channel(child.0.stdout.take().expect("stdout"));
+    let line = wait_for_line(&stdout, "listening on", Duration::from_secs(10));
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+
+    let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    c.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-backend"), Some(port.to_string().as_str()));
+    assert_eq!(r.text(), format!("hello from backend :{port}\n"));
+    drop(c);
+
+    child.terminate();
+    let status = child
+        .wait_for(Duration::from_secs(5))
+        .expect("mock-backend still running 5 s after SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
