@@ -71,8 +71,10 @@ pub fn start(addr: SocketAddr, state: AdminState) -> io::Result<AdminHandle> {
 fn serve(server: &tiny_http::Server, state: &AdminState) {
     for request in server.incoming_requests() {
         let (status, body) = route(request.method(), request.url(), state);
-        let mut response = tiny_http::Response::from_string(body.to_string()).with_status_code(status);
-        if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+        let mut response =
+            tiny_http::Response::from_string(body.to_string()).with_status_code(status);
+        if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        {
             response.add_header(h);
         }
         let _ = request.respond(response);

@@ -171,7 +171,9 @@ impl Pool {
             state.cursor = 0;
         }
         let chosen = match self.strategy {
-            Strategy::RoundRobin | Strategy::WeightedRoundRobin => self.smooth_weighted(state, exclude),
+            Strategy::RoundRobin | Strategy::WeightedRoundRobin => {
+                self.smooth_weighted(state, exclude)
+            }
             Strategy::LeastConn => self.least_conn(state, exclude),
         };
         match chosen {
@@ -259,10 +261,16 @@ mod tests {
 
     #[test]
     fn smooth_weighted_is_smooth_and_proportional() {
-        let pool = Pool::new(Strategy::WeightedRoundRobin, &[cfg(1, 5), cfg(2, 1), cfg(3, 1)]);
+        let pool = Pool::new(
+            Strategy::WeightedRoundRobin,
+            &[cfg(1, 5), cfg(2, 1), cfg(3, 1)],
+        );
         // nginx's documented sequence for weights 5, 1, 1
         assert_eq!(picks(&pool, 7), vec![1, 1, 2, 1, 3, 1, 1]);
-        let pool = Pool::new(Strategy::WeightedRoundRobin, &[cfg(1, 5), cfg(2, 3), cfg(3, 2)]);
+        let pool = Pool::new(
+            Strategy::WeightedRoundRobin,
+            &[cfg(1, 5), cfg(2, 3), cfg(3, 2)],
+        );
         let seq = picks(&pool, 1000);
         let count = |p| seq.iter().filter(|&&x| x == p).count();
         assert_eq!((count(1), count(2), count(3)), (500, 300, 200));

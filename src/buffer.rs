@@ -158,7 +158,8 @@ impl Buf {
             self.set(0, len);
         }
         let from = self.start() + at;
-        self.data.copy_within(from + old_len..self.end(), from + new.len());
+        self.data
+            .copy_within(from + old_len..self.end(), from + new.len());
         self.data[from..from + new.len()].copy_from_slice(new);
         let s = self.start();
         self.set(s, s + total);
@@ -213,7 +214,9 @@ impl BufPool {
     }
 
     pub fn get(&mut self) -> Buf {
-        self.free.pop().unwrap_or_else(|| Buf::with_capacity(self.cap))
+        self.free
+            .pop()
+            .unwrap_or_else(|| Buf::with_capacity(self.cap))
     }
 
     pub fn put(&mut self, mut buf: Buf) {

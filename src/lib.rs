@@ -51,7 +51,9 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            StartError::Admin { addr, source } => write!(f, "cannot start the admin API on {addr}: {source}"),
+            StartError::Admin { addr, source } => {
+                write!(f, "cannot start the admin API on {addr}: {source}")
+            }
             StartError::Spawn(e) => write!(f, "cannot start worker threads: {e}"),
         }
     }
@@ -159,7 +161,8 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     let pool = Arc::new(RwLock::new(Pool::new(config.strategy, &config.backends)));
     let addr = SocketAddr::new(config.bind, config.port);
     let workers = config.workers.max(1);
-    let listeners = listener::bind_all(addr, workers).map_err(|source| StartError::Bind { addr, source })?;
+    let listeners =
+        listener::bind_all(addr, workers).map_err(|source| StartError::Bind { addr, source })?;
     let local_addr = listeners
         .first()
         .and_then(|l| l.local_addr().ok())

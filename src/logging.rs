@@ -52,7 +52,11 @@ impl Log for ChannelLogger {
 
     fn flush(&self) {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        if self.tx.send_timeout(Line::Flush(done_tx), Duration::from_secs(1)).is_ok() {
+        if self
+            .tx
+            .send_timeout(Line::Flush(done_tx), Duration::from_secs(1))
+            .is_ok()
+        {
             let _ = done_rx.recv_timeout(Duration::from_secs(1));
         }
     }
@@ -94,7 +98,11 @@ pub fn init(level: LevelFilter) -> Result<LogThread, String> {
 fn write_lines(rx: &Receiver<Line>, inner: &dyn SharedLogger, dropped: &AtomicU64) {
     for line in rx {
         let (level, target, text) = match line {
-            Line::Record { level, target, text } => (level, target, text),
+            Line::Record {
+                level,
+                target,
+                text,
+            } => (level, target, text),
             Line::Flush(done) => {
                 let _ = done.send(());
                 continue;
@@ -106,7 +114,9 @@ fn write_lines(rx: &Receiver<Line>, inner: &dyn SharedLogger, dropped: &AtomicU6
                 &Record::builder()
                     .level(Level::Warn)
                     .target("ferrule")
-                    .args(format_args!("{lost} log records dropped (logger queue full)"))
+                    .args(format_args!(
+                        "{lost} log records dropped (logger queue full)"
+                    ))
                     .build(),
             );
         }

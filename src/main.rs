@@ -33,7 +33,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             "-t" | "--check" => check = true,
-            s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s:?} (try --help)")),
+            s if s.starts_with('-') && s.len() > 1 => {
+                return Err(format!("unknown option {s:?} (try --help)"))
+            }
             s => {
                 if path.replace(PathBuf::from(s)).is_some() {
                     return Err("more than one config file given (try --help)".into());
@@ -42,7 +44,11 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         }
     }
     let path = path.ok_or("no config file given (usage: ferrule [--check] CONFIG.json)")?;
-    Ok(if check { Command::Check(path) } else { Command::Run(path) })
+    Ok(if check {
+        Command::Check(path)
+    } else {
+        Command::Run(path)
+    })
 }
 
 fn main() -> ExitCode {
@@ -126,7 +132,10 @@ fn run(args: &[String]) -> Result<(), String> {
     handle.shutdown();
     let waited = std::time::Instant::now();
     while !handle.is_finished() {
-        if rx.recv_timeout(std::time::Duration::from_millis(50)).is_ok() {
+        if rx
+            .recv_timeout(std::time::Duration::from_millis(50))
+            .is_ok()
+        {
             log::warn!("second signal: exiting now");
             ferrule::logging::flush();
             std::process::exit(130);

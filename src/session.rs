@@ -454,7 +454,8 @@ impl Session {
                     }
                     Ok(None) => {
                         self.req_scan = bytes.len();
-                        if let Err(Reject(status)) = request::check_partial(bytes, &ctx.cfg.limits) {
+                        if let Err(Reject(status)) = request::check_partial(bytes, &ctx.cfg.limits)
+                        {
                             return self.reject(ctx, status);
                         }
                     }
@@ -492,11 +493,12 @@ impl Session {
             ip: self.peer,
             tls: ctx.cfg.tls,
         };
-        let (head, len) = match request::rewrite(&buf.bytes()[..end], &ctx.cfg.limits, &client, ctx.scratch) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return Ok(false),
-            Err(Reject(status)) => return self.reject(ctx, status),
-        };
+        let (head, len) =
+            match request::rewrite(&buf.bytes()[..end], &ctx.cfg.limits, &client, ctx.scratch) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return Ok(false),
+                Err(Reject(status)) => return self.reject(ctx, status),
+            };
         if !buf.replace_front(len, ctx.scratch) {
             return self.reject(ctx, 431);
         }
@@ -558,7 +560,10 @@ impl Session {
         }
         let backend = std::sync::Arc::clone(backend);
         drop(pool);
-        match ctx.upstreams.connect(ctx.registry, &backend, ctx.key, ctx.now) {
+        match ctx
+            .upstreams
+            .connect(ctx.registry, &backend, ctx.key, ctx.now)
+        {
             Ok(key) => {
                 self.upstream = Some(key);
                 self.phase = Phase::Connect;
@@ -620,7 +625,13 @@ impl Session {
         self.retry_or_fail(ctx, failure, backend, reused)
     }
 
-    fn retry_or_fail(&mut self, ctx: &mut Ctx<'_>, failure: Failure, backend: u64, reused: bool) -> Run {
+    fn retry_or_fail(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        failure: Failure,
+        backend: u64,
+        reused: bool,
+    ) -> Run {
         if self.ex.committed {
             return Err(Close);
         }
@@ -638,7 +649,14 @@ impl Session {
             self.discard_response(ctx.bufs);
             return self.start_upstream(ctx, Some(backend));
         }
-        self.fail(ctx, if failure == Failure::Timeout { 504 } else { 502 })
+        self.fail(
+            ctx,
+            if failure == Failure::Timeout {
+                504
+            } else {
+                502
+            },
+        )
     }
 
     // ----------------------------------------------------------------- Exchange
@@ -711,7 +729,11 @@ impl Session {
             }
             Io::Blocked => up.writable = false,
             Io::Eof | Io::Failed => {
-                let failure = if self.req_sent == 0 { Failure::Connect } else { Failure::NoResponse };
+                let failure = if self.req_sent == 0 {
+                    Failure::Connect
+                } else {
+                    Failure::NoResponse
+                };
                 return self.upstream_failed(ctx, failure);
             }
         }
@@ -893,7 +915,10 @@ impl Session {
     /// The backend closed or reset the connection.
     fn backend_closed(&mut self, ctx: &mut Ctx<'_>) -> Run {
         if !self.ex.committed {
-            let nothing = self.resp.as_ref().is_none_or(|b| b.len() == self.resp_ready);
+            let nothing = self
+                .resp
+                .as_ref()
+                .is_none_or(|b| b.len() == self.resp_ready);
             let failure = if nothing && self.resp_ready == 0 {
                 Failure::NoResponse
             } else {
@@ -971,7 +996,8 @@ impl Session {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
             }
-            ctx.upstreams.release(key, self.ex.reusable && request_done, ctx.now);
+            ctx.upstreams
+                .release(key, self.ex.reusable && request_done, ctx.now);
         }
         if !self.req_body.is_done() {
             // the rest of the request body was never read: do not read it as a request
@@ -1120,6 +1146,10 @@ mod tests {
     /// when empty); the idle-memory target (0.5 KB per connection) depends on it staying small.
     #[test]
     fn session_stays_small() {
-        assert!(std::mem::size_of::<super::Session>() <= 240, "{}", std::mem::size_of::<super::Session>());
+        assert!(
+            std::mem::size_of::<super::Session>() <= 240,
+            "{}",
+            std::mem::size_of::<super::Session>()
+        );
     }
 }

@@ -95,7 +95,11 @@ impl Timers {
             }
             self.nonempty[i / 64] &= !(1 << (i % 64));
             self.len -= self.slots[i].len();
-            due.extend(self.slots[i].drain(..).map(|(key, id)| Entry { key, id, slot }));
+            due.extend(
+                self.slots[i]
+                    .drain(..)
+                    .map(|(key, id)| Entry { key, id, slot }),
+            );
         }
         self.cursor = end;
     }
@@ -145,7 +149,14 @@ mod tests {
         let wait = t.timeout(t0 + Duration::from_millis(99)).unwrap();
         assert!(wait <= TICK + Duration::from_millis(1), "{wait:?}");
         t.expire(at + TICK, &mut due);
-        assert_eq!(due, vec![Entry { key: 1, id: 7, slot }]);
+        assert_eq!(
+            due,
+            vec![Entry {
+                key: 1,
+                id: 7,
+                slot
+            }]
+        );
         assert!(t.is_empty());
         assert_eq!(t.timeout(at + TICK), None);
     }
@@ -157,7 +168,10 @@ mod tests {
         t.arm(1, 1, t0 + Duration::from_secs(30));
         t.arm(2, 2, t0 + Duration::from_secs(3));
         let wait = t.timeout(t0).unwrap();
-        assert!(wait >= Duration::from_secs(3) && wait <= Duration::from_secs(3) + TICK, "{wait:?}");
+        assert!(
+            wait >= Duration::from_secs(3) && wait <= Duration::from_secs(3) + TICK,
+            "{wait:?}"
+        );
     }
 
     #[test]

@@ -105,7 +105,11 @@ impl Upstreams {
         stream.set_nodelay(true)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        registry.register(&mut stream, token(key), Interest::READABLE | Interest::WRITABLE)?;
+        registry.register(
+            &mut stream,
+            token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         entry.insert(Upstream {
             stream,
             backend: Arc::clone(backend),

@@ -89,11 +89,16 @@ impl WorkerHandle {
 }
 
 /// Starts worker `index` on `listener`.
-pub fn spawn(index: usize, listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<WorkerHandle> {
+pub fn spawn(
+    index: usize,
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let mut listener = TcpListener::from_std(listener);
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
@@ -184,8 +189,10 @@ impl Worker {
                     LISTENER => core.accept_pending = true,
                     WAKER => core.control(registry),
                     Token(t) => {
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let writable =
+                            event.is_writable() || event.is_write_closed() || event.is_error();
                         if t % 2 == 0 {
                             core.client_event(registry, t / 2, readable, writable);
                         } else {
@@ -214,7 +221,11 @@ impl Worker {
 }
 
 impl Core {
-    fn ctx<'a>(&'a mut self, registry: &'a Registry, key: usize) -> (Option<&'a mut Session>, Ctx<'a>) {
+    fn ctx<'a>(
+        &'a mut self,
+        registry: &'a Registry,
+        key: usize,
+    ) -> (Option<&'a mut Session>, Ctx<'a>) {
         let session = self.sessions.get_mut(key).map(|b| &mut **b);
         let ctx = Ctx {
             registry,
@@ -319,13 +330,23 @@ impl Core {
                     let key = entry.key();
                     if key >= (u32::MAX - 16) as usize
                         || registry
-                            .register(&mut stream, Token(key * 2), Interest::READABLE | Interest::WRITABLE)
+                            .register(
+                                &mut stream,
+                                Token(key * 2),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
                             .is_err()
                     {
                         continue;
                     }
                     self.next_id = self.next_id.wrapping_add(1);
-                    let session = Session::new(stream, addr.ip(), self.next_id, self.now, &self.shared.settings);
+                    let session = Session::new(
+                        stream,
+                        addr.ip(),
+                        self.next_id,
+                        self.now,
+                        &self.shared.settings,
+                    );
                     entry.insert(Box::new(session));
                     self.stats.accepted();
                     self.drive(registry, key);

@@ -11,11 +11,23 @@ fn text(status: u16) -> (&'static str, &'static str) {
         408 => ("Request Timeout", "request timeout\n"),
         413 => ("Content Too Large", "request body too large\n"),
         414 => ("URI Too Long", "request target too long\n"),
-        431 => ("Request Header Fields Too Large", "request head too large\n"),
+        431 => (
+            "Request Header Fields Too Large",
+            "request head too large\n",
+        ),
         501 => ("Not Implemented", "not implemented\n"),
-        502 => ("Bad Gateway", "bad gateway: the backend could not be reached or answered badly\n"),
-        503 => ("Service Unavailable", "service unavailable: no backend is available\n"),
-        504 => ("Gateway Timeout", "gateway timeout: the backend did not answer in time\n"),
+        502 => (
+            "Bad Gateway",
+            "bad gateway: the backend could not be reached or answered badly\n",
+        ),
+        503 => (
+            "Service Unavailable",
+            "service unavailable: no backend is available\n",
+        ),
+        504 => (
+            "Gateway Timeout",
+            "gateway timeout: the backend did not answer in time\n",
+        ),
         505 => ("HTTP Version Not Supported", "HTTP version not supported\n"),
         _ => ("Internal Server Error", "internal error\n"),
     }
@@ -56,12 +68,19 @@ mod tests {
                 let mut resp = httparse::Response::new(&mut fields);
                 let len = resp.parse(&out).unwrap().unwrap();
                 assert_eq!(resp.code, Some(status));
-                let cl = resp.headers.iter().find(|h| h.name == "Content-Length").unwrap();
+                let cl = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name == "Content-Length")
+                    .unwrap();
                 let n: usize = std::str::from_utf8(cl.value).unwrap().parse().unwrap();
                 assert_eq!(len + n, out.len());
                 let closes = resp.headers.iter().any(|h| h.name == "Connection");
                 assert_eq!(closes, !keep);
-                assert_eq!(resp.headers.iter().any(|h| h.name == "Retry-After"), status == 503);
+                assert_eq!(
+                    resp.headers.iter().any(|h| h.name == "Retry-After"),
+                    status == 503
+                );
             }
         }
     }

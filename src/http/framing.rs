@@ -183,10 +183,7 @@ impl Body {
         let mut done = false;
         for &b in input {
             used += 1;
-            if matches!(
-                at,
-                Chunk::Size { .. } | Chunk::Ext { .. } | Chunk::SizeLf
-            ) {
+            if matches!(at, Chunk::Size { .. } | Chunk::Ext { .. } | Chunk::SizeLf) {
                 line += 1;
                 if line > MAX_CHUNK_LINE {
                     return Err(BodyError::TooLong);
@@ -303,7 +300,11 @@ mod tests {
     use super::*;
 
     /// Feeds `input` in pieces of `piece` bytes; returns (payload, framing bytes, done, rest).
-    fn run(framing: Framing, input: &[u8], piece: usize) -> Result<(Vec<u8>, usize, bool, usize), BodyError> {
+    fn run(
+        framing: Framing,
+        input: &[u8],
+        piece: usize,
+    ) -> Result<(Vec<u8>, usize, bool, usize), BodyError> {
         let mut body = Body::new(framing);
         let mut payload = Vec::new();
         let mut framing_bytes = 0;
@@ -344,7 +345,8 @@ mod tests {
 
     #[test]
     fn chunked_any_split_gives_the_same_result() {
-        let msg = b"5;name=\"v\"\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let msg =
+            b"5;name=\"v\"\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         for piece in 1..msg.len() {
             let (p, f, done, rest) = run(Framing::Chunked, msg, piece).unwrap();
             assert_eq!(p, b"helloabcdefghijklmnopqrstuvwxyz", "piece {piece}");
@@ -402,19 +404,25 @@ mod tests {
     #[test]
     fn oversized_lines_are_rejected() {
         let mut line = b"1;".to_vec();
-        line.extend(std::iter::repeat(b'a').take(5000));
+        line.extend(std::iter::repeat_n(b'a', 5000));
         assert_eq!(run(Framing::Chunked, &line, 4096), Err(BodyError::TooLong));
         let mut trailers = b"0\r\n".to_vec();
         for _ in 0..2000 {
             trailers.extend_from_slice(b"X-Trailer: value\r\n");
         }
-        assert_eq!(run(Framing::Chunked, &trailers, 4096), Err(BodyError::TooLong));
+        assert_eq!(
+            run(Framing::Chunked, &trailers, 4096),
+            Err(BodyError::TooLong)
+        );
     }
 
     #[test]
     fn largest_chunk_size_is_accepted() {
         let mut body = Body::new(Framing::Chunked);
-        assert_eq!(body.step(b"FFFFFFFFFFFFFFFF\r\nab").unwrap(), Step::Framing(18));
+        assert_eq!(
+            body.step(b"FFFFFFFFFFFFFFFF\r\nab").unwrap(),
+            Step::Framing(18)
+        );
         assert_eq!(body.step(b"ab").unwrap(), Step::Payload(2));
         assert!(!body.is_done());
     }

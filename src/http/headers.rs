@@ -45,7 +45,10 @@ impl Field {
 
 /// Splits a comma-separated field value into trimmed, non-empty elements.
 pub fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Trims optional whitespace (SP, HTAB) at both ends.
@@ -199,7 +202,10 @@ mod tests {
         assert_eq!(content_length(b""), None);
         assert_eq!(content_length(b"0x10"), None);
         assert_eq!(content_length(b"99999999999999999999"), None);
-        assert_eq!(content_length(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            content_length(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
     }
 
     #[test]

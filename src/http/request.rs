@@ -106,7 +106,8 @@ pub fn rewrite(
         Err(httparse::Error::Version) => return Err(Reject(505)),
         Err(_) => return Err(Reject(400)),
     };
-    let (Some(method_str), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+    let (Some(method_str), Some(target), Some(version)) = (req.method, req.path, req.version)
+    else {
         return Err(Reject(400));
     };
     let method = Method::from_bytes(method_str.as_bytes());
@@ -315,7 +316,8 @@ mod tests {
 
     #[test]
     fn simple_get_is_rewritten() {
-        let (req, out) = go("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n").unwrap();
+        let (req, out) =
+            go("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n").unwrap();
         assert_eq!(req.method, Method::Get);
         assert_eq!(req.framing, Framing::None);
         assert!(req.keep_alive && !req.http10 && !req.upgrade);
@@ -343,13 +345,17 @@ mod tests {
     fn forwarded_for_is_appended() {
         let (_, out) = go("GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nHost: h\r\nx-forwarded-for: 2.2.2.2, 3.3.3.3\r\n\r\n")
             .unwrap();
-        assert!(out.contains("\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\nHost: h\r\n"));
+        assert!(
+            out.contains("\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\nHost: h\r\n")
+        );
         assert_eq!(out.matches("orwarded-For").count(), 1);
     }
 
     #[test]
     fn upgrade_is_kept_when_asked_for() {
-        let (req, out) = go("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").unwrap();
+        let (req, out) =
+            go("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+                .unwrap();
         assert!(req.upgrade);
         assert!(out.contains("Upgrade: websocket\r\n"));
         assert!(out.contains("Connection: upgrade\r\n"));
@@ -368,10 +374,13 @@ mod tests {
 
     #[test]
     fn framing_is_decided_and_normalised() {
-        let (req, out) = go("PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n").unwrap();
+        let (req, out) =
+            go("PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n")
+                .unwrap();
         assert_eq!(req.framing, Framing::Length(5));
         assert_eq!(out.matches("Content-Length").count(), 1);
-        let (req, out) = go("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+        let (req, out) =
+            go("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(req.framing, Framing::Chunked);
         assert!(out.contains("Transfer-Encoding: chunked\r\n"));
         let (req, _) = go("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n").unwrap();
@@ -406,7 +415,10 @@ mod tests {
 
     #[test]
     fn bare_lf_and_partial_heads() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: h\r\n\r\n", 0), Err(Reject(400)));
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\nHost: h\r\n\r\n", 0),
+            Err(Reject(400))
+        );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: h\r\n", 0), Ok(None));
         let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\nBODY";
         // searching again from any earlier point finds the same end
@@ -421,9 +433,15 @@ mod tests {
             max_head: 64,
             max_uri: 16,
         };
-        assert_eq!(check_partial(b"GET / HTTP/1.1\r\nHost: h\r\n", &small), Ok(()));
+        assert_eq!(
+            check_partial(b"GET / HTTP/1.1\r\nHost: h\r\n", &small),
+            Ok(())
+        );
         let long_line = format!("GET /{} HTTP/1.1", "a".repeat(60));
-        assert_eq!(check_partial(long_line.as_bytes(), &small), Err(Reject(414)));
+        assert_eq!(
+            check_partial(long_line.as_bytes(), &small),
+            Err(Reject(414))
+        );
         let many = format!("GET / HTTP/1.1\r\n{}", "X: y\r\n".repeat(12));
         assert_eq!(check_partial(many.as_bytes(), &small), Err(Reject(431)));
         let mut out = Vec::new();
@@ -432,7 +450,10 @@ mod tests {
             rewrite(target.as_bytes(), &small, &CLIENT, &mut out),
             Err(Reject(414))
         );
-        let fields = format!("GET / HTTP/1.1\r\nHost: h\r\n{}\r\n", "X: y\r\n".repeat(120));
+        let fields = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\n{}\r\n",
+            "X: y\r\n".repeat(120)
+        );
         assert_eq!(
             rewrite(fields.as_bytes(), &LIMITS, &CLIENT, &mut out),
             Err(Reject(431))

@@ -54,7 +54,11 @@ pub struct Invalid;
 
 /// Parses a complete response head (delimited like a request head, see
 /// [`super::request::find_head_end`]) and writes the head for the client into `out`.
-pub fn rewrite(head: &[u8], ex: &Exchange, out: &mut Vec<u8>) -> Result<(ResponseHead, usize), Invalid> {
+pub fn rewrite(
+    head: &[u8],
+    ex: &Exchange,
+    out: &mut Vec<u8>,
+) -> Result<(ResponseHead, usize), Invalid> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -97,11 +101,8 @@ pub fn rewrite(head: &[u8], ex: &Exchange, out: &mut Vec<u8>) -> Result<(Respons
         return Err(Invalid);
     }
     let interim = (100..200).contains(&status) && !switching;
-    let no_body = interim
-        || switching
-        || status == 204
-        || status == 304
-        || ex.method == Method::Head;
+    let no_body =
+        interim || switching || status == 204 || status == 304 || ex.method == Method::Head;
     let framing = if no_body {
         Framing::None
     } else if codings.count > 0 {
@@ -124,7 +125,8 @@ pub fn rewrite(head: &[u8], ex: &Exchange, out: &mut Vec<u8>) -> Result<(Respons
     let backend_keeps = !conn.close && (version == 1 || conn.keep_alive);
     let reusable = backend_keeps && framing != Framing::UntilClose && !switching;
     let keep_client = !switching
-        && (interim || (ex.keep_alive && framing != Framing::UntilClose && relay == Relay::Verbatim));
+        && (interim
+            || (ex.keep_alive && framing != Framing::UntilClose && relay == Relay::Verbatim));
 
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -234,7 +236,11 @@ mod tests {
 
     #[test]
     fn close_delimited_closes_the_client() {
-        let (r, out) = go("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n", &GET11).unwrap();
+        let (r, out) = go(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+            &GET11,
+        )
+        .unwrap();
         assert_eq!(r.framing, Framing::UntilClose);
         assert!(!r.keep_client && !r.reusable);
         assert!(out.ends_with("Connection: close\r\n\r\n"));
@@ -265,7 +271,11 @@ mod tests {
         assert_eq!(r.framing, Framing::None);
         assert!(out.contains("Content-Length: 100"));
         for status in ["204 No Content", "304 Not Modified"] {
-            let (r, _) = go(&format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n"), &GET11).unwrap();
+            let (r, _) = go(
+                &format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                &GET11,
+            )
+            .unwrap();
             assert_eq!(r.framing, Framing::None);
             assert!(r.keep_client);
         }
@@ -289,11 +299,19 @@ mod tests {
 
     #[test]
     fn backend_close_means_not_reusable() {
-        let (r, _) = go("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", &GET11).unwrap();
+        let (r, _) = go(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            &GET11,
+        )
+        .unwrap();
         assert!(!r.reusable && r.keep_client);
         let (r, _) = go("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", &GET11).unwrap();
         assert!(!r.reusable);
-        let (r, _) = go("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", &GET11).unwrap();
+        let (r, _) = go(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            &GET11,
+        )
+        .unwrap();
         assert!(r.reusable);
     }
 
@@ -303,13 +321,20 @@ mod tests {
             upgrade: true,
             ..GET11
         };
-        let (r, out) = go("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", &up).unwrap();
+        let (r, out) = go(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            &up,
+        )
+        .unwrap();
         assert!(r.switching && !r.reusable);
         assert_eq!(
             out,
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
         );
-        assert_eq!(go("HTTP/1.1 101 Switching Protocols\r\n\r\n", &GET11).map(|_| ()), Err(Invalid));
+        assert_eq!(
+            go("HTTP/1.1 101 Switching Protocols\r\n\r\n", &GET11).map(|_| ()),
+            Err(Invalid)
+        );
     }
 
     #[test]
