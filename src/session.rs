@@ -671,6 +671,11 @@ impl Session {
         if self.phase != Phase::Exchange {
             return Ok(true);
         }
+        if self.ex.resp_done && self.upstream.is_some() {
+            // the whole response is here: the backend connection can serve someone else while
+            // the client reads it
+            self.release_upstream(ctx);
+        }
         progress |= self.write_client(ctx.bufs)?;
         if self.ex.resp_done && self.resp_ready == 0 {
             self.finish_exchange(ctx)?;
@@ -990,15 +995,22 @@ impl Session {
     }
 
     /// The response is complete and written: keep the connection for the next request, or close.
-    fn finish_exchange(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
-        let request_done = self.req_body.is_done() && self.req_sent == self.req_ready;
-        if let Some(key) = self.upstream.take() {
-            if let Some(up) = ctx.upstreams.get_mut(key) {
-                up.backend.end_request();
-            }
-            ctx.upstreams
-                .release(key, self.ex.reusable && request_done, ctx.now);
+    /// Gives the backend connection back: to the idle pool when the exchange left it clean (the
+    /// whole request sent, the whole response read, keep-alive on both ends), else closed.
+    fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(key) = self.upstream.take() else {
+            return;
+        };
+        if let Some(up) = ctx.upstreams.get_mut(key) {
+            up.backend.end_request();
         }
+        let request_done = self.req_body.is_done() && self.req_sent == self.req_ready;
+        ctx.upstreams
+            .release(key, self.ex.reusable && request_done, ctx.now);
+    }
+
+    fn finish_exchange(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        self.release_upstream(ctx);
         if !self.req_body.is_done() {
             // the rest of the request body was never read: do not read it as a request
             return self.start_drain(ctx);

@@ -1,0 +1,210 @@
+//! Micro-benchmarks of the data path's pure functions, through ferrule's public API: request head
+//! scan + rewrite, response head rewrite, chunked body framing, and one balancer pick.
+//!
+//! ```text
+//! cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2
+//! cargo bench --bench hot_path -- chunked          # one group only (a name filter)
+//! ```
+//!
+//! The sockets, the worker loop and the session state machine are measured end to end by
+//! `stress/load.sh` and `../shared/bench/compare.sh`; this file isolates the CPU cost of the
+//! parsing/rewriting/selection steps every request goes through (see `stress/README.md`).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+use ferrule::balancer::{PickState, Pool};
+use ferrule::config::{BackendConfig, Scheme, Strategy};
+use ferrule::http::request::{self, ClientInfo, Limits};
+use ferrule::http::response::{self, Exchange};
+use ferrule::http::{Body, Framing, Method, Step};
+
+/// A browser-like GET: 10 header fields, ~400 bytes.
+const REQUEST: &[u8] = b"GET /api/v1/products/12345?ref=home&lang=en HTTP/1.1\r\n\
+Host: shop.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+Accept-Language: en-US,en;q=0.5\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Referer: https://shop.example.com/\r\n\
+Cookie: session=4f9a2c7e1b; theme=dark\r\n\
+Connection: keep-alive\r\n\
+Upgrade-Insecure-Requests: 1\r\n\
+Cache-Control: max-age=0\r\n\
+\r\n";
+
+/// A typical backend response head (nginx-like, keep-alive, Content-Length framed).
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Server: nginx/1.22.1\r\n\
+Date: Tue, 25 Nov 2026 10:00:00 GMT\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+Content-Length: 6120\r\n\
+Connection: keep-alive\r\n\
+Cache-Control: private, max-age=60\r\n\
+ETag: \"6745b2c0-17e8\"\r\n\
+Vary: Accept-Encoding\r\n\
+X-Backend: 18482\r\n\
+\r\n";
+
+const LIMITS: Limits = Limits {
+    max_head: 16 * 1024,
+    max_uri: 8 * 1024,
+};
+
+fn heads(c: &mut Criterion) {
+    let client = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
+        tls: false,
+    };
+    let mut out = Vec::with_capacity(1024);
+
+    // Sanity: the inputs are what the benchmark claims they are.
+    let end = request::find_head_end(REQUEST, 0)
+        .ok()
+        .flatten()
+        .expect("complete request head");
+    assert_eq!(end, REQUEST.len());
+    request::rewrite(REQUEST, &LIMITS, &client, &mut out)
+        .ok()
+        .flatten()
+        .expect("request head rewrites");
+
+    let mut group = c.benchmark_group("request_head");
+    group.throughput(Throughput::Bytes(REQUEST.len() as u64));
+    group.bench_function("find_head_end", |b| {
+        b.iter(|| request::find_head_end(black_box(REQUEST), 0))
+    });
+    group.bench_function("find_head_end+rewrite", |b| {
+        b.iter(|| {
+            let buf = black_box(REQUEST);
+            let end = match request::find_head_end(buf, 0) {
+                Ok(Some(end)) => end,
+                _ => unreachable!("head is complete"),
+            };
+            let parsed = request::rewrite(&buf[..end], &LIMITS, &client, &mut out);
+            black_box(&out);
+            parsed
+        })
+    });
+    group.finish();
+
+    let ex = Exchange {
+        method: Method::Get,
+        http10: false,
+        keep_alive: true,
+        upgrade: false,
+    };
+    response::rewrite(RESPONSE, &ex, &mut out).expect("response head rewrites");
+
+    let mut group = c.benchmark_group("response_head");
+    group.throughput(Throughput::Bytes(RESPONSE.len() as u64));
+    group.bench_function("find_head_end+rewrite", |b| {
+        b.iter(|| {
+            let buf = black_box(RESPONSE);
+            let end = match request::find_head_end(buf, 0) {
+                Ok(Some(end)) => end,
+                _ => unreachable!("head is complete"),
+            };
+            let parsed = response::rewrite(&buf[..end], &ex, &mut out);
+            black_box(&out);
+            parsed
+        })
+    });
+    group.finish();
+}
+
+/// A chunked body carrying `payload` bytes in chunks of `chunk` bytes, then the last chunk.
+fn chunked_body(payload: usize, chunk: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(payload + payload / chunk * 8 + 5);
+    let mut left = payload;
+    while left > 0 {
+        let n = left.min(chunk);
+        body.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        body.resize(body.len() + n, b'x');
+        body.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    body
+}
+
+/// Steps a chunked decoder over the whole of `body`, as the session does with a full buffer.
+/// Returns the payload byte count.
+fn decode(body: &[u8]) -> usize {
+    let mut state = Body::new(Framing::Chunked);
+    let mut at = 0;
+    let mut payload = 0;
+    loop {
+        match state.step(&body[at..]) {
+            Ok(Step::Payload(n)) => {
+                payload += n;
+                at += n;
+            }
+            Ok(Step::Framing(n)) => at += n,
+            Ok(Step::Done) => return payload,
+            Ok(Step::Blocked) | Err(_) => unreachable!("body is complete and well-formed"),
+        }
+    }
+}
+
+fn chunked(c: &mut Criterion) {
+    const PAYLOAD: usize = 64 * 1024;
+    let mut group = c.benchmark_group("chunked_64k");
+    for chunk in [4096, 16] {
+        let body = chunked_body(PAYLOAD, chunk);
+        assert_eq!(decode(&body), PAYLOAD);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("chunks", chunk), &body, |b, body| {
+            b.iter(|| decode(black_box(body)))
+        });
+    }
+    group.finish();
+}
+
+fn backends(weights: &[u32]) -> Vec<BackendConfig> {
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &weight)| {
+            let port = 18482 + i as u16;
+            BackendConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                scheme: Scheme::Http,
+                host: "127.0.0.1".into(),
+                port,
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                weight,
+            }
+        })
+        .collect()
+}
+
+fn balancer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick");
+    let cases: [(&str, Strategy, Vec<u32>); 4] = [
+        ("round-robin/3", Strategy::RoundRobin, vec![1; 3]),
+        ("round-robin/32", Strategy::RoundRobin, vec![1; 32]),
+        ("weighted/5,3,2", Strategy::WeightedRoundRobin, vec![5, 3, 2]),
+        ("least-conn/3", Strategy::LeastConn, vec![1; 3]),
+    ];
+    for (name, strategy, weights) in cases {
+        let pool = Pool::new(strategy, &backends(&weights));
+        // Least-conn with requests in flight, so the comparison is not all ties.
+        for (i, b) in pool.backends().iter().enumerate() {
+            for _ in 0..i {
+                b.begin_request();
+            }
+        }
+        let mut state = PickState::default();
+        assert!(pool.pick(&mut state, None).is_some());
+        group.bench_function(name, |b| {
+            b.iter(|| pool.pick(&mut state, black_box(None)).map(|b| b.id))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, heads, chunked, balancer);
+criterion_main!(benches);
