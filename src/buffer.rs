@@ -189,19 +189,15 @@ impl Buf {
     }
 }
 
-/// Free buffers of one worker. `get` and `put` are a pop and a push; at most `keep` free buffers
-/// are retained, the rest are freed, and [`BufPool::trim`] hands freed memory back to the system
-/// (so a burst of busy connections does not leave the process fat once they go idle).
+/// Free buffers of one worker. `get` and `put` are a pop and a push, so a worker under steady load
+/// never allocates. Once a second [`BufPool::trim`] frees what exceeds `keep` and hands the memory
+/// back to the system, so a burst of busy connections does not leave the process fat once they
+/// go idle; the next burst re-allocates (a handful of allocations per second at most).
 pub struct BufPool {
     free: Vec<Buf>,
     cap: usize,
     keep: usize,
-    /// Bytes freed since the last trim.
-    freed: usize,
 }
-
-/// Freed bytes worth asking the allocator to return to the system.
-const TRIM_AFTER: usize = 1 << 20;
 
 impl BufPool {
     pub fn new(cap: usize, keep: usize) -> BufPool {
@@ -209,23 +205,16 @@ impl BufPool {
             free: Vec::with_capacity(keep),
             cap,
             keep,
-            freed: 0,
         }
     }
 
     pub fn get(&mut self) -> Buf {
-        self.free
-            .pop()
-            .unwrap_or_else(|| Buf::with_capacity(self.cap))
+        self.free.pop().unwrap_or_else(|| Buf::with_capacity(self.cap))
     }
 
     pub fn put(&mut self, mut buf: Buf) {
-        if self.free.len() < self.keep {
-            buf.clear();
-            self.free.push(buf);
-        } else {
-            self.freed += buf.data.len();
-        }
+        buf.clear();
+        self.free.push(buf);
     }
 
     /// Buffer capacity of this pool.
@@ -238,13 +227,14 @@ impl BufPool {
         self.free.len()
     }
 
-    /// Returns freed memory to the system when enough was freed since last time. Called from the
+    /// Frees the free buffers beyond `keep` and returns the memory to the system. Called from the
     /// worker's once-a-second housekeeping, never per request.
     pub fn trim(&mut self) {
-        if self.freed < TRIM_AFTER {
+        if self.free.len() <= self.keep {
             return;
         }
-        self.freed = 0;
+        self.free.truncate(self.keep);
+        self.free.shrink_to(self.keep.max(64));
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim only inspects and releases the allocator's own free memory.
         unsafe {
@@ -324,14 +314,17 @@ mod tests {
     }
 
     #[test]
-    fn pool_keeps_at_most_keep() {
+    fn pool_recycles_and_trims_to_keep() {
         let mut p = BufPool::new(32, 1);
         let a = p.get();
         let mut b = p.get();
         b.push(b"x");
         p.put(b);
         p.put(a);
-        assert_eq!(p.retained(), 1);
+        assert_eq!(p.retained(), 2);
         assert!(p.get().is_empty());
+        p.put(Buf::with_capacity(32));
+        p.trim();
+        assert_eq!(p.retained(), 1);
     }
 }

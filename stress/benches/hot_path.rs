@@ -186,7 +186,11 @@ fn balancer(c: &mut Criterion) {
     let cases: [(&str, Strategy, Vec<u32>); 4] = [
         ("round-robin/3", Strategy::RoundRobin, vec![1; 3]),
         ("round-robin/32", Strategy::RoundRobin, vec![1; 32]),
-        ("weighted/5,3,2", Strategy::WeightedRoundRobin, vec![5, 3, 2]),
+        (
+            "weighted/5,3,2",
+            Strategy::WeightedRoundRobin,
+            vec![5, 3, 2],
+        ),
         ("least-conn/3", Strategy::LeastConn, vec![1; 3]),
     ];
     for (name, strategy, weights) in cases {
