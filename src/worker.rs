@@ -39,7 +39,7 @@ const RESUME_KEY: u32 = u32::MAX - 2;
 /// How often housekeeping runs (idle backend connections expire, freed memory is returned).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Free buffers a worker keeps for reuse; more than this are freed.
-const KEEP_BUFFERS: usize = 16;
+const KEEP_BUFFERS: usize = 4;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
