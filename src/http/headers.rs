@@ -154,7 +154,25 @@ impl Codings {
 }
 
 /// Writes `n` in decimal.
-pub fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+#[inline]
+pub fn put_u64(out: &mut Vec<u8>, n: u64) {
+    // status codes, address octets and most lengths are short
+    if n < 10 {
+        out.push(b'0' + n as u8);
+    } else if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+    } else if n < 1000 {
+        out.extend_from_slice(&[
+            b'0' + (n / 100) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ]);
+    } else {
+        put_u64_long(out, n);
+    }
+}
+
+fn put_u64_long(out: &mut Vec<u8>, mut n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     loop {
@@ -239,9 +257,10 @@ mod tests {
     #[test]
     fn numbers() {
         let mut v = Vec::new();
-        put_u64(&mut v, 0);
-        v.push(b' ');
-        put_u64(&mut v, 18_446_744_073_709_551_615);
-        assert_eq!(v, b"0 18446744073709551615");
+        for n in [0, 7, 10, 99, 100, 999, 1000, 65536, u64::MAX] {
+            v.clear();
+            put_u64(&mut v, n);
+            assert_eq!(v, n.to_string().as_bytes());
+        }
     }
 }

@@ -54,7 +54,7 @@ pub struct Reject(pub u16);
 /// in a bare LF is rejected with 400.
 pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
     let mut i = from;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(off) = super::find_byte(&buf[i..], b'\n') {
         let at = i + off;
         if at == 0 || buf[at - 1] != b'\r' {
             return Err(Reject(400));
@@ -129,8 +129,10 @@ pub fn rewrite(
     let mut upgrade_field = false;
     let mut expect_continue = false;
     let mut xff = 0;
-    for f in fields {
-        match Field::of(f.name.as_bytes()) {
+    let mut kinds = [Field::Other; MAX_HEADERS];
+    for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
+        *kind = Field::of(f.name.as_bytes());
+        match *kind {
             Field::Host => {
                 hosts += 1;
                 host = headers::trim(f.value);
@@ -181,9 +183,9 @@ pub fn rewrite(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut xff_written = false;
-    for f in fields {
+    for (f, kind) in fields.iter().zip(kinds.iter()) {
         let name = f.name.as_bytes();
-        match Field::of(name) {
+        match *kind {
             Field::ContentLength | Field::TransferEncoding => {} // written once, below
             Field::Connection
             | Field::KeepAlive
@@ -203,7 +205,7 @@ pub fn rewrite(
             }
             Field::XForwardedFor => {
                 if !xff_written {
-                    put_forwarded_for(out, fields, client.ip);
+                    put_forwarded_for(out, fields, &kinds, client.ip);
                     xff_written = true;
                 }
             }
@@ -227,7 +229,7 @@ pub fn rewrite(
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
     if xff == 0 {
-        put_forwarded_for(out, fields, client.ip);
+        put_forwarded_for(out, fields, &kinds, client.ip);
     }
     out.extend_from_slice(if client.tls {
         b"X-Forwarded-Proto: https\r\n"
@@ -251,10 +253,15 @@ pub fn rewrite(
 }
 
 /// `X-Forwarded-For`: the values the client sent (all fields, joined), then the client's address.
-fn put_forwarded_for(out: &mut Vec<u8>, fields: &[httparse::Header<'_>], ip: IpAddr) {
+fn put_forwarded_for(
+    out: &mut Vec<u8>,
+    fields: &[httparse::Header<'_>],
+    kinds: &[Field],
+    ip: IpAddr,
+) {
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for f in fields {
-        if Field::of(f.name.as_bytes()) == Field::XForwardedFor {
+    for (f, kind) in fields.iter().zip(kinds) {
+        if *kind == Field::XForwardedFor {
             let v = headers::trim(f.value);
             if !v.is_empty() {
                 out.extend_from_slice(v);

@@ -81,8 +81,10 @@ pub fn rewrite(
     let mut conn = ConnectionOptions::default();
     let mut codings = Codings::default();
     let mut length: Option<u64> = None;
-    for f in fields {
-        match Field::of(f.name.as_bytes()) {
+    let mut kinds = [Field::Other; MAX_HEADERS];
+    for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
+        *kind = Field::of(f.name.as_bytes());
+        match *kind {
             Field::ContentLength => {
                 let n = headers::content_length(f.value).ok_or(Invalid)?;
                 if length.is_some_and(|m| m != n) {
@@ -134,9 +136,9 @@ pub fn rewrite(
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for f in fields {
+    for (f, kind) in fields.iter().zip(kinds.iter()) {
         let name = f.name.as_bytes();
-        match Field::of(name) {
+        match *kind {
             Field::Connection
             | Field::KeepAlive
             | Field::ProxyConnection
