@@ -209,7 +209,9 @@ impl BufPool {
     }
 
     pub fn get(&mut self) -> Buf {
-        self.free.pop().unwrap_or_else(|| Buf::with_capacity(self.cap))
+        self.free
+            .pop()
+            .unwrap_or_else(|| Buf::with_capacity(self.cap))
     }
 
     pub fn put(&mut self, mut buf: Buf) {

@@ -82,6 +82,15 @@ pub struct Ctx<'a> {
     pub key: usize,
 }
 
+/// How a run ended, when the session goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// Waiting for readiness or a timer.
+    Idle,
+    /// Stopped at the round cap with work left: run again soon.
+    More,
+}
+
 /// The session is over; the worker drops it (see [`Session::release`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Close;
@@ -205,6 +214,8 @@ pub struct Session {
     phase: Phase,
     c_readable: bool,
     c_writable: bool,
+    /// The poll reported the client's read side closed: read until EOF, short reads included.
+    c_hup: bool,
     /// The client sent FIN.
     c_eof: bool,
     /// Tunnel: our write side towards the client / the backend is shut.
@@ -246,6 +257,7 @@ impl Session {
             // a fresh connection usually has its request waiting: try reading at once
             c_readable: true,
             c_writable: true,
+            c_hup: false,
             c_eof: false,
             c_shut: false,
             u_shut: false,
@@ -278,10 +290,12 @@ impl Session {
         self.phase == Phase::ReadHead && self.req.as_ref().is_none_or(Buf::is_empty)
     }
 
-    /// Readiness reported by the poll for the client socket.
-    pub fn client_ready(&mut self, readable: bool, writable: bool) {
-        self.c_readable |= readable;
+    /// Readiness reported by the poll for the client socket. `hup`: the peer closed its side
+    /// (or the socket failed), so reads must go on until they say so.
+    pub fn client_ready(&mut self, readable: bool, writable: bool, hup: bool) {
+        self.c_readable |= readable || hup;
         self.c_writable |= writable;
+        self.c_hup |= hup;
     }
 
     /// Gives back everything the session holds; called once, when the worker drops it.
@@ -300,9 +314,13 @@ impl Session {
         }
     }
 
-    /// Drives the session as far as readiness allows.
-    pub fn run(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+    /// Drives the session as far as readiness allows, for at most `MAX_ROUNDS` rounds so one busy
+    /// connection cannot starve the others. Returns `More` when it stopped at that cap with work
+    /// left: no new event will say so (readiness is edge-triggered), so the worker runs it again
+    /// after serving the others.
+    pub fn run(&mut self, ctx: &mut Ctx<'_>) -> Result<Ran, Close> {
         let mut any = false;
+        let mut ran = Ran::More;
         for _ in 0..MAX_ROUNDS {
             let progress = match self.phase {
                 Phase::ReadHead => self.read_head(ctx)?,
@@ -313,17 +331,18 @@ impl Session {
             };
             any |= progress;
             if !progress {
+                ran = Ran::Idle;
                 break;
             }
         }
         if any {
             self.touch(ctx);
         }
-        Ok(())
+        Ok(ran)
     }
 
     /// The deadline passed: decide what that means in this phase.
-    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+    pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Result<Ran, Close> {
         match self.phase {
             Phase::ReadHead if !self.head_started => return Err(Close),
             Phase::ReadHead => {
@@ -383,7 +402,9 @@ impl Session {
         match read_some(&mut self.client, space) {
             Io::Done(n) => {
                 buf.filled(n);
-                if n < want {
+                // a short read drained the socket: the next bytes come with a new event (unless
+                // the peer already closed, which no later event would announce)
+                if n < want && !self.c_hup {
                     self.c_readable = false;
                 }
                 Ok(n)
@@ -801,7 +822,7 @@ impl Session {
             }
             Io::Eof | Io::Failed => return self.backend_closed(ctx),
         };
-        if n < want {
+        if n < want && !up.hup {
             up.readable = false;
         }
         buf.filled(n);
@@ -816,9 +837,13 @@ impl Session {
     /// Parses response heads and frames the body bytes in `resp`.
     fn process_response(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
         // bounded: a few interim (1xx) responses may precede the final one
-        for _ in 0..MAX_ROUNDS {
+        for round in 0..=MAX_ROUNDS {
             if self.ex.committed || self.phase != Phase::Exchange {
                 break;
+            }
+            if round == MAX_ROUNDS {
+                // a backend that sends interim responses without end
+                return self.bad_response(ctx);
             }
             let Some(buf) = self.resp.as_mut() else {
                 return Ok(());
@@ -1096,7 +1121,7 @@ impl Session {
                 match read_some(&mut up.stream, space) {
                     Io::Done(n) => {
                         buf.filled(n);
-                        if n < want {
+                        if n < want && !up.hup {
                             up.readable = false;
                         }
                         progress = true;
@@ -1142,13 +1167,14 @@ impl Session {
                 return Ok(false);
             }
             match read_some(&mut self.client, &mut sink) {
-                Io::Done(n) if n < sink.len() => self.c_readable = false,
+                Io::Done(n) if n < sink.len() && !self.c_hup => self.c_readable = false,
                 Io::Done(_) => {}
                 Io::Blocked => self.c_readable = false,
                 Io::Eof | Io::Failed => return Err(Close),
             }
         }
-        Ok(false)
+        // still readable after the cap: more to discard
+        Ok(self.c_readable)
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Upstream {
     /// Readiness seen and not yet used up (edge-triggered: kept in user space).
     pub readable: bool,
     pub writable: bool,
+    /// The poll reported the backend's read side closed: read until EOF, short reads included.
+    pub hup: bool,
     /// The TCP connect has completed.
     pub connected: bool,
     /// This connection has carried a request before (it came from the idle pool).
@@ -115,6 +117,7 @@ impl Upstreams {
             backend: Arc::clone(backend),
             readable: false,
             writable: false,
+            hup: false,
             connected: false,
             reused: false,
             owner: Some(owner),

@@ -23,7 +23,7 @@ use slab::Slab;
 
 use crate::balancer::{PickState, Pool};
 use crate::buffer::BufPool;
-use crate::session::{Close, Ctx, Session, Settings};
+use crate::session::{Close, Ctx, Ran, Session, Settings};
 use crate::stats::WorkerStats;
 use crate::timer::{Entry, Timers};
 use crate::upstream::Upstreams;
@@ -110,6 +110,7 @@ pub fn spawn(
         pick: PickState::default(),
         timers: Timers::new(now),
         due: Vec::new(),
+        pending: Vec::new(),
         listener: Some(listener),
         accept_pending: true,
         accept_paused: false,
@@ -137,6 +138,15 @@ pub fn spawn(
     })
 }
 
+/// Readiness of one socket, from one poll event.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    readable: bool,
+    writable: bool,
+    /// The peer closed its side, or the socket failed.
+    hup: bool,
+}
+
 struct Worker {
     poll: Poll,
     events: Events,
@@ -151,6 +161,9 @@ struct Core {
     pick: PickState,
     timers: Timers,
     due: Vec<Entry>,
+    /// Sessions that stopped at their round cap with work left, `(key, id)`: run again after the
+    /// events at hand (no new event would wake them).
+    pending: Vec<(usize, u32)>,
     listener: Option<TcpListener>,
     /// The listener may have connections waiting (edge-triggered: remembered here).
     accept_pending: bool,
@@ -170,7 +183,8 @@ impl Worker {
     fn run(&mut self) {
         loop {
             let core = &mut self.core;
-            let timeout = if core.accept_pending && !core.accept_paused && core.listener.is_some() {
+            let accepting = core.accept_pending && !core.accept_paused && core.listener.is_some();
+            let timeout = if accepting || !core.pending.is_empty() {
                 Some(Duration::ZERO)
             } else {
                 core.timers.timeout(Instant::now())
@@ -189,14 +203,17 @@ impl Worker {
                     LISTENER => core.accept_pending = true,
                     WAKER => core.control(registry),
                     Token(t) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable =
-                            event.is_writable() || event.is_write_closed() || event.is_error();
+                        let ready = Ready {
+                            readable: event.is_readable(),
+                            writable: event.is_writable()
+                                || event.is_write_closed()
+                                || event.is_error(),
+                            hup: event.is_read_closed() || event.is_error(),
+                        };
                         if t % 2 == 0 {
-                            core.client_event(registry, t / 2, readable, writable);
+                            core.client_event(registry, t / 2, ready);
                         } else {
-                            core.upstream_event(registry, t / 2, readable, writable);
+                            core.upstream_event(registry, t / 2, ready);
                         }
                     }
                 }
@@ -204,6 +221,7 @@ impl Worker {
             if core.accept_pending && !core.accept_paused {
                 core.accept(registry);
             }
+            core.run_pending(registry);
             core.expire(registry);
             if let Some(deadline) = core.draining {
                 if core.sessions.is_empty() || core.now >= deadline {
@@ -242,29 +260,30 @@ impl Core {
         (session, ctx)
     }
 
-    fn client_event(&mut self, registry: &Registry, key: usize, readable: bool, writable: bool) {
+    fn client_event(&mut self, registry: &Registry, key: usize, ready: Ready) {
         if let Some(s) = self.sessions.get_mut(key) {
-            s.client_ready(readable, writable);
+            s.client_ready(ready.readable, ready.writable, ready.hup);
             self.drive(registry, key);
         }
     }
 
-    fn upstream_event(&mut self, registry: &Registry, key: usize, readable: bool, writable: bool) {
+    fn upstream_event(&mut self, registry: &Registry, key: usize, ready: Ready) {
         let Some(up) = self.upstreams.get_mut(key) else {
             return;
         };
         match up.owner {
             Some(owner) => {
-                up.readable |= readable;
-                up.writable |= writable;
+                up.readable |= ready.readable || ready.hup;
+                up.writable |= ready.writable;
+                up.hup |= ready.hup;
                 self.drive(registry, owner);
             }
             None => {
-                if readable {
+                if ready.readable || ready.hup {
                     // an idle connection the backend closed (or spoke on out of turn)
                     self.upstreams.close_idle(key);
                 } else {
-                    up.writable |= writable;
+                    up.writable |= ready.writable;
                 }
             }
         }
@@ -275,9 +294,36 @@ impl Core {
         let (Some(session), mut ctx) = self.ctx(registry, key) else {
             return;
         };
-        match session.run(&mut ctx) {
-            Ok(()) => self.arm(key),
+        let id = session.id;
+        let result = session.run(&mut ctx);
+        self.after_run(registry, key, id, result);
+    }
+
+    fn after_run(&mut self, registry: &Registry, key: usize, id: u32, result: Result<Ran, Close>) {
+        match result {
+            Ok(Ran::Idle) => self.arm(key),
+            Ok(Ran::More) => {
+                self.arm(key);
+                self.pending.push((key, id));
+            }
             Err(Close) => self.close_session(registry, key),
+        }
+    }
+
+    /// Runs the sessions that stopped at their round cap, once each.
+    fn run_pending(&mut self, registry: &Registry) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.pending);
+        for (key, id) in batch.drain(..) {
+            if self.sessions.get(key).is_some_and(|s| s.id == id) {
+                self.drive(registry, key);
+            }
+        }
+        if self.pending.is_empty() {
+            // keep the allocation for next time
+            self.pending = batch;
         }
     }
 
@@ -412,10 +458,9 @@ impl Core {
         let (Some(session), mut ctx) = self.ctx(registry, key) else {
             return;
         };
-        match session.timed_out(&mut ctx) {
-            Ok(()) => self.arm(key),
-            Err(Close) => self.close_session(registry, key),
-        }
+        let id = session.id;
+        let result = session.timed_out(&mut ctx);
+        self.after_run(registry, key, id, result);
     }
 
     fn control(&mut self, registry: &Registry) {
