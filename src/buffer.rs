@@ -190,13 +190,18 @@ impl Buf {
 }
 
 /// Free buffers of one worker. `get` and `put` are a pop and a push, so a worker under steady load
-/// never allocates. Once a second [`BufPool::trim`] frees what exceeds `keep` and hands the memory
-/// back to the system, so a burst of busy connections does not leave the process fat once they
-/// go idle; the next burst re-allocates (a handful of allocations per second at most).
+/// never allocates. Once a second [`BufPool::trim`] looks at how many buffers were in use: when
+/// the load has dropped well below its recent peak, it frees what exceeds `keep` and hands the
+/// memory back to the system, so a burst of busy connections does not leave the process fat once
+/// they go idle. Under steady load nothing is freed (and nothing re-allocated).
 pub struct BufPool {
     free: Vec<Buf>,
     cap: usize,
     keep: usize,
+    /// Buffers handed out and not yet returned.
+    in_use: usize,
+    /// Most buffers in use at once since the last trim.
+    peak: usize,
 }
 
 impl BufPool {
@@ -205,16 +210,21 @@ impl BufPool {
             free: Vec::with_capacity(keep),
             cap,
             keep,
+            in_use: 0,
+            peak: 0,
         }
     }
 
     pub fn get(&mut self) -> Buf {
+        self.in_use += 1;
+        self.peak = self.peak.max(self.in_use);
         self.free
             .pop()
             .unwrap_or_else(|| Buf::with_capacity(self.cap))
     }
 
     pub fn put(&mut self, mut buf: Buf) {
+        self.in_use = self.in_use.saturating_sub(1);
         buf.clear();
         self.free.push(buf);
     }
@@ -229,10 +239,16 @@ impl BufPool {
         self.free.len()
     }
 
-    /// Frees the free buffers beyond `keep` and returns the memory to the system. Called from the
-    /// worker's once-a-second housekeeping, never per request.
+    /// Buffers handed out and not returned.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
+
+    /// Once a second: when fewer than a quarter of the recent peak are in use, frees the free
+    /// buffers beyond `keep` and returns the memory to the system. Never called per request.
     pub fn trim(&mut self) {
-        if self.free.len() <= self.keep {
+        let peak = std::mem::replace(&mut self.peak, self.in_use);
+        if self.free.len() <= self.keep || self.in_use * 4 > peak {
             return;
         }
         self.free.truncate(self.keep);
@@ -316,16 +332,25 @@ mod tests {
     }
 
     #[test]
-    fn pool_recycles_and_trims_to_keep() {
+    fn pool_recycles_and_trims_only_when_load_drops() {
         let mut p = BufPool::new(32, 1);
-        let a = p.get();
+        let bufs: Vec<Buf> = (0..8).map(|_| p.get()).collect();
+        assert_eq!(p.in_use(), 8);
+        let mut bufs = bufs.into_iter();
+        for b in bufs.by_ref().take(4) {
+            p.put(b);
+        }
+        // half the peak still in use: steady load, keep everything
+        p.trim();
+        assert_eq!(p.retained(), 4);
+        for b in bufs {
+            p.put(b);
+        }
         let mut b = p.get();
         b.push(b"x");
         p.put(b);
-        p.put(a);
-        assert_eq!(p.retained(), 2);
-        assert!(p.get().is_empty());
-        p.put(Buf::with_capacity(32));
+        assert!(p.get().is_empty() && p.in_use() == 1);
+        // peak since the last trim was 4, one in use: the load dropped, trim to `keep`
         p.trim();
         assert_eq!(p.retained(), 1);
     }
