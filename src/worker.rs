@@ -238,6 +238,18 @@ impl Worker {
     }
 }
 
+/// Runs a session step; a panic (a bug) ends that session, never the worker and the thousands of
+/// other connections it serves.
+fn contain(step: impl FnOnce() -> Result<Ran, Close>) -> Result<Ran, Close> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+        Ok(result) => result,
+        Err(_) => {
+            log::error!("a session panicked and was closed (a bug: please report it)");
+            Err(Close)
+        }
+    }
+}
+
 impl Core {
     fn ctx<'a>(
         &'a mut self,
@@ -295,7 +307,7 @@ impl Core {
             return;
         };
         let id = session.id;
-        let result = session.run(&mut ctx);
+        let result = contain(|| session.run(&mut ctx));
         self.after_run(registry, key, id, result);
     }
 
@@ -459,7 +471,7 @@ impl Core {
             return;
         };
         let id = session.id;
-        let result = session.timed_out(&mut ctx);
+        let result = contain(|| session.timed_out(&mut ctx));
         self.after_run(registry, key, id, result);
     }
 
