@@ -111,6 +111,8 @@ pub enum Phase {
 enum Failure {
     /// The connection could not be made: nothing was sent.
     Connect,
+    /// The connection was not made within `connect_timeout`: nothing was sent.
+    ConnectTimeout,
     /// No response byte came back (reset or closed): the request may have been received.
     NoResponse,
     /// The response was malformed or cut short.
@@ -349,7 +351,7 @@ impl Session {
                 self.fail(ctx, 408)?;
             }
             Phase::Connect => {
-                self.upstream_failed(ctx, Failure::Timeout)?;
+                self.upstream_failed(ctx, Failure::ConnectTimeout)?;
             }
             Phase::Exchange => {
                 if self.ex.committed {
@@ -660,7 +662,7 @@ impl Session {
         // idempotent, and only after a reused connection failed (a fresh one failing says more
         // about the backend than about the connection).
         let safe = match failure {
-            Failure::Connect => true,
+            Failure::Connect | Failure::ConnectTimeout => true,
             Failure::NoResponse => reused && self.ex.method.is_idempotent(),
             Failure::BadResponse | Failure::Timeout => false,
         };
