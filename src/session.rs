@@ -672,14 +672,11 @@ impl Session {
             self.discard_response(ctx.bufs);
             return self.start_upstream(ctx, Some(backend));
         }
-        self.fail(
-            ctx,
-            if failure == Failure::Timeout {
-                504
-            } else {
-                502
-            },
-        )
+        let status = match failure {
+            Failure::Timeout | Failure::ConnectTimeout => 504,
+            Failure::Connect | Failure::NoResponse | Failure::BadResponse => 502,
+        };
+        self.fail(ctx, status)
     }
 
     // ----------------------------------------------------------------- Exchange
