@@ -8,13 +8,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -34,18 +33,6 @@ fn admin_raw(proxy: &Proxy, path: &str) -> Response {
     c.response()
 }
 
-/// The admin API's entry for the backend at `addr` in a `GET /backends` answer.
-fn backend_entry(backends: &Value, addr: SocketAddr) -> Value {
-    let url = format!("http://{addr}");
-    backends["backends"]
-        .as_array()
-        .expect("\"backends\" is an array")
-        .iter()
-        .find(|b| b["url"] == url.as_str())
-        .unwrap_or_else(|| panic!("{url} is listed in {backends}"))
-        .clone()
-}
-
 /// `count` bytes that are not a repeated pattern: every byte value appears, in no simple order.
 fn noisy_bytes(count: usize) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9;
@@ -59,97 +46,26 @@ fn noisy_bytes(count: usize) -> Vec<u8> {
         .collect()
 }
 
-/// `N` distinct ports that were free a moment ago (the listeners are dropped before returning).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    let mut ports = [0u16; N];
-    for (p, l) in ports.iter_mut().zip(&listeners) {
-        *p = l.local_addr().expect("addr").port();
-    }
-    ports
+/// Asserts that `r` is a 200 echoing `sent` exactly, and that `backend` received exactly one
+/// request, with `sent` as its body.
+#[track_caller]
+fn assert_echoed_exactly(r: &Response, backend: &Backend, sent: &[u8]) {
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), sent.len());
+    assert!(r.body == sent, "echoed body differs from the one sent");
+    let seen = backend.record.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].body == sent,
+        "the backend received a different body"
+    );
 }
 
-/// A file in a fresh temporary directory of its own.
+/// A `config.json` with `contents` in a fresh temporary directory of its own.
 fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("ferrule-foundation-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    let path = dir.join("config.json");
+    let path = fresh_temp_dir(name).join("config.json");
     std::fs::write(&path, contents).expect("write temp config");
     path
-}
-
-/// A child process that is killed (by its PID) if the test ends while it still runs.
-struct ChildGuard(Child);
-
-impl ChildGuard {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Waits up to `limit` for the child to exit; `None` if it is still running.
-    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Sends SIGTERM to the child's PID.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Lines of a child's output stream, read on a thread so the child never blocks on a full pipe.
-fn line_channel<R: Read + Send + 'static>(stream: R) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits (up to `limit`) for a line containing `needle`; returns it, or panics with what was seen.
-fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(line) => seen.push(line),
-            Err(e) => panic!("no line containing {needle:?} ({e:?}); saw {seen:?}"),
-        }
-    }
 }
 
 /// What a finished command printed.
@@ -213,13 +129,7 @@ fn get_is_forwarded_with_forwarding_headers() {
     assert_eq!(req.target, "/some/path?q=1");
     assert_eq!(req.header("host"), Some("app.example:8080"));
     assert_eq!(req.header("accept"), Some("*/*"));
-    let xff: Vec<&str> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    assert_eq!(xff, ["127.0.0.1"]);
+    assert_eq!(req.headers_named("x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(req.header("x-forwarded-proto"), Some("http"));
 }
 
@@ -239,16 +149,7 @@ fn large_post_body_is_echoed_exactly() {
         .as_bytes(),
     );
     c.send(&body);
-    let r = c.response();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body.len(), body.len());
-    assert!(r.body == body, "echoed body differs from the one sent");
-    let seen = backend.record.requests();
-    assert_eq!(seen.len(), 1);
-    assert!(
-        seen[0].body == body,
-        "the backend received a different body"
-    );
+    assert_echoed_exactly(&c.response(), &backend, &body);
 }
 
 // Proves a chunked request body written in several pieces reaches the backend and comes back
@@ -269,16 +170,7 @@ fn chunked_post_body_is_echoed_exactly() {
         at += size;
     }
     c.send(b"0\r\n\r\n");
-    let r = c.response();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body.len(), data.len());
-    assert!(r.body == data, "echoed body differs from the chunks sent");
-    let seen = backend.record.requests();
-    assert_eq!(seen.len(), 1);
-    assert!(
-        seen[0].body == data,
-        "the backend received a different body"
-    );
+    assert_echoed_exactly(&c.response(), &backend, &data);
 }
 
 // Proves one client connection carries 100 requests: every answer is right and the proxy
@@ -604,29 +496,21 @@ fn cli_no_arguments_fails() {
 #[test]
 fn cli_serves_and_stops_on_sigterm() {
     let backend = Backend::start("cli");
-    let [port, admin_port] = free_ports::<2>();
-    let cfg = json!({
-        "port": port,
-        "admin_port": admin_port,
-        "bind": "127.0.0.1",
-        "workers": 2,
-        "shutdown_timeout": "3s",
-        "backends": [{"url": format!("http://{}", backend.addr), "weight": 1}],
-    });
-    let path = temp_file("serve", &cfg.to_string());
-    let child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferrule");
-    let mut child = ChildGuard(child);
-    let stderr = line_channel(child.0.stderr.take().expect("stderr"));
-    let line = wait_for_line(&stderr, "listening on", Duration::from_secs(10));
-    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    let mut proxy = ProxyProcess::start(
+        json!({
+            "workers": 2,
+            "shutdown_timeout": "3s",
+            "backends": [{"url": format!("http://{}", backend.addr), "weight": 1}],
+        }),
+        "serve",
+    );
+    let line = &proxy.listening;
+    assert!(
+        line.contains(&format!("127.0.0.1:{}", proxy.port)),
+        "{line}"
+    );
 
-    let mut c = Client::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = Client::connect(proxy.addr());
     c.send(b"GET /via/cli HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     let r = c.response();
     assert_eq!(r.status, 200);
@@ -634,10 +518,10 @@ fn cli_serves_and_stops_on_sigterm() {
     assert_eq!(r.header("x-backend"), Some("cli"));
     drop(c);
 
-    child.terminate();
-    let status = child.wait_for(Duration::from_secs(5));
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
-    let status = status.expect("ferrule still running 5 s after SIGTERM");
+    proxy.terminate();
+    let status = proxy
+        .wait_for(Duration::from_secs(5))
+        .expect("ferrule still running 5 s after SIGTERM");
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
     assert_eq!(backend.record.count(), 1);
 }

@@ -14,15 +14,13 @@ mod common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use socket2::{Domain, Socket, Type};
 
 const KIB: u64 = 1024;
@@ -278,10 +276,7 @@ struct Head {
 
 impl Head {
     fn header(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        field_value(&self.fields, name)
     }
 
     fn status(&self) -> u16 {
@@ -509,127 +504,21 @@ fn serve_pattern(stream: TcpStream, written: &AtomicU64) -> io::Result<()> {
 
 // ----------------------------------------------------------------------------- the proxy binary
 
-/// `N` distinct ports that were free a moment ago (the listeners are dropped before returning).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    let mut ports = [0u16; N];
-    for (p, l) in ports.iter_mut().zip(&listeners) {
-        *p = l.local_addr().expect("addr").port();
-    }
-    ports
-}
-
-/// The `ferrule` binary running as a child process, killed (by its PID) when dropped.
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-    /// Keeps the stderr reader's channel open so the child never blocks on a full pipe.
-    stderr: mpsc::Receiver<String>,
-}
-
-impl ProxyProcess {
-    /// Starts `ferrule config.json` with one worker in front of `backend`; returns once it logs
-    /// "listening on".
-    fn start(backend: SocketAddr, name: &str) -> ProxyProcess {
-        let [port, admin_port] = free_ports::<2>();
-        let cfg = json!({
-            "port": port,
-            "admin_port": admin_port,
-            "bind": "127.0.0.1",
+/// The `ferrule` binary as a child process with one worker in front of `backend` (see
+/// [`ProxyProcess::start`]).
+fn proxy_process(backend: SocketAddr, name: &str) -> ProxyProcess {
+    ProxyProcess::start(
+        json!({
             "workers": 1,
             "backends": [{"url": format!("http://{backend}"), "weight": 1}],
-        });
-        let dir =
-            std::env::temp_dir().join(format!("ferrule-streaming-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        let path = dir.join("config.json");
-        std::fs::write(&path, cfg.to_string()).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ferrule");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let proxy = ProxyProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-            stderr: rx,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match proxy.stderr.recv_timeout(left) {
-                Ok(line) if line.contains("listening on") => break,
-                Ok(line) => seen.push(line),
-                Err(e) => panic!("ferrule did not log \"listening on\" ({e:?}); saw {seen:?}"),
-            }
-        }
-        proxy
-    }
-
-    /// Peak and current resident memory of the proxy process.
-    fn memory(&self) -> Memory {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/<pid>/status");
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-                .map(|kib| kib * KIB)
-                .unwrap_or_else(|| panic!("no {name} in /proc/<pid>/status"))
-        };
-        Memory {
-            peak: field("VmHWM:"),
-            current: field("VmRSS:"),
-        }
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    /// `VmHWM`: the peak resident set size so far, in bytes.
-    peak: u64,
-    /// `VmRSS`: the resident set size now, in bytes.
-    current: u64,
+        }),
+        name,
+    )
 }
 
 /// The proxy's memory bounds for a 1 GiB transfer.
 ///
-/// ferrule holds at most two buffers of `buffer_size` (64 KiB) + 1 KiB headroom per busy
+/// ferrule holds at most two buffers of `buffer_size` (128 KiB by default) + 1 KiB headroom per busy
 /// connection, plus a per-worker pool of a few free buffers: well under 1 MiB for one transfer.
 /// Its baseline (code, a few threads' stacks, the allocator's arenas) is a few MiB. 64 MiB of peak
 /// RSS is therefore generous, yet a proxy that buffered even 1/16 of the body would cross it.
@@ -683,11 +572,11 @@ fn report_rate(what: &str, bytes: u64, started: Instant) {
 #[test]
 fn one_gigabyte_download_is_exact_with_bounded_memory() {
     let backend = PatternBackend::start();
-    let proxy = ProxyProcess::start(backend.addr, "download");
+    let proxy = proxy_process(backend.addr, "download");
     let before = proxy.memory();
 
     let started = Instant::now();
-    let mut stream = connect(proxy.addr);
+    let mut stream = connect(proxy.addr());
     stream
         .write_all(
             format!("GET /big/{GIB} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
@@ -786,9 +675,9 @@ impl Write for ChunkWriter<'_> {
 #[test]
 fn one_gigabyte_upload_is_exact_with_bounded_memory() {
     let backend = PatternBackend::start();
-    let proxy = ProxyProcess::start(backend.addr, "upload");
+    let proxy = proxy_process(backend.addr, "upload");
     let before = proxy.memory();
-    upload(proxy.addr, GIB, false);
+    upload(proxy.addr(), GIB, false);
     assert_bounded_memory(before, proxy.memory());
 }
 
@@ -797,9 +686,9 @@ fn one_gigabyte_upload_is_exact_with_bounded_memory() {
 #[test]
 fn one_gigabyte_chunked_upload() {
     let backend = PatternBackend::start();
-    let proxy = ProxyProcess::start(backend.addr, "chunked-upload");
+    let proxy = proxy_process(backend.addr, "chunked-upload");
     let before = proxy.memory();
-    upload(proxy.addr, GIB, true);
+    upload(proxy.addr(), GIB, true);
     assert_bounded_memory(before, proxy.memory());
 }
 
@@ -847,7 +736,7 @@ fn slow_reader_applies_back_pressure() {
         last as f64 / MIB as f64
     );
     // The kernel may hold a few MiB per socket (tcp_wmem / tcp_rmem autotuning); ferrule adds
-    // 2 x 65 KiB. 32 MiB is far above that and far below the 256 MiB a reading-ahead proxy would
+    // 2 x 129 KiB. 32 MiB is far above that and far below the 256 MiB a reading-ahead proxy would
     // have pulled in.
     assert!(
         last < 32 * MIB,
@@ -925,13 +814,10 @@ fn connect_timeout_gives_504() {
 
 /// The admin API's `active_connections` of the backend at `addr`.
 fn active_connections(proxy: &Proxy, addr: SocketAddr) -> u64 {
-    let v: Value = proxy.admin_get("/backends");
-    let url = format!("http://{addr}");
-    v["backends"]
-        .as_array()
-        .and_then(|list| list.iter().find(|b| b["url"] == url.as_str()))
-        .and_then(|b| b["active_connections"].as_u64())
-        .unwrap_or_else(|| panic!("no active_connections for {url} in {v}"))
+    let entry = backend_entry(&proxy.admin_get("/backends"), addr);
+    entry["active_connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no active_connections in {entry}"))
 }
 
 // Proves a client that closes its connection while its request waits for a (slow) backend frees

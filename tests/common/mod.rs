@@ -1,16 +1,20 @@
-//! Shared helpers for the integration tests: start ferrule in-process on 127.0.0.1:0, start real
-//! backends on 127.0.0.1:0, and talk raw HTTP/1.1 over plain sockets so every byte is visible.
+//! Shared helpers for the integration tests: start ferrule in-process on 127.0.0.1:0 or as a child
+//! process (the `ferrule` binary) on free ports, start real backends on 127.0.0.1:0, and talk raw
+//! HTTP/1.1 over plain sockets so every byte is visible.
 //!
-//! Every blocking read has a timeout, so a broken proxy fails a test instead of hanging it.
+//! Every blocking read has a timeout, so a broken proxy fails a test instead of hanging it; every
+//! child process is stopped by its PID.
 
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -172,19 +176,12 @@ pub struct Response {
 impl Response {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        field_value(&self.headers, name)
     }
 
-    /// Every value of header `name`.
+    /// Every value of header `name`, in order.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        field_values(&self.headers, name)
     }
 
     pub fn text(&self) -> String {
@@ -221,6 +218,23 @@ fn read_head<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "head too long"));
         }
     }
+}
+
+/// The first value of field `name` (case-insensitive) in `fields`.
+pub fn field_value<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every value of field `name` (case-insensitive) in `fields`, in order.
+pub fn field_values<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    fields
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn parse_fields(lines: &[u8]) -> Vec<(String, String)> {
@@ -331,11 +345,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        field_value(&self.headers, name)
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        field_values(&self.headers, name)
     }
 
     pub fn has_header(&self, name: &str) -> bool {
@@ -541,4 +558,238 @@ pub fn dead_addr() -> SocketAddr {
     let a = l.local_addr().expect("addr");
     drop(l);
     a
+}
+
+/// The admin API's entry for the backend at `addr` in a `GET /backends` answer.
+pub fn backend_entry(backends: &Value, addr: SocketAddr) -> Value {
+    let url = format!("http://{addr}");
+    backends["backends"]
+        .as_array()
+        .expect("\"backends\" is an array")
+        .iter()
+        .find(|b| b["url"] == url.as_str())
+        .unwrap_or_else(|| panic!("{url} is listed in {backends}"))
+        .clone()
+}
+
+// ----------------------------------------------------------------------------- child processes
+
+/// `N` distinct ports that were free a moment ago (the listeners are dropped before returning).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    let mut ports = [0u16; N];
+    for (p, l) in ports.iter_mut().zip(&listeners) {
+        *p = l.local_addr().expect("addr").port();
+    }
+    ports
+}
+
+/// A fresh, empty temporary directory for this test binary and `name`.
+pub fn fresh_temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ferrule-{}-{}-{name}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A child process that is killed (by its PID) if the test ends while it still runs.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits up to `limit` for the child to exit; `None` if it is still running.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM to the child's PID.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Kills the child (SIGKILL to its PID) and reaps it, if it still runs.
+    fn kill(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Lines of a child's output stream, read on a thread so the child never blocks on a full pipe.
+pub fn line_channel<R: Read + Send + 'static>(stream: R) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (up to `limit`) for a line containing `needle`; returns it, or panics with what was seen.
+pub fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no line containing {needle:?} ({e:?}); saw {seen:?}"),
+        }
+    }
+}
+
+/// The `ferrule` binary running as a child process, killed (by its PID) when dropped.
+pub struct ProxyProcess {
+    child: ChildGuard,
+    /// The port it serves clients on.
+    pub port: u16,
+    /// The port of its admin API.
+    pub admin_port: u16,
+    /// The line it logged when it began listening.
+    pub listening: String,
+    dir: PathBuf,
+    /// Its stderr lines; kept open so the child never blocks on a full pipe.
+    stderr: mpsc::Receiver<String>,
+}
+
+impl ProxyProcess {
+    /// Runs `ferrule config.json`, with `config` written to a fresh temporary directory named
+    /// after `name`. `port` and `admin_port` (free ports) and `bind` (`127.0.0.1`) are filled in
+    /// where `config` does not set them. Returns once ferrule logs "listening on" (within 10 s).
+    pub fn start(config: Value, name: &str) -> ProxyProcess {
+        let [free_port, free_admin_port] = free_ports::<2>();
+        let mut cfg = json!({
+            "port": free_port,
+            "admin_port": free_admin_port,
+            "bind": "127.0.0.1",
+        });
+        if let (Some(map), Value::Object(given)) = (cfg.as_object_mut(), config) {
+            map.extend(given);
+        }
+        let port_of = |key: &str| -> u16 {
+            cfg[key]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or_else(|| panic!("{key} is a port number in {cfg}"))
+        };
+        let (port, admin_port) = (port_of("port"), port_of("admin_port"));
+
+        let dir = fresh_temp_dir(name);
+        let path = dir.join("config.json");
+        std::fs::write(&path, cfg.to_string()).expect("write config");
+        let child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferrule");
+        let mut child = ChildGuard(child);
+        let stderr = line_channel(child.0.stderr.take().expect("stderr"));
+        // built before the wait, so a proxy that never listens is still killed and cleaned up
+        let mut proxy = ProxyProcess {
+            child,
+            port,
+            admin_port,
+            listening: String::new(),
+            dir,
+            stderr,
+        };
+        proxy.listening = wait_for_line(&proxy.stderr, "listening on", Duration::from_secs(10));
+        proxy
+    }
+
+    /// Where it serves clients.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Sends SIGTERM to the proxy's PID.
+    pub fn terminate(&self) {
+        self.child.terminate();
+    }
+
+    /// Waits up to `limit` for the proxy to exit; `None` if it is still running.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.child.wait_for(limit)
+    }
+
+    /// Peak and current resident memory of the proxy process.
+    pub fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|kib| kib * 1024)
+                .unwrap_or_else(|| panic!("no {name} in /proc/<pid>/status"))
+        };
+        Memory {
+            peak: field("VmHWM:"),
+            current: field("VmRSS:"),
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.child.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A process's resident memory, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmHWM`: the peak resident set size so far, in bytes.
+    pub peak: u64,
+    /// `VmRSS`: the resident set size now, in bytes.
+    pub current: u64,
 }
