@@ -124,7 +124,7 @@ pub fn spawn(
     };
     let mut worker = Worker {
         poll,
-        events: Events::with_capacity(1024),
+        events: Events::with_capacity(256),
         core,
     };
     let thread = std::thread::Builder::new()
