@@ -186,6 +186,48 @@ fn put_u64_long(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&tmp[i..]);
 }
 
+/// Copies a head's field lines to an output head byte for byte, a run at a time: consecutive
+/// lines that are kept go out in one copy, and a line is left out by cutting the run before it.
+/// Field lines are contiguous in a head, so a line runs from its name to the next line's name.
+pub struct Runs<'h> {
+    head: &'h [u8],
+    run: Option<usize>,
+}
+
+impl<'h> Runs<'h> {
+    pub fn new(head: &'h [u8]) -> Runs<'h> {
+        Runs { head, run: None }
+    }
+
+    /// Offset in the head where `bytes` (a slice of it, e.g. a field name) starts.
+    #[inline]
+    pub fn offset(&self, bytes: &[u8]) -> usize {
+        (bytes.as_ptr() as usize).saturating_sub(self.head.as_ptr() as usize)
+    }
+
+    /// Offset where the field lines end: before the empty line that ends the head.
+    #[inline]
+    pub fn fields_end(&self) -> usize {
+        self.head.len().saturating_sub(2)
+    }
+
+    /// Keeps the line starting at `at` (extends the current run, or starts one).
+    #[inline]
+    pub fn keep(&mut self, at: usize) {
+        if self.run.is_none() {
+            self.run = Some(at);
+        }
+    }
+
+    /// Ends the current run before `at`, copying it to `out`.
+    #[inline]
+    pub fn cut(&mut self, at: usize, out: &mut Vec<u8>) {
+        if let Some(start) = self.run.take() {
+            out.extend_from_slice(&self.head[start..at]);
+        }
+    }
+}
+
 /// Writes one `name: value\r\n` line.
 #[inline]
 pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
-use super::headers::{self, put_field, Codings, ConnectionOptions, Field};
+use super::headers::{self, put_field, Codings, ConnectionOptions, Field, Runs};
 use super::{Framing, Method, MAX_HEADERS};
 
 /// Size limits on a request head.
@@ -176,46 +176,52 @@ pub fn rewrite(
     let upgrade = !http10 && conn.upgrade && upgrade_field;
     let keep_alive = !conn.close && (!http10 || conn.keep_alive);
 
-    // Second pass: write the head for the backend.
+    // Second pass: write the head for the backend. Kept lines are copied as they came, a run of
+    // consecutive lines at a time; dropped or replaced ones cut the run.
     out.clear();
-    out.extend_from_slice(method_str.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut runs = Runs::new(head);
+    let lines_start = fields
+        .first()
+        .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
+    if http10 {
+        out.extend_from_slice(method_str.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+    } else {
+        // httparse accepts exactly `METHOD SP target SP HTTP/1.1 CRLF`: copy it as it is
+        let line_start = runs.offset(method_str.as_bytes());
+        out.extend_from_slice(&head[line_start..lines_start]);
+    }
     let mut xff_written = false;
     for (f, kind) in fields.iter().zip(kinds.iter()) {
-        let name = f.name.as_bytes();
-        match *kind {
-            Field::ContentLength | Field::TransferEncoding => {} // written once, below
-            Field::Connection
-            | Field::KeepAlive
-            | Field::ProxyConnection
-            | Field::Trailer
-            | Field::XForwardedProto
-            | Field::XForwardedHost => {}
-            Field::Te => {
-                if headers::list(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
-                    put_field(out, b"TE", b"trailers");
-                }
-            }
-            Field::Upgrade => {
-                if upgrade {
-                    put_field(out, name, f.value);
-                }
-            }
-            Field::XForwardedFor => {
-                if !xff_written {
-                    put_forwarded_for(out, fields, &kinds, client.ip);
-                    xff_written = true;
-                }
-            }
+        let at = runs.offset(f.name.as_bytes());
+        let keep = match *kind {
             Field::Host | Field::Expect | Field::Other => {
-                if !(conn.names_fields && headers::named_by_connection(fields, f.name)) {
-                    put_field(out, name, f.value);
-                }
+                !(conn.names_fields && headers::named_by_connection(fields, f.name))
             }
+            Field::Upgrade => upgrade,
+            // Content-Length and Transfer-Encoding are written once, normalised, below; the
+            // others are hop-by-hop or ferrule's own to set
+            _ => false,
+        };
+        if keep {
+            runs.keep(at);
+            continue;
+        }
+        runs.cut(at, out);
+        match *kind {
+            Field::Te if headers::list(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) => {
+                put_field(out, b"TE", b"trailers");
+            }
+            Field::XForwardedFor if !xff_written => {
+                put_forwarded_for(out, fields, &kinds, client.ip);
+                xff_written = true;
+            }
+            _ => {}
         }
     }
+    runs.cut(runs.fields_end(), out);
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");

@@ -8,7 +8,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::headers::{self, put_field, Codings, ConnectionOptions, Field};
+use super::headers::{self, Codings, ConnectionOptions, Field, Runs};
 use super::{Framing, Method, MAX_HEADERS};
 
 /// The request a response answers, as far as its framing is concerned.
@@ -130,45 +130,44 @@ pub fn rewrite(
         && (interim
             || (ex.keep_alive && framing != Framing::UntilClose && relay == Relay::Verbatim));
 
+    // Kept lines are copied as they came, a run of consecutive lines at a time.
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    headers::put_u64(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let mut runs = Runs::new(head);
+    let lines_start = fields
+        .first()
+        .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
+    if head.starts_with(b"HTTP/1.1 ") {
+        out.extend_from_slice(&head[..lines_start]);
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        headers::put_u64(out, u64::from(status));
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (f, kind) in fields.iter().zip(kinds.iter()) {
-        let name = f.name.as_bytes();
-        match *kind {
+        let keep = match *kind {
             Field::Connection
             | Field::KeepAlive
             | Field::ProxyConnection
             | Field::Te
-            | Field::Trailer => {}
-            Field::Upgrade => {
-                if switching {
-                    put_field(out, name, f.value);
-                }
-            }
-            Field::TransferEncoding => {
-                // HTTP/1.0 clients never see a transfer coding; bodiless responses keep it
-                if relay == Relay::Verbatim && !ex.http10 {
-                    put_field(out, name, f.value);
-                }
-            }
-            Field::ContentLength => {
-                // with a transfer coding the length is meaningless (RFC 9112 §6.3), and a
-                // bodiless response keeps it (HEAD, 304 announce the length of the GET)
-                if codings.count == 0 {
-                    put_field(out, name, f.value);
-                }
-            }
-            _ => {
-                if !(conn.names_fields && headers::named_by_connection(fields, f.name)) {
-                    put_field(out, name, f.value);
-                }
-            }
+            | Field::Trailer => false,
+            Field::Upgrade => switching,
+            // HTTP/1.0 clients never see a transfer coding; bodiless responses keep it
+            Field::TransferEncoding => relay == Relay::Verbatim && !ex.http10,
+            // with a transfer coding the length is meaningless (RFC 9112 §6.3), and a bodiless
+            // response keeps it (HEAD and 304 announce the length of the GET)
+            Field::ContentLength => codings.count == 0,
+            _ => !(conn.names_fields && headers::named_by_connection(fields, f.name)),
+        };
+        let at = runs.offset(f.name.as_bytes());
+        if keep {
+            runs.keep(at);
+        } else {
+            runs.cut(at, out);
         }
     }
+    runs.cut(runs.fields_end(), out);
     if switching {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     } else if !interim {
