@@ -45,6 +45,8 @@ pub enum StartError {
     Admin { addr: SocketAddr, source: io::Error },
     /// A thread or poll instance could not be created.
     Spawn(io::Error),
+    /// The configuration asks for something this build does not do yet.
+    Unsupported(String),
 }
 
 impl fmt::Display for StartError {
@@ -55,6 +57,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot start the admin API on {addr}: {source}")
             }
             StartError::Spawn(e) => write!(f, "cannot start worker threads: {e}"),
+            StartError::Unsupported(what) => f.write_str(what),
         }
     }
 }
@@ -64,6 +67,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Bind { source, .. } | StartError::Admin { source, .. } => Some(source),
             StartError::Spawn(e) => Some(e),
+            StartError::Unsupported(_) => None,
         }
     }
 }
@@ -154,9 +158,26 @@ impl Settings {
     }
 }
 
+/// What a valid configuration asks for that this build cannot do yet, as a one-line error naming
+/// the field. TLS (termination and `https://` backends) is accepted by the config format but not
+/// built yet: rather than speak plain HTTP where TLS was asked for, ferrule refuses to start.
+pub fn unsupported(config: &Config) -> Option<String> {
+    if config.ssl.enabled {
+        return Some("ssl.enabled: TLS termination is not available in this version yet (set it to false)".into());
+    }
+    config
+        .backends
+        .iter()
+        .position(|b| b.scheme == config::Scheme::Https)
+        .map(|i| format!("backends[{i}].url: https:// backends are not available in this version yet"))
+}
+
 /// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
 /// API. Returns once everything is listening.
 pub fn start(config: &Config) -> Result<Handle, StartError> {
+    if let Some(what) = unsupported(config) {
+        return Err(StartError::Unsupported(what));
+    }
     listener::raise_fd_limit();
     let pool = Arc::new(RwLock::new(Pool::new(config.strategy, &config.backends)));
     let addr = SocketAddr::new(config.bind, config.port);

@@ -84,6 +84,9 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         Command::Check(path) => {
             let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(what) = ferrule::unsupported(&config) {
+                return Err(format!("{}: {what}", path.display()));
+            }
             println!(
                 "ferrule: {} is valid ({} backends, strategy {}, port {})",
                 path.display(),
@@ -99,6 +102,9 @@ fn run(args: &[String]) -> Result<(), String> {
         Command::Run(path) => path,
     };
     let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(what) = ferrule::unsupported(&config) {
+        return Err(format!("{}: {what}", path.display()));
+    }
     ferrule::logging::init(log::LevelFilter::Info)?;
     for w in config.warnings() {
         log::warn!("{w}");

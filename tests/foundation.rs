@@ -459,6 +459,44 @@ fn cli_check_rejects_weight_zero() {
     );
 }
 
+// Proves TLS, valid config but not built yet, is refused with one line naming the field instead
+// of being served as plain HTTP: by `--check`, by a real start, and by `ferrule::start`.
+#[test]
+fn tls_is_refused_until_it_is_built() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = format!(
+        r#"{{"backends":[{{"url":"http://127.0.0.1:1"}}],
+            "ssl":{{"enabled":true,"cert_file":"{dir}/certs/cert.pem","key_file":"{dir}/certs/key.pem"}}}}"#
+    );
+    let path = temp_file("check-tls", &text);
+    let arg = path.to_str().expect("utf-8 path");
+    for args in [vec!["--check", arg], vec![arg]] {
+        let out = run_ferrule(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} stdout: {:?}",
+            out.stdout
+        );
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?} stderr: {:?}", out.stderr);
+        assert!(lines[0].contains("ssl.enabled"), "stderr: {:?}", out.stderr);
+    }
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+
+    let config = ferrule::Config::from_json_str(
+        r#"{"port":0,"admin_port":0,"bind":"127.0.0.1","backends":[{"url":"https://127.0.0.1:1"}]}"#,
+    )
+    .expect("valid config");
+    match ferrule::start(&config) {
+        Err(ferrule::StartError::Unsupported(what)) => {
+            assert!(what.contains("backends[0].url"), "{what}")
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("started with an https:// backend it cannot speak to"),
+    }
+}
+
 // Proves a missing config file is one error line and exit 1, not a panic.
 #[test]
 fn cli_missing_config_file() {
