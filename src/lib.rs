@@ -163,13 +163,18 @@ impl Settings {
 /// built yet: rather than speak plain HTTP where TLS was asked for, ferrule refuses to start.
 pub fn unsupported(config: &Config) -> Option<String> {
     if config.ssl.enabled {
-        return Some("ssl.enabled: TLS termination is not available in this version yet (set it to false)".into());
+        return Some(
+            "ssl.enabled: TLS termination is not available in this version yet (set it to false)"
+                .into(),
+        );
     }
     config
         .backends
         .iter()
         .position(|b| b.scheme == config::Scheme::Https)
-        .map(|i| format!("backends[{i}].url: https:// backends are not available in this version yet"))
+        .map(|i| {
+            format!("backends[{i}].url: https:// backends are not available in this version yet")
+        })
 }
 
 /// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
