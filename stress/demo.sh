@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # Try ferrule: builds it, starts three mock backends (8082, 8083, 8084) and ferrule with the
-# repository's config.json (proxy on :8080, admin API on :8081). Ctrl+C stops everything.
+# repository's config.json (proxy on :8080, admin API on :8081). Ctrl+C stops everything:
+# ferrule first (it drains requests in flight), then the backends.
 #   stress/demo.sh [CONFIG.json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-config.json}"
 cargo build --release --bins
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+
+# Both run in sessions of their own, so a Ctrl+C reaches only this script, which then stops
+# them in order, exactly once each.
+setsid target/release/mock-backend 8082 8083 8084 &
+backends=$!
+setsid target/release/ferrule "$config" &
+proxy=$!
+
+stop() {
+  trap '' INT TERM
+  kill -INT "$proxy" 2>/dev/null || true   # one signal: ferrule drains, then exits
+  wait "$proxy" 2>/dev/null || true
+  kill -TERM "$backends" 2>/dev/null || true
+  wait "$backends" 2>/dev/null || true
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-target/release/mock-backend 8082 8083 8084 &
-pids+=($!)
-target/release/ferrule "$config" &
-pids+=($!)
+trap 'stop; exit 130' INT TERM
+trap stop EXIT
+
 echo "try: curl http://127.0.0.1:8080/   and   curl http://127.0.0.1:8081/backends   (Ctrl+C stops)"
-wait "${pids[1]}"
+wait "$proxy"
