@@ -29,6 +29,8 @@ pub struct Backend {
     pub url: String,
     pub scheme: Scheme,
     pub host: String,
+    /// `host[:port]` as written in the URL, for a `Host` field when a request has none.
+    pub authority: String,
     pub addr: SocketAddr,
     pub weight: u32,
     healthy: AtomicBool,
@@ -46,6 +48,7 @@ impl Backend {
         Backend {
             id,
             url: cfg.url.clone(),
+            authority: authority(&cfg.url),
             scheme: cfg.scheme,
             host: cfg.host.clone(),
             addr: cfg.addr,
@@ -101,6 +104,12 @@ impl Backend {
     pub fn active_requests(&self) -> usize {
         self.active.0.load(Ordering::Relaxed)
     }
+}
+
+/// The authority part of a validated backend URL (`http://host:port/` → `host:port`).
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.trim_end_matches('/').to_owned()
 }
 
 /// The set of backends and the strategy that chooses among them.

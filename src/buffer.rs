@@ -280,11 +280,6 @@ impl BufPool {
         self.free.push(buf);
     }
 
-    /// Buffer capacity of this pool.
-    pub fn buf_capacity(&self) -> usize {
-        self.cap
-    }
-
     /// Free buffers currently retained.
     pub fn retained(&self) -> usize {
         self.free.len()

@@ -49,6 +49,8 @@ use crate::upstream::Upstreams;
 pub const LINGER: Duration = Duration::from_secs(5);
 /// Rounds of the pipe loop per wake-up, so one busy connection cannot starve the others.
 const MAX_ROUNDS: usize = 16;
+/// Interim (1xx) responses accepted before a final one; more is a 502.
+const MAX_INTERIM: u8 = 16;
 
 /// What a worker's sessions need to know, fixed at start.
 #[derive(Debug, Clone)]
@@ -132,6 +134,10 @@ struct Exchange {
     upgrade: bool,
     /// Attempts made so far (the first included).
     attempts: u8,
+    /// Interim (1xx) responses received.
+    interims: u8,
+    /// The request has no `Host` yet; one goes in once a backend is chosen (HTTP/1.0 requests).
+    needs_host: bool,
     /// The whole request so far is still in `req`, so it can be sent again.
     replay: bool,
     /// The final response head has been received and queued for the client.
@@ -153,6 +159,8 @@ impl Exchange {
             keep_alive: head.keep_alive,
             upgrade: head.upgrade,
             attempts: 1,
+            interims: 0,
+            needs_host: head.needs_host,
             replay: true,
             committed: false,
             resp_done: false,
@@ -169,7 +177,7 @@ impl Exchange {
             framing: Framing::None,
             keep_alive: false,
             upgrade: false,
-            expect_continue: false,
+            needs_host: false,
         })
     }
 }
@@ -255,6 +263,8 @@ pub struct Session {
     u_eof: bool,
     /// ReadHead: bytes of a head have arrived (the header timeout runs).
     head_started: bool,
+    /// ReadHead: a line end was seen, so the request line is complete.
+    head_line_seen: bool,
 
     req: Option<Buf>,
     /// Bytes at the front of `req` already written to the backend.
@@ -293,6 +303,7 @@ impl Session {
             u_shut: false,
             u_eof: false,
             head_started: false,
+            head_line_seen: false,
             req: None,
             req_sent: 0,
             req_ready: 0,
@@ -305,10 +316,6 @@ impl Session {
             upstream: None,
             ex: Exchange::idle(),
         }
-    }
-
-    pub fn client(&mut self) -> &mut TcpStream {
-        &mut self.client
     }
 
     pub fn phase(&self) -> Phase {
@@ -385,7 +392,10 @@ impl Session {
                 if self.ex.committed {
                     return Err(Close);
                 }
-                if self.upstream.is_some() && self.req_body.is_done() {
+                // waiting on the backend (for its answer, or to take the request body we hold)
+                // is its failure; waiting on the client for the body is the client's
+                let backend_stuck = self.req_body.is_done() || self.req_sent < self.req_ready;
+                if self.upstream.is_some() && backend_stuck {
                     self.upstream_failed(ctx, Failure::Timeout)?;
                 } else {
                     self.fail(ctx, 408)?;
@@ -424,7 +434,14 @@ impl Session {
             return Ok(0);
         }
         let buf = self.req.get_or_insert_with(|| bufs.get());
-        match read_into(&self.client, buf) {
+        let got = read_into(&self.client, buf);
+        if buf.is_empty() {
+            // nothing came: a waiting session holds no buffer
+            if let Some(b) = self.req.take() {
+                bufs.put(b);
+            }
+        }
+        match got {
             Got::Bytes { n, short } => {
                 // a short read drained the socket: the next bytes come with a new event (unless
                 // the peer already closed, which no later event would announce)
@@ -495,12 +512,23 @@ impl Session {
                         if self.start_request(ctx, end)? {
                             return Ok(true);
                         }
-                        // only empty lines so far
-                        self.req_scan = end;
+                        // only empty lines, which may precede a request (RFC 9112 §2.2): drop
+                        // them and look again
+                        self.consume_request_bytes(end, ctx.bufs);
+                        progress = true;
+                        continue;
                     }
                     Ok(None) => {
+                        // the request line is complete once a line end was seen; only the new
+                        // bytes are searched, so a head trickled in byte by byte costs linear time
+                        if !self.head_line_seen {
+                            self.head_line_seen =
+                                crate::http::find_byte(&bytes[self.req_scan..], b'\n').is_some();
+                        }
                         self.req_scan = bytes.len();
-                        if let Err(Reject(status)) = request::check_partial(bytes, &ctx.cfg.limits)
+                        let limits = &ctx.cfg.limits;
+                        if let Err(Reject(status)) =
+                            request::check_partial(bytes.len(), self.head_line_seen, limits)
                         {
                             return self.reject(ctx, status);
                         }
@@ -529,6 +557,21 @@ impl Session {
         Ok(progress)
     }
 
+    /// Drops `n` bytes from the front of `req` (before any request is in it) and restarts the
+    /// search for a head.
+    fn consume_request_bytes(&mut self, n: usize, bufs: &mut BufPool) {
+        if let Some(buf) = self.req.as_mut() {
+            buf.consume(n.min(buf.len()));
+            if buf.is_empty() {
+                if let Some(b) = self.req.take() {
+                    bufs.put(b);
+                }
+            }
+        }
+        self.req_scan = 0;
+        self.head_line_seen = false;
+    }
+
     /// A whole head is in `req[..end]`: check it, rewrite it and send it on its way. Returns
     /// false when the head held only empty lines.
     fn start_request(&mut self, ctx: &mut Ctx<'_>, end: usize) -> Result<bool, Close> {
@@ -552,6 +595,7 @@ impl Session {
         self.req_sent = 0;
         self.req_scan = 0;
         self.head_started = false;
+        self.head_line_seen = false;
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(head);
         self.ex.replay = ctx.cfg.retries > 0;
@@ -596,6 +640,10 @@ impl Session {
             drop(pool);
             return self.fail(ctx, 503);
         };
+        if self.ex.needs_host && !self.add_host(&backend.authority) {
+            drop(pool);
+            return self.fail(ctx, 431);
+        }
         backend.begin_request();
         if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
             drop(pool);
@@ -622,6 +670,28 @@ impl Session {
                 self.retry_or_fail(ctx, Failure::Connect, backend.id, false)
             }
         }
+    }
+
+    /// Adds `Host: authority` to the request head (which has none) before its final empty line.
+    /// Returns false when it does not fit.
+    fn add_host(&mut self, authority: &str) -> bool {
+        self.ex.needs_host = false;
+        let Some(buf) = self.req.as_mut() else {
+            return false;
+        };
+        let mut line = Vec::with_capacity(authority.len() + 8);
+        line.extend_from_slice(b"Host: ");
+        line.extend_from_slice(authority.as_bytes());
+        line.extend_from_slice(b"\r\n");
+        // the rewritten head at the front of `req` ends with the first empty line
+        let Ok(Some(head_len)) = request::find_head_end(buf.bytes(), 0) else {
+            return false;
+        };
+        if !buf.replace_at(head_len - 2, 0, &line) {
+            return false;
+        }
+        self.req_ready += line.len();
+        true
     }
 
     /// Phase Connect: the socket reported readiness; see whether the connect succeeded.
@@ -831,7 +901,14 @@ impl Session {
             return Ok(false);
         }
         let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
-        match read_into(&up.stream, buf) {
+        let got = read_into(&up.stream, buf);
+        if buf.is_empty() {
+            // nothing came: a waiting session holds no buffer
+            if let Some(b) = self.resp.take() {
+                ctx.bufs.put(b);
+            }
+        }
+        match got {
             Got::Bytes { short, .. } => {
                 if short && !up.hup {
                     up.readable = false;
@@ -842,7 +919,8 @@ impl Session {
                 up.readable = false;
                 return Ok(false);
             }
-            Got::Eof | Got::Failed => return self.backend_closed(ctx),
+            Got::Eof => return self.backend_closed(ctx, false),
+            Got::Failed => return self.backend_closed(ctx, true),
         }
         if self.ex.replay {
             // the backend is answering: the request will not be sent again
@@ -859,7 +937,7 @@ impl Session {
             if self.ex.committed || self.phase != Phase::Exchange {
                 break;
             }
-            if round == MAX_ROUNDS {
+            if round == MAX_ROUNDS || self.ex.interims > MAX_INTERIM {
                 // a backend that sends interim responses without end
                 return self.bad_response(ctx);
             }
@@ -879,13 +957,17 @@ impl Session {
             let ex = response::Exchange {
                 method: self.ex.method,
                 http10: self.ex.http10,
-                keep_alive: self.ex.keep_alive && !ctx.draining,
+                // an answer that comes before the whole request body did ends the connection
+                keep_alive: self.ex.keep_alive && !ctx.draining && self.req_body.is_done(),
                 upgrade: self.ex.upgrade,
             };
             let Ok((head, len)) = response::rewrite(&unframed[..end], &ex, ctx.scratch) else {
                 return self.bad_response(ctx);
             };
             self.resp_scan = 0;
+            if head.interim {
+                self.ex.interims = self.ex.interims.saturating_add(1);
+            }
             if head.interim && self.ex.http10 {
                 // HTTP/1.0 clients do not get interim responses
                 buf.remove(self.resp_ready, len);
@@ -961,7 +1043,8 @@ impl Session {
     }
 
     /// The backend closed or reset the connection.
-    fn backend_closed(&mut self, ctx: &mut Ctx<'_>) -> Run {
+    /// `reset`: the connection failed (e.g. ECONNRESET) rather than ended with a FIN.
+    fn backend_closed(&mut self, ctx: &mut Ctx<'_>, reset: bool) -> Run {
         if !self.ex.committed {
             let nothing = self
                 .resp
@@ -974,7 +1057,7 @@ impl Session {
             };
             return self.upstream_failed(ctx, failure);
         }
-        if self.resp_body.until_close() {
+        if self.resp_body.until_close() && !reset {
             self.resp_body.finish_at_close();
             self.ex.resp_done = true;
             self.ex.reusable = false;
@@ -986,7 +1069,12 @@ impl Session {
                 up.backend.record_failure();
             }
         }
-        // cut short after the response started: the client can only learn by the close
+        // Cut short after the response started: the client can only learn by the connection
+        // ending. A length or chunked body shows the truncation by itself; a close-delimited one
+        // would look complete after a FIN, so the client gets a reset instead.
+        if self.resp_body.until_close() {
+            let _ = socket2::SockRef::from(&self.client).set_linger(Some(Duration::ZERO));
+        }
         Err(Close)
     }
 
@@ -1015,7 +1103,12 @@ impl Session {
         if self.ex.committed {
             return Err(Close);
         }
-        self.discard_response(ctx.bufs);
+        // Interim responses already queued (possibly half written) stay, whole, in front of ours;
+        // whatever else the backend sent goes.
+        if let Some(buf) = self.resp.as_mut() {
+            buf.truncate_back(buf.len() - self.resp_ready);
+        }
+        self.resp_scan = 0;
         // keep the connection only when the request was read whole and the client wants it
         let keep = self.ex.keep_alive
             && self.req_body.is_done()
@@ -1027,7 +1120,7 @@ impl Session {
         if buf.push(ctx.scratch) < ctx.scratch.len() {
             return Err(Close);
         }
-        self.resp_ready = ctx.scratch.len();
+        self.resp_ready += ctx.scratch.len();
         self.ex.committed = true;
         self.ex.resp_done = true;
         self.ex.keep_client = keep;
@@ -1080,6 +1173,7 @@ impl Session {
         self.ex = Exchange::idle();
         self.phase = Phase::ReadHead;
         self.head_started = false;
+        self.head_line_seen = false;
         self.req_scan = 0;
         self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
         Ok(())

@@ -33,7 +33,7 @@ pub struct Timers {
     origin: Instant,
     /// The next slot to process: every slot before it has been processed.
     cursor: u64,
-    slots: Vec<Vec<(u32, u32)>>,
+    slots: Vec<Vec<Entry>>,
     nonempty: [u64; WORDS],
     len: usize,
 }
@@ -72,7 +72,7 @@ impl Timers {
     pub fn arm(&mut self, key: u32, id: u32, at: Instant) -> u64 {
         let slot = self.slot_of(at);
         let i = (slot as usize) & (SLOTS - 1);
-        self.slots[i].push((key, id));
+        self.slots[i].push(Entry { key, id, slot });
         self.nonempty[i / 64] |= 1 << (i % 64);
         self.len += 1;
         slot
@@ -95,11 +95,9 @@ impl Timers {
             }
             self.nonempty[i / 64] &= !(1 << (i % 64));
             self.len -= self.slots[i].len();
-            due.extend(
-                self.slots[i]
-                    .drain(..)
-                    .map(|(key, id)| Entry { key, id, slot }),
-            );
+            // entries carry the slot they were armed in: after a stall longer than the wheel, a
+            // physical slot holds entries of several laps, and each must be recognised as live
+            due.append(&mut self.slots[i]);
         }
         self.cursor = end;
     }
@@ -195,6 +193,24 @@ mod tests {
         assert!(t.timeout(t0 + Duration::from_secs(1)).unwrap() <= TICK);
         t.expire(t0 + Duration::from_secs(1) + TICK, &mut due);
         assert_eq!(due.len(), 1);
+    }
+
+    #[test]
+    fn entries_keep_their_slot_across_a_long_stall() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        let armed = t.arm(9, 9, t0 + Duration::from_secs(5));
+        let mut due = Vec::new();
+        // the worker did not run for longer than the whole wheel
+        t.expire(t0 + Duration::from_secs(140), &mut due);
+        assert_eq!(
+            due,
+            vec![Entry {
+                key: 9,
+                id: 9,
+                slot: armed
+            }]
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! so lending it to a session or putting it back in the idle pool is bookkeeping, never a
 //! re-registration. Idle connections are kept per backend, newest last: reuse takes the most
 //! recently used one (the least likely to have been closed by the backend), and expiry takes the
-//! oldest first. An idle connection that turns readable was closed (or spoken to out of turn) by
-//! its backend and is dropped.
+//! oldest first. A connection goes idle only when it is known clean (nothing unread, no close seen);
+//! an idle connection that then turns readable was closed (or spoken to out of turn) by its
+//! backend and is dropped.
 
 use std::collections::VecDeque;
 use std::io;
@@ -35,6 +36,12 @@ pub struct Upstream {
     pub owner: Option<usize>,
     /// When it went idle.
     pub idle_since: Instant,
+}
+
+/// True when a non-blocking peek finds nothing waiting: no bytes and no end of stream.
+fn nothing_to_read(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Poll token of upstream `key` (odd; sessions have even tokens, see `worker.rs`).
@@ -69,15 +76,6 @@ impl Upstreams {
     #[inline]
     pub fn get_mut(&mut self, key: usize) -> Option<&mut Upstream> {
         self.conns.get_mut(key)
-    }
-
-    /// Connections held, lent and idle.
-    pub fn len(&self) -> usize {
-        self.conns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
     }
 
     /// Idle connections held.
@@ -126,25 +124,22 @@ impl Upstreams {
         Ok(key)
     }
 
-    /// Takes back a connection from its session: into the idle pool when `reusable` and there is
-    /// room, closed otherwise.
+    /// Takes back a connection from its session: into the idle pool when `reusable`, clean and
+    /// there is room, closed otherwise. Clean means the backend has not closed its side and sent
+    /// nothing more: its readiness was seen drained, or a peek finds nothing to read.
     pub fn release(&mut self, key: usize, reusable: bool, now: Instant) {
         let Some(up) = self.conns.get_mut(key) else {
             return;
         };
+        let clean =
+            reusable && up.connected && !up.hup && (!up.readable || nothing_to_read(&up.stream));
         let backend = up.backend.id;
-        let list = match self.idle.iter().position(|l| l.backend == backend) {
-            Some(i) => &mut self.idle[i],
-            None => {
-                self.idle.push(IdleList {
-                    backend,
-                    keys: VecDeque::new(),
-                });
-                let last = self.idle.len() - 1;
-                &mut self.idle[last]
-            }
-        };
-        if !reusable || !up.connected || list.keys.len() >= self.max_idle {
+        let room = self
+            .idle
+            .iter()
+            .find(|l| l.backend == backend)
+            .is_none_or(|l| l.keys.len() < self.max_idle);
+        if !clean || !room || self.max_idle == 0 {
             self.conns.remove(key);
             return;
         }
@@ -152,7 +147,13 @@ impl Upstreams {
         up.reused = true;
         up.readable = false;
         up.idle_since = now;
-        list.keys.push_back(key);
+        match self.idle.iter_mut().find(|l| l.backend == backend) {
+            Some(list) => list.keys.push_back(key),
+            None => self.idle.push(IdleList {
+                backend,
+                keys: VecDeque::from([key]),
+            }),
+        }
         self.idle_count += 1;
     }
 

@@ -41,8 +41,9 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// The client asks to switch protocols (`Connection: upgrade` + `Upgrade`).
     pub upgrade: bool,
-    /// `Expect: 100-continue`.
-    pub expect_continue: bool,
+    /// The request named no host (HTTP/1.0 allows that; the HTTP/1.1 request sent on needs one):
+    /// the session adds `Host` with the chosen backend's authority.
+    pub needs_host: bool,
 }
 
 /// A request refused with this status code.
@@ -67,14 +68,14 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
     Ok(None)
 }
 
-/// Checks an incomplete head against the limits: the caller calls this when no head end was
-/// found, and answers with the status when it fails.
-pub fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), Reject> {
-    let request_line_open = !buf.contains(&b'\n');
-    if request_line_open && buf.len() > limits.max_uri + 32 {
+/// Checks an incomplete head of `len` bytes against the limits: the caller calls this when no
+/// head end was found (`line_complete`: a line end was seen, so the request line is whole), and
+/// answers with the status when it fails.
+pub fn check_partial(len: usize, line_complete: bool, limits: &Limits) -> Result<(), Reject> {
+    if !line_complete && len > limits.max_uri + 32 {
         return Err(Reject(414));
     }
-    if buf.len() >= limits.max_head {
+    if len >= limits.max_head {
         return Err(Reject(431));
     }
     Ok(())
@@ -127,7 +128,6 @@ pub fn rewrite(
     let mut hosts = 0;
     let mut host: &[u8] = b"";
     let mut upgrade_field = false;
-    let mut expect_continue = false;
     let mut xff = 0;
     let mut kinds = [Field::Other; MAX_HEADERS];
     for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
@@ -147,9 +147,6 @@ pub fn rewrite(
             Field::TransferEncoding => codings.add(f.value),
             Field::Connection => conn.add(f.value),
             Field::Upgrade => upgrade_field = true,
-            Field::Expect => {
-                expect_continue |= headers::trim(f.value).eq_ignore_ascii_case(b"100-continue")
-            }
             Field::XForwardedFor => xff += 1,
             _ => {}
         }
@@ -197,7 +194,9 @@ pub fn rewrite(
     for (f, kind) in fields.iter().zip(kinds.iter()) {
         let at = runs.offset(f.name.as_bytes());
         let keep = match *kind {
-            Field::Host | Field::Expect | Field::Other => {
+            // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
+            Field::Host => true,
+            Field::Expect | Field::Other => {
                 !(conn.names_fields && headers::named_by_connection(fields, f.name))
             }
             Field::Upgrade => upgrade,
@@ -253,7 +252,7 @@ pub fn rewrite(
         framing,
         keep_alive,
         upgrade,
-        expect_continue,
+        needs_host: hosts == 0,
     };
     Ok(Some((head, len)))
 }
@@ -396,8 +395,16 @@ mod tests {
             go("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(req.framing, Framing::Chunked);
         assert!(out.contains("Transfer-Encoding: chunked\r\n"));
-        let (req, _) = go("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n").unwrap();
-        assert!(req.expect_continue);
+        let (req, out) = go("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n").unwrap();
+        assert!(!req.needs_host);
+        assert!(out.contains("Expect: 100-continue\r\n"));
+        let (req, out) = go("GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert!(req.needs_host && !out.contains("Host"));
+        let (_, out) = go("GET / HTTP/1.1\r\nHost: h\r\nConnection: Host\r\n\r\n").unwrap();
+        assert!(
+            out.contains("\r\nHost: h\r\n"),
+            "Connection cannot remove Host: {out}"
+        );
     }
 
     #[test]
@@ -446,17 +453,12 @@ mod tests {
             max_head: 64,
             max_uri: 16,
         };
-        assert_eq!(
-            check_partial(b"GET / HTTP/1.1\r\nHost: h\r\n", &small),
-            Ok(())
-        );
-        let long_line = format!("GET /{} HTTP/1.1", "a".repeat(60));
-        assert_eq!(
-            check_partial(long_line.as_bytes(), &small),
-            Err(Reject(414))
-        );
-        let many = format!("GET / HTTP/1.1\r\n{}", "X: y\r\n".repeat(12));
-        assert_eq!(check_partial(many.as_bytes(), &small), Err(Reject(431)));
+        assert_eq!(check_partial(26, true, &small), Ok(()));
+        // a request line still open past the longest target: 414
+        assert_eq!(check_partial(80, false, &small), Err(Reject(414)));
+        assert_eq!(check_partial(40, false, &small), Ok(()));
+        // whole lines past the head limit: 431
+        assert_eq!(check_partial(88, true, &small), Err(Reject(431)));
         let mut out = Vec::new();
         let target = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(20));
         assert_eq!(
