@@ -68,14 +68,6 @@ fn raw_connect(addr: SocketAddr, timeout: Duration) -> TcpStream {
     s
 }
 
-/// The admin API's `active_connections` of the backend at `addr`.
-fn active_connections(proxy: &Proxy, addr: SocketAddr) -> u64 {
-    let entry = backend_entry(&proxy.admin_get("/backends"), addr);
-    entry["active_connections"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no active_connections in {entry}"))
-}
-
 /// The admin API's `failures` of the backend at `addr`.
 fn failures(proxy: &Proxy, addr: SocketAddr) -> u64 {
     let entry = backend_entry(&proxy.admin_get("/backends"), addr);
@@ -508,19 +500,7 @@ fn client_half_close_while_waiting_releases_backend_connection() {
     assert_eq!(active_connections(&proxy, backend.addr), 1);
 
     let _ = c.stream().shutdown(Shutdown::Write);
-    let closed = Instant::now();
-    let limit = closed + Duration::from_secs(3);
-    let released = loop {
-        let n = active_connections(&proxy, backend.addr);
-        if n == 0 {
-            break closed.elapsed();
-        }
-        assert!(
-            Instant::now() < limit,
-            "active_connections still {n} 3 s after the client half-closed"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
+    let released = wait_until_released(&proxy, backend.addr, Instant::now());
     eprintln!("backend connection released {released:?} after the client half-closed");
     // the backend answers 1 s after it got the request
     assert!(

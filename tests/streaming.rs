@@ -812,14 +812,6 @@ fn connect_timeout_gives_504() {
 
 // ----------------------------------------------------------------------------- client leaves
 
-/// The admin API's `active_connections` of the backend at `addr`.
-fn active_connections(proxy: &Proxy, addr: SocketAddr) -> u64 {
-    let entry = backend_entry(&proxy.admin_get("/backends"), addr);
-    entry["active_connections"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no active_connections in {entry}"))
-}
-
 // Proves a client that closes its connection while its request waits for a (slow) backend frees
 // the backend connection at once, not when the backend finally answers, and that the proxy goes
 // on serving others.
@@ -851,19 +843,7 @@ fn client_disconnect_while_waiting_releases_backend_connection() {
     // The client gives up and closes its socket while the backend is still working.
     let _ = c.stream().shutdown(Shutdown::Both);
     drop(c);
-    let closed = Instant::now();
-    let limit = closed + Duration::from_secs(3);
-    let released = loop {
-        let n = active_connections(&proxy, backend.addr);
-        if n == 0 {
-            break closed.elapsed();
-        }
-        assert!(
-            Instant::now() < limit,
-            "active_connections still {n} 3 s after the client closed"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
+    let released = wait_until_released(&proxy, backend.addr, Instant::now());
     eprintln!("backend connection released {released:?} after the client closed");
     // The backend answers 1 s after it got the request; releasing only then is too late.
     assert!(

@@ -793,3 +793,28 @@ pub struct Memory {
     /// `VmRSS`: the resident set size now, in bytes.
     pub current: u64,
 }
+
+/// The admin API's `active_connections` of the backend at `addr`.
+pub fn active_connections(proxy: &Proxy, addr: SocketAddr) -> u64 {
+    let entry = backend_entry(&proxy.admin_get("/backends"), addr);
+    entry["active_connections"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no active_connections in {entry}"))
+}
+
+/// Polls the admin API (nothing else signals it) until the backend at `addr` has no request in
+/// flight; returns how long that took after `since`. Panics after 3 s.
+pub fn wait_until_released(proxy: &Proxy, addr: SocketAddr, since: std::time::Instant) -> Duration {
+    let limit = since + Duration::from_secs(3);
+    loop {
+        let n = active_connections(proxy, addr);
+        if n == 0 {
+            return since.elapsed();
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "active_connections still {n} 3 s later"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
