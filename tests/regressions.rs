@@ -78,16 +78,22 @@ fn failures(proxy: &Proxy, addr: SocketAddr) -> u64 {
 
 // ----------------------------------------------------------------------------- empty lines
 
+/// A client whose reads give up after 2 s: a stalled answer shows as an error, not a long wait.
+fn impatient_client(proxy: &Proxy) -> Client {
+    let c = proxy.connect();
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    c
+}
+
 // Proves empty lines between two pipelined requests (all in one write) are dropped at once: the
 // second request is answered promptly, not after client_header_timeout (10 s here) with a 408.
 #[test]
 fn empty_lines_between_pipelined_requests_do_not_stall_the_next() {
     let backend = target_backend("a");
     let proxy = Proxy::start(&[backend.addr], json!({"client_header_timeout": "10s"}));
-    let mut c = proxy.connect();
-    c.stream()
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
+    let mut c = impatient_client(&proxy);
     let sent = Instant::now();
     c.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
     let r1 = c.response();
@@ -114,10 +120,7 @@ fn empty_lines_between_pipelined_requests_do_not_stall_the_next() {
 fn empty_lines_before_the_first_request_are_skipped() {
     let backend = target_backend("a");
     let proxy = Proxy::start(&[backend.addr], json!({"client_header_timeout": "10s"}));
-    let mut c = proxy.connect();
-    c.stream()
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
+    let mut c = impatient_client(&proxy);
     let sent = Instant::now();
     c.send(b"\r\n\r\n\r\n\r\nGET /first HTTP/1.1\r\nHost: h\r\n\r\n");
     let r = c
@@ -479,17 +482,7 @@ fn fin_after_close_delimited_body_reaches_client_as_clean_end() {
 // connection is released at once, before the (slow) backend answers, and the client gets no answer.
 #[test]
 fn client_half_close_while_waiting_releases_backend_connection() {
-    let (arrived_tx, arrived) = mpsc::channel::<()>();
-    let arrived_tx = Mutex::new(arrived_tx);
-    let backend = Backend::with_handler("slow", move |req, _| {
-        if req.target == "/slow" {
-            if let Ok(tx) = arrived_tx.lock() {
-                let _ = tx.send(());
-            }
-            thread::sleep(Duration::from_secs(1));
-        }
-        Reply::Bytes(ok_response("slow", req.target.as_bytes()))
-    });
+    let (backend, arrived) = slow_backend("slow");
     let proxy = Proxy::start(&[backend.addr], json!({}));
 
     let mut c = proxy.connect();
@@ -515,5 +508,5 @@ fn client_half_close_while_waiting_releases_backend_connection() {
     );
 
     let r = proxy.get("/after");
-    assert_eq!((r.status, r.text().as_str()), (200, "/after"));
+    assert_eq!((r.status, r.text().as_str()), (200, "answer to /after"));
 }

@@ -15,7 +15,7 @@ mod common;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -817,20 +817,7 @@ fn connect_timeout_gives_504() {
 // on serving others.
 #[test]
 fn client_disconnect_while_waiting_releases_backend_connection() {
-    let (arrived_tx, arrived) = mpsc::channel::<()>();
-    let arrived_tx = Mutex::new(arrived_tx);
-    let backend = Backend::with_handler("slow", move |req, _| {
-        if req.target == "/slow" {
-            if let Ok(tx) = arrived_tx.lock() {
-                let _ = tx.send(());
-            }
-            thread::sleep(Duration::from_secs(1));
-        }
-        Reply::Bytes(ok_response(
-            "slow",
-            format!("answer to {}", req.target).as_bytes(),
-        ))
-    });
+    let (backend, arrived) = slow_backend("slow");
     let proxy = Proxy::start(&[backend.addr], json!({}));
 
     let mut c = proxy.connect();

@@ -818,3 +818,23 @@ pub fn wait_until_released(proxy: &Proxy, addr: SocketAddr, since: std::time::In
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A backend that, for `GET /slow`, reports on the returned channel that the request arrived and
+/// then takes 1 s to answer; every answer's body is `answer to TARGET`.
+pub fn slow_backend(name: &str) -> (Backend, std::sync::mpsc::Receiver<()>) {
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    let arrived_tx = Mutex::new(arrived_tx);
+    let backend = Backend::with_handler(name, move |req, _| {
+        if req.target == "/slow" {
+            if let Ok(tx) = arrived_tx.lock() {
+                let _ = tx.send(());
+            }
+            thread::sleep(Duration::from_secs(1));
+        }
+        Reply::Bytes(ok_response(
+            "slow",
+            format!("answer to {}", req.target).as_bytes(),
+        ))
+    });
+    (backend, arrived)
+}
