@@ -1,9 +1,9 @@
 //! The admin API: a `tiny_http` server on its own thread (`admin_bind:admin_port`), JSON over
 //! HTTP, reading the live pool and counters.
 //!
-//! Endpoints so far: `GET /backends` (each backend with its live counters) and `GET /stats`
-//! (connections per worker, totals). Membership changes (add, remove, enable, disable) take the
-//! pool's write lock here and tell the workers through their control channels.
+//! Endpoints so far, read-only: `GET /backends` (each backend with its live counters) and
+//! `GET /stats` (connections per worker, totals). They take the pool's read lock only long enough
+//! to copy the counters out.
 
 use std::io;
 use std::net::SocketAddr;
@@ -98,9 +98,11 @@ pub fn backend_json(b: &Backend) -> Value {
         "weight": b.weight,
         "healthy": b.is_healthy(),
         "enabled": b.is_enabled(),
+        // requests in flight on this backend now; `active_connections` is the original's name
+        "in_flight": b.active_requests(),
         "active_connections": b.active_requests(),
-        "total_requests": b.requests.0.load(std::sync::atomic::Ordering::Relaxed),
-        "failures": b.failures.0.load(std::sync::atomic::Ordering::Relaxed),
+        "total_requests": b.requests.load(std::sync::atomic::Ordering::Relaxed),
+        "failures": b.failures.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
 
@@ -130,7 +132,7 @@ fn stats(state: &AdminState) -> Value {
     let requests: u64 = pool
         .backends()
         .iter()
-        .map(|b| b.requests.0.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|b| b.requests.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     json!({
         "open_connections": open,

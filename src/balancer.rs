@@ -12,14 +12,19 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Pool generations come from one process-wide counter, so a worker's [`PickState`] can never
+/// mistake a new pool (built by a reload, say) for the one it was computed against.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    EPOCH.fetch_add(1, Ordering::Relaxed) + 1
+}
 use std::sync::Arc;
 
-use crate::config::{BackendConfig, Scheme, Strategy};
+use crossbeam_utils::CachePadded;
 
-/// Keeps a value on its own cache line, so counters written by different workers do not contend.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct Padded<T>(pub T);
+use crate::config::{BackendConfig, Scheme, Strategy};
 
 /// One backend server and its live counters.
 #[derive(Debug)]
@@ -36,11 +41,11 @@ pub struct Backend {
     healthy: AtomicBool,
     enabled: AtomicBool,
     /// Requests in flight on this backend right now.
-    pub active: Padded<AtomicUsize>,
+    pub active: CachePadded<AtomicUsize>,
     /// Requests sent to this backend, ever.
-    pub requests: Padded<AtomicU64>,
+    pub requests: CachePadded<AtomicU64>,
     /// Failed attempts (connect errors, resets, invalid responses, timeouts).
-    pub failures: Padded<AtomicU64>,
+    pub failures: CachePadded<AtomicU64>,
 }
 
 impl Backend {
@@ -55,9 +60,9 @@ impl Backend {
             weight: cfg.weight.max(1),
             healthy: AtomicBool::new(true),
             enabled: AtomicBool::new(true),
-            active: Padded::default(),
-            requests: Padded::default(),
-            failures: Padded::default(),
+            active: CachePadded::default(),
+            requests: CachePadded::default(),
+            failures: CachePadded::default(),
         }
     }
 
@@ -86,23 +91,23 @@ impl Backend {
     /// A request starts on this backend.
     #[inline]
     pub fn begin_request(&self) {
-        self.active.0.fetch_add(1, Ordering::Relaxed);
-        self.requests.0.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request on this backend ended, whatever the outcome.
     #[inline]
     pub fn end_request(&self) {
-        self.active.0.fetch_sub(1, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
     }
 
     #[inline]
     pub fn record_failure(&self) {
-        self.failures.0.fetch_add(1, Ordering::Relaxed);
+        self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn active_requests(&self) -> usize {
-        self.active.0.load(Ordering::Relaxed)
+        self.active.load(Ordering::Relaxed)
     }
 }
 
@@ -126,10 +131,25 @@ pub struct Pool {
 #[derive(Debug, Default)]
 pub struct PickState {
     generation: u64,
+    /// Where this worker starts in the smooth round-robin sequence: workers start spread over it,
+    /// not all on the first backend.
+    skew: usize,
     /// Smooth weighted round-robin: current weight of each backend, by position.
     current: Vec<i64>,
     /// Where the next tie-break scan starts.
     cursor: usize,
+}
+
+impl PickState {
+    /// The state of worker `index` of `workers`: it starts `index / workers` of the way through a
+    /// round-robin cycle.
+    pub fn for_worker(index: usize, workers: usize, pool: &Pool) -> PickState {
+        let cycle: usize = pool.backends.iter().map(|b| b.weight as usize).sum();
+        PickState {
+            skew: index * cycle / workers.max(1),
+            ..PickState::default()
+        }
+    }
 }
 
 impl Pool {
@@ -137,7 +157,7 @@ impl Pool {
         let mut pool = Pool {
             backends: Vec::with_capacity(backends.len()),
             strategy,
-            generation: 1,
+            generation: next_generation(),
             next_id: 1,
         };
         for b in backends {
@@ -158,7 +178,7 @@ impl Pool {
     pub fn add(&mut self, cfg: &BackendConfig) -> Arc<Backend> {
         let backend = Arc::new(Backend::new(self.next_id, cfg));
         self.next_id += 1;
-        self.generation += 1;
+        self.generation = next_generation();
         self.backends.push(Arc::clone(&backend));
         backend
     }
@@ -166,18 +186,15 @@ impl Pool {
     /// Removes the backend with this id; returns it if it was there.
     pub fn remove(&mut self, id: u64) -> Option<Arc<Backend>> {
         let pos = self.backends.iter().position(|b| b.id == id)?;
-        self.generation += 1;
+        self.generation = next_generation();
         Some(self.backends.remove(pos))
     }
 
     /// Chooses a backend for a request, skipping `exclude` (a backend that just failed) unless it
     /// is the only one available. `None` when no backend is available.
     pub fn pick(&self, state: &mut PickState, exclude: Option<u64>) -> Option<&Arc<Backend>> {
-        if state.generation != self.generation {
-            state.generation = self.generation;
-            state.current.clear();
-            state.current.resize(self.backends.len(), 0);
-            state.cursor = 0;
+        if state.generation != self.generation || state.current.len() != self.backends.len() {
+            self.reset(state);
         }
         let chosen = match self.strategy {
             Strategy::RoundRobin | Strategy::WeightedRoundRobin => {
@@ -189,6 +206,22 @@ impl Pool {
             Some(i) => Some(&self.backends[i]),
             None if exclude.is_some() => self.pick(state, None),
             None => None,
+        }
+    }
+
+    /// Fresh selection state for this pool, advanced by the worker's skew.
+    fn reset(&self, state: &mut PickState) {
+        state.generation = self.generation;
+        state.current.clear();
+        state.current.resize(self.backends.len(), 0);
+        state.cursor = state.skew % self.backends.len().max(1);
+        if matches!(
+            self.strategy,
+            Strategy::RoundRobin | Strategy::WeightedRoundRobin
+        ) {
+            for _ in 0..state.skew {
+                self.smooth_weighted(state, None);
+            }
         }
     }
 
@@ -324,6 +357,47 @@ mod tests {
         assert!([1, 3].contains(&first) && [1, 3].contains(&second));
         b[0].end_request();
         assert_eq!(pool.pick(&mut st, None).unwrap().addr.port(), 1);
+    }
+
+    #[test]
+    fn a_stale_state_never_indexes_a_replaced_pool() {
+        let big = Pool::new(Strategy::RoundRobin, &[cfg(1, 1), cfg(2, 1), cfg(3, 1)]);
+        let mut st = PickState::default();
+        for _ in 0..3 {
+            big.pick(&mut st, None);
+        }
+        // a new pool, as a reload builds it: a generation of its own, whatever its length
+        let small = Pool::new(Strategy::RoundRobin, &[cfg(4, 1)]);
+        assert_ne!(small.generation, big.generation);
+        assert_eq!(small.pick(&mut st, None).unwrap().addr.port(), 4);
+        let other = Pool::new(Strategy::LeastConn, &[cfg(5, 1), cfg(6, 1)]);
+        assert!(other.pick(&mut st, None).is_some());
+    }
+
+    #[test]
+    fn workers_start_spread_over_the_cycle() {
+        let pool = Pool::new(
+            Strategy::WeightedRoundRobin,
+            &[cfg(1, 1), cfg(2, 1), cfg(3, 1)],
+        );
+        let firsts: Vec<u16> = (0..3)
+            .map(|i| {
+                let mut st = PickState::for_worker(i, 3, &pool);
+                pool.pick(&mut st, None).unwrap().addr.port()
+            })
+            .collect();
+        assert_eq!(firsts, vec![1, 2, 3]);
+        let pool = Pool::new(Strategy::LeastConn, &[cfg(1, 1), cfg(2, 1)]);
+        let mut a = PickState::for_worker(0, 2, &pool);
+        let mut b = PickState::for_worker(1, 2, &pool);
+        let (x, y) = (
+            pool.pick(&mut a, None).unwrap().id,
+            pool.pick(&mut b, None).unwrap().id,
+        );
+        assert_ne!(
+            x, y,
+            "idle ties go to different backends from different workers"
+        );
     }
 
     #[test]

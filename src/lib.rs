@@ -177,13 +177,57 @@ pub fn unsupported(config: &Config) -> Option<String> {
         })
 }
 
+/// How the open-file limit is shared out. Every client connection is a descriptor, and so is its
+/// backend connection while a request is in flight; idle pooled backend connections are one each;
+/// listeners, polls, wakers, the admin server and log files need a few more (`reserve`). The idle
+/// pool is capped at a quarter of what is left, split over the workers, so that pooled connections
+/// never crowd out clients; `warning` says when `max_connections` busy clients could still run
+/// out (they then get a 503, or wait in the accept queue: never a crash, never a backend marked
+/// down for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescriptorBudget {
+    pub idle_per_worker: usize,
+    pub warning: Option<String>,
+}
+
+pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
+    let workers = config.workers.max(1);
+    let limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
+    let reserve = 64 + 4 * workers + config.backends.len();
+    let spare = limit.saturating_sub(reserve);
+    let wanted = config
+        .backend_keepalive
+        .saturating_mul(config.backends.len().max(1));
+    let idle_per_worker = (spare / 4 / workers).min(wanted);
+    let need = config
+        .max_connections
+        .saturating_mul(2)
+        .saturating_add(idle_per_worker * workers)
+        .saturating_add(reserve);
+    let warning = (need > limit).then(|| {
+        format!(
+            "the open-file limit ({limit}) is below what max_connections ({}) busy clients could              need ({need}: a descriptor for each client, one for its backend connection, up to {}              idle pooled ones and {reserve} for ferrule itself); raise it (ulimit -n, or              LimitNOFILE= in a systemd unit) or lower max_connections",
+            config.max_connections,
+            idle_per_worker * workers,
+        )
+    });
+    DescriptorBudget {
+        idle_per_worker,
+        warning,
+    }
+}
+
 /// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
 /// API. Returns once everything is listening.
 pub fn start(config: &Config) -> Result<Handle, StartError> {
     if let Some(what) = unsupported(config) {
         return Err(StartError::Unsupported(what));
     }
-    listener::raise_fd_limit();
+    let fd_limit = listener::raise_fd_limit();
+    let budget = descriptor_budget(fd_limit, config);
+    if let Some(warning) = &budget.warning {
+        log::warn!("{warning}");
+    }
     let pool = Arc::new(RwLock::new(Pool::new(config.strategy, &config.backends)));
     let addr = SocketAddr::new(config.bind, config.port);
     let workers = config.workers.max(1);
@@ -199,11 +243,12 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         max_sessions: config.max_connections.div_ceil(workers).max(1),
         buffer_size: config.buffer_size,
         backend_keepalive: config.backend_keepalive,
+        idle_budget: budget.idle_per_worker,
         backend_keepalive_timeout: config.backend_keepalive_timeout,
     });
     let mut handles = Vec::with_capacity(workers);
     for (i, l) in listeners.into_iter().enumerate() {
-        handles.push(worker::spawn(i, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
+        handles.push(worker::spawn(i, workers, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
     }
     let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
     let state = admin::AdminState {

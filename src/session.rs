@@ -40,9 +40,10 @@ use parking_lot::RwLock;
 
 use crate::balancer::{PickState, Pool};
 use crate::buffer::{Buf, BufPool, Fill};
+use crate::http::errors::{self, Status};
 use crate::http::request::{self, ClientInfo, Limits, Reject, RequestHead};
 use crate::http::response::{self, Relay};
-use crate::http::{errors, Body, BodyError, Framing, Method, Step};
+use crate::http::{Body, BodyError, Framing, Method, Step};
 use crate::upstream::Upstreams;
 
 /// How long a closing connection waits for the client to stop sending.
@@ -136,8 +137,11 @@ struct Exchange {
     attempts: u8,
     /// Interim (1xx) responses received.
     interims: u8,
-    /// The request has no `Host` yet; one goes in once a backend is chosen (HTTP/1.0 requests).
+    /// The request came without `Host` (HTTP/1.0): ferrule writes the chosen backend's authority,
+    /// at every attempt.
     needs_host: bool,
+    /// Length of the `Host` line ferrule wrote for the last attempt (0: none yet).
+    host_line: u16,
     /// The whole request so far is still in `req`, so it can be sent again.
     replay: bool,
     /// The final response head has been received and queued for the client.
@@ -161,6 +165,7 @@ impl Exchange {
             attempts: 1,
             interims: 0,
             needs_host: head.needs_host,
+            host_line: 0,
             replay: true,
             committed: false,
             resp_done: false,
@@ -383,7 +388,7 @@ impl Session {
         match self.phase {
             Phase::ReadHead if !self.head_started => return Err(Close),
             Phase::ReadHead => {
-                self.fail(ctx, 408)?;
+                self.reject(ctx, Status::RequestTimeout)?;
             }
             Phase::Connect => {
                 self.upstream_failed(ctx, Failure::ConnectTimeout)?;
@@ -398,7 +403,7 @@ impl Session {
                 if self.upstream.is_some() && backend_stuck {
                     self.upstream_failed(ctx, Failure::Timeout)?;
                 } else {
-                    self.fail(ctx, 408)?;
+                    self.fail(ctx, Status::RequestTimeout)?;
                 }
             }
             Phase::Tunnel | Phase::Drain => return Err(Close),
@@ -589,7 +594,7 @@ impl Session {
                 Err(Reject(status)) => return self.reject(ctx, status),
             };
         if !buf.replace_front(len, ctx.scratch) {
-            return self.reject(ctx, 431);
+            return self.reject(ctx, Status::HeaderFieldsTooLarge);
         }
         self.req_ready = ctx.scratch.len();
         self.req_sent = 0;
@@ -600,7 +605,7 @@ impl Session {
         self.ex = Exchange::new(head);
         self.ex.replay = ctx.cfg.retries > 0;
         if !self.frame_request()? {
-            return self.reject(ctx, 400);
+            return self.reject(ctx, Status::BadRequest);
         }
         self.start_upstream(ctx, None)?;
         Ok(true)
@@ -625,8 +630,16 @@ impl Session {
     }
 
     /// A request head was refused: answer with `status` and close.
-    fn reject(&mut self, ctx: &mut Ctx<'_>, status: u16) -> Run {
+    fn reject(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Run {
         self.ex = Exchange::idle();
+        if self
+            .req
+            .as_ref()
+            .is_some_and(|b| request::is_head_request(b.bytes()))
+        {
+            // the head could not be parsed, but its method could: HEAD gets no body
+            self.ex.method = Method::Head;
+        }
         self.req_body = Body::new(Framing::UntilClose); // whatever follows is never read as a request
         self.fail(ctx, status)
     }
@@ -638,11 +651,11 @@ impl Session {
         let pool = ctx.pool.read();
         let Some(backend) = pool.pick(ctx.pick, exclude) else {
             drop(pool);
-            return self.fail(ctx, 503);
+            return self.fail(ctx, Status::ServiceUnavailable);
         };
-        if self.ex.needs_host && !self.add_host(&backend.authority) {
+        if self.ex.needs_host && !self.set_host(&backend.authority) {
             drop(pool);
-            return self.fail(ctx, 431);
+            return self.fail(ctx, Status::HeaderFieldsTooLarge);
         }
         backend.begin_request();
         if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
@@ -664,6 +677,12 @@ impl Session {
                 self.deadline = ctx.now + ctx.cfg.connect_timeout;
                 Ok(true)
             }
+            Err(e) if crate::upstream::is_local_error(&e) => {
+                // out of descriptors, memory or local ports: ferrule's trouble, not the backend's
+                backend.end_request();
+                crate::upstream::local_trouble(&e);
+                self.fail(ctx, Status::ServiceUnavailable)
+            }
             Err(_) => {
                 backend.record_failure();
                 backend.end_request();
@@ -672,10 +691,11 @@ impl Session {
         }
     }
 
-    /// Adds `Host: authority` to the request head (which has none) before its final empty line.
+    /// Writes `Host: authority` into a request head that came without one (HTTP/1.0), before its
+    /// final empty line, replacing the line written for an earlier attempt at another backend.
     /// Returns false when it does not fit.
-    fn add_host(&mut self, authority: &str) -> bool {
-        self.ex.needs_host = false;
+    fn set_host(&mut self, authority: &str) -> bool {
+        let old = usize::from(self.ex.host_line);
         let Some(buf) = self.req.as_mut() else {
             return false;
         };
@@ -683,21 +703,29 @@ impl Session {
         line.extend_from_slice(b"Host: ");
         line.extend_from_slice(authority.as_bytes());
         line.extend_from_slice(b"\r\n");
-        // the rewritten head at the front of `req` ends with the first empty line
+        let Ok(new_len) = u16::try_from(line.len()) else {
+            return false;
+        };
+        // the rewritten head at the front of `req` ends with the first empty line (a retry only
+        // happens while the whole request is still there, from its first byte)
         let Ok(Some(head_len)) = request::find_head_end(buf.bytes(), 0) else {
             return false;
         };
-        if !buf.replace_at(head_len - 2, 0, &line) {
+        let Some(at) = head_len.checked_sub(2 + old) else {
+            return false;
+        };
+        if !buf.replace_at(at, old, &line) {
             return false;
         }
-        self.req_ready += line.len();
+        self.req_ready = self.req_ready - old + line.len();
+        self.ex.host_line = new_len;
         true
     }
 
     /// Phase Connect: the socket reported readiness; see whether the connect succeeded.
     fn connect_done(&mut self, ctx: &mut Ctx<'_>) -> Run {
         let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k)) else {
-            return self.fail(ctx, 502);
+            return self.fail(ctx, Status::BadGateway);
         };
         if !up.writable && !up.readable {
             return Ok(false);
@@ -727,7 +755,7 @@ impl Session {
     /// The backend attempt failed: retry elsewhere when that is safe, else answer with a status.
     fn upstream_failed(&mut self, ctx: &mut Ctx<'_>, failure: Failure) -> Run {
         let Some(key) = self.upstream.take() else {
-            return self.fail(ctx, 502);
+            return self.fail(ctx, Status::BadGateway);
         };
         let (backend, reused) = match ctx.upstreams.get_mut(key) {
             Some(up) => {
@@ -766,8 +794,8 @@ impl Session {
             return self.start_upstream(ctx, Some(backend));
         }
         let status = match failure {
-            Failure::Timeout | Failure::ConnectTimeout => 504,
-            Failure::Connect | Failure::NoResponse | Failure::BadResponse => 502,
+            Failure::Timeout | Failure::ConnectTimeout => Status::GatewayTimeout,
+            Failure::Connect | Failure::NoResponse | Failure::BadResponse => Status::BadGateway,
         };
         self.fail(ctx, status)
     }
@@ -811,7 +839,7 @@ impl Session {
             if n > 0 {
                 progress = true;
                 if !self.frame_request()? {
-                    return self.body_error(ctx, 400);
+                    return self.body_error(ctx, Status::BadRequest);
                 }
             }
         }
@@ -877,7 +905,7 @@ impl Session {
     }
 
     /// The request body was malformed after the head went out.
-    fn body_error(&mut self, ctx: &mut Ctx<'_>, status: u16) -> Run {
+    fn body_error(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Run {
         if let Some(key) = self.upstream.take() {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
@@ -954,7 +982,7 @@ impl Session {
                 }
                 Err(_) => return self.bad_response(ctx),
             };
-            let ex = response::Exchange {
+            let ex = response::Answering {
                 method: self.ex.method,
                 http10: self.ex.http10,
                 // an answer that comes before the whole request body did ends the connection
@@ -1093,7 +1121,7 @@ impl Session {
     }
 
     /// Answers the current request with a status of ferrule's own.
-    pub fn fail(&mut self, ctx: &mut Ctx<'_>, status: u16) -> Run {
+    pub fn fail(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Run {
         if let Some(key) = self.upstream.take() {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
@@ -1112,10 +1140,11 @@ impl Session {
         // keep the connection only when the request was read whole and the client wants it
         let keep = self.ex.keep_alive
             && self.req_body.is_done()
-            && status >= 500
+            && status.is_server_error()
             && !ctx.draining
             && !self.c_eof;
-        errors::canned(status, keep, ctx.scratch);
+        let head = self.ex.method == Method::Head;
+        errors::canned(status, keep, head, ctx.scratch);
         let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
         if buf.push(ctx.scratch) < ctx.scratch.len() {
             return Err(Close);

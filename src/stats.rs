@@ -3,43 +3,44 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::balancer::Padded;
+use crossbeam_utils::CachePadded;
 
-/// One worker's connection counters, each on its own cache line.
+/// One worker's connection counters, each on its own cache line (`CachePadded`: 128 bytes on
+/// x86-64, where the prefetcher pulls lines in pairs).
 #[derive(Debug, Default)]
 pub struct WorkerStats {
-    accepted: Padded<AtomicU64>,
-    closed: Padded<AtomicU64>,
-    accept_errors: Padded<AtomicU64>,
+    accepted: CachePadded<AtomicU64>,
+    closed: CachePadded<AtomicU64>,
+    accept_errors: CachePadded<AtomicU64>,
 }
 
 impl WorkerStats {
     #[inline]
     pub fn accepted(&self) {
-        self.accepted.0.fetch_add(1, Ordering::Relaxed);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
     pub fn closed(&self) {
-        self.closed.0.fetch_add(1, Ordering::Relaxed);
+        self.closed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn accept_error(&self) {
-        self.accept_errors.0.fetch_add(1, Ordering::Relaxed);
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn accept_errors(&self) -> u64 {
-        self.accept_errors.0.load(Ordering::Relaxed)
+        self.accept_errors.load(Ordering::Relaxed)
     }
 
     /// Connections accepted since start.
     pub fn total_accepted(&self) -> u64 {
-        self.accepted.0.load(Ordering::Relaxed)
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Client connections open now.
     pub fn open(&self) -> u64 {
-        let closed = self.closed.0.load(Ordering::Relaxed);
+        let closed = self.closed.load(Ordering::Relaxed);
         self.total_accepted().saturating_sub(closed)
     }
 }

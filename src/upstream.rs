@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,35 @@ fn nothing_to_read(stream: &TcpStream) -> bool {
     matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
+/// A connect that failed on ferrule's side (out of file descriptors, memory, buffers or local
+/// ports), which says nothing about the backend: the request gets 503, the backend is not blamed.
+pub fn is_local_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
+}
+
+/// Set while backend connects fail for local reasons: the first failure of an episode is logged,
+/// and the first success after it.
+static LOCAL_TROUBLE: AtomicBool = AtomicBool::new(false);
+
+/// A backend connect failed with a local error: logged once per episode.
+pub fn local_trouble(e: &io::Error) {
+    if !LOCAL_TROUBLE.swap(true, Ordering::Relaxed) {
+        log::warn!("cannot open backend connections: {e}; answering 503 until it recovers");
+    }
+}
+
+/// A backend connect went through: ends an episode of local trouble. One relaxed load when
+/// there is none.
+#[inline]
+fn local_trouble_over() {
+    if LOCAL_TROUBLE.load(Ordering::Relaxed) && LOCAL_TROUBLE.swap(false, Ordering::Relaxed) {
+        log::info!("backend connections can be opened again");
+    }
+}
+
 /// Poll token of upstream `key` (odd; sessions have even tokens, see `worker.rs`).
 #[inline]
 pub fn token(key: usize) -> Token {
@@ -60,15 +90,18 @@ pub struct Upstreams {
     idle: Vec<IdleList>,
     /// Idle connections kept per backend.
     max_idle: usize,
+    /// Idle connections kept in all (this worker's share of the descriptor budget, `lib.rs`).
+    max_idle_total: usize,
     idle_count: usize,
 }
 
 impl Upstreams {
-    pub fn new(max_idle: usize) -> Upstreams {
+    pub fn new(max_idle: usize, max_idle_total: usize) -> Upstreams {
         Upstreams {
             conns: Slab::new(),
             idle: Vec::new(),
             max_idle,
+            max_idle_total,
             idle_count: 0,
         }
     }
@@ -121,6 +154,7 @@ impl Upstreams {
             owner: Some(owner),
             idle_since: now,
         });
+        local_trouble_over();
         Ok(key)
     }
 
@@ -139,7 +173,7 @@ impl Upstreams {
             .iter()
             .find(|l| l.backend == backend)
             .is_none_or(|l| l.keys.len() < self.max_idle);
-        if !clean || !room || self.max_idle == 0 {
+        if !clean || !room || self.max_idle == 0 || self.idle_count >= self.max_idle_total {
             self.conns.remove(key);
             return;
         }

@@ -59,6 +59,8 @@ pub struct Shared {
     pub max_sessions: usize,
     pub buffer_size: usize,
     pub backend_keepalive: usize,
+    /// Idle backend connections one worker may keep in all (see `lib::descriptor_budget`).
+    pub idle_budget: usize,
     pub backend_keepalive_timeout: Duration,
 }
 
@@ -91,6 +93,7 @@ impl WorkerHandle {
 /// Starts worker `index` on `listener`.
 pub fn spawn(
     index: usize,
+    workers: usize,
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
 ) -> io::Result<WorkerHandle> {
@@ -102,12 +105,13 @@ pub fn spawn(
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
+    let pick = PickState::for_worker(index, workers, &shared.pool.read());
     let core = Core {
         sessions: Slab::with_capacity(256),
-        upstreams: Upstreams::new(shared.backend_keepalive),
+        upstreams: Upstreams::new(shared.backend_keepalive, shared.idle_budget),
         bufs: BufPool::new(shared.buffer_size, KEEP_BUFFERS),
         scratch: Vec::with_capacity(shared.buffer_size),
-        pick: PickState::default(),
+        pick,
         timers: Timers::new(now),
         due: Vec::new(),
         pending: Vec::new(),
@@ -351,9 +355,11 @@ impl Core {
     }
 
     /// Housekeeping once a second while there is anything to keep: idle backend connections to
-    /// expire, freed buffer memory to return.
+    /// expire, freed buffer memory to return (also after the last session left).
     fn arm_sweep(&mut self) {
-        if !self.sweep_armed && (self.upstreams.idle_count() > 0 || !self.sessions.is_empty()) {
+        let work =
+            self.upstreams.idle_count() > 0 || !self.sessions.is_empty() || self.bufs.needs_trim();
+        if !self.sweep_armed && work {
             self.sweep_armed = true;
             self.timers.arm(SWEEP_KEY, 0, self.now + SWEEP_EVERY);
         }

@@ -11,6 +11,7 @@
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
+use super::errors::Status;
 use super::headers::{self, put_field, Codings, ConnectionOptions, Field, Runs};
 use super::{Framing, Method, MAX_HEADERS};
 
@@ -46,9 +47,9 @@ pub struct RequestHead {
     pub needs_host: bool,
 }
 
-/// A request refused with this status code.
+/// A request refused with this status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reject(pub u16);
+pub struct Reject(pub Status);
 
 /// Looks for the end of a head in `buf`, starting the search at `from` (bytes before it were
 /// already searched). Returns the head length, or `None` when more bytes are needed; a line ending
@@ -58,7 +59,7 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
     while let Some(off) = super::find_byte(&buf[i..], b'\n') {
         let at = i + off;
         if at == 0 || buf[at - 1] != b'\r' {
-            return Err(Reject(400));
+            return Err(Reject(Status::BadRequest));
         }
         if at >= 3 && &buf[at - 3..at - 1] == b"\r\n" {
             return Ok(Some(at + 1));
@@ -68,15 +69,25 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
     Ok(None)
 }
 
+/// Whether the (possibly incomplete or malformed) request head in `bytes` is a `HEAD` request,
+/// after any empty lines: its answer carries no body, whatever ferrule answers.
+pub fn is_head_request(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let [b'\r', b'\n', tail @ ..] = rest {
+        rest = tail;
+    }
+    rest.starts_with(b"HEAD ")
+}
+
 /// Checks an incomplete head of `len` bytes against the limits: the caller calls this when no
 /// head end was found (`line_complete`: a line end was seen, so the request line is whole), and
 /// answers with the status when it fails.
 pub fn check_partial(len: usize, line_complete: bool, limits: &Limits) -> Result<(), Reject> {
     if !line_complete && len > limits.max_uri + 32 {
-        return Err(Reject(414));
+        return Err(Reject(Status::UriTooLong));
     }
     if len >= limits.max_head {
-        return Err(Reject(431));
+        return Err(Reject(Status::HeaderFieldsTooLarge));
     }
     Ok(())
 }
@@ -91,7 +102,7 @@ pub fn rewrite(
     out: &mut Vec<u8>,
 ) -> Result<Option<(RequestHead, usize)>, Reject> {
     if head.len() > limits.max_head {
-        return Err(Reject(431));
+        return Err(Reject(Status::HeaderFieldsTooLarge));
     }
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -103,21 +114,22 @@ pub fn rewrite(
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Reject(431)),
-        Err(httparse::Error::Version) => return Err(Reject(505)),
-        Err(_) => return Err(Reject(400)),
+        Err(httparse::Error::TooManyHeaders) => return Err(Reject(Status::HeaderFieldsTooLarge)),
+        Err(httparse::Error::Version) => return Err(Reject(version_error(head))),
+        Err(_) => return Err(Reject(Status::BadRequest)),
     };
     let (Some(method_str), Some(target), Some(version)) = (req.method, req.path, req.version)
     else {
-        return Err(Reject(400));
+        return Err(Reject(Status::BadRequest));
     };
     let method = Method::from_bytes(method_str.as_bytes());
     if target.len() > limits.max_uri {
-        return Err(Reject(414));
+        return Err(Reject(Status::UriTooLong));
     }
     if method == Method::Connect {
-        return Err(Reject(501));
+        return Err(Reject(Status::NotImplemented));
     }
+    let form = target_form(method, target)?;
     let http10 = version == 0;
     let fields: &[httparse::Header<'_>] = req.headers;
 
@@ -138,9 +150,9 @@ pub fn rewrite(
                 host = headers::trim(f.value);
             }
             Field::ContentLength => {
-                let n = headers::content_length(f.value).ok_or(Reject(400))?;
+                let n = headers::content_length(f.value).ok_or(Reject(Status::BadRequest))?;
                 if length.is_some_and(|m| m != n) {
-                    return Err(Reject(400));
+                    return Err(Reject(Status::BadRequest));
                 }
                 length = Some(n);
             }
@@ -152,16 +164,24 @@ pub fn rewrite(
         }
     }
     if hosts > 1 || (hosts == 0 && !http10) || !valid_host(host) {
-        return Err(Reject(400));
+        return Err(Reject(Status::BadRequest));
     }
+    // RFC 9112 §3.2.2: the authority of an absolute-form target replaces any Host field
+    let absolute = match form {
+        Target::Absolute { authority, .. } => {
+            host = authority;
+            true
+        }
+        Target::Origin => false,
+    };
     let framing = if codings.count > 0 {
         // RFC 9112 §6.1 and §6.3: both framings, chunked not last, or any coding in an HTTP/1.0
         // request make the length unknowable; codings other than chunked are not implemented.
         if length.is_some() || http10 || !codings.chunked_last || codings.chunked_early {
-            return Err(Reject(400));
+            return Err(Reject(Status::BadRequest));
         }
         if !codings.only_chunked() {
-            return Err(Reject(501));
+            return Err(Reject(Status::NotImplemented));
         }
         Framing::Chunked
     } else {
@@ -180,7 +200,16 @@ pub fn rewrite(
     let lines_start = fields
         .first()
         .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
-    if http10 {
+    if let Target::Absolute { path, .. } = form {
+        // sent on in origin-form, which every backend understands
+        out.extend_from_slice(method_str.as_bytes());
+        out.push(b' ');
+        if !path.starts_with(b"/") {
+            out.push(b'/');
+        }
+        out.extend_from_slice(path);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+    } else if http10 {
         out.extend_from_slice(method_str.as_bytes());
         out.push(b' ');
         out.extend_from_slice(target.as_bytes());
@@ -195,7 +224,7 @@ pub fn rewrite(
         let at = runs.offset(f.name.as_bytes());
         let keep = match *kind {
             // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
-            Field::Host => true,
+            Field::Host => !absolute,
             Field::Expect | Field::Other => {
                 !(conn.names_fields && headers::named_by_connection(fields, f.name))
             }
@@ -210,6 +239,7 @@ pub fn rewrite(
         }
         runs.cut(at, out);
         match *kind {
+            Field::Host => put_field(out, b"Host", host),
             Field::Te if headers::list(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) => {
                 put_field(out, b"TE", b"trailers");
             }
@@ -221,6 +251,9 @@ pub fn rewrite(
         }
     }
     runs.cut(runs.fields_end(), out);
+    if absolute && hosts == 0 {
+        put_field(out, b"Host", host);
+    }
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
@@ -252,7 +285,7 @@ pub fn rewrite(
         framing,
         keep_alive,
         upgrade,
-        needs_host: hosts == 0,
+        needs_host: hosts == 0 && !absolute,
     };
     Ok(Some((head, len)))
 }
@@ -297,10 +330,99 @@ fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-/// A `Host` value: no whitespace, commas or control characters (one authority, RFC 9112 §3.2).
+/// A `Host` value: one `uri-host [ ":" port ]` (RFC 9110 §7.2), in the characters RFC 3986 allows
+/// there: unreserved, percent-encoded and sub-delimiters, `:` and the brackets of an IPv6 literal.
+/// A comma (a list of hosts), user info (`@`), a path, query or fragment, whitespace, control and
+/// non-ASCII bytes are refused. Empty is allowed (RFC 9112 §3.2: a target without an authority).
 fn valid_host(host: &[u8]) -> bool {
-    host.iter()
-        .all(|&b| b > b' ' && b != b',' && b != 0x7f && b != b'/' && b != b'\\')
+    host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
+/// The form of a request target (RFC 9112 §3.2). Authority-form is CONNECT's, refused earlier.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// `/path?query`, or `*` for `OPTIONS`: sent on as it came.
+    Origin,
+    /// `http://authority/path?query`: sent on as `/path?query` with `Host: authority`.
+    Absolute { authority: &'a [u8], path: &'a [u8] },
+}
+
+fn target_form(method: Method, target: &str) -> Result<Target<'_>, Reject> {
+    let t = target.as_bytes();
+    if t.first() == Some(&b'/') {
+        return Ok(Target::Origin);
+    }
+    if t == b"*" {
+        // asterisk-form is only for a server-wide OPTIONS (RFC 9112 §3.2.4)
+        return if method == Method::Options {
+            Ok(Target::Origin)
+        } else {
+            Err(Reject(Status::BadRequest))
+        };
+    }
+    let rest = ["http://", "https://"].iter().find_map(|scheme| {
+        let n = scheme.len();
+        (t.len() >= n && t[..n].eq_ignore_ascii_case(scheme.as_bytes())).then(|| &t[n..])
+    });
+    let Some(rest) = rest else {
+        return Err(Reject(Status::BadRequest));
+    };
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || !valid_host(authority) || path.contains(&b'#') {
+        return Err(Reject(Status::BadRequest));
+    }
+    Ok(Target::Absolute { authority, path })
+}
+
+/// The status for a request line httparse refused for its version: 505 only when the line is
+/// well-formed (`method SP target SP HTTP/d.d`) and names a version other than 1.0 and 1.1; any
+/// other defect (a space inside the target, a lowercase or truncated version) is a malformed
+/// request line: 400.
+fn version_error(head: &[u8]) -> Status {
+    let mut rest = head;
+    while let [b'\r', b'\n', tail @ ..] = rest {
+        rest = tail;
+    }
+    let line_end = super::find_byte(rest, b'\r').unwrap_or(rest.len());
+    let mut parts = rest[..line_end].split(|&b| b == b' ');
+    let well_formed = matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(m), Some(t), Some(v), None)
+            if !m.is_empty() && !t.is_empty()
+                && matches!(v, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+                    if major.is_ascii_digit() && minor.is_ascii_digit())
+    );
+    if well_formed {
+        Status::VersionNotSupported
+    } else {
+        Status::BadRequest
+    }
 }
 
 #[cfg(test)]
@@ -429,15 +551,129 @@ mod tests {
             ("GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
         ];
         for (head, status) in cases {
-            assert_eq!(go(head).map(|_| ()), Err(Reject(*status)), "{head:?}");
+            assert_eq!(
+                go(head).map(|_| ()).map_err(|r| r.0.code()),
+                Err(*status),
+                "{head:?}"
+            );
         }
+    }
+
+    #[test]
+    fn request_line_errors_get_their_status() {
+        let cases: &[(&str, u16)] = &[
+            // a space inside the target: a malformed line, not a version problem
+            ("GET /a b c HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET / HTTP/1.1 \r\nHost: h\r\n\r\n", 400),
+            ("GET / http/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET / HTTP/1\r\nHost: h\r\n\r\n", 400),
+            ("GET / HTTP/11\r\nHost: h\r\n\r\n", 400),
+            ("GET / HTTP/1.1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET /\r\nHost: h\r\n\r\n", 400),
+            ("GET\r\nHost: h\r\n\r\n", 400),
+            ("G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            // well-formed, but a version ferrule does not speak
+            ("GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+            ("GET / HTTP/1.2\r\nHost: h\r\n\r\n", 505),
+            ("GET / HTTP/0.9\r\nHost: h\r\n\r\n", 505),
+            ("\r\nGET / HTTP/3.0\r\nHost: h\r\n\r\n", 505),
+            // targets that are neither origin- nor absolute-form
+            ("GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET a/b HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET h:80 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET ftp://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http://u@h/x HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            ("GET http://h/x#f HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+        ];
+        for (head, status) in cases {
+            assert_eq!(
+                go(head).map(|_| ()).map_err(|r| r.0.code()),
+                Err(*status),
+                "{head:?}"
+            );
+        }
+        let (_, out) = go("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        assert!(out.starts_with("OPTIONS * HTTP/1.1\r\n"), "{out}");
+    }
+
+    #[test]
+    fn host_values_are_one_authority() {
+        for host in [
+            "a@b",
+            "a?b",
+            "a#b",
+            "a/b",
+            "a\\b",
+            "a,b",
+            "a b",
+            "a\x7fb",
+            "caf\u{e9}",
+        ] {
+            let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(
+                go(&head).map(|_| ()),
+                Err(Reject(Status::BadRequest)),
+                "{host:?}"
+            );
+        }
+        for host in [
+            "example.com",
+            "example.com:8080",
+            "[::1]:80",
+            "a-b_c.d~e",
+            "xn--caf-dma",
+            "",
+        ] {
+            let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(go(&head).is_ok(), "{host:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let (req, out) = go(
+            "GET http://Target.example:81/p?q=1 HTTP/1.1\r\nAccept: */*\r\nHost: other\r\nX: y\r\n\r\n",
+        )
+        .unwrap();
+        assert!(!req.needs_host);
+        assert_eq!(
+            out,
+            "GET /p?q=1 HTTP/1.1\r\nAccept: */*\r\nHost: Target.example:81\r\nX: y\r\n\
+             X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: Target.example:81\r\n\r\n"
+        );
+        // no path: "/"; a query straight after the authority keeps it
+        let (_, out) = go("GET HTTPS://t HTTP/1.1\r\nHost: o\r\n\r\n").unwrap();
+        assert!(out.starts_with("GET / HTTP/1.1\r\nHost: t\r\n"), "{out}");
+        let (_, out) = go("GET http://t?x HTTP/1.1\r\nHost: o\r\n\r\n").unwrap();
+        assert!(out.starts_with("GET /?x HTTP/1.1\r\nHost: t\r\n"), "{out}");
+        // HTTP/1.0 without Host: the target's authority becomes the Host
+        let (req, out) = go("GET http://t/a HTTP/1.0\r\n\r\n").unwrap();
+        assert!(!req.needs_host);
+        assert!(out.starts_with("GET /a HTTP/1.1\r\nHost: t\r\n"), "{out}");
+        assert_eq!(out.matches("\nHost: t\r\n").count(), 1, "{out}");
+        // still exactly one Host field required of HTTP/1.1
+        assert!(go("GET http://t/ HTTP/1.1\r\n\r\n").is_err());
+        assert!(go("GET http://t/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn head_requests_are_recognised_before_parsing() {
+        assert!(is_head_request(b"HEAD / HTTP/1.1\r\nHo"));
+        assert!(is_head_request(b"\r\n\r\nHEAD /x"));
+        assert!(!is_head_request(b"HEADER / HTTP/1.1"));
+        assert!(!is_head_request(b"GET / HTTP/1.1"));
+        assert!(!is_head_request(b"HEA"));
     }
 
     #[test]
     fn bare_lf_and_partial_heads() {
         assert_eq!(
             find_head_end(b"GET / HTTP/1.1\nHost: h\r\n\r\n", 0),
-            Err(Reject(400))
+            Err(Reject(Status::BadRequest))
         );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: h\r\n", 0), Ok(None));
         let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\nBODY";
@@ -455,15 +691,21 @@ mod tests {
         };
         assert_eq!(check_partial(26, true, &small), Ok(()));
         // a request line still open past the longest target: 414
-        assert_eq!(check_partial(80, false, &small), Err(Reject(414)));
+        assert_eq!(
+            check_partial(80, false, &small),
+            Err(Reject(Status::UriTooLong))
+        );
         assert_eq!(check_partial(40, false, &small), Ok(()));
         // whole lines past the head limit: 431
-        assert_eq!(check_partial(88, true, &small), Err(Reject(431)));
+        assert_eq!(
+            check_partial(88, true, &small),
+            Err(Reject(Status::HeaderFieldsTooLarge))
+        );
         let mut out = Vec::new();
         let target = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(20));
         assert_eq!(
             rewrite(target.as_bytes(), &small, &CLIENT, &mut out),
-            Err(Reject(414))
+            Err(Reject(Status::UriTooLong))
         );
         let fields = format!(
             "GET / HTTP/1.1\r\nHost: h\r\n{}\r\n",
@@ -471,7 +713,7 @@ mod tests {
         );
         assert_eq!(
             rewrite(fields.as_bytes(), &LIMITS, &CLIENT, &mut out),
-            Err(Reject(431))
+            Err(Reject(Status::HeaderFieldsTooLarge))
         );
     }
 

@@ -13,7 +13,7 @@ use super::{Framing, Method, MAX_HEADERS};
 
 /// The request a response answers, as far as its framing is concerned.
 #[derive(Debug, Clone, Copy)]
-pub struct Exchange {
+pub struct Answering {
     pub method: Method,
     pub http10: bool,
     /// The client wants to keep the connection, and ferrule is willing to.
@@ -56,7 +56,7 @@ pub struct Invalid;
 /// [`super::request::find_head_end`]) and writes the head for the client into `out`.
 pub fn rewrite(
     head: &[u8],
-    ex: &Exchange,
+    ex: &Answering,
     out: &mut Vec<u8>,
 ) -> Result<(ResponseHead, usize), Invalid> {
     let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -195,14 +195,14 @@ pub fn rewrite(
 mod tests {
     use super::*;
 
-    const GET11: Exchange = Exchange {
+    const GET11: Answering = Answering {
         method: Method::Get,
         http10: false,
         keep_alive: true,
         upgrade: false,
     };
 
-    fn go(head: &str, ex: &Exchange) -> Result<(ResponseHead, String), Invalid> {
+    fn go(head: &str, ex: &Answering) -> Result<(ResponseHead, String), Invalid> {
         let mut out = Vec::new();
         let (r, len) = rewrite(head.as_bytes(), ex, &mut out)?;
         assert_eq!(len, head.len());
@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn chunked_to_http10_is_dechunked() {
-        let ex = Exchange {
+        let ex = Answering {
             http10: true,
             ..GET11
         };
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn bodiless_responses() {
-        let head = Exchange {
+        let head = Answering {
             method: Method::Head,
             ..GET11
         };
@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn switching_protocols() {
-        let up = Exchange {
+        let up = Answering {
             upgrade: true,
             ..GET11
         };

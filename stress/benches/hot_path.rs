@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferrule::balancer::{PickState, Pool};
 use ferrule::config::{BackendConfig, Scheme, Strategy};
 use ferrule::http::request::{self, ClientInfo, Limits};
-use ferrule::http::response::{self, Exchange};
+use ferrule::http::response::{self, Answering};
 use ferrule::http::{Body, Framing, Method, Step};
 
 /// A browser-like GET: 10 header fields, ~400 bytes.
@@ -90,7 +90,7 @@ fn heads(c: &mut Criterion) {
     });
     group.finish();
 
-    let ex = Exchange {
+    let ex = Answering {
         method: Method::Get,
         http10: false,
         keep_alive: true,
