@@ -25,6 +25,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 use crate::config::{BackendConfig, Scheme, Strategy};
+use crate::transport::BackendTls;
 
 /// One backend server and its live counters.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub struct Backend {
     pub authority: String,
     pub addr: SocketAddr,
     pub weight: u32,
+    /// `https://` backends: how to speak TLS to it.
+    pub tls: Option<BackendTls>,
     healthy: AtomicBool,
     enabled: AtomicBool,
     /// Requests in flight on this backend right now.
@@ -49,8 +52,9 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(id: u64, cfg: &BackendConfig) -> Backend {
+    pub fn new(id: u64, cfg: &BackendConfig, tls: Option<BackendTls>) -> Backend {
         Backend {
+            tls,
             id,
             url: cfg.url.clone(),
             authority: authority(&cfg.url),
@@ -153,7 +157,17 @@ impl PickState {
 }
 
 impl Pool {
+    /// A pool of plain-HTTP backends (`https://` ones get no TLS settings: see [`Pool::with_tls`]).
     pub fn new(strategy: Strategy, backends: &[BackendConfig]) -> Pool {
+        Pool::with_tls(strategy, backends, |_| None)
+    }
+
+    /// A pool whose backends get their TLS settings from `tls`.
+    pub fn with_tls(
+        strategy: Strategy,
+        backends: &[BackendConfig],
+        tls: impl Fn(&BackendConfig) -> Option<BackendTls>,
+    ) -> Pool {
         let mut pool = Pool {
             backends: Vec::with_capacity(backends.len()),
             strategy,
@@ -161,7 +175,7 @@ impl Pool {
             next_id: 1,
         };
         for b in backends {
-            pool.add(b);
+            pool.add(b, tls(b));
         }
         pool
     }
@@ -175,8 +189,8 @@ impl Pool {
     }
 
     /// Adds a backend; returns it.
-    pub fn add(&mut self, cfg: &BackendConfig) -> Arc<Backend> {
-        let backend = Arc::new(Backend::new(self.next_id, cfg));
+    pub fn add(&mut self, cfg: &BackendConfig, tls: Option<BackendTls>) -> Arc<Backend> {
+        let backend = Arc::new(Backend::new(self.next_id, cfg, tls));
         self.next_id += 1;
         self.generation = next_generation();
         self.backends.push(Arc::clone(&backend));
@@ -407,7 +421,7 @@ mod tests {
         assert_eq!(pool.pick(&mut st, None).unwrap().addr.port(), 1);
         let removed = pool.remove(pool.backends()[0].id).unwrap();
         assert_eq!(removed.addr.port(), 1);
-        pool.add(&cfg(3, 1));
+        pool.add(&cfg(3, 1), None);
         let ids: Vec<u64> = pool.backends().iter().map(|b| b.id).collect();
         assert_eq!(ids, vec![2, 3]);
         assert_eq!(pool.pick(&mut st, None).unwrap().addr.port(), 2);

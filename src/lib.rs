@@ -19,6 +19,7 @@ pub mod logging;
 pub mod session;
 pub mod stats;
 pub mod timer;
+pub mod transport;
 pub mod upstream;
 pub mod worker;
 
@@ -154,6 +155,7 @@ impl Settings {
             backend_timeout: c.backend_timeout,
             send_timeout: c.send_timeout,
             tunnel_timeout: c.tunnel_timeout,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -245,6 +247,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         backend_keepalive: config.backend_keepalive,
         idle_budget: budget.idle_per_worker,
         backend_keepalive_timeout: config.backend_keepalive_timeout,
+        tls: None,
     });
     let mut handles = Vec::with_capacity(workers);
     for (i, l) in listeners.into_iter().enumerate() {

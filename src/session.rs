@@ -29,21 +29,21 @@
 //! status in one place, [`Session::fail`]; once a response has started, a failure can only close
 //! the connection.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown};
-use std::os::fd::AsRawFd;
+use std::io;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::Registry;
 use parking_lot::RwLock;
 
 use crate::balancer::{PickState, Pool};
-use crate::buffer::{Buf, BufPool, Fill};
+use crate::buffer::{Buf, BufPool};
 use crate::http::errors::{self, Status};
 use crate::http::request::{self, ClientInfo, Limits, Reject, RequestHead};
 use crate::http::response::{self, Relay};
 use crate::http::{Body, BodyError, Framing, Method, Step};
+use crate::stats::WorkerStats;
+use crate::transport::{Got, Io, Transport};
 use crate::upstream::Upstreams;
 
 /// How long a closing connection waits for the client to stop sending.
@@ -67,6 +67,8 @@ pub struct Settings {
     pub backend_timeout: Duration,
     pub send_timeout: Duration,
     pub tunnel_timeout: Duration,
+    /// A client's TLS handshake must finish within this.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// The worker's state a session works with while it runs.
@@ -84,6 +86,7 @@ pub struct Ctx<'a> {
     pub draining: bool,
     /// This session's key in the worker's slab.
     pub key: usize,
+    pub stats: &'a WorkerStats,
 }
 
 /// How a run ended, when the session goes on.
@@ -187,67 +190,8 @@ impl Exchange {
     }
 }
 
-/// The outcome of one read or write.
-enum Io {
-    Done(usize),
-    Blocked,
-    Eof,
-    Failed,
-}
-
-/// The outcome of one read into a [`Buf`].
-enum Got {
-    /// `n` bytes; `short`: fewer than there was room for, so the socket is drained.
-    Bytes {
-        n: usize,
-        short: bool,
-    },
-    /// The buffer is full: nothing read.
-    Full,
-    Blocked,
-    Eof,
-    Failed,
-}
-
-fn read_into(stream: &TcpStream, buf: &mut Buf) -> Got {
-    loop {
-        return match buf.fill_from(stream.as_raw_fd()) {
-            Ok(Fill::Full) => Got::Full,
-            Ok(Fill::Read { n: 0, .. }) => Got::Eof,
-            Ok(Fill::Read { n, room }) => Got::Bytes { n, short: n < room },
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Got::Blocked,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => Got::Failed,
-        };
-    }
-}
-
-fn read_some(stream: &mut TcpStream, buf: &mut [u8]) -> Io {
-    loop {
-        return match stream.read(buf) {
-            Ok(0) => Io::Eof,
-            Ok(n) => Io::Done(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::Blocked,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => Io::Failed,
-        };
-    }
-}
-
-fn write_some(stream: &mut TcpStream, data: &[u8]) -> Io {
-    loop {
-        return match stream.write(data) {
-            Ok(0) => Io::Failed,
-            Ok(n) => Io::Done(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::Blocked,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => Io::Failed,
-        };
-    }
-}
-
 pub struct Session {
-    client: TcpStream,
+    client: Transport,
     peer: IpAddr,
     /// Unique per worker: tells this session from a later one in the same slab slot.
     pub id: u32,
@@ -270,6 +214,8 @@ pub struct Session {
     head_started: bool,
     /// ReadHead: a line end was seen, so the request line is complete.
     head_line_seen: bool,
+    /// The client's TLS handshake is under way (its own deadline runs).
+    handshaking: bool,
 
     req: Option<Buf>,
     /// Bytes at the front of `req` already written to the backend.
@@ -291,13 +237,19 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(client: TcpStream, peer: IpAddr, id: u32, now: Instant, cfg: &Settings) -> Session {
+    pub fn new(client: Transport, peer: IpAddr, id: u32, now: Instant, cfg: &Settings) -> Session {
+        let handshaking = client.is_handshaking();
+        let first_deadline = if handshaking {
+            cfg.tls_handshake_timeout
+        } else {
+            cfg.client_header_timeout
+        };
         Session {
             client,
             peer,
             id,
             armed: u64::MAX,
-            deadline: now + cfg.client_header_timeout,
+            deadline: now + first_deadline,
             phase: Phase::ReadHead,
             // a fresh connection usually has its request waiting: try reading at once
             c_readable: true,
@@ -309,6 +261,7 @@ impl Session {
             u_eof: false,
             head_started: false,
             head_line_seen: false,
+            handshaking,
             req: None,
             req_sent: 0,
             req_ready: 0,
@@ -364,13 +317,15 @@ impl Session {
         let mut any = false;
         let mut ran = Ran::More;
         for _ in 0..MAX_ROUNDS {
+            // TLS records waiting for the client socket go out whatever the phase
+            let flushed = self.flush_client()?;
             let progress = match self.phase {
                 Phase::ReadHead => self.read_head(ctx)?,
                 Phase::Connect => self.connect_done(ctx)?,
                 Phase::Exchange => self.exchange(ctx)?,
                 Phase::Tunnel => self.tunnel(ctx)?,
                 Phase::Drain => self.drain()?,
-            };
+            } || flushed;
             any |= progress;
             if !progress {
                 ran = Ran::Idle;
@@ -386,6 +341,10 @@ impl Session {
     /// The deadline passed: decide what that means in this phase.
     pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Result<Ran, Close> {
         match self.phase {
+            Phase::ReadHead if self.handshaking => {
+                ctx.stats.tls_failed();
+                return Err(Close);
+            }
             Phase::ReadHead if !self.head_started => return Err(Close),
             Phase::ReadHead => {
                 self.reject(ctx, Status::RequestTimeout)?;
@@ -433,13 +392,78 @@ impl Session {
 
     // ----------------------------------------------------------------- client I/O
 
+    /// Writes TLS records waiting for the client socket. Returns whether any went out.
+    fn flush_client(&mut self) -> Run {
+        if !self.c_writable || !self.client.wants_flush() {
+            return Ok(false);
+        }
+        match self.client.flush() {
+            Io::Done(_) => Ok(true),
+            Io::Blocked => {
+                self.c_writable = false;
+                Ok(false)
+            }
+            Io::Eof | Io::Failed => Err(Close),
+        }
+    }
+
+    /// While the TLS handshake runs: reads (which drive it), notes when it is done, counts it,
+    /// and answers a plain HTTP request sent to the TLS port.
+    fn handshake(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        if !self.handshaking {
+            return Ok(());
+        }
+        if self.c_readable {
+            let buf = self.req.get_or_insert_with(|| ctx.bufs.get());
+            let got = self.client.read_into(buf);
+            if buf.is_empty() {
+                if let Some(b) = self.req.take() {
+                    ctx.bufs.put(b);
+                }
+            }
+            match got {
+                Got::Bytes { short, .. } => {
+                    if short && !self.c_hup {
+                        self.c_readable = false;
+                    }
+                }
+                Got::Full => {}
+                Got::Blocked => self.c_readable = false,
+                Got::Eof => {
+                    self.c_eof = true;
+                    ctx.stats.tls_failed();
+                    return Err(Close);
+                }
+                Got::Failed => {
+                    ctx.stats.tls_failed();
+                    if self.client.spoke_plain_http() {
+                        // as nginx does: say so, in plain HTTP, and close
+                        let _ = io::Write::write(
+                            &mut &*self.client.socket(),
+                            errors::PLAIN_HTTP_TO_TLS_PORT,
+                        );
+                    }
+                    return Err(Close);
+                }
+            }
+        }
+        if !self.client.is_handshaking() {
+            self.handshaking = false;
+            ctx.stats.tls_handshake();
+            if !self.head_started {
+                self.deadline = ctx.now + ctx.cfg.client_header_timeout;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads from the client into `req`. Returns bytes read (0: blocked or no room).
     fn read_client(&mut self, bufs: &mut BufPool) -> Result<usize, Close> {
         if !self.c_readable || self.c_eof {
             return Ok(0);
         }
         let buf = self.req.get_or_insert_with(|| bufs.get());
-        let got = read_into(&self.client, buf);
+        let got = self.client.read_into(buf);
         if buf.is_empty() {
             // nothing came: a waiting session holds no buffer
             if let Some(b) = self.req.take() {
@@ -477,7 +501,7 @@ impl Session {
             return Ok(false);
         };
         let data = &buf.bytes()[..self.resp_ready];
-        match write_some(&mut self.client, data) {
+        match self.client.write(data) {
             Io::Done(n) => {
                 if n < data.len() {
                     self.c_writable = false;
@@ -502,6 +526,13 @@ impl Session {
     // ----------------------------------------------------------------- ReadHead
 
     fn read_head(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        if self.handshaking {
+            self.handshake(ctx)?;
+            if self.handshaking {
+                // still readable: the handshake has more to read now
+                return Ok(self.c_readable);
+            }
+        }
         let mut progress = false;
         // bounded: each round either reads bytes or returns
         for _ in 0..MAX_ROUNDS {
@@ -730,8 +761,8 @@ impl Session {
         if !up.writable && !up.readable {
             return Ok(false);
         }
-        let ok = match up.stream.take_error() {
-            Ok(None) => match up.stream.peer_addr() {
+        let ok = match up.transport.socket().take_error() {
+            Ok(None) => match up.transport.socket().peer_addr() {
                 Ok(_) => true,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                     // spurious wake-up: still connecting
@@ -856,13 +887,29 @@ impl Session {
         let Some(up) = ctx.upstreams.get_mut(key) else {
             return Ok(progress);
         };
+        let failure = if self.req_sent == 0 {
+            Failure::Connect
+        } else {
+            Failure::NoResponse
+        };
+        if up.writable && up.transport.wants_flush() {
+            // TLS records (the handshake, the request) still waiting for the socket
+            match up.transport.flush() {
+                Io::Done(_) => progress = true,
+                Io::Blocked => up.writable = false,
+                Io::Eof | Io::Failed => return self.upstream_failed(ctx, failure),
+            }
+        }
         if !up.writable || self.req_sent >= self.req_ready {
             return Ok(progress);
         }
         let Some(buf) = self.req.as_mut() else {
             return Ok(progress);
         };
-        match write_some(&mut up.stream, &buf.bytes()[self.req_sent..self.req_ready]) {
+        match up
+            .transport
+            .write(&buf.bytes()[self.req_sent..self.req_ready])
+        {
             Io::Done(n) => {
                 if self.req_sent + n < self.req_ready {
                     up.writable = false;
@@ -874,14 +921,7 @@ impl Session {
                 }
             }
             Io::Blocked => up.writable = false,
-            Io::Eof | Io::Failed => {
-                let failure = if self.req_sent == 0 {
-                    Failure::Connect
-                } else {
-                    Failure::NoResponse
-                };
-                return self.upstream_failed(ctx, failure);
-            }
+            Io::Eof | Io::Failed => return self.upstream_failed(ctx, failure),
         }
         Ok(progress)
     }
@@ -929,7 +969,7 @@ impl Session {
             return Ok(false);
         }
         let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
-        let got = read_into(&up.stream, buf);
+        let got = up.transport.read_into(buf);
         if buf.is_empty() {
             // nothing came: a waiting session holds no buffer
             if let Some(b) = self.resp.take() {
@@ -948,7 +988,17 @@ impl Session {
                 return Ok(false);
             }
             Got::Eof => return self.backend_closed(ctx, false),
-            Got::Failed => return self.backend_closed(ctx, true),
+            Got::Failed => {
+                if let Some(error) = up.transport.tls_error() {
+                    log::warn!("backend {}: TLS failed: {}", up.backend.url, error);
+                    if up.transport.is_handshaking() {
+                        // nothing reached the backend's application: as safe to retry as a
+                        // connection that could not be made
+                        return self.upstream_failed(ctx, Failure::Connect);
+                    }
+                }
+                return self.backend_closed(ctx, true);
+            }
         }
         if self.ex.replay {
             // the backend is answering: the request will not be sent again
@@ -1101,7 +1151,7 @@ impl Session {
         // ending. A length or chunked body shows the truncation by itself; a close-delimited one
         // would look complete after a FIN, so the client gets a reset instead.
         if self.resp_body.until_close() {
-            let _ = socket2::SockRef::from(&self.client).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(self.client.socket()).set_linger(Some(Duration::ZERO));
         }
         Err(Close)
     }
@@ -1193,7 +1243,9 @@ impl Session {
         self.req_sent = 0;
         let pending = self.req.is_some();
         if !self.ex.keep_client || ctx.draining || (self.c_eof && !pending) {
-            return if pending || self.c_readable {
+            // over TLS the close goes through Drain too: close_notify, and records still queued
+            let tls_close = self.client.wants_flush() || (self.client.is_tls() && !self.c_eof);
+            return if pending || self.c_readable || tls_close {
                 self.start_drain(ctx)
             } else {
                 Err(Close)
@@ -1231,9 +1283,19 @@ impl Session {
         let Some(up) = ctx.upstreams.get_mut(key) else {
             return Err(Close);
         };
+        if up.writable && up.transport.wants_flush() {
+            match up.transport.flush() {
+                Io::Done(_) => progress = true,
+                Io::Blocked => up.writable = false,
+                Io::Eof | Io::Failed => return Err(Close),
+            }
+        }
         if up.writable && self.req_ready > self.req_sent {
             if let Some(buf) = self.req.as_mut() {
-                match write_some(&mut up.stream, &buf.bytes()[self.req_sent..self.req_ready]) {
+                match up
+                    .transport
+                    .write(&buf.bytes()[self.req_sent..self.req_ready])
+                {
                     Io::Done(n) => {
                         if n < self.req_ready - self.req_sent {
                             up.writable = false;
@@ -1250,13 +1312,13 @@ impl Session {
             self.stop_replay(ctx.bufs);
         }
         if self.c_eof && self.req_ready == 0 && !self.u_shut {
-            let _ = up.stream.shutdown(Shutdown::Write);
+            up.transport.shutdown_write();
             self.u_shut = true;
         }
         // backend → client
         if up.readable && !self.u_eof {
             let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
-            match read_into(&up.stream, buf) {
+            match up.transport.read_into(buf) {
                 Got::Bytes { short, .. } => {
                     if short && !up.hup {
                         up.readable = false;
@@ -1276,11 +1338,11 @@ impl Session {
                 ctx.bufs.put(b);
             }
             if self.u_eof && !self.c_shut {
-                let _ = self.client.shutdown(Shutdown::Write);
+                self.client.shutdown_write();
                 self.c_shut = true;
             }
         }
-        if self.c_shut && self.u_shut {
+        if self.c_shut && self.u_shut && !self.client.wants_flush() {
             return Err(Close);
         }
         Ok(progress)
@@ -1288,7 +1350,7 @@ impl Session {
 
     /// Shuts our side and discards what the client still sends, until it closes or `LINGER`.
     fn start_drain(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
-        let _ = self.client.shutdown(Shutdown::Write);
+        self.client.shutdown_write();
         if let Some(b) = self.req.take() {
             ctx.bufs.put(b);
         }
@@ -1298,16 +1360,28 @@ impl Session {
     }
 
     fn drain(&mut self) -> Run {
-        let mut sink = [0u8; 4096];
         for _ in 0..MAX_ROUNDS {
+            if self.c_eof && !self.client.wants_flush() {
+                // the client has gone and everything for it is out
+                return Err(Close);
+            }
             if !self.c_readable {
                 return Ok(false);
             }
-            match read_some(&mut self.client, &mut sink) {
-                Io::Done(n) if n < sink.len() && !self.c_hup => self.c_readable = false,
-                Io::Done(_) => {}
-                Io::Blocked => self.c_readable = false,
-                Io::Eof | Io::Failed => return Err(Close),
+            match self.client.discard() {
+                Got::Bytes { short, .. } => {
+                    if short && !self.c_hup {
+                        self.c_readable = false;
+                    }
+                }
+                Got::Full => {}
+                Got::Blocked => self.c_readable = false,
+                Got::Eof if self.client.wants_flush() => {
+                    // half-closed: the rest of our records may still reach it
+                    self.c_eof = true;
+                    self.c_readable = false;
+                }
+                Got::Eof | Got::Failed => return Err(Close),
             }
         }
         // still readable after the cap: more to discard

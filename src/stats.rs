@@ -12,6 +12,9 @@ pub struct WorkerStats {
     accepted: CachePadded<AtomicU64>,
     closed: CachePadded<AtomicU64>,
     accept_errors: CachePadded<AtomicU64>,
+    /// TLS handshakes completed, and failed (errors, timeouts, plain HTTP, peers leaving).
+    tls_handshakes: CachePadded<AtomicU64>,
+    tls_failures: CachePadded<AtomicU64>,
 }
 
 impl WorkerStats {
@@ -23,6 +26,23 @@ impl WorkerStats {
     #[inline]
     pub fn closed(&self) {
         self.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn tls_handshake(&self) {
+        self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn tls_failed(&self) {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn tls_handshakes(&self) -> u64 {
+        self.tls_handshakes.load(Ordering::Relaxed)
+    }
+
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     pub fn accept_error(&self) {

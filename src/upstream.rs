@@ -19,10 +19,11 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::balancer::Backend;
+use crate::transport::Transport;
 
 /// One connection to a backend.
 pub struct Upstream {
-    pub stream: TcpStream,
+    pub transport: Transport,
     pub backend: Arc<Backend>,
     /// Readiness seen and not yet used up (edge-triggered: kept in user space).
     pub readable: bool,
@@ -37,12 +38,6 @@ pub struct Upstream {
     pub owner: Option<usize>,
     /// When it went idle.
     pub idle_since: Instant,
-}
-
-/// True when a non-blocking peek finds nothing waiting: no bytes and no end of stream.
-fn nothing_to_read(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// A connect that failed on ferrule's side (out of file descriptors, memory, buffers or local
@@ -134,17 +129,22 @@ impl Upstreams {
         owner: usize,
         now: Instant,
     ) -> io::Result<usize> {
-        let mut stream = TcpStream::connect(backend.addr)?;
+        let stream = TcpStream::connect(backend.addr)?;
         stream.set_nodelay(true)?;
+        let mut transport = match &backend.tls {
+            None => Transport::Plain(stream),
+            Some(tls) => Transport::client(stream, &tls.config, tls.name.clone())
+                .map_err(io::Error::other)?,
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         registry.register(
-            &mut stream,
+            transport.socket_mut(),
             token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(Upstream {
-            stream,
+            transport,
             backend: Arc::clone(backend),
             readable: false,
             writable: false,
@@ -166,7 +166,7 @@ impl Upstreams {
             return;
         };
         let clean =
-            reusable && up.connected && !up.hup && (!up.readable || nothing_to_read(&up.stream));
+            reusable && up.connected && !up.hup && (!up.readable || up.transport.nothing_to_read());
         let backend = up.backend.id;
         let room = self
             .idle

@@ -26,6 +26,7 @@ use crate::buffer::BufPool;
 use crate::session::{Close, Ctx, Ran, Session, Settings};
 use crate::stats::WorkerStats;
 use crate::timer::{Entry, Timers};
+use crate::transport::Transport;
 use crate::upstream::Upstreams;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -62,6 +63,8 @@ pub struct Shared {
     /// Idle backend connections one worker may keep in all (see `lib::descriptor_budget`).
     pub idle_budget: usize,
     pub backend_keepalive_timeout: Duration,
+    /// Clients arrive over TLS, with this configuration (its certificates can be swapped live).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The other end of a worker: send it control messages, wait for it.
@@ -272,6 +275,7 @@ impl Core {
             now: self.now,
             draining: self.draining.is_some(),
             key,
+            stats: &self.stats,
         };
         (session, ctx)
     }
@@ -295,8 +299,9 @@ impl Core {
                 self.drive(registry, owner);
             }
             None => {
-                if ready.readable || ready.hup {
-                    // an idle connection the backend closed (or spoke on out of turn)
+                if ready.hup || (ready.readable && !up.transport.absorb_idle()) {
+                    // an idle connection the backend closed (or spoke on out of turn); over TLS a
+                    // session ticket or key update leaves it clean
                     self.upstreams.close_idle(key);
                 } else {
                     up.writable |= ready.writable;
@@ -403,9 +408,16 @@ impl Core {
                     {
                         continue;
                     }
+                    let transport = match &self.shared.tls {
+                        None => Transport::Plain(stream),
+                        Some(config) => match Transport::server(stream, config) {
+                            Ok(t) => t,
+                            Err(_) => continue,
+                        },
+                    };
                     self.next_id = self.next_id.wrapping_add(1);
                     let session = Session::new(
-                        stream,
+                        transport,
                         addr.ip(),
                         self.next_id,
                         self.now,

@@ -83,6 +83,12 @@ impl Status {
     }
 }
 
+/// The answer to a client that speaks plain HTTP to the TLS port (as nginx gives it), written on
+/// the bare socket before it is closed.
+pub const PLAIN_HTTP_TO_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\n\
+The plain HTTP request was sent to HTTPS port.\r\n";
+
 /// Writes the whole response for `status` into `out` (cleared first). `head`: the request was
 /// `HEAD`, so the response announces its body's length but carries none (RFC 9110 §9.3.2).
 pub fn canned(status: Status, keep_alive: bool, head: bool, out: &mut Vec<u8>) {
@@ -110,6 +116,15 @@ pub fn canned(status: Status, keep_alive: bool, head: bool, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_answer_is_well_formed() {
+        let mut fields = [httparse::EMPTY_HEADER; 8];
+        let mut resp = httparse::Response::new(&mut fields);
+        let len = resp.parse(PLAIN_HTTP_TO_TLS_PORT).unwrap().unwrap();
+        assert_eq!(resp.code, Some(400));
+        assert_eq!(PLAIN_HTTP_TO_TLS_PORT.len() - len, 48);
+    }
 
     #[test]
     fn canned_responses_are_well_formed() {
