@@ -439,7 +439,7 @@ impl Session {
                     if self.client.spoke_plain_http() {
                         // as nginx does: say so, in plain HTTP, and close
                         let _ = io::Write::write(
-                            &mut &*self.client.socket(),
+                            &mut self.client.socket(),
                             errors::PLAIN_HTTP_TO_TLS_PORT,
                         );
                     }
