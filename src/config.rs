@@ -23,6 +23,30 @@ pub enum Strategy {
     LeastConn,
 }
 
+impl Strategy {
+    /// Every strategy, in the order error messages list them.
+    pub const ALL: [Strategy; 3] = [
+        Strategy::RoundRobin,
+        Strategy::WeightedRoundRobin,
+        Strategy::LeastConn,
+    ];
+
+    /// The name config.json and the admin API use (`round-robin`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round-robin",
+            Strategy::WeightedRoundRobin => "weighted-round-robin",
+            Strategy::LeastConn => "least-conn",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Active health check kind (`health_check_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthCheckMethod {
@@ -170,12 +194,6 @@ const THIRTY_DAYS: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
 const MAX_BUFFER_SIZE: u64 = 16 * 1024 * 1024;
 
-const STRATEGIES: &[(&str, Strategy)] = &[
-    ("round-robin", Strategy::RoundRobin),
-    ("weighted-round-robin", Strategy::WeightedRoundRobin),
-    ("least-conn", Strategy::LeastConn),
-];
-
 const HEALTH_CHECK_METHODS: &[(&str, HealthCheckMethod)] = &[
     ("http", HealthCheckMethod::Http),
     ("tcp", HealthCheckMethod::Tcp),
@@ -214,7 +232,12 @@ impl Config {
             bind: f.ip("bind", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?,
             admin_bind: f.ip("admin_bind", IpAddr::V4(Ipv4Addr::LOCALHOST))?,
             workers: f.int("workers", 1..=1024, default_workers())?,
-            strategy: f.choice("strategy", "strategy", STRATEGIES, Strategy::RoundRobin)?,
+            strategy: f.choice(
+                "strategy",
+                "strategy",
+                &Strategy::ALL.map(|s| (s.name(), s)),
+                Strategy::RoundRobin,
+            )?,
             backends: Vec::new(), // resolved last, below
             health_check_frequency: f.duration("health_check_frequency", 10, ONE_DAY)?,
             health_check_method: f.choice(
