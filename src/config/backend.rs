@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::file::Int;
-use super::{invalid, BackendConfig, ConfigError, Scheme};
+use super::file::{FilePath, Int};
+use super::{invalid, BackendConfig, BackendTls, ConfigError, Scheme};
 
 /// `weight`: 1 to 10000.
 pub(super) type Weight = Int<u32, 1, 10_000>;
@@ -20,11 +20,15 @@ pub(super) struct BackendFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<BackendUrl>,
     pub weight: Option<Weight>,
+    /// Only for https:// (a warning otherwise); the file must exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<FilePath>,
+    pub tls_skip_verify: Option<bool>,
 }
 
 impl BackendFile {
     /// The file form of an effective backend, to serialise it.
-    pub(super) fn of(backend: &BackendConfig) -> BackendFile {
+    pub(super) fn of(backend: &BackendConfig, tls: &BackendTls) -> BackendFile {
         BackendFile {
             url: Some(BackendUrl {
                 text: backend.url.clone(),
@@ -35,6 +39,8 @@ impl BackendFile {
                 },
             }),
             weight: Some(Int::new(backend.weight)),
+            ca_file: tls.ca_file.clone().map(FilePath::new),
+            tls_skip_verify: Some(tls.tls_skip_verify),
         }
     }
 }
@@ -91,9 +97,12 @@ pub(super) struct BackendSpec {
 }
 
 /// Checks the entries that need each other or a message of their own (a missing `url`, the same
-/// backend twice).
-pub(super) fn specs(files: Vec<BackendFile>) -> Result<Vec<BackendSpec>, ConfigError> {
+/// backend twice) and splits them into what is resolved later and their TLS settings.
+pub(super) fn specs(
+    files: Vec<BackendFile>,
+) -> Result<(Vec<BackendSpec>, Vec<BackendTls>), ConfigError> {
     let mut specs: Vec<BackendSpec> = Vec::with_capacity(files.len());
+    let mut tls = Vec::with_capacity(files.len());
     for (index, file) in files.into_iter().enumerate() {
         let url_field = format!("backends[{index}].url");
         let url = file
@@ -111,8 +120,12 @@ pub(super) fn specs(files: Vec<BackendFile>) -> Result<Vec<BackendSpec>, ConfigE
             url,
             weight: file.weight.map_or(1, Int::get),
         });
+        tls.push(BackendTls {
+            ca_file: file.ca_file.map(FilePath::into_string),
+            tls_skip_verify: file.tls_skip_verify.unwrap_or(false),
+        });
     }
-    Ok(specs)
+    Ok((specs, tls))
 }
 
 /// Resolves every backend's host name, in order; the first that fails is the error.

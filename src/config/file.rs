@@ -1,12 +1,14 @@
-//! The file layer: config.json as serde reads and writes it ([`ConfigFile`], [`SslFile`]), the
-//! validated value types its keys use, and the two conversions with the effective
-//! [`Config`]: [`ConfigFile::into_config`] (defaults applied) and `From<Config>` (to serialise).
+//! The file layer: config.json as serde reads and writes it ([`ConfigFile`], [`SslFile`],
+//! [`CertificateFile`]; `backends[]` is in `backend.rs`), the validated value types its keys use,
+//! and the two conversions with the effective [`Config`]: [`ConfigFile::into_config`] (defaults
+//! applied) and `From<Config>` (to serialise). The keys' meanings and defaults are documented on
+//! the effective fields in `mod.rs`.
 //!
 //! Every key is an `Option` in a `#[serde(default)]` struct: absent and `null` both read as
 //! `None`, and the default is applied in `into_config`, beside the other keys' defaults. Values
 //! are checked as they are read, by their type: [`Int`] (a range), [`Dur`], [`Ip`],
-//! [`HealthCheckPath`], [`BackendUrl`](super::backend::BackendUrl), [`Strategy`] and
-//! [`HealthCheckMethod`] (their names). The number-taking types are `try_from = "Value"` rather
+//! [`HealthCheckPath`], [`FilePath`], [`BackendUrl`](super::backend::BackendUrl), [`Strategy`]
+//! and [`HealthCheckMethod`] (their names). The number-taking types are `try_from = "Value"` rather
 //! than `u64` or `String` so that their errors can say what was found instead (`expected an
 //! integer, found the string "8080"`, `write "10s", not 10`).
 
@@ -19,18 +21,23 @@ use serde_json::Value;
 use super::backend::{self, BackendFile, BackendSpec};
 use super::de::expected;
 use super::duration::{Dur, Lifetime, Timeout};
-use super::{default_workers, Config, ConfigError, HealthCheckMethod, SslConfig, Strategy};
+use super::{
+    default_workers, invalid, CertificateFiles, Config, ConfigError, HealthCheckMethod, SslConfig,
+    Strategy, NO_BACKEND_TLS,
+};
 
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
 const MAX_BUFFER_SIZE: u64 = 16 * 1024 * 1024;
 
 /// A listening port: 0 (pick a free one, for tests) to 65535.
 type ListenPort = Int<u16, 0, 65_535>;
+/// A port that cannot be 0 ("any free port"): 1 to 65535.
+type Port = Int<u16, 1, 65_535>;
 /// A buffer size or limit in bytes: at least `MIN`, at most 16 MiB.
 type Bytes<const MIN: u64> = Int<usize, MIN, MAX_BUFFER_SIZE>;
 
 /// config.json as written. The order of the fields is the order in which an unknown key's
-/// message lists the known keys (the README's order).
+/// message lists the known keys (the README table's order, each new key beside its kin).
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct ConfigFile {
@@ -41,6 +48,8 @@ pub(super) struct ConfigFile {
     workers: Option<Int<usize, 1, 1024>>,
     strategy: Option<Strategy>,
     backends: Option<Vec<BackendFile>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend_ca_file: Option<FilePath>,
     backend_timeout: Option<Timeout>,
     connect_timeout: Option<Timeout>,
     client_header_timeout: Option<Timeout>,
@@ -48,6 +57,7 @@ pub(super) struct ConfigFile {
     send_timeout: Option<Timeout>,
     keepalive_timeout: Option<Timeout>,
     tunnel_timeout: Option<Timeout>,
+    tls_handshake_timeout: Option<Timeout>,
     backend_keepalive: Option<Int<usize, 0, 100_000>>,
     backend_keepalive_timeout: Option<Timeout>,
     retries: Option<Int<u32, 0, 10>>,
@@ -73,6 +83,18 @@ pub(super) struct SslFile {
     /// has been read (see `Config::check_files`).
     cert_file: Option<String>,
     key_file: Option<String>,
+    certificates: Option<Vec<CertificateFile>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirect_http_port: Option<Port>,
+}
+
+/// One `ssl.certificates[]` entry as written: both keys are required (checked in
+/// `into_ssl_config`, to name the missing one).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct CertificateFile {
+    cert_file: Option<FilePath>,
+    key_file: Option<FilePath>,
 }
 
 fn secs(n: u64) -> Duration {
@@ -92,6 +114,7 @@ impl ConfigFile {
             workers,
             strategy,
             backends,
+            backend_ca_file,
             backend_timeout,
             connect_timeout,
             client_header_timeout,
@@ -99,6 +122,7 @@ impl ConfigFile {
             send_timeout,
             keepalive_timeout,
             tunnel_timeout,
+            tls_handshake_timeout,
             backend_keepalive,
             backend_keepalive_timeout,
             retries,
@@ -114,7 +138,7 @@ impl ConfigFile {
             sticky_session_ttl,
             ssl,
         } = self;
-        let specs = backend::specs(backends.unwrap_or_default())?;
+        let (specs, backend_tls) = backend::specs(backends.unwrap_or_default())?;
         // A smaller buffer_size lowers the defaults of the limits that must fit inside it.
         let buffer_size = buffer_size.map_or(131_072, Int::get);
         let max_request_head = max_request_head.map_or(buffer_size.min(16_384), Int::get);
@@ -127,6 +151,8 @@ impl ConfigFile {
             workers: workers.map_or_else(default_workers, Int::get),
             strategy: strategy.unwrap_or(Strategy::RoundRobin),
             backends: Vec::new(), // resolved last, once everything else is valid
+            backend_tls,
+            backend_ca_file: backend_ca_file.map(FilePath::into_string),
             health_check_frequency: health_check_frequency.map_or(secs(10), Dur::get),
             health_check_method: health_check_method.unwrap_or(HealthCheckMethod::Http),
             health_check_path: health_check_path.map_or_else(|| "/health".into(), |p| p.0),
@@ -137,6 +163,7 @@ impl ConfigFile {
             send_timeout: send_timeout.map_or(secs(60), Dur::get),
             keepalive_timeout: keepalive_timeout.map_or(secs(75), Dur::get),
             tunnel_timeout: tunnel_timeout.map_or(secs(60), Dur::get),
+            tls_handshake_timeout: tls_handshake_timeout.map_or(secs(10), Dur::get),
             backend_keepalive_timeout: backend_keepalive_timeout.map_or(secs(60), Dur::get),
             backend_keepalive: backend_keepalive.map_or(1024, Int::get),
             retries: retries.map_or(2, Int::get),
@@ -147,24 +174,47 @@ impl ConfigFile {
             shutdown_timeout: shutdown_timeout.map_or(secs(30), Dur::get),
             enable_sticky_sessions: enable_sticky_sessions.unwrap_or(false),
             sticky_session_ttl: sticky_session_ttl.map_or(secs(60 * 60), Dur::get),
-            ssl: ssl.unwrap_or_default().into_ssl_config(),
+            ssl: ssl.unwrap_or_default().into_ssl_config()?,
         };
         Ok((config, specs))
     }
 }
 
 impl SslFile {
-    fn into_ssl_config(self) -> SslConfig {
+    fn into_ssl_config(self) -> Result<SslConfig, ConfigError> {
         let SslFile {
             enabled,
             cert_file,
             key_file,
+            certificates,
+            redirect_http_port,
         } = self;
-        SslConfig {
+        let certificates = certificates
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let path = |key: &str| format!("ssl.certificates[{i}].{key}");
+                let missing = "missing (every certificate needs a cert_file and a key_file)";
+                Ok(CertificateFiles {
+                    cert_file: entry
+                        .cert_file
+                        .ok_or_else(|| invalid(&path("cert_file"), missing))?
+                        .into_string(),
+                    key_file: entry
+                        .key_file
+                        .ok_or_else(|| invalid(&path("key_file"), missing))?
+                        .into_string(),
+                })
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(SslConfig {
             enabled: enabled.unwrap_or(false),
             cert_file: cert_file.unwrap_or_default(),
             key_file: key_file.unwrap_or_default(),
-        }
+            certificates,
+            redirect_http_port: redirect_http_port.map(Int::get),
+        })
     }
 }
 
@@ -180,6 +230,8 @@ impl From<Config> for ConfigFile {
             workers,
             strategy,
             backends,
+            backend_tls,
+            backend_ca_file,
             health_check_frequency,
             health_check_method,
             health_check_path,
@@ -190,6 +242,7 @@ impl From<Config> for ConfigFile {
             send_timeout,
             keepalive_timeout,
             tunnel_timeout,
+            tls_handshake_timeout,
             backend_keepalive_timeout,
             backend_keepalive,
             retries,
@@ -209,7 +262,14 @@ impl From<Config> for ConfigFile {
             admin_bind: Some(Ip(admin_bind)),
             workers: Some(Int(workers)),
             strategy: Some(strategy),
-            backends: Some(backends.iter().map(BackendFile::of).collect()),
+            backends: Some(
+                backends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| BackendFile::of(b, backend_tls.get(i).unwrap_or(&NO_BACKEND_TLS)))
+                    .collect(),
+            ),
+            backend_ca_file: backend_ca_file.map(FilePath),
             backend_timeout: Some(Dur::new(backend_timeout)),
             connect_timeout: Some(Dur::new(connect_timeout)),
             client_header_timeout: Some(Dur::new(client_header_timeout)),
@@ -217,6 +277,7 @@ impl From<Config> for ConfigFile {
             send_timeout: Some(Dur::new(send_timeout)),
             keepalive_timeout: Some(Dur::new(keepalive_timeout)),
             tunnel_timeout: Some(Dur::new(tunnel_timeout)),
+            tls_handshake_timeout: Some(Dur::new(tls_handshake_timeout)),
             backend_keepalive: Some(Int(backend_keepalive)),
             backend_keepalive_timeout: Some(Dur::new(backend_keepalive_timeout)),
             retries: Some(Int(retries)),
@@ -234,6 +295,16 @@ impl From<Config> for ConfigFile {
                 enabled: Some(ssl.enabled),
                 cert_file: Some(ssl.cert_file),
                 key_file: Some(ssl.key_file),
+                certificates: Some(
+                    ssl.certificates
+                        .into_iter()
+                        .map(|c| CertificateFile {
+                            cert_file: Some(FilePath(c.cert_file)),
+                            key_file: Some(FilePath(c.key_file)),
+                        })
+                        .collect(),
+                ),
+                redirect_http_port: ssl.redirect_http_port.map(Int),
             }),
         }
     }
@@ -350,6 +421,40 @@ impl TryFrom<String> for HealthCheckPath {
 }
 
 impl Serialize for HealthCheckPath {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// A file path key (`backend_ca_file`, `ca_file`, `certificates[].cert_file`, ...): not empty.
+/// Whether the file opens is checked later, with the other files (`Config::check_files`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub(super) struct FilePath(String);
+
+impl FilePath {
+    pub(super) fn new(path: String) -> Self {
+        FilePath(path)
+    }
+
+    pub(super) fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl TryFrom<String> for FilePath {
+    type Error = String;
+
+    fn try_from(path: String) -> Result<Self, String> {
+        if path.is_empty() {
+            Err("must not be empty (the path of a file)".to_owned())
+        } else {
+            Ok(FilePath(path))
+        }
+    }
+}
+
+impl Serialize for FilePath {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
     }

@@ -4,8 +4,8 @@ use super::*;
 
 /// Every top-level key, in the order an unknown key's message lists them.
 const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, backends, \
-     backend_timeout, connect_timeout, client_header_timeout, client_body_timeout, send_timeout, \
-     keepalive_timeout, tunnel_timeout, backend_keepalive, backend_keepalive_timeout, retries, \
+     backend_ca_file, backend_timeout, connect_timeout, client_header_timeout, client_body_timeout, send_timeout, \
+     keepalive_timeout, tunnel_timeout, tls_handshake_timeout, backend_keepalive, backend_keepalive_timeout, retries, \
      max_request_head, max_uri_length, max_connections, buffer_size, shutdown_timeout, \
      health_check_frequency, health_check_method, health_check_path, enable_sticky_sessions, \
      sticky_session_ttl, ssl";
@@ -41,6 +41,7 @@ fn every_duration_must_be_positive_and_bounded() {
         "send_timeout",
         "keepalive_timeout",
         "tunnel_timeout",
+        "tls_handshake_timeout",
         "backend_keepalive_timeout",
         "shutdown_timeout",
     ];
@@ -76,7 +77,7 @@ fn durations_are_read_into_their_fields() {
         r#"{"health_check_frequency": "2s", "backend_timeout": "500ms",
             "connect_timeout": "1s", "client_header_timeout": "2s",
             "client_body_timeout": "3s", "send_timeout": "4s", "keepalive_timeout": "5s",
-            "tunnel_timeout": "6s", "backend_keepalive_timeout": "7s",
+            "tunnel_timeout": "6s", "backend_keepalive_timeout": "7s", "tls_handshake_timeout": "9s",
             "shutdown_timeout": "8s", "sticky_session_ttl": "1m30s"}"#,
     );
     assert_eq!(config.health_check_frequency, secs(2));
@@ -87,6 +88,7 @@ fn durations_are_read_into_their_fields() {
     assert_eq!(config.send_timeout, secs(4));
     assert_eq!(config.keepalive_timeout, secs(5));
     assert_eq!(config.tunnel_timeout, secs(6));
+    assert_eq!(config.tls_handshake_timeout, secs(9));
     assert_eq!(config.backend_keepalive_timeout, secs(7));
     assert_eq!(config.shutdown_timeout, secs(8));
     assert_eq!(config.sticky_session_ttl, secs(90));
@@ -110,6 +112,7 @@ fn null_means_default() {
         "workers",
         "strategy",
         "backends",
+        "backend_ca_file",
         "health_check_frequency",
         "health_check_method",
         "health_check_path",
@@ -120,6 +123,7 @@ fn null_means_default() {
         "send_timeout",
         "keepalive_timeout",
         "tunnel_timeout",
+        "tls_handshake_timeout",
         "backend_keepalive_timeout",
         "backend_keepalive",
         "retries",
@@ -134,12 +138,15 @@ fn null_means_default() {
     ];
     let fields: Vec<String> = keys.iter().map(|k| format!("{k:?}: null")).collect();
     assert_eq!(parse(&format!("{{{}}}", fields.join(", "))), defaults());
-    let ssl = r#"{"ssl": {"enabled": null, "cert_file": null, "key_file": null}}"#;
+    let ssl = r#"{"ssl": {"enabled": null, "cert_file": null, "key_file": null,
+                         "certificates": null, "redirect_http_port": null}}"#;
     assert_eq!(parse(ssl), defaults());
-    assert_eq!(
-        parse(r#"{"backends": [{"url": "http://127.0.0.1", "weight": null}]}"#).backends[0].weight,
-        1
+    let config = parse(
+        r#"{"backends": [{"url": "http://127.0.0.1", "weight": null, "ca_file": null,
+                          "tls_skip_verify": null}]}"#,
     );
+    assert_eq!(config.backends[0].weight, 1);
+    assert_eq!(config.backend_tls, [BackendTls::default()]);
 }
 
 #[test]
@@ -184,10 +191,13 @@ fn full_example_config() {
     let expected = Config {
         strategy: Strategy::WeightedRoundRobin,
         backends: expected_backends,
+        backend_tls: vec![BackendTls::default(); 3],
         ssl: SslConfig {
             enabled: false,
             cert_file: "certs/cert.pem".into(),
             key_file: "certs/key.pem".into(),
+            certificates: Vec::new(),
+            redirect_http_port: None,
         },
         ..defaults()
     };
@@ -249,7 +259,8 @@ fn top_level_must_be_an_object() {
 fn unknown_keys_are_named_with_their_path() {
     rejects(
         r#"{"ssl": {"enabled": false, "cert": "x"}}"#,
-        "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file)",
+        "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
+         redirect_http_port)",
     );
     rejects(
         r#"{"backends": [{"url": "http://127.0.0.1:1"}, {"url": "http://127.0.0.1:2", "wieght": 2}]}"#,
@@ -257,7 +268,7 @@ fn unknown_keys_are_named_with_their_path() {
     );
     rejects(
         r#"{"backends": [{"url": "http://127.0.0.1:1", "path": "/x"}]}"#,
-        "backends[0].path: unknown key (expected one of: url, weight)",
+        "backends[0].path: unknown key (expected one of: url, weight, ca_file, tls_skip_verify)",
     );
     rejects(
         r#"{"prot": 80}"#,
@@ -283,7 +294,8 @@ fn unknown_keys_are_reported_before_checks_between_fields() {
     );
     rejects(
         r#"{"ssl": {"enabled": true, "cert": "a.pem", "key_file": "b.pem"}}"#,
-        "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file)",
+        "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
+         redirect_http_port)",
     );
 }
 

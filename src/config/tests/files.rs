@@ -1,4 +1,4 @@
-//! TLS and the other files, loading, warnings, error display.
+//! The ssl files, loading, warnings, error display, serialisation.
 
 use super::super::de::edit_distance;
 use super::*;
@@ -58,6 +58,8 @@ fn ssl_enabled_with_readable_files() {
             enabled: true,
             cert_file: EXISTING_FILE.into(),
             key_file: EXISTING_FILE.into(),
+            certificates: Vec::new(),
+            redirect_http_port: None,
         }
     );
     // Disabled, the files are not looked at.

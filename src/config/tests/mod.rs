@@ -1,12 +1,14 @@
 //! Unit tests of whole config documents, shared helpers here: `fields.rs` every top-level key
-//! (types, ranges, defaults, unknown keys), `backends.rs` `backends[]`, `files.rs` TLS and the
-//! other files, loading, warnings and serialisation. The expected messages are the spec.
+//! (types, ranges, defaults, unknown keys), `backends.rs` `backends[]`, `files.rs` the ssl files,
+//! loading, warnings and serialisation, `tls.rs` the keys the TLS work uses. The expected
+//! messages are the spec.
 
 use super::*;
 
 mod backends;
 mod fields;
 mod files;
+mod tls;
 
 fn parse(json: &str) -> Config {
     Config::from_json_str(json).unwrap_or_else(|e| panic!("{json} was rejected: {e}"))
@@ -65,6 +67,8 @@ fn defaults() -> Config {
         workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(1024)),
         strategy: Strategy::RoundRobin,
         backends: Vec::new(),
+        backend_tls: Vec::new(),
+        backend_ca_file: None,
         health_check_frequency: secs(10),
         health_check_method: HealthCheckMethod::Http,
         health_check_path: "/health".into(),
@@ -75,6 +79,7 @@ fn defaults() -> Config {
         send_timeout: secs(60),
         keepalive_timeout: secs(75),
         tunnel_timeout: secs(60),
+        tls_handshake_timeout: secs(10),
         backend_keepalive_timeout: secs(60),
         backend_keepalive: 1024,
         retries: 2,
@@ -89,6 +94,8 @@ fn defaults() -> Config {
             enabled: false,
             cert_file: String::new(),
             key_file: String::new(),
+            certificates: Vec::new(),
+            redirect_http_port: None,
         },
     }
 }
