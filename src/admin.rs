@@ -14,7 +14,6 @@ use parking_lot::RwLock;
 use serde_json::{json, Value};
 
 use crate::balancer::{Backend, Pool};
-use crate::config::Strategy;
 use crate::stats::WorkerStats;
 
 /// What the admin API reads.
@@ -106,18 +105,10 @@ pub fn backend_json(b: &Backend) -> Value {
     })
 }
 
-fn strategy_name(s: Strategy) -> &'static str {
-    match s {
-        Strategy::RoundRobin => "round-robin",
-        Strategy::WeightedRoundRobin => "weighted-round-robin",
-        Strategy::LeastConn => "least-conn",
-    }
-}
-
 fn backends(state: &AdminState) -> Value {
     let pool = state.pool.read();
     let list: Vec<Value> = pool.backends().iter().map(|b| backend_json(b)).collect();
-    json!({ "strategy": strategy_name(pool.strategy()), "backends": list })
+    json!({ "strategy": pool.strategy().name(), "backends": list })
 }
 
 fn stats(state: &AdminState) -> Value {

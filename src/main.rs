@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ferrule::config::{format_duration, Config, Strategy};
+use ferrule::config::{format_duration, Config};
 
 const USAGE: &str = "\
 usage: ferrule [--check] CONFIG.json
@@ -63,14 +63,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn strategy_name(s: Strategy) -> &'static str {
-    match s {
-        Strategy::RoundRobin => "round-robin",
-        Strategy::WeightedRoundRobin => "weighted-round-robin",
-        Strategy::LeastConn => "least-conn",
-    }
-}
-
 fn run(args: &[String]) -> Result<(), String> {
     let command = parse_args(args)?;
     let path = match command {
@@ -91,7 +83,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 "ferrule: {} is valid ({} backends, strategy {}, port {})",
                 path.display(),
                 config.backends.len(),
-                strategy_name(config.strategy),
+                config.strategy,
                 config.port
             );
             for w in config.warnings() {
@@ -112,7 +104,7 @@ fn run(args: &[String]) -> Result<(), String> {
     for b in &config.backends {
         log::info!("backend {} (weight {})", b.url, b.weight);
     }
-    log::info!("strategy: {}", strategy_name(config.strategy));
+    log::info!("strategy: {}", config.strategy);
 
     let handle = ferrule::start(&config).map_err(|e| e.to_string())?;
     let scheme = if config.ssl.enabled { "https" } else { "http" };

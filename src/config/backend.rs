@@ -1,0 +1,248 @@
+//! `backends[]`: the entry as read ([`BackendFile`]), its URL ([`BackendUrl`],
+//! `http[s]://host[:port][/]`, checked as it is read), the duplicate check, and the name
+//! resolution that makes [`BackendConfig`]s: at load, so no worker ever blocks on DNS.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::file::{FilePath, Int};
+use super::{invalid, BackendConfig, BackendTls, ConfigError, Scheme};
+
+/// `weight`: 1 to 10000.
+pub(super) type Weight = Int<u32, 1, 10_000>;
+
+/// One `backends[]` entry as written. Every key may be absent or `null`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct BackendFile {
+    /// Required (checked in [`specs`], to name it with its own message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<BackendUrl>,
+    pub weight: Option<Weight>,
+    /// Only for https:// (a warning otherwise); the file must exist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<FilePath>,
+    pub tls_skip_verify: Option<bool>,
+}
+
+impl BackendFile {
+    /// The file form of an effective backend, to serialise it.
+    pub(super) fn of(backend: &BackendConfig, tls: &BackendTls) -> BackendFile {
+        BackendFile {
+            url: Some(BackendUrl {
+                text: backend.url.clone(),
+                target: Target {
+                    scheme: backend.scheme,
+                    host: backend.host.clone(),
+                    port: backend.port,
+                },
+            }),
+            weight: Some(Int::new(backend.weight)),
+            ca_file: tls.ca_file.clone().map(FilePath::new),
+            tls_skip_verify: Some(tls.tls_skip_verify),
+        }
+    }
+}
+
+/// A backend URL: the text as written and what it points at.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub(super) struct BackendUrl {
+    text: String,
+    target: Target,
+}
+
+impl TryFrom<String> for BackendUrl {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let target = parse_backend_url(&text)?;
+        Ok(BackendUrl { text, target })
+    }
+}
+
+impl Serialize for BackendUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+/// What a backend URL points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    scheme: Scheme,
+    /// Without the brackets of an IPv6 literal.
+    host: String,
+    port: u16,
+}
+
+impl Target {
+    /// Same scheme, port and host (names compared without case, IP literals by value).
+    fn same_as(&self, other: &Target) -> bool {
+        let same_host = match (self.host.parse::<IpAddr>(), other.host.parse::<IpAddr>()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => self.host.eq_ignore_ascii_case(&other.host),
+        };
+        self.scheme == other.scheme && self.port == other.port && same_host
+    }
+}
+
+/// A `backends[]` entry, checked but not yet resolved.
+pub(super) struct BackendSpec {
+    /// Its index in `backends`, for messages.
+    index: usize,
+    url: BackendUrl,
+    weight: u32,
+}
+
+/// Checks the entries that need each other or a message of their own (a missing `url`, the same
+/// backend twice) and splits them into what is resolved later and their TLS settings.
+pub(super) fn specs(
+    files: Vec<BackendFile>,
+) -> Result<(Vec<BackendSpec>, Vec<BackendTls>), ConfigError> {
+    let mut specs: Vec<BackendSpec> = Vec::with_capacity(files.len());
+    let mut tls = Vec::with_capacity(files.len());
+    for (index, file) in files.into_iter().enumerate() {
+        let url_field = format!("backends[{index}].url");
+        let url = file
+            .url
+            .ok_or_else(|| invalid(&url_field, "missing (every backend needs a url)"))?;
+        if let Some(earlier) = specs.iter().find(|s| s.url.target.same_as(&url.target)) {
+            let problem = format!(
+                "{:?} is the same backend as backends[{}] ({:?})",
+                url.text, earlier.index, earlier.url.text
+            );
+            return Err(invalid(&url_field, problem));
+        }
+        specs.push(BackendSpec {
+            index,
+            url,
+            weight: file.weight.map_or(1, Int::get),
+        });
+        tls.push(BackendTls {
+            ca_file: file.ca_file.map(FilePath::into_string),
+            tls_skip_verify: file.tls_skip_verify.unwrap_or(false),
+        });
+    }
+    Ok((specs, tls))
+}
+
+/// Resolves every backend's host name, in order; the first that fails is the error.
+pub(super) fn resolve_backends(specs: Vec<BackendSpec>) -> Result<Vec<BackendConfig>, ConfigError> {
+    specs
+        .into_iter()
+        .map(|spec| {
+            let Target { scheme, host, port } = spec.url.target;
+            let addr = resolve(&host, port).map_err(|reason| {
+                invalid(
+                    &format!("backends[{}].url", spec.index),
+                    format!("cannot resolve {host:?}: {reason}"),
+                )
+            })?;
+            Ok(BackendConfig {
+                url: spec.url.text,
+                scheme,
+                host,
+                port,
+                addr,
+                weight: spec.weight,
+            })
+        })
+        .collect()
+}
+
+/// `http[s]://host[:port][/]`: the host a name, an IPv4 address or a bracketed IPv6 address.
+fn parse_backend_url(url: &str) -> Result<Target, String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, rest)) if s.eq_ignore_ascii_case("http") => (Scheme::Http, rest),
+        Some((s, rest)) if s.eq_ignore_ascii_case("https") => (Scheme::Https, rest),
+        Some((s, _)) => {
+            return Err(format!(
+                "{url:?} has unsupported scheme {s:?} (use http:// or https://)"
+            ))
+        }
+        None => return Err(format!("{url:?} must start with http:// or https://")),
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if !tail.is_empty() && tail != "/" {
+        return Err(format!(
+            "{url:?}: paths are not supported (found {tail:?}; only a trailing \"/\" is allowed)"
+        ));
+    }
+    if authority.contains('@') {
+        return Err("user info (user@host) in backend URLs is not supported".to_owned());
+    }
+    let (host, port) =
+        split_host_port(authority).map_err(|problem| format!("{url:?}: {problem}"))?;
+    let port = match port {
+        None => match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        },
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port > 0 && p.bytes().all(|b| b.is_ascii_digit()) => port,
+            _ => return Err(format!("{url:?}: invalid port {p:?} (expected 1 to 65535)")),
+        },
+    };
+    Ok(Target {
+        scheme,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// Splits `host[:port]` or `[ipv6][:port]`; the host comes back without brackets.
+fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or("the IPv6 address has no closing \"]\"")?;
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("{host:?} is not an IPv6 address"));
+        }
+        return match after {
+            "" => Ok((host, None)),
+            _ => match after.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err(format!("unexpected {after:?} after \"]\"")),
+            },
+        };
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    if port.is_some_and(|port| port.contains(':')) {
+        Err("IPv6 addresses must be in brackets, as in http://[::1]:8080".to_owned())
+    } else if host.is_empty() {
+        Err("no host".to_owned())
+    } else if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        Err(format!("invalid host {host:?}"))
+    } else {
+        Ok((host, port))
+    }
+}
+
+/// Resolves `host:port`, preferring the first IPv4 address.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    // RFC 6761 §6.4: resolvers should answer names under "invalid" negatively at once, without
+    // asking DNS (so a typo'd or placeholder backend fails fast, and tests stay off the network).
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    if name == "invalid" || name.ends_with(".invalid") {
+        return Err("the \".invalid\" domain never resolves (RFC 6761)".to_owned());
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .collect();
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| "no addresses found".to_owned())
+}

@@ -1,0 +1,194 @@
+//! The checks that need more than one value, run once every key has been read: between keys
+//! ([`Config::check_related_fields`]), on the files the config names
+//! ([`Config::check_files`]), and the warnings ([`Config::warnings`]): what is allowed but
+//! probably not meant.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{default_workers, invalid, Config, ConfigError, HealthCheckMethod, Scheme};
+
+impl Config {
+    /// Things that are allowed but probably not meant, one line each, for the log at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.backends.is_empty() {
+            warnings.push("no backends configured: every request will get 503".to_owned());
+        }
+        for (i, backend) in self.backends.iter().enumerate() {
+            if listens_on(backend.addr, self.bind, self.port) {
+                warnings.push(format!(
+                    "backends[{i}] ({:?}) is this proxy's own address: requests to it would loop",
+                    backend.url
+                ));
+            }
+            if listens_on(backend.addr, self.admin_bind, self.admin_port) {
+                warnings.push(format!(
+                    "backends[{i}] ({:?}) is the admin API's address",
+                    backend.url
+                ));
+            }
+            if let Some(j) = self.backends[..i]
+                .iter()
+                .position(|b| b.addr == backend.addr)
+            {
+                warnings.push(format!(
+                    "backends[{i}] ({:?}) resolves to the same address as backends[{j}] ({}): \
+                     that server gets both their shares",
+                    backend.url, backend.addr
+                ));
+            }
+            let tls = self.tls_of_backend(i);
+            if backend.scheme == Scheme::Http {
+                for (key, set) in [
+                    ("ca_file", tls.ca_file.is_some()),
+                    ("tls_skip_verify", tls.tls_skip_verify),
+                ] {
+                    if set {
+                        warnings.push(format!(
+                            "backends[{i}]: {key} is not used: the backend's URL is http://"
+                        ));
+                    }
+                }
+            } else if tls.tls_skip_verify {
+                warnings.push(format!(
+                    "backends[{i}]: tls_skip_verify is on: the backend's certificate is not verified"
+                ));
+                if tls.ca_file.is_some() {
+                    warnings.push(format!(
+                        "backends[{i}]: ca_file is not used when tls_skip_verify is on"
+                    ));
+                }
+            }
+        }
+        if !self.admin_bind.is_loopback() {
+            warnings.push(format!(
+                "admin_bind is {} (not loopback): anyone who can reach port {} can change the \
+                 backend pool",
+                self.admin_bind, self.admin_port
+            ));
+        }
+        if self.health_check_method == HealthCheckMethod::Tcp && self.health_check_path != "/health"
+        {
+            warnings
+                .push("health_check_path is not used when health_check_method is \"tcp\"".into());
+        }
+        if self.ssl.redirect_http_port.is_some() && !self.ssl.enabled {
+            warnings.push("ssl.redirect_http_port is not used when ssl.enabled is false".into());
+        }
+        if self.max_connections < self.workers {
+            warnings.push(format!(
+                "max_connections ({}) is below workers ({}): some workers will accept no connections",
+                self.max_connections, self.workers
+            ));
+        }
+        let cores = default_workers();
+        if self.workers > cores {
+            warnings.push(format!(
+                "workers ({}) exceeds the {cores} CPU cores available: workers will compete for them",
+                self.workers
+            ));
+        }
+        warnings
+    }
+
+    /// Checks between fields, run once every field has been read.
+    pub(super) fn check_related_fields(&self) -> Result<(), ConfigError> {
+        if self.admin_port == self.port && self.port != 0 {
+            let problem = format!("must differ from port ({})", self.port);
+            return Err(invalid("admin_port", problem));
+        }
+        if self.max_request_head > self.buffer_size {
+            let problem = format!("must not exceed buffer_size ({})", self.buffer_size);
+            return Err(invalid("max_request_head", problem));
+        }
+        if self.max_uri_length > self.max_request_head {
+            let problem = format!(
+                "must not exceed max_request_head ({})",
+                self.max_request_head
+            );
+            return Err(invalid("max_uri_length", problem));
+        }
+        if let Some(redirect) = self.ssl.redirect_http_port {
+            for (key, port) in [("port", self.port), ("admin_port", self.admin_port)] {
+                if redirect == port {
+                    let problem = format!("must differ from {key} ({port})");
+                    return Err(invalid("ssl.redirect_http_port", problem));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The files the config names must be regular files that open (their contents are the TLS
+    /// code's business). With TLS off, the certificates and keys are not looked at.
+    pub(super) fn check_files(&self) -> Result<(), ConfigError> {
+        self.check_ssl_files()?;
+        if let Some(file) = &self.backend_ca_file {
+            check_file("backend_ca_file", file)?;
+        }
+        for (i, tls) in self.backend_tls.iter().enumerate() {
+            if let Some(file) = &tls.ca_file {
+                check_file(&format!("backends[{i}].ca_file"), file)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With TLS on: at least one certificate, no half pair, every file openable.
+    fn check_ssl_files(&self) -> Result<(), ConfigError> {
+        let ssl = &self.ssl;
+        if !ssl.enabled {
+            return Ok(());
+        }
+        // Without `certificates`, cert_file and key_file are required; with it, they are
+        // optional, but one without the other is still a mistake.
+        let required = |field: &str, other: &str| {
+            let problem = if ssl.certificates.is_empty() {
+                "required when ssl.enabled is true".to_owned()
+            } else {
+                format!("required when ssl.{other} is set")
+            };
+            invalid(field, problem)
+        };
+        let single_given = !ssl.cert_file.is_empty() || !ssl.key_file.is_empty();
+        if single_given || ssl.certificates.is_empty() {
+            for (field, file, other) in [
+                ("ssl.cert_file", &ssl.cert_file, "key_file"),
+                ("ssl.key_file", &ssl.key_file, "cert_file"),
+            ] {
+                if file.is_empty() {
+                    return Err(required(field, other));
+                }
+                check_file(field, file)?;
+            }
+        }
+        for (i, pair) in ssl.certificates.iter().enumerate() {
+            check_file(&format!("ssl.certificates[{i}].cert_file"), &pair.cert_file)?;
+            check_file(&format!("ssl.certificates[{i}].key_file"), &pair.key_file)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a listener bound to `bind:port` would accept a connection to `addr`.
+fn listens_on(addr: SocketAddr, bind: IpAddr, port: u16) -> bool {
+    let ip = addr.ip();
+    port != 0
+        && addr.port() == port
+        && (ip == bind || (ip.is_loopback() && (bind.is_unspecified() || bind.is_loopback())))
+}
+
+/// `file` must be a regular file that opens. (A FIFO or a device is refused before it is opened:
+/// opening a FIFO would block the load.)
+fn check_file(field: &str, file: &str) -> Result<(), ConfigError> {
+    let cannot_open = |e: std::io::Error| invalid(field, format!("cannot open {file:?}: {e}"));
+    let meta = std::fs::metadata(file).map_err(cannot_open)?;
+    if meta.is_dir() {
+        return Err(invalid(field, format!("{file:?} is a directory")));
+    }
+    if !meta.is_file() {
+        return Err(invalid(field, format!("{file:?} is not a regular file")));
+    }
+    std::fs::File::open(file).map_err(cannot_open)?;
+    Ok(())
+}

@@ -1,0 +1,417 @@
+//! `config.json`: the typed configuration, its defaults, and its validation.
+//!
+//! The file is read once at start (and later on reload) by `main.rs`; `lib.rs::start` takes a
+//! validated [`Config`]. Nothing here runs on a worker thread: backend host names are resolved here,
+//! at load time, so no worker ever blocks on DNS.
+//!
+//! Two layers. The file layer (`file.rs`, `backend.rs`) is config.json as serde reads it:
+//! `#[derive(Deserialize)]` structs with `deny_unknown_fields`, every key an `Option` (absent and
+//! `null` both mean "the default"), each value checked by its type as it is read. The effective
+//! layer (this file) is what the rest of the crate uses: plain `u16`, `Duration`, `IpAddr`, every
+//! default applied, backends resolved. [`Config::from_json_str`] goes from one to the other;
+//! `Serialize` on [`Config`] goes back, writing the file form so that the output parses again.
+//!
+//! Every error is one line, `<field path>: <problem>`. serde's own messages are not used: `de.rs`
+//! deserializes through an adapter whose error type words them (see its header). Kept by hand,
+//! because serde has nothing better: the duration parser (`duration.rs`, its header says why), the
+//! backend URL parser (`backend.rs`: a URL crate would accept paths, user info and schemes this
+//! format refuses, and its messages would not name the fault), the checks that need more than
+//! one value (`checks.rs`), and the unknown-key suggestion (`de.rs`).
+//!
+//! Files: `de.rs` serde plumbing and messages; `file.rs` the file layer and its value types;
+//! `backend.rs` backends (entry, URL, duplicates, resolution); `duration.rs` durations;
+//! `checks.rs` checks between keys, on files, and the warnings; `tests/` the whole-document
+//! tests.
+//!
+//! How to add a key:
+//! 1. a field on [`Config`] (or [`SslConfig`], ...) with a doc comment naming the key and its
+//!    default;
+//! 2. the same key on `ConfigFile` (or `SslFile`, ...) in `file.rs` as `Option<T>`, where `T`
+//!    checks the value (`Int<u32, 1, 100>`, `Timeout`, `bool`, a new `try_from` newtype); its
+//!    place among the fields is its place in an unknown key's "expected one of" list;
+//! 3. its line in `ConfigFile::into_config` (`key: key.map_or(DEFAULT, Int::get)`) and in
+//!    `From<Config> for ConfigFile`: both destructure every field, so the compiler points there;
+//! 4. in `checks.rs`, a check in `check_related_fields` if it must agree with another key, a
+//!    line in [`Config::warnings`] if some values are allowed but probably not meant; and tests.
+//!
+//! The unknown-key list needs no edit: serde hands over each struct's field names.
+
+mod backend;
+mod checks;
+mod de;
+mod duration;
+mod file;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use self::duration::{format_duration, parse_duration};
+use self::file::ConfigFile;
+
+/// Load-balancing strategy (`strategy` in config.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum Strategy {
+    /// `round-robin`: smooth weighted round-robin (equal weights give plain round-robin).
+    RoundRobin,
+    /// `weighted-round-robin`: the same smooth weighted algorithm, named for the original spec.
+    WeightedRoundRobin,
+    /// `least-conn`: fewest in-flight requests, ties broken by weight then round-robin.
+    LeastConn,
+}
+
+impl Strategy {
+    /// Every strategy, in the order error messages list them.
+    pub const ALL: [Strategy; 3] = [
+        Strategy::RoundRobin,
+        Strategy::WeightedRoundRobin,
+        Strategy::LeastConn,
+    ];
+
+    /// The name config.json and the admin API use (`round-robin`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round-robin",
+            Strategy::WeightedRoundRobin => "weighted-round-robin",
+            Strategy::LeastConn => "least-conn",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TryFrom<String> for Strategy {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        let names = Strategy::ALL.map(Strategy::name);
+        Strategy::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown strategy {name:?} (expected {})",
+                    de::or_list(&names)
+                )
+            })
+    }
+}
+
+impl From<Strategy> for &'static str {
+    fn from(strategy: Strategy) -> Self {
+        strategy.name()
+    }
+}
+
+/// Active health check kind (`health_check_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum HealthCheckMethod {
+    Http,
+    Tcp,
+}
+
+impl HealthCheckMethod {
+    /// Every method, in the order error messages list them.
+    pub const ALL: [HealthCheckMethod; 2] = [HealthCheckMethod::Http, HealthCheckMethod::Tcp];
+
+    /// The name config.json uses (`http`, `tcp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthCheckMethod::Http => "http",
+            HealthCheckMethod::Tcp => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for HealthCheckMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TryFrom<String> for HealthCheckMethod {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        let names = HealthCheckMethod::ALL.map(HealthCheckMethod::name);
+        HealthCheckMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| format!("unknown method {name:?} (expected {})", de::or_list(&names)))
+    }
+}
+
+impl From<HealthCheckMethod> for &'static str {
+    fn from(method: HealthCheckMethod) -> Self {
+        method.name()
+    }
+}
+
+/// Scheme of a backend URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// One `backends[]` entry, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// The URL as written in the file (`http://127.0.0.1:8082`).
+    pub url: String,
+    pub scheme: Scheme,
+    /// Host as written (used for TLS SNI and the health check's `Host`).
+    pub host: String,
+    pub port: u16,
+    /// The address the host resolved to at load time.
+    pub addr: SocketAddr,
+    /// Weight for the weighted strategies, at least 1.
+    pub weight: u32,
+}
+
+/// TLS to one backend: `backends[i].ca_file` and `backends[i].tls_skip_verify`. Both only
+/// matter for an `https://` backend; on an `http://` one they are a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackendTls {
+    /// `backends[i].ca_file`, default none: PEM file of the CA certificates this backend's
+    /// certificate is verified against, in place of `backend_ca_file`. Must exist at load.
+    pub ca_file: Option<String>,
+    /// `backends[i].tls_skip_verify`, default `false`: `true` accepts any certificate from this
+    /// backend (tests, self-signed labs). Always a warning.
+    pub tls_skip_verify: bool,
+}
+
+/// The TLS settings of a backend that has no entry in [`Config::backend_tls`].
+static NO_BACKEND_TLS: BackendTls = BackendTls {
+    ca_file: None,
+    tls_skip_verify: false,
+};
+
+/// `ssl` block: TLS termination on the client side.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SslConfig {
+    /// `ssl.enabled`, default `false`: with `true`, at least one certificate and key are
+    /// required (`cert_file`/`key_file` or `certificates`), and every file named must open.
+    pub enabled: bool,
+    /// `ssl.cert_file`, default `""` (none): PEM certificate chain, the first certificate.
+    pub cert_file: String,
+    /// `ssl.key_file`, default `""` (none): PEM private key of `cert_file`.
+    pub key_file: String,
+    /// `ssl.certificates`, default `[]`: more certificates, each `{"cert_file": ..., "key_file":
+    /// ...}` with both keys required. See [`SslConfig::cert_key_pairs`] for the order.
+    pub certificates: Vec<CertificateFiles>,
+    /// `ssl.redirect_http_port`, default none: a plain-HTTP port (1-65535, not `port` nor
+    /// `admin_port`) whose requests are redirected to https.
+    pub redirect_http_port: Option<u16>,
+}
+
+/// One `ssl.certificates[]` entry: a PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl SslConfig {
+    /// Every certificate with its key, as `(cert_file, key_file)`, in order: `cert_file` and
+    /// `key_file` first when either is set (with `enabled`, validation makes sure both are),
+    /// then `certificates`.
+    pub fn cert_key_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let single = !self.cert_file.is_empty() || !self.key_file.is_empty();
+        let first = single.then_some((self.cert_file.as_str(), self.key_file.as_str()));
+        first.into_iter().chain(
+            self.certificates
+                .iter()
+                .map(|c| (c.cert_file.as_str(), c.key_file.as_str())),
+        )
+    }
+}
+
+/// The whole configuration, every field with its default applied.
+///
+/// `Serialize` writes the file form (durations as `"1m30s"`, backends as `{"url", "weight"}`),
+/// which [`Config::from_json_str`] reads back to an equal `Config`: for reload diffs and, through
+/// [`Config::redacted`], for showing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "ConfigFile")]
+pub struct Config {
+    /// Client-facing port (`port`, default 8080; 0 picks a free port, for tests).
+    pub port: u16,
+    /// Admin API port (`admin_port`, default 8081; 0 picks a free port).
+    pub admin_port: u16,
+    /// Address the proxy listens on (`bind`, default `0.0.0.0`).
+    pub bind: IpAddr,
+    /// Address the admin API listens on (`admin_bind`, default `127.0.0.1`).
+    pub admin_bind: IpAddr,
+    /// Worker threads (`workers`, default: one per CPU core).
+    pub workers: usize,
+    pub strategy: Strategy,
+    pub backends: Vec<BackendConfig>,
+    /// TLS settings of `backends[i]` at index `i` (see [`Config::tls_of_backend`]). They sit
+    /// beside `backends` rather than in [`BackendConfig`] because the balancer's tests and the
+    /// hot-path bench spell out `BackendConfig`'s fields; moving them in is a later, small edit.
+    pub backend_tls: Vec<BackendTls>,
+    /// `backend_ca_file`, default none: PEM file of the CA certificates that `https://` backends'
+    /// certificates are verified against (a backend's own `ca_file` replaces it). When given, it
+    /// must be a regular file at load.
+    pub backend_ca_file: Option<String>,
+    /// `health_check_frequency`, default 10s.
+    pub health_check_frequency: Duration,
+    /// `health_check_method`, default `http`.
+    pub health_check_method: HealthCheckMethod,
+    /// `health_check_path`, default `/health` (for the http method).
+    pub health_check_path: String,
+    /// `backend_timeout`, default 60s: longest wait for the backend's response head, and longest
+    /// silence between two reads of its body.
+    pub backend_timeout: Duration,
+    /// `connect_timeout`, default 60s (nginx's): a slower backend TCP connect fails (and is retried).
+    pub connect_timeout: Duration,
+    /// `client_header_timeout`, default 60s: a request head must arrive whole within this (slowloris).
+    pub client_header_timeout: Duration,
+    /// `client_body_timeout`, default 60s: longest silence between two reads of a request body.
+    pub client_body_timeout: Duration,
+    /// `send_timeout`, default 60s: longest time a write to a client or backend may make no progress.
+    pub send_timeout: Duration,
+    /// `keepalive_timeout`, default 75s: an idle client keep-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// `tunnel_timeout`, default 60s: an upgraded (WebSocket) tunnel idle in both directions closes.
+    pub tunnel_timeout: Duration,
+    /// `tls_handshake_timeout`, default 10s (at most 24h, like every timeout): a client or backend
+    /// TLS handshake must complete within this.
+    pub tls_handshake_timeout: Duration,
+    /// `backend_keepalive_timeout`, default 60s: an idle pooled backend connection is closed after this.
+    pub backend_keepalive_timeout: Duration,
+    /// `backend_keepalive`, default 1024: idle connections kept per backend per worker.
+    pub backend_keepalive: usize,
+    /// `retries`, default 2: further backends tried when a request could not be delivered.
+    pub retries: u32,
+    /// `max_request_head`, default 16384 bytes: a larger request head gets 431.
+    pub max_request_head: usize,
+    /// `max_uri_length`, default 8192 bytes: a longer request target gets 414.
+    pub max_uri_length: usize,
+    /// `max_connections`, default 16384: client connections held at once (split over workers).
+    pub max_connections: usize,
+    /// `buffer_size`, default 131072 bytes: each direction of a busy connection buffers at most this.
+    pub buffer_size: usize,
+    /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.
+    pub shutdown_timeout: Duration,
+    pub enable_sticky_sessions: bool,
+    /// `sticky_session_ttl`, default 1h.
+    pub sticky_session_ttl: Duration,
+    pub ssl: SslConfig,
+}
+
+/// Why a configuration could not be loaded. Its `Display` is one line, naming the field at fault.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The text is not well-formed JSON (the message carries the line and column).
+    Json(serde_json::Error),
+    /// A value is wrong. `field` is its path, such as `backends[1].url` or `ssl.enabled`; it is
+    /// empty when the problem is the document as a whole.
+    Invalid { field: String, problem: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read config file {path:?}: {source}")
+            }
+            ConfigError::Json(error) => write!(f, "config is not valid JSON: {error}"),
+            ConfigError::Invalid { field, problem } if field.is_empty() => f.write_str(problem),
+            ConfigError::Invalid { field, problem } => write!(f, "{field}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::Json(error) => Some(error),
+            ConfigError::Invalid { .. } => None,
+        }
+    }
+}
+
+fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// What [`Config::redacted`] puts in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+impl Config {
+    /// Reads and validates a config file (see [`Config::from_json_str`]).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_json_str(&text)
+    }
+
+    /// Parses and validates config.json text, applying the defaults.
+    ///
+    /// Checks run cheapest first: each value's type and range as it is read (an unknown key is
+    /// one of these), then those within an entry or list (a backend without `url` or listed
+    /// twice, a certificate without its key), then those between keys, then the files named are
+    /// opened, and last the backend host names are resolved. When a document has several
+    /// faults, the one reported is the first in that order, and within the first step the first
+    /// in key order (keys are read in alphabetical order).
+    pub fn from_json_str(text: &str) -> Result<Config, ConfigError> {
+        let root: Value = serde_json::from_str(text).map_err(ConfigError::Json)?;
+        if !root.is_object() {
+            let problem = format!(
+                "config must be a JSON object, found {}",
+                de::describe(&root)
+            );
+            return Err(invalid("", problem));
+        }
+        let file: ConfigFile = de::from_value(root)
+            .map_err(|(field, problem)| ConfigError::Invalid { field, problem })?;
+        let (mut config, backends) = file.into_config()?;
+        config.check_related_fields()?;
+        config.check_files()?;
+        config.backends = backend::resolve_backends(backends)?;
+        Ok(config)
+    }
+
+    /// A copy fit to show (`GET /config`): every secret replaced by [`REDACTED`]. No key holds a
+    /// secret yet (certificate and key file *paths* are not secrets); one that does (a key
+    /// password, a token) must be blanked here, with a test that it is.
+    pub fn redacted(&self) -> Config {
+        self.clone()
+    }
+
+    /// The TLS settings of `backends[index]`: its entry in [`Config::backend_tls`], or the
+    /// defaults for a backend without one (one added after load).
+    pub fn tls_of_backend(&self, index: usize) -> &BackendTls {
+        self.backend_tls.get(index).unwrap_or(&NO_BACKEND_TLS)
+    }
+}
+
+/// One worker per CPU core the process may use (1 if unknown), within the `workers` range.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(1024))
+}

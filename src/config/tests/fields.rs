@@ -1,0 +1,519 @@
+//! Every top-level key: types, ranges, defaults, unknown keys.
+
+use super::*;
+
+/// Every top-level key, in the order an unknown key's message lists them.
+const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, backends, \
+     backend_ca_file, backend_timeout, connect_timeout, client_header_timeout, client_body_timeout, send_timeout, \
+     keepalive_timeout, tunnel_timeout, tls_handshake_timeout, backend_keepalive, backend_keepalive_timeout, retries, \
+     max_request_head, max_uri_length, max_connections, buffer_size, shutdown_timeout, \
+     health_check_frequency, health_check_method, health_check_path, enable_sticky_sessions, \
+     sticky_session_ttl, ssl";
+
+#[test]
+fn duration_fields_name_the_field() {
+    rejects(
+        r#"{"health_check_frequency": "10"}"#,
+        "health_check_frequency: \"10\" has no unit (use ms, s, m or h)",
+    );
+    rejects(
+        r#"{"health_check_frequency": 10}"#,
+        "health_check_frequency: durations are strings with a unit: write \"10s\", not 10",
+    );
+    rejects(
+        r#"{"backend_timeout": 1.5}"#,
+        "backend_timeout: expected a duration string such as \"30s\", found the number 1.5",
+    );
+    rejects(
+        r#"{"send_timeout": true}"#,
+        "send_timeout: expected a duration string such as \"30s\", found true",
+    );
+}
+
+#[test]
+fn every_duration_must_be_positive_and_bounded() {
+    let timeouts = [
+        "health_check_frequency",
+        "backend_timeout",
+        "connect_timeout",
+        "client_header_timeout",
+        "client_body_timeout",
+        "send_timeout",
+        "keepalive_timeout",
+        "tunnel_timeout",
+        "tls_handshake_timeout",
+        "backend_keepalive_timeout",
+        "shutdown_timeout",
+    ];
+    for key in timeouts {
+        rejects(
+            &format!(r#"{{"{key}": "0ms"}}"#),
+            &format!("{key}: must be greater than zero"),
+        );
+        rejects(
+            &format!(r#"{{"{key}": "24h1ms"}}"#),
+            &format!("{key}: must be at most 24h"),
+        );
+        let config = parse(&format!(r#"{{"{key}": "24h"}}"#));
+        assert_eq!(format!("{config:?}").matches("86400s").count(), 1, "{key}");
+    }
+    rejects(
+        r#"{"sticky_session_ttl": "0s"}"#,
+        "sticky_session_ttl: must be greater than zero",
+    );
+    rejects(
+        r#"{"sticky_session_ttl": "721h"}"#,
+        "sticky_session_ttl: must be at most 720h",
+    );
+    assert_eq!(
+        parse(r#"{"sticky_session_ttl": "720h"}"#).sticky_session_ttl,
+        secs(30 * 24 * 3600)
+    );
+}
+
+#[test]
+fn durations_are_read_into_their_fields() {
+    let config = parse(
+        r#"{"health_check_frequency": "2s", "backend_timeout": "500ms",
+            "connect_timeout": "1s", "client_header_timeout": "2s",
+            "client_body_timeout": "3s", "send_timeout": "4s", "keepalive_timeout": "5s",
+            "tunnel_timeout": "6s", "backend_keepalive_timeout": "7s", "tls_handshake_timeout": "9s",
+            "shutdown_timeout": "8s", "sticky_session_ttl": "1m30s"}"#,
+    );
+    assert_eq!(config.health_check_frequency, secs(2));
+    assert_eq!(config.backend_timeout, ms(500));
+    assert_eq!(config.connect_timeout, secs(1));
+    assert_eq!(config.client_header_timeout, secs(2));
+    assert_eq!(config.client_body_timeout, secs(3));
+    assert_eq!(config.send_timeout, secs(4));
+    assert_eq!(config.keepalive_timeout, secs(5));
+    assert_eq!(config.tunnel_timeout, secs(6));
+    assert_eq!(config.tls_handshake_timeout, secs(9));
+    assert_eq!(config.backend_keepalive_timeout, secs(7));
+    assert_eq!(config.shutdown_timeout, secs(8));
+    assert_eq!(config.sticky_session_ttl, secs(90));
+}
+
+// ---- whole documents ----
+
+#[test]
+fn empty_object_gives_every_default() {
+    assert_eq!(parse("{}"), defaults());
+    assert_eq!(parse(" {\n} \n"), defaults());
+}
+
+#[test]
+fn null_means_default() {
+    let keys = [
+        "port",
+        "admin_port",
+        "bind",
+        "admin_bind",
+        "workers",
+        "strategy",
+        "backends",
+        "backend_ca_file",
+        "health_check_frequency",
+        "health_check_method",
+        "health_check_path",
+        "backend_timeout",
+        "connect_timeout",
+        "client_header_timeout",
+        "client_body_timeout",
+        "send_timeout",
+        "keepalive_timeout",
+        "tunnel_timeout",
+        "tls_handshake_timeout",
+        "backend_keepalive_timeout",
+        "backend_keepalive",
+        "retries",
+        "max_request_head",
+        "max_uri_length",
+        "max_connections",
+        "buffer_size",
+        "shutdown_timeout",
+        "enable_sticky_sessions",
+        "sticky_session_ttl",
+        "ssl",
+    ];
+    let fields: Vec<String> = keys.iter().map(|k| format!("{k:?}: null")).collect();
+    assert_eq!(parse(&format!("{{{}}}", fields.join(", "))), defaults());
+    let ssl = r#"{"ssl": {"enabled": null, "cert_file": null, "key_file": null,
+                         "certificates": null, "redirect_http_port": null}}"#;
+    assert_eq!(parse(ssl), defaults());
+    let config = parse(
+        r#"{"backends": [{"url": "http://127.0.0.1", "weight": null, "ca_file": null,
+                          "tls_skip_verify": null}]}"#,
+    );
+    assert_eq!(config.backends[0].weight, 1);
+    assert_eq!(config.backend_tls, [BackendTls::default()]);
+}
+
+#[test]
+fn full_example_config() {
+    let config = parse(
+        r#"{
+            "port": 8080,
+            "admin_port": 8081,
+            "strategy": "weighted-round-robin",
+            "backends": [
+                {"url": "http://localhost:8082", "weight": 5},
+                {"url": "http://localhost:8083", "weight": 3},
+                {"url": "http://localhost:8084", "weight": 2}
+            ],
+            "health_check_frequency": "10s",
+            "health_check_method": "http",
+            "health_check_path": "/health",
+            "backend_timeout": "60s",
+            "enable_sticky_sessions": false,
+            "sticky_session_ttl": "1h",
+            "ssl": {"enabled": false, "cert_file": "certs/cert.pem", "key_file": "certs/key.pem"}
+        }"#,
+    );
+    // "localhost" is resolved by the system; it must be a loopback address on the right port.
+    let mut expected_backends = Vec::new();
+    for (backend, (port, weight)) in config
+        .backends
+        .iter()
+        .zip([(8082, 5), (8083, 3), (8084, 2)])
+    {
+        assert!(backend.addr.ip().is_loopback(), "{backend:?}");
+        assert_eq!(backend.addr.port(), port);
+        expected_backends.push(BackendConfig {
+            url: format!("http://localhost:{port}"),
+            scheme: Scheme::Http,
+            host: "localhost".into(),
+            port,
+            addr: backend.addr,
+            weight,
+        });
+    }
+    let expected = Config {
+        strategy: Strategy::WeightedRoundRobin,
+        backends: expected_backends,
+        backend_tls: vec![BackendTls::default(); 3],
+        ssl: SslConfig {
+            enabled: false,
+            cert_file: "certs/cert.pem".into(),
+            key_file: "certs/key.pem".into(),
+            certificates: Vec::new(),
+            redirect_http_port: None,
+        },
+        ..defaults()
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn every_field_is_read() {
+    let config = parse(
+        r#"{"port": 9000, "admin_port": 9001, "bind": "::", "admin_bind": "::1",
+            "workers": 3, "strategy": "least-conn", "health_check_method": "tcp",
+            "health_check_path": "/ping", "backend_keepalive": 0, "retries": 10,
+            "buffer_size": 65536, "max_request_head": 32768, "max_uri_length": 4096,
+            "max_connections": 100, "enable_sticky_sessions": true}"#,
+    );
+    assert_eq!(config.port, 9000);
+    assert_eq!(config.admin_port, 9001);
+    assert_eq!(config.bind, "::".parse::<IpAddr>().unwrap());
+    assert_eq!(config.admin_bind, "::1".parse::<IpAddr>().unwrap());
+    assert_eq!(config.workers, 3);
+    assert_eq!(config.strategy, Strategy::LeastConn);
+    assert_eq!(config.health_check_method, HealthCheckMethod::Tcp);
+    assert_eq!(config.health_check_path, "/ping");
+    assert_eq!(config.backend_keepalive, 0);
+    assert_eq!(config.retries, 10);
+    assert_eq!(config.buffer_size, 65536);
+    assert_eq!(config.max_request_head, 32768);
+    assert_eq!(config.max_uri_length, 4096);
+    assert_eq!(config.max_connections, 100);
+    assert!(config.enable_sticky_sessions);
+    assert_eq!(
+        parse(r#"{"strategy": "round-robin"}"#).strategy,
+        Strategy::RoundRobin
+    );
+}
+
+#[test]
+fn malformed_json_shows_line_and_column() {
+    rejects(
+        "{\n  \"port\": 8080\n  \"bind\": \"0.0.0.0\"\n}",
+        "config is not valid JSON: expected `,` or `}` at line 3 column 3",
+    );
+    rejects_starting(
+        "",
+        "config is not valid JSON: EOF while parsing a value at line 1",
+    );
+}
+
+#[test]
+fn top_level_must_be_an_object() {
+    rejects("[]", "config must be a JSON object, found an array");
+    rejects("42", "config must be a JSON object, found the number 42");
+    rejects("null", "config must be a JSON object, found null");
+}
+
+// ---- unknown keys and types ----
+
+#[test]
+fn unknown_keys_are_named_with_their_path() {
+    rejects(
+        r#"{"ssl": {"enabled": false, "cert": "x"}}"#,
+        "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
+         redirect_http_port)",
+    );
+    rejects(
+        r#"{"backends": [{"url": "http://127.0.0.1:1"}, {"url": "http://127.0.0.1:2", "wieght": 2}]}"#,
+        "backends[1].wieght: unknown key (did you mean \"weight\"?)",
+    );
+    rejects(
+        r#"{"backends": [{"url": "http://127.0.0.1:1", "path": "/x"}]}"#,
+        "backends[0].path: unknown key (expected one of: url, weight, ca_file, tls_skip_verify)",
+    );
+    rejects(
+        r#"{"prot": 80}"#,
+        "prot: unknown key (did you mean \"port\"?)",
+    );
+    // The known keys are listed in the order of `ConfigFile`'s fields, the README's order.
+    rejects(
+        r#"{"ssl_enabled": true}"#,
+        &format!("ssl_enabled: unknown key (expected one of: {TOP_LEVEL_KEYS})"),
+    );
+    rejects(
+        r#"{"a key\n": 1}"#,
+        &format!("\"a key\\n\": unknown key (expected one of: {TOP_LEVEL_KEYS})"),
+    );
+}
+
+#[test]
+fn unknown_keys_are_reported_before_checks_between_fields() {
+    // The typo, not the mismatch it causes, is what the user needs to see.
+    rejects(
+        r#"{"bufer_size": 65536, "max_request_head": 32768}"#,
+        "bufer_size: unknown key (did you mean \"buffer_size\"?)",
+    );
+    rejects(
+        r#"{"ssl": {"enabled": true, "cert": "a.pem", "key_file": "b.pem"}}"#,
+        "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
+         redirect_http_port)",
+    );
+}
+
+#[test]
+fn wrong_types_name_the_expected_type() {
+    rejects(
+        r#"{"port": "8080"}"#,
+        "port: expected an integer, found the string \"8080\"",
+    );
+    rejects(
+        r#"{"port": 8080.0}"#,
+        "port: expected an integer, found the number 8080.0",
+    );
+    rejects(
+        r#"{"workers": 1.5}"#,
+        "workers: expected an integer, found the number 1.5",
+    );
+    rejects(
+        r#"{"retries": [1]}"#,
+        "retries: expected an integer, found an array",
+    );
+    rejects(
+        r#"{"bind": 0}"#,
+        "bind: expected a string, found the number 0",
+    );
+    rejects(
+        r#"{"strategy": {}}"#,
+        "strategy: expected a string, found an object",
+    );
+    rejects(
+        r#"{"enable_sticky_sessions": "yes"}"#,
+        "enable_sticky_sessions: expected true or false, found the string \"yes\"",
+    );
+    rejects(r#"{"ssl": true}"#, "ssl: expected an object, found true");
+    rejects(
+        r#"{"ssl": {"enabled": "true"}}"#,
+        "ssl.enabled: expected true or false, found the string \"true\"",
+    );
+    rejects(
+        r#"{"ssl": {"cert_file": 1}}"#,
+        "ssl.cert_file: expected a string, found the number 1",
+    );
+    rejects(
+        r#"{"backends": {}}"#,
+        "backends: expected an array, found an object",
+    );
+    rejects(
+        r#"{"backends": ["http://127.0.0.1"]}"#,
+        "backends[0]: expected an object, found the string \"http://127.0.0.1\"",
+    );
+    rejects(
+        r#"{"backends": [{"url": 8082}]}"#,
+        "backends[0].url: expected a string, found the number 8082",
+    );
+    rejects(
+        r#"{"backends": [{"url": "http://127.0.0.1", "weight": "5"}]}"#,
+        "backends[0].weight: expected an integer, found the string \"5\"",
+    );
+}
+
+// ---- ranges and choices ----
+
+#[test]
+fn integer_ranges() {
+    let cases = [
+        (r#"{"port": 65536}"#, "port: must be at most 65535"),
+        (r#"{"port": -1}"#, "port: must be at least 0"),
+        (r#"{"port": 1e30}"#, "port: must be at most 65535"),
+        (r#"{"port": -1e30}"#, "port: must be at least 0"),
+        (
+            r#"{"admin_port": 70000}"#,
+            "admin_port: must be at most 65535",
+        ),
+        (r#"{"workers": 0}"#, "workers: must be at least 1"),
+        (r#"{"workers": 1025}"#, "workers: must be at most 1024"),
+        (
+            r#"{"backend_keepalive": 100001}"#,
+            "backend_keepalive: must be at most 100000",
+        ),
+        (
+            r#"{"backend_keepalive": -1}"#,
+            "backend_keepalive: must be at least 0",
+        ),
+        (r#"{"retries": 11}"#, "retries: must be at most 10"),
+        (
+            r#"{"buffer_size": 4095}"#,
+            "buffer_size: must be at least 4096",
+        ),
+        (
+            r#"{"buffer_size": 16777217}"#,
+            "buffer_size: must be at most 16777216",
+        ),
+        (
+            r#"{"max_request_head": 1023}"#,
+            "max_request_head: must be at least 1024",
+        ),
+        (
+            r#"{"buffer_size": 16384, "max_request_head": 16385}"#,
+            "max_request_head: must not exceed buffer_size (16384)",
+        ),
+        (
+            r#"{"max_uri_length": 255}"#,
+            "max_uri_length: must be at least 256",
+        ),
+        (
+            r#"{"max_uri_length": 16385}"#,
+            "max_uri_length: must not exceed max_request_head (16384)",
+        ),
+        (
+            r#"{"max_request_head": 2048, "max_uri_length": 4096}"#,
+            "max_uri_length: must not exceed max_request_head (2048)",
+        ),
+        (
+            r#"{"max_connections": 0}"#,
+            "max_connections: must be at least 1",
+        ),
+        (
+            r#"{"max_connections": 1000001}"#,
+            "max_connections: must be at most 1000000",
+        ),
+        (
+            r#"{"backends": [{"url": "http://127.0.0.1", "weight": 10001}]}"#,
+            "backends[0].weight: must be at most 10000",
+        ),
+    ];
+    for (json, message) in cases {
+        rejects(json, message);
+    }
+    rejects(
+        &backends(&[
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "http://127.0.0.1:3",
+        ])
+        .replace(
+            r#""http://127.0.0.1:3"}"#,
+            r#""http://127.0.0.1:3", "weight": 0}"#,
+        ),
+        "backends[2].weight: must be at least 1",
+    );
+}
+
+#[test]
+fn range_edges_are_accepted() {
+    let config = parse(
+        r#"{"port": 65535, "admin_port": 0, "workers": 1024, "backend_keepalive": 100000,
+            "retries": 0, "buffer_size": 16777216, "max_request_head": 16777216,
+            "max_uri_length": 256, "max_connections": 1000000}"#,
+    );
+    assert_eq!(
+        (config.port, config.admin_port, config.workers),
+        (65535, 0, 1024)
+    );
+    let config = parse(r#"{"buffer_size": 4096, "max_request_head": 1024, "workers": 1}"#);
+    assert_eq!(
+        (config.max_request_head, config.max_uri_length),
+        (1024, 1024)
+    );
+}
+
+#[test]
+fn a_small_buffer_lowers_the_default_limits() {
+    let config = parse(r#"{"buffer_size": 4096}"#);
+    assert_eq!(config.max_request_head, 4096);
+    assert_eq!(config.max_uri_length, 4096);
+}
+
+#[test]
+fn ports_must_differ_unless_both_zero() {
+    rejects(
+        r#"{"admin_port": 8080}"#,
+        "admin_port: must differ from port (8080)",
+    );
+    rejects(
+        r#"{"port": 9000, "admin_port": 9000}"#,
+        "admin_port: must differ from port (9000)",
+    );
+    let config = parse(r#"{"port": 0, "admin_port": 0}"#);
+    assert_eq!((config.port, config.admin_port), (0, 0));
+}
+
+#[test]
+fn bind_addresses() {
+    rejects(
+        r#"{"bind": "localhost"}"#,
+        "bind: \"localhost\" is not an IP address (such as \"0.0.0.0\" or \"::\")",
+    );
+    rejects(
+        r#"{"admin_bind": "127.0.0.1:8081"}"#,
+        "admin_bind: \"127.0.0.1:8081\" is not an IP address (such as \"0.0.0.0\" or \"::\")",
+    );
+}
+
+#[test]
+fn strategies_and_methods() {
+    rejects(
+        r#"{"strategy": "fastest"}"#,
+        "strategy: unknown strategy \"fastest\" (expected round-robin, weighted-round-robin \
+         or least-conn)",
+    );
+    rejects(
+        r#"{"health_check_method": "icmp"}"#,
+        "health_check_method: unknown method \"icmp\" (expected http or tcp)",
+    );
+}
+
+#[test]
+fn health_check_path() {
+    rejects(
+        r#"{"health_check_path": "health"}"#,
+        "health_check_path: \"health\" must start with \"/\"",
+    );
+    rejects(
+        r#"{"health_check_path": "/a b"}"#,
+        "health_check_path: \"/a b\" must not contain spaces or control characters",
+    );
+    assert_eq!(
+        parse(r#"{"health_check_path": "/"}"#).health_check_path,
+        "/"
+    );
+}
