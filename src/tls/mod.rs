@@ -38,6 +38,8 @@ mod certs;
 mod client;
 mod error;
 mod sni;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
