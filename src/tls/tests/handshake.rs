@@ -468,4 +468,3 @@ fn failure_reasons_are_short() {
             .contains("HandshakeFailure")
     );
 }
-
