@@ -19,6 +19,7 @@ pub mod logging;
 pub mod session;
 pub mod stats;
 pub mod timer;
+pub mod tls;
 pub mod transport;
 pub mod upstream;
 pub mod worker;

@@ -1,0 +1,166 @@
+//! TLS configuration: turns certificate and key files into rustls configs. No socket code.
+//!
+//! What this module owns:
+//! - server side (termination): [`ServerTls`] loads an ordered list of [`CertPair`]s (the first
+//!   is the default certificate), picks one per handshake by SNI (`sni.rs`) and reloads them
+//!   without a restart; [`check`] does the loading alone, for `ferrule --check`. One
+//!   `Arc<ServerConfig>` serves every worker, so they share its session cache and ticket keys.
+//! - client side (`https://` backends): [`client_config`], the [`ClientConfigs`] cache,
+//!   [`server_name`] and [`handshake_failure_reason`] (`client.rs`).
+//! - reading PEM files and the errors and warnings about them (`certs.rs`, `error.rs`).
+//!
+//! Its neighbours: `transport.rs` drives the rustls connections inside the mio session with the
+//! configs made here; `config.rs` names the files (`ssl.cert_file`, `ssl.key_file`, …) and
+//! passes plain paths in. Nothing here counts or logs per connection.
+//!
+//! Choices:
+//! - Crypto: rustls' default provider, aws-lc-rs (built without cmake here).
+//! - Server: TLS 1.2 and 1.3 (rustls' safe defaults), ALPN exactly `http/1.1` (a client that
+//!   offers ALPN without it is refused by rustls with `no_application_protocol`; one that offers
+//!   none is served), no 0-RTT. Resumption both ways: stateless tickets (the provider's
+//!   `Ticketer`: AES-256-CBC + HMAC-SHA256, keys rotated every 6 hours, in memory only) and a
+//!   stateful cache of [`SESSION_CACHE_ENTRIES`] sessions for TLS 1.2 clients without tickets.
+//!   `ignore_client_order` stays false: every suite rustls offers is an AEAD with forward
+//!   secrecy, so the choice is about speed, and the client knows best (one without AES hardware
+//!   lists ChaCha20 first; forcing AES-GCM on it would be slower for it). It is also rustls'
+//!   default and the Mozilla "intermediate" recommendation.
+//! - Client trust roots without a CA file: Mozilla's, compiled in by `webpki-roots`, not the
+//!   system store (`rustls-native-certs`). ferrule runs in containers, and a minimal image
+//!   (scratch, distroless) has no `/etc/ssl`: native roots would leave it trusting nothing and
+//!   failing every backend. Compiled-in roots are the same on every machine for one build
+//!   (reproducible tests and behaviour) and need no file at run time. The cost: they change only
+//!   with a rebuild (`cargo update -p webpki-roots`), not with the OS's updates, and they do not
+//!   include a company's private CA; backends on a private CA (the usual case for a reverse
+//!   proxy) name it with a CA file, which replaces the roots. The roots are published under
+//!   CDLA-Permissive-2.0.
+
+mod certs;
+mod client;
+mod error;
+mod sni;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::ServerSessionMemoryCache;
+use rustls::ServerConfig;
+
+pub use client::{client_config, handshake_failure_reason, server_name, ClientConfigs};
+pub use error::TlsError;
+
+use sni::{CertEntry, CertSet, SniResolver};
+
+/// Sessions kept by the server's stateful cache (rustls `ServerSessionMemoryCache`, one
+/// mutex-guarded map shared by all workers; oldest evicted first). With tickets on, only TLS 1.2
+/// clients that do not take tickets use it. 28 Ki is the most that fits the map's 32 Ki hash
+/// buckets (7/8 load). Memory, measured with glibc: 2.2 MiB allocated up front (the buckets and
+/// the eviction queue), then 207 bytes per stored session (its 32-byte id, kept twice, and the
+/// encoded session, 90 bytes with a 9-byte SNI, each a heap block): 7.9 MiB when full (a little
+/// more with long SNI names).
+pub const SESSION_CACHE_ENTRIES: usize = 28 * 1024;
+
+/// One server certificate: a PEM chain (leaf first) and its PEM private key (PKCS#8, PKCS#1 RSA
+/// or SEC1 EC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPair {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl CertPair {
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> CertPair {
+        CertPair {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+        }
+    }
+}
+
+/// TLS termination: one `ServerConfig` for all workers, whose certificates can be reloaded.
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    resolver: Arc<SniResolver>,
+}
+
+impl ServerTls {
+    /// Loads `pairs` (the first is the default certificate) and builds the server config.
+    /// Returns it with the warnings (expired certificates, certificates SNI can never select).
+    pub fn new(pairs: &[CertPair]) -> Result<(ServerTls, Vec<String>), TlsError> {
+        let (set, warnings) = load_set(pairs)?;
+        let resolver = Arc::new(SniResolver::new(set));
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&resolver) as _);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        config.ignore_client_order = false;
+        Ok((
+            ServerTls {
+                config: Arc::new(config),
+                resolver,
+            },
+            warnings,
+        ))
+    }
+
+    /// The config every worker gives its `ServerConnection`s. It stays the same across reloads.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config)
+    }
+
+    /// Loads `pairs` again and, if all of them load, makes new handshakes use them; open
+    /// connections, the session cache and the ticket keys are untouched. On an error the
+    /// certificates in use stay.
+    pub fn reload(&self, pairs: &[CertPair]) -> Result<Vec<String>, TlsError> {
+        let (set, warnings) = load_set(pairs)?;
+        self.resolver.replace(set);
+        Ok(warnings)
+    }
+
+    /// The DNS names of the certificates in use, in order (the first is the default).
+    pub fn names(&self) -> Vec<Vec<String>> {
+        self.resolver.current().names()
+    }
+}
+
+/// Loads and checks `pairs` as [`ServerTls::new`] would, for `ferrule --check`; the warnings.
+pub fn check(pairs: &[CertPair]) -> Result<Vec<String>, TlsError> {
+    load_set(pairs).map(|(_, warnings)| warnings)
+}
+
+fn load_set(pairs: &[CertPair]) -> Result<(CertSet, Vec<String>), TlsError> {
+    let provider = provider();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut warnings = Vec::new();
+    let mut entries = Vec::with_capacity(pairs.len());
+    for (i, pair) in pairs.iter().enumerate() {
+        let loaded = certs::load_pair(pair, &provider, now, &mut warnings)?;
+        if i > 0 && loaded.names.is_empty() {
+            warnings.push(format!(
+                "{}: the certificate has no DNS name, so SNI never selects it (only the first \
+                 certificate is the default)",
+                pair.cert_file.display()
+            ));
+        }
+        entries.push(CertEntry {
+            key: loaded.key,
+            names: loaded.names,
+        });
+    }
+    let set = CertSet::new(entries).ok_or(TlsError::NoPairs)?;
+    Ok((set, warnings))
+}
+
+/// The crypto provider of every config made here: aws-lc-rs with rustls' defaults.
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
+}
