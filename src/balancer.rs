@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 use crate::config::{BackendConfig, Scheme, Strategy};
-use crate::transport::BackendTls;
+use crate::transport::ClientTls;
 
 /// One backend server and its live counters.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub weight: u32,
     /// `https://` backends: how to speak TLS to it.
-    pub tls: Option<BackendTls>,
+    pub tls: Option<ClientTls>,
     healthy: AtomicBool,
     enabled: AtomicBool,
     /// Requests in flight on this backend right now.
@@ -52,7 +52,7 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(id: u64, cfg: &BackendConfig, tls: Option<BackendTls>) -> Backend {
+    pub fn new(id: u64, cfg: &BackendConfig, tls: Option<ClientTls>) -> Backend {
         Backend {
             tls,
             id,
@@ -159,14 +159,14 @@ impl PickState {
 impl Pool {
     /// A pool of plain-HTTP backends (`https://` ones get no TLS settings: see [`Pool::with_tls`]).
     pub fn new(strategy: Strategy, backends: &[BackendConfig]) -> Pool {
-        Pool::with_tls(strategy, backends, |_| None)
+        Pool::with_tls(strategy, backends, |_, _| None)
     }
 
     /// A pool whose backends get their TLS settings from `tls`.
     pub fn with_tls(
         strategy: Strategy,
         backends: &[BackendConfig],
-        tls: impl Fn(&BackendConfig) -> Option<BackendTls>,
+        tls: impl Fn(usize, &BackendConfig) -> Option<ClientTls>,
     ) -> Pool {
         let mut pool = Pool {
             backends: Vec::with_capacity(backends.len()),
@@ -174,8 +174,8 @@ impl Pool {
             generation: next_generation(),
             next_id: 1,
         };
-        for b in backends {
-            pool.add(b, tls(b));
+        for (i, b) in backends.iter().enumerate() {
+            pool.add(b, tls(i, b));
         }
         pool
     }
@@ -189,7 +189,7 @@ impl Pool {
     }
 
     /// Adds a backend; returns it.
-    pub fn add(&mut self, cfg: &BackendConfig, tls: Option<BackendTls>) -> Arc<Backend> {
+    pub fn add(&mut self, cfg: &BackendConfig, tls: Option<ClientTls>) -> Arc<Backend> {
         let backend = Arc::new(Backend::new(self.next_id, cfg, tls));
         self.next_id += 1;
         self.generation = next_generation();

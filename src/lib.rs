@@ -47,8 +47,8 @@ pub enum StartError {
     Admin { addr: SocketAddr, source: io::Error },
     /// A thread or poll instance could not be created.
     Spawn(io::Error),
-    /// The configuration asks for something this build does not do yet.
-    Unsupported(String),
+    /// A certificate, key or CA file could not be used (the message names the field and file).
+    Tls(String),
 }
 
 impl fmt::Display for StartError {
@@ -59,7 +59,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot start the admin API on {addr}: {source}")
             }
             StartError::Spawn(e) => write!(f, "cannot start worker threads: {e}"),
-            StartError::Unsupported(what) => f.write_str(what),
+            StartError::Tls(what) => f.write_str(what),
         }
     }
 }
@@ -69,7 +69,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Bind { source, .. } | StartError::Admin { source, .. } => Some(source),
             StartError::Spawn(e) => Some(e),
-            StartError::Unsupported(_) => None,
+            StartError::Tls(_) => None,
         }
     }
 }
@@ -156,28 +156,77 @@ impl Settings {
             backend_timeout: c.backend_timeout,
             send_timeout: c.send_timeout,
             tunnel_timeout: c.tunnel_timeout,
-            tls_handshake_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: c.tls_handshake_timeout,
         }
     }
 }
 
-/// What a valid configuration asks for that this build cannot do yet, as a one-line error naming
-/// the field. TLS (termination and `https://` backends) is accepted by the config format but not
-/// built yet: rather than speak plain HTTP where TLS was asked for, ferrule refuses to start.
-pub fn unsupported(config: &Config) -> Option<String> {
-    if config.ssl.enabled {
-        return Some(
-            "ssl.enabled: TLS termination is not available in this version yet (set it to false)"
-                .into(),
-        );
+/// The certificates of `ssl` (the single `cert_file`/`key_file` first, then `certificates`).
+pub fn cert_pairs(config: &Config) -> Vec<tls::CertPair> {
+    config
+        .ssl
+        .cert_key_pairs()
+        .map(|(cert, key)| tls::CertPair::new(cert, key))
+        .collect()
+}
+
+/// Loads the certificates when `ssl.enabled`: the server side of TLS, and warnings (a
+/// certificate that expired, say) for the log.
+pub fn server_tls(config: &Config) -> Result<Option<(tls::ServerTls, Vec<String>)>, String> {
+    if !config.ssl.enabled {
+        return Ok(None);
     }
+    tls::ServerTls::new(&cert_pairs(config))
+        .map(Some)
+        .map_err(|e| format!("ssl: {e}"))
+}
+
+/// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index:
+/// its CA file (or `backend_ca_file`, or the built-in roots), skip-verify, and the name its
+/// certificate must carry (the URL's host). Configs are shared, so resumption works.
+pub fn backend_tls(
+    config: &Config,
+    configs: &tls::ClientConfigs,
+) -> Result<Vec<Option<transport::ClientTls>>, String> {
     config
         .backends
         .iter()
-        .position(|b| b.scheme == config::Scheme::Https)
-        .map(|i| {
-            format!("backends[{i}].url: https:// backends are not available in this version yet")
+        .enumerate()
+        .map(|(i, b)| {
+            if b.scheme != config::Scheme::Https {
+                return Ok(None);
+            }
+            let settings = config.tls_of_backend(i);
+            let ca_file = settings
+                .ca_file
+                .as_deref()
+                .or(config.backend_ca_file.as_deref());
+            let field = if settings.ca_file.is_some() {
+                format!("backends[{i}].ca_file")
+            } else {
+                "backend_ca_file".to_owned()
+            };
+            let client = configs
+                .get(ca_file.map(std::path::Path::new), settings.tls_skip_verify)
+                .map_err(|e| format!("{field}: {e}"))?;
+            let name = tls::server_name(&b.host).map_err(|e| format!("backends[{i}].url: {e}"))?;
+            Ok(Some(transport::ClientTls {
+                config: client,
+                name,
+            }))
         })
+        .collect()
+}
+
+/// What `ferrule --check` verifies beyond the config file: the certificates and keys load and
+/// match, the CA files parse. Returns the warnings.
+pub fn check_tls(config: &Config) -> Result<Vec<String>, String> {
+    let warnings = match server_tls(config)? {
+        Some((_, warnings)) => warnings,
+        None => Vec::new(),
+    };
+    backend_tls(config, &tls::ClientConfigs::new())?;
+    Ok(warnings)
 }
 
 /// How the open-file limit is shared out. Every client connection is a descriptor, and so is its
@@ -209,7 +258,10 @@ pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
         .saturating_add(reserve);
     let warning = (need > limit).then(|| {
         format!(
-            "the open-file limit ({limit}) is below what max_connections ({}) busy clients could              need ({need}: a descriptor for each client, one for its backend connection, up to {}              idle pooled ones and {reserve} for ferrule itself); raise it (ulimit -n, or              LimitNOFILE= in a systemd unit) or lower max_connections",
+            "the open-file limit ({limit}) is below what max_connections ({}) busy clients could \
+             need ({need}: a descriptor for each client, one for its backend connection, up to {} \
+             idle pooled ones and {reserve} for ferrule itself); raise it (ulimit -n, or \
+             LimitNOFILE= in a systemd unit) or lower max_connections",
             config.max_connections,
             idle_per_worker * workers,
         )
@@ -223,15 +275,24 @@ pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
 /// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
 /// API. Returns once everything is listening.
 pub fn start(config: &Config) -> Result<Handle, StartError> {
-    if let Some(what) = unsupported(config) {
-        return Err(StartError::Unsupported(what));
+    let server_tls = server_tls(config).map_err(StartError::Tls)?;
+    if let Some((_, warnings)) = &server_tls {
+        for w in warnings {
+            log::warn!("{w}");
+        }
     }
+    let server_tls = server_tls.map(|(tls, _)| Arc::new(tls));
+    let client_configs = tls::ClientConfigs::new();
+    let backend_tls = backend_tls(config, &client_configs).map_err(StartError::Tls)?;
     let fd_limit = listener::raise_fd_limit();
     let budget = descriptor_budget(fd_limit, config);
     if let Some(warning) = &budget.warning {
         log::warn!("{warning}");
     }
-    let pool = Arc::new(RwLock::new(Pool::new(config.strategy, &config.backends)));
+    let pool = Pool::with_tls(config.strategy, &config.backends, |i, _| {
+        backend_tls.get(i).cloned().flatten()
+    });
+    let pool = Arc::new(RwLock::new(pool));
     let addr = SocketAddr::new(config.bind, config.port);
     let workers = config.workers.max(1);
     let listeners =
@@ -248,7 +309,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         backend_keepalive: config.backend_keepalive,
         idle_budget: budget.idle_per_worker,
         backend_keepalive_timeout: config.backend_keepalive_timeout,
-        tls: None,
+        tls: server_tls.as_ref().map(|t| t.config()),
     });
     let mut handles = Vec::with_capacity(workers);
     for (i, l) in listeners.into_iter().enumerate() {

@@ -76,9 +76,8 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         Command::Check(path) => {
             let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if let Some(what) = ferrule::unsupported(&config) {
-                return Err(format!("{}: {what}", path.display()));
-            }
+            let tls_warnings =
+                ferrule::check_tls(&config).map_err(|e| format!("{}: {e}", path.display()))?;
             println!(
                 "ferrule: {} is valid ({} backends, strategy {}, port {})",
                 path.display(),
@@ -86,7 +85,7 @@ fn run(args: &[String]) -> Result<(), String> {
                 config.strategy,
                 config.port
             );
-            for w in config.warnings() {
+            for w in config.warnings().into_iter().chain(tls_warnings) {
                 println!("ferrule: warning: {w}");
             }
             return Ok(());
@@ -94,9 +93,6 @@ fn run(args: &[String]) -> Result<(), String> {
         Command::Run(path) => path,
     };
     let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(what) = ferrule::unsupported(&config) {
-        return Err(format!("{}: {what}", path.display()));
-    }
     ferrule::logging::init(log::LevelFilter::Info)?;
     for w in config.warnings() {
         log::warn!("{w}");

@@ -61,7 +61,7 @@ pub enum Io {
 /// How ferrule speaks TLS to one `https://` backend: the client configuration (trust, ALPN,
 /// resumption) and the name its certificate must carry.
 #[derive(Debug, Clone)]
-pub struct BackendTls {
+pub struct ClientTls {
     pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
 }
