@@ -107,6 +107,18 @@ fn run_ferrule(args: &[&str]) -> Output {
     }
 }
 
+// ----------------------------------------------------------------------------- the test helpers
+
+// Proves a dead address refuses connections while its guard lives.
+#[test]
+fn dead_addr_refuses_connections() {
+    let dead = dead_addr();
+    for _ in 0..3 {
+        let e = std::net::TcpStream::connect(dead.addr).expect_err("connected to a dead address");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    }
+}
+
 // ----------------------------------------------------------------------------- forwarding
 
 // Proves a GET goes through unchanged (status, body, backend header) and the backend sees the
@@ -293,7 +305,8 @@ fn backend_connections_are_shared_between_client_connections() {
 // Proves a refused backend connection with no retries becomes 502.
 #[test]
 fn dead_backend_gives_502() {
-    let proxy = Proxy::start(&[dead_addr()], json!({"retries": 0}));
+    let dead = dead_addr();
+    let proxy = Proxy::start(&[dead.addr], json!({"retries": 0}));
     let mut c = proxy.connect();
     let r = get_on(&mut c, "/");
     assert_eq!(r.status, 502);
@@ -305,7 +318,7 @@ fn dead_backend_gives_502() {
 fn connect_failure_is_retried_on_another_backend() {
     let dead = dead_addr();
     let alive = Backend::start("alive");
-    let proxy = Proxy::start(&[dead, alive.addr], json!({}));
+    let proxy = Proxy::start(&[dead.addr, alive.addr], json!({}));
     let mut c = proxy.connect();
     for i in 0..10 {
         let r = get_on(&mut c, "/");
@@ -314,7 +327,7 @@ fn connect_failure_is_retried_on_another_backend() {
     }
     assert_eq!(alive.record.count(), 10);
     let backends = proxy.admin_get("/backends");
-    let failures = backend_entry(&backends, dead)["failures"]
+    let failures = backend_entry(&backends, dead.addr)["failures"]
         .as_u64()
         .expect("failures is a number");
     assert!(failures > 0, "dead backend shows no failures: {backends}");

@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use socket2::{Domain, Socket, Type};
 
 /// How long any single read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -552,12 +553,33 @@ pub fn read_request(r: &mut BufReader<TcpStream>, conn: usize) -> io::Result<See
     Ok(seen)
 }
 
-/// An address where nothing listens (connections are refused).
-pub fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let a = l.local_addr().expect("addr");
-    drop(l);
-    a
+/// An address where connections are refused for as long as this value lives: a socket bound to
+/// it that never listens (a SYN to it gets a reset). Holding the port bound keeps anyone else
+/// from taking it meanwhile, which a port that was merely free once would not.
+///
+/// Keep it alive for the whole test: `let dead = dead_addr();` and pass `dead.addr`, not
+/// `dead_addr().addr` (the temporary, and with it the guarantee, would be gone at once).
+#[must_use = "the address is refused only while the DeadAddr lives"]
+pub struct DeadAddr {
+    pub addr: SocketAddr,
+    _socket: Socket,
+}
+
+/// A fresh [`DeadAddr`] on 127.0.0.1.
+pub fn dead_addr() -> DeadAddr {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("an inet address");
+    // bound, never listening: connects to it are refused
+    DeadAddr {
+        addr,
+        _socket: socket,
+    }
 }
 
 /// The admin API's entry for the backend at `addr` in a `GET /backends` answer.
