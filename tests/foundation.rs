@@ -109,6 +109,34 @@ fn run_ferrule(args: &[&str]) -> Output {
 
 // ----------------------------------------------------------------------------- the test helpers
 
+// Proves the test backends keep health probes out of their records (so exact counts hold once
+// ferrule runs health checks): a probe (`User-Agent: ferrule-health`, any path) is answered 200
+// even by a backend whose handler would drop it, and counts neither as a request nor as a
+// connection; the next request, on a connection of its own, is connection 0.
+#[test]
+fn test_backends_answer_health_probes_and_do_not_record_them() {
+    let backend = Backend::with_handler("dropper", |_, _| Reply::Drop);
+    let mut probe = Client::connect(backend.addr);
+    for path in ["/health", "/custom/check"] {
+        probe.send(
+            format!("GET {path} HTTP/1.1\r\nHost: b\r\nUser-Agent: ferrule-health\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(probe.response().status, 200, "probe of {path}");
+    }
+    assert_eq!(backend.record.health_probes(), 2);
+    assert_eq!(backend.record.count(), 0);
+    assert_eq!(backend.record.connections(), 0);
+
+    let mut c = Client::connect(backend.addr);
+    c.send(b"GET /health HTTP/1.1\r\nHost: b\r\nUser-Agent: curl/8\r\n\r\n");
+    assert!(c.is_closed(), "not a probe: the handler dropped it");
+    let seen = backend.record.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].target.as_str(), seen[0].conn), ("/health", 0));
+    assert_eq!(backend.record.connections(), 1);
+}
+
 // Proves a dead address refuses connections while its guard lives.
 #[test]
 fn dead_addr_refuses_connections() {

@@ -127,27 +127,9 @@ impl Sink {
         let st = Arc::clone(&state);
         thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { break };
-                {
-                    let mut s = st.0.lock().unwrap();
-                    s.connections += 1;
-                    s.open += 1;
-                }
-                st.1.notify_all();
+                let Ok(stream) = stream else { break };
                 let st = Arc::clone(&st);
-                thread::spawn(move || {
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-                    let mut buf = [0u8; 16384];
-                    loop {
-                        match stream.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => st.0.lock().unwrap().bytes.extend_from_slice(&buf[..n]),
-                        }
-                        st.1.notify_all();
-                    }
-                    st.0.lock().unwrap().open -= 1;
-                    st.1.notify_all();
-                });
+                thread::spawn(move || sink_conn(stream, &st));
             }
         });
         Sink { addr, state }
@@ -166,8 +148,60 @@ impl Sink {
     }
 }
 
+/// One connection of a [`Sink`]. Health probes (see `common::is_health_probe`) at its start are
+/// answered `200` and not recorded; from the first other head on, every byte is recorded and the
+/// connection counts.
+fn sink_conn(mut stream: TcpStream, st: &(Mutex<SinkState>, Condvar)) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = [0u8; 16384];
+    // bytes of a head not yet known to be the proxy's (rather than a health probe's)
+    let mut pending = Vec::new();
+    let mut counted = false;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if counted {
+            st.0.lock().unwrap().bytes.extend_from_slice(&buf[..n]);
+            st.1.notify_all();
+            continue;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !head_is_health_probe(&pending[..end + 4]) {
+                break;
+            }
+            pending.drain(..end + 4);
+            if stream.write_all(HEALTH_PROBE_ANSWER).is_err() {
+                return;
+            }
+        }
+        if pending.windows(4).any(|w| w == b"\r\n\r\n") {
+            counted = true;
+            let mut s = st.0.lock().unwrap();
+            s.connections += 1;
+            s.open += 1;
+            s.bytes.append(&mut pending);
+            drop(s);
+            st.1.notify_all();
+        }
+    }
+    let mut s = st.0.lock().unwrap();
+    if counted {
+        s.open -= 1;
+    } else if !pending.is_empty() {
+        // a partial head, then the close: the proxy's too
+        s.connections += 1;
+        s.bytes.append(&mut pending);
+    }
+    drop(s);
+    st.1.notify_all();
+}
+
 /// A WebSocket-style backend: reads an upgrade request head, answers `101 Switching Protocols`,
-/// then echoes every byte. The heads it received come out of `heads`.
+/// then echoes every byte. The heads it received come out of `heads`. Health probes are answered
+/// `200` and do not come out of `heads`.
 struct UpgradeEcho {
     addr: SocketAddr,
     heads: mpsc::Receiver<String>,
@@ -194,12 +228,19 @@ fn upgrade_echo_conn(mut s: TcpStream, heads: &mpsc::Sender<String>) {
     let mut got = Vec::new();
     let mut buf = [0u8; 16384];
     let end = loop {
+        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !head_is_health_probe(&got[..p + 4]) {
+                break p + 4;
+            }
+            got.drain(..p + 4);
+            if s.write_all(HEALTH_PROBE_ANSWER).is_err() {
+                return;
+            }
+            continue;
+        }
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
             Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
         }
     };
     let early = got.split_off(end);
@@ -268,6 +309,44 @@ fn assert_refused(request: &[u8], status: u16) {
         "the backend received {:?} for {shown:?}",
         String::from_utf8_lossy(&seen.bytes)
     );
+}
+
+// ----------------------------------------------------------------------------- local helpers, checked
+
+// Proves the raw backends here keep health probes out of what they report: a probe to a Sink is
+// answered 200 and leaves no bytes and no connection behind; a probe to an UpgradeEcho is answered
+// 200 and its head does not come out of `heads`, the next (upgrade) head does.
+#[test]
+fn raw_backends_answer_health_probes_and_do_not_record_them() {
+    let probe = b"GET /health HTTP/1.1\r\nHost: b\r\nUser-Agent: ferrule-health\r\n\r\n";
+    let sink = Sink::start();
+    let mut c = Client::connect(sink.addr);
+    c.send(probe);
+    assert_eq!(c.response().status, 200);
+    c.send(probe);
+    assert_eq!(c.response().status, 200);
+    drop(c);
+    let mut other = Client::connect(sink.addr);
+    other.send(b"POST /x HTTP/1.1\r\nHost: b\r\n\r\n");
+    assert!(
+        sink.wait_until(IO_TIMEOUT, |s| s.connections == 1),
+        "the other connection counts"
+    );
+    let seen = sink.snapshot();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.bytes),
+        "POST /x HTTP/1.1\r\nHost: b\r\n\r\n",
+        "only the non-probe bytes are recorded"
+    );
+
+    let echo = UpgradeEcho::start();
+    let mut c = Client::connect(echo.addr);
+    c.send(probe);
+    assert_eq!(c.response().status, 200);
+    c.send(b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    assert_eq!(c.response().status, 101);
+    let head = echo.heads.recv_timeout(IO_TIMEOUT).expect("a head");
+    assert!(head.starts_with("GET /ws "), "{head}");
 }
 
 // ----------------------------------------------------------------------------- smuggling

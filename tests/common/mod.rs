@@ -4,6 +4,10 @@
 //!
 //! Every blocking read has a timeout, so a broken proxy fails a test instead of hanging it; every
 //! child process is stopped by its PID.
+//!
+//! Test backends answer ferrule's active health checks (requests with `User-Agent:
+//! ferrule-health`, see [`is_health_probe`]) with `200` and leave them out of what they record, so
+//! counts of requests and connections at a backend are the proxy's traffic only.
 
 #![allow(dead_code)]
 
@@ -21,6 +25,32 @@ use socket2::{Domain, Socket, Type};
 
 /// How long any single read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `User-Agent` of ferrule's active health checks (`GET health_check_path`).
+pub const HEALTH_CHECK_USER_AGENT: &str = "ferrule-health";
+
+/// Whether header fields `fields` are those of one of ferrule's health probes: the `User-Agent`
+/// is `ferrule-health` (or `ferrule-health/VERSION`). The path is not looked at, since it is
+/// configurable (`health_check_path`).
+pub fn is_health_probe(fields: &[(String, String)]) -> bool {
+    field_value(fields, "user-agent").is_some_and(|ua| {
+        ua.eq_ignore_ascii_case(HEALTH_CHECK_USER_AGENT)
+            || ua
+                .get(..HEALTH_CHECK_USER_AGENT.len() + 1)
+                .is_some_and(|p| p.eq_ignore_ascii_case("ferrule-health/"))
+    })
+}
+
+/// Like [`is_health_probe`], for a raw request head (request line, fields, empty line).
+pub fn head_is_health_probe(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let fields = text.split_once("\r\n").map_or("", |(_, rest)| rest);
+    is_health_probe(&parse_fields(fields.as_bytes()))
+}
+
+/// The answer test backends give a health probe: `200`, keep-alive.
+pub const HEALTH_PROBE_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
 
 // ----------------------------------------------------------------------------- the proxy
 
@@ -341,7 +371,8 @@ pub struct Seen {
     pub body: Vec<u8>,
     /// The raw bytes of the body as received (chunk framing included).
     pub raw_body: Vec<u8>,
-    /// Which accepted connection (0-based) carried it.
+    /// Which connection (0-based, in the order of their first request that is not a health probe)
+    /// carried it.
     pub conn: usize,
 }
 
@@ -359,30 +390,54 @@ impl Seen {
     pub fn has_header(&self, name: &str) -> bool {
         self.header(name).is_some()
     }
+
+    /// One of ferrule's active health checks (see [`is_health_probe`]).
+    pub fn is_health_probe(&self) -> bool {
+        is_health_probe(&self.headers)
+    }
 }
 
-/// Shared record of what a backend received.
+/// Shared record of what a [`Backend`] received, **health probes excluded**.
+///
+/// ferrule's active health checks (`GET health_check_path` with `User-Agent: ferrule-health`, see
+/// [`is_health_probe`]) come at any time, on connections of their own. A backend answers each
+/// `200` without running its handler and records it only in `health_probes`: `requests` holds
+/// every other request, and `connections` counts only connections that carried at least one of
+/// them. So exact counts (`count() == 100`, `connections() == 1`, `requests()[0]`) are the
+/// proxy's traffic alone, whether or not health checks run.
 #[derive(Default)]
 pub struct Record {
+    /// Connections that carried a request that is not a health probe.
     pub connections: AtomicUsize,
+    /// Every request that is not a health probe, in arrival order.
     pub requests: Mutex<Vec<Seen>>,
+    /// Health probes answered (and not recorded in `requests`).
+    pub health_probes: AtomicUsize,
 }
 
 impl Record {
+    /// Connections that carried a request that is not a health probe.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// Every request except health probes, in arrival order.
     pub fn requests(&self) -> Vec<Seen> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// How many requests (health probes excluded) arrived.
     pub fn count(&self) -> usize {
         self.requests.lock().map(|r| r.len()).unwrap_or(0)
     }
+
+    /// How many health probes were answered.
+    pub fn health_probes(&self) -> usize {
+        self.health_probes.load(Ordering::SeqCst)
+    }
 }
 
-/// How a [`Backend`] answers one request.
+/// How a [`Backend`] answers one request (health probes never reach it).
 pub type Handler = dyn Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync;
 
 /// What the backend does after a handler ran.
@@ -397,7 +452,8 @@ pub enum Reply {
     Drop,
 }
 
-/// A real HTTP/1.1 backend on 127.0.0.1:0, thread per connection, recording every request.
+/// A real HTTP/1.1 backend on 127.0.0.1:0, thread per connection, recording every request but
+/// health probes (which it answers `200` itself; see [`Record`]).
 pub struct Backend {
     pub addr: SocketAddr,
     pub record: Arc<Record>,
@@ -432,10 +488,9 @@ impl Backend {
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
-                let conn = rec.connections.fetch_add(1, Ordering::SeqCst);
                 let rec = Arc::clone(&rec);
                 let handler = Arc::clone(&handler);
-                thread::spawn(move || serve_conn(stream, conn, &rec, &*handler));
+                thread::spawn(move || serve_conn(stream, &rec, &*handler));
             }
         });
         Backend {
@@ -457,17 +512,27 @@ pub fn ok_response(name: &str, body: &[u8]) -> Vec<u8> {
     v
 }
 
-fn serve_conn(stream: TcpStream, conn: usize, rec: &Record, handler: &Handler) {
+fn serve_conn(stream: TcpStream, rec: &Record, handler: &Handler) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(stream);
+    // numbered at its first request that is not a health probe
+    let mut conn: Option<usize> = None;
     loop {
-        let Ok(seen) = read_request(&mut reader, conn) else {
+        let Ok(mut seen) = read_request(&mut reader, conn.unwrap_or(usize::MAX)) else {
             return;
         };
+        if seen.is_health_probe() {
+            rec.health_probes.fetch_add(1, Ordering::SeqCst);
+            if writer.write_all(HEALTH_PROBE_ANSWER).is_err() {
+                return;
+            }
+            continue;
+        }
+        seen.conn = *conn.get_or_insert_with(|| rec.connections.fetch_add(1, Ordering::SeqCst));
         if let Ok(mut r) = rec.requests.lock() {
             r.push(seen.clone());
         }
