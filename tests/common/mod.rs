@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: start ferrule in-process on 127.0.0.1:0 or as a child
-//! process (the `ferrule` binary) on free ports, start real backends on 127.0.0.1:0, and talk raw
-//! HTTP/1.1 over plain sockets so every byte is visible.
+//! process (the `ferrule` binary, also on port 0, its real ports read from its log), start real
+//! backends on 127.0.0.1:0, and talk raw HTTP/1.1 over plain sockets so every byte is visible.
 //!
 //! Every blocking read has a timeout, so a broken proxy fails a test instead of hanging it; every
 //! child process is stopped by its PID.
@@ -112,13 +112,17 @@ impl Proxy {
 
     /// `GET path` on the admin API, parsed as JSON.
     pub fn admin_get(&self, path: &str) -> Value {
-        let mut c = Client::connect(self.admin());
-        c.send(
-            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-        );
-        let r = c.response();
-        serde_json::from_slice(&r.body).expect("admin answers JSON")
+        admin_get_at(self.admin(), path)
     }
+}
+
+/// `GET path` on the admin API at `admin`, parsed as JSON.
+pub fn admin_get_at(admin: SocketAddr, path: &str) -> Value {
+    let mut c = Client::connect(admin);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes());
+    let r = c.response();
+    assert_eq!(r.status, 200, "admin GET {path}: {r:?}");
+    serde_json::from_slice(&r.body).expect("admin answers JSON")
 }
 
 // ----------------------------------------------------------------------------- the client
@@ -662,6 +666,13 @@ pub fn backend_entry(backends: &Value, addr: SocketAddr) -> Value {
 // ----------------------------------------------------------------------------- child processes
 
 /// `N` distinct ports that were free a moment ago (the listeners are dropped before returning).
+///
+/// Racy by nature: between this call and the moment the port is bound again, anything else on
+/// the machine (another test, say) may take it, and the start fails. Use it only when a test must
+/// know a port number before a process starts (a port given on a command line, two processes on
+/// one port); everywhere else bind port 0 and ask, as [`Proxy`] and [`ProxyProcess`] do. The
+/// window is a few milliseconds and the kernel hands out ports for port 0 in no simple order, so
+/// a collision is rare, but possible.
 pub fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
@@ -763,9 +774,9 @@ pub fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration)
 /// The `ferrule` binary running as a child process, killed (by its PID) when dropped.
 pub struct ProxyProcess {
     child: ChildGuard,
-    /// The port it serves clients on.
+    /// The port it serves clients on (from its "listening on" line).
     pub port: u16,
-    /// The port of its admin API.
+    /// The port of its admin API (from its "admin API on" line).
     pub admin_port: u16,
     /// The line it logged when it began listening.
     pub listening: String,
@@ -774,15 +785,26 @@ pub struct ProxyProcess {
     stderr: mpsc::Receiver<String>,
 }
 
+/// The address in a log line `... MARKER SCHEME://ADDR ...`, e.g. `listening on
+/// http://127.0.0.1:PORT with N workers`.
+fn logged_addr(line: &str, marker: &str) -> SocketAddr {
+    line.split_once(marker)
+        .and_then(|(_, rest)| rest.trim_start().split_once("://"))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address after {marker:?} in {line:?}"))
+}
+
 impl ProxyProcess {
     /// Runs `ferrule config.json`, with `config` written to a fresh temporary directory named
-    /// after `name`. `port` and `admin_port` (free ports) and `bind` (`127.0.0.1`) are filled in
-    /// where `config` does not set them. Returns once ferrule logs "listening on" (within 10 s).
+    /// after `name`. `port` and `admin_port` (`0`: the kernel picks free ones) and `bind`
+    /// (`127.0.0.1`) are filled in where `config` does not set them. Returns once ferrule has
+    /// logged both "listening on http://ADDR" and "admin API on http://ADDR" (within 10 s; both
+    /// come before it serves), with the ports read from those lines.
     pub fn start(config: Value, name: &str) -> ProxyProcess {
-        let [free_port, free_admin_port] = free_ports::<2>();
         let mut cfg = json!({
-            "port": free_port,
-            "admin_port": free_admin_port,
+            "port": 0,
+            "admin_port": 0,
             "bind": "127.0.0.1",
         });
         if let (Some(map), Value::Object(given)) = (cfg.as_object_mut(), config) {
@@ -794,7 +816,7 @@ impl ProxyProcess {
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or_else(|| panic!("{key} is a port number in {cfg}"))
         };
-        let (port, admin_port) = (port_of("port"), port_of("admin_port"));
+        let (asked_port, asked_admin_port) = (port_of("port"), port_of("admin_port"));
 
         let dir = fresh_temp_dir(name);
         let path = dir.join("config.json");
@@ -811,19 +833,38 @@ impl ProxyProcess {
         // built before the wait, so a proxy that never listens is still killed and cleaned up
         let mut proxy = ProxyProcess {
             child,
-            port,
-            admin_port,
+            port: 0,
+            admin_port: 0,
             listening: String::new(),
             dir,
             stderr,
         };
-        proxy.listening = wait_for_line(&proxy.stderr, "listening on", Duration::from_secs(10));
+        let limit = Instant::now() + Duration::from_secs(10);
+        let left = || limit.saturating_duration_since(Instant::now());
+        proxy.listening = wait_for_line(&proxy.stderr, "listening on", left());
+        let admin_line = wait_for_line(&proxy.stderr, "admin API on", left());
+        proxy.port = logged_addr(&proxy.listening, "listening on").port();
+        proxy.admin_port = logged_addr(&admin_line, "admin API on").port();
+        for (what, asked, got) in [
+            ("port", asked_port, proxy.port),
+            ("admin_port", asked_admin_port, proxy.admin_port),
+        ] {
+            assert!(
+                got != 0 && (asked == 0 || asked == got),
+                "{what} {asked} in the config, {got} in the log"
+            );
+        }
         proxy
     }
 
     /// Where it serves clients.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Where its admin API is.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
     }
 
     pub fn pid(&self) -> u32 {
