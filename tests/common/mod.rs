@@ -930,10 +930,18 @@ pub fn active_connections(proxy: &Proxy, addr: SocketAddr) -> u64 {
         .unwrap_or_else(|| panic!("no active_connections in {entry}"))
 }
 
+/// How long [`slow_backend`] takes to answer `GET /slow`.
+pub const SLOW_BACKEND_DELAY: Duration = Duration::from_secs(5);
+
+/// How long [`wait_until_released`] waits before it fails the test: well below
+/// [`SLOW_BACKEND_DELAY`], so a release that only came with the slow backend's answer never
+/// counts as a release.
+pub const RELEASE_LIMIT: Duration = Duration::from_secs(4);
+
 /// Polls the admin API (nothing else signals it) until the backend at `addr` has no request in
-/// flight; returns how long that took after `since`. Panics after 3 s.
+/// flight; returns how long that took after `since`. Panics after [`RELEASE_LIMIT`].
 pub fn wait_until_released(proxy: &Proxy, addr: SocketAddr, since: std::time::Instant) -> Duration {
-    let limit = since + Duration::from_secs(3);
+    let limit = since + RELEASE_LIMIT;
     loop {
         let n = active_connections(proxy, addr);
         if n == 0 {
@@ -941,14 +949,18 @@ pub fn wait_until_released(proxy: &Proxy, addr: SocketAddr, since: std::time::In
         }
         assert!(
             std::time::Instant::now() < limit,
-            "active_connections still {n} 3 s later"
+            "active_connections still {n} {RELEASE_LIMIT:?} later"
         );
         thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// A backend that, for `GET /slow`, reports on the returned channel that the request arrived and
-/// then takes 1 s to answer; every answer's body is `answer to TARGET`.
+/// then takes [`SLOW_BACKEND_DELAY`] (5 s) to answer; every answer's body is `answer to TARGET`.
+///
+/// The delay is long on purpose: a test asserting that something happens "at once, not when the
+/// backend answers" checks for well under it (under 3 s, say), which a loaded CI machine meets
+/// with room to spare, while a proxy that waits for the answer cannot.
 pub fn slow_backend(name: &str) -> (Backend, std::sync::mpsc::Receiver<()>) {
     let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
     let arrived_tx = Mutex::new(arrived_tx);
@@ -957,7 +969,7 @@ pub fn slow_backend(name: &str) -> (Backend, std::sync::mpsc::Receiver<()>) {
             if let Ok(tx) = arrived_tx.lock() {
                 let _ = tx.send(());
             }
-            thread::sleep(Duration::from_secs(1));
+            thread::sleep(SLOW_BACKEND_DELAY);
         }
         Reply::Bytes(ok_response(
             "slow",
