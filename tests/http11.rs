@@ -1217,6 +1217,14 @@ fn client_leaving_mid_body_does_not_disturb_others() {
         );
         thread::sleep(Duration::from_millis(20));
     }
+    // the abandoned 1 MiB request never completed at the backend
+    let sizes: Vec<usize> = backend
+        .record
+        .requests()
+        .iter()
+        .map(|s| s.body.len())
+        .collect();
+    assert_eq!(sizes, (1000..1006).collect::<Vec<usize>>());
 }
 
 // ----------------------------------------------------------------------------- large bodies
