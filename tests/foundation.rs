@@ -444,15 +444,120 @@ fn admin_backends_counts_requests() {
     }
 }
 
-// Proves GET /stats answers a JSON object.
-#[test]
-fn admin_stats_is_json() {
-    let backend = Backend::start("a");
-    let proxy = Proxy::start(&[backend.addr], json!({}));
-    let r = admin_raw(&proxy, "/stats");
-    assert_eq!(r.status, 200);
+/// The figures of a `GET /stats` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stats {
+    open: u64,
+    accepted: u64,
+    backend_requests: u64,
+}
+
+/// Reads `GET /stats`, checking its shape: a JSON object (served as JSON) with the numbers
+/// `open_connections`, `accepted_connections`, `backend_requests` and an array `workers` of
+/// `{open_connections, accepted}`, one per worker. When `settled` (no connection is opening or
+/// closing), the workers' figures must also add up to the totals.
+fn stats_of(proxy: &Proxy, workers: usize, settled: bool) -> Stats {
+    let r = admin_raw(proxy, "/stats");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.header("content-type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "served as JSON: {:?}",
+        r.headers
+    );
     let stats: Value = serde_json::from_slice(&r.body).expect("stats is JSON");
-    assert!(stats.is_object(), "stats is not an object: {stats}");
+    let number = |v: &Value, name: &str| -> u64 {
+        v[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} is not a number in {stats}"))
+    };
+    let list = stats["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("workers is not an array in {stats}"));
+    assert_eq!(list.len(), workers, "one entry per worker: {stats}");
+    let per_worker: Vec<(u64, u64)> = list
+        .iter()
+        .map(|w| (number(w, "open_connections"), number(w, "accepted")))
+        .collect();
+    let s = Stats {
+        open: number(&stats, "open_connections"),
+        accepted: number(&stats, "accepted_connections"),
+        backend_requests: number(&stats, "backend_requests"),
+    };
+    if settled {
+        let open: u64 = per_worker.iter().map(|w| w.0).sum();
+        let accepted: u64 = per_worker.iter().map(|w| w.1).sum();
+        assert_eq!(
+            (open, accepted),
+            (s.open, s.accepted),
+            "workers add up: {stats}"
+        );
+    }
+    s
+}
+
+/// Polls `GET /stats` (nothing else signals a close) until `cond` holds; panics after 5 s.
+fn stats_when(proxy: &Proxy, workers: usize, what: &str, cond: impl Fn(&Stats) -> bool) -> Stats {
+    let limit = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = stats_of(proxy, workers, false);
+        if cond(&s) {
+            // settled now: take the consistent snapshot
+            return stats_of(proxy, workers, true);
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "stats still not {what} after 5 s: {s:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// Proves GET /stats has its documented shape and follows the traffic: N requests on N
+// connections make accepted_connections and backend_requests grow by exactly N; a connection
+// held open shows as exactly one open connection, and the count drops back to 0 when it closes;
+// the workers' figures add up to the totals.
+#[test]
+fn admin_stats_follow_the_traffic() {
+    const N: u64 = 5;
+    const WORKERS: usize = 2;
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({"workers": WORKERS}));
+    let start = stats_of(&proxy, WORKERS, true);
+    assert_eq!(
+        start,
+        Stats {
+            open: 0,
+            accepted: 0,
+            backend_requests: 0
+        }
+    );
+
+    for i in 0..N {
+        let r = proxy.get(&format!("/n{i}"));
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let after = stats_when(&proxy, WORKERS, "all closed", |s| s.open == 0);
+    assert_eq!(after.accepted, N, "{N} connections: {after:?}");
+    assert_eq!(after.backend_requests, N, "{N} requests: {after:?}");
+    assert_eq!(backend.record.count() as u64, N);
+
+    let mut held = proxy.connect();
+    assert_eq!(get_on(&mut held, "/held").status, 200);
+    // accepted before it was answered, and still open
+    let holding = stats_of(&proxy, WORKERS, true);
+    assert_eq!(
+        holding,
+        Stats {
+            open: 1,
+            accepted: N + 1,
+            backend_requests: N + 1
+        }
+    );
+
+    drop(held);
+    let closed = stats_when(&proxy, WORKERS, "closed again", |s| s.open == 0);
+    assert_eq!((closed.accepted, closed.backend_requests), (N + 1, N + 1));
 }
 
 // Proves an unknown admin path is 404.
