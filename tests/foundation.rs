@@ -362,6 +362,69 @@ fn connect_failure_is_retried_on_another_backend() {
     assert_eq!(backend_entry(&backends, alive.addr)["failures"], 0);
 }
 
+// Proves the per-backend counters stay right through retries. On one connection (one worker),
+// round-robin over [dead, alive] sends some requests to the dead backend first; each is refused
+// there and retried on the live one. GET /backends then shows: on the dead backend, every attempt
+// is one request and one failure (so at least one, and at most one per client request); on the
+// live one, each client request exactly once and no failure; no request left active on either.
+#[test]
+fn retry_after_connect_failure_counts_each_attempt_once() {
+    const N: u64 = 4;
+    let dead = dead_addr();
+    let alive = Backend::start("alive");
+    let proxy = Proxy::start(&[dead.addr, alive.addr], json!({"retries": 1}));
+    let mut c = proxy.connect();
+    for i in 0..N {
+        let r = get_on(&mut c, &format!("/r{i}"));
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(r.text(), "backend alive", "request {i}");
+    }
+    let since = std::time::Instant::now();
+    wait_until_released(&proxy, dead.addr, since);
+    wait_until_released(&proxy, alive.addr, since);
+
+    let backends = proxy.admin_get("/backends");
+    let counter = |addr: SocketAddr, name: &str| -> u64 {
+        let entry = backend_entry(&backends, addr);
+        entry[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {name} in {entry}"))
+    };
+    let dead_failures = counter(dead.addr, "failures");
+    assert!(
+        (1..=N).contains(&dead_failures),
+        "{N} requests, {dead_failures} connect failures on the dead backend: {backends}"
+    );
+    assert_eq!(
+        counter(dead.addr, "total_requests"),
+        dead_failures,
+        "every attempt on the dead backend is one request and one failure: {backends}"
+    );
+    assert_eq!(
+        counter(alive.addr, "total_requests"),
+        N,
+        "the live backend counts each request once: {backends}"
+    );
+    assert_eq!(counter(alive.addr, "failures"), 0, "{backends}");
+    for addr in [dead.addr, alive.addr] {
+        assert_eq!(counter(addr, "active_connections"), 0, "{addr}: {backends}");
+    }
+    let targets: Vec<String> = alive
+        .record
+        .requests()
+        .into_iter()
+        .map(|s| s.target)
+        .collect();
+    let sent: Vec<String> = (0..N).map(|i| format!("/r{i}")).collect();
+    assert_eq!(targets, sent, "each request reached the live backend once");
+    let stats = proxy.admin_get("/stats");
+    assert_eq!(
+        stats["backend_requests"].as_u64(),
+        Some(N + dead_failures),
+        "attempts = requests + retries: {stats}"
+    );
+}
+
 // Proves an empty pool answers 503 with Retry-After and keeps the connection for the next
 // (bodiless) request.
 #[test]
