@@ -107,6 +107,46 @@ fn run_ferrule(args: &[&str]) -> Output {
     }
 }
 
+// ----------------------------------------------------------------------------- the test helpers
+
+// Proves the test backends keep health probes out of their records (so exact counts hold once
+// ferrule runs health checks): a probe (`User-Agent: ferrule-health`, any path) is answered 200
+// even by a backend whose handler would drop it, and counts neither as a request nor as a
+// connection; the next request, on a connection of its own, is connection 0.
+#[test]
+fn test_backends_answer_health_probes_and_do_not_record_them() {
+    let backend = Backend::with_handler("dropper", |_, _| Reply::Drop);
+    let mut probe = Client::connect(backend.addr);
+    for path in ["/health", "/custom/check"] {
+        probe.send(
+            format!("GET {path} HTTP/1.1\r\nHost: b\r\nUser-Agent: ferrule-health\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(probe.response().status, 200, "probe of {path}");
+    }
+    assert_eq!(backend.record.health_probes(), 2);
+    assert_eq!(backend.record.count(), 0);
+    assert_eq!(backend.record.connections(), 0);
+
+    let mut c = Client::connect(backend.addr);
+    c.send(b"GET /health HTTP/1.1\r\nHost: b\r\nUser-Agent: curl/8\r\n\r\n");
+    assert!(c.is_closed(), "not a probe: the handler dropped it");
+    let seen = backend.record.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].target.as_str(), seen[0].conn), ("/health", 0));
+    assert_eq!(backend.record.connections(), 1);
+}
+
+// Proves a dead address refuses connections while its guard lives.
+#[test]
+fn dead_addr_refuses_connections() {
+    let dead = dead_addr();
+    for _ in 0..3 {
+        let e = std::net::TcpStream::connect(dead.addr).expect_err("connected to a dead address");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    }
+}
+
 // ----------------------------------------------------------------------------- forwarding
 
 // Proves a GET goes through unchanged (status, body, backend header) and the backend sees the
@@ -293,7 +333,8 @@ fn backend_connections_are_shared_between_client_connections() {
 // Proves a refused backend connection with no retries becomes 502.
 #[test]
 fn dead_backend_gives_502() {
-    let proxy = Proxy::start(&[dead_addr()], json!({"retries": 0}));
+    let dead = dead_addr();
+    let proxy = Proxy::start(&[dead.addr], json!({"retries": 0}));
     let mut c = proxy.connect();
     let r = get_on(&mut c, "/");
     assert_eq!(r.status, 502);
@@ -305,7 +346,7 @@ fn dead_backend_gives_502() {
 fn connect_failure_is_retried_on_another_backend() {
     let dead = dead_addr();
     let alive = Backend::start("alive");
-    let proxy = Proxy::start(&[dead, alive.addr], json!({}));
+    let proxy = Proxy::start(&[dead.addr, alive.addr], json!({}));
     let mut c = proxy.connect();
     for i in 0..10 {
         let r = get_on(&mut c, "/");
@@ -314,11 +355,74 @@ fn connect_failure_is_retried_on_another_backend() {
     }
     assert_eq!(alive.record.count(), 10);
     let backends = proxy.admin_get("/backends");
-    let failures = backend_entry(&backends, dead)["failures"]
+    let failures = backend_entry(&backends, dead.addr)["failures"]
         .as_u64()
         .expect("failures is a number");
     assert!(failures > 0, "dead backend shows no failures: {backends}");
     assert_eq!(backend_entry(&backends, alive.addr)["failures"], 0);
+}
+
+// Proves the per-backend counters stay right through retries. On one connection (one worker),
+// round-robin over [dead, alive] sends some requests to the dead backend first; each is refused
+// there and retried on the live one. GET /backends then shows: on the dead backend, every attempt
+// is one request and one failure (so at least one, and at most one per client request); on the
+// live one, each client request exactly once and no failure; no request left active on either.
+#[test]
+fn retry_after_connect_failure_counts_each_attempt_once() {
+    const N: u64 = 4;
+    let dead = dead_addr();
+    let alive = Backend::start("alive");
+    let proxy = Proxy::start(&[dead.addr, alive.addr], json!({"retries": 1}));
+    let mut c = proxy.connect();
+    for i in 0..N {
+        let r = get_on(&mut c, &format!("/r{i}"));
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(r.text(), "backend alive", "request {i}");
+    }
+    let since = std::time::Instant::now();
+    wait_until_released(&proxy, dead.addr, since);
+    wait_until_released(&proxy, alive.addr, since);
+
+    let backends = proxy.admin_get("/backends");
+    let counter = |addr: SocketAddr, name: &str| -> u64 {
+        let entry = backend_entry(&backends, addr);
+        entry[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {name} in {entry}"))
+    };
+    let dead_failures = counter(dead.addr, "failures");
+    assert!(
+        (1..=N).contains(&dead_failures),
+        "{N} requests, {dead_failures} connect failures on the dead backend: {backends}"
+    );
+    assert_eq!(
+        counter(dead.addr, "total_requests"),
+        dead_failures,
+        "every attempt on the dead backend is one request and one failure: {backends}"
+    );
+    assert_eq!(
+        counter(alive.addr, "total_requests"),
+        N,
+        "the live backend counts each request once: {backends}"
+    );
+    assert_eq!(counter(alive.addr, "failures"), 0, "{backends}");
+    for addr in [dead.addr, alive.addr] {
+        assert_eq!(counter(addr, "active_connections"), 0, "{addr}: {backends}");
+    }
+    let targets: Vec<String> = alive
+        .record
+        .requests()
+        .into_iter()
+        .map(|s| s.target)
+        .collect();
+    let sent: Vec<String> = (0..N).map(|i| format!("/r{i}")).collect();
+    assert_eq!(targets, sent, "each request reached the live backend once");
+    let stats = proxy.admin_get("/stats");
+    assert_eq!(
+        stats["backend_requests"].as_u64(),
+        Some(N + dead_failures),
+        "attempts = requests + retries: {stats}"
+    );
 }
 
 // Proves an empty pool answers 503 with Retry-After and keeps the connection for the next
@@ -403,15 +507,120 @@ fn admin_backends_counts_requests() {
     }
 }
 
-// Proves GET /stats answers a JSON object.
-#[test]
-fn admin_stats_is_json() {
-    let backend = Backend::start("a");
-    let proxy = Proxy::start(&[backend.addr], json!({}));
-    let r = admin_raw(&proxy, "/stats");
-    assert_eq!(r.status, 200);
+/// The figures of a `GET /stats` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stats {
+    open: u64,
+    accepted: u64,
+    backend_requests: u64,
+}
+
+/// Reads `GET /stats`, checking its shape: a JSON object (served as JSON) with the numbers
+/// `open_connections`, `accepted_connections`, `backend_requests` and an array `workers` of
+/// `{open_connections, accepted}`, one per worker. When `settled` (no connection is opening or
+/// closing), the workers' figures must also add up to the totals.
+fn stats_of(proxy: &Proxy, workers: usize, settled: bool) -> Stats {
+    let r = admin_raw(proxy, "/stats");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.header("content-type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "served as JSON: {:?}",
+        r.headers
+    );
     let stats: Value = serde_json::from_slice(&r.body).expect("stats is JSON");
-    assert!(stats.is_object(), "stats is not an object: {stats}");
+    let number = |v: &Value, name: &str| -> u64 {
+        v[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} is not a number in {stats}"))
+    };
+    let list = stats["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("workers is not an array in {stats}"));
+    assert_eq!(list.len(), workers, "one entry per worker: {stats}");
+    let per_worker: Vec<(u64, u64)> = list
+        .iter()
+        .map(|w| (number(w, "open_connections"), number(w, "accepted")))
+        .collect();
+    let s = Stats {
+        open: number(&stats, "open_connections"),
+        accepted: number(&stats, "accepted_connections"),
+        backend_requests: number(&stats, "backend_requests"),
+    };
+    if settled {
+        let open: u64 = per_worker.iter().map(|w| w.0).sum();
+        let accepted: u64 = per_worker.iter().map(|w| w.1).sum();
+        assert_eq!(
+            (open, accepted),
+            (s.open, s.accepted),
+            "workers add up: {stats}"
+        );
+    }
+    s
+}
+
+/// Polls `GET /stats` (nothing else signals a close) until `cond` holds; panics after 5 s.
+fn stats_when(proxy: &Proxy, workers: usize, what: &str, cond: impl Fn(&Stats) -> bool) -> Stats {
+    let limit = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = stats_of(proxy, workers, false);
+        if cond(&s) {
+            // settled now: take the consistent snapshot
+            return stats_of(proxy, workers, true);
+        }
+        assert!(
+            std::time::Instant::now() < limit,
+            "stats still not {what} after 5 s: {s:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// Proves GET /stats has its documented shape and follows the traffic: N requests on N
+// connections make accepted_connections and backend_requests grow by exactly N; a connection
+// held open shows as exactly one open connection, and the count drops back to 0 when it closes;
+// the workers' figures add up to the totals.
+#[test]
+fn admin_stats_follow_the_traffic() {
+    const N: u64 = 5;
+    const WORKERS: usize = 2;
+    let backend = Backend::start("a");
+    let proxy = Proxy::start(&[backend.addr], json!({"workers": WORKERS}));
+    let start = stats_of(&proxy, WORKERS, true);
+    assert_eq!(
+        start,
+        Stats {
+            open: 0,
+            accepted: 0,
+            backend_requests: 0
+        }
+    );
+
+    for i in 0..N {
+        let r = proxy.get(&format!("/n{i}"));
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let after = stats_when(&proxy, WORKERS, "all closed", |s| s.open == 0);
+    assert_eq!(after.accepted, N, "{N} connections: {after:?}");
+    assert_eq!(after.backend_requests, N, "{N} requests: {after:?}");
+    assert_eq!(backend.record.count() as u64, N);
+
+    let mut held = proxy.connect();
+    assert_eq!(get_on(&mut held, "/held").status, 200);
+    // accepted before it was answered, and still open
+    let holding = stats_of(&proxy, WORKERS, true);
+    assert_eq!(
+        holding,
+        Stats {
+            open: 1,
+            accepted: N + 1,
+            backend_requests: N + 1
+        }
+    );
+
+    drop(held);
+    let closed = stats_when(&proxy, WORKERS, "closed again", |s| s.open == 0);
+    assert_eq!((closed.accepted, closed.backend_requests), (N + 1, N + 1));
 }
 
 // Proves an unknown admin path is 404.
@@ -549,10 +758,10 @@ fn cli_serves_and_stops_on_sigterm() {
         "serve",
     );
     let line = &proxy.listening;
-    assert!(
-        line.contains(&format!("127.0.0.1:{}", proxy.port)),
-        "{line}"
-    );
+    assert!(line.contains("with 2 workers"), "{line}");
+    // the admin API answers on the port it logged, about this proxy
+    let backends = admin_get_at(proxy.admin_addr(), "/backends");
+    assert_eq!(backend_entry(&backends, backend.addr)["total_requests"], 0);
 
     let mut c = Client::connect(proxy.addr());
     c.send(b"GET /via/cli HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
@@ -561,6 +770,8 @@ fn cli_serves_and_stops_on_sigterm() {
     assert_eq!(r.text(), "backend cli");
     assert_eq!(r.header("x-backend"), Some("cli"));
     drop(c);
+    let backends = admin_get_at(proxy.admin_addr(), "/backends");
+    assert_eq!(backend_entry(&backends, backend.addr)["total_requests"], 1);
 
     proxy.terminate();
     let status = proxy
@@ -575,6 +786,8 @@ fn cli_serves_and_stops_on_sigterm() {
 // Proves the mock backend binary serves on the port it is given and names that port.
 #[test]
 fn mock_backend_names_its_port() {
+    // The port has to be known before the start, to give it on the command line: free_ports has
+    // a small race (another process may take the port first), which this test accepts.
     let [port] = free_ports::<1>();
     let child = Command::new(env!("CARGO_BIN_EXE_mock-backend"))
         .arg(port.to_string())

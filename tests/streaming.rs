@@ -832,10 +832,12 @@ fn client_disconnect_while_waiting_releases_backend_connection() {
     drop(c);
     let released = wait_until_released(&proxy, backend.addr, Instant::now());
     eprintln!("backend connection released {released:?} after the client closed");
-    // The backend answers 1 s after it got the request; releasing only then is too late.
+    // The backend answers 5 s after it got the request; releasing only then is too late. 3 s
+    // leaves a loaded machine plenty of room and still tells "at once" from "with the answer".
     assert!(
-        released < Duration::from_millis(600),
-        "the backend connection was released {released:?} after the client closed"
+        released < Duration::from_secs(3),
+        "the backend connection was released {released:?} after the client closed \
+         (the backend answers after {SLOW_BACKEND_DELAY:?})"
     );
 
     let r = proxy.get("/after");

@@ -1,9 +1,13 @@
 //! Shared helpers for the integration tests: start ferrule in-process on 127.0.0.1:0 or as a child
-//! process (the `ferrule` binary) on free ports, start real backends on 127.0.0.1:0, and talk raw
-//! HTTP/1.1 over plain sockets so every byte is visible.
+//! process (the `ferrule` binary, also on port 0, its real ports read from its log), start real
+//! backends on 127.0.0.1:0, and talk raw HTTP/1.1 over plain sockets so every byte is visible.
 //!
 //! Every blocking read has a timeout, so a broken proxy fails a test instead of hanging it; every
 //! child process is stopped by its PID.
+//!
+//! Test backends answer ferrule's active health checks (requests with `User-Agent:
+//! ferrule-health`, see [`is_health_probe`]) with `200` and leave them out of what they record, so
+//! counts of requests and connections at a backend are the proxy's traffic only.
 
 #![allow(dead_code)]
 
@@ -17,9 +21,36 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use socket2::{Domain, Socket, Type};
 
 /// How long any single read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `User-Agent` of ferrule's active health checks (`GET health_check_path`).
+pub const HEALTH_CHECK_USER_AGENT: &str = "ferrule-health";
+
+/// Whether header fields `fields` are those of one of ferrule's health probes: the `User-Agent`
+/// is `ferrule-health` (or `ferrule-health/VERSION`). The path is not looked at, since it is
+/// configurable (`health_check_path`).
+pub fn is_health_probe(fields: &[(String, String)]) -> bool {
+    field_value(fields, "user-agent").is_some_and(|ua| {
+        ua.eq_ignore_ascii_case(HEALTH_CHECK_USER_AGENT)
+            || ua
+                .get(..HEALTH_CHECK_USER_AGENT.len() + 1)
+                .is_some_and(|p| p.eq_ignore_ascii_case("ferrule-health/"))
+    })
+}
+
+/// Like [`is_health_probe`], for a raw request head (request line, fields, empty line).
+pub fn head_is_health_probe(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let fields = text.split_once("\r\n").map_or("", |(_, rest)| rest);
+    is_health_probe(&parse_fields(fields.as_bytes()))
+}
+
+/// The answer test backends give a health probe: `200`, keep-alive.
+pub const HEALTH_PROBE_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
 
 // ----------------------------------------------------------------------------- the proxy
 
@@ -81,13 +112,17 @@ impl Proxy {
 
     /// `GET path` on the admin API, parsed as JSON.
     pub fn admin_get(&self, path: &str) -> Value {
-        let mut c = Client::connect(self.admin());
-        c.send(
-            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-        );
-        let r = c.response();
-        serde_json::from_slice(&r.body).expect("admin answers JSON")
+        admin_get_at(self.admin(), path)
     }
+}
+
+/// `GET path` on the admin API at `admin`, parsed as JSON.
+pub fn admin_get_at(admin: SocketAddr, path: &str) -> Value {
+    let mut c = Client::connect(admin);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes());
+    let r = c.response();
+    assert_eq!(r.status, 200, "admin GET {path}: {r:?}");
+    serde_json::from_slice(&r.body).expect("admin answers JSON")
 }
 
 // ----------------------------------------------------------------------------- the client
@@ -340,7 +375,8 @@ pub struct Seen {
     pub body: Vec<u8>,
     /// The raw bytes of the body as received (chunk framing included).
     pub raw_body: Vec<u8>,
-    /// Which accepted connection (0-based) carried it.
+    /// Which connection (0-based, in the order of their first request that is not a health probe)
+    /// carried it.
     pub conn: usize,
 }
 
@@ -358,30 +394,54 @@ impl Seen {
     pub fn has_header(&self, name: &str) -> bool {
         self.header(name).is_some()
     }
+
+    /// One of ferrule's active health checks (see [`is_health_probe`]).
+    pub fn is_health_probe(&self) -> bool {
+        is_health_probe(&self.headers)
+    }
 }
 
-/// Shared record of what a backend received.
+/// Shared record of what a [`Backend`] received, **health probes excluded**.
+///
+/// ferrule's active health checks (`GET health_check_path` with `User-Agent: ferrule-health`, see
+/// [`is_health_probe`]) come at any time, on connections of their own. A backend answers each
+/// `200` without running its handler and records it only in `health_probes`: `requests` holds
+/// every other request, and `connections` counts only connections that carried at least one of
+/// them. So exact counts (`count() == 100`, `connections() == 1`, `requests()[0]`) are the
+/// proxy's traffic alone, whether or not health checks run.
 #[derive(Default)]
 pub struct Record {
+    /// Connections that carried a request that is not a health probe.
     pub connections: AtomicUsize,
+    /// Every request that is not a health probe, in arrival order.
     pub requests: Mutex<Vec<Seen>>,
+    /// Health probes answered (and not recorded in `requests`).
+    pub health_probes: AtomicUsize,
 }
 
 impl Record {
+    /// Connections that carried a request that is not a health probe.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// Every request except health probes, in arrival order.
     pub fn requests(&self) -> Vec<Seen> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// How many requests (health probes excluded) arrived.
     pub fn count(&self) -> usize {
         self.requests.lock().map(|r| r.len()).unwrap_or(0)
     }
+
+    /// How many health probes were answered.
+    pub fn health_probes(&self) -> usize {
+        self.health_probes.load(Ordering::SeqCst)
+    }
 }
 
-/// How a [`Backend`] answers one request.
+/// How a [`Backend`] answers one request (health probes never reach it).
 pub type Handler = dyn Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync;
 
 /// What the backend does after a handler ran.
@@ -396,7 +456,8 @@ pub enum Reply {
     Drop,
 }
 
-/// A real HTTP/1.1 backend on 127.0.0.1:0, thread per connection, recording every request.
+/// A real HTTP/1.1 backend on 127.0.0.1:0, thread per connection, recording every request but
+/// health probes (which it answers `200` itself; see [`Record`]).
 pub struct Backend {
     pub addr: SocketAddr,
     pub record: Arc<Record>,
@@ -431,10 +492,9 @@ impl Backend {
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
-                let conn = rec.connections.fetch_add(1, Ordering::SeqCst);
                 let rec = Arc::clone(&rec);
                 let handler = Arc::clone(&handler);
-                thread::spawn(move || serve_conn(stream, conn, &rec, &*handler));
+                thread::spawn(move || serve_conn(stream, &rec, &*handler));
             }
         });
         Backend {
@@ -456,17 +516,27 @@ pub fn ok_response(name: &str, body: &[u8]) -> Vec<u8> {
     v
 }
 
-fn serve_conn(stream: TcpStream, conn: usize, rec: &Record, handler: &Handler) {
+fn serve_conn(stream: TcpStream, rec: &Record, handler: &Handler) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(stream);
+    // numbered at its first request that is not a health probe
+    let mut conn: Option<usize> = None;
     loop {
-        let Ok(seen) = read_request(&mut reader, conn) else {
+        let Ok(mut seen) = read_request(&mut reader, conn.unwrap_or(usize::MAX)) else {
             return;
         };
+        if seen.is_health_probe() {
+            rec.health_probes.fetch_add(1, Ordering::SeqCst);
+            if writer.write_all(HEALTH_PROBE_ANSWER).is_err() {
+                return;
+            }
+            continue;
+        }
+        seen.conn = *conn.get_or_insert_with(|| rec.connections.fetch_add(1, Ordering::SeqCst));
         if let Ok(mut r) = rec.requests.lock() {
             r.push(seen.clone());
         }
@@ -552,12 +622,33 @@ pub fn read_request(r: &mut BufReader<TcpStream>, conn: usize) -> io::Result<See
     Ok(seen)
 }
 
-/// An address where nothing listens (connections are refused).
-pub fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let a = l.local_addr().expect("addr");
-    drop(l);
-    a
+/// An address where connections are refused for as long as this value lives: a socket bound to
+/// it that never listens (a SYN to it gets a reset). Holding the port bound keeps anyone else
+/// from taking it meanwhile, which a port that was merely free once would not.
+///
+/// Keep it alive for the whole test: `let dead = dead_addr();` and pass `dead.addr`, not
+/// `dead_addr().addr` (the temporary, and with it the guarantee, would be gone at once).
+#[must_use = "the address is refused only while the DeadAddr lives"]
+pub struct DeadAddr {
+    pub addr: SocketAddr,
+    _socket: Socket,
+}
+
+/// A fresh [`DeadAddr`] on 127.0.0.1.
+pub fn dead_addr() -> DeadAddr {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("an inet address");
+    // bound, never listening: connects to it are refused
+    DeadAddr {
+        addr,
+        _socket: socket,
+    }
 }
 
 /// The admin API's entry for the backend at `addr` in a `GET /backends` answer.
@@ -575,6 +666,13 @@ pub fn backend_entry(backends: &Value, addr: SocketAddr) -> Value {
 // ----------------------------------------------------------------------------- child processes
 
 /// `N` distinct ports that were free a moment ago (the listeners are dropped before returning).
+///
+/// Racy by nature: between this call and the moment the port is bound again, anything else on
+/// the machine (another test, say) may take it, and the start fails. Use it only when a test must
+/// know a port number before a process starts (a port given on a command line, two processes on
+/// one port); everywhere else bind port 0 and ask, as [`Proxy`] and [`ProxyProcess`] do. The
+/// window is a few milliseconds and the kernel hands out ports for port 0 in no simple order, so
+/// a collision is rare, but possible.
 pub fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<TcpListener> = (0..N)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
@@ -676,9 +774,9 @@ pub fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, limit: Duration)
 /// The `ferrule` binary running as a child process, killed (by its PID) when dropped.
 pub struct ProxyProcess {
     child: ChildGuard,
-    /// The port it serves clients on.
+    /// The port it serves clients on (from its "listening on" line).
     pub port: u16,
-    /// The port of its admin API.
+    /// The port of its admin API (from its "admin API on" line).
     pub admin_port: u16,
     /// The line it logged when it began listening.
     pub listening: String,
@@ -687,15 +785,26 @@ pub struct ProxyProcess {
     stderr: mpsc::Receiver<String>,
 }
 
+/// The address in a log line `... MARKER SCHEME://ADDR ...`, e.g. `listening on
+/// http://127.0.0.1:PORT with N workers`.
+fn logged_addr(line: &str, marker: &str) -> SocketAddr {
+    line.split_once(marker)
+        .and_then(|(_, rest)| rest.trim_start().split_once("://"))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address after {marker:?} in {line:?}"))
+}
+
 impl ProxyProcess {
     /// Runs `ferrule config.json`, with `config` written to a fresh temporary directory named
-    /// after `name`. `port` and `admin_port` (free ports) and `bind` (`127.0.0.1`) are filled in
-    /// where `config` does not set them. Returns once ferrule logs "listening on" (within 10 s).
+    /// after `name`. `port` and `admin_port` (`0`: the kernel picks free ones) and `bind`
+    /// (`127.0.0.1`) are filled in where `config` does not set them. Returns once ferrule has
+    /// logged both "listening on http://ADDR" and "admin API on http://ADDR" (within 10 s; both
+    /// come before it serves), with the ports read from those lines.
     pub fn start(config: Value, name: &str) -> ProxyProcess {
-        let [free_port, free_admin_port] = free_ports::<2>();
         let mut cfg = json!({
-            "port": free_port,
-            "admin_port": free_admin_port,
+            "port": 0,
+            "admin_port": 0,
             "bind": "127.0.0.1",
         });
         if let (Some(map), Value::Object(given)) = (cfg.as_object_mut(), config) {
@@ -707,7 +816,7 @@ impl ProxyProcess {
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or_else(|| panic!("{key} is a port number in {cfg}"))
         };
-        let (port, admin_port) = (port_of("port"), port_of("admin_port"));
+        let (asked_port, asked_admin_port) = (port_of("port"), port_of("admin_port"));
 
         let dir = fresh_temp_dir(name);
         let path = dir.join("config.json");
@@ -724,19 +833,38 @@ impl ProxyProcess {
         // built before the wait, so a proxy that never listens is still killed and cleaned up
         let mut proxy = ProxyProcess {
             child,
-            port,
-            admin_port,
+            port: 0,
+            admin_port: 0,
             listening: String::new(),
             dir,
             stderr,
         };
-        proxy.listening = wait_for_line(&proxy.stderr, "listening on", Duration::from_secs(10));
+        let limit = Instant::now() + Duration::from_secs(10);
+        let left = || limit.saturating_duration_since(Instant::now());
+        proxy.listening = wait_for_line(&proxy.stderr, "listening on", left());
+        let admin_line = wait_for_line(&proxy.stderr, "admin API on", left());
+        proxy.port = logged_addr(&proxy.listening, "listening on").port();
+        proxy.admin_port = logged_addr(&admin_line, "admin API on").port();
+        for (what, asked, got) in [
+            ("port", asked_port, proxy.port),
+            ("admin_port", asked_admin_port, proxy.admin_port),
+        ] {
+            assert!(
+                got != 0 && (asked == 0 || asked == got),
+                "{what} {asked} in the config, {got} in the log"
+            );
+        }
         proxy
     }
 
     /// Where it serves clients.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Where its admin API is.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
     }
 
     pub fn pid(&self) -> u32 {
@@ -802,10 +930,18 @@ pub fn active_connections(proxy: &Proxy, addr: SocketAddr) -> u64 {
         .unwrap_or_else(|| panic!("no active_connections in {entry}"))
 }
 
+/// How long [`slow_backend`] takes to answer `GET /slow`.
+pub const SLOW_BACKEND_DELAY: Duration = Duration::from_secs(5);
+
+/// How long [`wait_until_released`] waits before it fails the test: well below
+/// [`SLOW_BACKEND_DELAY`], so a release that only came with the slow backend's answer never
+/// counts as a release.
+pub const RELEASE_LIMIT: Duration = Duration::from_secs(4);
+
 /// Polls the admin API (nothing else signals it) until the backend at `addr` has no request in
-/// flight; returns how long that took after `since`. Panics after 3 s.
+/// flight; returns how long that took after `since`. Panics after [`RELEASE_LIMIT`].
 pub fn wait_until_released(proxy: &Proxy, addr: SocketAddr, since: std::time::Instant) -> Duration {
-    let limit = since + Duration::from_secs(3);
+    let limit = since + RELEASE_LIMIT;
     loop {
         let n = active_connections(proxy, addr);
         if n == 0 {
@@ -813,14 +949,18 @@ pub fn wait_until_released(proxy: &Proxy, addr: SocketAddr, since: std::time::In
         }
         assert!(
             std::time::Instant::now() < limit,
-            "active_connections still {n} 3 s later"
+            "active_connections still {n} {RELEASE_LIMIT:?} later"
         );
         thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// A backend that, for `GET /slow`, reports on the returned channel that the request arrived and
-/// then takes 1 s to answer; every answer's body is `answer to TARGET`.
+/// then takes [`SLOW_BACKEND_DELAY`] (5 s) to answer; every answer's body is `answer to TARGET`.
+///
+/// The delay is long on purpose: a test asserting that something happens "at once, not when the
+/// backend answers" checks for well under it (under 3 s, say), which a loaded CI machine meets
+/// with room to spare, while a proxy that waits for the answer cannot.
 pub fn slow_backend(name: &str) -> (Backend, std::sync::mpsc::Receiver<()>) {
     let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
     let arrived_tx = Mutex::new(arrived_tx);
@@ -829,7 +969,7 @@ pub fn slow_backend(name: &str) -> (Backend, std::sync::mpsc::Receiver<()>) {
             if let Ok(tx) = arrived_tx.lock() {
                 let _ = tx.send(());
             }
-            thread::sleep(Duration::from_secs(1));
+            thread::sleep(SLOW_BACKEND_DELAY);
         }
         Reply::Bytes(ok_response(
             "slow",
