@@ -495,9 +495,9 @@ fn client_half_close_while_waiting_releases_backend_connection() {
     let _ = c.stream().shutdown(Shutdown::Write);
     let released = wait_until_released(&proxy, backend.addr, Instant::now());
     eprintln!("backend connection released {released:?} after the client half-closed");
-    // the backend answers 1 s after it got the request
+    // the backend answers 5 s after it got the request: a release well before that is ours
     assert!(
-        released < Duration::from_millis(600),
+        released < Duration::from_secs(3),
         "released {released:?} after the half-close"
     );
     let rest = c.read_to_end();

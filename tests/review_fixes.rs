@@ -44,7 +44,7 @@ fn status_of(proxy: &Proxy, request: &[u8]) -> u16 {
 fn head_answered_by_ferrule_has_no_body_and_the_connection_stays_in_step() {
     // nothing listens at the only backend: ferrule answers 502 itself, and keeps the connection
     let dead = dead_addr();
-    let proxy = Proxy::start(&[dead], json!({"retries": 0}));
+    let proxy = Proxy::start(&[dead.addr], json!({"retries": 0}));
     let mut s = raw(proxy.addr());
     s.write_all(b"HEAD /a HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send");
@@ -149,7 +149,7 @@ fn http10_without_host_retried_elsewhere_carries_the_second_backends_authority()
     let dead = dead_addr();
     let live = Backend::start("live");
     let proxy = Proxy::start(
-        &[dead, live.addr],
+        &[dead.addr, live.addr],
         json!({"workers": 1, "retries": 1, "strategy": "round-robin"}),
     );
     // round-robin alternates: some of these try the dead backend first and are retried
@@ -157,7 +157,7 @@ fn http10_without_host_retried_elsewhere_carries_the_second_backends_authority()
         let r = proxy_get_raw(&proxy, b"GET /x HTTP/1.0\r\n\r\n");
         assert_eq!(r.status, 200);
     }
-    let entry = backend_entry(&proxy.admin_get("/backends"), dead);
+    let entry = backend_entry(&proxy.admin_get("/backends"), dead.addr);
     assert!(
         entry["failures"].as_u64().unwrap_or(0) >= 1,
         "no request was retried: {entry}"
