@@ -15,11 +15,14 @@ use serde_json::{json, Value};
 
 use crate::balancer::{Backend, Pool};
 use crate::stats::WorkerStats;
+use crate::tls::{CertPair, ServerTls};
 
 /// What the admin API reads.
 pub struct AdminState {
     pub pool: Arc<RwLock<Pool>>,
     pub workers: Vec<Arc<WorkerStats>>,
+    /// TLS termination and the certificate files it reloads from (`None`: plain HTTP).
+    pub tls: Option<(Arc<ServerTls>, Vec<CertPair>)>,
 }
 
 pub struct AdminHandle {
@@ -85,7 +88,10 @@ fn route(method: &tiny_http::Method, url: &str, state: &AdminState) -> (u16, Val
     match (method, path.trim_end_matches('/')) {
         (tiny_http::Method::Get, "/backends") => (200, backends(state)),
         (tiny_http::Method::Get, "/stats") => (200, stats(state)),
-        (_, "/backends" | "/stats") => (405, json!({"error": "method not allowed"})),
+        (tiny_http::Method::Post, "/reload-certs") => reload_certs(state),
+        (_, "/backends" | "/stats" | "/reload-certs") => {
+            (405, json!({"error": "method not allowed"}))
+        }
         _ => (404, json!({"error": "not found"})),
     }
 }
@@ -111,6 +117,33 @@ fn backends(state: &AdminState) -> Value {
     json!({ "strategy": pool.strategy().name(), "backends": list })
 }
 
+/// Re-reads every certificate and key file: new handshakes use them, open connections keep
+/// theirs. A file that does not load is refused with its error, and the old certificates stay.
+fn reload_certs(state: &AdminState) -> (u16, Value) {
+    let Some((tls, pairs)) = &state.tls else {
+        return (
+            409,
+            json!({"error": "ssl.enabled is false: there are no certificates to reload"}),
+        );
+    };
+    match tls.reload(pairs) {
+        Ok(warnings) => {
+            log::info!("certificates reloaded ({} files)", pairs.len() * 2);
+            for w in &warnings {
+                log::warn!("{w}");
+            }
+            (
+                200,
+                json!({"reloaded": pairs.len(), "names": tls.names(), "warnings": warnings}),
+            )
+        }
+        Err(e) => {
+            log::warn!("certificate reload refused, the old certificates stay: {e}");
+            (400, json!({"error": e.to_string()}))
+        }
+    }
+}
+
 fn stats(state: &AdminState) -> Value {
     let workers: Vec<Value> = state
         .workers
@@ -125,10 +158,14 @@ fn stats(state: &AdminState) -> Value {
         .iter()
         .map(|b| b.requests.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
+    let handshakes: u64 = state.workers.iter().map(|w| w.tls_handshakes()).sum();
+    let tls_failures: u64 = state.workers.iter().map(|w| w.tls_failures()).sum();
     json!({
         "open_connections": open,
         "accepted_connections": accepted,
         "backend_requests": requests,
+        "tls_handshakes": handshakes,
+        "tls_handshake_failures": tls_failures,
         "workers": workers,
     })
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod http;
 pub mod listener;
 pub mod logging;
+pub mod redirect;
 pub mod session;
 pub mod stats;
 pub mod timer;
@@ -80,6 +81,8 @@ pub struct Handle {
     addr: SocketAddr,
     workers: Vec<WorkerHandle>,
     admin: admin::AdminHandle,
+    /// The plain-HTTP listener that redirects to https (`ssl.redirect_http_port`).
+    redirect: Option<redirect::RedirectHandle>,
     pool: Arc<RwLock<Pool>>,
     shutdown_timeout: Duration,
 }
@@ -88,6 +91,11 @@ impl Handle {
     /// The address the proxy accepts clients on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the plain-HTTP redirect listener, when there is one.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().map(redirect::RedirectHandle::addr)
     }
 
     /// The address of the admin API.
@@ -128,6 +136,9 @@ impl Handle {
             w.join();
         }
         self.admin.stop();
+        if let Some(r) = &mut self.redirect {
+            r.stop();
+        }
     }
 }
 
@@ -319,15 +330,30 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     let state = admin::AdminState {
         pool: Arc::clone(&pool),
         workers: handles.iter().map(|w| Arc::clone(&w.stats)).collect(),
+        tls: server_tls
+            .as_ref()
+            .map(|t| (Arc::clone(t), cert_pairs(config))),
     };
     let admin = admin::start(admin_addr, state).map_err(|source| StartError::Admin {
         addr: admin_addr,
         source,
     })?;
+    let redirect = match config.ssl.redirect_http_port {
+        Some(port) if config.ssl.enabled => {
+            let addr = SocketAddr::new(config.bind, port);
+            let https_port = local_addr.port();
+            Some(
+                redirect::start(addr, https_port)
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            )
+        }
+        _ => None,
+    };
     Ok(Handle {
         addr: local_addr,
         workers: handles,
         admin,
+        redirect,
         pool,
         shutdown_timeout: config.shutdown_timeout,
     })

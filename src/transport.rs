@@ -376,8 +376,11 @@ impl Tls {
         };
         if let Err(e) = self.conn.process_new_packets() {
             self.error = Some(e);
-            // send the alert rustls queued, best effort
-            let _ = self.flush();
+            if !self.plain_http {
+                // send the alert rustls queued, best effort (a plain-HTTP client gets a plain
+                // answer from the session instead)
+                let _ = self.flush();
+            }
             return Err(());
         }
         if self.conn.wants_write() {
