@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config="${1:-config.json}"
 cargo build --release --bins
+# a self-signed localhost certificate for trying TLS (ssl.enabled in the config), made once
+if [ ! -f certs/cert.pem ] || [ ! -f certs/key.pem ]; then
+  certs/generate.sh --force >/dev/null 2>&1 || echo "demo: no openssl: certs/generate.sh skipped (TLS needs it)"
+fi
 
 # Both run in sessions of their own, so a Ctrl+C reaches only this script, which then stops
 # them in order, exactly once each.
