@@ -10,16 +10,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::RwLock;
 use serde_json::{json, Value};
 
-use crate::balancer::{Backend, Pool};
+use crate::balancer::{Backend, Balancer};
 use crate::stats::WorkerStats;
 use crate::tls::{CertPair, ServerTls};
 
 /// What the admin API reads.
 pub struct AdminState {
-    pub pool: Arc<RwLock<Pool>>,
+    pub balancer: Arc<Balancer>,
     pub workers: Vec<Arc<WorkerStats>>,
     /// TLS termination and the certificate files it reloads from (`None`: plain HTTP).
     pub tls: Option<(Arc<ServerTls>, Vec<CertPair>)>,
@@ -112,7 +111,7 @@ pub fn backend_json(b: &Backend) -> Value {
 }
 
 fn backends(state: &AdminState) -> Value {
-    let pool = state.pool.read();
+    let pool = state.balancer.current();
     let list: Vec<Value> = pool.backends().iter().map(|b| backend_json(b)).collect();
     json!({ "strategy": pool.strategy().name(), "backends": list })
 }
@@ -152,7 +151,7 @@ fn stats(state: &AdminState) -> Value {
         .collect();
     let open: u64 = state.workers.iter().map(|w| w.open()).sum();
     let accepted: u64 = state.workers.iter().map(|w| w.total_accepted()).sum();
-    let pool = state.pool.read();
+    let pool = state.balancer.current();
     let requests: u64 = pool
         .backends()
         .iter()

@@ -1,17 +1,26 @@
 //! The backend pool and how a backend is chosen for a request.
 //!
-//! [`Pool`] lives in an `Arc<parking_lot::RwLock<Pool>>` shared by every thread. Workers take the
-//! read lock only for [`Pool::pick`]; the admin API and the health checker take the write lock to
-//! change membership. Everything a worker needs after the pick is in the [`Backend`] it holds an
-//! `Arc` of: its address and its counters, which are atomics, each on its own cache line, so no
-//! lock is held across I/O.
+//! A [`Pool`] is an immutable view: the backends (each an `Arc<Backend>` whose state and
+//! counters are atomics, each on its own cache line) and the strategy. The [`Balancer`] publishes
+//! the current one; a change of membership, weight or strategy (admin API, reload) builds a new
+//! `Pool` and publishes it under a new generation number. A worker keeps its own `Arc<Pool>` in
+//! its [`Picker`] and looks only at the generation, one relaxed load of a line that is written
+//! only when the pool changes: picking takes no lock and writes no shared memory but the chosen
+//! backend's counters. Health and enabled flags change in place, on the backend's atomics, and
+//! need no new pool.
 //!
 //! Selection state that changes per request (the smooth weighted round-robin weights, the cursor
-//! that breaks least-connection ties) is per worker, in [`PickState`], so picking writes no shared
-//! memory but the chosen backend's counters.
+//! that breaks least-connection ties) is per worker, in [`PickState`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::{BackendConfig, Scheme, Strategy};
+use crate::transport::ClientTls;
 
 /// Pool generations come from one process-wide counter, so a worker's [`PickState`] can never
 /// mistake a new pool (built by a reload, say) for the one it was computed against.
@@ -20,12 +29,74 @@ static EPOCH: AtomicU64 = AtomicU64::new(1);
 fn next_generation() -> u64 {
     EPOCH.fetch_add(1, Ordering::Relaxed) + 1
 }
-use std::sync::Arc;
 
-use crossbeam_utils::CachePadded;
+/// The published pool, shared by every thread.
+#[derive(Debug)]
+pub struct Balancer {
+    current: RwLock<Arc<Pool>>,
+    /// The generation of `current`: what workers compare their copy against.
+    generation: CachePadded<AtomicU64>,
+    /// Serialises writers, so two concurrent changes cannot lose one another.
+    writer: Mutex<()>,
+}
 
-use crate::config::{BackendConfig, Scheme, Strategy};
-use crate::transport::ClientTls;
+impl Balancer {
+    pub fn new(pool: Pool) -> Balancer {
+        Balancer {
+            generation: CachePadded::new(AtomicU64::new(pool.generation)),
+            current: RwLock::new(Arc::new(pool)),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The pool as it is now.
+    pub fn current(&self) -> Arc<Pool> {
+        Arc::clone(&self.current.read())
+    }
+
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Changes the pool: `change` edits a copy, which is then published (workers pick it up at
+    /// their next pick). Returns what `change` returned.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Pool) -> R) -> R {
+        let _writer = self.writer.lock();
+        let mut pool = Pool::clone(&self.current.read());
+        let result = change(&mut pool);
+        pool.generation = next_generation();
+        let generation = pool.generation;
+        *self.current.write() = Arc::new(pool);
+        self.generation.store(generation, Ordering::Release);
+        result
+    }
+}
+
+/// A worker's view of the pool and its selection state.
+#[derive(Debug)]
+pub struct Picker {
+    pool: Arc<Pool>,
+    state: PickState,
+}
+
+impl Picker {
+    /// The picker of worker `index` of `workers`.
+    pub fn new(balancer: &Balancer, index: usize, workers: usize) -> Picker {
+        let pool = balancer.current();
+        let state = PickState::for_worker(index, workers, &pool);
+        Picker { pool, state }
+    }
+
+    /// Chooses a backend (see [`Pool::pick`]), after taking up a newer pool if one was published.
+    #[inline]
+    pub fn pick(&mut self, balancer: &Balancer, exclude: Option<u64>) -> Option<&Arc<Backend>> {
+        if balancer.generation() != self.pool.generation {
+            self.pool = balancer.current();
+        }
+        self.pool.pick(&mut self.state, exclude)
+    }
+}
 
 /// One backend server and its live counters.
 #[derive(Debug)]
@@ -122,7 +193,7 @@ fn authority(url: &str) -> String {
 }
 
 /// The set of backends and the strategy that chooses among them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pool {
     backends: Vec<Arc<Backend>>,
     strategy: Strategy,
@@ -186,6 +257,10 @@ impl Pool {
 
     pub fn strategy(&self) -> Strategy {
         self.strategy
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Adds a backend; returns it.
@@ -412,6 +487,24 @@ mod tests {
             x, y,
             "idle ties go to different backends from different workers"
         );
+    }
+
+    #[test]
+    fn pickers_take_up_a_published_pool_at_their_next_pick() {
+        let balancer = Balancer::new(Pool::new(Strategy::RoundRobin, &[cfg(1, 1)]));
+        let mut picker = Picker::new(&balancer, 0, 1);
+        assert_eq!(picker.pick(&balancer, None).unwrap().addr.port(), 1);
+        let before = balancer.generation();
+        let added = balancer.update(|pool| {
+            let gone = pool.backends()[0].id;
+            pool.remove(gone);
+            pool.add(&cfg(2, 1), None).id
+        });
+        assert_ne!(balancer.generation(), before);
+        let picked = picker.pick(&balancer, None).unwrap();
+        assert_eq!((picked.id, picked.addr.port()), (added, 2));
+        // the old pool is untouched for whoever still holds it
+        assert_eq!(balancer.current().backends().len(), 1);
     }
 
     #[test]

@@ -31,9 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
-
-pub use crate::balancer::Pool;
+pub use crate::balancer::{Balancer, Pool};
 pub use crate::config::Config;
 use crate::http::request::Limits;
 use crate::session::Settings;
@@ -83,7 +81,7 @@ pub struct Handle {
     admin: admin::AdminHandle,
     /// The plain-HTTP listener that redirects to https (`ssl.redirect_http_port`).
     redirect: Option<redirect::RedirectHandle>,
-    pool: Arc<RwLock<Pool>>,
+    balancer: Arc<Balancer>,
     shutdown_timeout: Duration,
 }
 
@@ -104,8 +102,8 @@ impl Handle {
     }
 
     /// The live backend pool.
-    pub fn pool(&self) -> &Arc<RwLock<Pool>> {
-        &self.pool
+    pub fn balancer(&self) -> &Arc<Balancer> {
+        &self.balancer
     }
 
     /// Stops accepting; requests in flight may finish within `shutdown_timeout`.
@@ -303,7 +301,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     let pool = Pool::with_tls(config.strategy, &config.backends, |i, _| {
         backend_tls.get(i).cloned().flatten()
     });
-    let pool = Arc::new(RwLock::new(pool));
+    let balancer = Arc::new(Balancer::new(pool));
     let addr = SocketAddr::new(config.bind, config.port);
     let workers = config.workers.max(1);
     let listeners =
@@ -313,7 +311,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(addr);
     let shared = Arc::new(Shared {
-        pool: Arc::clone(&pool),
+        balancer: Arc::clone(&balancer),
         settings: Settings::from_config(config),
         max_sessions: config.max_connections.div_ceil(workers).max(1),
         buffer_size: config.buffer_size,
@@ -328,7 +326,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     }
     let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
     let state = admin::AdminState {
-        pool: Arc::clone(&pool),
+        balancer: Arc::clone(&balancer),
         workers: handles.iter().map(|w| Arc::clone(&w.stats)).collect(),
         tls: server_tls
             .as_ref()
@@ -354,7 +352,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         workers: handles,
         admin,
         redirect,
-        pool,
+        balancer,
         shutdown_timeout: config.shutdown_timeout,
     })
 }

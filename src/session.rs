@@ -34,9 +34,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use mio::Registry;
-use parking_lot::RwLock;
 
-use crate::balancer::{PickState, Pool};
+use crate::balancer::{Balancer, Picker};
 use crate::buffer::{Buf, BufPool};
 use crate::http::errors::{self, Status};
 use crate::http::request::{self, ClientInfo, Limits, Reject, RequestHead};
@@ -78,8 +77,8 @@ pub struct Ctx<'a> {
     pub bufs: &'a mut BufPool,
     /// Scratch space for rewritten heads.
     pub scratch: &'a mut Vec<u8>,
-    pub pool: &'a RwLock<Pool>,
-    pub pick: &'a mut PickState,
+    pub balancer: &'a Balancer,
+    pub picker: &'a mut Picker,
     pub cfg: &'a Settings,
     pub now: Instant,
     /// The worker is shutting down: no more keep-alive.
@@ -679,25 +678,20 @@ impl Session {
 
     /// Picks a backend and lends the session a connection to it: an idle one, or a new one.
     fn start_upstream(&mut self, ctx: &mut Ctx<'_>, exclude: Option<u64>) -> Run {
-        let pool = ctx.pool.read();
-        let Some(backend) = pool.pick(ctx.pick, exclude) else {
-            drop(pool);
+        let Some(backend) = ctx.picker.pick(ctx.balancer, exclude) else {
             return self.fail(ctx, Status::ServiceUnavailable);
         };
         if self.ex.needs_host && !self.set_host(&backend.authority) {
-            drop(pool);
             return self.fail(ctx, Status::HeaderFieldsTooLarge);
         }
         backend.begin_request();
         if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
-            drop(pool);
             self.upstream = Some(key);
             self.phase = Phase::Exchange;
             self.deadline = ctx.now + ctx.cfg.backend_timeout;
             return Ok(true);
         }
         let backend = std::sync::Arc::clone(backend);
-        drop(pool);
         match ctx
             .upstreams
             .connect(ctx.registry, &backend, ctx.key, ctx.now)

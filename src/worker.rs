@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use parking_lot::RwLock;
 use slab::Slab;
 
-use crate::balancer::{PickState, Pool};
+use crate::balancer::{Balancer, Picker};
 use crate::buffer::BufPool;
 use crate::session::{Close, Ctx, Ran, Session, Settings};
 use crate::stats::WorkerStats;
@@ -55,7 +54,7 @@ pub enum Control {
 
 /// What every worker is started with.
 pub struct Shared {
-    pub pool: Arc<RwLock<Pool>>,
+    pub balancer: Arc<Balancer>,
     pub settings: Settings,
     pub max_sessions: usize,
     pub buffer_size: usize,
@@ -108,13 +107,13 @@ pub fn spawn(
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
-    let pick = PickState::for_worker(index, workers, &shared.pool.read());
+    let picker = Picker::new(&shared.balancer, index, workers);
     let core = Core {
         sessions: Slab::with_capacity(256),
         upstreams: Upstreams::new(shared.backend_keepalive, shared.idle_budget),
         bufs: BufPool::new(shared.buffer_size, KEEP_BUFFERS),
         scratch: Vec::with_capacity(shared.buffer_size),
-        pick,
+        picker,
         timers: Timers::new(now),
         due: Vec::new(),
         pending: Vec::new(),
@@ -165,7 +164,7 @@ struct Core {
     upstreams: Upstreams,
     bufs: BufPool,
     scratch: Vec<u8>,
-    pick: PickState,
+    picker: Picker,
     timers: Timers,
     due: Vec<Entry>,
     /// Sessions that stopped at their round cap with work left, `(key, id)`: run again after the
@@ -269,8 +268,8 @@ impl Core {
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,
             scratch: &mut self.scratch,
-            pool: &self.shared.pool,
-            pick: &mut self.pick,
+            balancer: &self.shared.balancer,
+            picker: &mut self.picker,
             cfg: &self.shared.settings,
             now: self.now,
             draining: self.draining.is_some(),
