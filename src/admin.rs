@@ -99,7 +99,7 @@ pub fn backend_json(b: &Backend) -> Value {
     json!({
         "id": b.id,
         "url": b.url,
-        "weight": b.weight,
+        "weight": b.weight(),
         "healthy": b.is_healthy(),
         "enabled": b.is_enabled(),
         // requests in flight on this backend now; `active_connections` is the original's name

@@ -166,6 +166,7 @@ impl Settings {
             send_timeout: c.send_timeout,
             tunnel_timeout: c.tunnel_timeout,
             tls_handshake_timeout: c.tls_handshake_timeout,
+            hash_key: c.hash_key.clone(),
         }
     }
 }
@@ -322,7 +323,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     });
     let mut handles = Vec::with_capacity(workers);
     for (i, l) in listeners.into_iter().enumerate() {
-        handles.push(worker::spawn(i, workers, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
+        handles.push(worker::spawn(i, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
     }
     let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
     let state = admin::AdminState {

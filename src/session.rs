@@ -37,8 +37,9 @@ use mio::Registry;
 
 use crate::balancer::{Balancer, Picker};
 use crate::buffer::{Buf, BufPool};
+use crate::config::HashKey;
 use crate::http::errors::{self, Status};
-use crate::http::request::{self, ClientInfo, Limits, Reject, RequestHead};
+use crate::http::request::{self, ClientInfo, KeySource, Limits, Reject, RequestHead};
 use crate::http::response::{self, Relay};
 use crate::http::{Body, BodyError, Framing, Method, Step};
 use crate::stats::WorkerStats;
@@ -68,6 +69,8 @@ pub struct Settings {
     pub tunnel_timeout: Duration,
     /// A client's TLS handshake must finish within this.
     pub tls_handshake_timeout: Duration,
+    /// What `consistent-hash` hashes.
+    pub hash_key: HashKey,
 }
 
 /// The worker's state a session works with while it runs.
@@ -139,6 +142,8 @@ struct Exchange {
     attempts: u8,
     /// Interim (1xx) responses received.
     interims: u8,
+    /// The request's balancing key (`hash_key`'s value, or the client address).
+    key: u64,
     /// The request came without `Host` (HTTP/1.0): ferrule writes the chosen backend's authority,
     /// at every attempt.
     needs_host: bool,
@@ -166,6 +171,7 @@ impl Exchange {
             upgrade: head.upgrade,
             attempts: 1,
             interims: 0,
+            key: 0,
             needs_host: head.needs_host,
             host_line: 0,
             replay: true,
@@ -185,6 +191,7 @@ impl Exchange {
             keep_alive: false,
             upgrade: false,
             needs_host: false,
+            key: None,
         })
     }
 }
@@ -616,6 +623,11 @@ impl Session {
         let client = ClientInfo {
             ip: self.peer,
             tls: ctx.cfg.tls,
+            key: match &ctx.cfg.hash_key {
+                HashKey::ClientIp => KeySource::ClientIp,
+                HashKey::Header(name) => KeySource::Header(name.as_bytes()),
+                HashKey::Cookie(name) => KeySource::Cookie(name.as_bytes()),
+            },
         };
         let (head, len) =
             match request::rewrite(&buf.bytes()[..end], &ctx.cfg.limits, &client, ctx.scratch) {
@@ -633,6 +645,9 @@ impl Session {
         self.head_line_seen = false;
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(head);
+        self.ex.key = head
+            .key
+            .unwrap_or_else(|| crate::balancer::hash_ip(self.peer));
         self.ex.replay = ctx.cfg.retries > 0;
         if !self.frame_request()? {
             return self.reject(ctx, Status::BadRequest);
@@ -678,7 +693,7 @@ impl Session {
 
     /// Picks a backend and lends the session a connection to it: an idle one, or a new one.
     fn start_upstream(&mut self, ctx: &mut Ctx<'_>, exclude: Option<u64>) -> Run {
-        let Some(backend) = ctx.picker.pick(ctx.balancer, exclude) else {
+        let Some(backend) = ctx.picker.pick(ctx.balancer, self.ex.key, exclude) else {
             return self.fail(ctx, Status::ServiceUnavailable);
         };
         if self.ex.needs_host && !self.set_host(&backend.authority) {

@@ -95,7 +95,6 @@ impl WorkerHandle {
 /// Starts worker `index` on `listener`.
 pub fn spawn(
     index: usize,
-    workers: usize,
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
 ) -> io::Result<WorkerHandle> {
@@ -107,7 +106,7 @@ pub fn spawn(
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
-    let picker = Picker::new(&shared.balancer, index, workers);
+    let picker = Picker::new(&shared.balancer, index);
     let core = Core {
         sessions: Slab::with_capacity(256),
         upstreams: Upstreams::new(shared.backend_keepalive, shared.idle_budget),

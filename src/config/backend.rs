@@ -20,6 +20,9 @@ pub(super) struct BackendFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<BackendUrl>,
     pub weight: Option<Weight>,
+    /// Requests in flight at most (0: no limit); absent, the top-level `max_conns`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_conns: Option<Int<u32, 0, 1_000_000>>,
     /// Only for https:// (a warning otherwise); the file must exist.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<FilePath>,
@@ -39,6 +42,7 @@ impl BackendFile {
                 },
             }),
             weight: Some(Int::new(backend.weight)),
+            max_conns: backend.max_conns.map(Int::new),
             ca_file: tls.ca_file.clone().map(FilePath::new),
             tls_skip_verify: Some(tls.tls_skip_verify),
         }
@@ -94,6 +98,7 @@ pub(super) struct BackendSpec {
     index: usize,
     url: BackendUrl,
     weight: u32,
+    max_conns: Option<u32>,
 }
 
 /// Checks the entries that need each other or a message of their own (a missing `url`, the same
@@ -119,6 +124,7 @@ pub(super) fn specs(
             index,
             url,
             weight: file.weight.map_or(1, Int::get),
+            max_conns: file.max_conns.map(Int::get),
         });
         tls.push(BackendTls {
             ca_file: file.ca_file.map(FilePath::into_string),
@@ -147,6 +153,7 @@ pub(super) fn resolve_backends(specs: Vec<BackendSpec>) -> Result<Vec<BackendCon
                 port,
                 addr,
                 weight: spec.weight,
+                max_conns: spec.max_conns,
             })
         })
         .collect()

@@ -22,8 +22,8 @@ use super::backend::{self, BackendFile, BackendSpec};
 use super::de::expected;
 use super::duration::{Dur, Lifetime, Timeout};
 use super::{
-    default_workers, invalid, CertificateFiles, Config, ConfigError, HealthCheckMethod, SslConfig,
-    Strategy, NO_BACKEND_TLS,
+    default_workers, invalid, CertificateFiles, Config, ConfigError, HashKey, HealthCheckMethod,
+    SslConfig, StickyMode, Strategy, NO_BACKEND_TLS,
 };
 
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
@@ -47,6 +47,7 @@ pub(super) struct ConfigFile {
     admin_bind: Option<Ip>,
     workers: Option<Int<usize, 1, 1024>>,
     strategy: Option<Strategy>,
+    hash_key: Option<HashKey>,
     backends: Option<Vec<BackendFile>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend_ca_file: Option<FilePath>,
@@ -64,6 +65,8 @@ pub(super) struct ConfigFile {
     max_request_head: Option<Bytes<1024>>,
     max_uri_length: Option<Bytes<256>>,
     max_connections: Option<Int<usize, 1, 1_000_000>>,
+    max_conns: Option<Int<u32, 0, 1_000_000>>,
+    queue_timeout: Option<Timeout>,
     buffer_size: Option<Bytes<4096>>,
     shutdown_timeout: Option<Timeout>,
     health_check_frequency: Option<Timeout>,
@@ -71,7 +74,34 @@ pub(super) struct ConfigFile {
     health_check_path: Option<HealthCheckPath>,
     enable_sticky_sessions: Option<bool>,
     sticky_session_ttl: Option<Lifetime>,
+    sticky_mode: Option<StickyMode>,
+    sticky_max_entries: Option<Int<usize, 1, 10_000_000>>,
+    sticky_cookie_name: Option<CookieName>,
+    sticky_cookie_strip: Option<bool>,
     ssl: Option<SslFile>,
+}
+
+/// A cookie name (an RFC 6265 token: no spaces, `=`, `;` or quotes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub(super) struct CookieName(String);
+
+impl TryFrom<String> for CookieName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if token {
+            Ok(CookieName(name))
+        } else {
+            Err(format!(
+                "{name:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"
+            ))
+        }
+    }
 }
 
 /// The `ssl` block as written.
@@ -113,6 +143,7 @@ impl ConfigFile {
             admin_bind,
             workers,
             strategy,
+            hash_key,
             backends,
             backend_ca_file,
             backend_timeout,
@@ -129,6 +160,8 @@ impl ConfigFile {
             max_request_head,
             max_uri_length,
             max_connections,
+            max_conns,
+            queue_timeout,
             buffer_size,
             shutdown_timeout,
             health_check_frequency,
@@ -136,6 +169,10 @@ impl ConfigFile {
             health_check_path,
             enable_sticky_sessions,
             sticky_session_ttl,
+            sticky_mode,
+            sticky_max_entries,
+            sticky_cookie_name,
+            sticky_cookie_strip,
             ssl,
         } = self;
         let (specs, backend_tls) = backend::specs(backends.unwrap_or_default())?;
@@ -174,6 +211,14 @@ impl ConfigFile {
             shutdown_timeout: shutdown_timeout.map_or(secs(30), Dur::get),
             enable_sticky_sessions: enable_sticky_sessions.unwrap_or(false),
             sticky_session_ttl: sticky_session_ttl.map_or(secs(60 * 60), Dur::get),
+            sticky_mode: sticky_mode.unwrap_or(StickyMode::Ip),
+            sticky_max_entries: sticky_max_entries.map_or(100_000, Int::get),
+            sticky_cookie_name: sticky_cookie_name
+                .map_or_else(|| "FERRULE_BACKEND".into(), |n| n.0),
+            sticky_cookie_strip: sticky_cookie_strip.unwrap_or(false),
+            hash_key: hash_key.unwrap_or(HashKey::ClientIp),
+            max_conns: max_conns.map_or(0, Int::get),
+            queue_timeout: queue_timeout.map_or(secs(5), Dur::get),
             ssl: ssl.unwrap_or_default().into_ssl_config()?,
         };
         Ok((config, specs))
@@ -251,8 +296,15 @@ impl From<Config> for ConfigFile {
             max_connections,
             buffer_size,
             shutdown_timeout,
+            hash_key,
+            max_conns,
+            queue_timeout,
             enable_sticky_sessions,
             sticky_session_ttl,
+            sticky_mode,
+            sticky_max_entries,
+            sticky_cookie_name,
+            sticky_cookie_strip,
             ssl,
         } = config;
         ConfigFile {
@@ -262,6 +314,7 @@ impl From<Config> for ConfigFile {
             admin_bind: Some(Ip(admin_bind)),
             workers: Some(Int(workers)),
             strategy: Some(strategy),
+            hash_key: Some(hash_key),
             backends: Some(
                 backends
                     .iter()
@@ -284,6 +337,8 @@ impl From<Config> for ConfigFile {
             max_request_head: Some(Int(max_request_head)),
             max_uri_length: Some(Int(max_uri_length)),
             max_connections: Some(Int(max_connections)),
+            max_conns: Some(Int(max_conns)),
+            queue_timeout: Some(Dur::new(queue_timeout)),
             buffer_size: Some(Int(buffer_size)),
             shutdown_timeout: Some(Dur::new(shutdown_timeout)),
             health_check_frequency: Some(Dur::new(health_check_frequency)),
@@ -291,6 +346,10 @@ impl From<Config> for ConfigFile {
             health_check_path: Some(HealthCheckPath(health_check_path)),
             enable_sticky_sessions: Some(enable_sticky_sessions),
             sticky_session_ttl: Some(Dur::new(sticky_session_ttl)),
+            sticky_mode: Some(sticky_mode),
+            sticky_max_entries: Some(Int(sticky_max_entries)),
+            sticky_cookie_name: Some(CookieName(sticky_cookie_name)),
+            sticky_cookie_strip: Some(sticky_cookie_strip),
             ssl: Some(SslFile {
                 enabled: Some(ssl.enabled),
                 cert_file: Some(ssl.cert_file),

@@ -63,16 +63,25 @@ pub enum Strategy {
     RoundRobin,
     /// `weighted-round-robin`: the same smooth weighted algorithm, named for the original spec.
     WeightedRoundRobin,
-    /// `least-conn`: fewest in-flight requests, ties broken by weight then round-robin.
+    /// `least-conn`: fewest in-flight requests relative to weight, ties broken round-robin.
     LeastConn,
+    /// `p2c`: the power of two random choices on in-flight requests relative to weight.
+    P2c,
+    /// `random`: weighted random.
+    Random,
+    /// `consistent-hash`: Maglev hashing of `hash_key`.
+    ConsistentHash,
 }
 
 impl Strategy {
     /// Every strategy, in the order error messages list them.
-    pub const ALL: [Strategy; 3] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::RoundRobin,
         Strategy::WeightedRoundRobin,
         Strategy::LeastConn,
+        Strategy::P2c,
+        Strategy::Random,
+        Strategy::ConsistentHash,
     ];
 
     /// The name config.json and the admin API use (`round-robin`, ...).
@@ -81,6 +90,9 @@ impl Strategy {
             Strategy::RoundRobin => "round-robin",
             Strategy::WeightedRoundRobin => "weighted-round-robin",
             Strategy::LeastConn => "least-conn",
+            Strategy::P2c => "p2c",
+            Strategy::Random => "random",
+            Strategy::ConsistentHash => "consistent-hash",
         }
     }
 }
@@ -111,6 +123,92 @@ impl TryFrom<String> for Strategy {
 impl From<Strategy> for &'static str {
     fn from(strategy: Strategy) -> Self {
         strategy.name()
+    }
+}
+
+/// What `consistent-hash` hashes (`hash_key`): `"client_ip"` (default), `"header:NAME"` or
+/// `"cookie:NAME"`; a request without that header or cookie falls back to its client address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum HashKey {
+    ClientIp,
+    Header(String),
+    Cookie(String),
+}
+
+impl TryFrom<String> for HashKey {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let token = |name: &str| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if text == "client_ip" {
+            return Ok(HashKey::ClientIp);
+        }
+        let parsed = match text.split_once(':') {
+            Some(("header", name)) if token(name) => Some(HashKey::Header(name.to_owned())),
+            Some(("cookie", name)) if token(name) => Some(HashKey::Cookie(name.to_owned())),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            format!(
+                "{text:?} is not a hash key (expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\", \
+                 NAME a field or cookie name)"
+            )
+        })
+    }
+}
+
+impl From<HashKey> for String {
+    fn from(key: HashKey) -> String {
+        match key {
+            HashKey::ClientIp => "client_ip".into(),
+            HashKey::Header(name) => format!("header:{name}"),
+            HashKey::Cookie(name) => format!("cookie:{name}"),
+        }
+    }
+}
+
+/// How a client is recognised for sticky sessions (`sticky_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum StickyMode {
+    /// `ip`: by client address, in a table shared by the workers.
+    Ip,
+    /// `cookie`: by a cookie ferrule sets, naming the backend.
+    Cookie,
+}
+
+impl StickyMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            StickyMode::Ip => "ip",
+            StickyMode::Cookie => "cookie",
+        }
+    }
+}
+
+impl TryFrom<String> for StickyMode {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "ip" => Ok(StickyMode::Ip),
+            "cookie" => Ok(StickyMode::Cookie),
+            _ => Err(format!(
+                "unknown sticky mode {name:?} (expected ip or cookie)"
+            )),
+        }
+    }
+}
+
+impl From<StickyMode> for &'static str {
+    fn from(mode: StickyMode) -> Self {
+        mode.name()
     }
 }
 
@@ -179,6 +277,9 @@ pub struct BackendConfig {
     pub addr: SocketAddr,
     /// Weight for the weighted strategies, at least 1.
     pub weight: u32,
+    /// `backends[i].max_conns`: requests in flight at most on this backend, across all workers
+    /// (0: no limit); absent, the top-level `max_conns`.
+    pub max_conns: Option<u32>,
 }
 
 /// TLS to one backend: `backends[i].ca_file` and `backends[i].tls_skip_verify`. Both only
@@ -307,9 +408,26 @@ pub struct Config {
     pub buffer_size: usize,
     /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.
     pub shutdown_timeout: Duration,
+    /// `hash_key`, default `client_ip`: what `consistent-hash` hashes.
+    pub hash_key: HashKey,
+    /// `max_conns`, default 0 (no limit): requests in flight at most per backend, across all
+    /// workers, for backends without their own `max_conns`.
+    pub max_conns: u32,
+    /// `queue_timeout`, default 5s: how long a request waits for a slot when every candidate
+    /// backend is at its `max_conns` (then 503).
+    pub queue_timeout: Duration,
+    /// `enable_sticky_sessions`, default false: a client keeps reaching the same backend.
     pub enable_sticky_sessions: bool,
-    /// `sticky_session_ttl`, default 1h.
+    /// `sticky_session_ttl`, default 1h: a binding unused this long expires.
     pub sticky_session_ttl: Duration,
+    /// `sticky_mode`, default `ip`.
+    pub sticky_mode: StickyMode,
+    /// `sticky_max_entries`, default 100000: bindings kept in `ip` mode (oldest evicted first).
+    pub sticky_max_entries: usize,
+    /// `sticky_cookie_name`, default `FERRULE_BACKEND`.
+    pub sticky_cookie_name: String,
+    /// `sticky_cookie_strip`, default false: remove the cookie before the request goes on.
+    pub sticky_cookie_strip: bool,
     pub ssl: SslConfig,
 }
 

@@ -14,6 +14,7 @@ pub enum Field {
     Trailer,
     Upgrade,
     Expect,
+    Cookie,
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
@@ -28,6 +29,7 @@ impl Field {
             2 if eq(b"te") => Field::Te,
             4 if eq(b"host") => Field::Host,
             6 if eq(b"expect") => Field::Expect,
+            6 if eq(b"cookie") => Field::Cookie,
             7 if eq(b"trailer") => Field::Trailer,
             7 if eq(b"upgrade") => Field::Upgrade,
             10 if eq(b"connection") => Field::Connection,
@@ -49,6 +51,15 @@ pub fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(trim)
         .filter(|t| !t.is_empty())
+}
+
+/// The value of cookie `name` in a `Cookie` field value (`a=1; b=2`), if it is there.
+pub fn cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    value.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (trim(&pair[..eq]) == name).then(|| trim(&pair[eq + 1..]))
+    })
 }
 
 /// Trims optional whitespace (SP, HTAB) at both ends.

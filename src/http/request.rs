@@ -24,11 +24,25 @@ pub struct Limits {
     pub max_uri: usize,
 }
 
-/// Facts about the client connection that go into the forwarded head.
+/// Facts about the client connection that go into the forwarded head, and what the balancer
+/// wants read from the request.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
+pub struct ClientInfo<'a> {
     pub ip: IpAddr,
     pub tls: bool,
+    /// A field or cookie whose value the `consistent-hash` strategy hashes.
+    pub key: KeySource<'a>,
+}
+
+/// Where a request's balancing key comes from (`hash_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource<'a> {
+    /// The client's address: nothing to read from the request.
+    ClientIp,
+    /// The value of this header field (its name, any case).
+    Header(&'a [u8]),
+    /// The value of this cookie.
+    Cookie(&'a [u8]),
 }
 
 /// What the proxy needs to know about a request it forwards.
@@ -45,6 +59,8 @@ pub struct RequestHead {
     /// The request named no host (HTTP/1.0 allows that; the HTTP/1.1 request sent on needs one):
     /// the session adds `Host` with the chosen backend's authority.
     pub needs_host: bool,
+    /// The hash of the field or cookie named by [`ClientInfo::key`], when the request has it.
+    pub key: Option<u64>,
 }
 
 /// A request refused with this status.
@@ -141,9 +157,22 @@ pub fn rewrite(
     let mut host: &[u8] = b"";
     let mut upgrade_field = false;
     let mut xff = 0;
+    let mut key = None;
     let mut kinds = [Field::Other; MAX_HEADERS];
     for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
         *kind = Field::of(f.name.as_bytes());
+        match client.key {
+            KeySource::ClientIp => {}
+            KeySource::Header(name)
+                if key.is_none() && f.name.as_bytes().eq_ignore_ascii_case(name) =>
+            {
+                key = Some(crate::balancer::stable_hash(0, headers::trim(f.value)));
+            }
+            KeySource::Cookie(name) if key.is_none() && *kind == Field::Cookie => {
+                key = headers::cookie(f.value, name).map(|v| crate::balancer::stable_hash(0, v));
+            }
+            _ => {}
+        }
         match *kind {
             Field::Host => {
                 hosts += 1;
@@ -225,7 +254,7 @@ pub fn rewrite(
         let keep = match *kind {
             // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
             Field::Host => !absolute,
-            Field::Expect | Field::Other => {
+            Field::Expect | Field::Cookie | Field::Other => {
                 !(conn.names_fields && headers::named_by_connection(fields, f.name))
             }
             Field::Upgrade => upgrade,
@@ -286,6 +315,7 @@ pub fn rewrite(
         keep_alive,
         upgrade,
         needs_host: hosts == 0 && !absolute,
+        key,
     };
     Ok(Some((head, len)))
 }
@@ -437,6 +467,7 @@ mod tests {
     const CLIENT: ClientInfo = ClientInfo {
         ip: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
         tls: false,
+        key: KeySource::ClientIp,
     };
 
     fn go(head: &str) -> Result<(RequestHead, String), Reject> {

@@ -176,6 +176,7 @@ fn backends(weights: &[u32]) -> Vec<BackendConfig> {
                 port,
                 addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
                 weight,
+                max_conns: None,
             }
         })
         .collect()

@@ -14,6 +14,7 @@ fn backend_urls_are_split_and_resolved() {
             port: 8082,
             addr: "127.0.0.1:8082".parse().unwrap(),
             weight: 1,
+            max_conns: None,
         }
     );
     let b = backend("http://127.0.0.1");

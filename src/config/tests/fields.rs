@@ -186,6 +186,7 @@ fn full_example_config() {
             port,
             addr: backend.addr,
             weight,
+            max_conns: None,
         });
     }
     let expected = Config {

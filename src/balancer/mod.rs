@@ -1,0 +1,508 @@
+//! The backend pool and how a backend is chosen for a request.
+//!
+//! A [`Pool`] is an immutable view: the backends (each an `Arc<Backend>` whose state and
+//! counters are atomics, each on its own cache line), the strategy, and what the strategy
+//! precomputes (`Selector`: the round-robin schedule, the cumulative weights, the Maglev table).
+//! The [`Balancer`] publishes the current one; a change of membership, weight or strategy (admin
+//! API, reload) builds a new `Pool` and publishes it under a new generation number. A worker keeps
+//! its own `Arc<Pool>` in its [`Picker`] and looks only at the generation, one relaxed load of a
+//! line written only when the pool changes: picking takes no lock. Health and enabled flags change
+//! in place, on the backend's atomics, and need no new pool.
+//!
+//! One file per strategy, each with its tests: `round_robin.rs` (smooth weighted, one schedule
+//! for the whole proxy), `least_conn.rs`, `p2c.rs`, `random.rs`, `maglev.rs` (consistent
+//! hashing); `hash.rs` is the fixed hash and the per-worker random generator they share.
+
+mod hash;
+mod least_conn;
+mod maglev;
+mod p2c;
+mod random;
+mod round_robin;
+
+pub use hash::{hash as stable_hash, hash_ip};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::{BackendConfig, Scheme, Strategy};
+use crate::transport::ClientTls;
+
+/// Pool generations come from one process-wide counter, so a worker can never mistake a new
+/// pool (built by a reload, say) for the one it holds.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    EPOCH.fetch_add(1, Ordering::Relaxed) + 1
+}
+
+/// The published pool, shared by every thread.
+#[derive(Debug)]
+pub struct Balancer {
+    current: RwLock<Arc<Pool>>,
+    /// The generation of `current`: what workers compare their copy against.
+    generation: CachePadded<AtomicU64>,
+    /// Serialises writers, so two concurrent changes cannot lose one another.
+    writer: Mutex<()>,
+}
+
+impl Balancer {
+    pub fn new(pool: Pool) -> Balancer {
+        Balancer {
+            generation: CachePadded::new(AtomicU64::new(pool.generation)),
+            current: RwLock::new(Arc::new(pool)),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The pool as it is now.
+    pub fn current(&self) -> Arc<Pool> {
+        Arc::clone(&self.current.read())
+    }
+
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Changes the pool: `change` edits a copy, whose strategy tables are then rebuilt and which
+    /// is published (workers take it up at their next pick). Returns what `change` returned.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Pool) -> R) -> R {
+        let _writer = self.writer.lock();
+        let mut pool = Pool::clone(&self.current.read());
+        let result = change(&mut pool);
+        pool.rebuild();
+        let generation = pool.generation;
+        *self.current.write() = Arc::new(pool);
+        self.generation.store(generation, Ordering::Release);
+        result
+    }
+}
+
+/// A worker's own selection state: its random generator and its tie-breaking cursor.
+#[derive(Debug, Clone)]
+pub struct WorkerPick {
+    rng: hash::Rng,
+    cursor: usize,
+}
+
+impl WorkerPick {
+    /// The state of worker `index`: a generator seeded apart from the others', a cursor that
+    /// starts elsewhere.
+    pub fn new(index: usize) -> WorkerPick {
+        WorkerPick {
+            rng: hash::Rng::new(0x5eed ^ (index as u64).wrapping_mul(0x9e37_79b9)),
+            cursor: index,
+        }
+    }
+}
+
+/// A worker's view of the pool and its selection state.
+#[derive(Debug)]
+pub struct Picker {
+    pool: Arc<Pool>,
+    state: WorkerPick,
+}
+
+impl Picker {
+    /// The picker of worker `index`.
+    pub fn new(balancer: &Balancer, index: usize) -> Picker {
+        Picker {
+            pool: balancer.current(),
+            state: WorkerPick::new(index),
+        }
+    }
+
+    /// Chooses a backend (see [`Pool::pick`]), after taking up a newer pool if one was published.
+    #[inline]
+    pub fn pick(
+        &mut self,
+        balancer: &Balancer,
+        key: u64,
+        exclude: Option<u64>,
+    ) -> Option<&Arc<Backend>> {
+        if balancer.generation() != self.pool.generation {
+            self.pool = balancer.current();
+        }
+        self.pool.pick(&mut self.state, key, exclude)
+    }
+
+    /// The pool this worker picks from.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Healthy, enabled and not `exclude`: a candidate for a new request.
+#[inline]
+fn eligible(b: &Backend, exclude: Option<u64>) -> bool {
+    b.is_available() && Some(b.id) != exclude
+}
+
+/// One backend server and its live counters.
+#[derive(Debug)]
+pub struct Backend {
+    /// Unique for the life of the process (never reused after a removal).
+    pub id: u64,
+    pub url: String,
+    pub scheme: Scheme,
+    pub host: String,
+    /// `host[:port]` as written in the URL, for a `Host` field when a request has none.
+    pub authority: String,
+    pub addr: SocketAddr,
+    /// For the weighted strategies, at least 1. Changing it takes a new pool (the strategies'
+    /// tables are built from it when one is published).
+    weight: AtomicU32,
+    /// `https://` backends: how to speak TLS to it.
+    pub tls: Option<ClientTls>,
+    healthy: AtomicBool,
+    enabled: AtomicBool,
+    /// Requests in flight on this backend right now.
+    pub active: CachePadded<AtomicUsize>,
+    /// Requests sent to this backend, ever.
+    pub requests: CachePadded<AtomicU64>,
+    /// Failed attempts (connect errors, resets, invalid responses, timeouts).
+    pub failures: CachePadded<AtomicU64>,
+}
+
+impl Backend {
+    pub fn new(id: u64, cfg: &BackendConfig, tls: Option<ClientTls>) -> Backend {
+        Backend {
+            tls,
+            id,
+            url: cfg.url.clone(),
+            authority: authority(&cfg.url),
+            scheme: cfg.scheme,
+            host: cfg.host.clone(),
+            addr: cfg.addr,
+            weight: AtomicU32::new(cfg.weight.max(1)),
+            healthy: AtomicBool::new(true),
+            enabled: AtomicBool::new(true),
+            active: CachePadded::default(),
+            requests: CachePadded::default(),
+            failures: CachePadded::default(),
+        }
+    }
+
+    #[inline]
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Healthy and enabled: eligible for new requests.
+    #[inline]
+    pub fn is_available(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// A request starts on this backend.
+    #[inline]
+    pub fn begin_request(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request on this backend ended, whatever the outcome.
+    #[inline]
+    pub fn end_request(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn record_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn active_requests(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// The authority part of a validated backend URL (`http://host:port/` → `host:port`).
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.trim_end_matches('/').to_owned()
+}
+
+/// What a strategy precomputes from the pool (built once per published pool, behind an `Arc`, so
+/// the size of the round-robin counter's padding does not matter).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Selector {
+    RoundRobin(round_robin::Schedule),
+    LeastConn,
+    P2c,
+    Random(random::Weights),
+    ConsistentHash(maglev::Table),
+}
+
+impl Selector {
+    fn build(strategy: Strategy, backends: &[Arc<Backend>]) -> Selector {
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight()).collect();
+        match strategy {
+            Strategy::RoundRobin | Strategy::WeightedRoundRobin => {
+                Selector::RoundRobin(round_robin::Schedule::build(&weights))
+            }
+            Strategy::LeastConn => Selector::LeastConn,
+            Strategy::P2c => Selector::P2c,
+            Strategy::Random => Selector::Random(random::Weights::build(&weights)),
+            Strategy::ConsistentHash => {
+                let names: Vec<&str> = backends.iter().map(|b| b.url.as_str()).collect();
+                Selector::ConsistentHash(maglev::Table::build(&names, &weights))
+            }
+        }
+    }
+}
+
+/// The set of backends and the strategy that chooses among them.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    backends: Vec<Arc<Backend>>,
+    strategy: Strategy,
+    selector: Arc<Selector>,
+    /// Changes whenever the pool does.
+    generation: u64,
+    next_id: u64,
+}
+
+impl Pool {
+    /// A pool of plain-HTTP backends (`https://` ones get no TLS settings: see [`Pool::with_tls`]).
+    pub fn new(strategy: Strategy, backends: &[BackendConfig]) -> Pool {
+        Pool::with_tls(strategy, backends, |_, _| None)
+    }
+
+    /// A pool whose backends get their TLS settings from `tls`. Ids are 0, 1, 2… in order.
+    pub fn with_tls(
+        strategy: Strategy,
+        backends: &[BackendConfig],
+        tls: impl Fn(usize, &BackendConfig) -> Option<ClientTls>,
+    ) -> Pool {
+        let backends: Vec<Arc<Backend>> = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Arc::new(Backend::new(i as u64, b, tls(i, b))))
+            .collect();
+        let next_id = backends.len() as u64;
+        let mut pool = Pool {
+            selector: Arc::new(Selector::LeastConn),
+            backends,
+            strategy,
+            generation: 0,
+            next_id,
+        };
+        pool.rebuild();
+        pool
+    }
+
+    /// Builds the strategy's tables afresh and takes a new generation.
+    fn rebuild(&mut self) {
+        self.selector = Arc::new(Selector::build(self.strategy, &self.backends));
+        self.generation = next_generation();
+    }
+
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Adds a backend (the next id); returns it.
+    pub fn add(&mut self, cfg: &BackendConfig, tls: Option<ClientTls>) -> Arc<Backend> {
+        let backend = Arc::new(Backend::new(self.next_id, cfg, tls));
+        self.next_id += 1;
+        self.backends.push(Arc::clone(&backend));
+        self.rebuild();
+        backend
+    }
+
+    /// Removes the backend with this id; returns it if it was there.
+    pub fn remove(&mut self, id: u64) -> Option<Arc<Backend>> {
+        let pos = self.backends.iter().position(|b| b.id == id)?;
+        let removed = self.backends.remove(pos);
+        self.rebuild();
+        Some(removed)
+    }
+
+    /// Changes a backend's weight; returns false when there is no such backend.
+    pub fn set_weight(&mut self, id: u64, weight: u32) -> bool {
+        let Some(b) = self.backends.iter().find(|b| b.id == id) else {
+            return false;
+        };
+        b.weight.store(weight.max(1), Ordering::Relaxed);
+        self.rebuild();
+        true
+    }
+
+    pub fn set_strategy(&mut self, strategy: Strategy) {
+        self.strategy = strategy;
+        self.rebuild();
+    }
+
+    /// Chooses a backend for a request, skipping `exclude` (a backend that just failed) unless it
+    /// is the only one available. `key` is the request's hash for `consistent-hash` (ignored by
+    /// the other strategies). `None` when no backend is available.
+    pub fn pick(
+        &self,
+        state: &mut WorkerPick,
+        key: u64,
+        exclude: Option<u64>,
+    ) -> Option<&Arc<Backend>> {
+        let b = &self.backends;
+        let chosen = match &*self.selector {
+            Selector::RoundRobin(schedule) => schedule.pick(b, exclude),
+            Selector::LeastConn => least_conn::pick(b, &mut state.cursor, exclude),
+            Selector::P2c => p2c::pick(b, &mut state.rng, &mut state.cursor, exclude),
+            Selector::Random(weights) => weights.pick(b, &mut state.rng, exclude),
+            Selector::ConsistentHash(table) => table.pick(b, key, exclude),
+        };
+        match chosen {
+            Some(i) => b.get(i),
+            None if exclude.is_some() => self.pick(state, key, None),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn cfg(port: u16, weight: u32) -> BackendConfig {
+        BackendConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            scheme: Scheme::Http,
+            host: "127.0.0.1".into(),
+            port,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            weight,
+            max_conns: None,
+        }
+    }
+
+    /// A pool of backends on ports `1..=weights.len()` with these weights.
+    pub fn pool(strategy: Strategy, weights: &[u32]) -> Pool {
+        let cfgs: Vec<BackendConfig> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| cfg(i as u16 + 1, w))
+            .collect();
+        Pool::new(strategy, &cfgs)
+    }
+
+    /// The ports of `n` picks by one worker.
+    pub fn picks(pool: &Pool, n: usize) -> Vec<u16> {
+        let mut st = WorkerPick::new(0);
+        (0..n)
+            .map(|k| {
+                pool.pick(&mut st, k as u64, None)
+                    .map_or(0, |b| b.addr.port())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ids_follow_the_file_order_from_zero_and_are_never_reused() {
+        let mut p = pool(Strategy::RoundRobin, &[1, 1, 1]);
+        let ids: Vec<u64> = p.backends().iter().map(|b| b.id).collect();
+        assert_eq!(ids, vec![0, 1, 2]);
+        p.remove(1);
+        assert_eq!(p.add(&cfg(9, 1), None).id, 3);
+        let ids: Vec<u64> = p.backends().iter().map(|b| b.id).collect();
+        assert_eq!(ids, vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn unavailable_backends_are_never_picked_by_any_strategy() {
+        for strategy in Strategy::ALL {
+            let p = pool(strategy, &[1, 1, 1]);
+            p.backends()[1].set_healthy(false);
+            p.backends()[2].set_enabled(false);
+            assert!(picks(&p, 50).iter().all(|&port| port == 1), "{strategy}");
+            p.backends()[0].set_healthy(false);
+            assert_eq!(picks(&p, 3), vec![0, 0, 0], "{strategy}: none available");
+        }
+    }
+
+    #[test]
+    fn exclude_prefers_another_backend_but_falls_back() {
+        for strategy in Strategy::ALL {
+            let p = pool(strategy, &[1, 1]);
+            let mut st = WorkerPick::new(0);
+            let first = p.backends()[0].id;
+            for k in 0..20 {
+                let b = p.pick(&mut st, k, Some(first)).unwrap();
+                assert_eq!(b.addr.port(), 2, "{strategy}");
+            }
+            p.backends()[1].set_enabled(false);
+            assert_eq!(p.pick(&mut st, 0, Some(first)).unwrap().addr.port(), 1);
+        }
+    }
+
+    #[test]
+    fn a_stale_state_never_indexes_a_replaced_pool() {
+        for strategy in Strategy::ALL {
+            let big = pool(strategy, &[1, 1, 1, 1, 1]);
+            let mut st = WorkerPick::new(3);
+            for k in 0..10 {
+                big.pick(&mut st, k, None);
+            }
+            let small = pool(strategy, &[1]);
+            assert_ne!(small.generation, big.generation);
+            assert_eq!(small.pick(&mut st, 99, None).unwrap().addr.port(), 1);
+        }
+    }
+
+    #[test]
+    fn pickers_take_up_a_published_pool_at_their_next_pick() {
+        let balancer = Balancer::new(pool(Strategy::RoundRobin, &[1]));
+        let mut picker = Picker::new(&balancer, 0);
+        assert_eq!(picker.pick(&balancer, 0, None).unwrap().addr.port(), 1);
+        let before = balancer.generation();
+        let added = balancer.update(|pool| {
+            let gone = pool.backends()[0].id;
+            pool.remove(gone);
+            pool.add(&cfg(2, 1), None).id
+        });
+        assert_ne!(balancer.generation(), before);
+        let picked = picker.pick(&balancer, 0, None).unwrap();
+        assert_eq!((picked.id, picked.addr.port()), (added, 2));
+        assert_eq!(balancer.current().backends().len(), 1);
+    }
+
+    #[test]
+    fn weight_and_strategy_changes_take_effect_in_a_new_pool() {
+        let balancer = Balancer::new(pool(Strategy::RoundRobin, &[1, 1]));
+        balancer.update(|p| p.set_weight(0, 3));
+        let seq = picks(&balancer.current(), 8);
+        assert_eq!(seq.iter().filter(|&&p| p == 1).count(), 6, "{seq:?}");
+        balancer.update(|p| p.set_strategy(Strategy::LeastConn));
+        assert_eq!(balancer.current().strategy(), Strategy::LeastConn);
+        assert!(!balancer.update(|p| p.set_weight(42, 1)));
+    }
+}
