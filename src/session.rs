@@ -142,8 +142,9 @@ struct Exchange {
     attempts: u8,
     /// Interim (1xx) responses received.
     interims: u8,
-    /// The request's balancing key (`hash_key`'s value, or the client address).
-    key: u64,
+    /// The request's balancing key (`hash_key`'s value, or the client address), 32 bits of its
+    /// hash: plenty for a lookup table, and an idle session stays within its size.
+    key: u32,
     /// The request came without `Host` (HTTP/1.0): ferrule writes the chosen backend's authority,
     /// at every attempt.
     needs_host: bool,
@@ -228,14 +229,14 @@ pub struct Session {
     req_sent: usize,
     /// Bytes at the front of `req` framed and ready for the backend.
     req_ready: usize,
-    /// ReadHead: bytes already searched for the end of the head.
-    req_scan: usize,
+    /// ReadHead: bytes already searched for the end of the head (u32: buffers are far below 4 GiB).
+    req_scan: u32,
     req_body: Body,
 
     resp: Option<Buf>,
     /// Bytes at the front of `resp` framed and ready for the client.
     resp_ready: usize,
-    resp_scan: usize,
+    resp_scan: u32,
     resp_body: Body,
 
     upstream: Option<usize>,
@@ -548,7 +549,7 @@ impl Session {
                     self.deadline = ctx.now + ctx.cfg.client_header_timeout;
                 }
                 let bytes = buf.bytes();
-                match request::find_head_end(bytes, self.req_scan) {
+                match request::find_head_end(bytes, self.req_scan as usize) {
                     Err(Reject(status)) => return self.reject(ctx, status),
                     Ok(Some(end)) => {
                         if self.start_request(ctx, end)? {
@@ -565,9 +566,10 @@ impl Session {
                         // bytes are searched, so a head trickled in byte by byte costs linear time
                         if !self.head_line_seen {
                             self.head_line_seen =
-                                crate::http::find_byte(&bytes[self.req_scan..], b'\n').is_some();
+                                crate::http::find_byte(&bytes[self.req_scan as usize..], b'\n')
+                                    .is_some();
                         }
-                        self.req_scan = bytes.len();
+                        self.req_scan = bytes.len() as u32;
                         let limits = &ctx.cfg.limits;
                         if let Err(Reject(status)) =
                             request::check_partial(bytes.len(), self.head_line_seen, limits)
@@ -645,9 +647,10 @@ impl Session {
         self.head_line_seen = false;
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(head);
-        self.ex.key = head
+        let key = head
             .key
             .unwrap_or_else(|| crate::balancer::hash_ip(self.peer));
+        self.ex.key = (key >> 32) as u32;
         self.ex.replay = ctx.cfg.retries > 0;
         if !self.frame_request()? {
             return self.reject(ctx, Status::BadRequest);
@@ -693,7 +696,10 @@ impl Session {
 
     /// Picks a backend and lends the session a connection to it: an idle one, or a new one.
     fn start_upstream(&mut self, ctx: &mut Ctx<'_>, exclude: Option<u64>) -> Run {
-        let Some(backend) = ctx.picker.pick(ctx.balancer, self.ex.key, exclude) else {
+        let Some(backend) = ctx
+            .picker
+            .pick(ctx.balancer, u64::from(self.ex.key), exclude)
+        else {
             return self.fail(ctx, Status::ServiceUnavailable);
         };
         if self.ex.needs_host && !self.set_host(&backend.authority) {
@@ -1032,11 +1038,11 @@ impl Session {
                 return Ok(());
             };
             let unframed = &buf.bytes()[self.resp_ready..];
-            let end = match request::find_head_end(unframed, self.resp_scan) {
+            let end = match request::find_head_end(unframed, self.resp_scan as usize) {
                 Ok(Some(end)) => end,
                 Ok(None) if buf.is_full() => return self.bad_response(ctx),
                 Ok(None) => {
-                    self.resp_scan = unframed.len();
+                    self.resp_scan = unframed.len() as u32;
                     return Ok(());
                 }
                 Err(_) => return self.bad_response(ctx),

@@ -15,9 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use ferrule::balancer::{PickState, Pool};
+use ferrule::balancer::{Pool, WorkerPick};
 use ferrule::config::{BackendConfig, Scheme, Strategy};
-use ferrule::http::request::{self, ClientInfo, Limits};
+use ferrule::http::request::{self, ClientInfo, KeySource, Limits};
 use ferrule::http::response::{self, Answering};
 use ferrule::http::{Body, Framing, Method, Step};
 
@@ -57,6 +57,7 @@ fn heads(c: &mut Criterion) {
     let client = ClientInfo {
         ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
         tls: false,
+        key: KeySource::ClientIp,
     };
     let mut out = Vec::with_capacity(1024);
 
@@ -168,7 +169,7 @@ fn backends(weights: &[u32]) -> Vec<BackendConfig> {
         .iter()
         .enumerate()
         .map(|(i, &weight)| {
-            let port = 18482 + i as u16;
+            let port = 18482 + (i % 40_000) as u16;
             BackendConfig {
                 url: format!("http://127.0.0.1:{port}"),
                 scheme: Scheme::Http,
@@ -184,16 +185,17 @@ fn backends(weights: &[u32]) -> Vec<BackendConfig> {
 
 fn balancer(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
-    let cases: [(&str, Strategy, Vec<u32>); 4] = [
-        ("round-robin/3", Strategy::RoundRobin, vec![1; 3]),
-        ("round-robin/32", Strategy::RoundRobin, vec![1; 32]),
-        (
-            "weighted/5,3,2",
-            Strategy::WeightedRoundRobin,
-            vec![5, 3, 2],
-        ),
-        ("least-conn/3", Strategy::LeastConn, vec![1; 3]),
-    ];
+    // every strategy at 3, 100 and 1,000 backends (weights 1..=5, so weighted cases are weighted)
+    let mut cases = Vec::new();
+    for strategy in Strategy::ALL {
+        if strategy == Strategy::WeightedRoundRobin {
+            continue; // the same code as round-robin
+        }
+        for n in [3usize, 100, 1000] {
+            let weights: Vec<u32> = (0..n).map(|i| 1 + (i % 5) as u32).collect();
+            cases.push((format!("{strategy}/{n}"), strategy, weights));
+        }
+    }
     for (name, strategy, weights) in cases {
         let pool = Pool::new(strategy, &backends(&weights));
         // Least-conn with requests in flight, so the comparison is not all ties.
@@ -202,10 +204,14 @@ fn balancer(c: &mut Criterion) {
                 b.begin_request();
             }
         }
-        let mut state = PickState::default();
-        assert!(pool.pick(&mut state, None).is_some());
+        let mut state = WorkerPick::new(0);
+        assert!(pool.pick(&mut state, 1, None).is_some());
+        let mut key = 0u64;
         group.bench_function(name, |b| {
-            b.iter(|| pool.pick(&mut state, black_box(None)).map(|b| b.id))
+            b.iter(|| {
+                key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                pool.pick(&mut state, black_box(key), None).map(|b| b.id)
+            })
         });
     }
     group.finish();

@@ -3,12 +3,13 @@
 use super::*;
 
 /// Every top-level key, in the order an unknown key's message lists them.
-const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, backends, \
-     backend_ca_file, backend_timeout, connect_timeout, client_header_timeout, client_body_timeout, send_timeout, \
-     keepalive_timeout, tunnel_timeout, tls_handshake_timeout, backend_keepalive, backend_keepalive_timeout, retries, \
-     max_request_head, max_uri_length, max_connections, buffer_size, shutdown_timeout, \
+const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, hash_key, \
+     backends, backend_ca_file, backend_timeout, connect_timeout, client_header_timeout, \
+     client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
+     backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
+     max_connections, max_conns, queue_timeout, buffer_size, shutdown_timeout, \
      health_check_frequency, health_check_method, health_check_path, enable_sticky_sessions, \
-     sticky_session_ttl, ssl";
+     sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, ssl";
 
 #[test]
 fn duration_fields_name_the_field() {
@@ -269,7 +270,8 @@ fn unknown_keys_are_named_with_their_path() {
     );
     rejects(
         r#"{"backends": [{"url": "http://127.0.0.1:1", "path": "/x"}]}"#,
-        "backends[0].path: unknown key (expected one of: url, weight, ca_file, tls_skip_verify)",
+        "backends[0].path: unknown key (expected one of: url, weight, max_conns, ca_file, \
+         tls_skip_verify)",
     );
     rejects(
         r#"{"prot": 80}"#,
@@ -494,8 +496,26 @@ fn bind_addresses() {
 fn strategies_and_methods() {
     rejects(
         r#"{"strategy": "fastest"}"#,
-        "strategy: unknown strategy \"fastest\" (expected round-robin, weighted-round-robin \
-         or least-conn)",
+        "strategy: unknown strategy \"fastest\" (expected round-robin, weighted-round-robin, \
+         least-conn, p2c, random or consistent-hash)",
+    );
+    for name in [
+        "round-robin",
+        "weighted-round-robin",
+        "least-conn",
+        "p2c",
+        "random",
+    ] {
+        assert_eq!(
+            parse(&format!(r#"{{"strategy": "{name}"}}"#))
+                .strategy
+                .name(),
+            name
+        );
+    }
+    assert_eq!(
+        parse(r#"{"strategy": "consistent-hash"}"#).strategy,
+        Strategy::ConsistentHash
     );
     rejects(
         r#"{"health_check_method": "icmp"}"#,
@@ -516,5 +536,57 @@ fn health_check_path() {
     assert_eq!(
         parse(r#"{"health_check_path": "/"}"#).health_check_path,
         "/"
+    );
+}
+
+#[test]
+fn balancing_keys() {
+    assert_eq!(parse("{}").hash_key, HashKey::ClientIp);
+    assert_eq!(
+        parse(r#"{"hash_key": "header:X-User"}"#).hash_key,
+        HashKey::Header("X-User".into())
+    );
+    assert_eq!(
+        parse(r#"{"hash_key": "cookie:sid"}"#).hash_key,
+        HashKey::Cookie("sid".into())
+    );
+    for bad in ["ip", "header:", "cookie:a b", "query:x", "header:a:b"] {
+        let message = error(&format!(r#"{{"hash_key": "{bad}"}}"#));
+        assert!(
+            message.starts_with(&format!("hash_key: \"{bad}\" is not a hash key")),
+            "{message}"
+        );
+    }
+    let config = parse(
+        r#"{"max_conns": 10, "queue_timeout": "2s",
+            "backends": [{"url": "http://127.0.0.1:1", "max_conns": 3}, {"url": "http://127.0.0.1:2"}]}"#,
+    );
+    assert_eq!((config.max_conns, config.queue_timeout), (10, secs(2)));
+    assert_eq!(config.backends[0].max_conns, Some(3));
+    assert_eq!(config.backends[1].max_conns, None);
+    rejects(r#"{"max_conns": -1}"#, "max_conns: must be at least 0");
+}
+
+#[test]
+fn sticky_settings() {
+    let config = parse(
+        r#"{"enable_sticky_sessions": true, "sticky_mode": "cookie", "sticky_max_entries": 10,
+            "sticky_cookie_name": "srv", "sticky_cookie_strip": true}"#,
+    );
+    assert_eq!(config.sticky_mode, StickyMode::Cookie);
+    assert_eq!(config.sticky_max_entries, 10);
+    assert_eq!(config.sticky_cookie_name, "srv");
+    assert!(config.sticky_cookie_strip);
+    rejects(
+        r#"{"sticky_mode": "url"}"#,
+        "sticky_mode: unknown sticky mode \"url\" (expected ip or cookie)",
+    );
+    rejects(
+        r#"{"sticky_cookie_name": "a=b"}"#,
+        "sticky_cookie_name: \"a=b\" is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)",
+    );
+    rejects(
+        r#"{"sticky_max_entries": 0}"#,
+        "sticky_max_entries: must be at least 1",
     );
 }
