@@ -60,17 +60,20 @@ impl Config {
                 }
             }
         }
-        if !self.admin_bind.is_loopback() {
+        if !self.admin_bind.is_loopback() && self.admin_token.is_none() {
             warnings.push(format!(
-                "admin_bind is {} (not loopback): anyone who can reach port {} can change the \
-                 backend pool",
+                "admin_bind is {} (not loopback) and there is no admin_token: anyone who can reach \
+                 port {} can change the backend pool",
                 self.admin_bind, self.admin_port
             ));
         }
-        if self.health_check_method == HealthCheckMethod::Tcp && self.health_check_path != "/health"
+        if self.health_check_method != HealthCheckMethod::Http
+            && self.health_check_path != "/health"
         {
-            warnings
-                .push("health_check_path is not used when health_check_method is \"tcp\"".into());
+            warnings.push(format!(
+                "health_check_path is not used when health_check_method is \"{}\"",
+                self.health_check_method
+            ));
         }
         if self.ssl.redirect_http_port.is_some() && !self.ssl.enabled {
             warnings.push("ssl.redirect_http_port is not used when ssl.enabled is false".into());

@@ -15,10 +15,11 @@ use serde_json::Value;
 
 use super::de::expected;
 
-/// A duration key: a string such as `"30s"`, greater than zero and at most `MAX_SECS` seconds.
+/// A duration key: a string such as `"30s"`, at most `MAX_SECS` seconds, and greater than zero
+/// unless `ZERO` (where `"0s"` means "off").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "Value")]
-pub(super) struct Dur<const MAX_SECS: u64>(Duration);
+pub(super) struct Dur<const MAX_SECS: u64, const ZERO: bool = false>(Duration);
 
 /// Timeouts and intervals: at most a day.
 pub(super) type Timeout = Dur<{ 24 * 60 * 60 }>;
@@ -26,7 +27,10 @@ pub(super) type Timeout = Dur<{ 24 * 60 * 60 }>;
 /// `sticky_session_ttl`: at most thirty days.
 pub(super) type Lifetime = Dur<{ 30 * 24 * 60 * 60 }>;
 
-impl<const MAX_SECS: u64> Dur<MAX_SECS> {
+/// An interval that `"0s"` turns off: at most a day.
+pub(super) type Interval = Dur<{ 24 * 60 * 60 }, true>;
+
+impl<const MAX_SECS: u64, const ZERO: bool> Dur<MAX_SECS, ZERO> {
     /// Wraps an effective value to serialise it (it was checked when it was read).
     pub(super) fn new(duration: Duration) -> Self {
         Dur(duration)
@@ -38,7 +42,7 @@ impl<const MAX_SECS: u64> Dur<MAX_SECS> {
 }
 
 /// The value is taken as JSON, not as a string, so that a bare number gets a hint.
-impl<const MAX_SECS: u64> TryFrom<Value> for Dur<MAX_SECS> {
+impl<const MAX_SECS: u64, const ZERO: bool> TryFrom<Value> for Dur<MAX_SECS, ZERO> {
     type Error = String;
 
     fn try_from(value: Value) -> Result<Self, String> {
@@ -52,7 +56,7 @@ impl<const MAX_SECS: u64> TryFrom<Value> for Dur<MAX_SECS> {
             other => return Err(expected("a duration string such as \"30s\"", other)),
         };
         let max = Duration::from_secs(MAX_SECS);
-        if duration.is_zero() {
+        if duration.is_zero() && !ZERO {
             Err("must be greater than zero".to_owned())
         } else if duration > max {
             Err(format!("must be at most {}", format_duration(max)))
@@ -63,7 +67,7 @@ impl<const MAX_SECS: u64> TryFrom<Value> for Dur<MAX_SECS> {
 }
 
 /// Written in the form [`parse_duration`] reads back.
-impl<const MAX_SECS: u64> Serialize for Dur<MAX_SECS> {
+impl<const MAX_SECS: u64, const ZERO: bool> Serialize for Dur<MAX_SECS, ZERO> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&format_duration(self.0))
     }

@@ -20,10 +20,10 @@ use serde_json::Value;
 
 use super::backend::{self, BackendFile, BackendSpec};
 use super::de::expected;
-use super::duration::{Dur, Lifetime, Timeout};
+use super::duration::{Dur, Interval, Lifetime, Timeout};
 use super::{
     default_workers, invalid, CertificateFiles, Config, ConfigError, HashKey, HealthCheckMethod,
-    SslConfig, StickyMode, Strategy, NO_BACKEND_TLS,
+    SslConfig, StatusSet, StickyMode, Strategy, NO_BACKEND_TLS,
 };
 
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
@@ -69,9 +69,19 @@ pub(super) struct ConfigFile {
     queue_timeout: Option<Timeout>,
     buffer_size: Option<Bytes<4096>>,
     shutdown_timeout: Option<Timeout>,
-    health_check_frequency: Option<Timeout>,
+    health_check_frequency: Option<Interval>,
     health_check_method: Option<HealthCheckMethod>,
     health_check_path: Option<HealthCheckPath>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check_timeout: Option<Timeout>,
+    health_check_expect: Option<StatusSet>,
+    health_check_rise: Option<Int<u32, 1, 100>>,
+    health_check_fall: Option<Int<u32, 1, 100>>,
+    max_fails: Option<Int<u32, 0, 1000>>,
+    fail_timeout: Option<Timeout>,
+    fail_open: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_token: Option<Token>,
     enable_sticky_sessions: Option<bool>,
     sticky_session_ttl: Option<Lifetime>,
     sticky_mode: Option<StickyMode>,
@@ -79,6 +89,25 @@ pub(super) struct ConfigFile {
     sticky_cookie_name: Option<CookieName>,
     sticky_cookie_strip: Option<bool>,
     ssl: Option<SslFile>,
+}
+
+/// `admin_token`: not empty, no whitespace or control characters (it travels in a header).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub(super) struct Token(String);
+
+impl TryFrom<String> for Token {
+    type Error = String;
+
+    fn try_from(token: String) -> Result<Self, String> {
+        if token.is_empty() {
+            Err("must not be empty (leave the key out for no token)".into())
+        } else if token.bytes().any(|b| !b.is_ascii_graphic()) {
+            Err("must be printable ASCII without spaces".into())
+        } else {
+            Ok(Token(token))
+        }
+    }
 }
 
 /// A cookie name (an RFC 6265 token: no spaces, `=`, `;` or quotes).
@@ -167,6 +196,14 @@ impl ConfigFile {
             health_check_frequency,
             health_check_method,
             health_check_path,
+            health_check_timeout,
+            health_check_expect,
+            health_check_rise,
+            health_check_fall,
+            max_fails,
+            fail_timeout,
+            fail_open,
+            admin_token,
             enable_sticky_sessions,
             sticky_session_ttl,
             sticky_mode,
@@ -193,6 +230,14 @@ impl ConfigFile {
             health_check_frequency: health_check_frequency.map_or(secs(10), Dur::get),
             health_check_method: health_check_method.unwrap_or(HealthCheckMethod::Http),
             health_check_path: health_check_path.map_or_else(|| "/health".into(), |p| p.0),
+            health_check_timeout: health_check_timeout.map(Dur::get),
+            health_check_expect: health_check_expect.unwrap_or_default(),
+            health_check_rise: health_check_rise.map_or(2, Int::get),
+            health_check_fall: health_check_fall.map_or(3, Int::get),
+            max_fails: max_fails.map_or(3, Int::get),
+            fail_timeout: fail_timeout.map_or(secs(10), Dur::get),
+            fail_open: fail_open.unwrap_or(false),
+            admin_token: admin_token.map(|t| t.0),
             backend_timeout: backend_timeout.map_or(secs(60), Dur::get),
             connect_timeout: connect_timeout.map_or(secs(60), Dur::get),
             client_header_timeout: client_header_timeout.map_or(secs(60), Dur::get),
@@ -280,6 +325,14 @@ impl From<Config> for ConfigFile {
             health_check_frequency,
             health_check_method,
             health_check_path,
+            health_check_timeout,
+            health_check_expect,
+            health_check_rise,
+            health_check_fall,
+            max_fails,
+            fail_timeout,
+            fail_open,
+            admin_token,
             backend_timeout,
             connect_timeout,
             client_header_timeout,
@@ -344,6 +397,14 @@ impl From<Config> for ConfigFile {
             health_check_frequency: Some(Dur::new(health_check_frequency)),
             health_check_method: Some(health_check_method),
             health_check_path: Some(HealthCheckPath(health_check_path)),
+            health_check_timeout: health_check_timeout.map(Dur::new),
+            health_check_expect: Some(health_check_expect),
+            health_check_rise: Some(Int(health_check_rise)),
+            health_check_fall: Some(Int(health_check_fall)),
+            max_fails: Some(Int(max_fails)),
+            fail_timeout: Some(Dur::new(fail_timeout)),
+            fail_open: Some(fail_open),
+            admin_token: admin_token.map(Token),
             enable_sticky_sessions: Some(enable_sticky_sessions),
             sticky_session_ttl: Some(Dur::new(sticky_session_ttl)),
             sticky_mode: Some(sticky_mode),

@@ -212,23 +212,102 @@ impl From<StickyMode> for &'static str {
     }
 }
 
+/// Statuses a health check accepts (`health_check_expect`): a comma-separated list of codes
+/// (`200`), ranges (`200-299`) and classes (`2xx`); default `"2xx,3xx"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StatusSet {
+    text: String,
+    ranges: Vec<(u16, u16)>,
+}
+
+impl StatusSet {
+    pub fn contains(&self, status: u16) -> bool {
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+impl Default for StatusSet {
+    fn default() -> Self {
+        StatusSet {
+            text: "2xx,3xx".into(),
+            ranges: vec![(200, 299), (300, 399)],
+        }
+    }
+}
+
+impl TryFrom<String> for StatusSet {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{text:?} is not a status list (codes, ranges and classes such as \"200,204\", \
+                 \"200-299\" or \"2xx,3xx\", 100 to 599)"
+            )
+        };
+        let code = |s: &str| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c) && s.len() == 3)
+        };
+        let mut ranges = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let range = if let Some(class) = part.strip_suffix("xx") {
+                match class {
+                    "1" | "2" | "3" | "4" | "5" => {
+                        let c: u16 = class.parse().map_err(|_| bad())?;
+                        (c * 100, c * 100 + 99)
+                    }
+                    _ => return Err(bad()),
+                }
+            } else if let Some((lo, hi)) = part.split_once('-') {
+                match (code(lo.trim()), code(hi.trim())) {
+                    (Some(lo), Some(hi)) if lo <= hi => (lo, hi),
+                    _ => return Err(bad()),
+                }
+            } else {
+                let c = code(part).ok_or_else(bad)?;
+                (c, c)
+            };
+            ranges.push(range);
+        }
+        Ok(StatusSet { text, ranges })
+    }
+}
+
+impl From<StatusSet> for String {
+    fn from(set: StatusSet) -> String {
+        set.text
+    }
+}
+
 /// Active health check kind (`health_check_method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "&'static str")]
 pub enum HealthCheckMethod {
     Http,
     Tcp,
+    /// No active checks (passive ones still run).
+    None,
 }
 
 impl HealthCheckMethod {
     /// Every method, in the order error messages list them.
-    pub const ALL: [HealthCheckMethod; 2] = [HealthCheckMethod::Http, HealthCheckMethod::Tcp];
+    pub const ALL: [HealthCheckMethod; 3] = [
+        HealthCheckMethod::Http,
+        HealthCheckMethod::Tcp,
+        HealthCheckMethod::None,
+    ];
 
     /// The name config.json uses (`http`, `tcp`).
     pub fn name(self) -> &'static str {
         match self {
             HealthCheckMethod::Http => "http",
             HealthCheckMethod::Tcp => "tcp",
+            HealthCheckMethod::None => "none",
         }
     }
 }
@@ -370,8 +449,29 @@ pub struct Config {
     pub backend_ca_file: Option<String>,
     /// `health_check_frequency`, default 10s.
     pub health_check_frequency: Duration,
-    /// `health_check_method`, default `http`.
+    /// `health_check_method`, default `http`: `http`, `tcp` or `none` (no active checks).
     pub health_check_method: HealthCheckMethod,
+    /// `health_check_timeout`, default the smaller of `backend_timeout` and the interval: a probe
+    /// that takes longer fails. See [`Config::health_check_timeout`].
+    pub health_check_timeout: Option<Duration>,
+    /// `health_check_expect`, default `2xx,3xx`: statuses an http check accepts.
+    pub health_check_expect: StatusSet,
+    /// `health_check_rise`, default 2: consecutive successes that bring a backend up.
+    pub health_check_rise: u32,
+    /// `health_check_fall`, default 3: consecutive failures that take it down.
+    pub health_check_fall: u32,
+    /// `max_fails`, default 3 (0: passive checks off): failures seen by the workers (connect
+    /// errors, resets, timeouts) within `fail_timeout` that take a backend down at once.
+    pub max_fails: u32,
+    /// `fail_timeout`, default 10s: the window of `max_fails`, and, without active checks, how
+    /// long a backend taken down by them stays down before it is tried again.
+    pub fail_timeout: Duration,
+    /// `fail_open`, default false: when every backend is down, send to all of them rather than
+    /// answer 503.
+    pub fail_open: bool,
+    /// `admin_token`, default none: when set, every admin request but `GET /health` needs
+    /// `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
     /// `health_check_path`, default `/health` (for the http method).
     pub health_check_path: String,
     /// `backend_timeout`, default 60s: longest wait for the backend's response head, and longest
@@ -515,11 +615,33 @@ impl Config {
         Ok(config)
     }
 
-    /// A copy fit to show (`GET /config`): every secret replaced by [`REDACTED`]. No key holds a
-    /// secret yet (certificate and key file *paths* are not secrets); one that does (a key
-    /// password, a token) must be blanked here, with a test that it is.
+    /// A copy fit to show (`GET /config`): every secret (`admin_token`) replaced by [`REDACTED`].
+    /// Certificate and key file *paths* are not secrets; a new key that holds one (a key password)
+    /// must be blanked here too, with a test that it is.
     pub fn redacted(&self) -> Config {
-        self.clone()
+        let mut shown = self.clone();
+        if shown.admin_token.is_some() {
+            shown.admin_token = Some(REDACTED.into());
+        }
+        shown
+    }
+
+    /// How long a health probe may take: `health_check_timeout`, or the smaller of
+    /// `backend_timeout` and the interval.
+    pub fn health_check_timeout(&self) -> Duration {
+        self.health_check_timeout.unwrap_or_else(|| {
+            if self.health_check_frequency.is_zero() {
+                self.backend_timeout
+            } else {
+                self.backend_timeout.min(self.health_check_frequency)
+            }
+        })
+    }
+
+    /// Active health checks run (a method other than `none`, a non-zero interval).
+    pub fn active_checks(&self) -> bool {
+        self.health_check_method != HealthCheckMethod::None
+            && !self.health_check_frequency.is_zero()
     }
 
     /// The TLS settings of `backends[index]`: its entry in [`Config::backend_tls`], or the

@@ -8,7 +8,9 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strat
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
      max_connections, max_conns, queue_timeout, buffer_size, shutdown_timeout, \
-     health_check_frequency, health_check_method, health_check_path, enable_sticky_sessions, \
+     health_check_frequency, health_check_method, health_check_path, health_check_timeout, \
+     health_check_expect, health_check_rise, health_check_fall, max_fails, fail_timeout, fail_open, \
+     admin_token, enable_sticky_sessions, \
      sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, ssl";
 
 #[test]
@@ -34,8 +36,10 @@ fn duration_fields_name_the_field() {
 #[test]
 fn every_duration_must_be_positive_and_bounded() {
     let timeouts = [
-        "health_check_frequency",
         "backend_timeout",
+        "health_check_timeout",
+        "fail_timeout",
+        "queue_timeout",
         "connect_timeout",
         "client_header_timeout",
         "client_body_timeout",
@@ -519,7 +523,7 @@ fn strategies_and_methods() {
     );
     rejects(
         r#"{"health_check_method": "icmp"}"#,
-        "health_check_method: unknown method \"icmp\" (expected http or tcp)",
+        "health_check_method: unknown method \"icmp\" (expected http, tcp or none)",
     );
 }
 
@@ -588,5 +592,65 @@ fn sticky_settings() {
     rejects(
         r#"{"sticky_max_entries": 0}"#,
         "sticky_max_entries: must be at least 1",
+    );
+}
+
+#[test]
+fn health_check_settings() {
+    let config = parse("{}");
+    assert!(config.active_checks());
+    assert_eq!(config.health_check_timeout(), secs(10));
+    let config = parse(r#"{"health_check_frequency": "0s", "backend_timeout": "3s"}"#);
+    assert!(!config.active_checks());
+    assert_eq!(config.health_check_frequency, Duration::ZERO);
+    assert_eq!(config.health_check_timeout(), secs(3));
+    assert!(!parse(r#"{"health_check_method": "none"}"#).active_checks());
+    let config = parse(
+        r#"{"health_check_timeout": "2s", "health_check_expect": "200, 204-206,5xx",
+            "health_check_rise": 1, "health_check_fall": 5, "max_fails": 0,
+            "fail_timeout": "30s", "fail_open": true}"#,
+    );
+    assert_eq!(config.health_check_timeout(), secs(2));
+    let expect = &config.health_check_expect;
+    assert!(expect.contains(200) && expect.contains(205) && expect.contains(503));
+    assert!(!expect.contains(201) && !expect.contains(404));
+    assert_eq!(
+        (
+            config.health_check_rise,
+            config.health_check_fall,
+            config.max_fails
+        ),
+        (1, 5, 0)
+    );
+    assert!(config.fail_open);
+    assert!(StatusSet::default().contains(302) && !StatusSet::default().contains(404));
+    for bad in ["", "2x", "600", "299-200", "20", "abc", "2xx;3xx"] {
+        let message = error(&format!(r#"{{"health_check_expect": "{bad}"}}"#));
+        assert!(message.starts_with("health_check_expect: "), "{message}");
+    }
+    rejects(
+        r#"{"health_check_rise": 0}"#,
+        "health_check_rise: must be at least 1",
+    );
+    rejects(
+        r#"{"health_check_method": "icmp"}"#,
+        "health_check_method: unknown method \"icmp\" (expected http, tcp or none)",
+    );
+}
+
+#[test]
+fn admin_token_is_checked_and_redacted() {
+    let config = parse(r#"{"admin_token": "s3cret"}"#);
+    assert_eq!(config.admin_token.as_deref(), Some("s3cret"));
+    let shown = serde_json::to_value(config.redacted()).unwrap();
+    assert_eq!(shown["admin_token"], REDACTED);
+    assert!(!shown.to_string().contains("s3cret"));
+    rejects(
+        r#"{"admin_token": ""}"#,
+        "admin_token: must not be empty (leave the key out for no token)",
+    );
+    rejects(
+        r#"{"admin_token": "a b"}"#,
+        "admin_token: must be printable ASCII without spaces",
     );
 }

@@ -116,7 +116,8 @@ fn warnings() {
             "backends[0] (\"http://127.0.0.1:8080\") is this proxy's own address: requests to \
              it would loop",
             "backends[1] (\"http://127.0.0.1:8081\") is the admin API's address",
-            "admin_bind is 0.0.0.0 (not loopback): anyone who can reach port 8081 can change \
+            "admin_bind is 0.0.0.0 (not loopback) and there is no admin_token: anyone who can \
+                 reach port 8081 can change \
              the backend pool",
             "health_check_path is not used when health_check_method is \"tcp\"",
         ]
