@@ -167,6 +167,47 @@ pub struct Backend {
     pub requests: CachePadded<AtomicU64>,
     /// Failed attempts (connect errors, resets, invalid responses, timeouts).
     pub failures: CachePadded<AtomicU64>,
+    /// What the health checks know of it: written by the health thread (and by the workers'
+    /// passive marking when it flips), read by the admin API. Never locked on the request path.
+    pub health: Mutex<HealthInfo>,
+}
+
+/// The health-check record of one backend.
+#[derive(Debug, Clone, Default)]
+pub struct HealthInfo {
+    /// The last probe: when (milliseconds since the Unix epoch) and whether it passed.
+    pub last_check: Option<(u64, bool)>,
+    /// Why the last failed probe (or passive marking) failed, e.g. `connection refused`.
+    pub last_error: Option<String>,
+    /// Consecutive probe results of the same kind, for rise and fall.
+    pub successes: u32,
+    pub failures: u32,
+    /// The latest probe results, oldest first, at most [`HealthInfo::HISTORY`] (for the
+    /// dashboard).
+    pub history: std::collections::VecDeque<(u64, bool)>,
+}
+
+impl HealthInfo {
+    pub const HISTORY: usize = 60;
+
+    /// Records a probe result at `at_ms`; returns the consecutive count of its kind.
+    pub fn record(&mut self, at_ms: u64, ok: bool, error: Option<String>) -> u32 {
+        self.last_check = Some((at_ms, ok));
+        if self.history.len() == Self::HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((at_ms, ok));
+        if ok {
+            self.failures = 0;
+            self.successes = self.successes.saturating_add(1);
+            self.successes
+        } else {
+            self.successes = 0;
+            self.failures = self.failures.saturating_add(1);
+            self.last_error = error;
+            self.failures
+        }
+    }
 }
 
 impl Backend {
@@ -185,6 +226,7 @@ impl Backend {
             active: CachePadded::default(),
             requests: CachePadded::default(),
             failures: CachePadded::default(),
+            health: Mutex::new(HealthInfo::default()),
         }
     }
 
