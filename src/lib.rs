@@ -167,6 +167,12 @@ impl Settings {
             tunnel_timeout: c.tunnel_timeout,
             tls_handshake_timeout: c.tls_handshake_timeout,
             hash_key: c.hash_key.clone(),
+            sticky_cookie: (c.enable_sticky_sessions
+                && c.sticky_mode == config::StickyMode::Cookie)
+                .then(|| c.sticky_cookie_name.clone()),
+            strip_sticky_cookie: c.sticky_cookie_strip,
+            sticky_max_age: c.sticky_session_ttl.as_secs(),
+            queue_timeout: c.queue_timeout,
         }
     }
 }
@@ -299,10 +305,16 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     if let Some(warning) = &budget.warning {
         log::warn!("{warning}");
     }
-    let pool = Pool::with_tls(config.strategy, &config.backends, |i, _| {
-        backend_tls.get(i).cloned().flatten()
-    });
-    let balancer = Arc::new(Balancer::new(pool));
+    let pool = Pool::with_tls(
+        config.strategy,
+        &config.backends,
+        config.max_conns,
+        |i, _| backend_tls.get(i).cloned().flatten(),
+    );
+    let balancer = Arc::new(Balancer::with_policy(
+        pool,
+        balancer::Policy::from_config(config),
+    ));
     let addr = SocketAddr::new(config.bind, config.port);
     let workers = config.workers.max(1);
     let listeners =

@@ -94,6 +94,8 @@ fn run(args: &[String]) -> Result<(), String> {
     };
     let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     ferrule::logging::init(log::LevelFilter::Info)?;
+    // a start that fails is one line on stderr: the log lines about the config come after it
+    let handle = ferrule::start(&config).map_err(|e| e.to_string())?;
     for w in config.warnings() {
         log::warn!("{w}");
     }
@@ -101,8 +103,6 @@ fn run(args: &[String]) -> Result<(), String> {
         log::info!("backend {} (weight {})", b.url, b.weight);
     }
     log::info!("strategy: {}", config.strategy);
-
-    let handle = ferrule::start(&config).map_err(|e| e.to_string())?;
     let scheme = if config.ssl.enabled { "https" } else { "http" };
     log::info!(
         "listening on {scheme}://{} with {} workers",

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use mio::Registry;
 
-use crate::balancer::{Balancer, Picker};
+use crate::balancer::{Ask, Balancer, Choice, Picker};
 use crate::buffer::{Buf, BufPool};
 use crate::config::HashKey;
 use crate::http::errors::{self, Status};
@@ -71,6 +71,13 @@ pub struct Settings {
     pub tls_handshake_timeout: Duration,
     /// What `consistent-hash` hashes.
     pub hash_key: HashKey,
+    /// Sticky sessions by cookie: its name (`None`: not in cookie mode), whether it is removed
+    /// before the request goes on, and its `Max-Age`.
+    pub sticky_cookie: Option<String>,
+    pub strip_sticky_cookie: bool,
+    pub sticky_max_age: u64,
+    /// How long a request may wait for a backend slot (`max_conns`) before a 503.
+    pub queue_timeout: Duration,
 }
 
 /// The worker's state a session works with while it runs.
@@ -89,6 +96,10 @@ pub struct Ctx<'a> {
     /// This session's key in the worker's slab.
     pub key: usize,
     pub stats: &'a WorkerStats,
+    /// Sessions waiting for a backend slot, in arrival order `(key, id)`, and their count as the
+    /// other workers see it.
+    pub queue: &'a mut std::collections::VecDeque<(usize, u32)>,
+    pub queued: &'a std::sync::atomic::AtomicUsize,
 }
 
 /// How a run ended, when the session goes on.
@@ -109,6 +120,8 @@ type Run = Result<bool, Close>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     ReadHead,
+    /// Waiting in the worker's queue for a backend slot (`max_conns`).
+    Queued,
     Connect,
     Exchange,
     Tunnel,
@@ -145,6 +158,10 @@ struct Exchange {
     /// The request's balancing key (`hash_key`'s value, or the client address), 32 bits of its
     /// hash: plenty for a lookup table, and an idle session stays within its size.
     key: u32,
+    /// The backend the request's sticky cookie names (0: none).
+    cookie: u64,
+    /// The response sets the sticky cookie (the request had none, or one for another backend).
+    set_cookie: bool,
     /// The request came without `Host` (HTTP/1.0): ferrule writes the chosen backend's authority,
     /// at every attempt.
     needs_host: bool,
@@ -173,6 +190,8 @@ impl Exchange {
             attempts: 1,
             interims: 0,
             key: 0,
+            cookie: 0,
+            set_cookie: false,
             needs_host: head.needs_host,
             host_line: 0,
             replay: true,
@@ -193,6 +212,7 @@ impl Exchange {
             upgrade: false,
             needs_host: false,
             key: None,
+            sticky: None,
         })
     }
 }
@@ -239,7 +259,9 @@ pub struct Session {
     resp_scan: u32,
     resp_body: Body,
 
-    upstream: Option<usize>,
+    /// The backend connection's key in the worker's `Upstreams` (u32: keeps an idle session
+    /// small; a worker holds far fewer connections).
+    upstream: Option<u32>,
     ex: Exchange,
 }
 
@@ -283,6 +305,10 @@ impl Session {
         }
     }
 
+    pub fn is_queued(&self) -> bool {
+        self.phase == Phase::Queued
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase
     }
@@ -302,7 +328,7 @@ impl Session {
 
     /// Gives back everything the session holds; called once, when the worker drops it.
     pub fn release(&mut self, ctx: &mut Ctx<'_>) {
-        if let Some(key) = self.upstream.take() {
+        if let Some(key) = self.upstream.take().map(|k| k as usize) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
             }
@@ -328,6 +354,7 @@ impl Session {
             let flushed = self.flush_client()?;
             let progress = match self.phase {
                 Phase::ReadHead => self.read_head(ctx)?,
+                Phase::Queued => self.queued()?,
                 Phase::Connect => self.connect_done(ctx)?,
                 Phase::Exchange => self.exchange(ctx)?,
                 Phase::Tunnel => self.tunnel(ctx)?,
@@ -355,6 +382,10 @@ impl Session {
             Phase::ReadHead if !self.head_started => return Err(Close),
             Phase::ReadHead => {
                 self.reject(ctx, Status::RequestTimeout)?;
+            }
+            Phase::Queued => {
+                // no slot freed in time
+                self.fail(ctx, Status::ServiceUnavailable)?;
             }
             Phase::Connect => {
                 self.upstream_failed(ctx, Failure::ConnectTimeout)?;
@@ -392,7 +423,7 @@ impl Session {
             }
             Phase::Tunnel => cfg.tunnel_timeout,
             // ReadHead, Connect and Drain deadlines are set when they start
-            Phase::ReadHead | Phase::Connect | Phase::Drain => return,
+            Phase::ReadHead | Phase::Queued | Phase::Connect | Phase::Drain => return,
         };
         self.deadline = ctx.now + timeout;
     }
@@ -630,6 +661,8 @@ impl Session {
                 HashKey::Header(name) => KeySource::Header(name.as_bytes()),
                 HashKey::Cookie(name) => KeySource::Cookie(name.as_bytes()),
             },
+            sticky_cookie: ctx.cfg.sticky_cookie.as_deref().map(str::as_bytes),
+            strip_sticky_cookie: ctx.cfg.strip_sticky_cookie,
         };
         let (head, len) =
             match request::rewrite(&buf.bytes()[..end], &ctx.cfg.limits, &client, ctx.scratch) {
@@ -651,6 +684,7 @@ impl Session {
             .key
             .unwrap_or_else(|| crate::balancer::hash_ip(self.peer));
         self.ex.key = (key >> 32) as u32;
+        self.ex.cookie = head.sticky.unwrap_or(0);
         self.ex.replay = ctx.cfg.retries > 0;
         if !self.frame_request()? {
             return self.reject(ctx, Status::BadRequest);
@@ -696,18 +730,29 @@ impl Session {
 
     /// Picks a backend and lends the session a connection to it: an idle one, or a new one.
     fn start_upstream(&mut self, ctx: &mut Ctx<'_>, exclude: Option<u64>) -> Run {
-        let Some(backend) = ctx
-            .picker
-            .pick(ctx.balancer, u64::from(self.ex.key), exclude)
-        else {
-            return self.fail(ctx, Status::ServiceUnavailable);
+        let ask = Ask {
+            key: u64::from(self.ex.key),
+            client: self.peer,
+            cookie: (self.ex.cookie != 0).then_some(self.ex.cookie),
+            exclude,
+            now: ctx.now,
         };
+        let (backend, set_cookie) = match ctx.picker.choose(ctx.balancer, &ask) {
+            Choice::Backend {
+                backend,
+                set_cookie,
+            } if backend.try_begin_request() => (backend, set_cookie),
+            // every candidate is at its max_conns (or filled up since the pick): wait for a slot
+            Choice::Backend { .. } | Choice::Full => return self.enqueue(ctx),
+            Choice::None => return self.fail(ctx, Status::ServiceUnavailable),
+        };
+        self.ex.set_cookie = set_cookie;
         if self.ex.needs_host && !self.set_host(&backend.authority) {
+            backend.end_request();
             return self.fail(ctx, Status::HeaderFieldsTooLarge);
         }
-        backend.begin_request();
         if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
-            self.upstream = Some(key);
+            self.upstream = u32::try_from(key).ok();
             self.phase = Phase::Exchange;
             self.deadline = ctx.now + ctx.cfg.backend_timeout;
             return Ok(true);
@@ -718,7 +763,7 @@ impl Session {
             .connect(ctx.registry, &backend, ctx.key, ctx.now)
         {
             Ok(key) => {
-                self.upstream = Some(key);
+                self.upstream = u32::try_from(key).ok();
                 self.phase = Phase::Connect;
                 self.deadline = ctx.now + ctx.cfg.connect_timeout;
                 Ok(true)
@@ -735,6 +780,36 @@ impl Session {
                 self.retry_or_fail(ctx, Failure::Connect, backend.id, false)
             }
         }
+    }
+
+    /// No backend slot is free: wait in the worker's queue, in arrival order, until one frees
+    /// (the worker runs [`Session::dequeue`]) or `queue_timeout` passes (503).
+    fn enqueue(&mut self, ctx: &mut Ctx<'_>) -> Run {
+        if self.phase != Phase::Queued {
+            self.phase = Phase::Queued;
+            self.deadline = ctx.now + ctx.cfg.queue_timeout;
+            ctx.queue.push_back((ctx.key, self.id));
+            ctx.balancer.slots().enqueued(ctx.queued);
+        }
+        Ok(false)
+    }
+
+    /// While queued: a client that leaves ends it (nothing is read meanwhile: back-pressure).
+    fn queued(&mut self) -> Run {
+        if self.c_hup {
+            return Err(Close);
+        }
+        Ok(false)
+    }
+
+    /// Queued, and a slot may have freed: try again. True when the request left the queue
+    /// (it got a backend, or an answer); false when it still waits, at the front.
+    pub fn dequeue(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Close> {
+        if self.phase != Phase::Queued {
+            return Ok(true);
+        }
+        self.start_upstream(ctx, None)?;
+        Ok(self.phase != Phase::Queued)
     }
 
     /// Writes `Host: authority` into a request head that came without one (HTTP/1.0), before its
@@ -770,7 +845,10 @@ impl Session {
 
     /// Phase Connect: the socket reported readiness; see whether the connect succeeded.
     fn connect_done(&mut self, ctx: &mut Ctx<'_>) -> Run {
-        let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k)) else {
+        let Some(up) = self
+            .upstream
+            .and_then(|k| ctx.upstreams.get_mut(k as usize))
+        else {
             return self.fail(ctx, Status::BadGateway);
         };
         if !up.writable && !up.readable {
@@ -800,7 +878,7 @@ impl Session {
 
     /// The backend attempt failed: retry elsewhere when that is safe, else answer with a status.
     fn upstream_failed(&mut self, ctx: &mut Ctx<'_>, failure: Failure) -> Run {
-        let Some(key) = self.upstream.take() else {
+        let Some(key) = self.upstream.take().map(|k| k as usize) else {
             return self.fail(ctx, Status::BadGateway);
         };
         let (backend, reused) = match ctx.upstreams.get_mut(key) {
@@ -896,7 +974,7 @@ impl Session {
                 return Err(Close);
             }
         }
-        let Some(key) = self.upstream else {
+        let Some(key) = self.upstream.map(|k| k as usize) else {
             return Ok(progress);
         };
         let Some(up) = ctx.upstreams.get_mut(key) else {
@@ -961,7 +1039,7 @@ impl Session {
 
     /// The request body was malformed after the head went out.
     fn body_error(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Run {
-        if let Some(key) = self.upstream.take() {
+        if let Some(key) = self.upstream.take().map(|k| k as usize) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
             }
@@ -974,7 +1052,7 @@ impl Session {
 
     /// Response side: read the backend, parse heads, frame the body.
     fn backend_to_client(&mut self, ctx: &mut Ctx<'_>) -> Run {
-        let Some(key) = self.upstream else {
+        let Some(key) = self.upstream.map(|k| k as usize) else {
             return Ok(false);
         };
         let Some(up) = ctx.upstreams.get_mut(key) else {
@@ -1025,6 +1103,10 @@ impl Session {
 
     /// Parses response heads and frames the body bytes in `resp`.
     fn process_response(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
+        let cookie_id = self
+            .upstream
+            .and_then(|k| ctx.upstreams.get_mut(k as usize))
+            .map_or(0, |up| up.backend.cookie_id);
         // bounded: a few interim (1xx) responses may precede the final one
         for round in 0..=MAX_ROUNDS {
             if self.ex.committed || self.phase != Phase::Exchange {
@@ -1053,6 +1135,15 @@ impl Session {
                 // an answer that comes before the whole request body did ends the connection
                 keep_alive: self.ex.keep_alive && !ctx.draining && self.req_body.is_done(),
                 upgrade: self.ex.upgrade,
+                set_cookie: match (&ctx.cfg.sticky_cookie, self.ex.set_cookie) {
+                    (Some(name), true) => Some(response::SetCookie {
+                        name: name.as_bytes(),
+                        id: cookie_id,
+                        max_age: ctx.cfg.sticky_max_age,
+                        secure: ctx.cfg.tls,
+                    }),
+                    _ => None,
+                },
             };
             let Ok((head, len)) = response::rewrite(&unframed[..end], &ex, ctx.scratch) else {
                 return self.bad_response(ctx);
@@ -1157,7 +1248,7 @@ impl Session {
             self.ex.keep_client = false;
             return Ok(true);
         }
-        if let Some(key) = self.upstream {
+        if let Some(key) = self.upstream.map(|k| k as usize) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.record_failure();
             }
@@ -1187,7 +1278,7 @@ impl Session {
 
     /// Answers the current request with a status of ferrule's own.
     pub fn fail(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Run {
-        if let Some(key) = self.upstream.take() {
+        if let Some(key) = self.upstream.take().map(|k| k as usize) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
             }
@@ -1228,7 +1319,7 @@ impl Session {
     /// Gives the backend connection back: to the idle pool when the exchange left it clean (the
     /// whole request sent, the whole response read, keep-alive on both ends), else closed.
     fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(key) = self.upstream.take() else {
+        let Some(key) = self.upstream.take().map(|k| k as usize) else {
             return;
         };
         if let Some(up) = ctx.upstreams.get_mut(key) {
@@ -1286,7 +1377,7 @@ impl Session {
     }
 
     fn tunnel(&mut self, ctx: &mut Ctx<'_>) -> Run {
-        let Some(key) = self.upstream else {
+        let Some(key) = self.upstream.map(|k| k as usize) else {
             return Err(Close);
         };
         let mut progress = false;

@@ -20,7 +20,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
-use crate::balancer::{Balancer, Picker};
+use crate::balancer::{Balancer, Picker, Sticky};
 use crate::buffer::BufPool;
 use crate::session::{Close, Ctx, Ran, Session, Settings};
 use crate::stats::WorkerStats;
@@ -107,6 +107,11 @@ pub fn spawn(
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
     let picker = Picker::new(&shared.balancer, index);
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    shared
+        .balancer
+        .slots()
+        .register(Arc::clone(&waker), Arc::clone(&queued));
     let core = Core {
         sessions: Slab::with_capacity(256),
         upstreams: Upstreams::new(shared.backend_keepalive, shared.idle_budget),
@@ -116,6 +121,10 @@ pub fn spawn(
         timers: Timers::new(now),
         due: Vec::new(),
         pending: Vec::new(),
+        queue: std::collections::VecDeque::new(),
+        queued: Arc::clone(&queued),
+        queue_again: false,
+        sticky_sweep: index * 8,
         listener: Some(listener),
         accept_pending: true,
         accept_paused: false,
@@ -169,6 +178,14 @@ struct Core {
     /// Sessions that stopped at their round cap with work left, `(key, id)`: run again after the
     /// events at hand (no new event would wake them).
     pending: Vec<(usize, u32)>,
+    /// Sessions waiting for a backend slot (`max_conns`), in arrival order `(key, id)`, and how
+    /// many, as the other workers see it (they wake this one when a slot frees).
+    queue: std::collections::VecDeque<(usize, u32)>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// The queue stopped at its per-wake bound: run it again soon.
+    queue_again: bool,
+    /// The next sticky-table shard this worker's housekeeping sweeps.
+    sticky_sweep: usize,
     listener: Option<TcpListener>,
     /// The listener may have connections waiting (edge-triggered: remembered here).
     accept_pending: bool,
@@ -189,7 +206,7 @@ impl Worker {
         loop {
             let core = &mut self.core;
             let accepting = core.accept_pending && !core.accept_paused && core.listener.is_some();
-            let timeout = if accepting || !core.pending.is_empty() {
+            let timeout = if accepting || !core.pending.is_empty() || core.queue_again {
                 Some(Duration::ZERO)
             } else {
                 core.timers.timeout(Instant::now())
@@ -206,7 +223,10 @@ impl Worker {
             for event in self.events.iter() {
                 match event.token() {
                     LISTENER => core.accept_pending = true,
-                    WAKER => core.control(registry),
+                    WAKER => {
+                        core.control(registry);
+                        core.queue_again = true;
+                    }
                     Token(t) => {
                         let ready = Ready {
                             readable: event.is_readable(),
@@ -227,6 +247,9 @@ impl Worker {
                 core.accept(registry);
             }
             core.run_pending(registry);
+            if core.queue_again {
+                core.run_queue(registry);
+            }
             core.expire(registry);
             if let Some(deadline) = core.draining {
                 if core.sessions.is_empty() || core.now >= deadline {
@@ -274,6 +297,8 @@ impl Core {
             draining: self.draining.is_some(),
             key,
             stats: &self.stats,
+            queue: &mut self.queue,
+            queued: &self.queued,
         };
         (session, ctx)
     }
@@ -343,6 +368,55 @@ impl Core {
         if self.pending.is_empty() {
             // keep the allocation for next time
             self.pending = batch;
+        }
+    }
+
+    /// Gives freed backend slots to queued sessions, in arrival order: at most `ACCEPT_BATCH` a
+    /// wake-up (`queue_again` brings the worker back at once for the rest), stopping at the first
+    /// that still finds no slot.
+    fn run_queue(&mut self, registry: &Registry) {
+        self.queue_again = false;
+        for _ in 0..ACCEPT_BATCH {
+            let Some(&(key, id)) = self.queue.front() else {
+                return;
+            };
+            let live = self
+                .sessions
+                .get(key)
+                .is_some_and(|s| s.id == id && s.is_queued());
+            if !live {
+                // closed, timed out or served meanwhile
+                self.pop_queue();
+                continue;
+            }
+            let (Some(session), mut ctx) = self.ctx(registry, key) else {
+                self.pop_queue();
+                continue;
+            };
+            let mut left = false;
+            let result = contain(|| {
+                left = session.dequeue(&mut ctx)?;
+                Ok(Ran::Idle)
+            });
+            match result {
+                Ok(_) if !left => return, // no slot yet: it stays at the front
+                Ok(ran) => {
+                    self.pop_queue();
+                    self.after_run(registry, key, id, Ok(ran));
+                    self.drive(registry, key);
+                }
+                Err(close) => {
+                    self.pop_queue();
+                    self.after_run(registry, key, id, Err(close));
+                }
+            }
+        }
+        self.queue_again = !self.queue.is_empty();
+    }
+
+    fn pop_queue(&mut self) {
+        if self.queue.pop_front().is_some() {
+            self.shared.balancer.slots().dequeued(&self.queued);
         }
     }
 
@@ -456,6 +530,11 @@ impl Core {
                     self.upstreams
                         .expire_idle(self.now, self.shared.backend_keepalive_timeout);
                     self.bufs.trim();
+                    if let Some(Sticky::Ip(table)) = &self.shared.balancer.policy().sticky {
+                        // a few shards a second per worker: the whole table within seconds
+                        table.sweep(self.sticky_sweep, 8, self.now);
+                        self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
+                    }
                     self.sweep_armed = false;
                     self.arm_sweep();
                 }

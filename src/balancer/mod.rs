@@ -11,7 +11,13 @@
 //!
 //! One file per strategy, each with its tests: `round_robin.rs` (smooth weighted, one schedule
 //! for the whole proxy), `least_conn.rs`, `p2c.rs`, `random.rs`, `maglev.rs` (consistent
-//! hashing); `hash.rs` is the fixed hash and the per-worker random generator they share.
+//! hashing); `hash.rs` is the fixed hash and the per-worker random generator they share;
+//! `sticky.rs` keeps clients on their backend (by address, or by a cookie naming it).
+//!
+//! [`Picker::choose`] is the whole decision for one request: the sticky binding if it holds, else
+//! the strategy (then the client is bound to what it chose), `Full` when every candidate is at its
+//! `max_conns` (the request waits in its worker's queue), and, when no backend is healthy,
+//! `fail_open` sends to the enabled ones anyway.
 
 mod hash;
 mod least_conn;
@@ -19,17 +25,20 @@ mod maglev;
 mod p2c;
 mod random;
 mod round_robin;
+pub mod sticky;
 
 pub use hash::{hash as stable_hash, hash_ip};
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::{BackendConfig, Scheme, Strategy};
+use crate::config::{BackendConfig, Config, Scheme, StickyMode, Strategy};
 use crate::transport::ClientTls;
 
 /// Pool generations come from one process-wide counter, so a worker can never mistake a new
@@ -40,10 +49,113 @@ fn next_generation() -> u64 {
     EPOCH.fetch_add(1, Ordering::Relaxed) + 1
 }
 
+/// How requests stay with a backend and what happens when none is healthy: fixed at start.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// Sticky sessions, by address (a table) or by cookie (`None` when off).
+    pub sticky: Option<Sticky>,
+    /// With every backend down, send to the enabled ones anyway.
+    pub fail_open: bool,
+}
+
+#[derive(Debug)]
+pub enum Sticky {
+    Ip(sticky::StickyTable),
+    Cookie,
+}
+
+impl Policy {
+    pub fn from_config(c: &Config) -> Policy {
+        let sticky = c.enable_sticky_sessions.then(|| match c.sticky_mode {
+            StickyMode::Ip => Sticky::Ip(sticky::StickyTable::new(
+                c.sticky_max_entries,
+                c.sticky_session_ttl.as_secs(),
+            )),
+            StickyMode::Cookie => Sticky::Cookie,
+        });
+        Policy {
+            sticky,
+            fail_open: c.fail_open,
+        }
+    }
+}
+
+/// What a request brings to the choice of its backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    /// The hash `consistent-hash` looks up (`hash_key`'s value, or the client address).
+    pub key: u64,
+    /// The client's address (sticky `ip` mode).
+    pub client: IpAddr,
+    /// The backend the sticky cookie named, if the request carried a well-formed one.
+    pub cookie: Option<u64>,
+    /// A backend that just failed this request: avoided unless it is the only one.
+    pub exclude: Option<u64>,
+    pub now: Instant,
+}
+
+/// Wakes the workers whose queues wait for a backend slot (`max_conns`) when one frees up. A
+/// worker registers its waker and its count of queued requests; a backend with a limit calls
+/// [`Slots::freed`] when a request on it ends, which costs one relaxed load while nobody waits.
+#[derive(Debug, Default)]
+pub struct Slots {
+    /// Requests waiting in all the queues.
+    waiting: CachePadded<AtomicUsize>,
+    workers: RwLock<Vec<(Arc<mio::Waker>, Arc<AtomicUsize>)>>,
+}
+
+impl Slots {
+    /// Worker registration: its waker, and the count of requests in its queue.
+    pub fn register(&self, waker: Arc<mio::Waker>, queued: Arc<AtomicUsize>) {
+        self.workers.write().push((waker, queued));
+    }
+
+    /// One request more (or less) waits in `queued`'s queue.
+    pub fn enqueued(&self, queued: &AtomicUsize) {
+        queued.fetch_add(1, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dequeued(&self, queued: &AtomicUsize) {
+        queued.fetch_sub(1, Ordering::Relaxed);
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A slot freed on a backend with a limit: wake every worker with requests waiting.
+    #[inline]
+    pub fn freed(&self) {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for (waker, queued) in self.workers.read().iter() {
+            if queued.load(Ordering::Relaxed) > 0 {
+                let _ = waker.wake();
+            }
+        }
+    }
+}
+
+/// The outcome of [`Picker::choose`].
+#[derive(Debug)]
+pub enum Choice<'a> {
+    /// This backend; `set_cookie`: the response must (re)set the sticky cookie.
+    Backend {
+        backend: &'a Arc<Backend>,
+        set_cookie: bool,
+    },
+    /// Every candidate is at its `max_conns`: wait for a slot.
+    Full,
+    /// No backend is available.
+    None,
+}
+
 /// The published pool, shared by every thread.
 #[derive(Debug)]
 pub struct Balancer {
     current: RwLock<Arc<Pool>>,
+    policy: Policy,
+    /// The slot notifier every pool published here shares.
+    slots: Arc<Slots>,
     /// The generation of `current`: what workers compare their copy against.
     generation: CachePadded<AtomicU64>,
     /// Serialises writers, so two concurrent changes cannot lose one another.
@@ -52,11 +164,26 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn new(pool: Pool) -> Balancer {
+        Balancer::with_policy(pool, Policy::default())
+    }
+
+    pub fn with_policy(pool: Pool, policy: Policy) -> Balancer {
         Balancer {
             generation: CachePadded::new(AtomicU64::new(pool.generation)),
+            slots: Arc::clone(&pool.slots),
             current: RwLock::new(Arc::new(pool)),
+            policy,
             writer: Mutex::new(()),
         }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Who to tell when a backend slot frees; workers register with it.
+    pub fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     /// The pool as it is now.
@@ -135,12 +262,70 @@ impl Picker {
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
+
+    /// The backend for a request: its sticky binding when that backend is available, else the
+    /// strategy's choice (and the client is bound to it).
+    pub fn choose(&mut self, balancer: &Balancer, ask: &Ask) -> Choice<'_> {
+        if balancer.generation() != self.pool.generation {
+            self.pool = balancer.current();
+        }
+        let pool = &self.pool;
+        let sticky = balancer.policy.sticky.as_ref();
+        if ask.exclude.is_none() {
+            let bound = match sticky {
+                Some(Sticky::Ip(table)) => table
+                    .get(ask.client, ask.now)
+                    .and_then(|id| pool.by_id.get(&id)),
+                Some(Sticky::Cookie) => ask.cookie.and_then(|c| pool.by_cookie.get(&c)),
+                None => None,
+            };
+            if let Some(b) = bound.and_then(|&i| pool.backends.get(i)) {
+                if eligible(b, None) {
+                    return Choice::Backend {
+                        backend: b,
+                        set_cookie: false,
+                    };
+                }
+            }
+        }
+        match pool.pick(&mut self.state, ask.key, ask.exclude) {
+            Some(backend) => {
+                let set_cookie = match sticky {
+                    Some(Sticky::Ip(table)) => {
+                        table.bind(ask.client, backend.id, ask.now);
+                        false
+                    }
+                    Some(Sticky::Cookie) => ask.cookie != Some(backend.cookie_id),
+                    None => false,
+                };
+                Choice::Backend {
+                    backend,
+                    set_cookie,
+                }
+            }
+            None if pool.backends.iter().any(|b| b.is_available()) => Choice::Full,
+            None if balancer.policy.fail_open => {
+                // every backend is down: try the enabled ones anyway, in turn
+                let n = pool.backends.len();
+                let start = self.state.cursor;
+                self.state.cursor = self.state.cursor.wrapping_add(1);
+                (0..n)
+                    .map(|k| &pool.backends[(start + k) % n])
+                    .find(|b| b.is_enabled())
+                    .map_or(Choice::None, |backend| Choice::Backend {
+                        backend,
+                        set_cookie: false,
+                    })
+            }
+            None => Choice::None,
+        }
+    }
 }
 
-/// Healthy, enabled and not `exclude`: a candidate for a new request.
+/// Healthy, enabled, below its `max_conns` and not `exclude`: a candidate for a new request.
 #[inline]
 fn eligible(b: &Backend, exclude: Option<u64>) -> bool {
-    b.is_available() && Some(b.id) != exclude
+    b.is_available() && b.has_room() && Some(b.id) != exclude
 }
 
 /// One backend server and its live counters.
@@ -159,6 +344,12 @@ pub struct Backend {
     weight: AtomicU32,
     /// `https://` backends: how to speak TLS to it.
     pub tls: Option<ClientTls>,
+    /// Requests in flight at most, across all workers (0: no limit).
+    pub max_conns: u32,
+    /// What the sticky cookie holds for this backend ([`sticky::cookie_id`] of its URL).
+    pub cookie_id: u64,
+    /// With a `max_conns`: who to tell when a slot frees.
+    slots: Option<Arc<Slots>>,
     healthy: AtomicBool,
     enabled: AtomicBool,
     /// Requests in flight on this backend right now.
@@ -211,9 +402,19 @@ impl HealthInfo {
 }
 
 impl Backend {
-    pub fn new(id: u64, cfg: &BackendConfig, tls: Option<ClientTls>) -> Backend {
+    pub fn new(
+        id: u64,
+        cfg: &BackendConfig,
+        tls: Option<ClientTls>,
+        default_max_conns: u32,
+        slots: &Arc<Slots>,
+    ) -> Backend {
+        let max_conns = cfg.max_conns.unwrap_or(default_max_conns);
         Backend {
             tls,
+            max_conns,
+            slots: (max_conns > 0).then(|| Arc::clone(slots)),
+            cookie_id: sticky::cookie_id(&cfg.url),
             id,
             url: cfg.url.clone(),
             authority: authority(&cfg.url),
@@ -257,6 +458,12 @@ impl Backend {
         self.enabled.store(enabled, Ordering::Relaxed);
     }
 
+    /// Below its `max_conns` (always, without one).
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        self.max_conns == 0 || self.active.load(Ordering::Relaxed) < self.max_conns as usize
+    }
+
     /// A request starts on this backend.
     #[inline]
     pub fn begin_request(&self) {
@@ -264,10 +471,26 @@ impl Backend {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request starts on this backend if it has room (two workers may both have seen the last
+    /// slot free: the one that comes second backs off). False: it is at its `max_conns`.
+    #[inline]
+    pub fn try_begin_request(&self) -> bool {
+        let before = self.active.fetch_add(1, Ordering::Relaxed);
+        if self.max_conns != 0 && before >= self.max_conns as usize {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
     /// A request on this backend ended, whatever the outcome.
     #[inline]
     pub fn end_request(&self) {
         self.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(slots) = &self.slots {
+            slots.freed();
+        }
     }
 
     #[inline]
@@ -322,6 +545,12 @@ pub struct Pool {
     backends: Vec<Arc<Backend>>,
     strategy: Strategy,
     selector: Arc<Selector>,
+    /// The default `max_conns` of backends added later, and the notifier they share.
+    max_conns: u32,
+    slots: Arc<Slots>,
+    /// Position of each backend by id, and by sticky-cookie id.
+    by_id: Arc<HashMap<u64, usize>>,
+    by_cookie: Arc<HashMap<u64, usize>>,
     /// Changes whenever the pool does.
     generation: u64,
     next_id: u64,
@@ -330,23 +559,30 @@ pub struct Pool {
 impl Pool {
     /// A pool of plain-HTTP backends (`https://` ones get no TLS settings: see [`Pool::with_tls`]).
     pub fn new(strategy: Strategy, backends: &[BackendConfig]) -> Pool {
-        Pool::with_tls(strategy, backends, |_, _| None)
+        Pool::with_tls(strategy, backends, 0, |_, _| None)
     }
 
-    /// A pool whose backends get their TLS settings from `tls`. Ids are 0, 1, 2… in order.
+    /// A pool whose backends get their TLS settings from `tls`, and `max_conns` unless they set
+    /// their own. Ids are 0, 1, 2… in order.
     pub fn with_tls(
         strategy: Strategy,
         backends: &[BackendConfig],
+        max_conns: u32,
         tls: impl Fn(usize, &BackendConfig) -> Option<ClientTls>,
     ) -> Pool {
+        let slots = Arc::new(Slots::default());
         let backends: Vec<Arc<Backend>> = backends
             .iter()
             .enumerate()
-            .map(|(i, b)| Arc::new(Backend::new(i as u64, b, tls(i, b))))
+            .map(|(i, b)| Arc::new(Backend::new(i as u64, b, tls(i, b), max_conns, &slots)))
             .collect();
         let next_id = backends.len() as u64;
         let mut pool = Pool {
+            max_conns,
+            slots,
             selector: Arc::new(Selector::LeastConn),
+            by_id: Arc::default(),
+            by_cookie: Arc::default(),
             backends,
             strategy,
             generation: 0,
@@ -359,6 +595,9 @@ impl Pool {
     /// Builds the strategy's tables afresh and takes a new generation.
     fn rebuild(&mut self) {
         self.selector = Arc::new(Selector::build(self.strategy, &self.backends));
+        let positions = self.backends.iter().enumerate();
+        self.by_id = Arc::new(positions.clone().map(|(i, b)| (b.id, i)).collect());
+        self.by_cookie = Arc::new(positions.map(|(i, b)| (b.cookie_id, i)).collect());
         self.generation = next_generation();
     }
 
@@ -374,9 +613,25 @@ impl Pool {
         self.generation
     }
 
+    /// Who to tell when a backend slot frees (workers register with it).
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
+    }
+
+    /// The backend with this id.
+    pub fn get(&self, id: u64) -> Option<&Arc<Backend>> {
+        self.by_id.get(&id).and_then(|&i| self.backends.get(i))
+    }
+
     /// Adds a backend (the next id); returns it.
     pub fn add(&mut self, cfg: &BackendConfig, tls: Option<ClientTls>) -> Arc<Backend> {
-        let backend = Arc::new(Backend::new(self.next_id, cfg, tls));
+        let backend = Arc::new(Backend::new(
+            self.next_id,
+            cfg,
+            tls,
+            self.max_conns,
+            &self.slots,
+        ));
         self.next_id += 1;
         self.backends.push(Arc::clone(&backend));
         self.rebuild();

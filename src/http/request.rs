@@ -32,6 +32,9 @@ pub struct ClientInfo<'a> {
     pub tls: bool,
     /// A field or cookie whose value the `consistent-hash` strategy hashes.
     pub key: KeySource<'a>,
+    /// The sticky-session cookie's name (cookie mode), and whether to remove it from the request.
+    pub sticky_cookie: Option<&'a [u8]>,
+    pub strip_sticky_cookie: bool,
 }
 
 /// Where a request's balancing key comes from (`hash_key`).
@@ -61,6 +64,8 @@ pub struct RequestHead {
     pub needs_host: bool,
     /// The hash of the field or cookie named by [`ClientInfo::key`], when the request has it.
     pub key: Option<u64>,
+    /// The backend id in the sticky cookie, when the request has a well-formed one.
+    pub sticky: Option<u64>,
 }
 
 /// A request refused with this status.
@@ -158,9 +163,14 @@ pub fn rewrite(
     let mut upgrade_field = false;
     let mut xff = 0;
     let mut key = None;
+    let mut sticky = None;
     let mut kinds = [Field::Other; MAX_HEADERS];
     for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
         *kind = Field::of(f.name.as_bytes());
+        if let (Some(name), Field::Cookie, None) = (client.sticky_cookie, *kind, sticky) {
+            sticky =
+                headers::cookie(f.value, name).and_then(crate::balancer::sticky::parse_cookie_id);
+        }
         match client.key {
             KeySource::ClientIp => {}
             KeySource::Header(name)
@@ -254,6 +264,10 @@ pub fn rewrite(
         let keep = match *kind {
             // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
             Field::Host => !absolute,
+            Field::Cookie if client.strip_sticky_cookie => match client.sticky_cookie {
+                Some(name) => headers::cookie(f.value, name).is_none(),
+                None => true,
+            },
             Field::Expect | Field::Cookie | Field::Other => {
                 !(conn.names_fields && headers::named_by_connection(fields, f.name))
             }
@@ -269,6 +283,12 @@ pub fn rewrite(
         runs.cut(at, out);
         match *kind {
             Field::Host => put_field(out, b"Host", host),
+            Field::Cookie => {
+                // the sticky cookie goes; the others in this field stay, in order
+                if let Some(name) = client.sticky_cookie {
+                    put_cookies_without(out, f.value, name);
+                }
+            }
             Field::Te if headers::list(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) => {
                 put_field(out, b"TE", b"trailers");
             }
@@ -316,8 +336,35 @@ pub fn rewrite(
         upgrade,
         needs_host: hosts == 0 && !absolute,
         key,
+        sticky,
     };
     Ok(Some((head, len)))
+}
+
+/// A `Cookie` field with every cookie of `value` but `name` (none when nothing is left).
+fn put_cookies_without(out: &mut Vec<u8>, value: &[u8], name: &[u8]) {
+    let mut kept = value
+        .split(|&b| b == b';')
+        .map(headers::trim)
+        .filter(|pair| {
+            !pair.is_empty()
+                && pair
+                    .iter()
+                    .position(|&b| b == b'=')
+                    .is_none_or(|eq| headers::trim(&pair[..eq]) != name)
+        })
+        .peekable();
+    if kept.peek().is_none() {
+        return;
+    }
+    out.extend_from_slice(b"Cookie: ");
+    for (i, pair) in kept.enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// `X-Forwarded-For`: the values the client sent (all fields, joined), then the client's address.
@@ -468,6 +515,8 @@ mod tests {
         ip: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
         tls: false,
         key: KeySource::ClientIp,
+        sticky_cookie: None,
+        strip_sticky_cookie: false,
     };
 
     fn go(head: &str) -> Result<(RequestHead, String), Reject> {

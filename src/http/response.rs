@@ -11,15 +11,28 @@ use std::mem::MaybeUninit;
 use super::headers::{self, Codings, ConnectionOptions, Field, Runs};
 use super::{Framing, Method, MAX_HEADERS};
 
+/// The sticky cookie a response sets: `name=<16 hex digits of id>; Path=/; HttpOnly;
+/// SameSite=Lax; Max-Age=<max_age>` (and `Secure` when the client came over TLS).
+#[derive(Debug, Clone, Copy)]
+pub struct SetCookie<'a> {
+    pub name: &'a [u8],
+    pub id: u64,
+    pub max_age: u64,
+    pub secure: bool,
+}
+
 /// The request a response answers, as far as its framing is concerned.
 #[derive(Debug, Clone, Copy)]
-pub struct Answering {
+pub struct Answering<'a> {
     pub method: Method,
     pub http10: bool,
     /// The client wants to keep the connection, and ferrule is willing to.
     pub keep_alive: bool,
     /// The request asked to switch protocols.
     pub upgrade: bool,
+    /// A sticky cookie to add to a final response (the backend's own `Set-Cookie` fields are
+    /// never touched).
+    pub set_cookie: Option<SetCookie<'a>>,
 }
 
 /// How the body bytes go to the client.
@@ -168,6 +181,20 @@ pub fn rewrite(
         }
     }
     runs.cut(runs.fields_end(), out);
+    if let (Some(c), false) = (ex.set_cookie, interim) {
+        out.extend_from_slice(b"Set-Cookie: ");
+        out.extend_from_slice(c.name);
+        out.push(b'=');
+        for shift in (0..16).rev() {
+            out.push(b"0123456789abcdef"[((c.id >> (shift * 4)) & 0xf) as usize]);
+        }
+        out.extend_from_slice(b"; Path=/; HttpOnly; SameSite=Lax; Max-Age=");
+        headers::put_u64(out, c.max_age);
+        if c.secure {
+            out.extend_from_slice(b"; Secure");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
     if switching {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     } else if !interim {
@@ -200,6 +227,7 @@ mod tests {
         http10: false,
         keep_alive: true,
         upgrade: false,
+        set_cookie: None,
     };
 
     fn go(head: &str, ex: &Answering) -> Result<(ResponseHead, String), Invalid> {
@@ -260,6 +288,33 @@ mod tests {
         let (r, out) = go("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", &ex).unwrap();
         assert!(r.keep_client);
         assert!(out.ends_with("Connection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_sticky_cookie_is_added_beside_the_backends_own() {
+        let ex = Answering {
+            set_cookie: Some(SetCookie {
+                name: b"FERRULE_BACKEND",
+                id: 0x0123_4567_89ab_cdef,
+                max_age: 3600,
+                secure: true,
+            }),
+            ..GET11
+        };
+        let (_, out) = go(
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nContent-Length: 0\r\n\r\n",
+            &ex,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nContent-Length: 0\r\nSet-Cookie: \
+             FERRULE_BACKEND=0123456789abcdef; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600; \
+             Secure\r\n\r\n"
+        );
+        // not on an interim response
+        let (_, out) = go("HTTP/1.1 100 Continue\r\n\r\n", &ex).unwrap();
+        assert_eq!(out, "HTTP/1.1 100 Continue\r\n\r\n");
     }
 
     #[test]

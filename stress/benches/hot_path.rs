@@ -58,6 +58,8 @@ fn heads(c: &mut Criterion) {
         ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
         tls: false,
         key: KeySource::ClientIp,
+        sticky_cookie: None,
+        strip_sticky_cookie: false,
     };
     let mut out = Vec::with_capacity(1024);
 
@@ -96,6 +98,7 @@ fn heads(c: &mut Criterion) {
         http10: false,
         keep_alive: true,
         upgrade: false,
+        set_cookie: None,
     };
     response::rewrite(RESPONSE, &ex, &mut out).expect("response head rewrites");
 
