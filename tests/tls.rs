@@ -871,7 +871,8 @@ fn plain_http_and_garbage_on_the_tls_port_do_not_disturb_tls_clients() {
 /// Starts a TLS proxy with `ssl.redirect_http_port` on a port that was free a moment ago
 /// ([`free_ports`]). The port is known only once a listener bound to port 0 is dropped, so
 /// someone else may take it before ferrule binds it: then `start` fails with `Bind` on that port,
-/// and this tries another (a few times).
+/// and this tries another (a few times). Such a failed start leaves its workers running (see
+/// `failed_start_leaves_nothing_serving` below): harmless here, they serve a port nobody uses.
 fn proxy_with_redirect(pki: &Pki, backend: SocketAddr) -> (Proxy, u16) {
     for _ in 0..5 {
         let [port] = free_ports::<1>();
