@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use socket2::{Domain, Socket, Type};
 
+pub mod tls;
+
 /// How long any single read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -879,6 +881,13 @@ impl ProxyProcess {
     /// Waits up to `limit` for the proxy to exit; `None` if it is still running.
     pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
         self.child.wait_for(limit)
+    }
+
+    /// Waits (up to `limit`) for a line of the proxy's log containing `needle` and returns it;
+    /// panics with the lines seen meanwhile. Lines are read once: a line seen here, or skipped
+    /// by an earlier wait, is not seen again.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        wait_for_line(&self.stderr, needle, limit)
     }
 
     /// Peak and current resident memory of the proxy process.
