@@ -288,6 +288,21 @@ pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
     }
 }
 
+/// Workers started by [`start`], stopped at once if `start` fails after them.
+struct Workers(Vec<WorkerHandle>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        for w in &self.0 {
+            w.send(Control::Shutdown { deadline: now });
+        }
+        for w in &mut self.0 {
+            w.join();
+        }
+    }
+}
+
 /// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
 /// API. Returns once everything is listening.
 pub fn start(config: &Config) -> Result<Handle, StartError> {
@@ -333,14 +348,18 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         backend_keepalive_timeout: config.backend_keepalive_timeout,
         tls: server_tls.as_ref().map(|t| t.config()),
     });
-    let mut handles = Vec::with_capacity(workers);
+    // workers already running are stopped again if a later step fails: a failed start leaves
+    // nothing serving
+    let mut handles = Workers(Vec::with_capacity(workers));
     for (i, l) in listeners.into_iter().enumerate() {
-        handles.push(worker::spawn(i, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
+        handles
+            .0
+            .push(worker::spawn(i, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
     }
     let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
     let state = admin::AdminState {
         balancer: Arc::clone(&balancer),
-        workers: handles.iter().map(|w| Arc::clone(&w.stats)).collect(),
+        workers: handles.0.iter().map(|w| Arc::clone(&w.stats)).collect(),
         tls: server_tls
             .as_ref()
             .map(|t| (Arc::clone(t), cert_pairs(config))),
@@ -362,7 +381,7 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     };
     Ok(Handle {
         addr: local_addr,
-        workers: handles,
+        workers: std::mem::take(&mut handles.0),
         admin,
         redirect,
         balancer,

@@ -1083,7 +1083,11 @@ impl Session {
             Got::Eof => return self.backend_closed(ctx, false),
             Got::Failed => {
                 if let Some(error) = up.transport.tls_error() {
-                    log::warn!("backend {}: TLS failed: {}", up.backend.url, error);
+                    log::warn!(
+                        "backend {}: TLS failed: {}",
+                        up.backend.url,
+                        crate::tls::handshake_failure_reason(error)
+                    );
                     if up.transport.is_handshaking() {
                         // nothing reached the backend's application: as safe to retry as a
                         // connection that could not be made

@@ -84,6 +84,8 @@ pub struct Tls {
     shut: bool,
     /// The socket's write side has been shut.
     sock_shut: bool,
+    /// The peer sent `close_notify`: once its plaintext is read, the stream has ended.
+    peer_closed: bool,
     error: Option<rustls::Error>,
 }
 
@@ -142,6 +144,7 @@ impl Transport {
             plain_http: false,
             shut: false,
             sock_shut: false,
+            peer_closed: false,
             error: None,
         }))
     }
@@ -236,6 +239,9 @@ impl Transport {
                         _ => break,
                     };
                     std::io::BufRead::consume(&mut reader, len);
+                }
+                if t.peer_closed {
+                    return Got::Eof;
                 }
                 got
             }
@@ -374,14 +380,17 @@ impl Tls {
             Err(e) if e.kind() == io::ErrorKind::Other => Pumped::Blocked,
             Err(_) => return Err(()),
         };
-        if let Err(e) = self.conn.process_new_packets() {
-            self.error = Some(e);
-            if !self.plain_http {
-                // send the alert rustls queued, best effort (a plain-HTTP client gets a plain
-                // answer from the session instead)
-                let _ = self.flush();
+        match self.conn.process_new_packets() {
+            Ok(state) => self.peer_closed |= state.peer_has_closed(),
+            Err(e) => {
+                self.error = Some(e);
+                if !self.plain_http {
+                    // send the alert rustls queued, best effort (a plain-HTTP client gets a plain
+                    // answer from the session instead)
+                    let _ = self.flush();
+                }
+                return Err(());
             }
-            return Err(());
         }
         if self.conn.wants_write() {
             // handshake flights, alerts, key updates: out at once, or when the socket is writable
@@ -429,6 +438,14 @@ impl Tls {
         if buf.is_full() {
             return Got::Full;
         }
+        if self.peer_closed {
+            let (n, _) = self.drain_plaintext(buf);
+            return if n > 0 {
+                Got::Bytes { n, short: false }
+            } else {
+                Got::Eof
+            };
+        }
         let mut moved = 0;
         for _ in 0..TLS_READS {
             let (n, more) = self.drain_plaintext(buf);
@@ -448,6 +465,17 @@ impl Tls {
                 Pumped::Read { short } => {
                     let (n, more) = self.drain_plaintext(buf);
                     moved += n;
+                    if self.peer_closed && !more {
+                        // close_notify: what came before it is delivered, then the end
+                        return if moved > 0 {
+                            Got::Bytes {
+                                n: moved,
+                                short: false,
+                            }
+                        } else {
+                            Got::Eof
+                        };
+                    }
                     if more || (!short && !buf.is_full()) {
                         continue;
                     }

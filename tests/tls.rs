@@ -28,9 +28,9 @@
 //! - `ssl.redirect_http_port`: `308` to `https://HOST:TLS_PORT/same/target`, `400` without Host.
 //! - Session resumption, TLS 1.3 (tickets) and TLS 1.2.
 //!
-//! The last section, *known bugs*, holds `#[ignore]`d tests that fail today (each says why and
-//! where): a TLS close_notify is not taken as the end of the client's stream (tunnels and idle
-//! connections stay open), and a `ferrule::start` that fails late leaves its workers serving.
+//! - A TLS close_notify ends the client's stream (a tunnel closes, an idle connection is
+//!   released), and a `ferrule::start` that fails late leaves nothing serving (both were bugs,
+//!   found by these tests).
 //!
 //! Helpers live in `tests/common/tls.rs`. Every read has a timeout; child processes are stopped
 //! by their PID.
@@ -988,18 +988,16 @@ fn sessions_resume_with_tls13_and_tls12() {
     }
 }
 
-// ----------------------------------------------------------------------------- known bugs
+// ----------------------------------------------------------------------------- closing and failing
 //
-// Each fails today; `#[ignore]` says why and where. Run them with `-- --ignored`.
+// These three found bugs (close_notify was not taken as the end of the client's stream, and a
+// start that failed late left its workers serving); each failed before its fix.
 
 // Proves a TLS client ending its side of a tunnel with close_notify ends the tunnel: the backend
 // is told (FIN), closes, and the close comes back. Alone (RFC 8446 §6.1: no more data will come,
 // as a FIN says), and followed at once by a FIN, the usual way TLS clients close (rustls,
 // OpenSSL's `SSL_shutdown` then `close`, browsers).
 #[test]
-#[ignore = "BUG: a close_notify is not taken as the end of the client's stream (transport.rs \
-            Tls::read_into reports Blocked, not Eof, and session.rs then drops the readiness \
-            of a FIN that came with it): the tunnel stays open until tunnel_timeout"]
 fn tunnel_ends_when_the_tls_client_sends_close_notify() {
     let pki = pki("tunnel-close-notify");
     let backend = UpgradeBackend::start();
@@ -1019,10 +1017,6 @@ fn tunnel_ends_when_the_tls_client_sends_close_notify() {
 // once: with close_notify then FIN, and with close_notify alone (RFC 8446 §6.1: the sender
 // will send nothing more, so an idle connection is over).
 #[test]
-#[ignore = "BUG: an idle TLS connection closed by close_notify (+ FIN) is kept open until \
-            keepalive_timeout (transport.rs Tls::read_into never reports Eof for a \
-            close_notify; session.rs read_client clears c_readable on Blocked even when the \
-            poll reported hup, losing the FIN)"]
 fn idle_tls_connection_closed_with_close_notify_is_released() {
     let pki = pki("idle-close-notify");
     let backend = Backend::start("idle");
@@ -1046,10 +1040,6 @@ fn idle_tls_connection_closed_with_close_notify_is_released() {
 // served there. (The client port must be known in advance, so it comes from `free_ports`: if
 // someone takes it first, start fails on it instead and this tries another.)
 #[test]
-#[ignore = "BUG: lib.rs start() spawns the workers before binding the admin API and the \
-            redirect listener, and on a later failure returns the error without stopping them \
-            (WorkerHandle has no Drop): they go on serving the client port, with no Handle \
-            left to stop them"]
 fn failed_start_leaves_nothing_serving() {
     let pki = pki("failed-start");
     let backend = Backend::start("failed-start");
