@@ -775,9 +775,9 @@ impl Session {
                 self.fail(ctx, Status::ServiceUnavailable)
             }
             Err(_) => {
-                backend.record_failure();
+                ctx.balancer.failed(&backend, ctx.now);
                 backend.end_request();
-                self.retry_or_fail(ctx, Failure::Connect, backend.id, false)
+                self.retry_or_fail(ctx, Failure::Connect, backend.id)
             }
         }
     }
@@ -881,16 +881,16 @@ impl Session {
         let Some(key) = self.upstream.take().map(|k| k as usize) else {
             return self.fail(ctx, Status::BadGateway);
         };
-        let (backend, reused) = match ctx.upstreams.get_mut(key) {
+        let backend = match ctx.upstreams.get_mut(key) {
             Some(up) => {
-                up.backend.record_failure();
+                ctx.balancer.failed(&up.backend, ctx.now);
                 up.backend.end_request();
-                (up.backend.id, up.reused)
+                up.backend.id
             }
-            None => (0, false),
+            None => 0,
         };
         ctx.upstreams.close(key);
-        self.retry_or_fail(ctx, failure, backend, reused)
+        self.retry_or_fail(ctx, failure, backend)
     }
 
     fn retry_or_fail(
@@ -898,17 +898,16 @@ impl Session {
         ctx: &mut Ctx<'_>,
         failure: Failure,
         backend: u64,
-        reused: bool,
     ) -> Run {
         if self.ex.committed {
             return Err(Close);
         }
         // RFC 9112 §9.3.1.1: a request that may have been received is replayed only when it is
-        // idempotent, and only after a reused connection failed (a fresh one failing says more
-        // about the backend than about the connection).
+        // idempotent: after a pooled connection turned out dead, or a fresh one closed or reset
+        // before any response byte (as nginx's proxy_next_upstream and HAProxy's retry-on do).
         let safe = match failure {
             Failure::Connect | Failure::ConnectTimeout => true,
-            Failure::NoResponse => reused && self.ex.method.is_idempotent(),
+            Failure::NoResponse => self.ex.method.is_idempotent(),
             Failure::BadResponse | Failure::Timeout => false,
         };
         if safe && self.ex.replay && u32::from(self.ex.attempts) <= ctx.cfg.retries {
@@ -1254,7 +1253,7 @@ impl Session {
         }
         if let Some(key) = self.upstream.map(|k| k as usize) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
-                up.backend.record_failure();
+                ctx.balancer.failed(&up.backend, ctx.now);
             }
         }
         // Cut short after the response started: the client can only learn by the connection

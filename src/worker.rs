@@ -66,6 +66,22 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// Where control messages to one worker go: its channel and its waker. Cheap to clone (the admin
+/// API keeps one per worker).
+#[derive(Clone)]
+pub struct ControlPort {
+    tx: Sender<Control>,
+    waker: Arc<Waker>,
+}
+
+impl ControlPort {
+    pub fn send(&self, msg: Control) {
+        if self.tx.send(msg).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
 /// The other end of a worker: send it control messages, wait for it.
 pub struct WorkerHandle {
     tx: Sender<Control>,
@@ -75,6 +91,13 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    pub fn port(&self) -> ControlPort {
+        ControlPort {
+            tx: self.tx.clone(),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
     pub fn send(&self, msg: Control) {
         if self.tx.send(msg).is_ok() {
             let _ = self.waker.wake();
@@ -530,6 +553,7 @@ impl Core {
                     self.upstreams
                         .expire_idle(self.now, self.shared.backend_keepalive_timeout);
                     self.bufs.trim();
+                    self.shared.balancer.revive(self.now);
                     if let Some(Sticky::Ip(table)) = &self.shared.balancer.policy().sticky {
                         // a few shards a second per worker: the whole table within seconds
                         table.sweep(self.sticky_sweep, 8, self.now);

@@ -56,6 +56,43 @@ pub struct Policy {
     pub sticky: Option<Sticky>,
     /// With every backend down, send to the enabled ones anyway.
     pub fail_open: bool,
+    /// Passive health: `max_fails` failures (0: off) within `fail_timeout` take a backend down.
+    pub max_fails: u32,
+    pub fail_timeout_ms: u64,
+    /// Active checks run (they bring a backend taken down passively back up); without them, it
+    /// is tried again `fail_timeout` after it went down.
+    pub active_checks: bool,
+}
+
+/// A backend's state, as the admin API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Healthy and enabled: takes new requests.
+    Up,
+    /// Failed its health checks (or too many requests): takes none until it recovers.
+    Down,
+    /// Taking no new requests; the ones in flight finish (`DELETE`, or `PATCH` to `draining`).
+    Draining,
+    /// Switched off by hand (`PATCH` to `disabled`, or `PUT …/status {"alive": false}`).
+    Disabled,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Draining => "draining",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+/// Milliseconds since this process started: the clock of passive health.
+pub fn clock_ms(now: Instant) -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug)]
@@ -76,6 +113,9 @@ impl Policy {
         Policy {
             sticky,
             fail_open: c.fail_open,
+            max_fails: c.max_fails,
+            fail_timeout_ms: u64::try_from(c.fail_timeout.as_millis()).unwrap_or(u64::MAX),
+            active_checks: c.active_checks(),
         }
     }
 }
@@ -184,6 +224,63 @@ impl Balancer {
     /// Who to tell when a backend slot frees; workers register with it.
     pub fn slots(&self) -> &Slots {
         &self.slots
+    }
+
+    /// A request failed on `backend` (connect error, reset, timeout): passive health counts it,
+    /// and `max_fails` of them within `fail_timeout` take the backend down at once. Returns true
+    /// when this failure took it down.
+    pub fn failed(&self, backend: &Backend, now: Instant) -> bool {
+        backend.record_failure();
+        let p = &self.policy;
+        if p.max_fails == 0 || !backend.is_healthy() {
+            return false;
+        }
+        let now_ms = clock_ms(now).max(1);
+        let start = backend.fail_window.load(Ordering::Relaxed);
+        let count = if start == 0 || now_ms.saturating_sub(start) > p.fail_timeout_ms {
+            backend.fail_window.store(now_ms, Ordering::Relaxed);
+            backend.fails.store(1, Ordering::Relaxed);
+            1
+        } else {
+            backend.fails.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        if count < p.max_fails || !backend.healthy.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        backend
+            .down_since
+            .store(now_ms, Ordering::Relaxed);
+        log::warn!(
+            "{} is down: {count} failed requests within {} ms{}",
+            backend.url,
+            p.fail_timeout_ms,
+            if p.active_checks {
+                " (health checks bring it back)"
+            } else {
+                ""
+            }
+        );
+        true
+    }
+
+    /// Without active checks, backends taken down by failures are tried again `fail_timeout`
+    /// after: called by the workers' housekeeping, once a second.
+    pub fn revive(&self, now: Instant) {
+        let p = &self.policy;
+        if p.active_checks || p.max_fails == 0 {
+            return;
+        }
+        let now_ms = clock_ms(now);
+        for b in self.current().backends() {
+            let since = b.down_since.load(Ordering::Relaxed);
+            if !b.is_healthy() && since != 0 && now_ms.saturating_sub(since) >= p.fail_timeout_ms {
+                b.down_since.store(0, Ordering::Relaxed);
+                b.fail_window.store(0, Ordering::Relaxed);
+                if !b.healthy.swap(true, Ordering::Relaxed) {
+                    log::info!("{} is tried again ({} ms after it went down)", b.url, p.fail_timeout_ms);
+                }
+            }
+        }
     }
 
     /// The pool as it is now.
@@ -351,7 +448,13 @@ pub struct Backend {
     /// With a `max_conns`: who to tell when a slot frees.
     slots: Option<Arc<Slots>>,
     healthy: AtomicBool,
-    enabled: AtomicBool,
+    /// What the admin API set: 0 enabled, 1 disabled, 2 draining.
+    admin: std::sync::atomic::AtomicU8,
+    /// Passive health: the start of the current failure window and the failures in it (ms of
+    /// [`clock_ms`], 0: none), and when failures took it down (0: they did not).
+    fail_window: AtomicU64,
+    fails: AtomicU32,
+    down_since: AtomicU64,
     /// Requests in flight on this backend right now.
     pub active: CachePadded<AtomicUsize>,
     /// Requests sent to this backend, ever.
@@ -423,7 +526,10 @@ impl Backend {
             addr: cfg.addr,
             weight: AtomicU32::new(cfg.weight.max(1)),
             healthy: AtomicBool::new(true),
-            enabled: AtomicBool::new(true),
+            admin: std::sync::atomic::AtomicU8::new(ADMIN_ENABLED),
+            fail_window: AtomicU64::new(0),
+            fails: AtomicU32::new(0),
+            down_since: AtomicU64::new(0),
             active: CachePadded::default(),
             requests: CachePadded::default(),
             failures: CachePadded::default(),
@@ -439,23 +545,49 @@ impl Backend {
     /// Healthy and enabled: eligible for new requests.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.enabled.load(Ordering::Relaxed)
+        self.healthy.load(Ordering::Relaxed)
+            && self.admin.load(Ordering::Relaxed) == ADMIN_ENABLED
     }
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
+    /// Sets the health flag (health checks); returns what it was.
+    pub fn set_healthy(&self, healthy: bool) -> bool {
+        if healthy {
+            self.down_since.store(0, Ordering::Relaxed);
+            self.fail_window.store(0, Ordering::Relaxed);
+        }
+        self.healthy.swap(healthy, Ordering::Relaxed)
     }
 
+    /// Neither disabled nor draining.
     pub fn is_enabled(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed)
+        self.admin.load(Ordering::Relaxed) == ADMIN_ENABLED
     }
 
     pub fn set_enabled(&self, enabled: bool) {
-        self.enabled.store(enabled, Ordering::Relaxed);
+        let v = if enabled {
+            ADMIN_ENABLED
+        } else {
+            ADMIN_DISABLED
+        };
+        self.admin.store(v, Ordering::Relaxed);
+    }
+
+    /// Takes no new requests; those in flight finish.
+    pub fn set_draining(&self) {
+        self.admin.store(ADMIN_DRAINING, Ordering::Relaxed);
+    }
+
+    pub fn state(&self) -> State {
+        match self.admin.load(Ordering::Relaxed) {
+            ADMIN_DRAINING => State::Draining,
+            ADMIN_DISABLED => State::Disabled,
+            _ if !self.is_healthy() => State::Down,
+            _ => State::Up,
+        }
     }
 
     /// Below its `max_conns` (always, without one).
@@ -502,6 +634,10 @@ impl Backend {
         self.active.load(Ordering::Relaxed)
     }
 }
+
+const ADMIN_ENABLED: u8 = 0;
+const ADMIN_DISABLED: u8 = 1;
+const ADMIN_DRAINING: u8 = 2;
 
 /// The authority part of a validated backend URL (`http://host:port/` → `host:port`).
 fn authority(url: &str) -> String {
