@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod balancer;
 pub mod buffer;
+pub mod client_ip;
 pub mod config;
 pub mod http;
 pub mod listener;
