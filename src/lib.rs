@@ -7,15 +7,19 @@
 //! `worker` runs a `mio` loop per core; `session` is the per-connection state machine; `http`
 //! parses, checks and rewrites messages; `upstream` keeps a worker's backend connections;
 //! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
-//! memory and clock. Around it: `config`, `admin`, `stats`, `logging`.
+//! memory and clock. Around it: `config`, `admin`, `stats`, `logging`. Before HTTP, pure helpers:
+//! `proxy_protocol` reads a load balancer's PROXY header, `client_ip` finds the client behind
+//! trusted proxies.
 
 pub mod admin;
 pub mod balancer;
 pub mod buffer;
+pub mod client_ip;
 pub mod config;
 pub mod http;
 pub mod listener;
 pub mod logging;
+pub mod proxy_protocol;
 pub mod redirect;
 pub mod session;
 pub mod stats;
