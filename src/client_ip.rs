@@ -191,6 +191,9 @@ impl fmt::Display for Cidr {
 pub struct TrustedProxies(Vec<Cidr>);
 
 impl TrustedProxies {
+    /// Trust no one.
+    pub const EMPTY: TrustedProxies = TrustedProxies(Vec::new());
+
     pub fn new(cidrs: Vec<Cidr>) -> TrustedProxies {
         TrustedProxies(cidrs)
     }

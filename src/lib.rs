@@ -177,6 +177,8 @@ impl Settings {
             strip_sticky_cookie: c.sticky_cookie_strip,
             sticky_max_age: c.sticky_session_ttl.as_secs(),
             queue_timeout: c.queue_timeout,
+            trusted_proxies: c.trusted_proxies.clone(),
+            proxy_protocol: c.proxy_protocol,
         }
     }
 }

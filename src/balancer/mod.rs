@@ -30,7 +30,7 @@ pub mod sticky;
 pub use hash::{hash as stable_hash, hash_ip};
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -125,8 +125,8 @@ impl Policy {
 pub struct Ask {
     /// The hash `consistent-hash` looks up (`hash_key`'s value, or the client address).
     pub key: u64,
-    /// The client's address (sticky `ip` mode).
-    pub client: IpAddr,
+    /// The hash of the client's address ([`hash_ip`]; sticky `ip` mode).
+    pub client: u64,
     /// The backend the sticky cookie named, if the request carried a well-formed one.
     pub cookie: Option<u64>,
     /// A backend that just failed this request: avoided unless it is the only one.

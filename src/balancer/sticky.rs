@@ -1,25 +1,25 @@
 //! Sticky sessions: which backend a client stays on.
 //!
-//! - `ip` mode: [`StickyTable`], client address → backend id, shared by every worker (a client's
+//! - `ip` mode: [`StickyTable`], client address (its 64-bit hash, `hash_ip`) → backend id, shared
+//!   by every worker (a client's
 //!   connections land on different workers: `SO_REUSEPORT` hashes the 4-tuple). It is split into
 //!   [`SHARDS`] shards, each behind its own mutex, so workers rarely meet on one lock; a lookup is
 //!   one uncontended lock and a hash-map probe. Entries expire `ttl` after their last use (a use
 //!   refreshes them, at most once a second so the hot path does not write every time) and are
 //!   swept off the hot path by the workers' housekeeping, a few shards at a time. The table is
-//!   bounded: a full shard evicts its least recently used entry. Memory: about 48 bytes an entry
-//!   (a 17-byte address, the id and the time, in a hashbrown table at 7/8 load), so the default
-//!   100,000 entries take ~5 MB at most.
+//!   bounded: a full shard evicts its least recently used entry. Memory: about 32 bytes an entry
+//!   (the address's hash, the id and the time, 24 bytes, in a hashbrown table at up to 7/8 load,
+//!   plus a control byte), so the default 100,000 entries take ~3 MB at most.
 //! - `cookie` mode needs no table: [`cookie_id`] is an opaque id derived from the backend's URL
 //!   (the same for the same URL in every process and after restarts, never its address in clear),
 //!   which ferrule sets in a cookie and reads back.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::hash::{hash, hash_ip};
+use super::hash::hash;
 
 /// Shards of the table (a power of two).
 pub const SHARDS: usize = 64;
@@ -33,7 +33,7 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Shard {
-    map: HashMap<IpAddr, Entry>,
+    map: HashMap<u64, Entry>,
 }
 
 /// Client address → backend, with a TTL, bounded.
@@ -60,12 +60,15 @@ impl StickyTable {
         u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn shard(&self, ip: IpAddr) -> &Mutex<Shard> {
-        &self.shards[(hash_ip(ip) as usize) & (SHARDS - 1)]
+    fn shard(&self, client: u64) -> &Mutex<Shard> {
+        // the low bits: the high ones pick the consistent-hash entry
+        &self.shards[(client as usize) & (SHARDS - 1)]
     }
 
-    /// The backend `ip` is bound to, if the binding has not expired; refreshes it.
-    pub fn get(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+    /// The backend `client` (the hash of its address) is bound to, if the binding has not
+    /// expired; refreshes it.
+    pub fn get(&self, client: u64, now: Instant) -> Option<u64> {
+        let ip = client;
         let t = self.now(now);
         let mut shard = self.shard(ip).lock();
         let entry = shard.map.get_mut(&ip)?;
@@ -81,7 +84,8 @@ impl StickyTable {
 
     /// Binds `ip` to `backend` (replacing any binding). A full shard first drops its expired
     /// entries, then its least recently used one.
-    pub fn bind(&self, ip: IpAddr, backend: u64, now: Instant) {
+    pub fn bind(&self, client: u64, backend: u64, now: Instant) {
+        let ip = client;
         let t = self.now(now);
         let mut shard = self.shard(ip).lock();
         if shard.map.len() >= self.per_shard && !shard.map.contains_key(&ip) {
@@ -141,8 +145,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn ip(n: u32) -> IpAddr {
-        IpAddr::from(n.to_be_bytes())
+    fn ip(n: u32) -> u64 {
+        super::super::hash_ip(std::net::IpAddr::from(n.to_be_bytes()))
     }
 
     #[test]

@@ -75,6 +75,13 @@ impl Config {
                 self.health_check_method
             ));
         }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            warnings.push(
+                "proxy_protocol is on but trusted_proxies is empty: every connection will be \
+                 closed (list the balancers in front in trusted_proxies)"
+                    .into(),
+            );
+        }
         if self.ssl.redirect_http_port.is_some() && !self.ssl.enabled {
             warnings.push("ssl.redirect_http_port is not used when ssl.enabled is false".into());
         }

@@ -48,6 +48,8 @@ pub(super) struct ConfigFile {
     workers: Option<Int<usize, 1, 1024>>,
     strategy: Option<Strategy>,
     hash_key: Option<HashKey>,
+    trusted_proxies: Option<Vec<String>>,
+    proxy_protocol: Option<bool>,
     backends: Option<Vec<BackendFile>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend_ca_file: Option<FilePath>,
@@ -173,6 +175,8 @@ impl ConfigFile {
             workers,
             strategy,
             hash_key,
+            trusted_proxies,
+            proxy_protocol,
             backends,
             backend_ca_file,
             backend_timeout,
@@ -262,6 +266,11 @@ impl ConfigFile {
                 .map_or_else(|| "FERRULE_BACKEND".into(), |n| n.0),
             sticky_cookie_strip: sticky_cookie_strip.unwrap_or(false),
             hash_key: hash_key.unwrap_or(HashKey::ClientIp),
+            trusted_proxies: crate::client_ip::TrustedProxies::parse(
+                trusted_proxies.unwrap_or_default(),
+            )
+            .map_err(|(i, e)| invalid(&format!("trusted_proxies[{i}]"), e.to_string()))?,
+            proxy_protocol: proxy_protocol.unwrap_or(false),
             max_conns: max_conns.map_or(0, Int::get),
             queue_timeout: queue_timeout.map_or(secs(5), Dur::get),
             ssl: ssl.unwrap_or_default().into_ssl_config()?,
@@ -350,6 +359,8 @@ impl From<Config> for ConfigFile {
             buffer_size,
             shutdown_timeout,
             hash_key,
+            trusted_proxies,
+            proxy_protocol,
             max_conns,
             queue_timeout,
             enable_sticky_sessions,
@@ -368,6 +379,14 @@ impl From<Config> for ConfigFile {
             workers: Some(Int(workers)),
             strategy: Some(strategy),
             hash_key: Some(hash_key),
+            trusted_proxies: Some(
+                trusted_proxies
+                    .cidrs()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+            proxy_protocol: Some(proxy_protocol),
             backends: Some(
                 backends
                     .iter()

@@ -510,6 +510,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `hash_key`, default `client_ip`: what `consistent-hash` hashes.
     pub hash_key: HashKey,
+    /// `trusted_proxies`, default `[]`: CIDRs (or addresses) whose `X-Forwarded-For` and PROXY
+    /// protocol headers are believed; everyone else's address is the socket's peer.
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// `proxy_protocol`, default false: every connection starts with a PROXY protocol header (v1
+    /// or v2) from a trusted balancer in front; one without a valid header is closed.
+    pub proxy_protocol: bool,
     /// `max_conns`, default 0 (no limit): requests in flight at most per backend, across all
     /// workers, for backends without their own `max_conns`.
     pub max_conns: u32,

@@ -35,6 +35,8 @@ pub struct ClientInfo<'a> {
     /// The sticky-session cookie's name (cookie mode), and whether to remove it from the request.
     pub sticky_cookie: Option<&'a [u8]>,
     pub strip_sticky_cookie: bool,
+    /// Proxies whose `X-Forwarded-For` says who the client is.
+    pub trusted: &'a crate::client_ip::TrustedProxies,
 }
 
 /// Where a request's balancing key comes from (`hash_key`).
@@ -66,6 +68,8 @@ pub struct RequestHead {
     pub key: Option<u64>,
     /// The backend id in the sticky cookie, when the request has a well-formed one.
     pub sticky: Option<u64>,
+    /// The client, as `X-Forwarded-For` of a trusted peer names it (`None`: the peer itself).
+    pub client: Option<IpAddr>,
 }
 
 /// A request refused with this status.
@@ -337,8 +341,28 @@ pub fn rewrite(
         needs_host: hosts == 0 && !absolute,
         key,
         sticky,
+        client: forwarded_client(fields, &kinds, client),
     };
     Ok(Some((head, len)))
+}
+
+/// The client behind a trusted peer: the right-most untrusted address of `X-Forwarded-For`
+/// (`client_ip`). Nothing to do, and `None`, when the peer is not trusted.
+fn forwarded_client(
+    fields: &[httparse::Header<'_>],
+    kinds: &[Field],
+    client: &ClientInfo<'_>,
+) -> Option<IpAddr> {
+    if client.trusted.is_empty() || !client.trusted.contains(client.ip) {
+        return None;
+    }
+    let values = fields
+        .iter()
+        .zip(kinds)
+        .filter(|(_, kind)| **kind == Field::XForwardedFor)
+        .map(|(f, _)| f.value);
+    let found = crate::client_ip::client_from_forwarded_for(client.ip, values, client.trusted);
+    (found != client.ip).then_some(found)
 }
 
 /// A `Cookie` field with every cookie of `value` but `name` (none when nothing is left).
@@ -517,6 +541,7 @@ mod tests {
         key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
+        trusted: &crate::client_ip::TrustedProxies::EMPTY,
     };
 
     fn go(head: &str) -> Result<(RequestHead, String), Reject> {

@@ -60,6 +60,7 @@ fn heads(c: &mut Criterion) {
         key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
+        trusted: &ferrule::client_ip::TrustedProxies::EMPTY,
     };
     let mut out = Vec::with_capacity(1024);
 

@@ -4,7 +4,7 @@ use super::*;
 
 /// Every top-level key, in the order an unknown key's message lists them.
 const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, hash_key, \
-     backends, backend_ca_file, backend_timeout, connect_timeout, client_header_timeout, \
+     trusted_proxies, proxy_protocol, backends, backend_ca_file, backend_timeout, connect_timeout, client_header_timeout, \
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
      max_connections, max_conns, queue_timeout, buffer_size, shutdown_timeout, \
@@ -653,4 +653,26 @@ fn admin_token_is_checked_and_redacted() {
         r#"{"admin_token": "a b"}"#,
         "admin_token: must be printable ASCII without spaces",
     );
+}
+
+#[test]
+fn client_identity_settings() {
+    let config = parse(
+        r#"{"trusted_proxies": ["10.0.0.0/8", "192.168.1.7", "::1/128"], "proxy_protocol": true}"#,
+    );
+    assert!(config.proxy_protocol);
+    assert!(config.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+    assert!(config.trusted_proxies.contains("192.168.1.7".parse().unwrap()));
+    assert!(!config.trusted_proxies.contains("192.168.1.8".parse().unwrap()));
+    let message = error(r#"{"trusted_proxies": ["10.0.0.0/8", "10.1.0.0/8"]}"#);
+    assert!(message.starts_with("trusted_proxies[1]: "), "{message}");
+    let message = error(r#"{"trusted_proxies": ["nope"]}"#);
+    assert!(message.starts_with("trusted_proxies[0]: "), "{message}");
+    assert!(parse(r#"{"proxy_protocol": true}"#)
+        .warnings()
+        .iter()
+        .any(|w| w.starts_with("proxy_protocol is on but trusted_proxies is empty")));
+    // serialised and read back to the same list
+    let text = serde_json::to_string(&config).unwrap();
+    assert_eq!(Config::from_json_str(&text).unwrap().trusted_proxies, config.trusted_proxies);
 }

@@ -97,6 +97,8 @@ fn defaults() -> Config {
         buffer_size: 131072,
         shutdown_timeout: secs(30),
         hash_key: HashKey::ClientIp,
+        trusted_proxies: crate::client_ip::TrustedProxies::default(),
+        proxy_protocol: false,
         max_conns: 0,
         queue_timeout: secs(5),
         enable_sticky_sessions: false,
