@@ -16,6 +16,7 @@ pub mod balancer;
 pub mod buffer;
 pub mod client_ip;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod logging;
@@ -85,6 +86,8 @@ pub struct Handle {
     admin: admin::AdminHandle,
     /// The plain-HTTP listener that redirects to https (`ssl.redirect_http_port`).
     redirect: Option<redirect::RedirectHandle>,
+    /// The active health checks (`None` when `config.active_checks()` is false).
+    health: Option<health::HealthHandle>,
     balancer: Arc<Balancer>,
     shutdown_timeout: Duration,
 }
@@ -136,6 +139,9 @@ impl Handle {
     fn join(&mut self) {
         for w in &mut self.workers {
             w.join();
+        }
+        if let Some(h) = &mut self.health {
+            h.stop();
         }
         self.admin.stop();
         if let Some(r) = &mut self.redirect {
@@ -385,11 +391,18 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         }
         _ => None,
     };
+    let health = if config.active_checks() {
+        let settings = health::HealthSettings::from_config(config);
+        Some(health::start(Arc::clone(&balancer), settings).map_err(StartError::Spawn)?)
+    } else {
+        None
+    };
     Ok(Handle {
         addr: local_addr,
         workers: std::mem::take(&mut handles.0),
         admin,
         redirect,
+        health,
         balancer,
         shutdown_timeout: config.shutdown_timeout,
     })
