@@ -592,7 +592,10 @@ impl Session {
     fn proxy_header(&mut self, ctx: &mut Ctx<'_>) -> Run {
         use crate::proxy_protocol::{self, Parsed, MAX_HEADER_LEN};
         if !ctx.cfg.trusted_proxies.contains(self.peer) {
-            log::debug!("PROXY protocol: {} is not a trusted proxy: closed", self.peer);
+            log::debug!(
+                "PROXY protocol: {} is not a trusted proxy: closed",
+                self.peer
+            );
             return Err(Close);
         }
         if !self.c_readable {
@@ -620,7 +623,10 @@ impl Session {
                 let mut taken = 0;
                 // bounded: the bytes were peeked, so they are there
                 for _ in 0..8 {
-                    match io::Read::read(&mut &*self.client.socket(), &mut head[taken..header.consumed]) {
+                    match io::Read::read(
+                        &mut self.client.socket(),
+                        &mut head[taken..header.consumed],
+                    ) {
                         Ok(0) | Err(_) => break,
                         Ok(k) => taken += k,
                     }
@@ -979,12 +985,7 @@ impl Session {
         self.retry_or_fail(ctx, failure, backend)
     }
 
-    fn retry_or_fail(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        failure: Failure,
-        backend: u64,
-    ) -> Run {
+    fn retry_or_fail(&mut self, ctx: &mut Ctx<'_>, failure: Failure, backend: u64) -> Run {
         if self.ex.committed {
             return Err(Close);
         }

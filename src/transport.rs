@@ -30,8 +30,11 @@ use crate::buffer::{Buf, Fill};
 /// Encrypted bytes (and, before the handshake ends, plaintext) rustls may queue for one
 /// connection before a write is refused: the TLS share of a connection's bounded memory.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
-/// Socket reads per [`Transport::read_into`] over TLS before it reports what it has.
-const TLS_READS: usize = 8;
+/// Socket reads per [`Transport::read_into`] over TLS before it reports what it has. Reads
+/// that bring no plaintext do not stop early: rustls reads at most ~4 KiB at a time, so this many
+/// reads is ~256 KiB of records; a peer that sends that much without a byte of application data
+/// (or handshake progress) is refused, rather than left readable with no event to come.
+const TLS_READS: usize = 64;
 
 /// The outcome of one read into a [`Buf`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -516,8 +519,12 @@ impl Tls {
                 n: moved,
                 short: false,
             }
+        } else if self.conn.is_handshaking() {
+            // a long handshake flight still arriving: not drained, so report it as read (the
+            // handshake's caller keeps reading while readable)
+            Got::Bytes { n: 0, short: false }
         } else {
-            Got::Blocked
+            Got::Failed
         }
     }
 

@@ -643,13 +643,18 @@ fn https_backend_with_the_global_backend_ca_file_is_served() {
 
 /// Runs the proxy binary in front of `backend` (an HTTPS backend the proxy must refuse), asks it
 /// twice, and checks: 502 both times, promptly; the backend's application saw nothing; the log
-/// names the backend's URL and a reason containing `reason` (any case).
+/// names the backend's URL and a reason containing `reason` (any case). Passive health is off
+/// (`max_fails: 0`): with it, the failures would take the backend down and the second request
+/// would get 503 (`tests/health.rs` covers that).
 fn assert_refused_backend(backend: &TlsBackend, tls: Value, reason: &str, name: &str) {
     let mut entry = json!({"url": backend.url()});
     if let (Some(map), Value::Object(more)) = (entry.as_object_mut(), tls) {
         map.extend(more);
     }
-    let proxy = ProxyProcess::start(json!({"workers": 1, "backends": [entry]}), name);
+    let proxy = ProxyProcess::start(
+        json!({"workers": 1, "max_fails": 0, "backends": [entry]}),
+        name,
+    );
     for i in 0..2 {
         let started = Instant::now();
         let mut c = Client::connect(proxy.addr());

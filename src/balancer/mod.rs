@@ -247,9 +247,7 @@ impl Balancer {
         if count < p.max_fails || !backend.healthy.swap(false, Ordering::Relaxed) {
             return false;
         }
-        backend
-            .down_since
-            .store(now_ms, Ordering::Relaxed);
+        backend.down_since.store(now_ms, Ordering::Relaxed);
         log::warn!(
             "{} is down: {count} failed requests within {} ms{}",
             backend.url,
@@ -277,7 +275,11 @@ impl Balancer {
                 b.down_since.store(0, Ordering::Relaxed);
                 b.fail_window.store(0, Ordering::Relaxed);
                 if !b.healthy.swap(true, Ordering::Relaxed) {
-                    log::info!("{} is tried again ({} ms after it went down)", b.url, p.fail_timeout_ms);
+                    log::info!(
+                        "{} is tried again ({} ms after it went down)",
+                        b.url,
+                        p.fail_timeout_ms
+                    );
                 }
             }
         }
@@ -545,8 +547,7 @@ impl Backend {
     /// Healthy and enabled: eligible for new requests.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-            && self.admin.load(Ordering::Relaxed) == ADMIN_ENABLED
+        self.healthy.load(Ordering::Relaxed) && self.admin.load(Ordering::Relaxed) == ADMIN_ENABLED
     }
 
     pub fn is_healthy(&self) -> bool {

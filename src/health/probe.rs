@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn the_request_names_the_path_the_host_and_the_agent() {
         let cfg = crate::balancer::tests::cfg(8083, 1);
-        let backend = Backend::new(0, &cfg, None);
+        let backend = Backend::new(0, &cfg, None, 0, &Default::default());
         let text = String::from_utf8(request("/ready", &backend).to_vec()).expect("ascii");
         assert!(text.starts_with("GET /ready HTTP/1.1\r\n"), "{text}");
         assert!(text.contains("\r\nHost: 127.0.0.1:8083\r\n"), "{text}");

@@ -662,8 +662,12 @@ fn client_identity_settings() {
     );
     assert!(config.proxy_protocol);
     assert!(config.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
-    assert!(config.trusted_proxies.contains("192.168.1.7".parse().unwrap()));
-    assert!(!config.trusted_proxies.contains("192.168.1.8".parse().unwrap()));
+    assert!(config
+        .trusted_proxies
+        .contains("192.168.1.7".parse().unwrap()));
+    assert!(!config
+        .trusted_proxies
+        .contains("192.168.1.8".parse().unwrap()));
     let message = error(r#"{"trusted_proxies": ["10.0.0.0/8", "10.1.0.0/8"]}"#);
     assert!(message.starts_with("trusted_proxies[1]: "), "{message}");
     let message = error(r#"{"trusted_proxies": ["nope"]}"#);
@@ -674,5 +678,8 @@ fn client_identity_settings() {
         .any(|w| w.starts_with("proxy_protocol is on but trusted_proxies is empty")));
     // serialised and read back to the same list
     let text = serde_json::to_string(&config).unwrap();
-    assert_eq!(Config::from_json_str(&text).unwrap().trusted_proxies, config.trusted_proxies);
+    assert_eq!(
+        Config::from_json_str(&text).unwrap().trusted_proxies,
+        config.trusted_proxies
+    );
 }
