@@ -105,7 +105,7 @@ pub fn backend_json(b: &Backend) -> Value {
         // requests in flight on this backend now; `active_connections` is the original's name
         "in_flight": b.active_requests(),
         "active_connections": b.active_requests(),
-        "total_requests": b.requests.load(std::sync::atomic::Ordering::Relaxed),
+        "total_requests": b.total_requests(),
         "failures": b.failures.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
@@ -152,11 +152,7 @@ fn stats(state: &AdminState) -> Value {
     let open: u64 = state.workers.iter().map(|w| w.open()).sum();
     let accepted: u64 = state.workers.iter().map(|w| w.total_accepted()).sum();
     let pool = state.balancer.current();
-    let requests: u64 = pool
-        .backends()
-        .iter()
-        .map(|b| b.requests.load(std::sync::atomic::Ordering::Relaxed))
-        .sum();
+    let requests: u64 = pool.backends().iter().map(|b| b.total_requests()).sum();
     let handshakes: u64 = state.workers.iter().map(|w| w.tls_handshakes()).sum();
     let tls_failures: u64 = state.workers.iter().map(|w| w.tls_failures()).sum();
     json!({

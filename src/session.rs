@@ -171,6 +171,8 @@ struct Exchange {
     client: u64,
     /// The response sets the sticky cookie (the request had none, or one for another backend).
     set_cookie: bool,
+    /// When the request went to its backend (`clock_ms`, wrapping), for the response time.
+    sent_ms: u32,
     /// The request came without `Host` (HTTP/1.0): ferrule writes the chosen backend's authority,
     /// at every attempt.
     needs_host: bool,
@@ -202,6 +204,7 @@ impl Exchange {
             cookie: 0,
             client: 0,
             set_cookie: false,
+            sent_ms: 0,
             needs_host: head.needs_host,
             host_line: 0,
             replay: true,
@@ -517,7 +520,7 @@ impl Session {
     }
 
     /// Reads from the client into `req`. Returns bytes read (0: blocked or no room).
-    fn read_client(&mut self, bufs: &mut BufPool) -> Result<usize, Close> {
+    fn read_client(&mut self, bufs: &mut BufPool, stats: &WorkerStats) -> Result<usize, Close> {
         if !self.c_readable || self.c_eof {
             return Ok(0);
         }
@@ -531,6 +534,7 @@ impl Session {
         }
         match got {
             Got::Bytes { n, short } => {
+                stats.bytes_in(n);
                 // a short read drained the socket: the next bytes come with a new event (unless
                 // the peer already closed, which no later event would announce)
                 if short && !self.c_hup {
@@ -552,7 +556,7 @@ impl Session {
     }
 
     /// Writes framed response bytes to the client. Returns whether any were written.
-    fn write_client(&mut self, bufs: &mut BufPool) -> Run {
+    fn write_client(&mut self, bufs: &mut BufPool, stats: &WorkerStats) -> Run {
         if !self.c_writable || self.resp_ready == 0 {
             return Ok(false);
         }
@@ -562,6 +566,7 @@ impl Session {
         let data = &buf.bytes()[..self.resp_ready];
         match self.client.write(data) {
             Io::Done(n) => {
+                stats.bytes_out(n);
                 if n < data.len() {
                     self.c_writable = false;
                 }
@@ -706,7 +711,7 @@ impl Session {
                 // the client is gone; a partial head will never complete
                 return Err(Close);
             }
-            let n = self.read_client(ctx.bufs)?;
+            let n = self.read_client(ctx.bufs, ctx.stats)?;
             if n == 0 {
                 if self.c_eof {
                     continue;
@@ -839,6 +844,7 @@ impl Session {
             Choice::None => return self.fail(ctx, Status::ServiceUnavailable),
         };
         self.ex.set_cookie = set_cookie;
+        self.ex.sent_ms = crate::balancer::clock_ms(ctx.now) as u32;
         if self.ex.needs_host && !self.set_host(&backend.authority) {
             backend.end_request();
             return self.fail(ctx, Status::HeaderFieldsTooLarge);
@@ -1027,7 +1033,7 @@ impl Session {
             // the client reads it
             self.release_upstream(ctx);
         }
-        progress |= self.write_client(ctx.bufs)?;
+        progress |= self.write_client(ctx.bufs, ctx.stats)?;
         if self.ex.resp_done && self.resp_ready == 0 {
             self.finish_exchange(ctx)?;
             return Ok(true);
@@ -1045,7 +1051,7 @@ impl Session {
                 // the request outgrew the buffer: it can no longer be sent twice
                 self.stop_replay(ctx.bufs);
             }
-            let n = self.read_client(ctx.bufs)?;
+            let n = self.read_client(ctx.bufs, ctx.stats)?;
             if n > 0 {
                 progress = true;
                 if !self.frame_request()? {
@@ -1255,6 +1261,14 @@ impl Session {
                 continue;
             }
             self.ex.committed = true;
+            ctx.stats.response(head.status);
+            if let Some(up) = self
+                .upstream
+                .and_then(|k| ctx.upstreams.get_mut(k as usize))
+            {
+                let ms = (crate::balancer::clock_ms(ctx.now) as u32).wrapping_sub(self.ex.sent_ms);
+                up.backend.answered_in(u64::from(ms));
+            }
             self.ex.keep_client = head.keep_client;
             self.ex.reusable = head.reusable;
             self.ex.relay = head.relay;
@@ -1397,6 +1411,7 @@ impl Session {
         }
         self.resp_ready += ctx.scratch.len();
         self.ex.committed = true;
+        ctx.stats.response(status.code());
         self.ex.resp_done = true;
         self.ex.keep_client = keep;
         self.ex.reusable = false;
@@ -1472,7 +1487,7 @@ impl Session {
         };
         let mut progress = false;
         // client → backend
-        if self.read_client(ctx.bufs)? > 0 {
+        if self.read_client(ctx.bufs, ctx.stats)? > 0 {
             progress = true;
         }
         self.req_ready = self.req.as_ref().map_or(0, Buf::len);
@@ -1528,7 +1543,7 @@ impl Session {
             }
         }
         self.resp_ready = self.resp.as_ref().map_or(0, Buf::len);
-        progress |= self.write_client(ctx.bufs)?;
+        progress |= self.write_client(ctx.bufs, ctx.stats)?;
         if self.resp_ready == 0 {
             if let Some(b) = self.resp.take() {
                 ctx.bufs.put(b);

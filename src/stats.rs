@@ -1,66 +1,158 @@
-//! Process-wide counters read by the admin API: per worker (connections) here, per backend in
-//! `balancer::Backend`. Workers only ever add to their own; readers sum.
+//! Process-wide counters read by the admin API: per worker here (connections, requests by status
+//! class, bytes, TLS handshakes), per backend in `balancer::Backend` (requests, failures, the
+//! response-time histogram). Workers only ever add to their own with relaxed atomics; readers sum.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-/// One worker's connection counters, each on its own cache line (`CachePadded`: 128 bytes on
-/// x86-64, where the prefetcher pulls lines in pairs).
+/// One worker's counters. Only that worker writes them, so they share one padded block: the
+/// block is apart from every other worker's (no false sharing), and the admin thread's reads are
+/// rare.
 #[derive(Debug, Default)]
-pub struct WorkerStats {
-    accepted: CachePadded<AtomicU64>,
-    closed: CachePadded<AtomicU64>,
-    accept_errors: CachePadded<AtomicU64>,
+pub struct WorkerStats(CachePadded<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    closed: AtomicU64,
+    accept_errors: AtomicU64,
     /// TLS handshakes completed, and failed (errors, timeouts, plain HTTP, peers leaving).
-    tls_handshakes: CachePadded<AtomicU64>,
-    tls_failures: CachePadded<AtomicU64>,
+    tls_handshakes: AtomicU64,
+    tls_failures: AtomicU64,
+    /// Responses sent to clients by status class (1xx interim ones not counted), index 0 = 1xx.
+    classes: [AtomicU64; 5],
+    /// Bytes read from clients and written to them.
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 impl WorkerStats {
     #[inline]
     pub fn accepted(&self) {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.0.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
     pub fn closed(&self) {
-        self.closed.fetch_add(1, Ordering::Relaxed);
+        self.0.closed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn accept_error(&self) {
+        self.0.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn accept_errors(&self) -> u64 {
+        self.0.accept_errors.load(Ordering::Relaxed)
     }
 
     #[inline]
     pub fn tls_handshake(&self) {
-        self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+        self.0.tls_handshakes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn tls_failed(&self) {
-        self.tls_failures.fetch_add(1, Ordering::Relaxed);
+        self.0.tls_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn tls_handshakes(&self) -> u64 {
-        self.tls_handshakes.load(Ordering::Relaxed)
+        self.0.tls_handshakes.load(Ordering::Relaxed)
     }
 
     pub fn tls_failures(&self) -> u64 {
-        self.tls_failures.load(Ordering::Relaxed)
+        self.0.tls_failures.load(Ordering::Relaxed)
     }
 
-    pub fn accept_error(&self) {
-        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    /// A final response with `status` went (or is going) to a client.
+    #[inline]
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0.classes[class].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn accept_errors(&self) -> u64 {
-        self.accept_errors.load(Ordering::Relaxed)
+    /// Responses by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub fn responses(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.0.classes[i].load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    pub fn bytes_in(&self, n: usize) {
+        self.0.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn bytes_out(&self, n: usize) {
+        self.0.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes read from clients and written to them, so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.0.bytes_in.load(Ordering::Relaxed),
+            self.0.bytes_out.load(Ordering::Relaxed),
+        )
     }
 
     /// Connections accepted since start.
     pub fn total_accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.0.accepted.load(Ordering::Relaxed)
     }
 
     /// Client connections open now.
     pub fn open(&self) -> u64 {
-        let closed = self.closed.load(Ordering::Relaxed);
+        let closed = self.0.closed.load(Ordering::Relaxed);
         self.total_accepted().saturating_sub(closed)
+    }
+}
+
+/// Upper bounds of the response-time histogram buckets, in milliseconds (the last bucket is
+/// everything above the last bound). Prometheus's usual ladder, trimmed.
+pub const LATENCY_BOUNDS_MS: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000];
+
+/// One backend's response times (from the request going out to its response head coming back):
+/// a histogram of [`LATENCY_BOUNDS_MS`] plus the sum. Written by every worker, so it lives beside
+/// the request counter it is bumped with (the same cache line moves once).
+#[derive(Debug, Default)]
+pub struct Latency {
+    buckets: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
+    sum_ms: AtomicU64,
+}
+
+impl Latency {
+    #[inline]
+    pub fn record(&self, ms: u64) {
+        let i = LATENCY_BOUNDS_MS.partition_point(|&b| b < ms);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// The count of each bucket (not cumulative; the last is above every bound) and the sum.
+    pub fn snapshot(&self) -> ([u64; LATENCY_BOUNDS_MS.len() + 1], u64) {
+        (
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            self.sum_ms.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_counted_by_class_and_latencies_bucketed() {
+        let s = WorkerStats::default();
+        for status in [200, 204, 304, 404, 502, 503, 100] {
+            s.response(status);
+        }
+        assert_eq!(s.responses(), [1, 2, 1, 1, 2]);
+        let l = Latency::default();
+        for ms in [0, 1, 2, 3, 6000] {
+            l.record(ms);
+        }
+        let (buckets, sum) = l.snapshot();
+        assert_eq!(&buckets[..3], &[2, 1, 1]);
+        assert_eq!(buckets[10], 1);
+        assert_eq!(sum, 6006);
     }
 }

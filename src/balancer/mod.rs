@@ -459,13 +459,21 @@ pub struct Backend {
     down_since: AtomicU64,
     /// Requests in flight on this backend right now.
     pub active: CachePadded<AtomicUsize>,
-    /// Requests sent to this backend, ever.
-    pub requests: CachePadded<AtomicU64>,
+    /// Requests sent to this backend, ever, and their response times: bumped together, so they
+    /// share a cache line.
+    pub requests: CachePadded<Traffic>,
     /// Failed attempts (connect errors, resets, invalid responses, timeouts).
     pub failures: CachePadded<AtomicU64>,
     /// What the health checks know of it: written by the health thread (and by the workers'
     /// passive marking when it flips), read by the admin API. Never locked on the request path.
     pub health: Mutex<HealthInfo>,
+}
+
+/// A backend's request count and response times (see [`Backend::requests`]).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub count: AtomicU64,
+    pub latency: crate::stats::Latency,
 }
 
 /// The health-check record of one backend.
@@ -601,7 +609,18 @@ impl Backend {
     #[inline]
     pub fn begin_request(&self) {
         self.active.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests sent to this backend, ever (retries included).
+    pub fn total_requests(&self) -> u64 {
+        self.requests.count.load(Ordering::Relaxed)
+    }
+
+    /// A response head came back `ms` milliseconds after the request went out.
+    #[inline]
+    pub fn answered_in(&self, ms: u64) {
+        self.requests.latency.record(ms);
     }
 
     /// A request starts on this backend if it has room (two workers may both have seen the last
@@ -613,7 +632,7 @@ impl Backend {
             self.active.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.count.fetch_add(1, Ordering::Relaxed);
         true
     }
 
