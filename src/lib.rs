@@ -7,7 +7,9 @@
 //! `worker` runs a `mio` loop per core; `session` is the per-connection state machine; `http`
 //! parses, checks and rewrites messages; `upstream` keeps a worker's backend connections;
 //! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
-//! memory and clock. Around it: `config`, `admin`, `stats`, `logging`. Before HTTP, pure helpers:
+//! memory and clock; `transport` is one face over plain sockets and rustls, `tls` makes the rustls
+//! configurations. Around it: `config`, `admin`, `health` (the checker thread), `redirect`,
+//! `stats`, `logging`. Before HTTP, pure helpers:
 //! `proxy_protocol` reads a load balancer's PROXY header, `client_ip` finds the client behind
 //! trusted proxies.
 

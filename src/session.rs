@@ -4,18 +4,23 @@
 //! ```text
 //!            ┌──────────────── keep-alive ────────────────┐
 //!            v                                            │
-//!   accept → ReadHead ──head──> Connect ──connected──> Exchange ──101──> Tunnel ──> close
-//!            │  (idle conn found: straight to Exchange)   │
-//!            └── bad head: 4xx ──> Drain ──> close  <─────┘ (Connection: close, errors)
+//!   accept → [ProxyHeader →] ReadHead ──head──> [Queued →] Connect ──connected──> Exchange ──101──> Tunnel
+//!                            │  (idle conn found: straight to Exchange)            │
+//!                            └── bad head: 4xx ──> Drain ──> close  <──────────────┘ (Connection: close, errors)
 //! ```
 //!
 //! | phase    | what happens                                                      | deadline               |
 //! |----------|-------------------------------------------------------------------|------------------------|
-//! | ReadHead | read until a whole head is buffered, check and rewrite it, pick a backend | `keepalive_timeout` while idle, then `client_header_timeout` from the first byte |
+//! | ProxyHeader | `proxy_protocol`: the PROXY header, peeked until whole, then consumed | `client_header_timeout` |
+//! | ReadHead | (over TLS, the handshake first, driven by the reads) read until a whole head is buffered, check and rewrite it, pick a backend | `tls_handshake_timeout` during the handshake, `keepalive_timeout` while idle, then `client_header_timeout` from the first byte |
+//! | Queued   | every candidate backend is at its `max_conns`: wait in the worker's queue | `queue_timeout` (then 503) |
 //! | Connect  | non-blocking TCP connect to the backend                           | `connect_timeout`      |
 //! | Exchange | request body → backend, response ← backend, both streamed         | `client_body_timeout` while the request body is due, then `backend_timeout`, `send_timeout` while only writes are left; each restarts on progress |
 //! | Tunnel   | bytes both ways after `101 Switching Protocols`                   | `tunnel_timeout`, restarts on progress |
 //! | Drain    | our side is shut; unread client bytes are discarded so the last response is not lost to a reset | `LINGER` |
+//!
+//! The client and backend connections are [`Transport`]s: plain sockets or rustls connections,
+//! the same code either way (`transport.rs`).
 //!
 //! Two buffers carry the bytes: `req` (client → backend) and `resp` (backend → client). Each is
 //! taken from the worker's pool when bytes arrive and given back as soon as it is empty, so an idle
