@@ -119,6 +119,7 @@ fn run(args: &[String]) -> Result<(), String> {
 
     // wait for the first signal, then drain; a second signal exits at once
     let _ = rx.recv();
+    log::info!("Shutdown signal received");
     log::info!(
         "shutting down: no new connections, finishing requests in flight (up to {})",
         format_duration(config.shutdown_timeout)
@@ -135,8 +136,13 @@ fn run(args: &[String]) -> Result<(), String> {
             std::process::exit(130);
         }
     }
+    log::info!(
+        "Proxy server stopped gracefully (after {})",
+        format_duration(waited.elapsed())
+    );
     handle.wait();
-    log::info!("stopped after {}", format_duration(waited.elapsed()));
+    log::info!("Admin server stopped gracefully");
+    log::info!("All servers stopped");
     ferrule::logging::flush();
     Ok(())
 }
