@@ -358,12 +358,18 @@ impl Core {
 
     /// Runs a session after an event, then re-arms its timer or drops it.
     fn drive(&mut self, registry: &Registry, key: usize) {
+        let queued = self.queue.len();
         let (Some(session), mut ctx) = self.ctx(registry, key) else {
             return;
         };
         let id = session.id;
         let result = contain(|| session.run(&mut ctx));
         self.after_run(registry, key, id, result);
+        if self.queue.len() > queued {
+            // just queued: look once more, in case a slot freed while it was being queued (the
+            // worker that freed it may not have seen it waiting yet)
+            self.queue_again = true;
+        }
     }
 
     fn after_run(&mut self, registry: &Registry, key: usize, id: u32, result: Result<Ran, Close>) {

@@ -150,21 +150,24 @@ impl Slots {
         self.workers.write().push((waker, queued));
     }
 
-    /// One request more (or less) waits in `queued`'s queue.
+    /// One request more (or less) waits in `queued`'s queue. `SeqCst`, with the `SeqCst` end of a
+    /// request and load in [`Slots::freed`]: either the worker queueing sees the slot the other
+    /// freed (it tries once more right after queueing), or the other sees it waiting and wakes it.
     pub fn enqueued(&self, queued: &AtomicUsize) {
-        queued.fetch_add(1, Ordering::Relaxed);
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        queued.fetch_add(1, Ordering::SeqCst);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn dequeued(&self, queued: &AtomicUsize) {
-        queued.fetch_sub(1, Ordering::Relaxed);
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        queued.fetch_sub(1, Ordering::SeqCst);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// A slot freed on a backend with a limit: wake every worker with requests waiting.
+    /// A slot freed on a backend with a limit, or a backend became a candidate (added, enabled,
+    /// healthy again): wake every worker with requests waiting. One load while nobody waits.
     #[inline]
     pub fn freed(&self) {
-        if self.waiting.load(Ordering::Relaxed) == 0 {
+        if self.waiting.load(Ordering::SeqCst) == 0 {
             return;
         }
         for (waker, queued) in self.workers.read().iter() {
@@ -305,6 +308,8 @@ impl Balancer {
         let generation = pool.generation;
         *self.current.write() = Arc::new(pool);
         self.generation.store(generation, Ordering::Release);
+        // a backend added, or room made: requests waiting for a slot may find one now
+        self.slots.freed();
         result
     }
 }
@@ -447,8 +452,8 @@ pub struct Backend {
     pub max_conns: u32,
     /// What the sticky cookie holds for this backend ([`sticky::cookie_id`] of its URL).
     pub cookie_id: u64,
-    /// With a `max_conns`: who to tell when a slot frees.
-    slots: Option<Arc<Slots>>,
+    /// Who to tell when a slot frees (with a `max_conns`) or the backend becomes a candidate.
+    slots: Arc<Slots>,
     healthy: AtomicBool,
     /// What the admin API set: 0 enabled, 1 disabled, 2 draining.
     admin: std::sync::atomic::AtomicU8,
@@ -526,7 +531,7 @@ impl Backend {
         Backend {
             tls,
             max_conns,
-            slots: (max_conns > 0).then(|| Arc::clone(slots)),
+            slots: Arc::clone(slots),
             cookie_id: sticky::cookie_id(&cfg.url),
             id,
             url: cfg.url.clone(),
@@ -568,7 +573,12 @@ impl Backend {
             self.down_since.store(0, Ordering::Relaxed);
             self.fail_window.store(0, Ordering::Relaxed);
         }
-        self.healthy.swap(healthy, Ordering::Relaxed)
+        let was = self.healthy.swap(healthy, Ordering::SeqCst);
+        if healthy && !was {
+            // a candidate again: requests waiting for a slot may take it
+            self.slots.freed();
+        }
+        was
     }
 
     /// Neither disabled nor draining.
@@ -582,7 +592,10 @@ impl Backend {
         } else {
             ADMIN_DISABLED
         };
-        self.admin.store(v, Ordering::Relaxed);
+        self.admin.store(v, Ordering::SeqCst);
+        if enabled {
+            self.slots.freed();
+        }
     }
 
     /// Takes no new requests; those in flight finish.
@@ -602,7 +615,7 @@ impl Backend {
     /// Below its `max_conns` (always, without one).
     #[inline]
     pub fn has_room(&self) -> bool {
-        self.max_conns == 0 || self.active.load(Ordering::Relaxed) < self.max_conns as usize
+        self.max_conns == 0 || self.active.load(Ordering::SeqCst) < self.max_conns as usize
     }
 
     /// A request starts on this backend.
@@ -627,9 +640,10 @@ impl Backend {
     /// slot free: the one that comes second backs off). False: it is at its `max_conns`.
     #[inline]
     pub fn try_begin_request(&self) -> bool {
-        let before = self.active.fetch_add(1, Ordering::Relaxed);
+        let before = self.active.fetch_add(1, Ordering::SeqCst);
         if self.max_conns != 0 && before >= self.max_conns as usize {
-            self.active.fetch_sub(1, Ordering::Relaxed);
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            self.slots.freed();
             return false;
         }
         self.requests.count.fetch_add(1, Ordering::Relaxed);
@@ -639,9 +653,11 @@ impl Backend {
     /// A request on this backend ended, whatever the outcome.
     #[inline]
     pub fn end_request(&self) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
-        if let Some(slots) = &self.slots {
-            slots.freed();
+        if self.max_conns == 0 {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            self.slots.freed();
         }
     }
 
