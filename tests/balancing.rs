@@ -19,14 +19,19 @@
 //!   process, replacement of unknown and malformed ones, the backend's own cookies untouched,
 //!   stripping, `Secure` over TLS.
 //! - `max_conns`: never more requests in flight at a backend than its limit, across workers; the
-//!   others wait and go in arrival order as slots free; a wait ends at `queue_timeout` with `503`
+//!   others wait and go in arrival order (a worker's queue) as slots free, a slot freed on one
+//!   worker reaching a request waiting on the other; a wait ends at `queue_timeout` with `503`
 //!   and `Retry-After`, not before; a client that leaves the queue loses its turn to nobody.
 //! - No available backend is a `503`; `fail_open` serves from backends that are all marked down,
 //!   but never from disabled ones.
 //!
+//! Ignored, as `BUG: …`, until the proxy is fixed: a waiting request is not woken when a backend
+//! becomes available or is added (it waits out `queue_timeout`), nor when another worker frees
+//! the last slot while it is being queued (a lost wake-up, caught by a bounded stress loop).
+//!
 //! Every wait is bounded, and waits on a signal (a backend reporting an arrival, a response, a
 //! round trip through the proxy) rather than on the clock, except where the clock is the subject
-//! (`queue_timeout`).
+//! (`queue_timeout`, and the lost wake-up's timing offsets).
 
 mod common;
 
@@ -113,7 +118,7 @@ fn id_of(proxy: &Proxy, addr: SocketAddr) -> u64 {
         .id
 }
 
-/// Marks the backend at `addr` enabled or not (in place, as the admin API does).
+/// Marks the backend at `addr` enabled or not (its flag, in place: no new pool).
 fn set_enabled(proxy: &Proxy, addr: SocketAddr, enabled: bool) {
     let id = id_of(proxy, addr);
     let pool = proxy.handle.balancer().current();
@@ -200,13 +205,16 @@ fn weighted_round_robin_splits_exactly_by_weight_across_workers() {
         json!({"strategy": "weighted-round-robin"}),
     ));
     let before = accepted_per_worker(proxy.admin());
-    // every ten requests, each on a new connection, so on either worker: exactly 5/3/2
-    for cycle in 0..4 {
-        let served: Vec<String> = (0..10).map(|_| ok_from(&proxy.get("/"))).collect();
+    // requests one after another, each on a new connection, so on either worker: any ten in a
+    // row split exactly 5/3/2 (schedules of their own per worker would not, a cycle split
+    // between the two being two partial cycles)
+    let served: Vec<String> = (0..200).map(|_| ok_from(&proxy.get("/"))).collect();
+    for (i, ten) in served.windows(10).enumerate() {
         assert_eq!(
-            tally(&served, &["a", "b", "c"]),
+            tally(ten, &["a", "b", "c"]),
             [5, 3, 2],
-            "cycle {cycle}: {served:?}"
+            "requests {i}..{}: {ten:?}",
+            i + 10
         );
     }
     assert_every_worker_served(&proxy, &before);
@@ -223,7 +231,7 @@ fn weighted_round_robin_splits_exactly_by_weight_across_workers() {
     }
     // and the backends counted the same
     let at = [&a, &b, &c].map(|x| x.record.count());
-    assert_eq!(at.iter().sum::<usize>(), 1040, "{at:?}");
+    assert_eq!(at.iter().sum::<usize>(), 1200, "{at:?}");
 }
 
 #[test]
@@ -295,7 +303,7 @@ fn a_weight_change_applies_from_the_next_request_without_a_burst() {
 
 // ----------------------------------------------------------------------------- least-conn, p2c
 
-/// With `held` requests in flight at a backend that holds them, `strategy` sends every new
+/// With `HELD` requests in flight at a backend that holds them, `strategy` sends every new
 /// request, from parallel clients on new and kept-alive connections, to the two free backends.
 fn new_requests_avoid_a_backend_holding_requests(strategy: &str) {
     const HELD: usize = 8;
@@ -1077,6 +1085,26 @@ fn a_request_waiting_past_queue_timeout_gets_503_with_retry_after() {
     assert_eq!(gated.backend.record.count(), 1);
 }
 
+/// Polls the admin API (nothing else tells) until the proxy holds `n` client connections;
+/// panics after 3 s.
+#[track_caller]
+fn wait_for_open_connections(proxy: &Proxy, n: u64) {
+    let limit = Instant::now() + Duration::from_secs(3);
+    loop {
+        let open = admin_get_at(proxy.admin(), "/stats")["open_connections"]
+            .as_u64()
+            .expect("open_connections");
+        if open == n {
+            return;
+        }
+        assert!(
+            Instant::now() < limit,
+            "{open} client connections open, not {n}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_client_that_leaves_the_queue_is_dropped_from_it() {
     let gated = GatedBackend::start("limited");
@@ -1091,9 +1119,12 @@ fn a_client_that_leaves_the_queue_is_dropped_from_it() {
     worker_round_trip(proxy.addr());
     let mut stayer = send_new(proxy.addr(), "stayer");
     worker_round_trip(proxy.addr());
-    // the first in line leaves
+    // the first in line leaves: its connection is closed at once, while no slot has freed
+    // (not when its turn would come, nor at queue_timeout); the round trips' own connections
+    // close too, leaving `first` and `stayer`
     drop(leaver);
-    worker_round_trip(proxy.addr());
+    wait_for_open_connections(&proxy, 2);
+    assert_eq!(gated.in_flight(), 1);
     // the slot goes to the next one still there, then to a newcomer
     gated.release(1);
     assert_eq!(gated.next_arrival(), "/stayer");
@@ -1210,16 +1241,29 @@ fn worker_that_accepted(proxy: &Proxy, before: &[u64]) -> usize {
             idle: Session::start_upstream/enqueue (src/session.rs) check for room first and \
             register in the queue (Slots::enqueued) after, and Backend::end_request -> \
             Slots::freed (src/balancer/mod.rs) wakes nobody while `waiting` is still 0; nothing \
-            checks again after enqueueing. Probabilistic (the window is tens of ns): caught \
-            within its 30,000 rounds in 14 of 18 runs on 2 shared cores."]
+            checks again after enqueueing. Probabilistic (a window of well under a \
+            microsecond): caught within its 30,000 rounds or 10 s in 14 of 17 runs on 2 shared \
+            cores; with a re-check after enqueueing it passed 6 runs of 6."]
 fn a_slot_freed_while_a_request_is_being_queued_is_not_lost() {
     const ROUNDS: usize = 30_000;
     const BUDGET: Duration = Duration::from_secs(10);
+    const IDLE: u16 = 300;
     let backend = Backend::start("only");
-    let proxy = Proxy::start(
-        &[backend.addr],
+    // Before it in the pool, IDLE disabled backends (never contacted): they only lengthen the
+    // scans between a worker's check for room and its registration in the queue, which widens
+    // the window (with `only` alone it shows too, less often).
+    let mut list: Vec<(SocketAddr, u32)> = (0..IDLE)
+        .map(|i| (SocketAddr::from(([127, 0, 0, 1], 1 + i)), 1))
+        .collect();
+    list.push((backend.addr, 1));
+    let proxy = proxy_of(&config(
+        2,
+        &list,
         json!({"max_conns": 1, "queue_timeout": "1s"}),
-    );
+    ));
+    for &(addr, _) in &list[..IDLE as usize] {
+        set_enabled(&proxy, addr, false);
+    }
     // two kept-alive connections, on different workers
     let before = accepted_per_worker(proxy.admin());
     let mut x = proxy.connect();
@@ -1293,10 +1337,17 @@ fn a_slot_freed_while_a_request_is_being_queued_is_not_lost() {
 #[test]
 fn no_available_backend_is_a_503() {
     let [a, b] = ["a", "b"].map(Backend::start);
-    let proxy = Proxy::start(&[a.addr, b.addr], json!({}));
+    // a long queue_timeout: with no candidate at all, nothing is worth waiting for
+    let proxy = Proxy::start(&[a.addr, b.addr], json!({"queue_timeout": "10s"}));
     let assert_503 = |why: &str| {
         for _ in 0..4 {
+            let sent = Instant::now();
             let r = proxy.get("/");
+            assert!(
+                sent.elapsed() < Duration::from_secs(2),
+                "{why}: answered after {:?}",
+                sent.elapsed()
+            );
             assert_eq!(r.status, 503, "{why}: {r:?}");
             assert!(
                 r.header("retry-after").is_some(),
