@@ -987,3 +987,188 @@ pub fn slow_backend(name: &str) -> (Backend, std::sync::mpsc::Receiver<()>) {
     });
     (backend, arrived)
 }
+
+// ----------------------------------------------------------------------------- balancing
+
+/// Which test backend served `r`: the `X-Backend` every test backend puts on its answers.
+#[track_caller]
+pub fn served_by(r: &Response) -> String {
+    r.header("x-backend")
+        .unwrap_or_else(|| panic!("no X-Backend: not a backend's answer: {r:?}"))
+        .to_string()
+}
+
+impl Client {
+    /// A new connection to `addr` from the local address `from` (its port picked by the
+    /// kernel). On Linux all of 127.0.0.0/8 is the loopback, so one test can be many clients,
+    /// each with an address of its own (`127.0.0.2`, `127.0.0.3`, ...).
+    pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Client {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .unwrap_or_else(|e| panic!("bind the client to {from}: {e}"));
+        socket.connect(&addr.into()).expect("connect");
+        let s: TcpStream = socket.into();
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        Client {
+            reader: BufReader::new(s),
+        }
+    }
+}
+
+/// Each worker's count of accepted connections (`GET /stats`, `workers[i].accepted`), in
+/// worker order.
+pub fn accepted_per_worker(admin: SocketAddr) -> Vec<u64> {
+    let stats = admin_get_at(admin, "/stats");
+    stats["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no \"workers\" array in {stats}"))
+        .iter()
+        .map(|w| {
+            w["accepted"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no accepted count in {w}"))
+        })
+        .collect()
+}
+
+/// A round trip through a proxy that has ONE worker, on a request the proxy answers by itself
+/// (an HTTP/1.1 request without `Host`: 400, no backend involved, so it never waits in a
+/// queue). When it returns, that worker has handled everything sent to it before the call:
+/// connections, request bytes, closes. (On the loopback a write is in the receiving socket when
+/// it returns, so that socket's readiness is reported before this connection's, and a worker
+/// handles the events of one poll before it accepts, and earlier polls before later ones.)
+///
+/// This is the readiness signal for what the proxy does not announce, such as "the request is
+/// now waiting in the queue". With several workers it proves nothing: the probe may land on
+/// another one.
+pub fn worker_round_trip(addr: SocketAddr) {
+    let mut c = Client::connect(addr);
+    c.send(b"GET /round-trip HTTP/1.1\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 400, "the round-trip probe: {r:?}");
+}
+
+/// How long a request held by a [`GatedBackend`] waits for a permit before it is answered anyway,
+/// so that no backend thread outlives a failed test for long.
+pub const GATE_LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Gate {
+    /// Permits not yet taken, and whether the gate is open for good.
+    permits: Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Gate {
+    /// Blocks until a permit is free (and takes it), the gate opens, or [`GATE_LIMIT`].
+    fn pass(&self) {
+        let deadline = Instant::now() + GATE_LIMIT;
+        let mut p = self.permits.lock().expect("gate lock");
+        loop {
+            if p.1 {
+                return;
+            }
+            if p.0 > 0 {
+                p.0 -= 1;
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            p = self.changed.wait_timeout(p, left).expect("gate lock").0;
+        }
+    }
+}
+
+/// A backend that holds every request until the test lets it go: each request reports its
+/// target on arrival ([`GatedBackend::next_arrival`]), then waits for a permit
+/// ([`GatedBackend::release`]) or for the gate to open ([`GatedBackend::open`]), and is answered
+/// `200`, `X-Backend: NAME`, body `answer to TARGET`. It counts its own concurrency: a request is
+/// in flight from its arrival until just before its answer is written (so the next request on a
+/// freed slot can never overlap it in the count). Dropping it opens the gate.
+pub struct GatedBackend {
+    pub backend: Backend,
+    gate: Arc<Gate>,
+    arrivals: mpsc::Receiver<String>,
+}
+
+impl GatedBackend {
+    pub fn start(name: &str) -> GatedBackend {
+        let gate = Arc::new(Gate::default());
+        let (tx, arrivals) = mpsc::channel::<String>();
+        let tx = Mutex::new(tx);
+        let g = Arc::clone(&gate);
+        let n = name.to_string();
+        let backend = Backend::with_handler(name, move |req, _| {
+            let now = g.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            g.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(req.target.clone());
+            }
+            g.pass();
+            g.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Reply::Bytes(ok_response(
+                &n,
+                format!("answer to {}", req.target).as_bytes(),
+            ))
+        });
+        GatedBackend {
+            backend,
+            gate,
+            arrivals,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.backend.addr
+    }
+
+    /// Lets `n` held (or future) requests be answered.
+    pub fn release(&self, n: usize) {
+        self.gate.permits.lock().expect("gate lock").0 += n;
+        self.gate.changed.notify_all();
+    }
+
+    /// Lets every request through, now and from now on.
+    pub fn open(&self) {
+        if let Ok(mut p) = self.gate.permits.lock() {
+            p.1 = true;
+        }
+        self.gate.changed.notify_all();
+    }
+
+    /// The target of the next request to arrive; panics if none comes within [`IO_TIMEOUT`].
+    #[track_caller]
+    pub fn next_arrival(&self) -> String {
+        self.arrivals
+            .recv_timeout(IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("no request reached the gated backend: {e:?}"))
+    }
+
+    /// The target of a request that arrived and was not yet reported, if any (does not wait).
+    pub fn unreported_arrival(&self) -> Option<String> {
+        self.arrivals.try_recv().ok()
+    }
+
+    /// Requests it holds right now.
+    pub fn in_flight(&self) -> usize {
+        self.gate.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests it ever held at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.gate.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for GatedBackend {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
