@@ -25,9 +25,9 @@
 //! - No available backend is a `503`; `fail_open` serves from backends that are all marked down,
 //!   but never from disabled ones.
 //!
-//! Ignored, as `BUG: …`, until the proxy is fixed: a waiting request is not woken when a backend
-//! becomes available or is added (it waits out `queue_timeout`), nor when another worker frees
-//! the last slot while it is being queued (a lost wake-up, caught by a bounded stress loop).
+//! - A waiting request takes a backend that becomes available or is added, and a slot another
+//!   worker frees while it is being queued (a lost wake-up, looked for by a bounded stress loop).
+//!   These three found bugs, since fixed.
 //!
 //! Every wait is bounded, and waits on a signal (a backend reporting an arrival, a response, a
 //! round trip through the proxy) rather than on the clock, except where the clock is the subject
@@ -1184,10 +1184,6 @@ fn assert_served_soon(waiter: &mut Client, sent: Instant, other: &Backend) {
 }
 
 #[test]
-#[ignore = "BUG: a request waiting for a slot is not woken when a backend becomes available \
-            (enabled, healthy again): it waits out queue_timeout and gets 503 while that backend \
-            sits idle. Only Backend::end_request (Slots::freed) wakes the queues; \
-            Backend::set_enabled/set_healthy (src/balancer/mod.rs) do not."]
 fn a_waiting_request_takes_a_backend_that_becomes_available() {
     let gated = GatedBackend::start("held");
     let other = Backend::start("other");
@@ -1197,9 +1193,6 @@ fn a_waiting_request_takes_a_backend_that_becomes_available() {
 }
 
 #[test]
-#[ignore = "BUG: a request waiting for a slot is not woken when Balancer::update publishes a pool \
-            with room (a backend added): it waits out queue_timeout and \
-            gets 503. Balancer::update (src/balancer/mod.rs) does not wake the queues (Slots)."]
 fn a_waiting_request_takes_a_backend_added_meanwhile() {
     let gated = GatedBackend::start("held");
     let other = Backend::start("other");
@@ -1236,14 +1229,6 @@ fn worker_that_accepted(proxy: &Proxy, before: &[u64]) -> usize {
 }
 
 #[test]
-#[ignore = "BUG: lost wake-up. A request that finds every slot taken on one worker while \
-            another worker frees the last one waits out queue_timeout (then 503) with the backend \
-            idle: Session::start_upstream/enqueue (src/session.rs) check for room first and \
-            register in the queue (Slots::enqueued) after, and Backend::end_request -> \
-            Slots::freed (src/balancer/mod.rs) wakes nobody while `waiting` is still 0; nothing \
-            checks again after enqueueing. Probabilistic (a window of well under a \
-            microsecond): caught within its 30,000 rounds or 10 s in 14 of 17 runs on 2 shared \
-            cores; with a re-check after enqueueing it passed 6 runs of 6."]
 fn a_slot_freed_while_a_request_is_being_queued_is_not_lost() {
     const ROUNDS: usize = 30_000;
     const BUDGET: Duration = Duration::from_secs(10);
