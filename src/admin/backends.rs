@@ -177,6 +177,16 @@ enum Wanted {
     Disabled,
 }
 
+impl Wanted {
+    fn name(self) -> &'static str {
+        match self {
+            Wanted::Up => "up",
+            Wanted::Draining => "draining",
+            Wanted::Disabled => "disabled",
+        }
+    }
+}
+
 pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
     let id = parse_id(call.param(0))?;
     let body = json_object(call.body)?;
@@ -188,24 +198,28 @@ pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError
             "body: nothing to change (give weight, state or both)",
         ));
     }
-    let b = in_pool(admin, id)?;
-    if let Some(w) = weight {
-        if !admin.state.balancer.update(|pool| pool.set_weight(id, w)) {
-            return Err(not_found(id));
+    // under the pool's writer lock, like a DELETE: a backend being removed is never switched
+    // back on
+    let b = change(admin, id, |pool, b| {
+        if let Some(w) = weight {
+            pool.set_weight(id, w);
         }
-        log::info!("admin: backend {id} weight {w}");
-    }
-    if let Some(state) = state {
         match state {
-            Wanted::Up => {
+            Some(Wanted::Up) => {
                 b.set_enabled(true);
                 b.set_healthy(true);
             }
-            Wanted::Draining => b.set_draining(),
-            Wanted::Disabled => b.set_enabled(false),
+            Some(Wanted::Draining) => b.set_draining(),
+            Some(Wanted::Disabled) => b.set_enabled(false),
+            None => {}
         }
-        log::info!("admin: backend {id} set {state:?}");
-    }
+    })?;
+    let what: Vec<String> = weight
+        .map(|w| format!("weight {w}"))
+        .into_iter()
+        .chain(state.map(|s| format!("state {}", s.name())))
+        .collect();
+    log::info!("admin: backend {id}: {}", what.join(", "));
     Ok(Response::json(200, &backend_json(&b)))
 }
 
@@ -224,11 +238,12 @@ pub(super) fn put_status(admin: &Admin, call: &Call<'_>) -> Result<Response, Api
         }
         None => return Err(ApiError::bad("alive: missing (true or false)")),
     };
-    let b = in_pool(admin, id)?;
-    b.set_enabled(alive);
-    if alive {
-        b.set_healthy(true);
-    }
+    let b = change(admin, id, |_, b| {
+        b.set_enabled(alive);
+        if alive {
+            b.set_healthy(true);
+        }
+    })?;
     log::info!(
         "admin: backend {id} {}",
         if alive { "enabled" } else { "disabled" }
@@ -236,10 +251,19 @@ pub(super) fn put_status(admin: &Admin, call: &Call<'_>) -> Result<Response, Api
     Ok(Response::json(200, &backend_json(&b)))
 }
 
-/// A backend of the pool; a removed one (draining or gone) is not found.
-fn in_pool(admin: &Admin, id: u64) -> Result<Arc<Backend>, ApiError> {
-    let pool = admin.state.balancer.current();
-    pool.get(id).cloned().ok_or_else(|| {
+/// Applies `edit` to the backend `id` of the pool through `Balancer::update` (serialised with
+/// every other change); a removed one (draining or gone) is not found.
+fn change(
+    admin: &Admin,
+    id: u64,
+    edit: impl FnOnce(&mut crate::balancer::Pool, &Backend),
+) -> Result<Arc<Backend>, ApiError> {
+    let changed = admin.state.balancer.update(|pool| {
+        let b = Arc::clone(pool.get(id)?);
+        edit(pool, &b);
+        Some(b)
+    });
+    changed.ok_or_else(|| {
         if admin.draining.lock().iter().any(|b| b.id == id) {
             ApiError::new(
                 404,
