@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::common::{Backend, Client};
-use super::{error_message, json_of, quiet_proxy, Api};
+use super::{error_message, json_of, quiet_proxy, send, wait_until, Api};
 
 /// A bad request: method, path, body, the status and the start of the message it gets.
 type Case<'a> = (&'a str, &'a str, Option<Vec<u8>>, u16, String);
@@ -390,4 +390,27 @@ fn http_framing_is_strict_and_keep_alive_works() {
     c.send(b"PATCH /backends/1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"wei\r\n8\r\nght\": 4}\r\n0\r\n\r\n");
     let r = c.response();
     assert_eq!((r.status, json_of(&r)["weight"].clone()), (200, json!(4)));
+}
+
+// Proves the admin server holds at most MAX_CONNECTIONS connections at once: one more is
+// answered 503 (the error shape, Retry-After) and closed, and once they go it serves again.
+#[test]
+fn connections_beyond_the_limit_get_503() {
+    let proxy = quiet_proxy(&[], json!({}));
+    let api = Api::of(&proxy);
+    let held: Vec<Client> = (0..ferrule::admin::MAX_CONNECTIONS)
+        .map(|_| Client::connect(api.addr))
+        .collect();
+    let probe = || send(api.addr, "GET", "/health", &[], None);
+    wait_until(Duration::from_secs(5), "the limit is reached", || {
+        probe().status == 503
+    });
+    let r = probe();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(error_message(&json_of(&r)).starts_with("too many admin connections"));
+    drop(held);
+    wait_until(Duration::from_secs(5), "served again", || {
+        probe().status == 200
+    });
 }
