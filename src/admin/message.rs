@@ -97,7 +97,9 @@ impl Head {
                     "content-length: not allowed with transfer-encoding",
                 ));
             }
-            if te.len() > 1 || !te[0].trim().eq_ignore_ascii_case("chunked") || self.version == 0 {
+            let chunked =
+                matches!(te.as_slice(), [one] if one.trim().eq_ignore_ascii_case("chunked"));
+            if !chunked || self.version == 0 {
                 return Err(Response::error(
                     501,
                     "transfer-encoding: only chunked (HTTP/1.1) is supported",

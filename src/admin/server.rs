@@ -11,8 +11,8 @@
 //! is closed with at most [`LINGER_BYTES`] more read (so the client sees the answer rather than a
 //! reset).
 //!
-//! Every read and write has a timeout; every loop is bounded (bytes, requests per connection, or
-//! the stop flag).
+//! Every read and write has a timeout, and a whole request a deadline; every loop is bounded
+//! (bytes, requests per connection, or the stop flag).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -37,6 +37,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
 /// Longest wait for a read or write to make progress (an idle keep-alive connection closes).
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request (its head and body, and the idle wait before it) must arrive whole within this.
+const REQUEST_TIME: Duration = Duration::from_secs(30);
 /// How often [`App::tick`] runs.
 const TICK: Duration = Duration::from_millis(250);
 /// After an answer to a request whose body was not read: what is read (and dropped) at most
@@ -209,10 +211,14 @@ struct Conn {
     /// Bytes read and not yet used: `buf[start..]`.
     buf: Vec<u8>,
     start: usize,
+    /// When the request being read must be whole (a client sending a byte now and then does
+    /// not hold a connection for ever).
+    deadline: Instant,
 }
 
 fn serve(mut conn: Conn, app: &dyn App, stop: &AtomicBool) {
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
+        conn.deadline = Instant::now() + REQUEST_TIME;
         let head = match conn.read_head() {
             Ok(Some(head)) => head,
             Ok(None) | Err(HeadError::Gone) => return,
@@ -274,6 +280,7 @@ impl Conn {
             stream,
             buf: Vec::with_capacity(4096),
             start: 0,
+            deadline: Instant::now() + REQUEST_TIME,
         }
     }
 
@@ -281,11 +288,21 @@ impl Conn {
         self.buf.get(self.start..).unwrap_or_default()
     }
 
-    /// Reads more bytes into the buffer; false at the end of the stream or on an error.
+    /// Reads more bytes into the buffer; false at the end of the stream, on an error, or past
+    /// the request's deadline.
     fn fill(&mut self) -> bool {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero()
+            || self
+                .stream
+                .set_read_timeout(Some(left.min(IO_TIMEOUT)))
+                .is_err()
+        {
+            return false;
         }
         let mut chunk = [0u8; 16 * 1024];
         match self.stream.read(&mut chunk) {
