@@ -211,9 +211,8 @@ pub fn server_tls(config: &Config) -> Result<Option<(tls::ServerTls, Vec<String>
         .map_err(|e| format!("ssl: {e}"))
 }
 
-/// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index:
-/// its CA file (or `backend_ca_file`, or the built-in roots), skip-verify, and the name its
-/// certificate must carry (the URL's host). Configs are shared, so resumption works.
+/// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index
+/// (see [`client_tls_of`]).
 pub fn backend_tls(
     config: &Config,
     configs: &tls::ClientConfigs,
@@ -223,29 +222,44 @@ pub fn backend_tls(
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            if b.scheme != config::Scheme::Https {
-                return Ok(None);
-            }
-            let settings = config.tls_of_backend(i);
-            let ca_file = settings
-                .ca_file
-                .as_deref()
-                .or(config.backend_ca_file.as_deref());
-            let field = if settings.ca_file.is_some() {
-                format!("backends[{i}].ca_file")
-            } else {
-                "backend_ca_file".to_owned()
-            };
-            let client = configs
-                .get(ca_file.map(std::path::Path::new), settings.tls_skip_verify)
-                .map_err(|e| format!("{field}: {e}"))?;
-            let name = tls::server_name(&b.host).map_err(|e| format!("backends[{i}].url: {e}"))?;
-            Ok(Some(transport::ClientTls {
-                config: client,
-                name,
-            }))
+            let prefix = format!("backends[{i}].");
+            client_tls_of(config, b, config.tls_of_backend(i), configs, &prefix)
         })
         .collect()
+}
+
+/// The TLS client settings of one backend (`None` for `http://`): its CA file (or
+/// `backend_ca_file`, or the built-in roots), skip-verify, and the name its certificate must
+/// carry (the URL's host). Configs are shared through `configs`, so resumption works. `prefix`
+/// is how messages name the entry's keys (`backends[2].` at start; empty for the admin API,
+/// whose body is the entry).
+pub fn client_tls_of(
+    config: &Config,
+    backend: &config::BackendConfig,
+    settings: &config::BackendTls,
+    configs: &tls::ClientConfigs,
+    prefix: &str,
+) -> Result<Option<transport::ClientTls>, String> {
+    if backend.scheme != config::Scheme::Https {
+        return Ok(None);
+    }
+    let ca_file = settings
+        .ca_file
+        .as_deref()
+        .or(config.backend_ca_file.as_deref());
+    let field = if settings.ca_file.is_some() {
+        format!("{prefix}ca_file")
+    } else {
+        "backend_ca_file".to_owned()
+    };
+    let client = configs
+        .get(ca_file.map(std::path::Path::new), settings.tls_skip_verify)
+        .map_err(|e| format!("{field}: {e}"))?;
+    let name = tls::server_name(&backend.host).map_err(|e| format!("{prefix}url: {e}"))?;
+    Ok(Some(transport::ClientTls {
+        config: client,
+        name,
+    }))
 }
 
 /// What `ferrule --check` verifies beyond the config file: the certificates and keys load and
@@ -374,9 +388,12 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     let state = admin::AdminState {
         balancer: Arc::clone(&balancer),
         workers: handles.0.iter().map(|w| Arc::clone(&w.stats)).collect(),
+        ports: handles.0.iter().map(WorkerHandle::port).collect(),
         tls: server_tls
             .as_ref()
             .map(|t| (Arc::clone(t), cert_pairs(config))),
+        config: config.clone(),
+        client_configs,
     };
     let admin = admin::start(admin_addr, state).map_err(|source| StartError::Admin {
         addr: admin_addr,

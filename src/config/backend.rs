@@ -1,13 +1,17 @@
 //! `backends[]`: the entry as read ([`BackendFile`]), its URL ([`BackendUrl`],
 //! `http[s]://host[:port][/]`, checked as it is read), the duplicate check, and the name
 //! resolution that makes [`BackendConfig`]s: at load, so no worker ever blocks on DNS.
+//! [`backend_from_json`] does the same for one entry on its own (the admin API's
+//! `POST /backends`, on the admin thread).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use serde_json::Value;
+
 use super::file::{FilePath, Int};
-use super::{invalid, BackendConfig, BackendTls, ConfigError, Scheme};
+use super::{de, invalid, BackendConfig, BackendTls, ConfigError, Scheme};
 
 /// `weight`: 1 to 10000.
 pub(super) type Weight = Int<u32, 1, 10_000>;
@@ -139,24 +143,64 @@ pub(super) fn resolve_backends(specs: Vec<BackendSpec>) -> Result<Vec<BackendCon
     specs
         .into_iter()
         .map(|spec| {
-            let Target { scheme, host, port } = spec.url.target;
-            let addr = resolve(&host, port).map_err(|reason| {
-                invalid(
-                    &format!("backends[{}].url", spec.index),
-                    format!("cannot resolve {host:?}: {reason}"),
-                )
-            })?;
-            Ok(BackendConfig {
-                url: spec.url.text,
-                scheme,
-                host,
-                port,
-                addr,
-                weight: spec.weight,
-                max_conns: spec.max_conns,
-            })
+            let field = format!("backends[{}].url", spec.index);
+            resolve_spec(spec, &field)
         })
         .collect()
+}
+
+/// Resolves one backend's host name; `field` names its URL in the message.
+fn resolve_spec(spec: BackendSpec, field: &str) -> Result<BackendConfig, ConfigError> {
+    let Target { scheme, host, port } = spec.url.target;
+    let addr = resolve(&host, port)
+        .map_err(|reason| invalid(field, format!("cannot resolve {host:?}: {reason}")))?;
+    Ok(BackendConfig {
+        url: spec.url.text,
+        scheme,
+        host,
+        port,
+        addr,
+        weight: spec.weight,
+        max_conns: spec.max_conns,
+    })
+}
+
+/// One `backends[]` entry given on its own as JSON (the admin API's `POST /backends`): the same
+/// keys, types, checks and messages as in config.json, its `ca_file` opened, its host resolved
+/// (this blocks: never call it on a worker). Messages name the entry's own keys (`url`,
+/// `weight`, ...). `existing` are the URLs of the backends already there: the same backend
+/// again is refused, as a second entry in the file is.
+pub fn backend_from_json(
+    value: &Value,
+    existing: &[&str],
+) -> Result<(BackendConfig, BackendTls), ConfigError> {
+    if !value.is_object() {
+        let problem = format!(
+            "a backend must be a JSON object, found {}",
+            de::describe(value)
+        );
+        return Err(invalid("", problem));
+    }
+    let file: BackendFile = de::from_value(value.clone())
+        .map_err(|(field, problem)| ConfigError::Invalid { field, problem })?;
+    let url = file
+        .url
+        .as_ref()
+        .ok_or_else(|| invalid("url", "missing (every backend needs a url)"))?;
+    for text in existing {
+        if parse_backend_url(text).is_ok_and(|target| target.same_as(&url.target)) {
+            let problem = format!("{:?} is the same backend as {text:?}", url.text);
+            return Err(invalid("url", problem));
+        }
+    }
+    let (mut specs, mut tls) = specs(vec![file])?;
+    let (Some(spec), Some(tls)) = (specs.pop(), tls.pop()) else {
+        return Err(invalid("", "no backend"));
+    };
+    if let Some(file) = &tls.ca_file {
+        super::checks::check_file("ca_file", file)?;
+    }
+    Ok((resolve_spec(spec, "url")?, tls))
 }
 
 /// `http[s]://host[:port][/]`: the host a name, an IPv4 address or a bracketed IPv6 address.

@@ -190,7 +190,7 @@ fn listens_on(addr: SocketAddr, bind: IpAddr, port: u16) -> bool {
 
 /// `file` must be a regular file that opens. (A FIFO or a device is refused before it is opened:
 /// opening a FIFO would block the load.)
-fn check_file(field: &str, file: &str) -> Result<(), ConfigError> {
+pub(super) fn check_file(field: &str, file: &str) -> Result<(), ConfigError> {
     let cannot_open = |e: std::io::Error| invalid(field, format!("cannot open {file:?}: {e}"));
     let meta = std::fs::metadata(file).map_err(cannot_open)?;
     if meta.is_dir() {

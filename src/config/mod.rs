@@ -52,6 +52,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use self::backend::backend_from_json;
 pub use self::duration::{format_duration, parse_duration};
 use self::file::ConfigFile;
 

@@ -1,0 +1,429 @@
+//! `/backends`: list, show, add, remove, switch on and off, reweigh.
+//!
+//! Adding reads the body with the config file's own rules (`config::backend_from_json`), resolves
+//! the host here, on an admin thread, and gives an `https://` backend its TLS client settings as
+//! at start; the new backend takes the next id (ids are never reused). Removing takes the backend
+//! out of the pool at once (no new request goes to it), tells every worker to close its idle
+//! connections to it, and keeps it in [`Admin::draining`] (listed as `draining`) until its last
+//! request in flight ends; then the workers are told again, for connections that went idle during
+//! the drain. Changes of membership and weight go through `Balancer::update`; states are flags on
+//! the backend itself.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::message::Response;
+use super::{describe, json_object, Admin, ApiError, Call};
+use crate::balancer::{Backend, State};
+use crate::config::{self, BackendConfig, BackendTls};
+use crate::worker::Control;
+
+/// A backend as the admin API shows it.
+pub fn backend_json(b: &Backend) -> Value {
+    let state = b.state();
+    let (last_check, last_error) = {
+        let health = b.health.lock();
+        (health.last_check, health.last_error.clone())
+    };
+    let in_flight = b.active_requests();
+    json!({
+        "id": b.id,
+        "url": b.url,
+        "weight": b.weight(),
+        "max_conns": b.max_conns,
+        "state": state.name(),
+        // the original's name: taking new requests
+        "alive": state == State::Up,
+        "healthy": b.is_healthy(),
+        "enabled": b.is_enabled(),
+        // requests in flight on this backend now; `active_connections` is the original's name
+        "in_flight": in_flight,
+        "active_connections": in_flight,
+        "total_requests": b.total_requests(),
+        "failures": b.failures.load(std::sync::atomic::Ordering::Relaxed),
+        "last_check": last_check.map(|(ms, ok)| json!({
+            "time": rfc3339(ms),
+            "time_ms": ms,
+            "ok": ok,
+        })),
+        "last_error": last_error,
+    })
+}
+
+/// Every backend: the pool's, then the removed ones still draining.
+pub(super) fn all(admin: &Admin) -> Vec<Arc<Backend>> {
+    prune_draining(admin);
+    let pool = admin.state.balancer.current();
+    let mut list: Vec<Arc<Backend>> = pool.backends().to_vec();
+    list.extend(admin.draining.lock().iter().cloned());
+    list
+}
+
+pub(super) fn list(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
+    let list: Vec<Value> = all(admin).iter().map(|b| backend_json(b)).collect();
+    let strategy = admin.state.balancer.current().strategy().name();
+    Ok(Response::json(
+        200,
+        &json!({"strategy": strategy, "backends": list}),
+    ))
+}
+
+pub(super) fn get(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
+    let id = parse_id(call.param(0))?;
+    let b = all(admin)
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| not_found(id))?;
+    Ok(Response::json(200, &backend_json(&b)))
+}
+
+pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
+    let body = Value::Object(json_object(call.body)?);
+    let balancer = &admin.state.balancer;
+    let pool = balancer.current();
+    let existing: Vec<&str> = pool.backends().iter().map(|b| b.url.as_str()).collect();
+    // validation and name resolution, outside any lock
+    let (cfg, tls) =
+        config::backend_from_json(&body, &existing).map_err(|e| ApiError::bad(e.to_string()))?;
+    let client_tls = crate::client_tls_of(
+        &admin.state.config,
+        &cfg,
+        &tls,
+        &admin.state.client_configs,
+        "",
+    )
+    .map_err(ApiError::bad)?;
+    let warnings = warnings(admin, &cfg, &tls);
+    let added = balancer.update(|pool| {
+        // another request may have added it since the check above
+        match pool.backends().iter().find(|b| same_target(b, &cfg)) {
+            Some(b) => Err(ApiError::bad(format!(
+                "url: {:?} is the same backend as {:?}",
+                cfg.url, b.url
+            ))),
+            None => Ok(pool.add(&cfg, client_tls)),
+        }
+    })?;
+    log::info!(
+        "admin: backend {} added: {} (weight {})",
+        added.id,
+        added.url,
+        added.weight()
+    );
+    for w in &warnings {
+        log::warn!("backend {}: {w}", added.id);
+    }
+    let mut entry = backend_json(&added);
+    if let Value::Object(map) = &mut entry {
+        map.insert("warnings".into(), json!(warnings));
+    }
+    Ok(Response::json(201, &entry).with_header("Location", format!("/backends/{}", added.id)))
+}
+
+pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
+    let id = parse_id(call.param(0))?;
+    let removed = admin.state.balancer.update(|pool| {
+        let b = Arc::clone(pool.get(id)?);
+        // no new request from a worker still holding the old pool either
+        b.set_draining();
+        pool.remove(id)
+    });
+    let Some(b) = removed else {
+        return Err(not_found(id));
+    };
+    for port in &admin.state.ports {
+        port.send(Control::BackendRemoved(id));
+    }
+    let in_flight = b.active_requests();
+    log::info!(
+        "admin: backend {id} removed: {} ({in_flight} requests in flight)",
+        b.url
+    );
+    let body = json!({"id": id, "url": b.url, "in_flight": in_flight, "draining": in_flight > 0});
+    if in_flight == 0 {
+        return Ok(Response::json(200, &body));
+    }
+    admin.draining.lock().push(b);
+    Ok(Response::json(202, &body))
+}
+
+/// Drops from [`Admin::draining`] the backends whose last request ended, and tells the workers
+/// again to close idle connections to them.
+pub(super) fn prune_draining(admin: &Admin) {
+    let done: Vec<Arc<Backend>> = {
+        let mut draining = admin.draining.lock();
+        if draining.is_empty() {
+            return;
+        }
+        let (done, still): (Vec<_>, Vec<_>) =
+            draining.drain(..).partition(|b| b.active_requests() == 0);
+        *draining = still;
+        done
+    };
+    for b in done {
+        for port in &admin.state.ports {
+            port.send(Control::BackendRemoved(b.id));
+        }
+        log::info!("admin: backend {} drained: {}", b.id, b.url);
+    }
+}
+
+/// The states `PATCH` may set.
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    Up,
+    Draining,
+    Disabled,
+}
+
+impl Wanted {
+    fn name(self) -> &'static str {
+        match self {
+            Wanted::Up => "up",
+            Wanted::Draining => "draining",
+            Wanted::Disabled => "disabled",
+        }
+    }
+}
+
+pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
+    let id = parse_id(call.param(0))?;
+    let body = json_object(call.body)?;
+    check_keys(&body, &["weight", "state"])?;
+    let weight = body.get("weight").map(weight_of).transpose()?;
+    let state = body.get("state").map(state_of).transpose()?;
+    if weight.is_none() && state.is_none() {
+        return Err(ApiError::bad(
+            "body: nothing to change (give weight, state or both)",
+        ));
+    }
+    // under the pool's writer lock, like a DELETE: a backend being removed is never switched
+    // back on
+    let b = change(admin, id, |pool, b| {
+        if let Some(w) = weight {
+            pool.set_weight(id, w);
+        }
+        match state {
+            Some(Wanted::Up) => {
+                b.set_enabled(true);
+                b.set_healthy(true);
+            }
+            Some(Wanted::Draining) => b.set_draining(),
+            Some(Wanted::Disabled) => b.set_enabled(false),
+            None => {}
+        }
+    })?;
+    let what: Vec<String> = weight
+        .map(|w| format!("weight {w}"))
+        .into_iter()
+        .chain(state.map(|s| format!("state {}", s.name())))
+        .collect();
+    log::info!("admin: backend {id}: {}", what.join(", "));
+    Ok(Response::json(200, &backend_json(&b)))
+}
+
+/// `{"alive": false}` disables the backend; `{"alive": true}` enables it and marks it healthy.
+pub(super) fn put_status(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
+    let id = parse_id(call.param(0))?;
+    let body = json_object(call.body)?;
+    check_keys(&body, &["alive"])?;
+    let alive = match body.get("alive") {
+        Some(Value::Bool(alive)) => *alive,
+        Some(other) => {
+            let found = describe(other);
+            return Err(ApiError::bad(format!(
+                "alive: expected true or false, found {found}"
+            )));
+        }
+        None => return Err(ApiError::bad("alive: missing (true or false)")),
+    };
+    let b = change(admin, id, |_, b| {
+        b.set_enabled(alive);
+        if alive {
+            b.set_healthy(true);
+        }
+    })?;
+    log::info!(
+        "admin: backend {id} {}",
+        if alive { "enabled" } else { "disabled" }
+    );
+    Ok(Response::json(200, &backend_json(&b)))
+}
+
+/// Applies `edit` to the backend `id` of the pool through `Balancer::update` (serialised with
+/// every other change); a removed one (draining or gone) is not found.
+fn change(
+    admin: &Admin,
+    id: u64,
+    edit: impl FnOnce(&mut crate::balancer::Pool, &Backend),
+) -> Result<Arc<Backend>, ApiError> {
+    let changed = admin.state.balancer.update(|pool| {
+        let b = Arc::clone(pool.get(id)?);
+        edit(pool, &b);
+        Some(b)
+    });
+    changed.ok_or_else(|| {
+        if admin.draining.lock().iter().any(|b| b.id == id) {
+            ApiError::new(
+                404,
+                format!("id: backend {id} was removed (it is draining its last requests)"),
+            )
+        } else {
+            not_found(id)
+        }
+    })
+}
+
+fn parse_id(text: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>().map_err(|_| {
+        ApiError::new(
+            404,
+            format!("id: {text:?} is not a backend id (ids are numbers)"),
+        )
+    })
+}
+
+fn not_found(id: u64) -> ApiError {
+    ApiError::new(404, format!("id: no backend with id {id}"))
+}
+
+/// Every key of `body` is one of `known`.
+fn check_keys(body: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+    match body.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::bad(format!(
+            "{key}: unknown key (expected one of: {})",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `weight`: an integer from 1 to 10000, as in the config file.
+fn weight_of(value: &Value) -> Result<u32, ApiError> {
+    let Some(n) = value.as_u64() else {
+        let problem = match value {
+            Value::Number(n) if n.is_i64() => "must be at least 1".to_owned(),
+            other => format!("expected an integer, found {}", describe(other)),
+        };
+        return Err(ApiError::bad(format!("weight: {problem}")));
+    };
+    match n {
+        0 => Err(ApiError::bad("weight: must be at least 1")),
+        1..=10_000 => Ok(n as u32),
+        _ => Err(ApiError::bad("weight: must be at most 10000")),
+    }
+}
+
+fn state_of(value: &Value) -> Result<Wanted, ApiError> {
+    match value.as_str() {
+        Some("up") => Ok(Wanted::Up),
+        Some("draining") => Ok(Wanted::Draining),
+        Some("disabled") => Ok(Wanted::Disabled),
+        Some("down") => Err(ApiError::bad(
+            "state: \"down\" is set by health checks only (expected \"up\", \"draining\" or \"disabled\")",
+        )),
+        _ => Err(ApiError::bad(format!(
+            "state: expected \"up\", \"draining\" or \"disabled\", found {}",
+            describe(value)
+        ))),
+    }
+}
+
+/// The same scheme, port and host (names without case, addresses by value).
+fn same_target(b: &Backend, cfg: &BackendConfig) -> bool {
+    let host = match (
+        b.host.parse::<std::net::IpAddr>(),
+        cfg.host.parse::<std::net::IpAddr>(),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => b.host.eq_ignore_ascii_case(&cfg.host),
+    };
+    // the address resolved from the URL has the URL's port
+    b.scheme == cfg.scheme && host && b.addr.port() == cfg.port
+}
+
+/// What the config file would warn about this entry (its own address, unused TLS keys), and a
+/// backend already at the same address.
+fn warnings(admin: &Admin, cfg: &BackendConfig, tls: &BackendTls) -> Vec<String> {
+    let mut alone = admin.state.config.clone();
+    alone.backends = vec![cfg.clone()];
+    alone.backend_tls = vec![tls.clone()];
+    let mut out: Vec<String> = alone
+        .warnings()
+        .into_iter()
+        .filter_map(|w| {
+            w.strip_prefix("backends[0]")
+                .map(|rest| format!("this backend{rest}"))
+        })
+        .collect();
+    for b in admin.state.balancer.current().backends() {
+        if b.addr == cfg.addr {
+            out.push(format!(
+                "resolves to the same address as backend {} ({}): that server gets both their shares",
+                b.id, b.url
+            ));
+        }
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC (`2026-12-02T10:20:30.123Z`).
+pub(super) fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // days since 1970-01-01 to a civil date (H. Hinnant's algorithm, for years from 1970)
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(rfc3339(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn weights_and_states_are_checked_with_the_field_named() {
+        assert_eq!(weight_of(&json!(5)).ok(), Some(5));
+        for (bad, says) in [
+            (json!(0), "weight: must be at least 1"),
+            (json!(-3), "weight: must be at least 1"),
+            (json!(10_001), "weight: must be at most 10000"),
+            (
+                json!("2"),
+                "weight: expected an integer, found the string \"2\"",
+            ),
+            (
+                json!(1.5),
+                "weight: expected an integer, found the number 1.5",
+            ),
+        ] {
+            assert_eq!(weight_of(&bad).err().map(|e| e.message), Some(says.into()));
+        }
+        assert!(matches!(state_of(&json!("draining")), Ok(Wanted::Draining)));
+        let e = state_of(&json!("down")).err().map(|e| e.message);
+        assert!(e.is_some_and(|m| m.starts_with("state: \"down\" is set by health checks")));
+    }
+}

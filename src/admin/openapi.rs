@@ -1,0 +1,428 @@
+//! `GET /openapi.json`: an OpenAPI 3.0 document of every endpoint, method, body and answer.
+//!
+//! `tests/admin.rs` keeps it true: it calls every operation listed here on a live proxy (with the
+//! request examples given here) and checks that the status is one listed and the body fits the
+//! schema, and that the router (`super::routes`) serves exactly the operations listed.
+
+use serde_json::{json, Value};
+
+/// The whole document.
+pub(super) fn document() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "ferrule admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Reads and changes a running ferrule: its backend pool, its counters, \
+                its configuration. JSON in and out (but /metrics); every error is \
+                {\"error\": \"<field>: <problem>\"}. Request bodies are at most 1 MiB (413 \
+                beyond). With admin_token set, every request but GET /health needs \
+                Authorization: Bearer <admin_token> (401 with WWW-Authenticate: Bearer \
+                otherwise). A method a path does not take gets 405 with Allow; an unknown path 404.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas(),
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/health": {"get": health()},
+            "/backends": {"get": list(), "post": add()},
+            "/backends/{id}": {"get": get(), "patch": patch(), "delete": delete()},
+            "/backends/{id}/status": {"put": put_status()},
+            "/stats": {"get": stats()},
+            "/metrics": {"get": metrics()},
+            "/config": {"get": config()},
+            "/openapi.json": {"get": openapi()},
+            "/reload-certs": {"post": reload_certs()},
+        },
+    })
+}
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// A JSON answer of schema `name`.
+fn answer(description: &str, name: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": schema(name)}},
+    })
+}
+
+fn error(description: &str) -> Value {
+    answer(description, "Error")
+}
+
+fn unauthorized() -> Value {
+    error("admin_token is set and the request has no Authorization: Bearer <admin_token>, or another token")
+}
+
+fn id_parameter() -> Value {
+    json!([{
+        "name": "id",
+        "in": "path",
+        "required": true,
+        "description": "The backend's id: config backends are 0, 1, 2… in file order, later ones the next numbers (never reused).",
+        "schema": {"type": "integer", "format": "int64", "minimum": 0},
+        "example": 0,
+    }])
+}
+
+/// A JSON request body of schema `name`, with an example.
+fn body(name: &str, example: Value) -> Value {
+    json!({
+        "required": true,
+        "content": {"application/json": {"schema": schema(name), "example": example}},
+    })
+}
+
+fn health() -> Value {
+    json!({
+        "operationId": "health",
+        "summary": "ferrule is up (never needs the token)",
+        "security": [],
+        "responses": {"200": answer("ferrule is up", "Health")},
+    })
+}
+
+fn list() -> Value {
+    json!({
+        "operationId": "listBackends",
+        "summary": "The strategy and every backend with its live counters (removed ones still draining included, as draining)",
+        "responses": {"200": answer("the pool", "BackendList"), "401": unauthorized()},
+    })
+}
+
+fn add() -> Value {
+    json!({
+        "operationId": "addBackend",
+        "summary": "Adds a backend: the keys of a config.json backends[] entry, checked the same way; the host is resolved now",
+        "requestBody": body("NewBackend", json!({"url": "http://127.0.0.1:9", "weight": 2})),
+        "responses": {
+            "201": {
+                "description": "added, with the next id; Location: /backends/{id}",
+                "headers": {"Location": {"schema": {"type": "string"}, "description": "/backends/{id}"}},
+                "content": {"application/json": {"schema": schema("AddedBackend")}},
+            },
+            "400": error("not a JSON object, an unknown key, a bad value (url, weight…), a host that does not resolve, the same backend twice"),
+            "401": unauthorized(),
+            "413": error("the body is over 1 MiB"),
+        },
+    })
+}
+
+fn get() -> Value {
+    json!({
+        "operationId": "getBackend",
+        "summary": "One backend",
+        "parameters": id_parameter(),
+        "responses": {
+            "200": answer("the backend", "Backend"),
+            "401": unauthorized(),
+            "404": error("no backend has this id"),
+        },
+    })
+}
+
+fn patch() -> Value {
+    json!({
+        "operationId": "patchBackend",
+        "summary": "Changes a backend's weight, its state, or both",
+        "parameters": id_parameter(),
+        "requestBody": body("BackendPatch", json!({"weight": 3, "state": "up"})),
+        "responses": {
+            "200": answer("the backend as changed", "Backend"),
+            "400": error("not a JSON object, an unknown key, a bad weight or state, nothing to change"),
+            "401": unauthorized(),
+            "404": error("no backend in the pool has this id"),
+            "413": error("the body is over 1 MiB"),
+        },
+    })
+}
+
+fn delete() -> Value {
+    json!({
+        "operationId": "deleteBackend",
+        "summary": "Removes a backend: it takes no new request at once, its requests in flight finish, idle connections to it are closed; listed as draining until the last one ends",
+        "parameters": id_parameter(),
+        "responses": {
+            "200": answer("removed; it had no request in flight", "Removed"),
+            "202": answer("removed; its requests in flight are finishing (listed as draining until then)", "Removed"),
+            "401": unauthorized(),
+            "404": error("no backend in the pool has this id"),
+        },
+    })
+}
+
+fn put_status() -> Value {
+    json!({
+        "operationId": "setBackendStatus",
+        "summary": "Switches a backend off (alive false: disabled) or on (alive true: enabled and marked healthy)",
+        "parameters": id_parameter(),
+        "requestBody": body("Status", json!({"alive": true})),
+        "responses": {
+            "200": answer("the backend as changed", "Backend"),
+            "400": error("not a JSON object, an unknown key, alive missing or not a boolean"),
+            "401": unauthorized(),
+            "404": error("no backend in the pool has this id"),
+            "413": error("the body is over 1 MiB"),
+        },
+    })
+}
+
+fn stats() -> Value {
+    json!({
+        "operationId": "stats",
+        "summary": "Client connections, responses by status class, bytes, TLS handshakes: in total and per worker",
+        "responses": {"200": answer("the counters", "Stats"), "401": unauthorized()},
+    })
+}
+
+fn metrics() -> Value {
+    json!({
+        "operationId": "metrics",
+        "summary": "The same counters and more per backend, in the Prometheus text format (version 0.0.4)",
+        "responses": {
+            "200": {
+                "description": "Prometheus text",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            "401": unauthorized(),
+        },
+    })
+}
+
+fn config() -> Value {
+    json!({
+        "operationId": "config",
+        "summary": "The configuration as loaded, in the file's form, every default filled in and admin_token redacted",
+        "responses": {"200": answer("the configuration", "Config"), "401": unauthorized()},
+    })
+}
+
+fn openapi() -> Value {
+    json!({
+        "operationId": "openapi",
+        "summary": "This document",
+        "responses": {"200": answer("OpenAPI 3.0", "OpenApi"), "401": unauthorized()},
+    })
+}
+
+fn reload_certs() -> Value {
+    json!({
+        "operationId": "reloadCerts",
+        "summary": "Re-reads every certificate and key file: new handshakes use them, open connections keep theirs",
+        "responses": {
+            "200": answer("reloaded", "Reloaded"),
+            "400": error("a file does not load: the old certificates stay"),
+            "401": unauthorized(),
+            "409": error("ssl.enabled is false"),
+        },
+    })
+}
+
+fn integer() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
+fn schemas() -> Value {
+    let mut all = serde_json::Map::new();
+    for (name, schema) in [
+        (
+            "Error",
+            json!({
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string", "description": "<field or part>: <problem>"}},
+            }),
+        ),
+        (
+            "Health",
+            json!({
+                "type": "object",
+                "required": ["status"],
+                "properties": {"status": {"type": "string", "enum": ["ok"]}},
+            }),
+        ),
+        ("Backend", backend()),
+        (
+            "AddedBackend",
+            json!({
+                "allOf": [schema("Backend"), {
+                    "type": "object",
+                    "required": ["warnings"],
+                    "properties": {"warnings": {"type": "array", "items": {"type": "string"}, "description": "what the config file would warn about (its own address, unused TLS keys…)"}},
+                }],
+            }),
+        ),
+        (
+            "BackendList",
+            json!({
+                "type": "object",
+                "required": ["strategy", "backends"],
+                "properties": {
+                    "strategy": {"type": "string"},
+                    "backends": {"type": "array", "items": schema("Backend")},
+                },
+            }),
+        ),
+        (
+            "NewBackend",
+            json!({
+                "type": "object",
+                "required": ["url"],
+                "additionalProperties": false,
+                "properties": {
+                    "url": {"type": "string", "description": "http[s]://host[:port][/]"},
+                    "weight": {"type": "integer", "minimum": 1, "maximum": 10000, "nullable": true, "default": 1},
+                    "max_conns": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "nullable": true, "description": "requests in flight at most (0: no limit); absent: the top-level max_conns"},
+                    "ca_file": {"type": "string", "nullable": true, "description": "https only: PEM CA file (absent: backend_ca_file, or the built-in roots)"},
+                    "tls_skip_verify": {"type": "boolean", "nullable": true, "default": false},
+                },
+            }),
+        ),
+        (
+            "BackendPatch",
+            json!({
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": false,
+                "properties": {
+                    "weight": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    "state": {"type": "string", "enum": ["up", "draining", "disabled"], "description": "up: enabled and marked healthy; draining: no new requests; disabled: switched off"},
+                },
+            }),
+        ),
+        (
+            "Status",
+            json!({
+                "type": "object",
+                "required": ["alive"],
+                "additionalProperties": false,
+                "properties": {"alive": {"type": "boolean"}},
+            }),
+        ),
+        (
+            "Removed",
+            json!({
+                "type": "object",
+                "required": ["id", "url", "in_flight", "draining"],
+                "properties": {
+                    "id": integer(),
+                    "url": {"type": "string"},
+                    "in_flight": integer(),
+                    "draining": {"type": "boolean", "description": "requests were in flight: listed as draining until they end"},
+                },
+            }),
+        ),
+        (
+            "Classes",
+            json!({
+                "type": "object",
+                "required": ["1xx", "2xx", "3xx", "4xx", "5xx"],
+                "properties": {"1xx": integer(), "2xx": integer(), "3xx": integer(), "4xx": integer(), "5xx": integer()},
+            }),
+        ),
+        ("Stats", stats_schema(true)),
+        ("WorkerStats", stats_schema(false)),
+        (
+            "Config",
+            json!({"type": "object", "description": "config.json's keys (see the README)"}),
+        ),
+        (
+            "OpenApi",
+            json!({"type": "object", "required": ["openapi", "info", "paths"]}),
+        ),
+        (
+            "Reloaded",
+            json!({
+                "type": "object",
+                "required": ["reloaded", "names", "warnings"],
+                "properties": {
+                    "reloaded": integer(),
+                    "names": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+                    "warnings": {"type": "array", "items": {"type": "string"}},
+                },
+            }),
+        ),
+    ] {
+        all.insert(name.to_owned(), schema);
+    }
+    Value::Object(all)
+}
+
+fn backend() -> Value {
+    json!({
+        "type": "object",
+        "required": ["id", "url", "weight", "max_conns", "state", "alive", "healthy", "enabled",
+            "in_flight", "active_connections", "total_requests", "failures", "last_check", "last_error"],
+        "properties": {
+            "id": integer(),
+            "url": {"type": "string"},
+            "weight": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "max_conns": {"type": "integer", "minimum": 0, "description": "0: no limit"},
+            "state": {"type": "string", "enum": ["up", "down", "draining", "disabled"]},
+            "alive": {"type": "boolean", "description": "state is up"},
+            "healthy": {"type": "boolean", "description": "health checks (active or passive) pass"},
+            "enabled": {"type": "boolean", "description": "neither disabled nor draining"},
+            "in_flight": {"type": "integer", "minimum": 0, "description": "requests in flight now"},
+            "active_connections": {"type": "integer", "minimum": 0, "description": "the same as in_flight (the original's name)"},
+            "total_requests": {"type": "integer", "minimum": 0, "description": "requests sent to it (retries included)"},
+            "failures": {"type": "integer", "minimum": 0, "description": "connect errors, resets, invalid responses, timeouts"},
+            "last_check": {
+                "type": "object",
+                "nullable": true,
+                "required": ["time", "time_ms", "ok"],
+                "description": "the last active health check (null before the first)",
+                "properties": {
+                    "time": {"type": "string", "format": "date-time"},
+                    "time_ms": {"type": "integer", "description": "milliseconds since the Unix epoch"},
+                    "ok": {"type": "boolean"},
+                },
+            },
+            "last_error": {"type": "string", "nullable": true, "description": "why the last failed check failed"},
+        },
+    })
+}
+
+fn stats_schema(total: bool) -> Value {
+    let mut required = vec![
+        "open_connections",
+        "accepted_connections",
+        "accept_errors",
+        "responses",
+        "bytes_in",
+        "bytes_out",
+        "tls_handshakes",
+        "tls_handshake_failures",
+    ];
+    let mut properties = json!({
+        "open_connections": integer(),
+        "accepted_connections": integer(),
+        "accept_errors": integer(),
+        "responses": schema("Classes"),
+        "bytes_in": {"type": "integer", "minimum": 0, "description": "read from clients"},
+        "bytes_out": {"type": "integer", "minimum": 0, "description": "written to clients"},
+        "tls_handshakes": integer(),
+        "tls_handshake_failures": integer(),
+    });
+    let extra = if total {
+        required.extend(["backend_requests", "workers"]);
+        json!({
+            "backend_requests": {"type": "integer", "minimum": 0, "description": "requests sent to backends (retries included)"},
+            "workers": {"type": "array", "items": schema("WorkerStats")},
+        })
+    } else {
+        required.extend(["worker", "accepted"]);
+        json!({
+            "worker": integer(),
+            "accepted": {"type": "integer", "minimum": 0, "description": "the same as accepted_connections"},
+        })
+    };
+    if let (Value::Object(p), Value::Object(e)) = (&mut properties, extra) {
+        p.extend(e);
+    }
+    json!({"type": "object", "required": required, "properties": properties})
+}
