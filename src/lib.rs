@@ -20,6 +20,7 @@ pub mod client_ip;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod httpd;
 pub mod listener;
 pub mod logging;
 pub mod proxy_protocol;

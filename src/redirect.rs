@@ -1,77 +1,59 @@
-//! `ssl.redirect_http_port`: a plain-HTTP listener, on its own `tiny_http` thread (never a worker),
-//! that answers every request with `308 Permanent Redirect` to the same target on https:
-//! `https://<host>[:<TLS port>]<target>`, the port left out when it is 443. 308 (not 301) keeps
-//! the method and body of a POST. A request without a usable `Host` gets 400.
+//! `ssl.redirect_http_port`: a plain-HTTP listener, on the small server of its own thread
+//! (`httpd`, never a worker), that answers every request with `308 Permanent Redirect` to the same
+//! target on https: `https://<host>[:<TLS port>]<target>`, the port left out when it is 443. 308
+//! (not 301) keeps the method and body of a POST, and no body is ever read. A request without a
+//! usable `Host` gets 400.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+
+use crate::httpd::message::{Head, Response};
+use crate::httpd::{App, Server};
 
 pub struct RedirectHandle {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
+    server: Server,
 }
 
 impl RedirectHandle {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn stop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.server.stop();
     }
 }
 
-impl Drop for RedirectHandle {
-    fn drop(&mut self) {
-        self.stop();
+struct Redirect {
+    https_port: u16,
+}
+
+impl App for Redirect {
+    /// Every answer is decided by the head alone: the body is never read.
+    fn screen(&self, head: &Head) -> Option<Response> {
+        Some(match head.header("host").and_then(host_name) {
+            Some(name) => {
+                let location = location(name, self.https_port, &head.target);
+                Response::text(308, "text/plain", format!("{location}\n"))
+                    .with_header("Location", location)
+            }
+            None => Response::text(400, "text/plain", "bad request: no usable Host\n".into()),
+        })
     }
+
+    fn handle(&self, head: &Head, _body: &[u8]) -> Response {
+        self.screen(head)
+            .unwrap_or_else(|| Response::text(400, "text/plain", "bad request\n".into()))
+    }
+
+    fn tick(&self) {}
 }
 
 /// Starts the redirecting listener on `addr`, pointing at TLS port `https_port`.
 pub fn start(addr: SocketAddr, https_port: u16) -> io::Result<RedirectHandle> {
-    let server = tiny_http::Server::http(addr).map_err(|e| io::Error::other(e.to_string()))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| io::Error::other("redirect listener has no IP address"))?;
-    let server = Arc::new(server);
-    let srv = Arc::clone(&server);
-    let thread = std::thread::Builder::new()
-        .name("ferrule-redirect".into())
-        .spawn(move || {
-            for request in srv.incoming_requests() {
-                let host = request
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("Host"))
-                    .map(|h| h.value.as_str().to_owned());
-                let response = match host.as_deref().and_then(host_name) {
-                    Some(name) => {
-                        let location = location(name, https_port, request.url());
-                        let mut r = tiny_http::Response::from_string(format!("{location}\n"))
-                            .with_status_code(308);
-                        if let Ok(h) = tiny_http::Header::from_bytes(&b"Location"[..], location) {
-                            r.add_header(h);
-                        }
-                        r
-                    }
-                    None => tiny_http::Response::from_string("bad request: no usable Host\n")
-                        .with_status_code(400),
-                };
-                let _ = request.respond(response);
-            }
-        })?;
-    Ok(RedirectHandle {
-        server,
-        thread: Some(thread),
-        addr,
-    })
+    let server = Server::start(addr, Arc::new(Redirect { https_port }), "ferrule-redirect")?;
+    Ok(RedirectHandle { server })
 }
 
 /// The host part of a `Host` value (its port dropped), if it is a plain name, IPv4 address or

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::message::Response;
 use super::{describe, json_object, Admin, ApiError, Call};
 use crate::balancer::{Backend, State};
 use crate::config::{self, BackendConfig, BackendTls};
+use crate::httpd::message::Response;
 use crate::worker::Control;
 
 /// A backend as the admin API shows it.

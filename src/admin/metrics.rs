@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
-use super::message::Response;
 use super::{backends, Admin, ApiError, Call};
 use crate::balancer::{Backend, State};
+use crate::httpd::message::Response;
 use crate::stats::{WorkerStats, LATENCY_BOUNDS_MS};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];

@@ -1,8 +1,9 @@
 //! The admin API: JSON over HTTP/1.1 on `admin_bind:admin_port`, on its own threads (never a
 //! worker's), reading the live pool and counters and changing the pool.
 //!
-//! Files: `server.rs` the HTTP server (1 MiB bodies, timeouts, bounded connections; its header
-//! says why it is not `tiny_http`) and `message.rs` its heads and answers; this file the routes,
+//! Files: `crate::httpd` is the HTTP server (1 MiB bodies, timeouts, bounded connections; its
+//! header says why it is not `tiny_http`) and `httpd/message.rs` its heads and answers (the https
+//! redirect listener shares them); this file the routes,
 //! the token check and the error shape; `backends.rs` the `/backends` endpoints and the drain of
 //! removed backends; `metrics.rs` `/stats` and the Prometheus `/metrics`; `openapi.rs` the
 //! OpenAPI document of all of it (`tests/admin.rs` calls every operation it lists and checks the
@@ -14,10 +15,8 @@
 //! 1 MiB. The pool is changed only through `Balancer::update`, which serialises writers.
 
 mod backends;
-mod message;
 mod metrics;
 mod openapi;
-mod server;
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,12 +25,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-pub use self::message::MAX_BODY;
-use self::message::{Head, Response};
-use self::server::Server;
-pub use self::server::MAX_CONNECTIONS;
 use crate::balancer::{Backend, Balancer};
 use crate::config::Config;
+pub use crate::httpd::message::MAX_BODY;
+use crate::httpd::message::{Head, Response};
+use crate::httpd::Server;
+pub use crate::httpd::MAX_CONNECTIONS;
 use crate::stats::WorkerStats;
 use crate::tls::{CertPair, ClientConfigs, ServerTls};
 use crate::worker::ControlPort;
@@ -213,7 +212,7 @@ fn find_route(path: &str) -> Option<(&'static Route, Vec<&str>)> {
     })
 }
 
-impl server::App for Admin {
+impl crate::httpd::App for Admin {
     fn screen(&self, head: &Head) -> Option<Response> {
         let open = head.method == "GET" && head.path == "/health";
         if !open {

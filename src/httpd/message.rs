@@ -16,6 +16,8 @@ pub struct Head {
     pub method: String,
     /// The path without the query, trailing `/` removed (but for `/` itself).
     pub path: String,
+    /// The request target as sent (path and query).
+    pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
     headers: Vec<(String, String)>,
@@ -51,6 +53,7 @@ impl Head {
         let head = Head {
             method: req.method.unwrap_or_default().to_owned(),
             path,
+            target: req.path.unwrap_or_default().to_owned(),
             version: req.version.unwrap_or(1),
             headers,
         };
@@ -247,6 +250,7 @@ mod tests {
         Head {
             method: "POST".into(),
             path: "/".into(),
+            target: "/".into(),
             version,
             headers: fields
                 .iter()

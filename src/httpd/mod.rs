@@ -1,4 +1,5 @@
-//! The admin API's HTTP/1.1 server: std sockets, a thread per connection (at most
+//! The small HTTP/1.1 server of the admin API and the https redirect listener (not a data path:
+//! the proxy's own traffic goes through the workers): std sockets, a thread per connection (at most
 //! [`MAX_CONNECTIONS`]), heads and answers as in `message.rs`, bodies through the proxy's own
 //! framing (`http::framing`).
 //!
@@ -25,7 +26,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::message::{too_large, Head, Response, MAX_BODY};
+pub mod message;
+
+use self::message::{too_large, Head, Response, MAX_BODY};
 use crate::http::framing::{Body, Framing, Step};
 
 /// Chunked framing (size lines, CRLFs, trailers) allowed on top of the payload.
