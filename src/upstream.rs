@@ -166,7 +166,11 @@ impl Upstreams {
             return;
         };
         let clean =
-            reusable && up.connected && !up.hup && (!up.readable || up.transport.nothing_to_read());
+            reusable
+            && up.connected
+            && !up.hup
+            && up.backend.is_enabled() // a draining or removed backend keeps no idle connection
+            && (!up.readable || up.transport.nothing_to_read());
         let backend = up.backend.id;
         let room = self
             .idle
