@@ -165,8 +165,7 @@ impl Upstreams {
         let Some(up) = self.conns.get_mut(key) else {
             return;
         };
-        let clean =
-            reusable
+        let clean = reusable
             && up.connected
             && !up.hup
             && up.backend.is_enabled() // a draining or removed backend keeps no idle connection

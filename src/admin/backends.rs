@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::{describe, json_object, Admin, ApiError, Call};
+use super::{json_object, Admin, ApiError, Call};
 use crate::balancer::{Backend, State};
+use crate::config::describe;
 use crate::config::{self, BackendConfig, BackendTls};
 use crate::httpd::message::Response;
 use crate::worker::Control;

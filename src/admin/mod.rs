@@ -344,21 +344,9 @@ fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> 
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::bad(format!(
             "body: expected a JSON object, found {}",
-            describe(&other)
+            crate::config::describe(&other)
         ))),
         Err(e) => Err(ApiError::bad(format!("body: not valid JSON: {e}"))),
-    }
-}
-
-/// A JSON value as messages name it (as the config file's messages do).
-fn describe(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("the string {s:?}"),
-        Value::Array(_) => "an array".to_owned(),
-        Value::Object(_) => "an object".to_owned(),
     }
 }
 

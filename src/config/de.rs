@@ -246,7 +246,7 @@ pub(super) fn expected(what: &str, found: &Value) -> String {
 }
 
 /// A JSON value as messages name it: `the string "8080"`, `the number 1.5`, `an array`, `true`.
-pub(super) fn describe(value: &Value) -> String {
+pub fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),

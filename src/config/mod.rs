@@ -39,6 +39,7 @@
 mod backend;
 mod checks;
 mod de;
+pub use de::describe;
 mod duration;
 mod file;
 #[cfg(test)]
