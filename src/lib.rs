@@ -18,6 +18,7 @@ pub mod balancer;
 pub mod buffer;
 pub mod client_ip;
 pub mod config;
+pub mod dns;
 pub mod health;
 pub mod http;
 pub mod httpd;
@@ -89,8 +90,6 @@ pub struct Handle {
     admin: admin::AdminHandle,
     /// The plain-HTTP listener that redirects to https (`ssl.redirect_http_port`).
     redirect: Option<redirect::RedirectHandle>,
-    /// The active health checks (`None` when `config.active_checks()` is false).
-    health: Option<health::HealthHandle>,
     balancer: Arc<Balancer>,
     shutdown_timeout: Duration,
 }
@@ -114,6 +113,17 @@ impl Handle {
     /// The live backend pool.
     pub fn balancer(&self) -> &Arc<Balancer> {
         &self.balancer
+    }
+
+    /// Re-reads the config file given to [`start_file`] and applies what changed (see
+    /// `admin/reload.rs`); the report, or the one-line reason nothing changed.
+    pub fn reload(&self) -> Result<serde_json::Value, String> {
+        self.admin.reload()
+    }
+
+    /// What another thread reloads with (`main.rs`'s `SIGHUP` thread).
+    pub fn reloader(&self) -> admin::Reloader {
+        self.admin.reloader()
     }
 
     /// Stops accepting; requests in flight may finish within `shutdown_timeout`.
@@ -143,9 +153,7 @@ impl Handle {
         for w in &mut self.workers {
             w.join();
         }
-        if let Some(h) = &mut self.health {
-            h.stop();
-        }
+        // the health and DNS threads stop with the admin API
         self.admin.stop();
         if let Some(r) = &mut self.redirect {
             r.stop();
@@ -332,9 +340,36 @@ impl Drop for Workers {
     }
 }
 
-/// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
-/// API. Returns once everything is listening.
+/// What the workers run with, from `config` (at start, and again at each reload).
+pub fn shared_for(
+    config: &Config,
+    balancer: Arc<Balancer>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    idle_budget: usize,
+) -> Shared {
+    let workers = config.workers.max(1);
+    Shared {
+        balancer,
+        settings: Settings::from_config(config),
+        max_sessions: config.max_connections.div_ceil(workers).max(1),
+        buffer_size: config.buffer_size,
+        backend_keepalive: config.backend_keepalive,
+        idle_budget,
+        backend_keepalive_timeout: config.backend_keepalive_timeout,
+        tls,
+    }
+}
+
+/// Starts the proxy (see [`start_file`]) from a config that came from no file: there is nothing
+/// to reload.
 pub fn start(config: &Config) -> Result<Handle, StartError> {
+    start_file(config, None)
+}
+
+/// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
+/// API. Returns once everything is listening. `path` is the file `config` was loaded from, which
+/// a reload reads again.
+pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<Handle, StartError> {
     let server_tls = server_tls(config).map_err(StartError::Tls)?;
     if let Some((_, warnings)) = &server_tls {
         for w in warnings {
@@ -367,16 +402,12 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         .first()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(addr);
-    let shared = Arc::new(Shared {
-        balancer: Arc::clone(&balancer),
-        settings: Settings::from_config(config),
-        max_sessions: config.max_connections.div_ceil(workers).max(1),
-        buffer_size: config.buffer_size,
-        backend_keepalive: config.backend_keepalive,
-        idle_budget: budget.idle_per_worker,
-        backend_keepalive_timeout: config.backend_keepalive_timeout,
-        tls: server_tls.as_ref().map(|t| t.config()),
-    });
+    let shared = Arc::new(shared_for(
+        config,
+        Arc::clone(&balancer),
+        server_tls.as_ref().map(|t| t.config()),
+        budget.idle_per_worker,
+    ));
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving
     let mut handles = Workers(Vec::with_capacity(workers));
@@ -390,11 +421,10 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         balancer: Arc::clone(&balancer),
         workers: handles.0.iter().map(|w| Arc::clone(&w.stats)).collect(),
         ports: handles.0.iter().map(WorkerHandle::port).collect(),
-        tls: server_tls
-            .as_ref()
-            .map(|t| (Arc::clone(t), cert_pairs(config))),
-        config: config.clone(),
+        tls: server_tls.clone(),
+        config: Arc::new(parking_lot::RwLock::new(config.clone())),
         client_configs,
+        live: admin::Live::new(path, Arc::clone(&shared), fd_limit),
     };
     let admin = admin::start(admin_addr, state).map_err(|source| StartError::Admin {
         addr: admin_addr,
@@ -411,18 +441,16 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         }
         _ => None,
     };
-    let health = if config.active_checks() {
+    if config.active_checks() {
         let settings = health::HealthSettings::from_config(config);
-        Some(health::start(Arc::clone(&balancer), settings).map_err(StartError::Spawn)?)
-    } else {
-        None
-    };
+        let checks = health::start(Arc::clone(&balancer), settings).map_err(StartError::Spawn)?;
+        admin.set_health(checks);
+    }
     Ok(Handle {
         addr: local_addr,
         workers: std::mem::take(&mut handles.0),
         admin,
         redirect,
-        health,
         balancer,
         shutdown_timeout: config.shutdown_timeout,
     })

@@ -92,10 +92,14 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         Command::Run(path) => path,
     };
+    // before any thread starts (the logger's too), so that every thread inherits the mask: the
+    // signals then only ever reach the signal thread's sigwait (ctrlc's handler, which with its
+    // `termination` feature would also take SIGTERM and SIGHUP, keeps only SIGINT)
+    let blocked = block_signals();
     let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     ferrule::logging::init(log::LevelFilter::Info)?;
     // a start that fails is one line on stderr: the log lines about the config come after it
-    let handle = ferrule::start(&config).map_err(|e| e.to_string())?;
+    let handle = ferrule::start_file(&config, Some(path.clone())).map_err(|e| e.to_string())?;
     for w in config.warnings() {
         log::warn!("{w}");
     }
@@ -112,10 +116,15 @@ fn run(args: &[String]) -> Result<(), String> {
     log::info!("admin API on http://{}", handle.admin_addr());
 
     let (tx, rx) = crossbeam_channel::bounded::<()>(4);
+    let term = tx.clone();
     ctrlc::set_handler(move || {
         let _ = tx.try_send(());
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    if blocked {
+        signal_thread(handle.reloader(), term)
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    }
 
     // wait for the first signal, then drain; a second signal exits at once
     let _ = rx.recv();
@@ -144,5 +153,55 @@ fn run(args: &[String]) -> Result<(), String> {
     log::info!("Admin server stopped gracefully");
     log::info!("All servers stopped");
     ferrule::logging::flush();
+    Ok(())
+}
+
+/// The signals [`signal_thread`] takes: `SIGHUP` (reload) and `SIGTERM` (drain, as Ctrl+C's
+/// `SIGINT`, which `ctrlc` takes).
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before it is used.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks the [`signal_set`] in this thread, and so in every thread started after, for
+/// [`signal_thread`] to take with `sigwait`. False if they could not be blocked.
+fn block_signals() -> bool {
+    let set = signal_set();
+    // SAFETY: pthread_sigmask with a valid set changes only this thread's mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0 }
+}
+
+/// A thread that takes `SIGHUP` and `SIGTERM` as they come: `SIGHUP` reloads the config (as nginx
+/// and HAProxy do; the reload logs what changed or why nothing did), `SIGTERM` goes to `term`, as
+/// Ctrl+C does.
+fn signal_thread(
+    reloader: ferrule::admin::Reloader,
+    term: crossbeam_channel::Sender<()>,
+) -> std::io::Result<()> {
+    let set = signal_set();
+    std::thread::Builder::new()
+        .name("ferrule-signals".into())
+        .spawn(move || loop {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: sigwait with a valid set writes the signal number into `signal`.
+            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+                log::error!(
+                    "waiting for signals failed: SIGHUP and SIGTERM are ignored from now on"
+                );
+                return;
+            }
+            if signal == libc::SIGHUP {
+                log::info!("SIGHUP: reloading the config");
+                let _ = reloader.reload();
+            } else {
+                let _ = term.try_send(());
+            }
+        })?;
     Ok(())
 }

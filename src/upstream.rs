@@ -101,6 +101,12 @@ impl Upstreams {
         }
     }
 
+    /// New limits (a reload); idle connections over them go as they expire.
+    pub fn set_limits(&mut self, max_idle: usize, max_idle_total: usize) {
+        self.max_idle = max_idle;
+        self.max_idle_total = max_idle_total;
+    }
+
     #[inline]
     pub fn get_mut(&mut self, key: usize) -> Option<&mut Upstream> {
         self.conns.get_mut(key)

@@ -44,12 +44,14 @@ const KEEP_BUFFERS: usize = 4;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Messages to a worker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub enum Control {
     /// Stop accepting, finish the requests in flight, exit; force-close at `deadline`.
     Shutdown { deadline: Instant },
     /// A backend left the pool: close its idle connections.
     BackendRemoved(u64),
+    /// A reload: new settings (timeouts, limits, keep-alive) for the requests from now on.
+    Reconfigure(Arc<Shared>),
 }
 
 /// What every worker is started with.
@@ -560,7 +562,8 @@ impl Core {
                         .expire_idle(self.now, self.shared.backend_keepalive_timeout);
                     self.bufs.trim();
                     self.shared.balancer.revive(self.now);
-                    if let Some(Sticky::Ip(table)) = &self.shared.balancer.policy().sticky {
+                    let policy = self.shared.balancer.policy();
+                    if let Some(Sticky::Ip(table)) = &policy.sticky {
                         // a few shards a second per worker: the whole table within seconds
                         table.sweep(self.sticky_sweep, 8, self.now);
                         self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
@@ -605,6 +608,11 @@ impl Core {
             match msg {
                 Control::Shutdown { deadline } => self.start_drain(registry, deadline),
                 Control::BackendRemoved(id) => self.upstreams.drop_backend(id),
+                Control::Reconfigure(shared) => {
+                    self.upstreams
+                        .set_limits(shared.backend_keepalive, shared.idle_budget);
+                    self.shared = shared;
+                }
             }
         }
     }

@@ -31,8 +31,9 @@ pub fn backend_json(b: &Backend) -> Value {
     json!({
         "id": b.id,
         "url": b.url,
+        "addr": b.addr.to_string(),
         "weight": b.weight(),
-        "max_conns": b.max_conns,
+        "max_conns": b.max_conns(),
         "state": state.name(),
         // the original's name: taking new requests
         "alive": state == State::Up,
@@ -57,7 +58,7 @@ pub(super) fn all(admin: &Admin) -> Vec<Arc<Backend>> {
     prune_draining(admin);
     let pool = admin.state.balancer.current();
     let mut list: Vec<Arc<Backend>> = pool.backends().to_vec();
-    list.extend(admin.draining.lock().iter().cloned());
+    list.extend(admin.state.balancer.retired());
     list
 }
 
@@ -88,7 +89,7 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
     let (cfg, tls) =
         config::backend_from_json(&body, &existing).map_err(|e| ApiError::bad(e.to_string()))?;
     let client_tls = crate::client_tls_of(
-        &admin.state.config,
+        &admin.state.config.read(),
         &cfg,
         &tls,
         &admin.state.client_configs,
@@ -145,24 +146,14 @@ pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiErro
     if in_flight == 0 {
         return Ok(Response::json(200, &body));
     }
-    admin.draining.lock().push(b);
+    admin.state.balancer.retire(b);
     Ok(Response::json(202, &body))
 }
 
-/// Drops from [`Admin::draining`] the backends whose last request ended, and tells the workers
-/// again to close idle connections to them.
+/// Forgets the retired backends whose last request ended (see [`crate::Balancer::retire`]), and
+/// tells the workers again to close idle connections to them.
 pub(super) fn prune_draining(admin: &Admin) {
-    let done: Vec<Arc<Backend>> = {
-        let mut draining = admin.draining.lock();
-        if draining.is_empty() {
-            return;
-        }
-        let (done, still): (Vec<_>, Vec<_>) =
-            draining.drain(..).partition(|b| b.active_requests() == 0);
-        *draining = still;
-        done
-    };
-    for b in done {
+    for b in admin.state.balancer.prune_retired() {
         for port in &admin.state.ports {
             port.send(Control::BackendRemoved(b.id));
         }
@@ -265,7 +256,7 @@ fn change(
         Some(b)
     });
     changed.ok_or_else(|| {
-        if admin.draining.lock().iter().any(|b| b.id == id) {
+        if admin.state.balancer.retired().iter().any(|b| b.id == id) {
             ApiError::new(
                 404,
                 format!("id: backend {id} was removed (it is draining its last requests)"),
@@ -347,7 +338,7 @@ fn same_target(b: &Backend, cfg: &BackendConfig) -> bool {
 /// What the config file would warn about this entry (its own address, unused TLS keys), and a
 /// backend already at the same address.
 fn warnings(admin: &Admin, cfg: &BackendConfig, tls: &BackendTls) -> Vec<String> {
-    let mut alone = admin.state.config.clone();
+    let mut alone = admin.state.config.read().clone();
     alone.backends = vec![cfg.clone()];
     alone.backend_tls = vec![tls.clone()];
     let mut out: Vec<String> = alone

@@ -17,25 +17,27 @@
 mod backends;
 mod metrics;
 mod openapi;
+mod reload;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde_json::{json, Value};
 
-use crate::balancer::{Backend, Balancer};
+use crate::balancer::Balancer;
 use crate::config::Config;
 pub use crate::httpd::message::MAX_BODY;
 use crate::httpd::message::{Head, Response};
 use crate::httpd::Server;
 pub use crate::httpd::MAX_CONNECTIONS;
 use crate::stats::WorkerStats;
-use crate::tls::{CertPair, ClientConfigs, ServerTls};
+use crate::tls::{ClientConfigs, ServerTls};
 use crate::worker::ControlPort;
 
 pub use self::backends::backend_json;
+pub use self::reload::Live;
 
 /// What the admin API reads and changes.
 pub struct AdminState {
@@ -44,19 +46,23 @@ pub struct AdminState {
     pub workers: Vec<Arc<WorkerStats>>,
     /// Each worker's control port: removed backends are announced there (`BackendRemoved`).
     pub ports: Vec<ControlPort>,
-    /// TLS termination and the certificate files it reloads from (`None`: plain HTTP).
-    pub tls: Option<(Arc<ServerTls>, Vec<CertPair>)>,
-    /// The configuration as loaded: `GET /config`, `admin_token`, and what backends added later
-    /// inherit (`backend_ca_file`, `max_conns`).
-    pub config: Config,
+    /// TLS termination (`None`: plain HTTP); its certificate files are the config's `ssl` ones.
+    pub tls: Option<Arc<ServerTls>>,
+    /// The configuration in force (as loaded, then as reloaded, with the backends DNS found):
+    /// `GET /config`, `admin_token`, and what backends added later inherit (`backend_ca_file`,
+    /// `max_conns`).
+    pub config: Arc<RwLock<Config>>,
     /// The TLS client configurations built at start, shared with backends added later (so they
     /// share session resumption with the backends that have the same CA).
     pub client_configs: ClientConfigs,
+    /// What a reload changes besides the pool: the workers' settings, the health and DNS threads.
+    pub live: Live,
 }
 
-/// The running admin API.
+/// The running admin API (and the health and DNS threads, which a reload restarts).
 pub struct AdminHandle {
     server: Server,
+    admin: Arc<Admin>,
 }
 
 impl AdminHandle {
@@ -64,33 +70,57 @@ impl AdminHandle {
         self.server.addr()
     }
 
-    /// Stops accepting and waits for the accept thread.
+    /// Re-reads the config file and applies it (`SIGHUP`; `POST /reload` does the same): what
+    /// changed, or why nothing did. See `admin/reload.rs`.
+    pub fn reload(&self) -> Result<Value, String> {
+        reload::reload(&self.admin)
+    }
+
+    /// Something another thread can reload with (the `SIGHUP` thread).
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.admin))
+    }
+
+    /// The active health checks, started after the admin API (a reload restarts them).
+    pub fn set_health(&self, checks: crate::health::HealthHandle) {
+        *self.admin.state.live.health.lock() = Some(checks);
+    }
+
+    /// Stops the health and DNS threads, then the admin API (and waits for them).
     pub fn stop(&mut self) {
+        self.admin.state.live.stop_threads();
         self.server.stop();
     }
 }
 
-/// Starts the admin API on `addr`.
+/// Starts the admin API on `addr`, and the DNS refresh when the config has names to refresh.
 pub fn start(addr: SocketAddr, state: AdminState) -> io::Result<AdminHandle> {
-    let token = state.config.admin_token.clone().map(String::into_bytes);
     let admin = Arc::new(Admin {
         state,
-        token,
-        draining: Mutex::new(Vec::new()),
         started: std::time::SystemTime::now(),
+        reloading: parking_lot::Mutex::new(()),
     });
-    let server = Server::start(addr, admin, "ferrule-admin")?;
-    Ok(AdminHandle { server })
+    reload::start_dns(&admin.state)?;
+    let server = Server::start(addr, Arc::clone(&admin), "ferrule-admin")?;
+    Ok(AdminHandle { server, admin })
+}
+
+/// Reloads the config (see [`AdminHandle::reload`]); cheap to clone.
+#[derive(Clone)]
+pub struct Reloader(Arc<Admin>);
+
+impl Reloader {
+    pub fn reload(&self) -> Result<Value, String> {
+        reload::reload(&self.0)
+    }
 }
 
 /// The admin API's own state around [`AdminState`].
 struct Admin {
     state: AdminState,
-    token: Option<Vec<u8>>,
-    /// Backends removed by `DELETE` that still had requests in flight: listed as draining until
-    /// the last one ends.
-    draining: Mutex<Vec<Arc<Backend>>>,
     started: std::time::SystemTime,
+    /// One reload at a time.
+    reloading: parking_lot::Mutex<()>,
 }
 
 /// A failed request: its status, message and extra fields.
@@ -185,6 +215,10 @@ static ROUTES: &[Route] = &[
         path: "/reload-certs",
         ops: &[("POST", reload_certs)],
     },
+    Route {
+        path: "/reload",
+        ops: &[("POST", reload::post)],
+    },
 ];
 
 /// Every `(method, path)` the router serves, paths as the OpenAPI document writes them.
@@ -259,7 +293,9 @@ impl crate::httpd::App for Admin {
 impl Admin {
     /// With an `admin_token`: the request must carry `Authorization: Bearer <token>`.
     fn authorize(&self, head: &Head) -> Result<(), ApiError> {
-        let Some(token) = &self.token else {
+        // read each time: a reload may set, change or remove it
+        let token = self.state.config.read().admin_token.clone();
+        let Some(token) = token.map(String::into_bytes) else {
             return Ok(());
         };
         let given = head.header("authorization").and_then(|v| {
@@ -267,7 +303,7 @@ impl Admin {
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
         let (message, challenge) = match given {
-            Some(given) if same_secret(given.as_bytes(), token) => return Ok(()),
+            Some(given) if same_secret(given.as_bytes(), &token) => return Ok(()),
             Some(_) => (
                 "authorization: the bearer token is not the admin_token",
                 "Bearer realm=\"ferrule admin\", error=\"invalid_token\"",
@@ -301,7 +337,7 @@ fn health(_: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
 }
 
 fn config(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    let shown = serde_json::to_value(admin.state.config.redacted())
+    let shown = serde_json::to_value(admin.state.config.read().redacted())
         .map_err(|e| ApiError::new(500, format!("config: cannot be shown: {e}")))?;
     Ok(Response::json(200, &shown))
 }
@@ -313,13 +349,14 @@ fn openapi(_: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
 /// Re-reads every certificate and key file: new handshakes use them, open connections keep
 /// theirs. A file that does not load is refused with its error, and the old certificates stay.
 fn reload_certs(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    let Some((tls, pairs)) = &admin.state.tls else {
+    let Some(tls) = &admin.state.tls else {
         return Err(ApiError::new(
             409,
             "ssl.enabled is false: there are no certificates to reload",
         ));
     };
-    match tls.reload(pairs) {
+    let pairs = crate::cert_pairs(&admin.state.config.read());
+    match tls.reload(&pairs) {
         Ok(warnings) => {
             log::info!("certificates reloaded ({} files)", pairs.len() * 2);
             for w in &warnings {

@@ -35,6 +35,7 @@ pub(super) fn document() -> Value {
             "/config": {"get": config()},
             "/openapi.json": {"get": openapi()},
             "/reload-certs": {"post": reload_certs()},
+            "/reload": {"post": reload()},
         },
     })
 }
@@ -223,6 +224,19 @@ fn reload_certs() -> Value {
     })
 }
 
+fn reload() -> Value {
+    json!({
+        "operationId": "reload",
+        "summary": "Re-reads the config file given at start and applies it in place (as SIGHUP does): backends matched by URL and address, weights, strategy, sticky and health settings, timeouts, limits, certificates, admin_token",
+        "responses": {
+            "200": answer("applied: what changed, what needs a restart, which run-time changes the file replaced", "ConfigReloaded"),
+            "400": error("the file does not load, or a certificate does not: nothing changed"),
+            "401": unauthorized(),
+            "409": error("the proxy was started without a config file"),
+        },
+    })
+}
+
 fn integer() -> Value {
     json!({"type": "integer", "minimum": 0})
 }
@@ -336,6 +350,28 @@ fn schemas() -> Value {
             json!({"type": "object", "required": ["openapi", "info", "paths"]}),
         ),
         (
+            "ConfigReloaded",
+            json!({
+                "type": "object",
+                "required": ["changes", "backends", "restart_required", "replaced_runtime_changes", "warnings"],
+                "properties": {
+                    "changes": {"type": "array", "items": {"type": "string"}, "description": "key: old -> new"},
+                    "backends": {
+                        "type": "object",
+                        "required": ["added", "removed", "changed"],
+                        "properties": {
+                            "added": {"type": "array", "items": {"type": "string"}, "description": "id url (address)"},
+                            "removed": {"type": "array", "items": {"type": "string"}, "description": "id url (address): they drain"},
+                            "changed": {"type": "array", "items": {"type": "string"}, "description": "weight or max_conns of kept backends"},
+                        },
+                    },
+                    "restart_required": {"type": "array", "items": {"type": "string"}},
+                    "replaced_runtime_changes": {"type": "array", "items": {"type": "string"}, "description": "admin API changes the file replaced"},
+                    "warnings": {"type": "array", "items": {"type": "string"}},
+                },
+            }),
+        ),
+        (
             "Reloaded",
             json!({
                 "type": "object",
@@ -356,11 +392,12 @@ fn schemas() -> Value {
 fn backend() -> Value {
     json!({
         "type": "object",
-        "required": ["id", "url", "weight", "max_conns", "state", "alive", "healthy", "enabled",
+        "required": ["id", "url", "addr", "weight", "max_conns", "state", "alive", "healthy", "enabled",
             "in_flight", "active_connections", "total_requests", "failures", "last_check", "last_error"],
         "properties": {
             "id": integer(),
             "url": {"type": "string"},
+            "addr": {"type": "string", "description": "the address it is reached at (a name may stand for several backends, one per address)"},
             "weight": {"type": "integer", "minimum": 1, "maximum": 10000},
             "max_conns": {"type": "integer", "minimum": 0, "description": "0: no limit"},
             "state": {"type": "string", "enum": ["up", "down", "draining", "disabled"]},

@@ -49,7 +49,8 @@ fn next_generation() -> u64 {
     EPOCH.fetch_add(1, Ordering::Relaxed) + 1
 }
 
-/// How requests stay with a backend and what happens when none is healthy: fixed at start.
+/// How requests stay with a backend and what happens when none is healthy. It travels with the
+/// pool (a reload publishes a new one; the sticky table is kept when its settings are unchanged).
 #[derive(Debug, Default)]
 pub struct Policy {
     /// Sticky sessions, by address (a table) or by cookie (`None` when off).
@@ -97,17 +98,17 @@ pub fn clock_ms(now: Instant) -> u64 {
 
 #[derive(Debug)]
 pub enum Sticky {
-    Ip(sticky::StickyTable),
+    Ip(Arc<sticky::StickyTable>),
     Cookie,
 }
 
 impl Policy {
     pub fn from_config(c: &Config) -> Policy {
         let sticky = c.enable_sticky_sessions.then(|| match c.sticky_mode {
-            StickyMode::Ip => Sticky::Ip(sticky::StickyTable::new(
+            StickyMode::Ip => Sticky::Ip(Arc::new(sticky::StickyTable::new(
                 c.sticky_max_entries,
                 c.sticky_session_ttl.as_secs(),
-            )),
+            ))),
             StickyMode::Cookie => Sticky::Cookie,
         });
         Policy {
@@ -196,13 +197,15 @@ pub enum Choice<'a> {
 #[derive(Debug)]
 pub struct Balancer {
     current: RwLock<Arc<Pool>>,
-    policy: Policy,
     /// The slot notifier every pool published here shares.
     slots: Arc<Slots>,
     /// The generation of `current`: what workers compare their copy against.
     generation: CachePadded<AtomicU64>,
     /// Serialises writers, so two concurrent changes cannot lose one another.
     writer: Mutex<()>,
+    /// Backends taken out of the pool (admin `DELETE`, a reload, DNS) that still had requests in
+    /// flight: listed as draining until the last one ends.
+    retired: Mutex<Vec<Arc<Backend>>>,
 }
 
 impl Balancer {
@@ -210,18 +213,44 @@ impl Balancer {
         Balancer::with_policy(pool, Policy::default())
     }
 
-    pub fn with_policy(pool: Pool, policy: Policy) -> Balancer {
+    pub fn with_policy(mut pool: Pool, policy: Policy) -> Balancer {
+        pool.policy = Arc::new(policy);
         Balancer {
             generation: CachePadded::new(AtomicU64::new(pool.generation)),
             slots: Arc::clone(&pool.slots),
             current: RwLock::new(Arc::new(pool)),
-            policy,
             writer: Mutex::new(()),
+            retired: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy of the current pool.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.current.read().policy)
+    }
+
+    /// Keeps `backend`, just taken out of the pool, listed until its requests in flight end.
+    pub fn retire(&self, backend: Arc<Backend>) {
+        if backend.active_requests() > 0 {
+            self.retired.lock().push(backend);
+        }
+    }
+
+    /// The retired backends still draining.
+    pub fn retired(&self) -> Vec<Arc<Backend>> {
+        self.retired.lock().clone()
+    }
+
+    /// Forgets the retired backends whose last request ended, and returns them.
+    pub fn prune_retired(&self) -> Vec<Arc<Backend>> {
+        let mut retired = self.retired.lock();
+        if retired.is_empty() {
+            return Vec::new();
+        }
+        let (done, still): (Vec<_>, Vec<_>) =
+            retired.drain(..).partition(|b| b.active_requests() == 0);
+        *retired = still;
+        done
     }
 
     /// Who to tell when a backend slot frees; workers register with it.
@@ -234,7 +263,7 @@ impl Balancer {
     /// when this failure took it down.
     pub fn failed(&self, backend: &Backend, now: Instant) -> bool {
         backend.record_failure();
-        let p = &self.policy;
+        let p = self.policy();
         if p.max_fails == 0 || !backend.is_healthy() {
             return false;
         }
@@ -267,7 +296,7 @@ impl Balancer {
     /// Without active checks, backends taken down by failures are tried again `fail_timeout`
     /// after: called by the workers' housekeeping, once a second.
     pub fn revive(&self, now: Instant) {
-        let p = &self.policy;
+        let p = self.policy();
         if p.active_checks || p.max_fails == 0 {
             return;
         }
@@ -374,7 +403,7 @@ impl Picker {
             self.pool = balancer.current();
         }
         let pool = &self.pool;
-        let sticky = balancer.policy.sticky.as_ref();
+        let sticky = pool.policy.sticky.as_ref();
         if ask.exclude.is_none() {
             let bound = match sticky {
                 Some(Sticky::Ip(table)) => table
@@ -408,7 +437,7 @@ impl Picker {
                 }
             }
             None if pool.backends.iter().any(|b| b.is_available()) => Choice::Full,
-            None if balancer.policy.fail_open => {
+            None if pool.policy.fail_open => {
                 // every backend is down: try the enabled ones anyway, in turn
                 let n = pool.backends.len();
                 let start = self.state.cursor;
@@ -438,6 +467,9 @@ pub struct Backend {
     /// Unique for the life of the process (never reused after a removal).
     pub id: u64,
     pub url: String,
+    /// What consistent hashing and the sticky cookie know it by: its URL, and for a host name
+    /// (which may stand for several backends, see `crate::dns`) the address too.
+    pub key: String,
     pub scheme: Scheme,
     pub host: String,
     /// `host[:port]` as written in the URL, for a `Host` field when a request has none.
@@ -448,8 +480,8 @@ pub struct Backend {
     weight: AtomicU32,
     /// `https://` backends: how to speak TLS to it.
     pub tls: Option<ClientTls>,
-    /// Requests in flight at most, across all workers (0: no limit).
-    pub max_conns: u32,
+    /// Requests in flight at most, across all workers (0: no limit); a reload may change it.
+    max_conns: AtomicU32,
     /// What the sticky cookie holds for this backend ([`sticky::cookie_id`] of its URL).
     pub cookie_id: u64,
     /// Who to tell when a slot frees (with a `max_conns`) or the backend becomes a candidate.
@@ -528,11 +560,17 @@ impl Backend {
         slots: &Arc<Slots>,
     ) -> Backend {
         let max_conns = cfg.max_conns.unwrap_or(default_max_conns);
+        let key = if crate::dns::is_name(&cfg.host) {
+            format!("{}#{}", cfg.url, cfg.addr)
+        } else {
+            cfg.url.clone()
+        };
         Backend {
             tls,
-            max_conns,
+            max_conns: AtomicU32::new(max_conns),
             slots: Arc::clone(slots),
-            cookie_id: sticky::cookie_id(&cfg.url),
+            cookie_id: sticky::cookie_id(&key),
+            key,
             id,
             url: cfg.url.clone(),
             authority: authority(&cfg.url),
@@ -615,7 +653,8 @@ impl Backend {
     /// Below its `max_conns` (always, without one).
     #[inline]
     pub fn has_room(&self) -> bool {
-        self.max_conns == 0 || self.active.load(Ordering::SeqCst) < self.max_conns as usize
+        let max = self.max_conns();
+        max == 0 || self.active.load(Ordering::SeqCst) < max as usize
     }
 
     /// A request starts on this backend.
@@ -641,7 +680,8 @@ impl Backend {
     #[inline]
     pub fn try_begin_request(&self) -> bool {
         let before = self.active.fetch_add(1, Ordering::SeqCst);
-        if self.max_conns != 0 && before >= self.max_conns as usize {
+        let max = self.max_conns();
+        if max != 0 && before >= max as usize {
             self.active.fetch_sub(1, Ordering::SeqCst);
             self.slots.freed();
             return false;
@@ -653,12 +693,24 @@ impl Backend {
     /// A request on this backend ended, whatever the outcome.
     #[inline]
     pub fn end_request(&self) {
-        if self.max_conns == 0 {
+        if self.max_conns() == 0 {
             self.active.fetch_sub(1, Ordering::Relaxed);
         } else {
             self.active.fetch_sub(1, Ordering::SeqCst);
             self.slots.freed();
         }
+    }
+
+    /// Requests in flight at most (0: no limit).
+    #[inline]
+    pub fn max_conns(&self) -> u32 {
+        self.max_conns.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit (a reload); requests waiting for a slot look again.
+    pub fn set_max_conns(&self, max: u32) {
+        self.max_conns.store(max, Ordering::Relaxed);
+        self.slots.freed();
     }
 
     #[inline]
@@ -704,7 +756,7 @@ impl Selector {
             Strategy::P2c => Selector::P2c,
             Strategy::Random => Selector::Random(random::Weights::build(&weights)),
             Strategy::ConsistentHash => {
-                let names: Vec<&str> = backends.iter().map(|b| b.url.as_str()).collect();
+                let names: Vec<&str> = backends.iter().map(|b| b.key.as_str()).collect();
                 Selector::ConsistentHash(maglev::Table::build(&names, &weights))
             }
         }
@@ -723,6 +775,8 @@ pub struct Pool {
     /// Position of each backend by id, and by sticky-cookie id.
     by_id: Arc<HashMap<u64, usize>>,
     by_cookie: Arc<HashMap<u64, usize>>,
+    /// Sticky sessions and passive health (set by [`Balancer::with_policy`], or a reload).
+    policy: Arc<Policy>,
     /// Changes whenever the pool does.
     generation: u64,
     next_id: u64,
@@ -757,6 +811,7 @@ impl Pool {
             by_cookie: Arc::default(),
             backends,
             strategy,
+            policy: Arc::default(),
             generation: 0,
             next_id,
         };
@@ -833,6 +888,92 @@ impl Pool {
         self.rebuild();
     }
 
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Replaces the policy (a reload).
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+        self.rebuild();
+    }
+
+    /// The default `max_conns` of backends added from now on.
+    pub fn set_default_max_conns(&mut self, max: u32) {
+        self.max_conns = max;
+    }
+
+    /// Makes the backends that `in_scope` selects match `wanted`, in place: a backend with the
+    /// same URL and address as a wanted one is kept (id, counters, state and pooled connections)
+    /// with the wanted weight and `max_conns`; the others in scope leave (returned, set draining,
+    /// for the caller to announce and retire), the wanted ones missing are added. A kept backend
+    /// whose TLS settings changed is replaced (its `ClientTls` is fixed). One rebuild at the end.
+    pub fn sync(
+        &mut self,
+        in_scope: impl Fn(&Backend) -> bool,
+        wanted: &[(BackendConfig, Option<ClientTls>)],
+    ) -> Synced {
+        let mut synced = Synced::default();
+        let mut kept = vec![false; wanted.len()];
+        let mut stay = Vec::with_capacity(self.backends.len());
+        for b in std::mem::take(&mut self.backends) {
+            if !in_scope(&b) {
+                stay.push(b);
+                continue;
+            }
+            let found = wanted.iter().enumerate().find(|(i, (cfg, tls))| {
+                !kept[*i] && cfg.url == b.url && cfg.addr == b.addr && same_tls(tls, &b.tls)
+            });
+            match found {
+                Some((i, (cfg, _))) => {
+                    kept[i] = true;
+                    let weight = cfg.weight.max(1);
+                    if b.weight() != weight {
+                        synced.changed.push(format!(
+                            "backend {} ({}) weight {} -> {weight}",
+                            b.id,
+                            b.url,
+                            b.weight()
+                        ));
+                        b.weight.store(weight, Ordering::Relaxed);
+                    }
+                    let max = cfg.max_conns.unwrap_or(self.max_conns);
+                    if b.max_conns() != max {
+                        synced.changed.push(format!(
+                            "backend {} ({}) max_conns {} -> {max}",
+                            b.id,
+                            b.url,
+                            b.max_conns()
+                        ));
+                        b.set_max_conns(max);
+                    }
+                    stay.push(b);
+                }
+                None => {
+                    b.set_draining();
+                    synced.removed.push(b);
+                }
+            }
+        }
+        self.backends = stay;
+        for (i, (cfg, tls)) in wanted.iter().enumerate() {
+            if !kept[i] {
+                let backend = Arc::new(Backend::new(
+                    self.next_id,
+                    cfg,
+                    tls.clone(),
+                    self.max_conns,
+                    &self.slots,
+                ));
+                self.next_id += 1;
+                self.backends.push(Arc::clone(&backend));
+                synced.added.push(backend);
+            }
+        }
+        self.rebuild();
+        synced
+    }
+
     /// Chooses a backend for a request, skipping `exclude` (a backend that just failed) unless it
     /// is the only one available. `key` is the request's hash for `consistent-hash` (ignored by
     /// the other strategies). `None` when no backend is available.
@@ -855,6 +996,31 @@ impl Pool {
             None if exclude.is_some() => self.pick(state, key, None),
             None => None,
         }
+    }
+}
+
+/// What [`Pool::sync`] did.
+#[derive(Debug, Default)]
+pub struct Synced {
+    pub added: Vec<Arc<Backend>>,
+    pub removed: Vec<Arc<Backend>>,
+    /// Kept backends whose weight or `max_conns` changed, described.
+    pub changed: Vec<String>,
+}
+
+impl Synced {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// The same TLS to a backend: the same client configuration (they are shared, by CA and
+/// verification setting) and the same name.
+fn same_tls(a: &Option<ClientTls>, b: &Option<ClientTls>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(&a.config, &b.config) && a.name == b.name,
+        _ => false,
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`backend_from_json`] does the same for one entry on its own (the admin API's
 //! `POST /backends`, on the admin thread).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -138,31 +138,47 @@ pub(super) fn specs(
     Ok((specs, tls))
 }
 
-/// Resolves every backend's host name, in order; the first that fails is the error.
-pub(super) fn resolve_backends(specs: Vec<BackendSpec>) -> Result<Vec<BackendConfig>, ConfigError> {
-    specs
-        .into_iter()
-        .map(|spec| {
-            let field = format!("backends[{}].url", spec.index);
-            resolve_spec(spec, &field)
-        })
-        .collect()
+/// Resolves every backend's host name, in order; the first that fails is the error. A name
+/// with several addresses becomes one backend per address (its TLS settings repeated beside
+/// each, `tls` being parallel to `specs`).
+pub(super) fn resolve_backends(
+    specs: Vec<BackendSpec>,
+    tls: Vec<BackendTls>,
+    hosts: Option<&crate::dns::Hosts>,
+) -> Result<(Vec<BackendConfig>, Vec<BackendTls>), ConfigError> {
+    let mut backends = Vec::with_capacity(specs.len());
+    let mut settings = Vec::with_capacity(specs.len());
+    for (spec, tls) in specs.into_iter().zip(tls) {
+        let field = format!("backends[{}].url", spec.index);
+        for backend in resolve_spec(spec, &field, hosts)? {
+            backends.push(backend);
+            settings.push(tls.clone());
+        }
+    }
+    Ok((backends, settings))
 }
 
-/// Resolves one backend's host name; `field` names its URL in the message.
-fn resolve_spec(spec: BackendSpec, field: &str) -> Result<BackendConfig, ConfigError> {
+/// Resolves one backend's host name (every address); `field` names its URL in the message.
+fn resolve_spec(
+    spec: BackendSpec,
+    field: &str,
+    hosts: Option<&crate::dns::Hosts>,
+) -> Result<Vec<BackendConfig>, ConfigError> {
     let Target { scheme, host, port } = spec.url.target;
-    let addr = resolve(&host, port)
+    let addrs = crate::dns::resolve_all(&host, port, hosts)
         .map_err(|reason| invalid(field, format!("cannot resolve {host:?}: {reason}")))?;
-    Ok(BackendConfig {
-        url: spec.url.text,
-        scheme,
-        host,
-        port,
-        addr,
-        weight: spec.weight,
-        max_conns: spec.max_conns,
-    })
+    Ok(addrs
+        .into_iter()
+        .map(|addr| BackendConfig {
+            url: spec.url.text.clone(),
+            scheme,
+            host: host.clone(),
+            port,
+            addr,
+            weight: spec.weight,
+            max_conns: spec.max_conns,
+        })
+        .collect())
 }
 
 /// One `backends[]` entry given on its own as JSON (the admin API's `POST /backends`): the same
@@ -200,7 +216,10 @@ pub fn backend_from_json(
     if let Some(file) = &tls.ca_file {
         super::checks::check_file("ca_file", file)?;
     }
-    Ok((resolve_spec(spec, "url")?, tls))
+    // added by hand: its first address (names given to the admin API are not refreshed)
+    let first = resolve_spec(spec, "url", None)?.into_iter().next();
+    let backend = first.ok_or_else(|| invalid("url", "no addresses found"))?;
+    Ok((backend, tls))
 }
 
 /// `http[s]://host[:port][/]`: the host a name, an IPv4 address or a bracketed IPv6 address.
@@ -276,24 +295,4 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
     } else {
         Ok((host, port))
     }
-}
-
-/// Resolves `host:port`, preferring the first IPv4 address.
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    // RFC 6761 §6.4: resolvers should answer names under "invalid" negatively at once, without
-    // asking DNS (so a typo'd or placeholder backend fails fast, and tests stay off the network).
-    let name = host.trim_end_matches('.').to_ascii_lowercase();
-    if name == "invalid" || name.ends_with(".invalid") {
-        return Err("the \".invalid\" domain never resolves (RFC 6761)".to_owned());
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .collect();
-    addrs
-        .iter()
-        .find(|addr| addr.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| "no addresses found".to_owned())
 }

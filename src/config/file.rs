@@ -53,6 +53,9 @@ pub(super) struct ConfigFile {
     backends: Option<Vec<BackendFile>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend_ca_file: Option<FilePath>,
+    dns_refresh: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hosts_file: Option<FilePath>,
     backend_timeout: Option<Timeout>,
     connect_timeout: Option<Timeout>,
     client_header_timeout: Option<Timeout>,
@@ -179,6 +182,8 @@ impl ConfigFile {
             proxy_protocol,
             backends,
             backend_ca_file,
+            dns_refresh,
+            hosts_file,
             backend_timeout,
             connect_timeout,
             client_header_timeout,
@@ -231,6 +236,8 @@ impl ConfigFile {
             backends: Vec::new(), // resolved last, once everything else is valid
             backend_tls,
             backend_ca_file: backend_ca_file.map(FilePath::into_string),
+            dns_refresh: dns_refresh.map_or(secs(30), Dur::get),
+            hosts_file: hosts_file.map(FilePath::into_string),
             health_check_frequency: health_check_frequency.map_or(secs(10), Dur::get),
             health_check_method: health_check_method.unwrap_or(HealthCheckMethod::Http),
             health_check_path: health_check_path.map_or_else(|| "/health".into(), |p| p.0),
@@ -331,6 +338,8 @@ impl From<Config> for ConfigFile {
             backends,
             backend_tls,
             backend_ca_file,
+            dns_refresh,
+            hosts_file,
             health_check_frequency,
             health_check_method,
             health_check_path,
@@ -387,14 +396,18 @@ impl From<Config> for ConfigFile {
                     .collect(),
             ),
             proxy_protocol: Some(proxy_protocol),
+            // a name that resolved to several addresses is several backends, but one entry
             backends: Some(
                 backends
                     .iter()
                     .enumerate()
+                    .filter(|(i, b)| !backends[..*i].iter().any(|e| e.url == b.url))
                     .map(|(i, b)| BackendFile::of(b, backend_tls.get(i).unwrap_or(&NO_BACKEND_TLS)))
                     .collect(),
             ),
             backend_ca_file: backend_ca_file.map(FilePath),
+            dns_refresh: Some(Dur::new(dns_refresh)),
+            hosts_file: hosts_file.map(FilePath),
             backend_timeout: Some(Dur::new(backend_timeout)),
             connect_timeout: Some(Dur::new(connect_timeout)),
             client_header_timeout: Some(Dur::new(client_header_timeout)),

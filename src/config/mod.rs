@@ -449,6 +449,12 @@ pub struct Config {
     /// certificates are verified against (a backend's own `ca_file` replaces it). When given, it
     /// must be a regular file at load.
     pub backend_ca_file: Option<String>,
+    /// `dns_refresh`, default 30s: how often backend host names are looked up again (0: only at
+    /// load). See `crate::dns`.
+    pub dns_refresh: Duration,
+    /// `hosts_file`, default none: an `/etc/hosts`-format file consulted before the system
+    /// resolver for backend names (read at load; it must exist).
+    pub hosts_file: Option<String>,
     /// `health_check_frequency`, default 10s.
     pub health_check_frequency: Duration,
     /// `health_check_method`, default `http`: `http`, `tcp` or `none` (no active checks).
@@ -619,7 +625,15 @@ impl Config {
         let (mut config, backends) = file.into_config()?;
         config.check_related_fields()?;
         config.check_files()?;
-        config.backends = backend::resolve_backends(backends)?;
+        let hosts = match &config.hosts_file {
+            Some(path) => {
+                Some(crate::dns::Hosts::load(path).map_err(|e| invalid("hosts_file", e))?)
+            }
+            None => None,
+        };
+        let tls = std::mem::take(&mut config.backend_tls);
+        (config.backends, config.backend_tls) =
+            backend::resolve_backends(backends, tls, hosts.as_ref())?;
         Ok(config)
     }
 
@@ -656,6 +670,17 @@ impl Config {
     /// defaults for a backend without one (one added after load).
     pub fn tls_of_backend(&self, index: usize) -> &BackendTls {
         self.backend_tls.get(index).unwrap_or(&NO_BACKEND_TLS)
+    }
+
+    /// The hosts file, read again (`None` without one); a reload or refresh uses the file as it is
+    /// now.
+    pub fn hosts(&self) -> Result<Option<crate::dns::Hosts>, ConfigError> {
+        match &self.hosts_file {
+            Some(path) => crate::dns::Hosts::load(path)
+                .map(Some)
+                .map_err(|e| invalid("hosts_file", e)),
+            None => Ok(None),
+        }
     }
 }
 

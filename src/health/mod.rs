@@ -46,7 +46,7 @@ use self::schedule::Checker;
 const WAKER: Token = Token(usize::MAX);
 
 /// How the health thread checks backends (from the `health_check_*` keys).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSettings {
     /// `health_check_method`: `http`, `tcp`, or `none` (no thread).
     pub method: HealthCheckMethod,

@@ -487,6 +487,21 @@ impl Backend {
         F: Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync + 'static,
     {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        Backend::on(listener, name, handler)
+    }
+
+    /// A [`Backend::start`] one listening on `listener` (bound where the test needs it).
+    pub fn start_on(listener: TcpListener, name: &str) -> Backend {
+        let n = name.to_string();
+        Backend::on(listener, name, move |_, _| {
+            Reply::Bytes(ok_response(&n, format!("backend {n}").as_bytes()))
+        })
+    }
+
+    fn on<F>(listener: TcpListener, name: &str, handler: F) -> Backend
+    where
+        F: Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync + 'static,
+    {
         let addr = listener.local_addr().expect("addr");
         let record = Arc::new(Record::default());
         let rec = Arc::clone(&record);
@@ -871,6 +886,11 @@ impl ProxyProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// The config file it was started with (a test may rewrite it and reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
     }
 
     /// Sends SIGTERM to the proxy's PID.

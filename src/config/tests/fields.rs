@@ -4,7 +4,7 @@ use super::*;
 
 /// Every top-level key, in the order an unknown key's message lists them.
 const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, hash_key, \
-     trusted_proxies, proxy_protocol, backends, backend_ca_file, backend_timeout, connect_timeout, client_header_timeout, \
+     trusted_proxies, proxy_protocol, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
      max_connections, max_conns, queue_timeout, buffer_size, shutdown_timeout, \

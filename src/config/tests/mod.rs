@@ -69,6 +69,8 @@ fn defaults() -> Config {
         backends: Vec::new(),
         backend_tls: Vec::new(),
         backend_ca_file: None,
+        dns_refresh: secs(30),
+        hosts_file: None,
         health_check_frequency: secs(10),
         health_check_method: HealthCheckMethod::Http,
         health_check_path: "/health".into(),

@@ -1,0 +1,481 @@
+//! Live reload (`SIGHUP`, `POST /reload`) and the DNS refresh that shares its pool changes.
+//!
+//! A reload re-reads the file given at start and checks it whole first, as `--check` does (the
+//! config, then every backend's TLS settings, then the certificates): a file with a fault is
+//! refused with that one-line error and nothing changes. Then, in place and without closing a
+//! connection:
+//! - backends are matched by URL and address ([`Pool::sync`](crate::balancer::Pool::sync)):
+//!   kept ones keep their id, counters, state and pooled connections and take the file's weight
+//!   and `max_conns`; the ones gone drain as `DELETE` does; new ones get new ids;
+//! - strategy and policy (sticky sessions, passive health, `fail_open`) are published with the
+//!   pool; the sticky table is kept when its settings did not change;
+//! - the workers get new settings (timeouts, limits, keep-alive) for what they do from then on;
+//! - the health and DNS threads restart when their settings changed; the certificates are read
+//!   again; `admin_token` applies to the next request.
+//!
+//! The keys that need a restart (`port`, `bind`, `workers`, `admin_port`, `admin_bind`,
+//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`) keep their running values, and the
+//! answer and the log say so. Changes made through the admin API since the last load are
+//! replaced by the file (the file wins: backends added by hand go, backends deleted by hand come
+//! back, weights return to the file's) and the answer lists each one it replaced; states set by
+//! hand (`disabled`, `draining`) of backends that stay are kept.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::{json, Map, Value};
+
+use super::{Admin, AdminState, ApiError, Call};
+use crate::balancer::{Backend, Balancer, Policy, Pool, Sticky, Synced};
+use crate::config::{BackendConfig, Config};
+use crate::dns::{DnsHandle, Hosts, Refresh};
+use crate::health::{HealthHandle, HealthSettings};
+use crate::httpd::message::Response;
+use crate::worker::{Control, ControlPort, Shared};
+
+/// What a reload changes besides the pool and the config.
+pub struct Live {
+    /// The config file (`None`: started from a `Config` value, nothing to reload).
+    pub path: Option<PathBuf>,
+    /// What the workers run with now.
+    pub shared: Mutex<Arc<Shared>>,
+    /// The open-file limit in force (the descriptor budget is derived again from it).
+    pub fd_limit: u64,
+    pub health: Mutex<Option<HealthHandle>>,
+    pub dns: Mutex<Option<DnsHandle>>,
+}
+
+impl Live {
+    pub fn new(path: Option<PathBuf>, shared: Arc<Shared>, fd_limit: u64) -> Live {
+        Live {
+            path,
+            shared: Mutex::new(shared),
+            fd_limit,
+            health: Mutex::new(None),
+            dns: Mutex::new(None),
+        }
+    }
+
+    /// Stops the health and DNS threads (at shutdown).
+    pub fn stop_threads(&self) {
+        if let Some(mut h) = self.health.lock().take() {
+            h.stop();
+        }
+        if let Some(mut d) = self.dns.lock().take() {
+            d.stop();
+        }
+    }
+}
+
+pub(super) fn post(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
+    match reload(admin) {
+        Ok(report) => Ok(Response::json(200, &report)),
+        Err(e) => {
+            let status = if admin.state.live.path.is_none() {
+                409
+            } else {
+                400
+            };
+            Err(ApiError::new(status, e))
+        }
+    }
+}
+
+/// Re-reads and applies the config file; the report, or the one-line reason nothing changed.
+pub(super) fn reload(admin: &Admin) -> Result<Value, String> {
+    let _one = admin.reloading.lock();
+    let state = &admin.state;
+    let Some(path) = &state.live.path else {
+        return Err(
+            "config: there is no file to reload (the proxy was started without one)".into(),
+        );
+    };
+    let result = apply(state, path);
+    match &result {
+        Ok(report) => log::info!(
+            "config reloaded from {}: {}",
+            path.display(),
+            summary(report)
+        ),
+        Err(e) => log::warn!("config reload refused, the running config stays: {e}"),
+    }
+    result
+}
+
+fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
+    let at = |e: String| format!("{}: {e}", path.display());
+    // everything that can fail, first
+    let mut new = Config::load(path).map_err(|e| at(e.to_string()))?;
+    let backend_tls = crate::backend_tls(&new, &state.client_configs).map_err(at)?;
+    let old = state.config.read().clone();
+    let restart = keep_restart_only(&old, &mut new);
+    let mut warnings: Vec<String> = new.warnings();
+    if let (Some(tls), true) = (&state.tls, new.ssl.enabled) {
+        let pairs = crate::cert_pairs(&new);
+        warnings.extend(tls.reload(&pairs).map_err(|e| at(format!("ssl: {e}")))?);
+    }
+
+    // the file wins over run-time changes: say which it replaces
+    let balancer = &state.balancer;
+    let replaced = runtime_changes(&old, &balancer.current());
+    let wanted: Vec<_> = new.backends.iter().cloned().zip(backend_tls).collect();
+    let policy = policy_for(&old, &new, &balancer.policy());
+    let synced = balancer.update(|pool| {
+        pool.set_default_max_conns(new.max_conns);
+        let synced = pool.sync(|_| true, &wanted);
+        if pool.strategy() != new.strategy {
+            pool.set_strategy(new.strategy);
+        }
+        pool.set_policy(Arc::new(policy));
+        synced
+    });
+    retire(balancer, &state.ports, &synced);
+
+    // the workers' settings, the threads
+    let shared = {
+        let mut current = state.live.shared.lock();
+        let budget = crate::descriptor_budget(state.live.fd_limit, &new);
+        let shared = Arc::new(crate::shared_for(
+            &new,
+            Arc::clone(balancer),
+            current.tls.clone(),
+            budget.idle_per_worker,
+        ));
+        *current = Arc::clone(&shared);
+        shared
+    };
+    for port in &state.ports {
+        port.send(Control::Reconfigure(Arc::clone(&shared)));
+    }
+    let mut changes = key_changes(&old, &new);
+    if HealthSettings::from_config(&old) != HealthSettings::from_config(&new) {
+        restart_health(state, &new);
+    }
+    let dns_changed = old.dns_refresh != new.dns_refresh || old.hosts_file != new.hosts_file;
+    *state.config.write() = new;
+    if dns_changed {
+        if let Some(mut d) = state.live.dns.lock().take() {
+            d.stop();
+        }
+        start_dns(state).map_err(|e| format!("dns: cannot start the refresh thread: {e}"))?;
+    }
+    changes.retain(|c| !c.starts_with("backends"));
+    Ok(json!({
+        "changes": changes,
+        "backends": {
+            "added": synced.added.iter().map(|b| described(b)).collect::<Vec<_>>(),
+            "removed": synced.removed.iter().map(|b| described(b)).collect::<Vec<_>>(),
+            "changed": synced.changed,
+        },
+        "restart_required": restart,
+        "replaced_runtime_changes": replaced,
+        "warnings": warnings,
+    }))
+}
+
+/// A one-line summary of a reload report, for the log.
+fn summary(report: &Value) -> String {
+    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+    let b = &report["backends"];
+    let mut text = format!(
+        "{} settings changed, backends +{} -{} ~{}",
+        count(&report["changes"]),
+        count(&b["added"]),
+        count(&b["removed"]),
+        count(&b["changed"]),
+    );
+    for r in report["restart_required"].as_array().into_iter().flatten() {
+        text.push_str(&format!("; {}", r.as_str().unwrap_or_default()));
+    }
+    for r in report["replaced_runtime_changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        text.push_str(&format!("; replaced: {}", r.as_str().unwrap_or_default()));
+    }
+    text
+}
+
+fn described(b: &Backend) -> String {
+    format!("{} {} ({})", b.id, b.url, b.addr)
+}
+
+/// Puts the running values back into the keys that only a restart can change, and describes
+/// each that differed.
+fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut keep = |key: &str, was: String, wanted: String| {
+        if was != wanted {
+            out.push(format!(
+                "{key}: {wanted} needs a restart (still {was} until then)"
+            ));
+        }
+    };
+    keep("port", old.port.to_string(), new.port.to_string());
+    keep("bind", old.bind.to_string(), new.bind.to_string());
+    keep("workers", old.workers.to_string(), new.workers.to_string());
+    keep(
+        "admin_port",
+        old.admin_port.to_string(),
+        new.admin_port.to_string(),
+    );
+    keep(
+        "admin_bind",
+        old.admin_bind.to_string(),
+        new.admin_bind.to_string(),
+    );
+    keep(
+        "buffer_size",
+        old.buffer_size.to_string(),
+        new.buffer_size.to_string(),
+    );
+    keep(
+        "ssl.enabled",
+        old.ssl.enabled.to_string(),
+        new.ssl.enabled.to_string(),
+    );
+    keep(
+        "ssl.redirect_http_port",
+        format!("{:?}", old.ssl.redirect_http_port),
+        format!("{:?}", new.ssl.redirect_http_port),
+    );
+    new.port = old.port;
+    new.bind = old.bind;
+    new.workers = old.workers;
+    new.admin_port = old.admin_port;
+    new.admin_bind = old.admin_bind;
+    new.buffer_size = old.buffer_size;
+    new.ssl.enabled = old.ssl.enabled;
+    new.ssl.redirect_http_port = old.ssl.redirect_http_port;
+    out
+}
+
+/// The top-level keys whose value changed, as `key: old -> new` (secrets redacted).
+fn key_changes(old: &Config, new: &Config) -> Vec<String> {
+    let as_map = |c: &Config| match serde_json::to_value(c.redacted()) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let (was, now) = (as_map(old), as_map(new));
+    let mut out = Vec::new();
+    for (key, value) in &now {
+        let before = was.get(key).unwrap_or(&Value::Null);
+        if before != value {
+            out.push(format!("{key}: {before} -> {value}"));
+        }
+    }
+    for key in was.keys().filter(|k| !now.contains_key(*k)) {
+        out.push(format!("{key}: {} -> null", was[key]));
+    }
+    out
+}
+
+/// What the admin API changed in the pool since the config was last loaded, as a reload that
+/// puts the file's backends back will describe it.
+fn runtime_changes(old: &Config, pool: &Pool) -> Vec<String> {
+    let mut out = Vec::new();
+    let from_file = |b: &Backend| {
+        old.backends
+            .iter()
+            .find(|c| c.url == b.url && c.addr == b.addr)
+    };
+    for b in pool.backends() {
+        match from_file(b) {
+            None => out.push(format!(
+                "backend {} ({}) was added through the admin API",
+                b.id, b.url
+            )),
+            Some(c) if c.weight.max(1) != b.weight() => out.push(format!(
+                "backend {} ({}) had its weight set to {} through the admin API (the file said {})",
+                b.id,
+                b.url,
+                b.weight(),
+                c.weight
+            )),
+            Some(_) => {}
+        }
+    }
+    for c in &old.backends {
+        let present = pool
+            .backends()
+            .iter()
+            .any(|b| b.url == c.url && b.addr == c.addr);
+        if !present {
+            out.push(format!(
+                "backend {} ({}) was removed through the admin API",
+                c.url, c.addr
+            ));
+        }
+    }
+    out
+}
+
+/// The new policy; the sticky table carries over when the sticky settings did not change.
+fn policy_for(old: &Config, new: &Config, running: &Policy) -> Policy {
+    let mut policy = Policy::from_config(new);
+    let same_sticky = old.enable_sticky_sessions == new.enable_sticky_sessions
+        && old.sticky_mode == new.sticky_mode
+        && old.sticky_max_entries == new.sticky_max_entries
+        && old.sticky_session_ttl == new.sticky_session_ttl;
+    if same_sticky {
+        if let (Some(Sticky::Ip(table)), Some(Sticky::Ip(_))) = (&running.sticky, &policy.sticky) {
+            policy.sticky = Some(Sticky::Ip(Arc::clone(table)));
+        }
+    }
+    policy
+}
+
+/// Announces backends that left the pool to the workers (they close idle connections to them)
+/// and keeps the ones with requests in flight listed as draining.
+fn retire(balancer: &Balancer, ports: &[ControlPort], synced: &Synced) {
+    for b in &synced.removed {
+        for port in ports {
+            port.send(Control::BackendRemoved(b.id));
+        }
+        log::info!(
+            "backend {} removed: {} ({}) ({} requests in flight)",
+            b.id,
+            b.url,
+            b.addr,
+            b.active_requests()
+        );
+        balancer.retire(Arc::clone(b));
+    }
+    for b in &synced.added {
+        log::info!(
+            "backend {} added: {} ({}) (weight {})",
+            b.id,
+            b.url,
+            b.addr,
+            b.weight()
+        );
+    }
+    for c in &synced.changed {
+        log::info!("{c}");
+    }
+}
+
+fn restart_health(state: &AdminState, config: &Config) {
+    let mut health = state.live.health.lock();
+    if let Some(mut h) = health.take() {
+        h.stop();
+    }
+    if config.active_checks() {
+        let settings = HealthSettings::from_config(config);
+        match crate::health::start(Arc::clone(&state.balancer), settings) {
+            Ok(h) => *health = Some(h),
+            Err(e) => log::error!("cannot restart the health checks: {e}"),
+        }
+    }
+}
+
+/// Starts the DNS refresh if the config asks for one and has names to refresh.
+pub(super) fn start_dns(state: &AdminState) -> std::io::Result<()> {
+    let config = state.config.read();
+    let names = config.backends.iter().any(|b| crate::dns::is_name(&b.host));
+    if config.dns_refresh.is_zero() || !names {
+        return Ok(());
+    }
+    let refresh = Arc::new(Names {
+        config: Arc::clone(&state.config),
+        balancer: Arc::clone(&state.balancer),
+        ports: state.ports.clone(),
+    });
+    let handle = crate::dns::start(refresh, config.dns_refresh)?;
+    *state.live.dns.lock() = Some(handle);
+    Ok(())
+}
+
+/// The DNS refresh's view of the proxy: the names in the running config, and the pool.
+struct Names {
+    config: Arc<RwLock<Config>>,
+    balancer: Arc<Balancer>,
+    ports: Vec<ControlPort>,
+}
+
+impl Refresh for Names {
+    fn names(&self) -> (Vec<(String, String, u16)>, Option<Hosts>) {
+        let config = self.config.read();
+        let mut names: Vec<(String, String, u16)> = Vec::new();
+        for b in &config.backends {
+            if crate::dns::is_name(&b.host) && !names.iter().any(|(url, _, _)| *url == b.url) {
+                names.push((b.url.clone(), b.host.clone(), b.port));
+            }
+        }
+        let hosts = match config.hosts() {
+            Ok(hosts) => hosts,
+            Err(e) => {
+                log::warn!("dns: {e}; looking names up without it");
+                None
+            }
+        };
+        (names, hosts)
+    }
+
+    fn apply(&self, url: &str, addrs: &[SocketAddr]) {
+        let mut config = self.config.write();
+        let Some(first) = config.backends.iter().position(|b| b.url == url) else {
+            return; // a reload took it out meanwhile
+        };
+        let now: Vec<SocketAddr> = config
+            .backends
+            .iter()
+            .filter(|b| b.url == url)
+            .map(|b| b.addr)
+            .collect();
+        let mut sorted = now.clone();
+        sorted.sort();
+        if sorted == addrs {
+            return;
+        }
+        let template: BackendConfig = config.backends[first].clone();
+        let tls_settings = config.tls_of_backend(first).clone();
+        // the TLS to this URL is the same whatever the address: take a sibling's
+        let pool = self.balancer.current();
+        let Some(sibling) = pool.backends().iter().find(|b| b.url == url) else {
+            return; // removed by hand: the admin API's change stands until a reload
+        };
+        let tls = sibling.tls.clone();
+        let wanted: Vec<_> = addrs
+            .iter()
+            .map(|&addr| {
+                let mut cfg = template.clone();
+                cfg.addr = addr;
+                (cfg, tls.clone())
+            })
+            .collect();
+        log::info!(
+            "dns: {} now resolves to {}",
+            template.host,
+            addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let synced = self
+            .balancer
+            .update(|pool| pool.sync(|b| b.url == url, &wanted));
+        retire(&self.balancer, &self.ports, &synced);
+        // the running config follows, so that a reload compares against what is live
+        let mut backends = Vec::with_capacity(config.backends.len());
+        let mut tls_list = Vec::with_capacity(config.backends.len());
+        for (i, b) in config.backends.iter().enumerate() {
+            if i == first {
+                for (cfg, _) in &wanted {
+                    backends.push(cfg.clone());
+                    tls_list.push(tls_settings.clone());
+                }
+            }
+            if b.url != url {
+                backends.push(b.clone());
+                tls_list.push(config.tls_of_backend(i).clone());
+            }
+        }
+        config.backends = backends;
+        config.backend_tls = tls_list;
+    }
+}
