@@ -9,7 +9,8 @@
 //! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
 //! memory and clock; `transport` is one face over plain sockets and rustls, `tls` makes the rustls
 //! configurations. Around it: `config`, `admin`, `health` (the checker thread), `redirect`,
-//! `stats`, `logging`. Before HTTP, pure helpers:
+//! `stats`, `logging`, `handover` (a new process takes the listening sockets of the running
+//! one: zero-downtime restart). Before HTTP, pure helpers:
 //! `proxy_protocol` reads a load balancer's PROXY header, `client_ip` finds the client behind
 //! trusted proxies.
 
@@ -18,6 +19,7 @@ pub mod balancer;
 pub mod buffer;
 pub mod client_ip;
 pub mod config;
+pub mod handover;
 pub mod health;
 pub mod http;
 pub mod httpd;
@@ -93,6 +95,8 @@ pub struct Handle {
     health: Option<health::HealthHandle>,
     balancer: Arc<Balancer>,
     shutdown_timeout: Duration,
+    /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
+    offer: handover::Offer,
 }
 
 impl Handle {
@@ -121,8 +125,28 @@ impl Handle {
         self.shutdown_within(self.shutdown_timeout);
     }
 
+    /// The listening sockets a successor may take over (see `handover.rs`).
+    pub fn offer(&self) -> handover::Offer {
+        Arc::clone(&self.offer)
+    }
+
+    /// A successor took the sockets over and serves the admin API (and redirects) now: stop
+    /// ours at once rather than after the drain.
+    pub fn stop_servers(&mut self) {
+        self.offer.lock().clear();
+        self.admin.stop();
+        if let Some(r) = &mut self.redirect {
+            r.stop();
+        }
+    }
+
     /// Stops accepting; requests in flight may finish within `grace`.
     pub fn shutdown_within(&self, grace: Duration) {
+        // the workers close their listeners; so do we (the proxy listeners' second
+        // descriptors), so that without a successor the port refuses new connections at once
+        self.offer
+            .lock()
+            .retain(|l| l.role != handover::Role::Proxy);
         let deadline = Instant::now() + grace;
         for w in &self.workers {
             w.send(Control::Shutdown { deadline });
@@ -146,6 +170,7 @@ impl Handle {
         if let Some(h) = &mut self.health {
             h.stop();
         }
+        self.offer.lock().clear();
         self.admin.stop();
         if let Some(r) = &mut self.redirect {
             r.stop();
@@ -335,6 +360,15 @@ impl Drop for Workers {
 /// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
 /// API. Returns once everything is listening.
 pub fn start(config: &Config) -> Result<Handle, StartError> {
+    start_with(config, &mut handover::Takeover::none())
+}
+
+/// [`start`] on the sockets an old process handed over where they match the config (the rest
+/// are bound afresh); see `handover.rs`.
+pub fn start_with(
+    config: &Config,
+    takeover: &mut handover::Takeover,
+) -> Result<Handle, StartError> {
     let server_tls = server_tls(config).map_err(StartError::Tls)?;
     if let Some((_, warnings)) = &server_tls {
         for w in warnings {
@@ -361,12 +395,20 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
     ));
     let addr = SocketAddr::new(config.bind, config.port);
     let workers = config.workers.max(1);
-    let listeners =
-        listener::bind_all(addr, workers).map_err(|source| StartError::Bind { addr, source })?;
+    let listeners = takeover
+        .proxy_listeners(addr, workers)
+        .map_err(|source| StartError::Bind { addr, source })?;
     let local_addr = listeners
-        .first()
+        .iter()
+        .flatten()
+        .next()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(addr);
+    let dup_error = |source| StartError::Bind { addr, source };
+    let mut offer = Vec::with_capacity(workers + 2);
+    for l in listeners.iter().flatten() {
+        offer.push(handover::Listening::dup(handover::Role::Proxy, l).map_err(dup_error)?);
+    }
     let shared = Arc::new(Shared {
         balancer: Arc::clone(&balancer),
         settings: Settings::from_config(config),
@@ -396,18 +438,27 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         config: config.clone(),
         client_configs,
     };
-    let admin = admin::start(admin_addr, state).map_err(|source| StartError::Admin {
+    let admin_error = |source| StartError::Admin {
         addr: admin_addr,
         source,
-    })?;
+    };
+    let admin_listener = takeover
+        .single(handover::Role::Admin, admin_addr, httpd::bind)
+        .map_err(admin_error)?;
+    offer.push(
+        handover::Listening::dup(handover::Role::Admin, &admin_listener).map_err(admin_error)?,
+    );
+    let admin = admin::start_on(admin_listener, state).map_err(admin_error)?;
     let redirect = match config.ssl.redirect_http_port {
         Some(port) if config.ssl.enabled => {
             let addr = SocketAddr::new(config.bind, port);
             let https_port = local_addr.port();
-            Some(
-                redirect::start(addr, https_port)
-                    .map_err(|source| StartError::Bind { addr, source })?,
-            )
+            let bind_error = |source| StartError::Bind { addr, source };
+            let l = takeover
+                .single(handover::Role::Redirect, addr, httpd::bind)
+                .map_err(bind_error)?;
+            offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
+            Some(redirect::start_on(l, https_port).map_err(bind_error)?)
         }
         _ => None,
     };
@@ -425,5 +476,6 @@ pub fn start(config: &Config) -> Result<Handle, StartError> {
         health,
         balancer,
         shutdown_timeout: config.shutdown_timeout,
+        offer: Arc::new(parking_lot::Mutex::new(offer)),
     })
 }

@@ -72,6 +72,11 @@ impl AdminHandle {
 
 /// Starts the admin API on `addr`.
 pub fn start(addr: SocketAddr, state: AdminState) -> io::Result<AdminHandle> {
+    start_on(crate::httpd::bind(addr)?, state)
+}
+
+/// Starts the admin API on a bound listener (this process's, or one handed over).
+pub fn start_on(listener: std::net::TcpListener, state: AdminState) -> io::Result<AdminHandle> {
     let token = state.config.admin_token.clone().map(String::into_bytes);
     let admin = Arc::new(Admin {
         state,
@@ -79,7 +84,7 @@ pub fn start(addr: SocketAddr, state: AdminState) -> io::Result<AdminHandle> {
         draining: Mutex::new(Vec::new()),
         started: std::time::SystemTime::now(),
     });
-    let server = Server::start(addr, admin, "ferrule-admin")?;
+    let server = Server::on_listener(listener, admin, "ferrule-admin")?;
     Ok(AdminHandle { server })
 }
 
