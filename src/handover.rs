@@ -287,13 +287,6 @@ fn take_over(path: &Path) -> io::Result<Option<Takeover>> {
                     old: Some((pid, conn)),
                 }));
             }
-            (Some("BUSY"), None) => {
-                let reason: Vec<&str> = words.collect();
-                return Err(bad(&format!(
-                    "the old process refused: {}",
-                    reason.join(" ")
-                )));
-            }
             _ => return Err(bad(&format!("unexpected message {text:?}"))),
         }
     }
@@ -459,12 +452,9 @@ fn hand_over(conn: &Socket, offer: &Offer, stop: &AtomicBool) -> io::Result<Opti
         return Err(bad("the first message is not HELLO"));
     }
     {
+        // while draining, only the admin and redirect sockets are left (the proxy listeners are
+        // closed): the new process takes those and binds the proxy port afresh
         let offer = offer.lock();
-        if !offer.iter().any(|l| l.role == Role::Proxy) {
-            // draining already: the proxy listeners are closed
-            let _ = send_message(conn, b"BUSY draining", None);
-            return Ok(None);
-        }
         for l in offer.iter() {
             let text = format!("SOCKET {} {}", l.role.name(), l.addr);
             send_message(conn, text.as_bytes(), Some(l.socket.as_raw_fd()))?;
@@ -485,6 +475,32 @@ fn hand_over(conn: &Socket, offer: &Offer, stop: &AtomicBool) -> io::Result<Opti
         }
     }
     Err(bad("the new process did not say it listens in time"))
+}
+
+// ----------------------------------------------------------------------------- systemd
+
+/// Tells systemd this process is ready (`Type=notify` units): it listens, and an old process
+/// has been told to drain. So `systemctl start ferrule@b && systemctl stop ferrule@a` stops `a`
+/// only once `b` has its sockets. Does nothing outside systemd (no `NOTIFY_SOCKET`).
+pub fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    if let Err(e) = send_notify(&path, b"READY=1") {
+        log::warn!("cannot tell systemd that ferrule is ready: {e}");
+    }
+}
+
+fn send_notify(path: &std::ffi::OsStr, message: &[u8]) -> io::Result<usize> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let socket = UnixDatagram::unbound()?;
+    match path.as_bytes().strip_prefix(b"@") {
+        // an abstract socket name
+        Some(name) => socket.send_to_addr(message, &UnixAddr::from_abstract_name(name)?),
+        None => socket.send_to(message, path),
+    }
 }
 
 // ----------------------------------------------------------------------------- system calls
@@ -742,12 +758,29 @@ mod tests {
     }
 
     #[test]
-    fn a_draining_process_refuses() {
+    fn a_draining_process_hands_over_what_it_still_has() {
         let path = temp_path("busy");
-        let _server =
-            UpgradeServer::start(&path, Arc::new(Mutex::new(Vec::new())), |_| {}).unwrap();
-        let e = take_over(&path).err().expect("refused");
-        assert!(e.to_string().contains("draining"), "{e}");
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let offer = vec![Listening::dup(Role::Admin, &admin).unwrap()];
+        let _server = UpgradeServer::start(&path, Arc::new(Mutex::new(offer)), |_| {}).unwrap();
+        let mut t = take_over(&path).unwrap().expect("a takeover");
+        assert_eq!(t.take(Role::Admin, admin_addr).len(), 1);
+        // no proxy listener came: they are bound afresh
+        let groups = t
+            .proxy_listeners("127.0.0.1:0".parse().unwrap(), 2)
+            .unwrap();
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+    }
+
+    #[test]
+    fn systemd_hears_ready() {
+        let path = temp_path("notify");
+        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        assert_eq!(send_notify(path.as_os_str(), b"READY=1").unwrap(), 7);
+        let mut buf = [0u8; 16];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
     }
 
     #[test]

@@ -142,6 +142,7 @@ fn run(args: &[String]) -> Result<(), String> {
         }
     });
     takeover.ready();
+    ferrule::handover::notify_ready();
 
     // wait for the first signal (or a successor), then drain; a second signal exits at once
     let mut signals = 0;

@@ -253,3 +253,36 @@ fn a_failed_successor_leaves_the_old_process_serving() {
     assert_eq!(c.response().status, 200);
     assert!(socket.exists());
 }
+
+// Proves a successor started while the old process drains after a plain SIGTERM (a request still
+// in flight, the proxy listeners closed, the admin API still up) starts anyway: it takes the admin
+// socket over, binds the proxy port afresh, and the old one finishes its request and exits 0.
+#[test]
+fn a_successor_during_a_plain_drain_takes_the_admin_socket() {
+    let gate = GatedBackend::start("slow");
+    let dir = fresh_temp_dir("during-drain");
+    let socket = dir.join("up.sock");
+    let mut first = start_proxy(config(gate.addr(), &socket, 0, 0), "drain-old");
+    let mut held = Client::connect(first.addr());
+    held.send(b"GET /held HTTP/1.1\r\nHost: test\r\n\r\n");
+    gate.next_arrival();
+    first.terminate();
+    first.wait_for_log("Shutdown signal received", Duration::from_secs(5));
+    let second = start_proxy(
+        config(gate.addr(), &socket, first.port, first.admin_port),
+        "drain-new",
+    );
+    first.wait_for_log("took over the listening sockets", Duration::from_secs(10));
+    gate.open();
+    let r = held.response();
+    assert_eq!(r.status, 200);
+    assert!(r.closes(), "{r:?}");
+    let status = first
+        .wait_for(Duration::from_secs(10))
+        .expect("still running");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(admin_get_at(second.admin_addr(), "/stats").is_object());
+    let mut c = Client::connect(second.addr());
+    c.send(b"GET /after HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+}
