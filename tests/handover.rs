@@ -132,6 +132,25 @@ fn client_loop(
     }
 }
 
+/// A fresh temporary directory for the upgrade socket, removed when the test ends.
+struct SocketDir(std::path::PathBuf);
+
+impl SocketDir {
+    fn new(name: &str) -> SocketDir {
+        SocketDir(fresh_temp_dir(name))
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.0.join("up.sock")
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Starts a ferrule and waits for its upgrade socket (its log says when it is bound).
 fn start_proxy(config: Value, name: &str) -> ProxyProcess {
     let proxy = ProxyProcess::start(config, name);
@@ -161,8 +180,8 @@ fn expect_handover(old: &mut ProxyProcess) {
 #[test]
 fn successive_handovers_under_load_lose_no_request() {
     let backend = Backend::start("b");
-    let dir = fresh_temp_dir("upgrade");
-    let socket = dir.join("up.sock");
+    let dir = SocketDir::new("upgrade");
+    let socket = dir.socket();
     let mut first = start_proxy(config(backend.addr, &socket, 0, 0), "first");
     let (port, admin_port) = (first.port, first.admin_port);
     let load = Load::start(first.addr(), 4);
@@ -204,8 +223,8 @@ fn successive_handovers_under_load_lose_no_request() {
 #[test]
 fn a_stale_upgrade_socket_is_replaced() {
     let backend = Backend::start("b");
-    let dir = fresh_temp_dir("stale");
-    let socket = dir.join("up.sock");
+    let dir = SocketDir::new("stale");
+    let socket = dir.socket();
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind a unix socket"));
     assert!(socket.exists());
     let mut proxy = start_proxy(config(backend.addr, &socket, 0, 0), "stale");
@@ -225,13 +244,13 @@ fn a_stale_upgrade_socket_is_replaced() {
 #[test]
 fn a_failed_successor_leaves_the_old_process_serving() {
     let backend = Backend::start("b");
-    let dir = fresh_temp_dir("failed");
-    let socket = dir.join("up.sock");
+    let dir = SocketDir::new("failed");
+    let socket = dir.socket();
     let first = start_proxy(config(backend.addr, &socket, 0, 0), "failed-old");
     // an admin port held by an unrelated listener: the successor's start fails
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_port = taken.local_addr().expect("addr").port();
-    let path = dir.join("next.json");
+    let path = dir.0.join("next.json");
     std::fs::write(
         &path,
         config(backend.addr, &socket, first.port, taken_port).to_string(),
@@ -260,8 +279,8 @@ fn a_failed_successor_leaves_the_old_process_serving() {
 #[test]
 fn a_successor_during_a_plain_drain_takes_the_admin_socket() {
     let gate = GatedBackend::start("slow");
-    let dir = fresh_temp_dir("during-drain");
-    let socket = dir.join("up.sock");
+    let dir = SocketDir::new("during-drain");
+    let socket = dir.socket();
     let mut first = start_proxy(config(gate.addr(), &socket, 0, 0), "drain-old");
     let mut held = Client::connect(first.addr());
     held.send(b"GET /held HTTP/1.1\r\nHost: test\r\n\r\n");
