@@ -9,7 +9,8 @@
 //! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
 //! memory and clock; `transport` is one face over plain sockets and rustls, `tls` makes the rustls
 //! configurations. Around it: `config`, `admin`, `health` (the checker thread), `redirect`,
-//! `stats`, `logging`. Before HTTP, pure helpers:
+//! `stats`, `logging`, `handover` (a new process takes the listening sockets of the running
+//! one: zero-downtime restart). Before HTTP, pure helpers:
 //! `proxy_protocol` reads a load balancer's PROXY header, `client_ip` finds the client behind
 //! trusted proxies.
 
@@ -19,6 +20,7 @@ pub mod buffer;
 pub mod client_ip;
 pub mod config;
 pub mod dns;
+pub mod handover;
 pub mod health;
 pub mod http;
 pub mod httpd;
@@ -92,6 +94,8 @@ pub struct Handle {
     redirect: Option<redirect::RedirectHandle>,
     balancer: Arc<Balancer>,
     shutdown_timeout: Duration,
+    /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
+    offer: handover::Offer,
 }
 
 impl Handle {
@@ -131,8 +135,28 @@ impl Handle {
         self.shutdown_within(self.shutdown_timeout);
     }
 
+    /// The listening sockets a successor may take over (see `handover.rs`).
+    pub fn offer(&self) -> handover::Offer {
+        Arc::clone(&self.offer)
+    }
+
+    /// A successor took the sockets over and serves the admin API (and redirects) now: stop
+    /// ours at once rather than after the drain.
+    pub fn stop_servers(&mut self) {
+        self.offer.lock().clear();
+        self.admin.stop();
+        if let Some(r) = &mut self.redirect {
+            r.stop();
+        }
+    }
+
     /// Stops accepting; requests in flight may finish within `grace`.
     pub fn shutdown_within(&self, grace: Duration) {
+        // the workers close their listeners; so do we (the proxy listeners' second
+        // descriptors), so that without a successor the port refuses new connections at once
+        self.offer
+            .lock()
+            .retain(|l| l.role != handover::Role::Proxy);
         let deadline = Instant::now() + grace;
         for w in &self.workers {
             w.send(Control::Shutdown { deadline });
@@ -154,6 +178,7 @@ impl Handle {
             w.join();
         }
         // the health and DNS threads stop with the admin API
+        self.offer.lock().clear();
         self.admin.stop();
         if let Some(r) = &mut self.redirect {
             r.stop();
@@ -363,13 +388,23 @@ pub fn shared_for(
 /// Starts the proxy (see [`start_file`]) from a config that came from no file: there is nothing
 /// to reload.
 pub fn start(config: &Config) -> Result<Handle, StartError> {
-    start_file(config, None)
+    start_with(config, None, &mut handover::Takeover::none())
+}
+
+/// [`start_with`] from the file `config` was loaded from (which a reload reads again).
+pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<Handle, StartError> {
+    start_with(config, path, &mut handover::Takeover::none())
 }
 
 /// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
 /// API. Returns once everything is listening. `path` is the file `config` was loaded from, which
-/// a reload reads again.
-pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<Handle, StartError> {
+/// a reload reads again. The listeners are the sockets an old process handed over where they
+/// match the config (the rest are bound afresh); see `handover.rs`.
+pub fn start_with(
+    config: &Config,
+    path: Option<std::path::PathBuf>,
+    takeover: &mut handover::Takeover,
+) -> Result<Handle, StartError> {
     let server_tls = server_tls(config).map_err(StartError::Tls)?;
     if let Some((_, warnings)) = &server_tls {
         for w in warnings {
@@ -396,12 +431,20 @@ pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<H
     ));
     let addr = SocketAddr::new(config.bind, config.port);
     let workers = config.workers.max(1);
-    let listeners =
-        listener::bind_all(addr, workers).map_err(|source| StartError::Bind { addr, source })?;
+    let listeners = takeover
+        .proxy_listeners(addr, workers)
+        .map_err(|source| StartError::Bind { addr, source })?;
     let local_addr = listeners
-        .first()
+        .iter()
+        .flatten()
+        .next()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(addr);
+    let dup_error = |source| StartError::Bind { addr, source };
+    let mut offer = Vec::with_capacity(workers + 2);
+    for l in listeners.iter().flatten() {
+        offer.push(handover::Listening::dup(handover::Role::Proxy, l).map_err(dup_error)?);
+    }
     let shared = Arc::new(shared_for(
         config,
         Arc::clone(&balancer),
@@ -426,18 +469,27 @@ pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<H
         client_configs,
         live: admin::Live::new(path, Arc::clone(&shared), fd_limit),
     };
-    let admin = admin::start(admin_addr, state).map_err(|source| StartError::Admin {
+    let admin_error = |source| StartError::Admin {
         addr: admin_addr,
         source,
-    })?;
+    };
+    let admin_listener = takeover
+        .single(handover::Role::Admin, admin_addr, httpd::bind)
+        .map_err(admin_error)?;
+    offer.push(
+        handover::Listening::dup(handover::Role::Admin, &admin_listener).map_err(admin_error)?,
+    );
+    let admin = admin::start_on(admin_listener, state).map_err(admin_error)?;
     let redirect = match config.ssl.redirect_http_port {
         Some(port) if config.ssl.enabled => {
             let addr = SocketAddr::new(config.bind, port);
             let https_port = local_addr.port();
-            Some(
-                redirect::start(addr, https_port)
-                    .map_err(|source| StartError::Bind { addr, source })?,
-            )
+            let bind_error = |source| StartError::Bind { addr, source };
+            let l = takeover
+                .single(handover::Role::Redirect, addr, httpd::bind)
+                .map_err(bind_error)?;
+            offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
+            Some(redirect::start_on(l, https_port).map_err(bind_error)?)
         }
         _ => None,
     };
@@ -453,5 +505,6 @@ pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<H
         redirect,
         balancer,
         shutdown_timeout: config.shutdown_timeout,
+        offer: Arc::new(parking_lot::Mutex::new(offer)),
     })
 }

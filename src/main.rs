@@ -2,7 +2,9 @@
 //!
 //! `main` only maps `run`'s result to an exit code; every error is printed once, on one line.
 //! First Ctrl+C / SIGTERM: stop accepting and let requests in flight finish (up to
-//! `shutdown_timeout`); a second one exits at once.
+//! `shutdown_timeout`); a second one exits at once. Started while another ferrule runs with the
+//! same `upgrade_socket`, it takes that one's listening sockets over, and the old one drains as
+//! on SIGTERM (`handover.rs`); a SIGTERM to the old one after that changes nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,8 +100,12 @@ fn run(args: &[String]) -> Result<(), String> {
     let blocked = block_signals();
     let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     ferrule::logging::init(log::LevelFilter::Info)?;
+    // an old ferrule on the upgrade socket hands its listening sockets over (handover.rs)
+    let upgrade_path = config.upgrade_socket.as_deref().map(std::path::Path::new);
+    let mut takeover = ferrule::handover::Takeover::connect(upgrade_path);
     // a start that fails is one line on stderr: the log lines about the config come after it
-    let handle = ferrule::start_file(&config, Some(path.clone())).map_err(|e| e.to_string())?;
+    let mut handle = ferrule::start_with(&config, Some(path.clone()), &mut takeover)
+        .map_err(|e| e.to_string())?;
     for w in config.warnings() {
         log::warn!("{w}");
     }
@@ -115,20 +121,51 @@ fn run(args: &[String]) -> Result<(), String> {
     );
     log::info!("admin API on http://{}", handle.admin_addr());
 
-    let (tx, rx) = crossbeam_channel::bounded::<()>(4);
+    let (tx, rx) = crossbeam_channel::bounded::<Event>(4);
+    let signals = tx.clone();
     let term = tx.clone();
     ctrlc::set_handler(move || {
-        let _ = tx.try_send(());
+        let _ = signals.try_send(Event::Signal);
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     if blocked {
         signal_thread(handle.reloader(), term)
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     }
+    // serve the next upgrade, then tell the old process (if any) that this one listens
+    let _upgrade = upgrade_path.and_then(|p| {
+        let started = ferrule::handover::UpgradeServer::start(p, handle.offer(), move |pid| {
+            let _ = tx.try_send(Event::Upgraded(pid));
+        });
+        match started {
+            Ok(server) => {
+                log::info!("upgrade socket on {} (zero-downtime restart)", p.display());
+                Some(server)
+            }
+            Err(e) => {
+                log::warn!(
+                    "upgrade socket {}: {e}; no zero-downtime restart",
+                    p.display()
+                );
+                None
+            }
+        }
+    });
+    takeover.ready();
+    ferrule::handover::notify_ready();
 
-    // wait for the first signal, then drain; a second signal exits at once
-    let _ = rx.recv();
-    log::info!("Shutdown signal received");
+    // wait for the first signal (or a successor), then drain; a second signal exits at once
+    let mut signals = 0;
+    match rx.recv() {
+        Ok(Event::Upgraded(pid)) => {
+            log::info!("pid {pid} took over the listening sockets: draining as on SIGTERM");
+            handle.stop_servers();
+        }
+        _ => {
+            signals += 1;
+            log::info!("Shutdown signal received");
+        }
+    }
     log::info!(
         "shutting down: no new connections, finishing requests in flight (up to {})",
         format_duration(config.shutdown_timeout)
@@ -136,13 +173,22 @@ fn run(args: &[String]) -> Result<(), String> {
     handle.shutdown();
     let waited = std::time::Instant::now();
     while !handle.is_finished() {
-        if rx
-            .recv_timeout(std::time::Duration::from_millis(50))
-            .is_ok()
-        {
-            log::warn!("second signal: exiting now");
-            ferrule::logging::flush();
-            std::process::exit(130);
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(Event::Signal) if signals == 0 => {
+                // after a handover: SIGTERM only confirms the drain under way
+                signals += 1;
+                log::info!("Shutdown signal received (already draining)");
+            }
+            Ok(Event::Signal) => {
+                log::warn!("second signal: exiting now");
+                ferrule::logging::flush();
+                std::process::exit(130);
+            }
+            Ok(Event::Upgraded(pid)) => {
+                log::info!("pid {pid} took over the listening sockets");
+                handle.stop_servers();
+            }
+            Err(_) => {}
         }
     }
     log::info!(
@@ -182,7 +228,7 @@ fn block_signals() -> bool {
 /// Ctrl+C does.
 fn signal_thread(
     reloader: ferrule::admin::Reloader,
-    term: crossbeam_channel::Sender<()>,
+    term: crossbeam_channel::Sender<Event>,
 ) -> std::io::Result<()> {
     let set = signal_set();
     std::thread::Builder::new()
@@ -200,8 +246,16 @@ fn signal_thread(
                 log::info!("SIGHUP: reloading the config");
                 let _ = reloader.reload();
             } else {
-                let _ = term.try_send(());
+                let _ = term.try_send(Event::Signal);
             }
         })?;
     Ok(())
+}
+
+/// What the main thread waits for.
+enum Event {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// A new process (this pid) took the listening sockets over and listens: drain.
+    Upgraded(u32),
 }

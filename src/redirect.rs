@@ -52,7 +52,16 @@ impl App for Redirect {
 
 /// Starts the redirecting listener on `addr`, pointing at TLS port `https_port`.
 pub fn start(addr: SocketAddr, https_port: u16) -> io::Result<RedirectHandle> {
-    let server = Server::start(addr, Arc::new(Redirect { https_port }), "ferrule-redirect")?;
+    start_on(crate::httpd::bind(addr)?, https_port)
+}
+
+/// The same on a bound listener (this process's, or one handed over).
+pub fn start_on(listener: std::net::TcpListener, https_port: u16) -> io::Result<RedirectHandle> {
+    let server = Server::on_listener(
+        listener,
+        Arc::new(Redirect { https_port }),
+        "ferrule-redirect",
+    )?;
     Ok(RedirectHandle { server })
 }
 

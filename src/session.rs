@@ -341,6 +341,18 @@ impl Session {
         self.phase == Phase::ReadHead && self.req.as_ref().is_none_or(Buf::is_empty)
     }
 
+    /// On drain: an idle keep-alive connection (its TLS handshake done, no byte of a next
+    /// request read) is closed by `until` unless a request arrives first. Returns whether its
+    /// deadline moved (the worker re-arms its timer). A request that arrives in time is served
+    /// with `Connection: close` (`ctx.draining`).
+    pub fn close_idle_by(&mut self, until: Instant) -> bool {
+        if !self.is_idle() || self.handshaking || self.head_started || self.deadline <= until {
+            return false;
+        }
+        self.deadline = until;
+        true
+    }
+
     /// Readiness reported by the poll for the client socket. `hup`: the peer closed its side
     /// (or the socket failed), so reads must go on until they say so.
     pub fn client_ready(&mut self, readable: bool, writable: bool, hup: bool) {

@@ -3,7 +3,8 @@
 //! backend pool (read-locked to pick) and the control channel.
 //!
 //! Tokens: a session with slab key `k` is `2k`, backend connection `k` is `2k + 1`
-//! (`upstream.rs`); the listener and the waker sit at the top of the token space.
+//! (`upstream.rs`); the listeners (usually one; several in a process that took over the sockets
+//! of one with more workers, see `handover.rs`) and the waker sit at the top of the token space.
 //!
 //! The loop: wait for events (or the next timer), hand each to its session, accept new
 //! connections in batches, expire timers, obey control messages. Sessions are driven by
@@ -28,8 +29,9 @@ use crate::timer::{Entry, Timers};
 use crate::transport::Transport;
 use crate::upstream::Upstreams;
 
-const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+/// Listener `i` is `LISTENERS + i` (far above any session token: keys stay below `u32::MAX`).
+const LISTENERS: usize = usize::MAX / 2;
 /// Connections accepted per wake-up before the worker serves the others again.
 const ACCEPT_BATCH: usize = 64;
 /// Timer keys that are not sessions.
@@ -42,6 +44,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const KEEP_BUFFERS: usize = 4;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// On drain, an idle keep-alive connection is closed after this (or its keep-alive timeout, if
+/// sooner) unless a request arrives; one that does is served with `Connection: close`. Closing at
+/// once would race with a client whose next request is already on the wire.
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Messages to a worker.
 #[derive(Clone)]
@@ -117,17 +123,21 @@ impl WorkerHandle {
     }
 }
 
-/// Starts worker `index` on `listener`.
+/// Starts worker `index` accepting on `listeners` (one, or several after a handover).
 pub fn spawn(
     index: usize,
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     shared: Arc<Shared>,
 ) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mut listener = TcpListener::from_std(listener);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut mio_listeners = Vec::with_capacity(listeners.len());
+    for (i, l) in listeners.into_iter().enumerate() {
+        let mut l = TcpListener::from_std(l);
+        poll.registry()
+            .register(&mut l, Token(LISTENERS + i), Interest::READABLE)?;
+        mio_listeners.push(l);
+    }
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
@@ -150,7 +160,7 @@ pub fn spawn(
         queued: Arc::clone(&queued),
         queue_again: false,
         sticky_sweep: index * 8,
-        listener: Some(listener),
+        listeners: mio_listeners,
         accept_pending: true,
         accept_paused: false,
         sweep_armed: false,
@@ -211,8 +221,9 @@ struct Core {
     queue_again: bool,
     /// The next sticky-table shard this worker's housekeeping sweeps.
     sticky_sweep: usize,
-    listener: Option<TcpListener>,
-    /// The listener may have connections waiting (edge-triggered: remembered here).
+    /// Empty once draining.
+    listeners: Vec<TcpListener>,
+    /// A listener may have connections waiting (edge-triggered: remembered here).
     accept_pending: bool,
     /// Accepting stopped at the connection cap; resumes when a session closes.
     accept_paused: bool,
@@ -230,7 +241,8 @@ impl Worker {
     fn run(&mut self) {
         loop {
             let core = &mut self.core;
-            let accepting = core.accept_pending && !core.accept_paused && core.listener.is_some();
+            let accepting =
+                core.accept_pending && !core.accept_paused && !core.listeners.is_empty();
             let timeout = if accepting || !core.pending.is_empty() || core.queue_again {
                 Some(Duration::ZERO)
             } else {
@@ -247,11 +259,11 @@ impl Worker {
             core.now = Instant::now();
             for event in self.events.iter() {
                 match event.token() {
-                    LISTENER => core.accept_pending = true,
                     WAKER => {
                         core.control(registry);
                         core.queue_again = true;
                     }
+                    Token(t) if t >= LISTENERS => core.accept_pending = true,
                     Token(t) => {
                         let ready = Ready {
                             readable: event.is_readable(),
@@ -486,15 +498,28 @@ impl Core {
         }
     }
 
+    /// Accepts from every listener until each says `WouldBlock` (at most `ACCEPT_BATCH` from
+    /// each per wake-up: `accept_pending` stays set when one had more).
     fn accept(&mut self, registry: &Registry) {
+        let mut more = false;
+        for i in 0..self.listeners.len() {
+            match self.accept_from(registry, i) {
+                Accepted::Drained => {}
+                Accepted::More => more = true,
+                Accepted::Stop => return,
+            }
+        }
+        self.accept_pending = more;
+    }
+
+    fn accept_from(&mut self, registry: &Registry, index: usize) -> Accepted {
         for _ in 0..ACCEPT_BATCH {
             if self.sessions.len() >= self.shared.max_sessions {
                 self.accept_paused = true;
-                return;
+                return Accepted::Stop;
             }
-            let Some(listener) = self.listener.as_ref() else {
-                self.accept_pending = false;
-                return;
+            let Some(listener) = self.listeners.get(index) else {
+                return Accepted::Drained;
             };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
@@ -530,10 +555,7 @@ impl Core {
                     self.stats.accepted();
                     self.drive(registry, key);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
-                    return;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // out of file descriptors or memory: stop for a moment instead of spinning
@@ -543,10 +565,11 @@ impl Core {
                     self.stats.accept_error();
                     self.accept_paused = true;
                     self.timers.arm(RESUME_KEY, 0, self.now + ACCEPT_PAUSE);
-                    return;
+                    return Accepted::Stop;
                 }
             }
         }
+        Accepted::More
     }
 
     fn expire(&mut self, registry: &Registry) {
@@ -617,26 +640,41 @@ impl Core {
         }
     }
 
-    /// Stops accepting and closes idle connections; the rest close after their response.
+    /// Stops accepting (closing this worker's listeners: without a successor holding the same
+    /// sockets, new connections are refused at once). Idle keep-alive connections get a short
+    /// grace ([`DRAIN_IDLE_GRACE`]): a request that arrives meanwhile is served with
+    /// `Connection: close`, like every response during the drain; the rest close after their
+    /// response, and whatever is left at `deadline` is closed.
     fn start_drain(&mut self, registry: &Registry, deadline: Instant) {
         if self.draining.is_some() {
             return;
         }
         self.draining = Some(deadline);
-        if let Some(mut l) = self.listener.take() {
+        for mut l in self.listeners.drain(..) {
             let _ = registry.deregister(&mut l);
         }
         self.accept_pending = false;
         self.timers.arm(DRAIN_KEY, 0, deadline);
+        let grace = DRAIN_IDLE_GRACE.min(self.shared.settings.keepalive_timeout);
+        let until = (self.now + grace).min(deadline);
         let idle: Vec<usize> = self
             .sessions
-            .iter()
-            .filter(|(_, s)| s.is_idle())
-            .map(|(k, _)| k)
+            .iter_mut()
+            .filter_map(|(k, s)| s.close_idle_by(until).then_some(k))
             .collect();
         for key in idle {
-            self.close_session(registry, key);
+            self.arm(key);
         }
         self.upstreams.clear_idle();
     }
+}
+
+/// How one listener's accept batch ended.
+enum Accepted {
+    /// `WouldBlock`: nothing more queued.
+    Drained,
+    /// The batch was used up with connections maybe left.
+    More,
+    /// Accepting paused (the connection cap, or out of descriptors).
+    Stop,
 }

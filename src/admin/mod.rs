@@ -93,15 +93,21 @@ impl AdminHandle {
     }
 }
 
-/// Starts the admin API on `addr`, and the DNS refresh when the config has names to refresh.
+/// Starts the admin API on `addr` (see [`start_on`]).
 pub fn start(addr: SocketAddr, state: AdminState) -> io::Result<AdminHandle> {
+    start_on(crate::httpd::bind(addr)?, state)
+}
+
+/// Starts the admin API on a bound listener (this process's, or one handed over), and the DNS
+/// refresh when the config has names to refresh.
+pub fn start_on(listener: std::net::TcpListener, state: AdminState) -> io::Result<AdminHandle> {
     let admin = Arc::new(Admin {
         state,
         started: std::time::SystemTime::now(),
         reloading: parking_lot::Mutex::new(()),
     });
     reload::start_dns(&admin.state)?;
-    let server = Server::start(addr, Arc::clone(&admin), "ferrule-admin")?;
+    let server = Server::on_listener(listener, Arc::clone(&admin), "ferrule-admin")?;
     Ok(AdminHandle { server, admin })
 }
 

@@ -14,7 +14,7 @@
 //!   again; `admin_token` applies to the next request.
 //!
 //! The keys that need a restart (`port`, `bind`, `workers`, `admin_port`, `admin_bind`,
-//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`) keep their running values, and the
+//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`) keep their running values, and the
 //! answer and the log say so. Changes made through the admin API since the last load are
 //! replaced by the file (the file wins: backends added by hand go, backends deleted by hand come
 //! back, weights return to the file's) and the answer lists each one it replaced; states set by
@@ -242,6 +242,12 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
         format!("{:?}", old.ssl.redirect_http_port),
         format!("{:?}", new.ssl.redirect_http_port),
     );
+    keep(
+        "upgrade_socket",
+        format!("{:?}", old.upgrade_socket),
+        format!("{:?}", new.upgrade_socket),
+    );
+    new.upgrade_socket = old.upgrade_socket.clone();
     new.port = old.port;
     new.bind = old.bind;
     new.workers = old.workers;

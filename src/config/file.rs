@@ -74,6 +74,7 @@ pub(super) struct ConfigFile {
     queue_timeout: Option<Timeout>,
     buffer_size: Option<Bytes<4096>>,
     shutdown_timeout: Option<Timeout>,
+    upgrade_socket: Option<UpgradeSocket>,
     health_check_frequency: Option<Interval>,
     health_check_method: Option<HealthCheckMethod>,
     health_check_path: Option<HealthCheckPath>,
@@ -202,6 +203,7 @@ impl ConfigFile {
             queue_timeout,
             buffer_size,
             shutdown_timeout,
+            upgrade_socket,
             health_check_frequency,
             health_check_method,
             health_check_path,
@@ -226,8 +228,9 @@ impl ConfigFile {
         let buffer_size = buffer_size.map_or(131_072, Int::get);
         let max_request_head = max_request_head.map_or(buffer_size.min(16_384), Int::get);
         let max_uri_length = max_uri_length.map_or(max_request_head.min(8192), Int::get);
+        let port = port.map_or(8080, Int::get);
         let config = Config {
-            port: port.map_or(8080, Int::get),
+            port,
             admin_port: admin_port.map_or(8081, Int::get),
             bind: bind.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Ip::get),
             admin_bind: admin_bind.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), Ip::get),
@@ -265,6 +268,10 @@ impl ConfigFile {
             max_connections: max_connections.map_or(16_384, Int::get),
             buffer_size,
             shutdown_timeout: shutdown_timeout.map_or(secs(30), Dur::get),
+            upgrade_socket: match upgrade_socket {
+                None => super::default_upgrade_socket(port),
+                Some(UpgradeSocket(path)) => path,
+            },
             enable_sticky_sessions: enable_sticky_sessions.unwrap_or(false),
             sticky_session_ttl: sticky_session_ttl.map_or(secs(60 * 60), Dur::get),
             sticky_mode: sticky_mode.unwrap_or(StickyMode::Ip),
@@ -367,6 +374,7 @@ impl From<Config> for ConfigFile {
             max_connections,
             buffer_size,
             shutdown_timeout,
+            upgrade_socket,
             hash_key,
             trusted_proxies,
             proxy_protocol,
@@ -426,6 +434,7 @@ impl From<Config> for ConfigFile {
             queue_timeout: Some(Dur::new(queue_timeout)),
             buffer_size: Some(Int(buffer_size)),
             shutdown_timeout: Some(Dur::new(shutdown_timeout)),
+            upgrade_socket: Some(UpgradeSocket(upgrade_socket)),
             health_check_frequency: Some(Dur::new(health_check_frequency)),
             health_check_method: Some(health_check_method),
             health_check_path: Some(HealthCheckPath(health_check_path)),
@@ -575,6 +584,42 @@ impl TryFrom<String> for HealthCheckPath {
 impl Serialize for HealthCheckPath {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
+    }
+}
+
+/// `upgrade_socket`: the path of a unix socket (at most 107 bytes, the size of `sun_path`), or
+/// `false` or `""` for none. Written back as the path, or `false`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "Value")]
+pub(super) struct UpgradeSocket(Option<String>);
+
+/// The longest path a `sockaddr_un` holds (its 108 bytes, less the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+impl TryFrom<Value> for UpgradeSocket {
+    type Error = String;
+
+    fn try_from(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Bool(false) => Ok(UpgradeSocket(None)),
+            Value::String(s) if s.is_empty() => Ok(UpgradeSocket(None)),
+            Value::String(s) if s.len() > MAX_SOCKET_PATH => Err(format!(
+                "the path is {} bytes; a unix socket path is at most {MAX_SOCKET_PATH}",
+                s.len()
+            )),
+            Value::String(s) if s.contains('\0') => Err("the path contains a NUL byte".into()),
+            Value::String(s) => Ok(UpgradeSocket(Some(s))),
+            other => Err(expected("a unix socket path, or false for none", &other)),
+        }
+    }
+}
+
+impl Serialize for UpgradeSocket {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(path) => serializer.serialize_str(path),
+            None => serializer.serialize_bool(false),
+        }
     }
 }
 

@@ -516,6 +516,10 @@ pub struct Config {
     pub buffer_size: usize,
     /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.
     pub shutdown_timeout: Duration,
+    /// `upgrade_socket`, default `<temp dir>/ferrule-<port>.sock` (none when `port` is 0):
+    /// the unix socket over which a new ferrule takes this one's listening sockets
+    /// (`handover.rs`); `false` or `""`: none.
+    pub upgrade_socket: Option<String>,
     /// `hash_key`, default `client_ip`: what `consistent-hash` hashes.
     pub hash_key: HashKey,
     /// `trusted_proxies`, default `[]`: CIDRs (or addresses) whose `X-Forwarded-For` and PROXY
@@ -543,6 +547,17 @@ pub struct Config {
     /// `sticky_cookie_strip`, default false: remove the cookie before the request goes on.
     pub sticky_cookie_strip: bool,
     pub ssl: SslConfig,
+}
+
+/// The default `upgrade_socket` for `port`: `<temp dir>/ferrule-<port>.sock`, none for port 0
+/// (a free port picked by the kernel: no two processes would agree on it).
+fn default_upgrade_socket(port: u16) -> Option<String> {
+    (port != 0).then(|| {
+        std::env::temp_dir()
+            .join(format!("ferrule-{port}.sock"))
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 /// Why a configuration could not be loaded. Its `Display` is one line, naming the field at fault.

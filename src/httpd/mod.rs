@@ -74,7 +74,15 @@ pub struct Server {
 impl Server {
     /// Binds `addr` and serves `app` on a thread named `name`.
     pub fn start<A: App>(addr: SocketAddr, app: Arc<A>, name: &str) -> io::Result<Server> {
-        let std_listener = std::net::TcpListener::bind(addr)?;
+        Server::on_listener(bind(addr)?, app, name)
+    }
+
+    /// Serves `app` on `std_listener` (bound here, or handed over by an old process).
+    pub fn on_listener<A: App>(
+        std_listener: std::net::TcpListener,
+        app: Arc<A>,
+        name: &str,
+    ) -> io::Result<Server> {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let mut listener = TcpListener::from_std(std_listener);
@@ -108,6 +116,11 @@ impl Server {
             let _ = t.join();
         }
     }
+}
+
+/// A listening socket for [`Server::on_listener`] (`SO_REUSEADDR`, as std sets it).
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
 }
 
 impl Drop for Server {

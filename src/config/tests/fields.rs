@@ -7,7 +7,7 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strat
      trusted_proxies, proxy_protocol, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
-     max_connections, max_conns, queue_timeout, buffer_size, shutdown_timeout, \
+     max_connections, max_conns, queue_timeout, buffer_size, shutdown_timeout, upgrade_socket, \
      health_check_frequency, health_check_method, health_check_path, health_check_timeout, \
      health_check_expect, health_check_rise, health_check_fall, max_fails, fail_timeout, fail_open, \
      admin_token, enable_sticky_sessions, \
@@ -682,4 +682,46 @@ fn client_identity_settings() {
         Config::from_json_str(&text).unwrap().trusted_proxies,
         config.trusted_proxies
     );
+}
+
+#[test]
+fn upgrade_socket_defaults_from_the_port_and_can_be_turned_off() {
+    let derived = |port: u16| {
+        std::env::temp_dir()
+            .join(format!("ferrule-{port}.sock"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    assert_eq!(parse("{}").upgrade_socket, Some(derived(8080)));
+    assert_eq!(
+        parse(r#"{"port": 9000}"#).upgrade_socket,
+        Some(derived(9000))
+    );
+    // port 0 is a free port picked by the kernel: no successor could find it
+    assert_eq!(parse(r#"{"port": 0}"#).upgrade_socket, None);
+    assert_eq!(parse(r#"{"upgrade_socket": false}"#).upgrade_socket, None);
+    assert_eq!(parse(r#"{"upgrade_socket": ""}"#).upgrade_socket, None);
+    let config = parse(r#"{"port": 0, "upgrade_socket": "/run/ferrule/up.sock"}"#);
+    assert_eq!(
+        config.upgrade_socket.as_deref(),
+        Some("/run/ferrule/up.sock")
+    );
+    rejects(
+        r#"{"upgrade_socket": true}"#,
+        "upgrade_socket: expected a unix socket path, or false for none, found true",
+    );
+    rejects(
+        r#"{"upgrade_socket": 8}"#,
+        "upgrade_socket: expected a unix socket path, or false for none, found the number 8",
+    );
+    let long = format!(r#"{{"upgrade_socket": "/{}"}}"#, "x".repeat(107));
+    rejects(
+        &long,
+        "upgrade_socket: the path is 108 bytes; a unix socket path is at most 107",
+    );
+    // serialised and read back: the path, or false
+    for config in [config, parse(r#"{"upgrade_socket": false}"#)] {
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(Config::from_json_str(&text).unwrap(), config);
+    }
 }

@@ -98,6 +98,12 @@ fn defaults() -> Config {
         max_connections: 16384,
         buffer_size: 131072,
         shutdown_timeout: secs(30),
+        upgrade_socket: Some(
+            std::env::temp_dir()
+                .join("ferrule-8080.sock")
+                .to_string_lossy()
+                .into_owned(),
+        ),
         hash_key: HashKey::ClientIp,
         trusted_proxies: crate::client_ip::TrustedProxies::default(),
         proxy_protocol: false,
