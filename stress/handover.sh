@@ -11,7 +11,7 @@
 #
 # usage: stress/handover.sh [-n ROUNDS] [-c CONNECTIONS] [--only ferrule|nginx|haproxy] [--no-build]
 # Everything runs on 127.0.0.1 in a temp dir; every process started is stopped by PID at exit.
-# Take /work/bench.lock (or your machine's equivalent) around it: it loads both cores.
+# Run nothing else on the machine meanwhile: it loads both cores.
 set -euo pipefail
 
 rounds=20
