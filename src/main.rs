@@ -244,7 +244,17 @@ fn signal_thread(
             }
             if signal == libc::SIGHUP {
                 log::info!("SIGHUP: reloading the config");
-                let _ = reloader.reload();
+                // on a thread of its own: a reload may wait on name lookups, and a SIGTERM meanwhile
+                // must still be taken (reloads run one at a time; the reload logs its outcome)
+                let reloader = reloader.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("ferrule-reload".into())
+                    .spawn(move || {
+                        let _ = reloader.reload();
+                    });
+                if let Err(e) = spawned {
+                    log::error!("cannot start the reload: {e}");
+                }
             } else {
                 let _ = term.try_send(Event::Signal);
             }

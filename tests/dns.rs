@@ -179,3 +179,37 @@ fn dns_refresh_and_hosts_file_are_checked() {
         .to_string();
     assert!(e.starts_with("hosts_file"), "{e}");
 }
+
+#[test]
+fn a_reload_that_brings_the_first_name_starts_the_refresh() {
+    let (port, _backends) = backends_on_one_port();
+    let plain = Backend::start("plain");
+    let dir = fresh_temp_dir("dns-reload");
+    let hosts = dir.join("hosts");
+    pin(&hosts, &["127.0.0.2"]);
+    let path = dir.join("config.json");
+    let base = json!({
+        "port": 0,
+        "admin_port": 0,
+        "bind": "127.0.0.1",
+        "workers": 1,
+        "health_check_method": "none",
+        "dns_refresh": "100ms",
+        "hosts_file": hosts.to_str().expect("utf-8 path"),
+        "backends": [{"url": format!("http://{}", plain.addr)}],
+    });
+    std::fs::write(&path, base.to_string()).expect("write config");
+    let config = ferrule::Config::load(&path).expect("valid");
+    let proxy = ferrule::start_file(&config, Some(path.clone())).expect("starts");
+    let url = format!("http://app.invalid:{port}");
+    let mut with_name = base.clone();
+    with_name["backends"] = json!([{"url": url}]);
+    std::fs::write(&path, with_name.to_string()).expect("write config");
+    let mut c = Client::connect(proxy.admin_addr());
+    c.send(b"POST /reload HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+    assert_eq!(who_serves(proxy.local_addr(), 3), ["two"]);
+    pin(&hosts, &["127.0.0.3"]);
+    wait_for_addrs(proxy.admin_addr(), &url, &[format!("127.0.0.3:{port}")]);
+    assert_eq!(who_serves(proxy.local_addr(), 3), ["three"]);
+}

@@ -366,7 +366,7 @@ fn the_file_wins_over_run_time_changes_and_says_which_it_replaced() {
 }
 
 #[test]
-fn a_token_and_timeouts_set_by_a_reload_apply_to_the_next_request() {
+fn a_token_set_by_a_reload_applies_to_the_next_request() {
     let a = Backend::start("a");
     let path = config_file("token", &config(&[(a.addr, 1)], json!({})));
     let proxy = start_from(&path);
@@ -418,4 +418,66 @@ fn a_proxy_started_without_a_file_has_nothing_to_reload() {
     let proxy = common::Proxy::start(&[a.addr], json!({}));
     let (status, answer) = admin(proxy.admin(), "POST", "/reload", None);
     assert_eq!(status, 409, "{answer}");
+}
+
+#[test]
+fn new_limits_reach_the_workers() {
+    let a = Backend::start("a");
+    let path = config_file("limits", &config(&[(a.addr, 1)], json!({})));
+    let proxy = start_from(&path);
+    let long = format!("/{}", "x".repeat(1000));
+    let status_of = |target: &str| {
+        let mut c = Client::connect(proxy.local_addr());
+        c.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+        c.response().status
+    };
+    assert_eq!(status_of(&long), 200);
+    write(
+        &path,
+        &config(&[(a.addr, 1)], json!({"max_uri_length": 512})),
+    );
+    assert_eq!(reload(&proxy).0, 200);
+    // the workers took the new settings (Control::Reconfigure), not only GET /config
+    assert_eq!(status_of(&long), 414);
+    assert_eq!(status_of("/short"), 200);
+}
+
+#[test]
+fn turning_active_checks_off_brings_backends_they_took_down_back() {
+    let a = Backend::start("a");
+    let dead = common::dead_addr();
+    let checks = json!({
+        "health_check_method": "tcp",
+        "health_check_frequency": "100ms",
+        "health_check_fall": 1,
+        "max_fails": 0,
+    });
+    let path = config_file(
+        "checks-off",
+        &config(&[(a.addr, 1), (dead.addr, 1)], checks),
+    );
+    let proxy = start_from(&path);
+    let state_of = |addr: SocketAddr| {
+        let list = admin_get_at(proxy.admin_addr(), "/backends");
+        common::backend_entry(&list, addr)["state"].clone()
+    };
+    let limit = Instant::now() + Duration::from_secs(10);
+    while state_of(dead.addr) != "down" {
+        assert!(
+            Instant::now() < limit,
+            "the dead backend was never marked down"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    write(
+        &path,
+        &config(&[(a.addr, 1), (dead.addr, 1)], json!({"max_fails": 0})),
+    );
+    let (status, report) = reload(&proxy);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        state_of(dead.addr),
+        "up",
+        "nothing would ever bring it back"
+    );
 }

@@ -361,6 +361,8 @@ fn reload_certs(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
             "ssl.enabled is false: there are no certificates to reload",
         ));
     };
+    // not in the middle of a reload, which may be loading other files
+    let _one = admin.reloading.lock();
     let pairs = crate::cert_pairs(&admin.state.config.read());
     match tls.reload(&pairs) {
         Ok(warnings) => {

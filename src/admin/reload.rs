@@ -14,7 +14,7 @@
 //!   again; `admin_token` applies to the next request.
 //!
 //! The keys that need a restart (`port`, `bind`, `workers`, `admin_port`, `admin_bind`,
-//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`) keep their running values, and the
+//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`, `shutdown_timeout`) keep their running values, and the
 //! answer and the log say so. Changes made through the admin API since the last load are
 //! replaced by the file (the file wins: backends added by hand go, backends deleted by hand come
 //! back, weights return to the file's) and the answer lists each one it replaced; states set by
@@ -109,7 +109,11 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     // everything that can fail, first
     let mut new = Config::load(path).map_err(|e| at(e.to_string()))?;
     let backend_tls = crate::backend_tls(&new, &state.client_configs).map_err(at)?;
-    let old = state.config.read().clone();
+    // The config stays write-locked from here until it is replaced, so that the DNS refresh
+    // (which takes the config, then the pool, in that order too) cannot slip a change based on
+    // the old config in between. Nothing below can fail.
+    let mut running = state.config.write();
+    let old = running.clone();
     let restart = keep_restart_only(&old, &mut new);
     let mut warnings: Vec<String> = new.warnings();
     if let (Some(tls), true) = (&state.tls, new.ssl.enabled) {
@@ -133,7 +137,7 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     });
     retire(balancer, &state.ports, &synced);
 
-    // the workers' settings, the threads
+    // the workers' settings
     let shared = {
         let mut current = state.live.shared.lock();
         let budget = crate::descriptor_budget(state.live.fd_limit, &new);
@@ -150,16 +154,28 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
         port.send(Control::Reconfigure(Arc::clone(&shared)));
     }
     let mut changes = key_changes(&old, &new);
+    *running = new.clone();
+    drop(running);
+
+    // the threads, once the config is unlocked (stopping the DNS thread waits for its round,
+    // which may need the config)
     if HealthSettings::from_config(&old) != HealthSettings::from_config(&new) {
-        restart_health(state, &new);
+        warnings.extend(restart_health(state, &new));
     }
     let dns_changed = old.dns_refresh != new.dns_refresh || old.hosts_file != new.hosts_file;
-    *state.config.write() = new;
     if dns_changed {
         if let Some(mut d) = state.live.dns.lock().take() {
             d.stop();
         }
-        start_dns(state).map_err(|e| format!("dns: cannot start the refresh thread: {e}"))?;
+    }
+    // also when the file now has a name and had none
+    if state.live.dns.lock().is_none() {
+        if let Err(e) = start_dns(state) {
+            let w =
+                format!("dns: cannot start the refresh thread ({e}): names stay as resolved now");
+            log::error!("{w}");
+            warnings.push(w);
+        }
     }
     changes.retain(|c| !c.starts_with("backends"));
     Ok(json!({
@@ -248,6 +264,12 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
         format!("{:?}", new.upgrade_socket),
     );
     new.upgrade_socket = old.upgrade_socket.clone();
+    keep(
+        "shutdown_timeout",
+        crate::config::format_duration(old.shutdown_timeout),
+        crate::config::format_duration(new.shutdown_timeout),
+    );
+    new.shutdown_timeout = old.shutdown_timeout;
     new.port = old.port;
     new.bind = old.bind;
     new.workers = old.workers;
@@ -364,16 +386,33 @@ fn retire(balancer: &Balancer, ports: &[ControlPort], synced: &Synced) {
     }
 }
 
-fn restart_health(state: &AdminState, config: &Config) {
+/// Restarts the health checks with `config`'s settings; a warning if they could not start. With
+/// active checks off from now on, backends they had taken down are up again (passive detection,
+/// when on, takes over).
+fn restart_health(state: &AdminState, config: &Config) -> Option<String> {
     let mut health = state.live.health.lock();
     if let Some(mut h) = health.take() {
         h.stop();
     }
-    if config.active_checks() {
-        let settings = HealthSettings::from_config(config);
-        match crate::health::start(Arc::clone(&state.balancer), settings) {
-            Ok(h) => *health = Some(h),
-            Err(e) => log::error!("cannot restart the health checks: {e}"),
+    if !config.active_checks() {
+        for b in state.balancer.current().backends() {
+            if !b.is_healthy() {
+                b.set_healthy(true);
+                log::info!("{} is up again: active health checks are off", b.url);
+            }
+        }
+        return None;
+    }
+    let settings = HealthSettings::from_config(config);
+    match crate::health::start(Arc::clone(&state.balancer), settings) {
+        Ok(h) => {
+            *health = Some(h);
+            None
+        }
+        Err(e) => {
+            let w = format!("cannot restart the health checks: {e}");
+            log::error!("{w}");
+            Some(w)
         }
     }
 }

@@ -10,9 +10,10 @@
 //!   bounded: a full shard evicts its least recently used entry. Memory: about 32 bytes an entry
 //!   (the address's hash, the id and the time, 24 bytes, in a hashbrown table at up to 7/8 load,
 //!   plus a control byte), so the default 100,000 entries take ~3 MB at most.
-//! - `cookie` mode needs no table: [`cookie_id`] is an opaque id derived from the backend's URL
-//!   (the same for the same URL in every process and after restarts, never its address in clear),
-//!   which ferrule sets in a cookie and reads back.
+//! - `cookie` mode needs no table: [`cookie_id`] is an opaque id derived from the backend's key
+//!   (its URL; for a URL with a host name, which may stand for several backends, the URL and the
+//!   address: see `Backend::key`), the same in every process and after restarts and never the
+//!   address in clear, which ferrule sets in a cookie and reads back.
 
 use std::collections::HashMap;
 use std::time::Instant;
