@@ -160,6 +160,12 @@ fn run(refresh: &dyn Refresh, every: Duration, stop: &Receiver<()>) {
         }
         let (names, hosts) = refresh.names();
         for (url, host, port) in names {
+            if matches!(
+                stop.try_recv(),
+                Err(crossbeam_channel::TryRecvError::Disconnected)
+            ) {
+                return; // stopped mid-round: the names left wait for no one
+            }
             match resolve_all(&host, port, hosts.as_ref()) {
                 Ok(addrs) => {
                     if failing.remove(&url).is_some() {

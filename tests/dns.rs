@@ -37,6 +37,21 @@ fn backends_on_one_port() -> (u16, Vec<Backend>) {
     panic!("no port free on 127.0.0.2, .3 and .4 in 20 tries");
 }
 
+/// A config in front of `backends` (JSON entries) with `workers` workers, names looked up in
+/// `hosts` and again every 100 ms, no health checks (the test backends count every request).
+fn dns_config(hosts: &Path, workers: usize, backends: Value) -> Value {
+    json!({
+        "port": 0,
+        "admin_port": 0,
+        "bind": "127.0.0.1",
+        "workers": workers,
+        "health_check_method": "none",
+        "dns_refresh": "100ms",
+        "hosts_file": hosts.to_str().expect("utf-8 path"),
+        "backends": backends,
+    })
+}
+
 fn pin(hosts: &Path, ips: &[&str]) {
     let text: String = ips.iter().map(|ip| format!("{ip} app.invalid\n")).collect();
     // written whole, then renamed: the refresh never reads half a file
@@ -97,16 +112,7 @@ fn a_name_going_from_one_address_to_two_to_one_is_followed() {
     let hosts = dir.join("hosts");
     pin(&hosts, &["127.0.0.2"]);
     let url = format!("http://app.invalid:{port}");
-    let cfg: Value = json!({
-        "port": 0,
-        "admin_port": 0,
-        "bind": "127.0.0.1",
-        "workers": 2,
-        "health_check_method": "none",
-        "dns_refresh": "100ms",
-        "hosts_file": hosts.to_str().expect("utf-8 path"),
-        "backends": [{"url": url}],
-    });
+    let cfg = dns_config(&hosts, 2, json!([{"url": url}]));
     let config = ferrule::Config::from_json_str(&cfg.to_string()).expect("valid");
     assert_eq!(config.backends.len(), 1);
     let proxy = ferrule::start(&config).expect("starts");
@@ -137,16 +143,7 @@ fn every_address_of_a_name_is_a_backend_from_the_start_and_a_failed_lookup_keeps
     let hosts = dir.join("hosts");
     pin(&hosts, &["127.0.0.2", "127.0.0.3"]);
     let url = format!("http://app.invalid:{port}");
-    let cfg = json!({
-        "port": 0,
-        "admin_port": 0,
-        "bind": "127.0.0.1",
-        "workers": 1,
-        "health_check_method": "none",
-        "dns_refresh": "100ms",
-        "hosts_file": hosts.to_str().expect("utf-8 path"),
-        "backends": [{"url": url, "weight": 2}],
-    });
+    let cfg = dns_config(&hosts, 1, json!([{"url": url, "weight": 2}]));
     let config = ferrule::Config::from_json_str(&cfg.to_string()).expect("valid");
     assert_eq!(config.backends.len(), 2, "one backend per address");
     assert!(config.backends.iter().all(|b| b.weight == 2));
@@ -163,6 +160,9 @@ fn every_address_of_a_name_is_a_backend_from_the_start_and_a_failed_lookup_keeps
         thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(who_serves(proxy.local_addr(), 6), ["three", "two"]);
+    // and the refresh went on meanwhile: once the name resolves again, the pool follows it
+    pin(&hosts, &["127.0.0.4"]);
+    wait_for_addrs(proxy.admin_addr(), &url, &[format!("127.0.0.4:{port}")]);
 }
 
 #[test]
@@ -188,16 +188,11 @@ fn a_reload_that_brings_the_first_name_starts_the_refresh() {
     let hosts = dir.join("hosts");
     pin(&hosts, &["127.0.0.2"]);
     let path = dir.join("config.json");
-    let base = json!({
-        "port": 0,
-        "admin_port": 0,
-        "bind": "127.0.0.1",
-        "workers": 1,
-        "health_check_method": "none",
-        "dns_refresh": "100ms",
-        "hosts_file": hosts.to_str().expect("utf-8 path"),
-        "backends": [{"url": format!("http://{}", plain.addr)}],
-    });
+    let base = dns_config(
+        &hosts,
+        1,
+        json!([{"url": format!("http://{}", plain.addr)}]),
+    );
     std::fs::write(&path, base.to_string()).expect("write config");
     let config = ferrule::Config::load(&path).expect("valid");
     let proxy = ferrule::start_file(&config, Some(path.clone())).expect("starts");
