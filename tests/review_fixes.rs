@@ -334,31 +334,43 @@ fn buffer_memory_follows_a_load_that_drops_in_steps() {
         "memory-steps",
     );
     let base = proxy.memory().current;
-    let per_conn = 15_000u64;
     let mut clients = partial_heads(proxy.addr(), 600);
-    let peak = rss_until(&proxy, Duration::from_secs(15), |rss| {
-        rss >= base + 500 * per_conn
+    // each held head touches at least two pages of its buffer; then wait for the growth to settle
+    let grown_enough = rss_until(&proxy, Duration::from_secs(15), |rss| {
+        rss >= base + 600 * 8192
     });
     assert!(
-        peak >= base + 500 * per_conn,
-        "600 busy connections should hold ~600 buffers: base {base}, peak {peak}"
+        grown_enough >= base + 600 * 8192,
+        "600 busy connections should hold ~600 buffers: base {base}, now {grown_enough}"
     );
-    // down to 200 busy: within seconds, most of the 400 freed buffers go back to the system
+    let mut peak = grown_enough;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = proxy.memory().current;
+        if now <= peak {
+            break;
+        }
+        peak = now;
+    }
+    let grown = peak - base;
+    // down to 200 busy: within seconds, most of what the 400 freed buffers held goes back to the
+    // system (the allocator keeps a page here and there, so ask for half of their share; a pool
+    // that keeps its peak gives back nothing)
     clients.truncate(200);
     let step = rss_until(&proxy, Duration::from_secs(15), |rss| {
-        rss <= peak - 300 * per_conn
+        rss <= peak - grown / 3
     });
     assert!(
-        step <= peak - 300 * per_conn,
+        step <= peak - grown / 3,
         "memory stayed near its peak: base {base}, peak {peak}, now {step}"
     );
     // down to none: back near where it started
     clients.clear();
     let idle = rss_until(&proxy, Duration::from_secs(15), |rss| {
-        rss <= base + 60 * per_conn
+        rss <= base + grown / 4
     });
     assert!(
-        idle <= base + 60 * per_conn,
+        idle <= base + grown / 4,
         "memory stayed up once idle: base {base}, peak {peak}, now {idle}"
     );
 }
