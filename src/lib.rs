@@ -14,6 +14,7 @@
 //! `proxy_protocol` reads a load balancer's PROXY header, `client_ip` finds the client behind
 //! trusted proxies.
 
+pub mod access_log;
 pub mod admin;
 pub mod balancer;
 pub mod buffer;
@@ -59,6 +60,8 @@ pub enum StartError {
     Spawn(io::Error),
     /// A certificate, key or CA file could not be used (the message names the field and file).
     Tls(String),
+    /// The access log file could not be opened.
+    AccessLog { path: String, source: io::Error },
 }
 
 impl fmt::Display for StartError {
@@ -70,6 +73,9 @@ impl fmt::Display for StartError {
             }
             StartError::Spawn(e) => write!(f, "cannot start worker threads: {e}"),
             StartError::Tls(what) => f.write_str(what),
+            StartError::AccessLog { path, source } => {
+                write!(f, "access_log: cannot open {path:?}: {source}")
+            }
         }
     }
 }
@@ -78,7 +84,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind { source, .. } | StartError::Admin { source, .. } => Some(source),
-            StartError::Spawn(e) => Some(e),
+            StartError::Spawn(e) | StartError::AccessLog { source: e, .. } => Some(e),
             StartError::Tls(_) => None,
         }
     }
@@ -96,6 +102,7 @@ pub struct Handle {
     shutdown_timeout: Duration,
     /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
     offer: handover::Offer,
+    access_log: Arc<access_log::AccessLog>,
 }
 
 impl Handle {
@@ -123,6 +130,16 @@ impl Handle {
     /// `admin/reload.rs`); the report, or the one-line reason nothing changed.
     pub fn reload(&self) -> Result<serde_json::Value, String> {
         self.admin.reload()
+    }
+
+    /// Opens the access log file again by its name (`SIGUSR1`, after logrotate moved it).
+    pub fn reopen_logs(&self) -> Result<(), String> {
+        self.access_log.reopen()
+    }
+
+    /// The access log (its counters, its flush).
+    pub fn access_log(&self) -> &Arc<access_log::AccessLog> {
+        &self.access_log
     }
 
     /// What another thread reloads with (`main.rs`'s `SIGHUP` thread).
@@ -183,6 +200,8 @@ impl Handle {
         if let Some(r) = &mut self.redirect {
             r.stop();
         }
+        // every line of the requests served is written before the proxy is gone
+        self.access_log.stop();
     }
 }
 
@@ -221,6 +240,7 @@ impl Settings {
             queue_timeout: c.queue_timeout,
             trusted_proxies: c.trusted_proxies.clone(),
             proxy_protocol: c.proxy_protocol,
+            request_id: c.request_id,
         }
     }
 }
@@ -371,6 +391,7 @@ pub fn shared_for(
     balancer: Arc<Balancer>,
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_budget: usize,
+    access_log: Arc<access_log::AccessLog>,
 ) -> Shared {
     let workers = config.workers.max(1);
     Shared {
@@ -382,6 +403,7 @@ pub fn shared_for(
         idle_budget,
         backend_keepalive_timeout: config.backend_keepalive_timeout,
         tls,
+        access_log,
     }
 }
 
@@ -414,6 +436,14 @@ pub fn start_with(
     let server_tls = server_tls.map(|(tls, _)| Arc::new(tls));
     let client_configs = tls::ClientConfigs::new();
     let backend_tls = backend_tls(config, &client_configs).map_err(StartError::Tls)?;
+    let access_log = access_log::AccessLog::start(&config.access_log, config.access_log_format)
+        .map_err(|source| StartError::AccessLog {
+            path: match &config.access_log {
+                config::AccessLogTarget::File(path) => path.clone(),
+                other => format!("{other:?}"),
+            },
+            source,
+        })?;
     let fd_limit = listener::raise_fd_limit();
     let budget = descriptor_budget(fd_limit, config);
     if let Some(warning) = &budget.warning {
@@ -450,6 +480,7 @@ pub fn start_with(
         Arc::clone(&balancer),
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
+        Arc::clone(&access_log),
     ));
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving
@@ -506,5 +537,6 @@ pub fn start_with(
         balancer,
         shutdown_timeout: config.shutdown_timeout,
         offer: Arc::new(parking_lot::Mutex::new(offer)),
+        access_log,
     })
 }

@@ -27,13 +27,13 @@ enum Line {
 
 struct ChannelLogger {
     tx: Sender<Line>,
-    level: LevelFilter,
     dropped: Arc<AtomicU64>,
 }
 
 impl Log for ChannelLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        // the level can change at run time (a reload): `log::max_level` holds it
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -67,7 +67,35 @@ pub struct LogThread {
     _thread: JoinHandle<()>,
 }
 
-/// Installs the process logger at `level`. Fails if a logger is already installed.
+/// The level `RUST_LOG` asks for, when it is set: a level name (`debug`), or env_logger's
+/// `ferrule=debug` directive (other crates' directives are ignored: ferrule logs only its own).
+/// `Err` names a value that says neither.
+pub fn env_level() -> Option<Result<LevelFilter, String>> {
+    let value = std::env::var("RUST_LOG").ok()?;
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let parsed = value.parse::<LevelFilter>().ok().or_else(|| {
+        value.split(',').rev().find_map(|d| {
+            let (target, level) = d.split_once('=')?;
+            (target.trim() == "ferrule").then(|| level.trim().parse().ok())?
+        })
+    });
+    Some(parsed.ok_or_else(|| format!("RUST_LOG={value:?} names no level for ferrule")))
+}
+
+/// Sets the level of ferrule's own log to `configured` (`log_level`), unless `RUST_LOG` names
+/// one, which wins.
+pub fn set_level(configured: LevelFilter) {
+    log::set_max_level(match env_level() {
+        Some(Ok(level)) => level,
+        _ => configured,
+    });
+}
+
+/// Installs the process logger at `level` (which [`set_level`] changes later). Fails if a
+/// logger is already installed.
 pub fn init(level: LevelFilter) -> Result<LogThread, String> {
     let config = ConfigBuilder::new()
         .set_target_level(LevelFilter::Off)
@@ -78,12 +106,12 @@ pub fn init(level: LevelFilter) -> Result<LogThread, String> {
     } else {
         ColorChoice::Never
     };
-    let inner = TermLogger::new(level, config, TerminalMode::Stderr, color);
+    // the inner logger lets everything through: the level is checked before a record is sent
+    let inner = TermLogger::new(LevelFilter::Trace, config, TerminalMode::Stderr, color);
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
     let logger = ChannelLogger {
         tx,
-        level,
         dropped: Arc::clone(&dropped),
     };
     log::set_boxed_logger(Box::new(logger)).map_err(|e| e.to_string())?;

@@ -99,7 +99,14 @@ fn run(args: &[String]) -> Result<(), String> {
     // `termination` feature would also take SIGTERM and SIGHUP, keeps only SIGINT)
     let blocked = block_signals();
     let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    ferrule::logging::init(log::LevelFilter::Info)?;
+    let level = match ferrule::logging::env_level() {
+        Some(Ok(level)) => level,
+        Some(Err(_)) | None => config.log_level.0,
+    };
+    ferrule::logging::init(level)?;
+    if let Some(Err(e)) = ferrule::logging::env_level() {
+        log::warn!("{e}: log_level {} applies", <&str>::from(config.log_level));
+    }
     // an old ferrule on the upgrade socket hands its listening sockets over (handover.rs)
     let upgrade_path = config.upgrade_socket.as_deref().map(std::path::Path::new);
     let mut takeover = ferrule::handover::Takeover::connect(upgrade_path);
@@ -129,8 +136,12 @@ fn run(args: &[String]) -> Result<(), String> {
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     if blocked {
-        signal_thread(handle.reloader(), term)
-            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        signal_thread(
+            handle.reloader(),
+            std::sync::Arc::clone(handle.access_log()),
+            term,
+        )
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     }
     // serve the next upgrade, then tell the old process (if any) that this one listens
     let _upgrade = upgrade_path.and_then(|p| {
@@ -202,14 +213,15 @@ fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The signals [`signal_thread`] takes: `SIGHUP` (reload) and `SIGTERM` (drain, as Ctrl+C's
-/// `SIGINT`, which `ctrlc` takes).
+/// The signals [`signal_thread`] takes: `SIGHUP` (reload), `SIGUSR1` (reopen the access log) and
+/// `SIGTERM` (drain, as Ctrl+C's `SIGINT`, which `ctrlc` takes).
 fn signal_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, initialised by sigemptyset before it is used.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::sigaddset(&mut set, libc::SIGTERM);
         set
     }
@@ -223,11 +235,13 @@ fn block_signals() -> bool {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0 }
 }
 
-/// A thread that takes `SIGHUP` and `SIGTERM` as they come: `SIGHUP` reloads the config (as nginx
-/// and HAProxy do; the reload logs what changed or why nothing did), `SIGTERM` goes to `term`, as
+/// A thread that takes `SIGHUP`, `SIGUSR1` and `SIGTERM` as they come: `SIGHUP` reloads the
+/// config (as nginx and HAProxy do; the reload logs what changed or why nothing did), `SIGUSR1`
+/// reopens the access log file (as nginx does, for logrotate), `SIGTERM` goes to `term`, as
 /// Ctrl+C does.
 fn signal_thread(
     reloader: ferrule::admin::Reloader,
+    access_log: std::sync::Arc<ferrule::access_log::AccessLog>,
     term: crossbeam_channel::Sender<Event>,
 ) -> std::io::Result<()> {
     let set = signal_set();
@@ -238,7 +252,7 @@ fn signal_thread(
             // SAFETY: sigwait with a valid set writes the signal number into `signal`.
             if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
                 log::error!(
-                    "waiting for signals failed: SIGHUP and SIGTERM are ignored from now on"
+                    "waiting for signals failed: SIGHUP, SIGUSR1 and SIGTERM are ignored from now on"
                 );
                 return;
             }
@@ -254,6 +268,11 @@ fn signal_thread(
                     });
                 if let Err(e) = spawned {
                     log::error!("cannot start the reload: {e}");
+                }
+            } else if signal == libc::SIGUSR1 {
+                match access_log.reopen() {
+                    Ok(()) => log::info!("SIGUSR1: access log reopened"),
+                    Err(e) => log::warn!("SIGUSR1: {e}"),
                 }
             } else {
                 let _ = term.try_send(Event::Signal);

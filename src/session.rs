@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use mio::Registry;
 
+use crate::access_log::{self, AccessLog, Entry, Event, RequestIds, Text};
 use crate::balancer::{Ask, Balancer, Choice, Picker};
 use crate::buffer::{Buf, BufPool};
 use crate::config::HashKey;
@@ -87,6 +88,8 @@ pub struct Settings {
     pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// Connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// Requests without `X-Request-Id` get one.
+    pub request_id: bool,
 }
 
 /// The worker's state a session works with while it runs.
@@ -109,6 +112,9 @@ pub struct Ctx<'a> {
     /// other workers see it.
     pub queue: &'a mut std::collections::VecDeque<(usize, u32)>,
     pub queued: &'a std::sync::atomic::AtomicUsize,
+    pub access_log: &'a AccessLog,
+    /// Where new request ids come from.
+    pub ids: &'a mut RequestIds,
 }
 
 /// How a run ended, when the session goes on.
@@ -236,6 +242,25 @@ impl Exchange {
     }
 }
 
+/// A key in the worker's `Upstreams`, in 4 bytes with its `None` (keeps an idle session small;
+/// a worker holds far fewer than 4 billion backend connections).
+#[derive(Debug, Clone, Copy)]
+struct UpKey(std::num::NonZeroU32);
+
+impl UpKey {
+    fn new(key: usize) -> Option<UpKey> {
+        u32::try_from(key)
+            .ok()
+            .and_then(|k| k.checked_add(1))
+            .and_then(std::num::NonZeroU32::new)
+            .map(UpKey)
+    }
+
+    fn get(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
 pub struct Session {
     client: Transport,
     peer: IpAddr,
@@ -268,20 +293,22 @@ pub struct Session {
     req_sent: usize,
     /// Bytes at the front of `req` framed and ready for the backend.
     req_ready: usize,
-    /// ReadHead: bytes already searched for the end of the head (u32: buffers are far below 4 GiB).
-    req_scan: u32,
+    /// Bytes already searched for the end of a head (u32: buffers are far below 4 GiB): of the
+    /// request's in `req` during ReadHead, of the response's in `resp` during Exchange. One field
+    /// for both, since each phase resets it as it starts: it keeps an idle session small.
+    scan: u32,
     req_body: Body,
 
     resp: Option<Buf>,
     /// Bytes at the front of `resp` framed and ready for the client.
     resp_ready: usize,
-    resp_scan: u32,
     resp_body: Body,
 
-    /// The backend connection's key in the worker's `Upstreams` (u32: keeps an idle session
-    /// small; a worker holds far fewer connections).
-    upstream: Option<u32>,
+    /// The backend connection's key in the worker's `Upstreams`.
+    upstream: Option<UpKey>,
     ex: Exchange,
+    /// The access log record of the request under way (`None`: the log is off, or no request).
+    log: Option<Box<Entry>>,
 }
 
 impl Session {
@@ -317,14 +344,14 @@ impl Session {
             req: None,
             req_sent: 0,
             req_ready: 0,
-            req_scan: 0,
+            scan: 0,
             req_body: Body::default(),
             resp: None,
             resp_ready: 0,
-            resp_scan: 0,
             resp_body: Body::default(),
             upstream: None,
             ex: Exchange::idle(),
+            log: None,
         }
     }
 
@@ -363,7 +390,7 @@ impl Session {
 
     /// Gives back everything the session holds; called once, when the worker drops it.
     pub fn release(&mut self, ctx: &mut Ctx<'_>) {
-        if let Some(key) = self.upstream.take().map(|k| k as usize) {
+        if let Some(key) = self.upstream.take().map(UpKey::get) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
             }
@@ -374,6 +401,40 @@ impl Session {
         }
         if let Some(b) = self.resp.take() {
             ctx.bufs.put(b);
+        }
+        if let Some(mut e) = self.log.take() {
+            // the connection ends with the exchange unfinished: as nginx, 499 when nothing was
+            // answered (the client left, or the connection failed)
+            if e.status == 0 {
+                e.status = 499;
+            }
+            e.ended = ctx.now;
+            ctx.access_log.submit(e);
+        }
+    }
+
+    /// Logs a connection-level event of its own line (the log's `event` field).
+    fn log_event(&self, ctx: &Ctx<'_>, event: Event) {
+        if let Some(mut e) = ctx.access_log.entry(self.peer, ctx.now) {
+            e.event = event;
+            if let Some(sni) = self.client.sni() {
+                e.set(Text::Sni, sni.as_bytes());
+            }
+            ctx.access_log.submit(e);
+        }
+    }
+
+    /// The exchange is over: its access log line goes to the writer.
+    fn log_done(&mut self, ctx: &Ctx<'_>) {
+        if let Some(mut e) = self.log.take() {
+            // bytes read past this request belong to the next one
+            let extra = self
+                .req
+                .as_ref()
+                .map_or(0, |b| b.len().saturating_sub(self.req_ready));
+            e.bytes_in = e.bytes_in.saturating_sub(extra as u64);
+            e.ended = ctx.now;
+            ctx.access_log.submit(e);
         }
     }
 
@@ -414,6 +475,7 @@ impl Session {
             Phase::ProxyHeader => return Err(Close),
             Phase::ReadHead if self.handshaking => {
                 ctx.stats.tls_failed();
+                self.log_event(ctx, Event::TlsHandshakeFailed);
                 return Err(Close);
             }
             Phase::ReadHead if !self.head_started => return Err(Close),
@@ -511,10 +573,12 @@ impl Session {
                 Got::Eof => {
                     self.c_eof = true;
                     ctx.stats.tls_failed();
+                    self.log_event(ctx, Event::TlsHandshakeFailed);
                     return Err(Close);
                 }
                 Got::Failed => {
                     ctx.stats.tls_failed();
+                    self.log_event(ctx, Event::TlsHandshakeFailed);
                     if self.client.spoke_plain_http() {
                         // as nginx does: say so, in plain HTTP, and close
                         let _ = io::Write::write(
@@ -552,6 +616,9 @@ impl Session {
         match got {
             Got::Bytes { n, short } => {
                 stats.bytes_in(n);
+                if let Some(e) = self.log.as_mut() {
+                    e.bytes_in += n as u64;
+                }
                 // a short read drained the socket: the next bytes come with a new event (unless
                 // the peer already closed, which no later event would announce)
                 if short && !self.c_hup {
@@ -584,6 +651,9 @@ impl Session {
         match self.client.write(data) {
             Io::Done(n) => {
                 stats.bytes_out(n);
+                if let Some(e) = self.log.as_mut() {
+                    e.bytes_out += n as u64;
+                }
                 if n < data.len() {
                     self.c_writable = false;
                 }
@@ -694,7 +764,7 @@ impl Session {
                     self.deadline = ctx.now + ctx.cfg.client_header_timeout;
                 }
                 let bytes = buf.bytes();
-                match request::find_head_end(bytes, self.req_scan as usize) {
+                match request::find_head_end(bytes, self.scan as usize) {
                     Err(Reject(status)) => return self.reject(ctx, status),
                     Ok(Some(end)) => {
                         if self.start_request(ctx, end)? {
@@ -711,10 +781,10 @@ impl Session {
                         // bytes are searched, so a head trickled in byte by byte costs linear time
                         if !self.head_line_seen {
                             self.head_line_seen =
-                                crate::http::find_byte(&bytes[self.req_scan as usize..], b'\n')
+                                crate::http::find_byte(&bytes[self.scan as usize..], b'\n')
                                     .is_some();
                         }
-                        self.req_scan = bytes.len() as u32;
+                        self.scan = bytes.len() as u32;
                         let limits = &ctx.cfg.limits;
                         if let Err(Reject(status)) =
                             request::check_partial(bytes.len(), self.head_line_seen, limits)
@@ -757,7 +827,7 @@ impl Session {
                 }
             }
         }
-        self.req_scan = 0;
+        self.scan = 0;
         self.head_line_seen = false;
     }
 
@@ -778,19 +848,58 @@ impl Session {
             sticky_cookie: ctx.cfg.sticky_cookie.as_deref().map(str::as_bytes),
             strip_sticky_cookie: ctx.cfg.strip_sticky_cookie,
             trusted: &ctx.cfg.trusted_proxies,
+            request_id: None,
         };
-        let (head, len) =
-            match request::rewrite(&buf.bytes()[..end], &ctx.cfg.limits, &client, ctx.scratch) {
+        let mut id = [0u8; 32];
+        if ctx.cfg.request_id {
+            ctx.ids.next(&mut id);
+        }
+        let client = ClientInfo {
+            request_id: ctx.cfg.request_id.then_some(&id[..]),
+            ..client
+        };
+        let (head, len, seen) =
+            match request::rewrite_seen(&buf.bytes()[..end], &ctx.cfg.limits, &client, ctx.scratch)
+            {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Ok(false),
                 Err(Reject(status)) => return self.reject(ctx, status),
             };
+        if let Some(old) = self.log.take() {
+            ctx.access_log.submit(old);
+        }
+        self.log = ctx
+            .access_log
+            .entry(head.client.unwrap_or(self.peer), ctx.now)
+            .map(|mut e| {
+                e.set(Text::Method, seen.method);
+                e.set(Text::Target, seen.target);
+                e.set(Text::Host, seen.host);
+                if let Some(v) = seen.referer {
+                    e.set(Text::Referer, v);
+                }
+                if let Some(v) = seen.user_agent {
+                    e.set(Text::UserAgent, v);
+                }
+                if let Some(v) = seen.request_id {
+                    e.set(Text::RequestId, v);
+                }
+                if let Some(sni) = self.client.sni() {
+                    e.set(Text::Sni, sni.as_bytes());
+                }
+                e.tls = self.client.tls_version().map(access_log::tls_name);
+                e.http10 = head.http10;
+                // the head and whatever followed it so far (`log_done` takes off what belongs
+                // to a next request)
+                e.bytes_in = buf.len() as u64;
+                e
+            });
         if !buf.replace_front(len, ctx.scratch) {
             return self.reject(ctx, Status::HeaderFieldsTooLarge);
         }
         self.req_ready = ctx.scratch.len();
         self.req_sent = 0;
-        self.req_scan = 0;
+        self.scan = 0;
         self.head_started = false;
         self.head_line_seen = false;
         self.req_body = Body::new(head.framing);
@@ -862,12 +971,17 @@ impl Session {
         };
         self.ex.set_cookie = set_cookie;
         self.ex.sent_ms = crate::balancer::clock_ms(ctx.now) as u32;
+        if let Some(e) = self.log.as_mut() {
+            e.backend = Some(backend.addr);
+            e.upstream_started = Some(ctx.now);
+            e.upstream_ended = None;
+        }
         if self.ex.needs_host && !self.set_host(&backend.authority) {
             backend.end_request();
             return self.fail(ctx, Status::HeaderFieldsTooLarge);
         }
         if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
-            self.upstream = u32::try_from(key).ok();
+            self.upstream = UpKey::new(key);
             self.phase = Phase::Exchange;
             self.deadline = ctx.now + ctx.cfg.backend_timeout;
             return Ok(true);
@@ -878,7 +992,7 @@ impl Session {
             .connect(ctx.registry, &backend, ctx.key, ctx.now)
         {
             Ok(key) => {
-                self.upstream = u32::try_from(key).ok();
+                self.upstream = UpKey::new(key);
                 self.phase = Phase::Connect;
                 self.deadline = ctx.now + ctx.cfg.connect_timeout;
                 Ok(true)
@@ -960,10 +1074,7 @@ impl Session {
 
     /// Phase Connect: the socket reported readiness; see whether the connect succeeded.
     fn connect_done(&mut self, ctx: &mut Ctx<'_>) -> Run {
-        let Some(up) = self
-            .upstream
-            .and_then(|k| ctx.upstreams.get_mut(k as usize))
-        else {
+        let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) else {
             return self.fail(ctx, Status::BadGateway);
         };
         if !up.writable && !up.readable {
@@ -993,7 +1104,7 @@ impl Session {
 
     /// The backend attempt failed: retry elsewhere when that is safe, else answer with a status.
     fn upstream_failed(&mut self, ctx: &mut Ctx<'_>, failure: Failure) -> Run {
-        let Some(key) = self.upstream.take().map(|k| k as usize) else {
+        let Some(key) = self.upstream.take().map(UpKey::get) else {
             return self.fail(ctx, Status::BadGateway);
         };
         let backend = match ctx.upstreams.get_mut(key) {
@@ -1083,7 +1194,7 @@ impl Session {
                 return Err(Close);
             }
         }
-        let Some(key) = self.upstream.map(|k| k as usize) else {
+        let Some(key) = self.upstream.map(UpKey::get) else {
             return Ok(progress);
         };
         let Some(up) = ctx.upstreams.get_mut(key) else {
@@ -1148,7 +1259,7 @@ impl Session {
 
     /// The request body was malformed after the head went out.
     fn body_error(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Run {
-        if let Some(key) = self.upstream.take().map(|k| k as usize) {
+        if let Some(key) = self.upstream.take().map(UpKey::get) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
             }
@@ -1161,7 +1272,7 @@ impl Session {
 
     /// Response side: read the backend, parse heads, frame the body.
     fn backend_to_client(&mut self, ctx: &mut Ctx<'_>) -> Run {
-        let Some(key) = self.upstream.map(|k| k as usize) else {
+        let Some(key) = self.upstream.map(UpKey::get) else {
             return Ok(false);
         };
         let Some(up) = ctx.upstreams.get_mut(key) else {
@@ -1218,7 +1329,7 @@ impl Session {
     fn process_response(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
         let cookie_id = self
             .upstream
-            .and_then(|k| ctx.upstreams.get_mut(k as usize))
+            .and_then(|k| ctx.upstreams.get_mut(k.get()))
             .map_or(0, |up| up.backend.cookie_id);
         // bounded: a few interim (1xx) responses may precede the final one
         for round in 0..=MAX_ROUNDS {
@@ -1233,11 +1344,11 @@ impl Session {
                 return Ok(());
             };
             let unframed = &buf.bytes()[self.resp_ready..];
-            let end = match request::find_head_end(unframed, self.resp_scan as usize) {
+            let end = match request::find_head_end(unframed, self.scan as usize) {
                 Ok(Some(end)) => end,
                 Ok(None) if buf.is_full() => return self.bad_response(ctx),
                 Ok(None) => {
-                    self.resp_scan = unframed.len() as u32;
+                    self.scan = unframed.len() as u32;
                     return Ok(());
                 }
                 Err(_) => return self.bad_response(ctx),
@@ -1261,7 +1372,7 @@ impl Session {
             let Ok((head, len)) = response::rewrite(&unframed[..end], &ex, ctx.scratch) else {
                 return self.bad_response(ctx);
             };
-            self.resp_scan = 0;
+            self.scan = 0;
             if head.interim {
                 self.ex.interims = self.ex.interims.saturating_add(1);
             }
@@ -1274,15 +1385,16 @@ impl Session {
                 return self.bad_response(ctx);
             }
             self.resp_ready += ctx.scratch.len();
+            if let Some(e) = self.log.as_mut() {
+                e.head_out += ctx.scratch.len() as u64;
+                e.status = head.status;
+            }
             if head.interim {
                 continue;
             }
             self.ex.committed = true;
             ctx.stats.response(head.status);
-            if let Some(up) = self
-                .upstream
-                .and_then(|k| ctx.upstreams.get_mut(k as usize))
-            {
+            if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
                 let ms = (crate::balancer::clock_ms(ctx.now) as u32).wrapping_sub(self.ex.sent_ms);
                 up.backend.answered_in(u64::from(ms));
             }
@@ -1369,7 +1481,7 @@ impl Session {
             self.ex.keep_client = false;
             return Ok(true);
         }
-        if let Some(key) = self.upstream.map(|k| k as usize) {
+        if let Some(key) = self.upstream.map(UpKey::get) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 ctx.balancer.failed(&up.backend, ctx.now);
             }
@@ -1394,12 +1506,12 @@ impl Session {
             bufs.put(b);
         }
         self.resp_ready = 0;
-        self.resp_scan = 0;
+        self.scan = 0;
     }
 
     /// Answers the current request with a status of ferrule's own.
     pub fn fail(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Run {
-        if let Some(key) = self.upstream.take().map(|k| k as usize) {
+        if let Some(key) = self.upstream.take().map(UpKey::get) {
             if let Some(up) = ctx.upstreams.get_mut(key) {
                 up.backend.end_request();
             }
@@ -1413,7 +1525,7 @@ impl Session {
         if let Some(buf) = self.resp.as_mut() {
             buf.truncate_back(buf.len() - self.resp_ready);
         }
-        self.resp_scan = 0;
+        self.scan = 0;
         // keep the connection only when the request was read whole and the client wants it
         let keep = self.ex.keep_alive
             && self.req_body.is_done()
@@ -1422,6 +1534,17 @@ impl Session {
             && !self.c_eof;
         let head = self.ex.method == Method::Head;
         errors::canned(status, keep, head, ctx.scratch);
+        if self.log.is_none() {
+            // a head refused before it was parsed, or a timeout waiting for it
+            self.log = ctx.access_log.entry(self.peer, ctx.now);
+        }
+        if let Some(e) = self.log.as_mut() {
+            e.status = status.code();
+            e.head_out += request::find_head_end(ctx.scratch, 0)
+                .ok()
+                .flatten()
+                .unwrap_or(ctx.scratch.len()) as u64;
+        }
         let buf = self.resp.get_or_insert_with(|| ctx.bufs.get());
         if buf.push(ctx.scratch) < ctx.scratch.len() {
             return Err(Close);
@@ -1441,11 +1564,14 @@ impl Session {
     /// Gives the backend connection back: to the idle pool when the exchange left it clean (the
     /// whole request sent, the whole response read, keep-alive on both ends), else closed.
     fn release_upstream(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(key) = self.upstream.take().map(|k| k as usize) else {
+        let Some(key) = self.upstream.take().map(UpKey::get) else {
             return;
         };
         if let Some(up) = ctx.upstreams.get_mut(key) {
             up.backend.end_request();
+        }
+        if let Some(e) = self.log.as_mut() {
+            e.upstream_ended = Some(ctx.now);
         }
         let request_done = self.req_body.is_done() && self.req_sent == self.req_ready;
         ctx.upstreams
@@ -1454,6 +1580,7 @@ impl Session {
 
     fn finish_exchange(&mut self, ctx: &mut Ctx<'_>) -> Result<(), Close> {
         self.release_upstream(ctx);
+        self.log_done(ctx);
         if !self.req_body.is_done() {
             // the rest of the request body was never read: do not read it as a request
             return self.start_drain(ctx);
@@ -1483,7 +1610,7 @@ impl Session {
         self.phase = Phase::ReadHead;
         self.head_started = false;
         self.head_line_seen = false;
-        self.req_scan = 0;
+        self.scan = 0;
         self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
         Ok(())
     }
@@ -1499,7 +1626,7 @@ impl Session {
     }
 
     fn tunnel(&mut self, ctx: &mut Ctx<'_>) -> Run {
-        let Some(key) = self.upstream.map(|k| k as usize) else {
+        let Some(key) = self.upstream.map(UpKey::get) else {
             return Err(Close);
         };
         let mut progress = false;

@@ -200,6 +200,17 @@ impl Transport {
         }
     }
 
+    /// The server name the client asked for (SNI), on a server-side TLS connection.
+    pub fn sni(&self) -> Option<&str> {
+        match self {
+            Transport::Tls(t) => match &t.conn {
+                Connection::Server(c) => c.server_name(),
+                Connection::Client(_) => None,
+            },
+            Transport::Plain(_) => None,
+        }
+    }
+
     /// Reads what is available into the room at the tail of `buf`.
     pub fn read_into(&mut self, buf: &mut Buf) -> Got {
         match self {

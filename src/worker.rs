@@ -72,6 +72,8 @@ pub struct Shared {
     pub backend_keepalive_timeout: Duration,
     /// Clients arrive over TLS, with this configuration (its certificates can be swapped live).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The proxy's access log (the same one across reloads).
+    pub access_log: Arc<crate::access_log::AccessLog>,
 }
 
 /// Where control messages to one worker go: its channel and its waker. Cheap to clone (the admin
@@ -166,6 +168,7 @@ pub fn spawn(
         sweep_armed: false,
         draining: None,
         next_id: 0,
+        ids: crate::access_log::RequestIds::new(),
         now,
         stats: Arc::clone(&stats),
         rx,
@@ -231,6 +234,7 @@ struct Core {
     /// Shutting down: the deadline for force-closing.
     draining: Option<Instant>,
     next_id: u32,
+    ids: crate::access_log::RequestIds,
     now: Instant,
     stats: Arc<WorkerStats>,
     rx: Receiver<Control>,
@@ -336,6 +340,8 @@ impl Core {
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
+            access_log: &self.shared.access_log,
+            ids: &mut self.ids,
         };
         (session, ctx)
     }

@@ -96,6 +96,10 @@ pub(super) fn stats(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
     let backends = backends::all(admin);
     let requests: u64 = backends.iter().map(|b| b.total_requests()).sum();
     body.insert("backend_requests".into(), json!(requests));
+    body.insert(
+        "access_log_dropped".into(),
+        json!(admin.state.live.access_log().dropped()),
+    );
     body.insert("workers".into(), Value::Array(workers));
     Ok(Response::json(200, &Value::Object(body)))
 }
@@ -246,6 +250,12 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         "counter",
         "Client TLS handshakes that failed.",
         totals.tls_failures,
+    );
+    t.single(
+        "ferrule_access_log_dropped_total",
+        "counter",
+        "Access log lines not written: the writer's queue was full, or the output failed.",
+        admin.state.live.access_log().dropped(),
     );
 
     let all = backends::all(admin);

@@ -225,6 +225,10 @@ static ROUTES: &[Route] = &[
         path: "/reload",
         ops: &[("POST", reload::post)],
     },
+    Route {
+        path: "/reopen-logs",
+        ops: &[("POST", reopen_logs)],
+    },
 ];
 
 /// Every `(method, path)` the router serves, paths as the OpenAPI document writes them.
@@ -376,6 +380,21 @@ fn reload_certs(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
         Err(e) => {
             log::warn!("certificate reload refused, the old certificates stay: {e}");
             Err(ApiError::bad(e.to_string()))
+        }
+    }
+}
+
+/// Opens the access log file again by its name (as `SIGUSR1` does), for logrotate.
+fn reopen_logs(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
+    let log = admin.state.live.access_log();
+    match log.reopen() {
+        Ok(()) => {
+            log::info!("access log reopened");
+            Ok(Response::json(200, &json!({"reopened": true})))
+        }
+        Err(e) => {
+            log::warn!("{e}");
+            Err(ApiError::new(500, e))
         }
     }
 }

@@ -36,6 +36,7 @@ pub(super) fn document() -> Value {
             "/openapi.json": {"get": openapi()},
             "/reload-certs": {"post": reload_certs()},
             "/reload": {"post": reload()},
+            "/reopen-logs": {"post": reopen_logs()},
         },
     })
 }
@@ -220,6 +221,25 @@ fn reload_certs() -> Value {
             "400": error("a file does not load: the old certificates stay"),
             "401": unauthorized(),
             "409": error("ssl.enabled is false"),
+        },
+    })
+}
+
+fn reopen_logs() -> Value {
+    json!({
+        "operationId": "reopenLogs",
+        "summary": "Opens the access log file again by its name (as SIGUSR1 does), after logrotate moved it",
+        "responses": {
+            "200": {
+                "description": "reopened (nothing to do when the log is stdout, stderr or off)",
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["reopened"],
+                    "properties": {"reopened": {"type": "boolean"}},
+                }}},
+            },
+            "401": unauthorized(),
+            "500": error("the file cannot be opened: lines go on to the old file"),
         },
     })
 }
@@ -446,9 +466,10 @@ fn stats_schema(total: bool) -> Value {
         "tls_handshake_failures": integer(),
     });
     let extra = if total {
-        required.extend(["backend_requests", "workers"]);
+        required.extend(["backend_requests", "access_log_dropped", "workers"]);
         json!({
             "backend_requests": {"type": "integer", "minimum": 0, "description": "requests sent to backends (retries included)"},
+            "access_log_dropped": {"type": "integer", "minimum": 0, "description": "access log lines not written (queue full, or output failing)"},
             "workers": {"type": "array", "items": schema("WorkerStats")},
         })
     } else {

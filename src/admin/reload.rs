@@ -58,6 +58,11 @@ impl Live {
         }
     }
 
+    /// The access log (one for the proxy's life; a reload changes its target and format).
+    pub fn access_log(&self) -> Arc<crate::access_log::AccessLog> {
+        Arc::clone(&self.shared.lock().access_log)
+    }
+
     /// Stops the health and DNS threads (at shutdown).
     pub fn stop_threads(&self) {
         if let Some(mut h) = self.health.lock().take() {
@@ -146,6 +151,7 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
             Arc::clone(balancer),
             current.tls.clone(),
             budget.idle_per_worker,
+            Arc::clone(&current.access_log),
         ));
         *current = Arc::clone(&shared);
         shared
@@ -156,6 +162,20 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     let mut changes = key_changes(&old, &new);
     *running = new.clone();
     drop(running);
+
+    // logging: the access log's target and format, the level (unless RUST_LOG says otherwise)
+    if (&old.access_log, old.access_log_format) != (&new.access_log, new.access_log_format) {
+        if let Err(e) = state
+            .live
+            .access_log()
+            .configure(&new.access_log, new.access_log_format)
+        {
+            let w = format!("access_log: {e}: lines go on to {:?}", old.access_log);
+            log::warn!("{w}");
+            warnings.push(w);
+        }
+    }
+    crate::logging::set_level(new.log_level.0);
 
     // the threads, once the config is unlocked (stopping the DNS thread waits for its round,
     // which may need the config)

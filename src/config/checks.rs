@@ -141,6 +141,11 @@ impl Config {
                 check_file(&format!("backends[{i}].ca_file"), file)?;
             }
         }
+        if let super::AccessLogTarget::File(path) = &self.access_log {
+            // opened for appending (created if missing), as the proxy will
+            crate::access_log::open_file(path)
+                .map_err(|e| invalid("access_log", format!("cannot open {path:?}: {e}")))?;
+        }
         Ok(())
     }
 

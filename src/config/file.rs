@@ -22,8 +22,9 @@ use super::backend::{self, BackendFile, BackendSpec};
 use super::de::expected;
 use super::duration::{Dur, Interval, Lifetime, Timeout};
 use super::{
-    default_workers, invalid, CertificateFiles, Config, ConfigError, HashKey, HealthCheckMethod,
-    SslConfig, StatusSet, StickyMode, Strategy, NO_BACKEND_TLS,
+    default_workers, invalid, AccessLogFormat, AccessLogTarget, CertificateFiles, Config,
+    ConfigError, HashKey, HealthCheckMethod, LogLevel, SslConfig, StatusSet, StickyMode, Strategy,
+    NO_BACKEND_TLS,
 };
 
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
@@ -94,6 +95,10 @@ pub(super) struct ConfigFile {
     sticky_max_entries: Option<Int<usize, 1, 10_000_000>>,
     sticky_cookie_name: Option<CookieName>,
     sticky_cookie_strip: Option<bool>,
+    log_level: Option<LogLevel>,
+    access_log: Option<AccessLogFile>,
+    access_log_format: Option<AccessLogFormat>,
+    request_id: Option<bool>,
     ssl: Option<SslFile>,
 }
 
@@ -221,6 +226,10 @@ impl ConfigFile {
             sticky_max_entries,
             sticky_cookie_name,
             sticky_cookie_strip,
+            log_level,
+            access_log,
+            access_log_format,
+            request_id,
             ssl,
         } = self;
         let (specs, backend_tls) = backend::specs(backends.unwrap_or_default())?;
@@ -287,6 +296,10 @@ impl ConfigFile {
             proxy_protocol: proxy_protocol.unwrap_or(false),
             max_conns: max_conns.map_or(0, Int::get),
             queue_timeout: queue_timeout.map_or(secs(5), Dur::get),
+            log_level: log_level.unwrap_or(LogLevel(log::LevelFilter::Info)),
+            access_log: access_log.map_or(AccessLogTarget::Stdout, |a| a.0),
+            access_log_format: access_log_format.unwrap_or(AccessLogFormat::Combined),
+            request_id: request_id.unwrap_or(true),
             ssl: ssl.unwrap_or_default().into_ssl_config()?,
         };
         Ok((config, specs))
@@ -386,6 +399,10 @@ impl From<Config> for ConfigFile {
             sticky_max_entries,
             sticky_cookie_name,
             sticky_cookie_strip,
+            log_level,
+            access_log,
+            access_log_format,
+            request_id,
             ssl,
         } = config;
         ConfigFile {
@@ -452,6 +469,10 @@ impl From<Config> for ConfigFile {
             sticky_max_entries: Some(Int(sticky_max_entries)),
             sticky_cookie_name: Some(CookieName(sticky_cookie_name)),
             sticky_cookie_strip: Some(sticky_cookie_strip),
+            log_level: Some(log_level),
+            access_log: Some(AccessLogFile(access_log)),
+            access_log_format: Some(access_log_format),
+            request_id: Some(request_id),
             ssl: Some(SslFile {
                 enabled: Some(ssl.enabled),
                 cert_file: Some(ssl.cert_file),
@@ -619,6 +640,48 @@ impl Serialize for UpgradeSocket {
         match &self.0 {
             Some(path) => serializer.serialize_str(path),
             None => serializer.serialize_bool(false),
+        }
+    }
+}
+
+/// `access_log`: `false` (none), `"stdout"`, `"stderr"` or a file path. Written back the same way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "Value")]
+pub(super) struct AccessLogFile(AccessLogTarget);
+
+impl TryFrom<Value> for AccessLogFile {
+    type Error = String;
+
+    fn try_from(value: Value) -> Result<Self, String> {
+        let target = match value {
+            Value::Bool(false) => AccessLogTarget::Off,
+            Value::String(s) if s == "stdout" => AccessLogTarget::Stdout,
+            Value::String(s) if s == "stderr" => AccessLogTarget::Stderr,
+            Value::String(s) if s.is_empty() => {
+                return Err("must not be empty (false for no access log)".into())
+            }
+            Value::String(s) if s.contains('\0') => {
+                return Err("the path contains a NUL byte".into())
+            }
+            Value::String(s) => AccessLogTarget::File(s),
+            other => {
+                return Err(expected(
+                    "false, \"stdout\", \"stderr\" or a file path",
+                    &other,
+                ))
+            }
+        };
+        Ok(AccessLogFile(target))
+    }
+}
+
+impl Serialize for AccessLogFile {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            AccessLogTarget::Off => serializer.serialize_bool(false),
+            AccessLogTarget::Stdout => serializer.serialize_str("stdout"),
+            AccessLogTarget::Stderr => serializer.serialize_str("stderr"),
+            AccessLogTarget::File(path) => serializer.serialize_str(path),
         }
     }
 }

@@ -214,6 +214,84 @@ impl From<StickyMode> for &'static str {
     }
 }
 
+/// Where the access log goes (`access_log`): `false`, `"stdout"` (the default), `"stderr"` or a
+/// file path (appended to, created if missing; reopened on `SIGUSR1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    Stderr,
+    File(String),
+}
+
+/// How access log lines are written (`access_log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum AccessLogFormat {
+    /// `combined`: Apache/nginx combined, then the backend, the upstream and the total time.
+    Combined,
+    /// `json`: one object per line, with the request id, bytes each way, TLS version and SNI.
+    Json,
+}
+
+impl AccessLogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            AccessLogFormat::Combined => "combined",
+            AccessLogFormat::Json => "json",
+        }
+    }
+}
+
+impl TryFrom<String> for AccessLogFormat {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "combined" => Ok(AccessLogFormat::Combined),
+            "json" => Ok(AccessLogFormat::Json),
+            _ => Err(format!(
+                "unknown access log format {name:?} (expected combined or json)"
+            )),
+        }
+    }
+}
+
+impl From<AccessLogFormat> for &'static str {
+    fn from(format: AccessLogFormat) -> Self {
+        format.name()
+    }
+}
+
+/// The level of ferrule's own log (`log_level`): `off`, `error`, `warn`, `info`, `debug` or
+/// `trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub struct LogLevel(pub log::LevelFilter);
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse::<log::LevelFilter>().map(LogLevel).map_err(|_| {
+            format!("unknown log level {name:?} (expected off, error, warn, info, debug or trace)")
+        })
+    }
+}
+
+impl From<LogLevel> for &'static str {
+    fn from(level: LogLevel) -> Self {
+        match level.0 {
+            log::LevelFilter::Off => "off",
+            log::LevelFilter::Error => "error",
+            log::LevelFilter::Warn => "warn",
+            log::LevelFilter::Info => "info",
+            log::LevelFilter::Debug => "debug",
+            log::LevelFilter::Trace => "trace",
+        }
+    }
+}
+
 /// Statuses a health check accepts (`health_check_expect`): a comma-separated list of codes
 /// (`200`), ranges (`200-299`) and classes (`2xx`); default `"2xx,3xx"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -546,6 +624,15 @@ pub struct Config {
     pub sticky_cookie_name: String,
     /// `sticky_cookie_strip`, default false: remove the cookie before the request goes on.
     pub sticky_cookie_strip: bool,
+    /// `log_level`, default `info` (`RUST_LOG`, when set, wins): the level of ferrule's own log.
+    pub log_level: LogLevel,
+    /// `access_log`, default `"stdout"`: where a line per request goes (`false`: nowhere).
+    pub access_log: AccessLogTarget,
+    /// `access_log_format`, default `combined`.
+    pub access_log_format: AccessLogFormat,
+    /// `request_id`, default true: a request without `X-Request-Id` gets one (a request that
+    /// has one keeps it); either way it is logged with the request.
+    pub request_id: bool,
     pub ssl: SslConfig,
 }
 

@@ -18,6 +18,10 @@ pub enum Field {
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
+    /// Logged (access log) and, for `X-Request-Id`, added when absent; passed on unchanged.
+    Referer,
+    UserAgent,
+    XRequestId,
     Other,
 }
 
@@ -32,8 +36,11 @@ impl Field {
             6 if eq(b"cookie") => Field::Cookie,
             7 if eq(b"trailer") => Field::Trailer,
             7 if eq(b"upgrade") => Field::Upgrade,
+            7 if eq(b"referer") => Field::Referer,
             10 if eq(b"connection") => Field::Connection,
             10 if eq(b"keep-alive") => Field::KeepAlive,
+            10 if eq(b"user-agent") => Field::UserAgent,
+            12 if eq(b"x-request-id") => Field::XRequestId,
             14 if eq(b"content-length") => Field::ContentLength,
             15 if eq(b"x-forwarded-for") => Field::XForwardedFor,
             16 if eq(b"x-forwarded-host") => Field::XForwardedHost,

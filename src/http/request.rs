@@ -37,6 +37,22 @@ pub struct ClientInfo<'a> {
     pub strip_sticky_cookie: bool,
     /// Proxies whose `X-Forwarded-For` says who the client is.
     pub trusted: &'a crate::client_ip::TrustedProxies,
+    /// The `X-Request-Id` to add when the request has none (`None`: add nothing).
+    pub request_id: Option<&'a [u8]>,
+}
+
+/// The request's text as it came, for the access log: slices of the head given to
+/// [`rewrite_seen`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen<'a> {
+    pub method: &'a [u8],
+    pub target: &'a [u8],
+    /// The authority (`Host`, or an absolute-form target's).
+    pub host: &'a [u8],
+    pub referer: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
+    /// The request's own `X-Request-Id`, or the one added.
+    pub request_id: Option<&'a [u8]>,
 }
 
 /// Where a request's balancing key comes from (`hash_key`).
@@ -126,6 +142,16 @@ pub fn rewrite(
     client: &ClientInfo,
     out: &mut Vec<u8>,
 ) -> Result<Option<(RequestHead, usize)>, Reject> {
+    rewrite_seen(head, limits, client, out).map(|r| r.map(|(h, len, _)| (h, len)))
+}
+
+/// [`rewrite`], also returning the request's text as it came ([`Seen`]).
+pub fn rewrite_seen<'a>(
+    head: &'a [u8],
+    limits: &Limits,
+    client: &ClientInfo<'a>,
+    out: &mut Vec<u8>,
+) -> Result<Option<(RequestHead, usize, Seen<'a>)>, Reject> {
     if head.len() > limits.max_head {
         return Err(Reject(Status::HeaderFieldsTooLarge));
     }
@@ -168,6 +194,11 @@ pub fn rewrite(
     let mut xff = 0;
     let mut key = None;
     let mut sticky = None;
+    let mut seen = Seen {
+        method: method_str.as_bytes(),
+        target: target.as_bytes(),
+        ..Seen::default()
+    };
     let mut kinds = [Field::Other; MAX_HEADERS];
     for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
         *kind = Field::of(f.name.as_bytes());
@@ -203,6 +234,11 @@ pub fn rewrite(
             Field::Connection => conn.add(f.value),
             Field::Upgrade => upgrade_field = true,
             Field::XForwardedFor => xff += 1,
+            Field::Referer => seen.referer = Some(headers::trim(f.value)),
+            Field::UserAgent => seen.user_agent = Some(headers::trim(f.value)),
+            Field::XRequestId if seen.request_id.is_none() => {
+                seen.request_id = Some(headers::trim(f.value));
+            }
             _ => {}
         }
     }
@@ -272,9 +308,12 @@ pub fn rewrite(
                 Some(name) => headers::cookie(f.value, name).is_none(),
                 None => true,
             },
-            Field::Expect | Field::Cookie | Field::Other => {
-                !(conn.names_fields && headers::named_by_connection(fields, f.name))
-            }
+            Field::Expect
+            | Field::Cookie
+            | Field::Referer
+            | Field::UserAgent
+            | Field::XRequestId
+            | Field::Other => !(conn.names_fields && headers::named_by_connection(fields, f.name)),
             Field::Upgrade => upgrade,
             // Content-Length and Transfer-Encoding are written once, normalised, below; the
             // others are hop-by-hop or ferrule's own to set
@@ -330,7 +369,12 @@ pub fn rewrite(
     if !host.is_empty() {
         put_field(out, b"X-Forwarded-Host", host);
     }
+    if let (None, Some(id)) = (seen.request_id, client.request_id) {
+        put_field(out, b"X-Request-Id", id);
+        seen.request_id = Some(id);
+    }
     out.extend_from_slice(b"\r\n");
+    seen.host = host;
 
     let head = RequestHead {
         method,
@@ -343,7 +387,7 @@ pub fn rewrite(
         sticky,
         client: forwarded_client(fields, &kinds, client),
     };
-    Ok(Some((head, len)))
+    Ok(Some((head, len, seen)))
 }
 
 /// The client behind a trusted peer: the right-most untrusted address of `X-Forwarded-For`
@@ -542,6 +586,7 @@ mod tests {
         sticky_cookie: None,
         strip_sticky_cookie: false,
         trusted: &crate::client_ip::TrustedProxies::EMPTY,
+        request_id: None,
     };
 
     fn go(head: &str) -> Result<(RequestHead, String), Reject> {

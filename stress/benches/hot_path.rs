@@ -61,6 +61,8 @@ fn heads(c: &mut Criterion) {
         sticky_cookie: None,
         strip_sticky_cookie: false,
         trusted: &ferrule::client_ip::TrustedProxies::EMPTY,
+        // as a default config runs: the request has no id, so one is added
+        request_id: Some(b"4f1c2e9a0b7d6c5e8a9b0c1d2e3f4a5b"),
     };
     let mut out = Vec::with_capacity(1024);
 

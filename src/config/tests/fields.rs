@@ -11,7 +11,8 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strat
      health_check_frequency, health_check_method, health_check_path, health_check_timeout, \
      health_check_expect, health_check_rise, health_check_fall, max_fails, fail_timeout, fail_open, \
      admin_token, enable_sticky_sessions, \
-     sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, ssl";
+     sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, \
+     log_level, access_log, access_log_format, request_id, ssl";
 
 #[test]
 fn duration_fields_name_the_field() {

@@ -115,6 +115,10 @@ fn defaults() -> Config {
         sticky_max_entries: 100_000,
         sticky_cookie_name: "FERRULE_BACKEND".into(),
         sticky_cookie_strip: false,
+        log_level: LogLevel(log::LevelFilter::Info),
+        access_log: AccessLogTarget::Stdout,
+        access_log_format: AccessLogFormat::Combined,
+        request_id: true,
         ssl: SslConfig {
             enabled: false,
             cert_file: String::new(),

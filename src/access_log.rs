@@ -1,0 +1,812 @@
+//! The access log: the record a worker fills for each request ([`Entry`]), the two line formats
+//! (`combined` and `json`, with their escaping), and the writer thread.
+//!
+//! A worker never waits on output and never allocates for a record in steady state: it takes an
+//! [`Entry`] from a free list (entries come back from the writer once written), copies the raw
+//! request fields into it (method, target, `Host`, `Referer`, `User-Agent`, request id, SNI),
+//! fills in the numbers as the exchange runs, and hands it to the writer through a bounded
+//! channel with `try_send`. When the channel is full the line is dropped and counted
+//! ([`AccessLog::dropped`], in `/stats` and `/metrics`). All formatting and escaping happen on the
+//! writer thread, which batches lines into one `write` while more are queued.
+//!
+//! Client-controlled text is escaped so that a line can never be split or forged: in `combined`
+//! every `"`, `\`, control byte and non-ASCII byte becomes `\xHH` (as nginx does), so the line is
+//! plain ASCII; in `json` strings get JSON's escapes (`\"`, `\\`, `\u00HH` for control
+//! characters), valid UTF-8 stays as it is and bytes that are not UTF-8 become U+FFFD.
+//!
+//! The file is opened for appending; [`AccessLog::reopen`] (on `SIGUSR1` and `POST
+//! /reopen-logs`) opens it again by name, for logrotate. A failing write is reported once, its
+//! lines counted as dropped, and the file reopened and tried again at most once a second until it
+//! works; it is never fatal. A reload changes the target and format in place
+//! ([`AccessLog::configure`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::{AccessLogFormat, AccessLogTarget};
+
+/// Lines waiting for the writer before new ones are dropped.
+const QUEUE: usize = 8192;
+/// Written entries kept for the workers to reuse (beyond this they are freed).
+const FREE: usize = 4096;
+/// A field longer than this is cut (a request target is already limited by `max_uri_length`).
+const FIELD_MAX: usize = 4096;
+/// The writer writes once this much is batched, or when nothing more is queued.
+const BATCH: usize = 64 * 1024;
+/// A failing file is reopened and tried again at most this often.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The text fields of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    Method,
+    Target,
+    Host,
+    Referer,
+    UserAgent,
+    RequestId,
+    Sni,
+}
+
+const TEXTS: usize = 7;
+
+/// What a line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A request (or a request head that was refused).
+    Request,
+    /// A client's TLS handshake failed or timed out: the connection closed without a request.
+    TlsHandshakeFailed,
+}
+
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::Request => "request",
+            Event::TlsHandshakeFailed => "tls_handshake_failed",
+        }
+    }
+}
+
+/// One line's worth of facts, filled by a worker. Reused: [`Entry::reset`] keeps the text
+/// buffer's memory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    text: Vec<u8>,
+    /// `(start, end)` in `text` of each [`Text`] field; `(0, 0)`: absent.
+    spans: [(u32, u32); TEXTS],
+    pub event: Event,
+    pub peer: IpAddr,
+    pub http10: bool,
+    /// The status sent to the client (0: none was).
+    pub status: u16,
+    /// When the request head was complete (or the event happened).
+    pub started: Instant,
+    /// When the exchange ended.
+    pub ended: Instant,
+    /// When the request went to the backend of the last attempt, and when its whole response
+    /// was in (`None`: no backend was reached, or it never finished).
+    pub upstream_started: Option<Instant>,
+    pub upstream_ended: Option<Instant>,
+    pub backend: Option<SocketAddr>,
+    /// Bytes read from and written to the client for this exchange (TLS: plaintext).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Of `bytes_out`, the response head's bytes (the rest is the body).
+    pub head_out: u64,
+    /// The client connection's TLS version (`TLSv1.3`), when TLS.
+    pub tls: Option<&'static str>,
+}
+
+impl Entry {
+    pub fn new(now: Instant) -> Entry {
+        Entry {
+            text: Vec::with_capacity(256),
+            spans: [(0, 0); TEXTS],
+            event: Event::Request,
+            peer: IpAddr::from([0, 0, 0, 0]),
+            http10: false,
+            status: 0,
+            started: now,
+            ended: now,
+            upstream_started: None,
+            upstream_ended: None,
+            backend: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            head_out: 0,
+            tls: None,
+        }
+    }
+
+    /// Forgets everything but the text buffer's memory.
+    pub fn reset(&mut self, peer: IpAddr, now: Instant) {
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        *self = Entry {
+            text,
+            peer,
+            ..Entry::new(now)
+        };
+    }
+
+    /// Sets a text field (at most `FIELD_MAX` bytes of it). Each field is set at most once.
+    pub fn set(&mut self, field: Text, value: &[u8]) {
+        let value = value.get(..FIELD_MAX).unwrap_or(value);
+        let start = self.text.len();
+        self.text.extend_from_slice(value);
+        if let (Ok(s), Ok(e)) = (u32::try_from(start), u32::try_from(self.text.len())) {
+            self.spans[field as usize] = (s, e);
+        }
+    }
+
+    /// A text field, `None` when it was not set.
+    pub fn get(&self, field: Text) -> Option<&[u8]> {
+        let (s, e) = self.spans[field as usize];
+        (e > s)
+            .then(|| self.text.get(s as usize..e as usize))
+            .flatten()
+    }
+}
+
+/// Messages to the writer thread.
+enum Msg {
+    Line(Box<Entry>),
+    Configure(Output, AccessLogFormat),
+    Reopen(Sender<Result<(), String>>),
+    Flush(Sender<()>),
+    Stop,
+}
+
+/// The access log of one proxy: what workers use to log, and the writer thread behind it.
+pub struct AccessLog {
+    enabled: AtomicBool,
+    tx: Sender<Msg>,
+    free: Receiver<Box<Entry>>,
+    free_tx: Sender<Box<Entry>>,
+    dropped: Arc<AtomicU64>,
+    thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AccessLog {
+    /// Opens `target` and starts the writer thread.
+    pub fn start(target: &AccessLogTarget, format: AccessLogFormat) -> io::Result<Arc<AccessLog>> {
+        let output = Output::open(target)?;
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let (free_tx, free) = crossbeam_channel::bounded(FREE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
+            output,
+            format,
+            free: free_tx.clone(),
+            dropped: Arc::clone(&dropped),
+            failing: None,
+            clock: Clock::new(),
+            batch: Vec::with_capacity(BATCH + 4096),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ferrule-access".into())
+            .spawn(move || writer.run(&rx))?;
+        Ok(Arc::new(AccessLog {
+            enabled: AtomicBool::new(*target != AccessLogTarget::Off),
+            tx,
+            free,
+            free_tx,
+            dropped,
+            thread: parking_lot::Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// Whether requests are logged at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// An entry to fill for a request of `peer`, or `None` when the log is off. Reuses a written
+    /// entry when one is free, so steady traffic allocates nothing.
+    pub fn entry(&self, peer: IpAddr, now: Instant) -> Option<Box<Entry>> {
+        if !self.enabled() {
+            return None;
+        }
+        Some(match self.free.try_recv() {
+            Ok(mut e) => {
+                e.reset(peer, now);
+                e
+            }
+            Err(_) => {
+                let mut e = Box::new(Entry::new(now));
+                e.peer = peer;
+                e
+            }
+        })
+    }
+
+    /// Hands a filled entry to the writer; never blocks. A full queue drops (and counts) it.
+    pub fn submit(&self, entry: Box<Entry>) {
+        match self.tx.try_send(Msg::Line(entry)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Msg::Line(e)) | TrySendError::Disconnected(Msg::Line(e))) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                let _ = self.free_tx.try_send(e);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Lines not written since start: the queue was full, or the output failed.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Switches to `target` and `format` (a reload). The new file is opened here, so an error
+    /// leaves the old output in place.
+    pub fn configure(&self, target: &AccessLogTarget, format: AccessLogFormat) -> io::Result<()> {
+        let output = Output::open(target)?;
+        self.enabled
+            .store(*target != AccessLogTarget::Off, Ordering::Relaxed);
+        self.tx
+            .send_timeout(Msg::Configure(output, format), Duration::from_secs(5))
+            .map_err(|_| io::Error::other("the access log writer does not answer"))
+    }
+
+    /// Opens the file again by its name (after logrotate moved it). Waits for the writer's
+    /// answer (what is queued before is written to the old file).
+    pub fn reopen(&self) -> Result<(), String> {
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send_timeout(Msg::Reopen(done_tx), Duration::from_secs(5))
+            .map_err(|_| "the access log writer does not answer".to_string())?;
+        done_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "the access log writer does not answer".to_string())?
+    }
+
+    /// Waits (at most about a second) until everything queued so far is written.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        if self
+            .tx
+            .send_timeout(Msg::Flush(done_tx), Duration::from_secs(1))
+            .is_ok()
+        {
+            let _ = done_rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Writes what is queued and stops the writer thread (the proxy stops).
+    pub fn stop(&self) {
+        let _ = self.tx.send_timeout(Msg::Stop, Duration::from_secs(1));
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Where lines go.
+enum Output {
+    Off,
+    Stdout,
+    Stderr,
+    File { path: String, file: Option<File> },
+}
+
+impl Output {
+    fn open(target: &AccessLogTarget) -> io::Result<Output> {
+        Ok(match target {
+            AccessLogTarget::Off => Output::Off,
+            AccessLogTarget::Stdout => Output::Stdout,
+            AccessLogTarget::Stderr => Output::Stderr,
+            AccessLogTarget::File(path) => Output::File {
+                file: Some(open_file(path)?),
+                path: path.clone(),
+            },
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Output::Off => "off",
+            Output::Stdout => "stdout",
+            Output::Stderr => "stderr",
+            Output::File { path, .. } => path,
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Off => Ok(()),
+            Output::Stdout => io::stdout().lock().write_all(bytes),
+            Output::Stderr => io::stderr().lock().write_all(bytes),
+            Output::File { file: Some(f), .. } => f.write_all(bytes),
+            Output::File { path, file: None } => {
+                let mut f = open_file(path)?;
+                let written = f.write_all(bytes);
+                *self = Output::File {
+                    path: std::mem::take(path),
+                    file: Some(f),
+                };
+                written
+            }
+        }
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        if let Output::File { path, file } = self {
+            *file = Some(open_file(path)?);
+        }
+        Ok(())
+    }
+}
+
+/// Opens an access log file for appending, creating it (mode 0640 less the umask) if needed.
+pub fn open_file(path: &str) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// The writer thread's state.
+struct Writer {
+    output: Output,
+    format: AccessLogFormat,
+    free: Sender<Box<Entry>>,
+    dropped: Arc<AtomicU64>,
+    /// The output fails (reported once): when it was last tried.
+    failing: Option<Instant>,
+    clock: Clock,
+    batch: Vec<u8>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &Receiver<Msg>) {
+        let mut lines = 0u64;
+        loop {
+            // block for the first message, then take what else is queued before writing
+            let msg = match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            };
+            let mut next = Some(msg);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Line(entry) => {
+                        self.format_line(&entry);
+                        lines += 1;
+                        let _ = self.free.try_send(entry);
+                        if self.batch.len() >= BATCH {
+                            self.write_batch(&mut lines);
+                        }
+                    }
+                    Msg::Configure(output, format) => {
+                        self.write_batch(&mut lines);
+                        self.output = output;
+                        self.format = format;
+                        self.failing = None;
+                    }
+                    Msg::Reopen(done) => {
+                        self.write_batch(&mut lines);
+                        let result = self.output.reopen().map_err(|e| {
+                            format!("cannot reopen access log {}: {e}", self.output.name())
+                        });
+                        if result.is_ok() {
+                            self.failing = None;
+                        }
+                        let _ = done.send(result);
+                    }
+                    Msg::Flush(done) => {
+                        self.write_batch(&mut lines);
+                        let _ = done.send(());
+                    }
+                    Msg::Stop => {
+                        self.write_batch(&mut lines);
+                        return;
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            self.write_batch(&mut lines);
+        }
+        self.write_batch(&mut lines);
+    }
+
+    fn format_line(&mut self, e: &Entry) {
+        let wall = self.clock.wall(e.ended);
+        match self.format {
+            AccessLogFormat::Combined => combined(e, wall, &mut self.batch),
+            AccessLogFormat::Json => json(e, wall, &mut self.batch),
+        }
+    }
+
+    /// Writes the batch of `lines` lines; on failure counts them as dropped, reports the first
+    /// failure of an episode, and lets go of the file so that a later batch opens it again (at
+    /// most once per `RETRY`; batches meanwhile are dropped and counted).
+    fn write_batch(&mut self, lines: &mut u64) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let wait = self
+            .failing
+            .is_some_and(|last| now.duration_since(last) < RETRY);
+        let result = if wait {
+            Err(None)
+        } else {
+            self.output.write_all(&self.batch).map_err(Some)
+        };
+        match result {
+            Ok(()) => {
+                if self.failing.take().is_some() {
+                    log::info!("access log {} is written again", self.output.name());
+                }
+            }
+            Err(error) => {
+                self.dropped.fetch_add(*lines, Ordering::Relaxed);
+                if let Some(e) = error {
+                    if self.failing.is_none() {
+                        log::warn!(
+                            "cannot write access log {}: {e}; its lines are dropped and counted until it can be written again",
+                            self.output.name()
+                        );
+                    }
+                    self.failing = Some(now);
+                    if let Output::File { file, .. } = &mut self.output {
+                        *file = None;
+                    }
+                }
+            }
+        }
+        self.batch.clear();
+        *lines = 0;
+    }
+}
+
+/// Turns the workers' monotonic instants into wall-clock time (one reading, taken at start).
+struct Clock {
+    instant: Instant,
+    system: SystemTime,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch at `at`.
+    fn wall(&self, at: Instant) -> u64 {
+        let base = self
+            .system
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        match at.checked_duration_since(self.instant) {
+            Some(d) => base.saturating_add(d.as_millis() as u64),
+            None => base.saturating_sub(self.instant.duration_since(at).as_millis() as u64),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ formats
+
+/// `remote - - [time] "request" status body_bytes "referer" "user_agent" backend upstream_time
+/// total_time "request_id"`: nginx's combined, then the backend address (`-`: none), the
+/// upstream response time and the total time in seconds, and the request id.
+pub fn combined(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
+    let _ = write!(out, "{} - - [", e.peer);
+    clf_time(wall_ms, out);
+    out.extend_from_slice(b"] \"");
+    match (e.event, e.get(Text::Method)) {
+        (Event::TlsHandshakeFailed, _) => out.extend_from_slice(b"-"),
+        (Event::Request, None) => out.extend_from_slice(b"-"),
+        (Event::Request, Some(method)) => {
+            escape_clf(method, out);
+            out.push(b' ');
+            escape_clf(e.get(Text::Target).unwrap_or(b"-"), out);
+            out.extend_from_slice(if e.http10 { b" HTTP/1.0" } else { b" HTTP/1.1" });
+        }
+    }
+    let _ = write!(
+        out,
+        "\" {:03} {} \"",
+        e.status,
+        e.bytes_out.saturating_sub(e.head_out)
+    );
+    quoted_or_dash(e.get(Text::Referer), out);
+    out.extend_from_slice(b"\" \"");
+    quoted_or_dash(e.get(Text::UserAgent), out);
+    out.extend_from_slice(b"\" ");
+    match e.backend {
+        Some(addr) => {
+            let _ = write!(out, "{addr} ");
+        }
+        None => out.extend_from_slice(b"- "),
+    }
+    match upstream_time(e) {
+        Some(d) => seconds(d, out),
+        None => out.push(b'-'),
+    }
+    out.push(b' ');
+    seconds(e.ended.saturating_duration_since(e.started), out);
+    out.extend_from_slice(b" \"");
+    quoted_or_dash(e.get(Text::RequestId), out);
+    out.push(b'"');
+    if e.event != Event::Request {
+        out.push(b' ');
+        out.extend_from_slice(e.event.name().as_bytes());
+    }
+    out.push(b'\n');
+}
+
+/// One JSON object per line: the combined fields by name, plus the request id, bytes each way,
+/// TLS version and SNI (when TLS) and the event.
+pub fn json(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    iso_time(wall_ms, out);
+    let _ = write!(
+        out,
+        "\",\"event\":\"{}\",\"client\":\"{}\"",
+        e.event.name(),
+        e.peer
+    );
+    let text = |out: &mut Vec<u8>, key: &str, field: Text| {
+        if let Some(v) = e.get(field) {
+            let _ = write!(out, ",\"{key}\":\"");
+            escape_json(v, out);
+            out.push(b'"');
+        }
+    };
+    text(out, "method", Text::Method);
+    text(out, "target", Text::Target);
+    if e.event == Event::Request && e.get(Text::Method).is_some() {
+        out.extend_from_slice(if e.http10 {
+            b",\"protocol\":\"HTTP/1.0\""
+        } else {
+            b",\"protocol\":\"HTTP/1.1\""
+        });
+    }
+    text(out, "host", Text::Host);
+    let _ = write!(
+        out,
+        ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"body_bytes_out\":{}",
+        e.status,
+        e.bytes_in,
+        e.bytes_out,
+        e.bytes_out.saturating_sub(e.head_out)
+    );
+    text(out, "referer", Text::Referer);
+    text(out, "user_agent", Text::UserAgent);
+    text(out, "request_id", Text::RequestId);
+    if let Some(addr) = e.backend {
+        let _ = write!(out, ",\"backend\":\"{addr}\"");
+    }
+    if let Some(d) = upstream_time(e) {
+        out.extend_from_slice(b",\"upstream_time\":");
+        seconds(d, out);
+    }
+    out.extend_from_slice(b",\"total_time\":");
+    seconds(e.ended.saturating_duration_since(e.started), out);
+    if let Some(v) = e.tls {
+        let _ = write!(out, ",\"tls\":\"{v}\"");
+    }
+    text(out, "sni", Text::Sni);
+    out.extend_from_slice(b"}\n");
+}
+
+/// `TLSv1.3`, `TLSv1.2`: a TLS version as the logs of nginx and HAProxy name it.
+pub fn tls_name(v: rustls::ProtocolVersion) -> &'static str {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        _ => "TLS",
+    }
+}
+
+fn upstream_time(e: &Entry) -> Option<Duration> {
+    let start = e.upstream_started?;
+    Some(
+        e.upstream_ended
+            .unwrap_or(e.ended)
+            .saturating_duration_since(start),
+    )
+}
+
+fn quoted_or_dash(v: Option<&[u8]>, out: &mut Vec<u8>) {
+    match v {
+        Some(v) => escape_clf(v, out),
+        None => out.push(b'-'),
+    }
+}
+
+/// `1.234`: seconds with milliseconds.
+fn seconds(d: Duration, out: &mut Vec<u8>) {
+    let ms = d.as_millis();
+    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// nginx's escaping of logged variables: `"`, `\`, control and non-ASCII bytes become `\xHH`.
+pub fn escape_clf(v: &[u8], out: &mut Vec<u8>) {
+    for &b in v {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+/// A JSON string's contents: `"` and `\` escaped, control characters as `\u00HH`, valid UTF-8 as
+/// it is, and each byte that is not UTF-8 as U+FFFD.
+pub fn escape_json(mut v: &[u8], out: &mut Vec<u8>) {
+    // bounded: every round consumes at least one byte, or ends
+    while !v.is_empty() {
+        match std::str::from_utf8(v) {
+            Ok(s) => {
+                s.chars().for_each(|c| json_char(c, out));
+                return;
+            }
+            Err(e) => {
+                let (good, bad) = v.split_at(e.valid_up_to());
+                if let Ok(s) = std::str::from_utf8(good) {
+                    s.chars().for_each(|c| json_char(c, out));
+                }
+                out.extend_from_slice("\u{fffd}".as_bytes());
+                let skip = e.error_len().unwrap_or(bad.len()).max(1);
+                v = bad.get(skip..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+fn json_char(c: char, out: &mut Vec<u8>) {
+    match c {
+        '"' => out.extend_from_slice(b"\\\""),
+        '\\' => out.extend_from_slice(b"\\\\"),
+        '\n' => out.extend_from_slice(b"\\n"),
+        '\r' => out.extend_from_slice(b"\\r"),
+        '\t' => out.extend_from_slice(b"\\t"),
+        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+            let b = c as u8;
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+        c => {
+            let mut utf8 = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        }
+    }
+}
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+struct Parts {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    milli: u64,
+}
+
+fn parts(wall_ms: u64) -> Parts {
+    let secs = wall_ms / 1000;
+    let (year, month, day) = civil((secs / 86_400) as i64);
+    let in_day = secs % 86_400;
+    Parts {
+        year,
+        month,
+        day,
+        hour: in_day / 3600,
+        minute: in_day / 60 % 60,
+        second: in_day % 60,
+        milli: wall_ms % 1000,
+    }
+}
+
+/// `02/Dec/2026:12:39:41 +0000` (always UTC).
+fn clf_time(wall_ms: u64, out: &mut Vec<u8>) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let p = parts(wall_ms);
+    let month = MONTHS
+        .get(p.month.saturating_sub(1) as usize)
+        .unwrap_or(&"Jan");
+    let _ = write!(
+        out,
+        "{:02}/{month}/{}:{:02}:{:02}:{:02} +0000",
+        p.day, p.year, p.hour, p.minute, p.second
+    );
+}
+
+/// `2026-12-02T12:39:41.123Z`.
+fn iso_time(wall_ms: u64, out: &mut Vec<u8>) {
+    let p = parts(wall_ms);
+    let _ = write!(
+        out,
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        p.year, p.month, p.day, p.hour, p.minute, p.second, p.milli
+    );
+}
+
+// ------------------------------------------------------------------------------ request ids
+
+/// Request ids of one worker: 32 hex digits, unique in the process (a counter through a
+/// bijective mix) and, with the random seed, across processes.
+pub struct RequestIds {
+    seed: u64,
+    next: u64,
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        use std::hash::{BuildHasher, Hasher};
+        // a fresh random key per RandomState: a different seed per worker and process
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(u64::from(std::process::id()));
+        RequestIds {
+            seed: h.finish(),
+            next: 0,
+        }
+    }
+
+    /// The next id, written into `out`.
+    pub fn next(&mut self, out: &mut [u8; 32]) {
+        self.next = self.next.wrapping_add(1);
+        let hi = mix(self.seed);
+        let lo = mix(self.next ^ self.seed.rotate_left(32));
+        for (i, byte) in out.iter_mut().enumerate() {
+            let word = if i < 16 { hi } else { lo };
+            let shift = 60 - 4 * (i % 16);
+            *byte = b"0123456789abcdef"[((word >> shift) & 15) as usize];
+        }
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
+/// splitmix64's finaliser: a bijection on u64.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests;

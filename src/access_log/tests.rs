@@ -1,0 +1,289 @@
+//! Unit tests of the access log's formats, escaping, clock and request ids.
+
+use super::*;
+
+fn entry() -> Entry {
+    let start = Instant::now();
+    let mut e = Entry::new(start);
+    e.peer = "192.0.2.7".parse().unwrap();
+    e.set(Text::Method, b"GET");
+    e.set(Text::Target, b"/index.html?q=1");
+    e.set(Text::Host, b"example.com");
+    e.set(Text::Referer, b"https://ref.example/");
+    e.set(Text::UserAgent, b"curl/8.5");
+    e.set(Text::RequestId, b"0123456789abcdef0123456789abcdef");
+    e.status = 200;
+    e.bytes_in = 80;
+    e.bytes_out = 150;
+    e.head_out = 100;
+    e.backend = Some("127.0.0.1:9001".parse().unwrap());
+    e.upstream_started = Some(start + Duration::from_millis(1));
+    e.upstream_ended = Some(start + Duration::from_millis(13));
+    e.ended = start + Duration::from_millis(1234);
+    e
+}
+
+/// 2026-12-02 12:39:41.123 UTC
+const WALL: u64 = 1_796_215_181_123;
+
+fn line(f: fn(&Entry, u64, &mut Vec<u8>), e: &Entry) -> String {
+    let mut out = Vec::new();
+    f(e, WALL, &mut out);
+    String::from_utf8(out).expect("a line is UTF-8")
+}
+
+#[test]
+fn combined_is_nginx_combined_then_backend_times_and_id() {
+    assert_eq!(
+        line(combined, &entry()),
+        "192.0.2.7 - - [02/Dec/2026:12:39:41 +0000] \"GET /index.html?q=1 HTTP/1.1\" 200 50 \
+         \"https://ref.example/\" \"curl/8.5\" 127.0.0.1:9001 0.012 1.234 \
+         \"0123456789abcdef0123456789abcdef\"\n"
+    );
+}
+
+#[test]
+fn combined_without_request_fields_uses_dashes() {
+    let mut e = Entry::new(Instant::now());
+    e.peer = "::1".parse().unwrap();
+    e.status = 408;
+    e.http10 = true;
+    assert_eq!(
+        line(combined, &e),
+        "::1 - - [02/Dec/2026:12:39:41 +0000] \"-\" 408 0 \"-\" \"-\" - - 0.000 \"-\"\n"
+    );
+    e.event = Event::TlsHandshakeFailed;
+    e.status = 0;
+    assert!(line(combined, &e)
+        .ends_with("\"-\" 000 0 \"-\" \"-\" - - 0.000 \"-\" tls_handshake_failed\n"));
+}
+
+#[test]
+fn json_has_every_field_and_parses() {
+    let mut e = entry();
+    e.tls = Some("TLSv1.3");
+    e.set(Text::Sni, b"example.com");
+    let text = line(json, &e);
+    assert!(text.ends_with("}\n"));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(v["time"], "2026-12-02T12:39:41.123Z");
+    assert_eq!(v["event"], "request");
+    assert_eq!(v["client"], "192.0.2.7");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["target"], "/index.html?q=1");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["host"], "example.com");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["bytes_in"], 80);
+    assert_eq!(v["bytes_out"], 150);
+    assert_eq!(v["body_bytes_out"], 50);
+    assert_eq!(v["referer"], "https://ref.example/");
+    assert_eq!(v["user_agent"], "curl/8.5");
+    assert_eq!(v["request_id"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(v["backend"], "127.0.0.1:9001");
+    assert_eq!(v["upstream_time"], 0.012);
+    assert_eq!(v["total_time"], 1.234);
+    assert_eq!(v["tls"], "TLSv1.3");
+    assert_eq!(v["sni"], "example.com");
+}
+
+#[test]
+fn json_leaves_out_what_is_absent() {
+    let mut e = Entry::new(Instant::now());
+    e.event = Event::TlsHandshakeFailed;
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["event"], "tls_handshake_failed");
+    for key in [
+        "method",
+        "target",
+        "protocol",
+        "backend",
+        "upstream_time",
+        "tls",
+        "sni",
+    ] {
+        assert!(v.get(key).is_none(), "{key} in {v}");
+    }
+}
+
+/// What a client controls: quotes, backslashes, CR/LF (a forged second line), NUL, DEL and bytes
+/// that are not UTF-8.
+const HOSTILE: &[u8] =
+    b"/a\"b\\c\r\n127.0.0.1 - - [forged] \"GET / HTTP/1.1\" 200\x00\x7f\xff\xc3(\xe2\x82\xac";
+
+#[test]
+fn combined_escapes_client_text_to_one_ascii_line() {
+    let mut e = entry();
+    e.set(Text::Target, HOSTILE);
+    e.set(Text::UserAgent, HOSTILE);
+    e.set(Text::Referer, b"\"");
+    let text = line(combined, &e);
+    assert_eq!(text.matches('\n').count(), 1, "{text}");
+    assert!(text.is_ascii(), "{text}");
+    assert!(
+        text.contains("\"GET /a\\x22b\\x5Cc\\x0D\\x0A127.0.0.1 - - [forged] \\x22GET / HTTP/1.1\\x22 200\\x00\\x7F\\xFF\\xC3(\\xE2\\x82\\xAC HTTP/1.1\""),
+        "{text}"
+    );
+    assert!(text.contains(" \"\\x22\" "), "{text}");
+    // the quotes that delimit fields are exactly the format's own: 2 each for request, referer,
+    // user agent and request id
+    assert_eq!(text.matches('"').count(), 8, "{text}");
+}
+
+#[test]
+fn json_escapes_client_text_and_stays_valid() {
+    let mut e = entry();
+    e.set(Text::Target, HOSTILE);
+    e.set(Text::UserAgent, "é \u{2028} ok".as_bytes());
+    let text = line(json, &e);
+    assert_eq!(text.matches('\n').count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(
+        v["target"],
+        "/a\"b\\c\r\n127.0.0.1 - - [forged] \"GET / HTTP/1.1\" 200\u{0}\u{7f}\u{fffd}\u{fffd}(€"
+    );
+    assert_eq!(v["user_agent"], "é \u{2028} ok");
+    assert!(
+        text.contains("\\u0000") && text.contains("\\u007F"),
+        "{text}"
+    );
+}
+
+#[test]
+fn escape_json_handles_truncated_sequences() {
+    for input in [&b"\xe2\x82"[..], b"\xf0", b"a\xc3", b"\xc3\xa9\xe9"] {
+        let mut out = b"\"".to_vec();
+        escape_json(input, &mut out);
+        out.push(b'"');
+        let s: String = serde_json::from_slice(&out).expect("valid JSON string");
+        assert!(s.contains('\u{fffd}'), "{input:?} gave {s:?}");
+    }
+}
+
+#[test]
+fn long_fields_are_cut() {
+    let mut e = Entry::new(Instant::now());
+    e.set(Text::UserAgent, &vec![b'a'; FIELD_MAX * 3]);
+    assert_eq!(e.get(Text::UserAgent).map(<[u8]>::len), Some(FIELD_MAX));
+}
+
+#[test]
+fn reset_keeps_the_buffer_and_forgets_the_rest() {
+    let mut e = entry();
+    let cap = e.text.capacity();
+    let now = Instant::now();
+    e.reset("10.0.0.1".parse().unwrap(), now);
+    assert_eq!(e.text.capacity(), cap);
+    assert!(e.get(Text::Method).is_none());
+    assert_eq!(e.status, 0);
+    assert_eq!(e.backend, None);
+    assert_eq!(e.peer, "10.0.0.1".parse::<IpAddr>().unwrap());
+}
+
+#[test]
+fn civil_dates() {
+    assert_eq!(civil(0), (1970, 1, 1));
+    assert_eq!(civil(11_016), (2000, 2, 29));
+    assert_eq!(civil(20_789), (2026, 12, 2));
+    assert_eq!(civil(-1), (1969, 12, 31));
+    let mut out = Vec::new();
+    iso_time(951_782_400_000 + 86_399_999, &mut out);
+    assert_eq!(out, b"2000-02-29T23:59:59.999Z");
+}
+
+#[test]
+fn request_ids_are_hex_and_distinct() {
+    let mut ids = RequestIds::new();
+    let mut other = RequestIds::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut id = [0u8; 32];
+    for _ in 0..10_000 {
+        ids.next(&mut id);
+        assert!(id.iter().all(u8::is_ascii_hexdigit));
+        assert!(seen.insert(id));
+        other.next(&mut id);
+        assert!(seen.insert(id), "two generators gave the same id");
+    }
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrule-access-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("access.log")
+}
+
+#[test]
+fn writer_writes_reopens_and_reconfigures() {
+    let path = temp_path("reopen");
+    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
+    let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
+    let now = Instant::now();
+    let mut e = log
+        .entry("127.0.0.1".parse().unwrap(), now)
+        .expect("enabled");
+    e.set(Text::Method, b"GET");
+    e.set(Text::Target, b"/first");
+    e.status = 204;
+    log.submit(e);
+    log.flush();
+    // logrotate: move the file away, reopen, and the next line goes to a new file
+    let rotated = path.with_extension("1");
+    std::fs::rename(&path, &rotated).unwrap();
+    log.reopen().unwrap();
+    let mut e = log
+        .entry("127.0.0.1".parse().unwrap(), now)
+        .expect("enabled");
+    e.set(Text::Method, b"GET");
+    e.set(Text::Target, b"/second");
+    log.submit(e);
+    log.flush();
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = std::fs::read_to_string(&path).unwrap();
+    assert!(old.contains("\"GET /first HTTP/1.1\" 204"), "{old}");
+    assert!(new.contains("/second") && !new.contains("/first"), "{new}");
+    // to JSON, then off
+    log.configure(&target, AccessLogFormat::Json).unwrap();
+    let e = log
+        .entry("127.0.0.1".parse().unwrap(), now)
+        .expect("enabled");
+    log.submit(e);
+    log.flush();
+    let last = std::fs::read_to_string(&path).unwrap();
+    let json_line = last.lines().last().unwrap();
+    serde_json::from_str::<serde_json::Value>(json_line).expect("a JSON line");
+    log.configure(&AccessLogTarget::Off, AccessLogFormat::Json)
+        .unwrap();
+    assert!(!log.enabled());
+    assert!(log.entry("127.0.0.1".parse().unwrap(), now).is_none());
+    assert_eq!(log.dropped(), 0);
+    log.stop();
+}
+
+#[test]
+fn a_file_that_cannot_be_opened_is_an_error_at_start() {
+    let path = temp_path("missing").join("no-such-dir").join("access.log");
+    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
+    assert!(AccessLog::start(&target, AccessLogFormat::Combined).is_err());
+}
+
+#[test]
+fn entries_are_reused() {
+    let path = temp_path("reuse");
+    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
+    let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
+    let now = Instant::now();
+    let mut e = log.entry("127.0.0.1".parse().unwrap(), now).unwrap();
+    e.set(Text::UserAgent, &[b'u'; 1000]);
+    let addr = &*e as *const Entry as usize;
+    log.submit(e);
+    log.flush();
+    let again = log.entry("127.0.0.1".parse().unwrap(), now).unwrap();
+    assert_eq!(
+        &*again as *const Entry as usize, addr,
+        "a written entry comes back"
+    );
+    assert!(again.text.capacity() >= 1000);
+    assert!(again.get(Text::UserAgent).is_none());
+    log.stop();
+}
