@@ -613,6 +613,52 @@ mod tests {
     }
 
     #[test]
+    fn request_id_is_added_when_absent_and_kept_when_present_and_seen() {
+        let client = ClientInfo {
+            request_id: Some(b"0123456789abcdef0123456789abcdef"),
+            ..CLIENT
+        };
+        let mut out = Vec::new();
+        let head = b"GET /p HTTP/1.1\r\nHost: h\r\nUser-Agent:  ua/1 \r\nReferer: r\r\n\r\n";
+        let (_, _, seen) = rewrite_seen(head, &LIMITS, &client, &mut out)
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.ends_with(
+                "X-Forwarded-Host: h\r\nX-Request-Id: 0123456789abcdef0123456789abcdef\r\n\r\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            (seen.method, seen.target, seen.host),
+            (&b"GET"[..], &b"/p"[..], &b"h"[..])
+        );
+        assert_eq!(seen.user_agent, Some(&b"ua/1"[..]));
+        assert_eq!(seen.referer, Some(&b"r"[..]));
+        assert_eq!(
+            seen.request_id,
+            Some(&b"0123456789abcdef0123456789abcdef"[..])
+        );
+
+        let head = b"GET / HTTP/1.1\r\nx-request-id: mine\r\nHost: h\r\n\r\n";
+        let (_, _, seen) = rewrite_seen(head, &LIMITS, &client, &mut out)
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert_eq!(
+            text.matches("equest-id").count() + text.matches("equest-Id").count(),
+            1
+        );
+        assert!(text.contains("\r\nx-request-id: mine\r\n"), "{text}");
+        assert_eq!(seen.request_id, Some(&b"mine"[..]));
+
+        // off: nothing added
+        let (_, out) = go("GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        assert!(!out.to_ascii_lowercase().contains("x-request-id"), "{out}");
+    }
+
+    #[test]
     fn hop_by_hop_fields_are_removed() {
         let (_, out) = go("POST / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
              Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers, deflate\r\nTrailer: X-T\r\n\

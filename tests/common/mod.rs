@@ -910,6 +910,11 @@ impl ProxyProcess {
         self.child.wait_for(limit)
     }
 
+    /// The lines of the proxy's log that arrived since the last wait (without waiting).
+    pub fn log_so_far(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     /// Waits (up to `limit`) for a line of the proxy's log containing `needle` and returns it;
     /// panics with the lines seen meanwhile. Lines are read once: a line seen here, or skipped
     /// by an earlier wait, is not seen again.
