@@ -40,6 +40,10 @@ const FREE: usize = 4096;
 const FIELD_MAX: usize = 4096;
 /// The writer writes once this much is batched, or when nothing more is queued.
 const BATCH: usize = 64 * 1024;
+/// While lines come, the writer takes them this often (see `Writer::run`).
+const TICK: Duration = Duration::from_millis(10);
+/// Ticks without a line after which the writer blocks until the next one.
+const IDLE_TICKS: u32 = 10;
 /// A failing file is reopened and tried again at most this often.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -368,55 +372,82 @@ struct Writer {
 }
 
 impl Writer {
+    /// Idle, the writer blocks in `recv` (one wake-up when traffic starts); busy, it takes what
+    /// is queued every `TICK` and never waits in `recv`, so a worker's `try_send` never has a
+    /// sleeping thread to wake: no system call per line on the worker.
     fn run(&mut self, rx: &Receiver<Msg>) {
         let mut lines = 0u64;
-        loop {
-            // block for the first message, then take what else is queued before writing
-            let msg = match rx.recv() {
-                Ok(m) => m,
-                Err(_) => break,
+        'idle: loop {
+            let Ok(first) = rx.recv() else {
+                break;
             };
-            let mut next = Some(msg);
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Line(entry) => {
-                        self.format_line(&entry);
-                        lines += 1;
-                        let _ = self.free.try_send(entry);
-                        if self.batch.len() >= BATCH {
-                            self.write_batch(&mut lines);
-                        }
-                    }
-                    Msg::Configure(output, format) => {
-                        self.write_batch(&mut lines);
-                        self.output = output;
-                        self.format = format;
-                        self.failing = None;
-                    }
-                    Msg::Reopen(done) => {
-                        self.write_batch(&mut lines);
-                        let result = self.output.reopen().map_err(|e| {
-                            format!("cannot reopen access log {}: {e}", self.output.name())
-                        });
-                        if result.is_ok() {
-                            self.failing = None;
-                        }
-                        let _ = done.send(result);
-                    }
-                    Msg::Flush(done) => {
-                        self.write_batch(&mut lines);
-                        let _ = done.send(());
-                    }
-                    Msg::Stop => {
-                        self.write_batch(&mut lines);
+            let mut msg = Some(first);
+            let mut quiet = 0;
+            loop {
+                let mut got = 0;
+                // bounded: at most a queue's worth per tick
+                while let Some(m) = msg.take().or_else(|| rx.try_recv().ok()) {
+                    got += 1;
+                    if !self.handle(m, &mut lines) {
                         return;
                     }
+                    if got >= QUEUE {
+                        break;
+                    }
                 }
-                next = rx.try_recv().ok();
+                self.write_batch(&mut lines);
+                if got == 0 {
+                    quiet += 1;
+                    if quiet >= IDLE_TICKS {
+                        continue 'idle;
+                    }
+                } else {
+                    quiet = 0;
+                }
+                std::thread::sleep(TICK);
             }
-            self.write_batch(&mut lines);
         }
         self.write_batch(&mut lines);
+    }
+
+    /// One message; false when it says stop (everything before is written).
+    fn handle(&mut self, msg: Msg, lines: &mut u64) -> bool {
+        match msg {
+            Msg::Line(entry) => {
+                self.format_line(&entry);
+                *lines += 1;
+                let _ = self.free.try_send(entry);
+                if self.batch.len() >= BATCH {
+                    self.write_batch(lines);
+                }
+            }
+            Msg::Configure(output, format) => {
+                self.write_batch(lines);
+                self.output = output;
+                self.format = format;
+                self.failing = None;
+            }
+            Msg::Reopen(done) => {
+                self.write_batch(lines);
+                let result = self
+                    .output
+                    .reopen()
+                    .map_err(|e| format!("cannot reopen access log {}: {e}", self.output.name()));
+                if result.is_ok() {
+                    self.failing = None;
+                }
+                let _ = done.send(result);
+            }
+            Msg::Flush(done) => {
+                self.write_batch(lines);
+                let _ = done.send(());
+            }
+            Msg::Stop => {
+                self.write_batch(lines);
+                return false;
+            }
+        }
+        true
     }
 
     fn format_line(&mut self, e: &Entry) {
