@@ -26,6 +26,7 @@ pub mod http;
 pub mod httpd;
 pub mod listener;
 pub mod logging;
+pub mod per_ip;
 pub mod proxy_protocol;
 pub mod redirect;
 pub mod session;
@@ -201,6 +202,8 @@ impl Settings {
             limits: Limits {
                 max_head: c.max_request_head,
                 max_uri: c.max_uri_length,
+                max_headers: c.max_header_count,
+                max_body: c.max_body_size,
             },
             tls: c.ssl.enabled,
             retries: c.retries,
@@ -221,6 +224,7 @@ impl Settings {
             queue_timeout: c.queue_timeout,
             trusted_proxies: c.trusted_proxies.clone(),
             proxy_protocol: c.proxy_protocol,
+            max_connections_per_ip: c.max_connections_per_ip,
         }
     }
 }
@@ -371,6 +375,7 @@ pub fn shared_for(
     balancer: Arc<Balancer>,
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_budget: usize,
+    per_ip: Arc<per_ip::PerIp>,
 ) -> Shared {
     let workers = config.workers.max(1);
     Shared {
@@ -382,6 +387,7 @@ pub fn shared_for(
         idle_budget,
         backend_keepalive_timeout: config.backend_keepalive_timeout,
         tls,
+        per_ip,
     }
 }
 
@@ -450,6 +456,7 @@ pub fn start_with(
         Arc::clone(&balancer),
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
+        Arc::new(per_ip::PerIp::new()),
     ));
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving

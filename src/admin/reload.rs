@@ -146,6 +146,8 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
             Arc::clone(balancer),
             current.tls.clone(),
             budget.idle_per_worker,
+            // the counts of open connections carry over: they are released as those close
+            Arc::clone(&current.per_ip),
         ));
         *current = Arc::clone(&shared);
         shared
