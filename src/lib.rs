@@ -97,9 +97,17 @@ pub struct Handle {
     shutdown_timeout: Duration,
     /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
     offer: handover::Offer,
+    /// The index of each worker that died of a panic.
+    died: crossbeam_channel::Receiver<usize>,
 }
 
 impl Handle {
+    /// Receives the index of a worker that died of a panic: the proxy is then short of a worker
+    /// and its connections; `main.rs` exits (code 70) rather than serve half-dead.
+    pub fn worker_deaths(&self) -> &crossbeam_channel::Receiver<usize> {
+        &self.died
+    }
+
     /// The address the proxy accepts clients on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -461,10 +469,10 @@ pub fn start_with(
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving
     let mut handles = Workers(Vec::with_capacity(workers));
+    let (died_tx, died) = crossbeam_channel::bounded(workers);
     for (i, l) in listeners.into_iter().enumerate() {
-        handles
-            .0
-            .push(worker::spawn(i, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
+        let worker = worker::spawn(i, l, Arc::clone(&shared), died_tx.clone());
+        handles.0.push(worker.map_err(StartError::Spawn)?);
     }
     let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
     let state = admin::AdminState {
@@ -513,5 +521,6 @@ pub fn start_with(
         balancer,
         shutdown_timeout: config.shutdown_timeout,
         offer: Arc::new(parking_lot::Mutex::new(offer)),
+        died,
     })
 }

@@ -126,11 +126,19 @@ impl WorkerHandle {
     }
 }
 
-/// Starts worker `index` accepting on `listeners` (one, or several after a handover).
+/// The environment variable that makes a worker panic as it starts (its value: the worker's
+/// index), so that the tests can see what a worker's death does to the process. A test hook: read
+/// once per worker at spawn, never on the data path.
+pub const TEST_PANIC_ENV: &str = "FERRULE_TEST_WORKER_PANIC";
+
+/// Starts worker `index` accepting on `listeners` (one, or several after a handover). A panic
+/// that escapes its loop (sessions' own are contained, see [`contain`]) is logged and its index
+/// sent on `died`: the process must not go on with a worker less (`main.rs` exits).
 pub fn spawn(
     index: usize,
     listeners: Vec<std::net::TcpListener>,
     shared: Arc<Shared>,
+    died: Sender<usize>,
 ) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -180,9 +188,23 @@ pub fn spawn(
         events: Events::with_capacity(256),
         core,
     };
+    let test_panic = std::env::var(TEST_PANIC_ENV).is_ok_and(|v| v == index.to_string());
     let thread = std::thread::Builder::new()
         .name(format!("ferrule-worker-{index}"))
-        .spawn(move || worker.run())?;
+        .spawn(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if test_panic {
+                    panic!("{TEST_PANIC_ENV} asked worker {index} to panic");
+                }
+                worker.run();
+            }));
+            if ran.is_err() {
+                log::error!(
+                    "worker {index} panicked (a bug: please report it): its connections are lost"
+                );
+                let _ = died.try_send(index);
+            }
+        })?;
     Ok(WorkerHandle {
         tx,
         waker,
