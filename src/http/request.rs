@@ -86,13 +86,14 @@ pub struct Reject(pub Status);
 /// already searched). Returns the head length, or `None` when more bytes are needed; a line ending
 /// in a bare LF is rejected with 400.
 pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
-    let mut i = from;
-    while let Some(off) = super::find_byte(&buf[i..], b'\n') {
+    // a `from` past the end (a caller's stale scan position) searches nothing rather than panics
+    let mut i = from.min(buf.len());
+    while let Some(off) = buf.get(i..).and_then(|rest| super::find_byte(rest, b'\n')) {
         let at = i + off;
-        if at == 0 || buf[at - 1] != b'\r' {
+        if at == 0 || buf.get(at - 1) != Some(&b'\r') {
             return Err(Reject(Status::BadRequest));
         }
-        if at >= 3 && &buf[at - 3..at - 1] == b"\r\n" {
+        if at >= 3 && buf.get(at - 3..at - 1) == Some(b"\r\n".as_slice()) {
             return Ok(Some(at + 1));
         }
         i = at + 1;
@@ -817,6 +818,7 @@ mod tests {
         for from in 0..27 {
             assert_eq!(find_head_end(head, from), Ok(Some(27)), "from {from}");
         }
+        assert_eq!(find_head_end(b"GET", 10), Ok(None), "a stale position past the end");
     }
 
     #[test]
