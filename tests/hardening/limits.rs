@@ -183,3 +183,64 @@ fn max_connections_per_ip_is_shared_by_the_workers() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Polls `probe` until it returns true, for at most 5 s.
+fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !probe() {
+        assert!(Instant::now() < deadline, "{what}: not within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// Proves the three limits apply on reload: after `max_body_size`, `max_header_count` and
+// `max_connections_per_ip` appear in the file, new requests and connections get them; the
+// connections opened before (uncounted) do not count, and closing them releases nothing.
+#[test]
+fn the_limits_apply_on_reload() {
+    let a = Backend::start("a");
+    let dir = crate::common::fresh_temp_dir("limits-reload");
+    let path = dir.join("config.json");
+    let base = json!({
+        "port": 0, "admin_port": 0, "bind": "127.0.0.1", "workers": 2,
+        "health_check_frequency": "0s",
+        "backends": [{"url": format!("http://{}", a.addr)}],
+    });
+    std::fs::write(&path, base.to_string()).expect("write config");
+    let config = ferrule::Config::load(&path).expect("config loads");
+    let proxy = Proxy {
+        handle: ferrule::start_file(&config, Some(path.clone())).expect("proxy starts"),
+    };
+    let addr = proxy.addr();
+    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
+    let before: Vec<Client> = (0..3).map(|_| served_from(addr, ip)).collect();
+    let big_post = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000\r\n\r\n";
+    let fields: String = (0..20).map(|i| format!("X-{i}: v\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\nHost: h\r\n{fields}Connection: close\r\n\r\n");
+
+    let mut cfg = base.clone();
+    cfg["max_body_size"] = json!(1000);
+    cfg["max_header_count"] = json!(10);
+    cfg["max_connections_per_ip"] = json!(1);
+    std::fs::write(&path, cfg.to_string()).expect("write config");
+    proxy.handle.reload().expect("reload");
+    eventually("413 after the reload", || exchange(&proxy, big_post).0.status == 413);
+    assert_eq!(exchange(&proxy, many.as_bytes()).0.status, 431);
+    // the three from before are not counted: one more is admitted, the next is not
+    let counted = served_from(addr, ip);
+    let mut c = Client::connect_from(addr, ip);
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(c.try_response().is_err(), "a second counted connection is refused");
+    drop(before);
+    // closing uncounted connections frees nothing: still refused
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = Client::connect_from(addr, ip);
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(c.try_response().is_err(), "still one counted connection open");
+    drop(counted);
+    eventually("the counted connection released", || {
+        let mut c = Client::connect_from(addr, ip);
+        c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        c.try_response().is_ok_and(|r| r.status == 200)
+    });
+}
