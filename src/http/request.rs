@@ -818,7 +818,11 @@ mod tests {
         for from in 0..27 {
             assert_eq!(find_head_end(head, from), Ok(Some(27)), "from {from}");
         }
-        assert_eq!(find_head_end(b"GET", 10), Ok(None), "a stale position past the end");
+        assert_eq!(
+            find_head_end(b"GET", 10),
+            Ok(None),
+            "a stale position past the end"
+        );
     }
 
     #[test]

@@ -224,19 +224,27 @@ fn the_limits_apply_on_reload() {
     cfg["max_connections_per_ip"] = json!(1);
     std::fs::write(&path, cfg.to_string()).expect("write config");
     proxy.handle.reload().expect("reload");
-    eventually("413 after the reload", || exchange(&proxy, big_post).0.status == 413);
+    eventually("413 after the reload", || {
+        exchange(&proxy, big_post).0.status == 413
+    });
     assert_eq!(exchange(&proxy, many.as_bytes()).0.status, 431);
     // the three from before are not counted: one more is admitted, the next is not
     let counted = served_from(addr, ip);
     let mut c = Client::connect_from(addr, ip);
     c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-    assert!(c.try_response().is_err(), "a second counted connection is refused");
+    assert!(
+        c.try_response().is_err(),
+        "a second counted connection is refused"
+    );
     drop(before);
     // closing uncounted connections frees nothing: still refused
     std::thread::sleep(Duration::from_millis(200));
     let mut c = Client::connect_from(addr, ip);
     c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
-    assert!(c.try_response().is_err(), "still one counted connection open");
+    assert!(
+        c.try_response().is_err(),
+        "still one counted connection open"
+    );
     drop(counted);
     eventually("the counted connection released", || {
         let mut c = Client::connect_from(addr, ip);
