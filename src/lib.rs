@@ -27,6 +27,7 @@ pub mod http;
 pub mod httpd;
 pub mod listener;
 pub mod logging;
+pub mod per_ip;
 pub mod proxy_protocol;
 pub mod redirect;
 pub mod session;
@@ -103,9 +104,17 @@ pub struct Handle {
     /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
     offer: handover::Offer,
     access_log: Arc<access_log::AccessLog>,
+    /// The index of each worker that died of a panic.
+    died: crossbeam_channel::Receiver<usize>,
 }
 
 impl Handle {
+    /// Receives the index of a worker that died of a panic: the proxy is then short of a worker
+    /// and its connections; `main.rs` exits (code 70) rather than serve half-dead.
+    pub fn worker_deaths(&self) -> &crossbeam_channel::Receiver<usize> {
+        &self.died
+    }
+
     /// The address the proxy accepts clients on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -220,6 +229,8 @@ impl Settings {
             limits: Limits {
                 max_head: c.max_request_head,
                 max_uri: c.max_uri_length,
+                max_headers: c.max_header_count,
+                max_body: c.max_body_size,
             },
             tls: c.ssl.enabled,
             retries: c.retries,
@@ -241,6 +252,7 @@ impl Settings {
             trusted_proxies: c.trusted_proxies.clone(),
             proxy_protocol: c.proxy_protocol,
             request_id: c.request_id,
+            max_connections_per_ip: c.max_connections_per_ip,
         }
     }
 }
@@ -392,6 +404,7 @@ pub fn shared_for(
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_budget: usize,
     access_log: Arc<access_log::AccessLog>,
+    per_ip: Arc<per_ip::PerIp>,
 ) -> Shared {
     let workers = config.workers.max(1);
     Shared {
@@ -404,6 +417,7 @@ pub fn shared_for(
         backend_keepalive_timeout: config.backend_keepalive_timeout,
         tls,
         access_log,
+        per_ip,
     }
 }
 
@@ -481,14 +495,15 @@ pub fn start_with(
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
         Arc::clone(&access_log),
+        Arc::new(per_ip::PerIp::new()),
     ));
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving
     let mut handles = Workers(Vec::with_capacity(workers));
+    let (died_tx, died) = crossbeam_channel::bounded(workers);
     for (i, l) in listeners.into_iter().enumerate() {
-        handles
-            .0
-            .push(worker::spawn(i, l, Arc::clone(&shared)).map_err(StartError::Spawn)?);
+        let worker = worker::spawn(i, l, Arc::clone(&shared), died_tx.clone());
+        handles.0.push(worker.map_err(StartError::Spawn)?);
     }
     let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
     let state = admin::AdminState {
@@ -538,5 +553,6 @@ pub fn start_with(
         shutdown_timeout: config.shutdown_timeout,
         offer: Arc::new(parking_lot::Mutex::new(offer)),
         access_log,
+        died,
     })
 }

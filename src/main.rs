@@ -167,8 +167,13 @@ fn run(args: &[String]) -> Result<(), String> {
 
     // wait for the first signal (or a successor), then drain; a second signal exits at once
     let mut signals = 0;
-    match rx.recv() {
-        Ok(Event::Upgraded(pid)) => {
+    let deaths = handle.worker_deaths().clone();
+    let event = crossbeam_channel::select! {
+        recv(rx) -> event => event.ok(),
+        recv(deaths) -> index => worker_died(index.ok()),
+    };
+    match event {
+        Some(Event::Upgraded(pid)) => {
             log::info!("pid {pid} took over the listening sockets: draining as on SIGTERM");
             handle.stop_servers();
         }
@@ -184,6 +189,9 @@ fn run(args: &[String]) -> Result<(), String> {
     handle.shutdown();
     let waited = std::time::Instant::now();
     while !handle.is_finished() {
+        if let Ok(index) = deaths.try_recv() {
+            worker_died(Some(index));
+        }
         match rx.recv_timeout(std::time::Duration::from_millis(50)) {
             Ok(Event::Signal) if signals == 0 => {
                 // after a handover: SIGTERM only confirms the drain under way
@@ -279,6 +287,17 @@ fn signal_thread(
             }
         })?;
     Ok(())
+}
+
+/// A worker died of a panic (logged by the worker): exit at once with `EX_SOFTWARE` (70) rather
+/// than serve with a worker less and its share of the listening sockets' connections stranded; a
+/// supervisor restarts ferrule.
+fn worker_died(index: Option<usize>) -> ! {
+    if let Some(index) = index {
+        log::error!("worker {index} died: exiting (code 70)");
+    }
+    ferrule::logging::flush();
+    std::process::exit(70)
 }
 
 /// What the main thread waits for.

@@ -90,6 +90,9 @@ pub struct Settings {
     pub proxy_protocol: bool,
     /// Requests without `X-Request-Id` get one.
     pub request_id: bool,
+    /// Client connections one address may hold at once, over all workers (0: no limit; not
+    /// applied with `proxy_protocol`).
+    pub max_connections_per_ip: u32,
 }
 
 /// The worker's state a session works with while it runs.
@@ -361,6 +364,11 @@ impl Session {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// The client's address (the socket peer, or the PROXY protocol source once read).
+    pub fn peer(&self) -> IpAddr {
+        self.peer
     }
 
     /// Idle between requests: nothing buffered, nothing in flight.
@@ -780,9 +788,18 @@ impl Session {
                         // the request line is complete once a line end was seen; only the new
                         // bytes are searched, so a head trickled in byte by byte costs linear time
                         if !self.head_line_seen {
-                            self.head_line_seen =
-                                crate::http::find_byte(&bytes[self.scan as usize..], b'\n')
-                                    .is_some();
+                            self.head_line_seen = bytes
+                                .get(self.scan as usize..)
+                                .and_then(|new| crate::http::find_byte(new, b'\n'))
+                                .is_some();
+                            if self.head_line_seen {
+                                // once per request, on a head that came in pieces: a request
+                                // line that can never parse (HTTP/0.9's `GET /`) is answered
+                                // now, not when the header timeout ends the wait
+                                if let Err(Reject(status)) = request::check_request_line(bytes) {
+                                    return self.reject(ctx, status);
+                                }
+                            }
                         }
                         self.scan = bytes.len() as u32;
                         let limits = &ctx.cfg.limits;
@@ -909,29 +926,35 @@ impl Session {
         self.ex.key = (head.key.unwrap_or(client) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);
         self.ex.replay = ctx.cfg.retries > 0;
-        if !self.frame_request()? {
-            return self.reject(ctx, Status::BadRequest);
+        if let Some(status) = self.frame_request(ctx.cfg.limits.max_body) {
+            return self.reject(ctx, status);
         }
         self.start_upstream(ctx, None)?;
         Ok(true)
     }
 
-    /// Advances `req_ready` over the request body bytes in `req`. Returns false when the body is
-    /// malformed.
-    fn frame_request(&mut self) -> Result<bool, Close> {
-        let Some(buf) = self.req.as_ref() else {
-            return Ok(true);
-        };
+    /// Advances `req_ready` over the request body bytes in `req`. Returns the status to answer
+    /// when the body is malformed (400) or grows past `max_body` (413; 0: no limit). A
+    /// `Content-Length` body was checked against the limit with its head; a chunked one is counted
+    /// here, so the excess is never forwarded.
+    fn frame_request(&mut self, max_body: u64) -> Option<Status> {
+        let buf = self.req.as_ref()?;
         let bytes = buf.bytes();
         // bounded: every step consumes bytes or stops
-        while self.req_ready < bytes.len() {
-            match self.req_body.step(&bytes[self.req_ready..]) {
-                Ok(Step::Payload(n) | Step::Framing(n)) => self.req_ready += n,
+        while let Some(rest) = bytes.get(self.req_ready..).filter(|r| !r.is_empty()) {
+            match self.req_body.step(rest) {
+                Ok(Step::Payload(n)) => {
+                    if max_body > 0 && self.req_body.chunked_payload() > max_body {
+                        return Some(Status::PayloadTooLarge);
+                    }
+                    self.req_ready += n;
+                }
+                Ok(Step::Framing(n)) => self.req_ready += n,
                 Ok(Step::Blocked | Step::Done) => break,
-                Err(BodyError::BadChunk | BodyError::TooLong) => return Ok(false),
+                Err(BodyError::BadChunk | BodyError::TooLong) => return Some(Status::BadRequest),
             }
         }
-        Ok(true)
+        None
     }
 
     /// A request head was refused: answer with `status` and close.
@@ -1182,8 +1205,8 @@ impl Session {
             let n = self.read_client(ctx.bufs, ctx.stats)?;
             if n > 0 {
                 progress = true;
-                if !self.frame_request()? {
-                    return self.body_error(ctx, Status::BadRequest);
+                if let Some(status) = self.frame_request(ctx.cfg.limits.max_body) {
+                    return self.body_error(ctx, status);
                 }
             }
         }
@@ -1359,6 +1382,7 @@ impl Session {
                 // an answer that comes before the whole request body did ends the connection
                 keep_alive: self.ex.keep_alive && !ctx.draining && self.req_body.is_done(),
                 upgrade: self.ex.upgrade,
+                max_headers: ctx.cfg.limits.max_headers,
                 set_cookie: match (&ctx.cfg.sticky_cookie, self.ex.set_cookie) {
                     (Some(name), true) => Some(response::SetCookie {
                         name: name.as_bytes(),

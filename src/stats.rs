@@ -17,6 +17,8 @@ struct Counters {
     accepted: AtomicU64,
     closed: AtomicU64,
     accept_errors: AtomicU64,
+    /// Connections closed at accept: their address held `max_connections_per_ip` already.
+    per_ip_refused: AtomicU64,
     /// TLS handshakes completed, and failed (errors, timeouts, plain HTTP, peers leaving).
     tls_handshakes: AtomicU64,
     tls_failures: AtomicU64,
@@ -44,6 +46,14 @@ impl WorkerStats {
 
     pub fn accept_errors(&self) -> u64 {
         self.0.accept_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn per_ip_refused(&self) {
+        self.0.per_ip_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn per_ip_refusals(&self) -> u64 {
+        self.0.per_ip_refused.load(Ordering::Relaxed)
     }
 
     #[inline]

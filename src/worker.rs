@@ -74,6 +74,9 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The proxy's access log (the same one across reloads).
     pub access_log: Arc<crate::access_log::AccessLog>,
+    /// Open connections per client address, shared by every worker (`max_connections_per_ip`);
+    /// the same map across reloads.
+    pub per_ip: Arc<crate::per_ip::PerIp>,
 }
 
 /// Where control messages to one worker go: its channel and its waker. Cheap to clone (the admin
@@ -125,11 +128,19 @@ impl WorkerHandle {
     }
 }
 
-/// Starts worker `index` accepting on `listeners` (one, or several after a handover).
+/// The environment variable that makes a worker panic as it starts (its value: the worker's
+/// index), so that the tests can see what a worker's death does to the process. A test hook: read
+/// once per worker at spawn, never on the data path.
+pub const TEST_PANIC_ENV: &str = "FERRULE_TEST_WORKER_PANIC";
+
+/// Starts worker `index` accepting on `listeners` (one, or several after a handover). A panic
+/// that escapes its loop (sessions' own are contained, see [`contain`]) is logged and its index
+/// sent on `died`: the process must not go on with a worker less (`main.rs` exits).
 pub fn spawn(
     index: usize,
     listeners: Vec<std::net::TcpListener>,
     shared: Arc<Shared>,
+    died: Sender<usize>,
 ) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -169,6 +180,7 @@ pub fn spawn(
         draining: None,
         next_id: 0,
         ids: crate::access_log::RequestIds::new(),
+        per_ip_counted: KeyBits::default(),
         now,
         stats: Arc::clone(&stats),
         rx,
@@ -179,9 +191,23 @@ pub fn spawn(
         events: Events::with_capacity(256),
         core,
     };
+    let test_panic = std::env::var(TEST_PANIC_ENV).is_ok_and(|v| v == index.to_string());
     let thread = std::thread::Builder::new()
         .name(format!("ferrule-worker-{index}"))
-        .spawn(move || worker.run())?;
+        .spawn(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if test_panic {
+                    panic!("{TEST_PANIC_ENV} asked worker {index} to panic");
+                }
+                worker.run();
+            }));
+            if ran.is_err() {
+                log::error!(
+                    "worker {index} panicked (a bug: please report it): its connections are lost"
+                );
+                let _ = died.try_send(index);
+            }
+        })?;
     Ok(WorkerHandle {
         tx,
         waker,
@@ -235,6 +261,9 @@ struct Core {
     draining: Option<Instant>,
     next_id: u32,
     ids: crate::access_log::RequestIds,
+    /// The sessions (by slab key) counted against `max_connections_per_ip`, released at close.
+    /// Kept here, a bit each, rather than in `Session`, whose size is the idle-memory target.
+    per_ip_counted: KeyBits,
     now: Instant,
     stats: Arc<WorkerStats>,
     rx: Receiver<Control>,
@@ -496,6 +525,11 @@ impl Core {
             return;
         };
         session.release(&mut ctx);
+        // `peer` is still the socket's: a counted connection read no PROXY header
+        let peer = session.peer();
+        if self.per_ip_counted.take(key) {
+            self.shared.per_ip.release(peer);
+        }
         self.sessions.remove(key);
         self.stats.closed();
         if self.accept_paused && self.sessions.len() < self.shared.max_sessions {
@@ -529,25 +563,34 @@ impl Core {
             };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
+                    let settings = &self.shared.settings;
+                    let limit = settings.max_connections_per_ip;
+                    let counted = limit > 0 && !settings.proxy_protocol;
+                    if counted && !self.shared.per_ip.try_acquire(addr.ip(), limit) {
+                        // one address holds its share already: closed at once (dropped)
+                        self.stats.per_ip_refused();
+                        continue;
+                    }
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
-                    if key >= (u32::MAX - 16) as usize
-                        || registry
+                    let registered = key < (u32::MAX - 16) as usize
+                        && registry
                             .register(
                                 &mut stream,
                                 Token(key * 2),
                                 Interest::READABLE | Interest::WRITABLE,
                             )
-                            .is_err()
-                    {
+                            .is_ok();
+                    let transport = match (&self.shared.tls, registered) {
+                        (_, false) => None,
+                        (None, true) => Some(Transport::Plain(stream)),
+                        (Some(config), true) => Transport::server(stream, config).ok(),
+                    };
+                    let Some(transport) = transport else {
+                        if counted {
+                            self.shared.per_ip.release(addr.ip());
+                        }
                         continue;
-                    }
-                    let transport = match &self.shared.tls {
-                        None => Transport::Plain(stream),
-                        Some(config) => match Transport::server(stream, config) {
-                            Ok(t) => t,
-                            Err(_) => continue,
-                        },
                     };
                     self.next_id = self.next_id.wrapping_add(1);
                     let session = Session::new(
@@ -557,6 +600,7 @@ impl Core {
                         self.now,
                         &self.shared.settings,
                     );
+                    self.per_ip_counted.set(key, counted);
                     entry.insert(Box::new(session));
                     self.stats.accepted();
                     self.drive(registry, key);
@@ -672,6 +716,40 @@ impl Core {
             self.arm(key);
         }
         self.upstreams.clear_idle();
+    }
+}
+
+/// One bit per slab key.
+#[derive(Default)]
+struct KeyBits(Vec<u64>);
+
+impl KeyBits {
+    fn set(&mut self, key: usize, on: bool) {
+        let (word, bit) = (key / 64, key % 64);
+        if self.0.len() <= word {
+            if !on {
+                return;
+            }
+            self.0.resize(word + 1, 0);
+        }
+        if let Some(w) = self.0.get_mut(word) {
+            if on {
+                *w |= 1 << bit;
+            } else {
+                *w &= !(1 << bit);
+            }
+        }
+    }
+
+    /// Whether `key`'s bit was set; clears it.
+    fn take(&mut self, key: usize) -> bool {
+        let (word, bit) = (key / 64, key % 64);
+        let Some(w) = self.0.get_mut(word) else {
+            return false;
+        };
+        let was = *w & (1 << bit) != 0;
+        *w &= !(1 << bit);
+        was
     }
 }
 

@@ -33,6 +33,7 @@ struct Totals {
     open: u64,
     accepted: u64,
     accept_errors: u64,
+    per_ip_refused: u64,
     responses: [u64; 5],
     bytes_in: u64,
     bytes_out: u64,
@@ -48,6 +49,7 @@ impl Totals {
             t.open += w.open();
             t.accepted += w.total_accepted();
             t.accept_errors += w.accept_errors();
+            t.per_ip_refused += w.per_ip_refusals();
             for (sum, n) in t.responses.iter_mut().zip(w.responses()) {
                 *sum += n;
             }
@@ -65,6 +67,7 @@ impl Totals {
             "open_connections": self.open,
             "accepted_connections": self.accepted,
             "accept_errors": self.accept_errors,
+            "per_ip_refused": self.per_ip_refused,
             "responses": classes(self.responses),
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
@@ -218,6 +221,12 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         "counter",
         "Failed accepts (out of descriptors, say).",
         totals.accept_errors,
+    );
+    t.single(
+        "ferrule_per_ip_refused_total",
+        "counter",
+        "Connections closed at accept: their address held max_connections_per_ip already.",
+        totals.per_ip_refused,
     );
     t.family(
         "ferrule_responses_total",

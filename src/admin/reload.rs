@@ -152,6 +152,8 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
             current.tls.clone(),
             budget.idle_per_worker,
             Arc::clone(&current.access_log),
+            // the counts of open connections carry over: they are released as those close
+            Arc::clone(&current.per_ip),
         ));
         *current = Arc::clone(&shared);
         shared

@@ -590,6 +590,16 @@ pub struct Config {
     pub max_uri_length: usize,
     /// `max_connections`, default 16384: client connections held at once (split over workers).
     pub max_connections: usize,
+    /// `max_connections_per_ip`, default 0 (no limit): client connections one address may hold at
+    /// once, over all workers; more are closed at accept (and counted). Not applied with
+    /// `proxy_protocol` (the socket peer is then the proxy in front).
+    pub max_connections_per_ip: u32,
+    /// `max_header_count`, default 100 (at most 256): a request head with more fields gets 431,
+    /// a response head with more is a 502.
+    pub max_header_count: usize,
+    /// `max_body_size`, default 0 (no limit): a request body larger than this many bytes gets 413
+    /// (a `Content-Length` before anything is forwarded; a chunked body when it grows past it).
+    pub max_body_size: u64,
     /// `buffer_size`, default 131072 bytes: each direction of a busy connection buffers at most this.
     pub buffer_size: usize,
     /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.

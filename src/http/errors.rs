@@ -13,6 +13,7 @@ pub enum Status {
     RequestTimeout,
     UriTooLong,
     HeaderFieldsTooLarge,
+    PayloadTooLarge,
     NotImplemented,
     BadGateway,
     ServiceUnavailable,
@@ -22,11 +23,12 @@ pub enum Status {
 
 impl Status {
     /// Every status, for tests and documentation.
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::BadRequest,
         Status::RequestTimeout,
         Status::UriTooLong,
         Status::HeaderFieldsTooLarge,
+        Status::PayloadTooLarge,
         Status::NotImplemented,
         Status::BadGateway,
         Status::ServiceUnavailable,
@@ -40,6 +42,7 @@ impl Status {
             Status::RequestTimeout => 408,
             Status::UriTooLong => 414,
             Status::HeaderFieldsTooLarge => 431,
+            Status::PayloadTooLarge => 413,
             Status::NotImplemented => 501,
             Status::BadGateway => 502,
             Status::ServiceUnavailable => 503,
@@ -63,6 +66,7 @@ impl Status {
                 "Request Header Fields Too Large",
                 "request head too large\n",
             ),
+            Status::PayloadTooLarge => ("Content Too Large", "request body too large\n"),
             Status::NotImplemented => ("Not Implemented", "not implemented\n"),
             Status::BadGateway => (
                 "Bad Gateway",

@@ -88,6 +88,8 @@ enum State {
         line: u32,
         /// Bytes of the trailer section so far.
         trailers: u32,
+        /// Payload bytes so far, saturating (`max_body_size`; it fits in the padding).
+        payload: u32,
     },
 }
 
@@ -114,6 +116,7 @@ impl Body {
                 size: 0,
                 line: 0,
                 trailers: 0,
+                payload: 0,
             },
         };
         Body { state }
@@ -129,6 +132,15 @@ impl Body {
     #[inline]
     pub fn until_close(&self) -> bool {
         self.state == State::UntilClose
+    }
+
+    /// Payload bytes of a chunked body so far (saturating at 4 GiB; 0 for other framings, whose
+    /// length is known from the head).
+    pub fn chunked_payload(&self) -> u64 {
+        match self.state {
+            State::Chunked { payload, .. } => u64::from(payload),
+            _ => 0,
+        }
     }
 
     /// Marks a close-delimited body complete (the sender closed).
@@ -155,10 +167,12 @@ impl Body {
             State::Chunked {
                 at: at @ Chunk::Data,
                 size,
+                payload,
                 ..
             } => {
                 let n = (*size).min(input.len() as u64);
                 *size -= n;
+                *payload = payload.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
                 if *size == 0 {
                     *at = Chunk::DataCr;
                 }
@@ -175,6 +189,7 @@ impl Body {
             mut size,
             mut line,
             mut trailers,
+            payload,
         } = self.state
         else {
             return Ok(Step::Blocked);
@@ -266,6 +281,7 @@ impl Body {
                 size,
                 line,
                 trailers,
+                payload,
             }
         };
         Ok(Step::Framing(used))

@@ -11,8 +11,12 @@ pub mod response;
 
 pub use framing::{Body, BodyError, Framing, Step};
 
-/// Most header fields accepted in one head (like HAProxy's 101); more gets 431 / 502.
-pub const MAX_HEADERS: usize = 100;
+/// Most header fields a head can hold: the parser's room (stack space, uninitialised until
+/// used). The limit in force is `max_header_count` (default [`DEFAULT_MAX_HEADERS`]), at most
+/// this; more fields get 431 from a client, 502 from a backend.
+pub const MAX_HEADERS: usize = 256;
+/// Default `max_header_count`: like HAProxy's 101, a head with more fields is refused.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
 
 /// Request methods the proxy treats specially; everything else is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,12 @@ pub struct Limits {
     pub max_head: usize,
     /// Longest request target accepted: 414 beyond.
     pub max_uri: usize,
+    /// Most header fields accepted (at most [`MAX_HEADERS`]): 431 beyond; also applied to
+    /// response heads (502 beyond).
+    pub max_headers: usize,
+    /// Largest request body accepted, in bytes (0: no limit): a `Content-Length` above it is
+    /// 413 before anything is forwarded; a chunked body that grows past it ends the request.
+    pub max_body: u64,
 }
 
 /// Facts about the client connection that go into the forwarded head, and what the balancer
@@ -96,13 +102,14 @@ pub struct Reject(pub Status);
 /// already searched). Returns the head length, or `None` when more bytes are needed; a line ending
 /// in a bare LF is rejected with 400.
 pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
-    let mut i = from;
-    while let Some(off) = super::find_byte(&buf[i..], b'\n') {
+    // a `from` past the end (a caller's stale scan position) searches nothing rather than panics
+    let mut i = from.min(buf.len());
+    while let Some(off) = buf.get(i..).and_then(|rest| super::find_byte(rest, b'\n')) {
         let at = i + off;
-        if at == 0 || buf[at - 1] != b'\r' {
+        if at == 0 || buf.get(at - 1) != Some(&b'\r') {
             return Err(Reject(Status::BadRequest));
         }
-        if at >= 3 && &buf[at - 3..at - 1] == b"\r\n" {
+        if at >= 3 && buf.get(at - 3..at - 1) == Some(b"\r\n".as_slice()) {
             return Ok(Some(at + 1));
         }
         i = at + 1;
@@ -131,6 +138,20 @@ pub fn check_partial(len: usize, line_complete: bool, limits: &Limits) -> Result
         return Err(Reject(Status::HeaderFieldsTooLarge));
     }
     Ok(())
+}
+
+/// Checks the request line of an incomplete head once it is whole (`bytes` holds it and maybe the
+/// start of the fields): a line httparse refuses (an HTTP/0.9 `GET /`, a bad method or target,
+/// an unknown version) is answered at once instead of when the head completes or times out.
+pub fn check_request_line(bytes: &[u8]) -> Result<(), Reject> {
+    let mut req = httparse::Request::new(&mut []);
+    match httparse::ParserConfig::default().parse_request(&mut req, bytes) {
+        // Partial: the line is fine and no field came yet; TooManyHeaders: a field began after
+        // a good line (there is no room for fields here)
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => Ok(()),
+        Err(httparse::Error::Version) => Err(Reject(version_error(bytes))),
+        Err(_) => Err(Reject(Status::BadRequest)),
+    }
 }
 
 /// Parses the complete head `head` (as delimited by [`find_head_end`]) and writes the head to send
@@ -183,6 +204,9 @@ pub fn rewrite_seen<'a>(
     let form = target_form(method, target)?;
     let http10 = version == 0;
     let fields: &[httparse::Header<'_>] = req.headers;
+    if fields.len() > limits.max_headers {
+        return Err(Reject(Status::HeaderFieldsTooLarge));
+    }
 
     // First pass: what the fields say about framing and the connection.
     let mut conn = ConnectionOptions::default();
@@ -253,6 +277,12 @@ pub fn rewrite_seen<'a>(
         }
         Target::Origin => false,
     };
+    if let (Some(n), true) = (length, limits.max_body > 0) {
+        if n > limits.max_body {
+            // refused before a byte of the body is read or forwarded
+            return Err(Reject(Status::PayloadTooLarge));
+        }
+    }
     let framing = if codings.count > 0 {
         // RFC 9112 §6.1 and §6.3: both framings, chunked not last, or any coding in an HTTP/1.0
         // request make the length unknowable; codings other than chunked are not implemented.
@@ -578,6 +608,8 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_head: 16384,
         max_uri: 8192,
+        max_headers: crate::http::DEFAULT_MAX_HEADERS,
+        max_body: 0,
     };
     const CLIENT: ClientInfo = ClientInfo {
         ip: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
@@ -877,6 +909,11 @@ mod tests {
         for from in 0..27 {
             assert_eq!(find_head_end(head, from), Ok(Some(27)), "from {from}");
         }
+        assert_eq!(
+            find_head_end(b"GET", 10),
+            Ok(None),
+            "a stale position past the end"
+        );
     }
 
     #[test]
@@ -884,6 +921,7 @@ mod tests {
         let small = Limits {
             max_head: 64,
             max_uri: 16,
+            ..LIMITS
         };
         assert_eq!(check_partial(26, true, &small), Ok(()));
         // a request line still open past the longest target: 414
@@ -909,6 +947,62 @@ mod tests {
         );
         assert_eq!(
             rewrite(fields.as_bytes(), &LIMITS, &CLIENT, &mut out),
+            Err(Reject(Status::HeaderFieldsTooLarge))
+        );
+    }
+
+    #[test]
+    fn request_lines_are_checked_before_the_head_is_whole() {
+        for ok in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Lo",
+            b"\r\nPOST /a?b HTTP/1.0\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHo",
+        ] {
+            assert_eq!(check_request_line(ok), Ok(()), "{ok:?}");
+        }
+        for (bad, status) in [
+            (&b"GET /\r\n"[..], Status::BadRequest),
+            (b"GET / HTTP/1.1 x\r\nHost: h\r\n", Status::BadRequest),
+            (b"G\x01T / HTTP/1.1\r\n", Status::BadRequest),
+            (b"GET / HTTP/2.0\r\n", Status::VersionNotSupported),
+        ] {
+            assert_eq!(check_request_line(bad), Err(Reject(status)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn field_count_and_body_size_limits() {
+        let tight = Limits {
+            max_headers: 3,
+            max_body: 10,
+            ..LIMITS
+        };
+        let mut out = Vec::new();
+        let three = b"POST / HTTP/1.1\r\nHost: h\r\nA: 1\r\nContent-Length: 10\r\n\r\n";
+        assert!(rewrite(three, &tight, &CLIENT, &mut out).is_ok());
+        let four = b"POST / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(
+            rewrite(four, &tight, &CLIENT, &mut out),
+            Err(Reject(Status::HeaderFieldsTooLarge))
+        );
+        let big = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n";
+        assert_eq!(
+            rewrite(big, &tight, &CLIENT, &mut out),
+            Err(Reject(Status::PayloadTooLarge))
+        );
+        // more fields than the parser has room for: 431 too
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\n{}\r\n",
+            "X: y\r\n".repeat(crate::http::MAX_HEADERS + 1)
+        );
+        let roomy = Limits {
+            max_head: 1 << 20,
+            max_headers: crate::http::MAX_HEADERS,
+            ..LIMITS
+        };
+        assert_eq!(
+            rewrite(many.as_bytes(), &roomy, &CLIENT, &mut out),
             Err(Reject(Status::HeaderFieldsTooLarge))
         );
     }

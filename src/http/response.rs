@@ -33,6 +33,8 @@ pub struct Answering<'a> {
     /// A sticky cookie to add to a final response (the backend's own `Set-Cookie` fields are
     /// never touched).
     pub set_cookie: Option<SetCookie<'a>>,
+    /// Most header fields accepted (`max_header_count`, at most [`MAX_HEADERS`]).
+    pub max_headers: usize,
 }
 
 /// How the body bytes go to the client.
@@ -90,10 +92,16 @@ pub fn rewrite(
     }
     let reason = resp.reason.unwrap_or("");
     let fields: &[httparse::Header<'_>] = resp.headers;
+    if fields.len() > ex.max_headers {
+        return Err(Invalid);
+    }
 
     let mut conn = ConnectionOptions::default();
     let mut codings = Codings::default();
     let mut length: Option<u64> = None;
+    // one Content-Length field of digits only goes on as it came; a list of one value repeated
+    // or several equal fields are replaced by one plain field (RFC 9110 §8.6)
+    let mut plain_length = true;
     let mut kinds = [Field::Other; MAX_HEADERS];
     for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
         *kind = Field::of(f.name.as_bytes());
@@ -103,6 +111,7 @@ pub fn rewrite(
                 if length.is_some_and(|m| m != n) {
                     return Err(Invalid);
                 }
+                plain_length &= length.is_none() && f.value.iter().all(u8::is_ascii_digit);
                 length = Some(n);
             }
             Field::TransferEncoding => codings.add(f.value),
@@ -113,6 +122,11 @@ pub fn rewrite(
 
     let switching = status == 101;
     if switching && !ex.upgrade {
+        return Err(Invalid);
+    }
+    if version == 0 && codings.count > 0 {
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing (a 1.0
+        // recipient ignores it and reads the body some other way): not relayed
         return Err(Invalid);
     }
     let interim = (100..200).contains(&status) && !switching;
@@ -170,7 +184,7 @@ pub fn rewrite(
             Field::TransferEncoding => relay == Relay::Verbatim && !ex.http10,
             // with a transfer coding the length is meaningless (RFC 9112 §6.3), and a bodiless
             // response keeps it (HEAD and 304 announce the length of the GET)
-            Field::ContentLength => codings.count == 0,
+            Field::ContentLength => codings.count == 0 && plain_length,
             _ => !(conn.names_fields && headers::named_by_connection(fields, f.name)),
         };
         let at = runs.offset(f.name.as_bytes());
@@ -181,6 +195,11 @@ pub fn rewrite(
         }
     }
     runs.cut(runs.fields_end(), out);
+    if let (Some(n), 0, false) = (length, codings.count, plain_length) {
+        out.extend_from_slice(b"Content-Length: ");
+        headers::put_u64(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
     if let (Some(c), false) = (ex.set_cookie, interim) {
         out.extend_from_slice(b"Set-Cookie: ");
         out.extend_from_slice(c.name);
@@ -228,6 +247,7 @@ mod tests {
         keep_alive: true,
         upgrade: false,
         set_cookie: None,
+        max_headers: crate::http::DEFAULT_MAX_HEADERS,
     };
 
     fn go(head: &str, ex: &Answering) -> Result<(ResponseHead, String), Invalid> {
@@ -394,12 +414,50 @@ mod tests {
     }
 
     #[test]
+    fn content_length_lists_are_normalised() {
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nX: y\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\ncontent-length: 5\r\n\r\n",
+        ] {
+            let (r, out) = go(head, &GET11).unwrap();
+            assert_eq!(r.framing, Framing::Length(5));
+            assert_eq!(out, "HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 5\r\n\r\n");
+        }
+    }
+
+    #[test]
+    fn too_many_fields_are_invalid() {
+        let few = Answering {
+            max_headers: 2,
+            ..GET11
+        };
+        assert!(go("HTTP/1.1 200 OK\r\nA: 1\r\nContent-Length: 0\r\n\r\n", &few).is_ok());
+        assert_eq!(
+            go(
+                "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nContent-Length: 0\r\n\r\n",
+                &few
+            )
+            .map(|_| ()),
+            Err(Invalid)
+        );
+    }
+
+    #[test]
     fn invalid_responses() {
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             "HTTP/1.1 20 OK\r\n\r\n",
             "HTTX/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+            "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTP/1.1 -20 OK\r\n\r\n",
         ] {
             assert_eq!(go(bad, &GET11).map(|_| ()), Err(Invalid), "{bad:?}");
         }

@@ -51,6 +51,8 @@ X-Backend: 18482\r\n\
 const LIMITS: Limits = Limits {
     max_head: 16 * 1024,
     max_uri: 8 * 1024,
+    max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+    max_body: 0,
 };
 
 fn heads(c: &mut Criterion) {
@@ -102,6 +104,7 @@ fn heads(c: &mut Criterion) {
         keep_alive: true,
         upgrade: false,
         set_cookie: None,
+        max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
     };
     response::rewrite(RESPONSE, &ex, &mut out).expect("response head rewrites");
 

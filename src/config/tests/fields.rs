@@ -7,7 +7,7 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strat
      trusted_proxies, proxy_protocol, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
-     max_connections, max_conns, queue_timeout, buffer_size, shutdown_timeout, upgrade_socket, \
+     max_connections, max_connections_per_ip, max_header_count, max_body_size, max_conns, queue_timeout, buffer_size, shutdown_timeout, upgrade_socket, \
      health_check_frequency, health_check_method, health_check_path, health_check_timeout, \
      health_check_expect, health_check_rise, health_check_fall, max_fails, fail_timeout, fail_open, \
      admin_token, enable_sticky_sessions, \
@@ -136,6 +136,9 @@ fn null_means_default() {
         "max_request_head",
         "max_uri_length",
         "max_connections",
+        "max_connections_per_ip",
+        "max_header_count",
+        "max_body_size",
         "buffer_size",
         "shutdown_timeout",
         "enable_sticky_sessions",
@@ -423,6 +426,18 @@ fn integer_ranges() {
         (
             r#"{"max_connections": 1000001}"#,
             "max_connections: must be at most 1000000",
+        ),
+        (
+            r#"{"max_header_count": 0}"#,
+            "max_header_count: must be at least 1",
+        ),
+        (
+            r#"{"max_header_count": 257}"#,
+            "max_header_count: must be at most 256",
+        ),
+        (
+            r#"{"max_body_size": -1}"#,
+            "max_body_size: must be at least 0",
         ),
         (
             r#"{"backends": [{"url": "http://127.0.0.1", "weight": 10001}]}"#,

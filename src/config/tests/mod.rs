@@ -96,6 +96,9 @@ fn defaults() -> Config {
         max_request_head: 16384,
         max_uri_length: 8192,
         max_connections: 16384,
+        max_connections_per_ip: 0,
+        max_header_count: 100,
+        max_body_size: 0,
         buffer_size: 131072,
         shutdown_timeout: secs(30),
         upgrade_socket: Some(

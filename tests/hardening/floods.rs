@@ -1,0 +1,243 @@
+//! Exhaustion and floods, against the `ferrule` binary as a child process (its descriptors are
+//! its own): at the descriptor limit the accept loop pauses instead of spinning, and serves again
+//! once descriptors free; a thousand slowloris clients and thousands of idle ones do not starve a
+//! normal client; a worker that panics takes the process down with exit code 70.
+//! (A backend connect failing with EMFILE is `review_fixes.rs`'s 503 test.)
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{
+    fresh_temp_dir, line_channel, wait_for_line, Backend, ChildGuard, Client, ProxyProcess,
+};
+
+/// `ferrule` on `config` (ports picked by the kernel, health checks off), through `bash -c` with
+/// `shell` run first (say, `ulimit -n 64`) and `env` set; its stderr lines, and its port once it
+/// listens (`None` if it exited first).
+fn spawn(
+    config: Value,
+    name: &str,
+    shell: &str,
+    env: &[(&str, &str)],
+) -> (ChildGuard, mpsc::Receiver<String>, Option<SocketAddr>) {
+    let mut cfg = json!({"port": 0, "admin_port": 0, "bind": "127.0.0.1",
+                         "health_check_frequency": "0s"});
+    if let (Some(map), Value::Object(more)) = (cfg.as_object_mut(), config) {
+        map.extend(more);
+    }
+    let dir = fresh_temp_dir(name);
+    let path = dir.join("config.json");
+    std::fs::write(&path, cfg.to_string()).expect("write config");
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("{shell} && exec \"$0\" \"$1\""))
+        .arg(env!("CARGO_BIN_EXE_ferrule"))
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = ChildGuard(cmd.spawn().expect("spawn ferrule"));
+    let lines = line_channel(child.0.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut addr = None;
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let Some((_, rest)) = line.split_once("listening on http://") {
+            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            break;
+        }
+    }
+    (child, lines, addr)
+}
+
+/// CPU time (user + system, all threads) of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // the fields after the command name (which is in parentheses and may hold spaces)
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+// Proves that at the descriptor limit (RLIMIT_NOFILE 64) the accept loop neither spins nor dies:
+// with connections waiting that cannot be accepted, ferrule logs the failure once and uses well
+// under a third of a core; once the clients go, it serves again.
+#[test]
+fn at_the_descriptor_limit_accept_pauses_and_service_resumes() {
+    let a = Backend::start("a");
+    let backends = json!([{"url": format!("http://{}", a.addr)}]);
+    let (child, lines, addr) = spawn(
+        json!({"workers": 2, "backends": backends}),
+        "fd-limit",
+        "ulimit -n 64",
+        &[],
+    );
+    let addr = addr.expect("ferrule listens with 64 descriptors");
+    let pid = child.pid();
+    // more connections than descriptors: the kernel queues them, ferrule takes what it can
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).expect("connect (queued by the kernel)"))
+        .collect();
+    wait_for_line(&lines, "accept failed", Duration::from_secs(10));
+    let (cpu0, t0) = (cpu_time(pid), Instant::now());
+    thread::sleep(Duration::from_secs(1));
+    let (cpu, wall) = (cpu_time(pid) - cpu0, t0.elapsed());
+    let share = cpu.as_secs_f64() / wall.as_secs_f64();
+    eprintln!(
+        "at the descriptor limit: {cpu:?} of CPU in {wall:?} ({:.1}%)",
+        share * 100.0
+    );
+    assert!(
+        share < 0.3,
+        "the accept loop spins: {:.0}% of a core",
+        share * 100.0
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = TcpStream::connect(addr).ok().and_then(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+            let mut c = Client {
+                reader: std::io::BufReader::new(s),
+            };
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            c.try_response().ok()
+        });
+        if served.is_some_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "service never resumed");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// This process's soft limit of open files.
+fn fd_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+// Proves 1,000 slowloris connections (a head trickled a byte every 200 ms) and up to 10,000
+// idle ones (as many as this process's descriptor limit allows, less a margin; said in the
+// output) do not starve a normal client: each of its requests, on a fresh connection, is
+// answered within a second.
+#[test]
+fn slowloris_and_idle_floods_do_not_starve_a_normal_client() {
+    let a = Backend::start("a");
+    let proxy = ProxyProcess::start(
+        json!({
+            "workers": 2,
+            "health_check_frequency": "0s",
+            "client_header_timeout": "60s",
+            "backends": [{"url": format!("http://{}", a.addr)}],
+        }),
+        "floods",
+    );
+    let addr = proxy.addr();
+    let room = fd_limit().saturating_sub(3000);
+    let slow_n = 1000.min(room / 2);
+    let idle_n = 10_000.min(room - slow_n);
+    eprintln!(
+        "{slow_n} slowloris and {idle_n} idle connections (fd limit {})",
+        fd_limit()
+    );
+    let mut slow: Vec<TcpStream> = (0..slow_n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ")
+                .expect("send");
+            s
+        })
+        .collect();
+    let idle: Vec<TcpStream> = (0..idle_n)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for s in &mut slow {
+                    let _ = s.write_all(b"x");
+                }
+                thread::sleep(Duration::from_millis(200));
+            }
+            slow.len()
+        })
+    };
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let mut c = Client::connect(addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_eq!(c.response().status, 200);
+        worst = worst.max(started.elapsed());
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = trickle.join();
+    eprintln!("slowest normal request among the flood: {worst:?}");
+    assert!(
+        worst < Duration::from_secs(1),
+        "a normal client waited {worst:?}"
+    );
+    let open = proxy.memory();
+    eprintln!(
+        "ferrule RSS with {} connections: {} KiB",
+        slow_n + idle_n,
+        open.current / 1024
+    );
+    drop(idle);
+}
+
+// Proves a worker that panics (the documented test hook makes worker 1 panic as it starts) ends
+// the process with exit code 70 and a log line, instead of leaving a proxy with a worker less.
+#[test]
+fn a_worker_panic_ends_the_process_with_code_70() {
+    let a = Backend::start("a");
+    let backends = json!([{"url": format!("http://{}", a.addr)}]);
+    let (mut child, lines, _) = spawn(
+        json!({"workers": 2, "backends": backends}),
+        "worker-panic",
+        "true",
+        &[("FERRULE_TEST_WORKER_PANIC", "1")],
+    );
+    let status = child
+        .wait_for(Duration::from_secs(10))
+        .expect("ferrule exits");
+    assert_eq!(status.code(), Some(70), "{status:?}");
+    let seen: Vec<String> = lines.try_iter().collect();
+    assert!(
+        seen.iter().any(|l| l.contains("worker 1 died")),
+        "the death is logged: {seen:?}"
+    );
+}
