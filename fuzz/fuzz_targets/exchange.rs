@@ -480,6 +480,8 @@ fn framing_of(fields: &[httparse::Header<'_>], request: bool) -> Framing {
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
         .flat_map(|h| h.value.split(|&b| b == b','))
+        // a coding's parameters (`chunked;x=1`) do not change which coding it is
+        .map(|c| c.split(|&b| b == b';').next().unwrap_or(c))
         .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
         .filter(|c| !c.is_empty())
         .collect::<Vec<_>>();
