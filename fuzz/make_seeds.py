@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Writes the hand-written seed corpora under fuzz/corpus/<target>/ (run from anywhere)."""
+import json, os, struct, zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+REQUESTS = {
+    "get": b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+    "post_cl": b"POST /submit HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+    "post_chunked": b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    "http10": b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    "absolute": b"GET http://Target.example:81/p?q=1 HTTP/1.1\r\nHost: other\r\n\r\n",
+    "hop_by_hop": b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
+                  b"Keep-Alive: timeout=5\r\nTE: trailers, deflate\r\nUpgrade: h2c\r\n\r\n",
+    "upgrade": b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    "xff_cookie": b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1, 1.2.3.4\r\n"
+                  b"Cookie: a=1; FERRULE_BACKEND=0123456789abcdef; sid=x\r\nX-User: u\r\n\r\n",
+    "cl_te": b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "leading_crlf": b"\r\n\r\nHEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
+    "options_star": b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+}
+for name, head in REQUESTS.items():
+    for opts in (0x00, 0x37):
+        write("request_head", f"{name}_{opts:02x}", bytes([opts, 7]) + head)
+
+RESPONSES = {
+    "ok_cl": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\n\r\n",
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "close": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+    "hop": b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\nX-Internal: 1\r\n"
+           b"Keep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+    "continue": b"HTTP/1.1 100 Continue\r\n\r\n",
+    "switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    "not_modified": b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n",
+    "te_and_cl": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+}
+for name, head in RESPONSES.items():
+    for opts in (0x08, 0x1c, 0x29):
+        write("response_head", f"{name}_{opts:02x}", bytes([opts]) + head)
+
+CHUNKED = {
+    "simple": b"5\r\nhello\r\n0\r\n\r\n",
+    "ext_trailers": b"5;name=\"v\"\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-T: 1\r\n\r\nNEXT",
+    "ws_ext": b"3 ;x\r\nabc\r\n0\r\n\r\n",
+    "big": b"FFFFFFFFFFFFFFFF\r\nab",
+    "bad_lf": b"5\nhello\r\n0\r\n\r\n",
+}
+for name, body in CHUNKED.items():
+    write("chunked", name, bytes([4, 3, 1, 5, 2]) + body)
+write("chunked", "length", bytes([40, 0]) + b"x" * 50)
+write("chunked", "until_close", bytes([1, 1, 9]) + b"anything")
+
+
+def v2(cmd, fam, block):
+    return b"\r\n\r\n\0\r\nQUIT\n" + bytes([0x20 | cmd, fam]) + struct.pack(">H", len(block)) + block
+
+
+PROXY = {
+    "v1_tcp4": b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\nGET / HTTP/1.1\r\n",
+    "v1_tcp6": b"PROXY TCP6 2001:db8::1 ::1 1 65535\r\n",
+    "v1_unknown": b"PROXY UNKNOWN\r\n",
+    "v2_tcp4": v2(1, 0x11, bytes([192, 0, 2, 1, 198, 51, 100, 1]) + struct.pack(">HH", 56324, 443)),
+    "v2_tcp6": v2(1, 0x21, bytes(15) + b"\x01" + bytes(15) + b"\x02" + struct.pack(">HH", 1, 2)),
+    "v2_local": v2(0, 0x00, b""),
+    "v2_unix": v2(1, 0x31, b"/tmp/a".ljust(108, b"\0") + b"/tmp/b".ljust(108, b"\0")),
+    "v2_tlv": v2(1, 0x11, bytes(8) + bytes(4) + b"\x01\x00\x02h2" + b"\x02\x00\x04host"),
+}
+for name, data in PROXY.items():
+    write("proxy_protocol", name, b"\x00" + data)
+
+with open(os.path.join(ROOT, "config.json"), "rb") as f:
+    base = f.read()
+write("config", "config_json", b"\x00" + base)
+write("config", "minimal", b"\x00" + json.dumps({"backends": [{"url": "http://127.0.0.1:9000"}]}).encode())
+full = {
+    "port": 0, "admin_port": 0, "strategy": "consistent-hash", "hash_key": "header:X-User",
+    "trusted_proxies": ["10.0.0.0/8"], "proxy_protocol": True, "workers": 2,
+    "backends": [{"url": "http://127.0.0.1:9000", "weight": 2, "max_conns": 10},
+                 {"url": "https://[::1]:9443", "tls_skip_verify": True}],
+    "backend_timeout": "30s", "connect_timeout": "1s", "retries": 2, "buffer_size": 16384,
+    "enable_sticky_sessions": True, "sticky_mode": "cookie", "sticky_cookie_name": "SRV",
+    "health_check_method": "tcp", "health_check_frequency": "5s", "health_check_expect": "200-399",
+    "admin_token": "secret",
+}
+write("config", "full", b"\x00" + json.dumps(full).encode())
+write("config", "edits", b"\x01" + bytes([0, 5, 23, 1, 0, 43, 2, 0, 18, 0, 30, 12, 0, 1, 200]))
+
+
+def exchange(opts, size, cp, bp, client, backend):
+    return bytes([opts, size, cp, bp]) + struct.pack(">H", len(client)) + client + backend
+
+
+write("exchange", "get_cl", exchange(0, 56, 255, 255,
+      REQUESTS["get"], b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+write("exchange", "pipelined", exchange(0, 56, 13, 7,
+      REQUESTS["get"] + REQUESTS["post_cl"] + REQUESTS["post_chunked"],
+      b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+      b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+      b"HTTP/1.1 204 No Content\r\n\r\n"))
+write("exchange", "http10_dechunk", exchange(0, 8, 5, 3,
+      REQUESTS["http10"],
+      b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: y\r\n\r\nEXTRA"))
+write("exchange", "close_delimited", exchange(2, 0, 1, 1,
+      REQUESTS["absolute"], b"HTTP/1.0 200 OK\r\n\r\nuntil the end"))
+write("exchange", "head", exchange(0, 56, 255, 255,
+      b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+      b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+write("exchange", "bad_request", exchange(0, 56, 255, 255, REQUESTS["cl_te"], b""))
+write("exchange", "upgrade", exchange(0, 56, 255, 255, REQUESTS["upgrade"],
+      b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nframes"))
