@@ -314,6 +314,7 @@ impl Model<'_> {
                     keep_alive: head.keep_alive && req_body.is_done(),
                     upgrade: head.upgrade,
                     set_cookie: None,
+                    max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
                 };
                 let Ok((r, len)) = response::rewrite(&unframed[..end], &ex, &mut self.scratch)
                 else {
@@ -646,6 +647,8 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_head: cap.min(16384) - if opts & 0x40 != 0 { cap / 2 } else { 0 },
         max_uri: cap / 2,
+        max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+        max_body: 0,
     };
     let trusted = TrustedProxies::EMPTY;
     let client = ClientInfo {
@@ -655,6 +658,7 @@ fuzz_target!(|data: &[u8]| {
         sticky_cookie: (opts & 0x10 != 0).then_some(&b"FERRULE_BACKEND"[..]),
         strip_sticky_cookie: opts & 0x80 != 0,
         trusted: &trusted,
+        request_id: Some(b"0123456789abcdef0123456789abcdef"),
     };
     let mut m = Model {
         pool: BufPool::new(cap, 2),

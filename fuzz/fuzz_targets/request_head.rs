@@ -25,11 +25,15 @@ fuzz_target!(|data: &[u8]| {
         Limits {
             max_head: 256,
             max_uri: 64,
+            max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+            max_body: 0,
         }
     } else {
         Limits {
             max_head: 16384,
             max_uri: 8192,
+            max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+            max_body: 0,
         }
     };
     let trusted = if opts & 0x20 != 0 {
@@ -52,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         sticky_cookie: (opts & 0x10 != 0).then_some(&b"FERRULE_BACKEND"[..]),
         strip_sticky_cookie: opts & 0x80 != 0,
         trusted: &trusted,
+        request_id: Some(b"0123456789abcdef0123456789abcdef"),
     };
 
     // one-shot search, then the session's incremental one (pieces of `cut` bytes)
@@ -121,6 +126,8 @@ fuzz_target!(|data: &[u8]| {
     let big = Limits {
         max_head: usize::MAX,
         max_uri: usize::MAX,
+        max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+        max_body: 0,
     };
     if parsed.headers.len() > ferrule::http::MAX_HEADERS {
         // ferrule's own fields took it past the most a head may have: a chained ferrule answers

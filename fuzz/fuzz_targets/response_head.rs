@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
             max_age: 3600,
             secure: opts & 64 != 0,
         }),
+        max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
     };
     // as the session does: the head ends at the first empty line
     let Ok(Some(end)) = request::find_head_end(input, 0) else {
