@@ -695,6 +695,13 @@ fuzz_target!(|data: &[u8]| {
             "a request left unanswered"
         );
     }
+    if std::env::var_os("EXCHANGE_DUMP").is_some() {
+        eprintln!(
+            "answered {:?}\nto_client {:?}",
+            m.answered,
+            String::from_utf8_lossy(&m.to_client[..m.to_client.len().min(500)])
+        );
+    }
     backend_reads(&m.to_backend, &m.forwarded);
     // the client's HTTP version only matters for the check of what HTTP/1.0 gets; it is the same
     // for every request of a fuzz input only by chance, so it is not checked here

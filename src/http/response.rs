@@ -135,7 +135,12 @@ pub fn rewrite(
     let framing = if no_body {
         Framing::None
     } else if codings.count > 0 {
-        if codings.chunked_last && !codings.chunked_early {
+        if codings.chunked_last && codings.chunked_early {
+            // chunked twice (RFC 9112 §6.1 forbids it): read to the close here, but a client
+            // that sees chunked last would end the body early and take the rest for a response
+            return Err(Invalid);
+        }
+        if codings.chunked_last {
             Framing::Chunked
         } else {
             Framing::UntilClose
@@ -458,6 +463,9 @@ mod tests {
             "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
             "HTTP/1.1 2000 OK\r\n\r\n",
             "HTTP/1.1 -20 OK\r\n\r\n",
+            // found by fuzz/exchange: chunked applied twice, which a client frames as chunked
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
         ] {
             assert_eq!(go(bad, &GET11).map(|_| ()), Err(Invalid), "{bad:?}");
         }
