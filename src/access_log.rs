@@ -539,8 +539,7 @@ pub fn combined(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
     clf_time(wall_ms, out);
     out.extend_from_slice(b"] \"");
     match (e.event, e.get(Text::Method)) {
-        (Event::TlsHandshakeFailed, _) => out.extend_from_slice(b"-"),
-        (Event::Request, None) => out.extend_from_slice(b"-"),
+        (Event::TlsHandshakeFailed, _) | (Event::Request, None) => out.extend_from_slice(b"-"),
         (Event::Request, Some(method)) => {
             escape_clf(method, out);
             out.push(b' ');
