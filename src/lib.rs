@@ -104,12 +104,12 @@ pub struct Handle {
     /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
     offer: handover::Offer,
     access_log: Arc<access_log::AccessLog>,
-    /// The index of each worker that died of a panic.
+    /// The index of each worker that died (a panic, or an event loop that failed).
     died: crossbeam_channel::Receiver<usize>,
 }
 
 impl Handle {
-    /// Receives the index of a worker that died of a panic: the proxy is then short of a worker
+    /// Receives the index of a worker that died (a panic or a failed poll): the proxy is then short of a worker
     /// and its connections; `main.rs` exits (code 70) rather than serve half-dead.
     pub fn worker_deaths(&self) -> &crossbeam_channel::Receiver<usize> {
         &self.died

@@ -289,7 +289,7 @@ fn signal_thread(
     Ok(())
 }
 
-/// A worker died of a panic (logged by the worker): exit at once with `EX_SOFTWARE` (70) rather
+/// A worker died, of a panic or a failed event loop (logged by the worker): exit at once with `EX_SOFTWARE` (70) rather
 /// than serve with a worker less and its share of the listening sockets' connections stranded; a
 /// supervisor restarts ferrule.
 fn worker_died(index: Option<usize>) -> ! {

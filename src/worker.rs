@@ -134,8 +134,8 @@ impl WorkerHandle {
 pub const TEST_PANIC_ENV: &str = "FERRULE_TEST_WORKER_PANIC";
 
 /// Starts worker `index` accepting on `listeners` (one, or several after a handover). A panic
-/// that escapes its loop (sessions' own are contained, see [`contain`]) is logged and its index
-/// sent on `died`: the process must not go on with a worker less (`main.rs` exits).
+/// that escapes its loop (sessions' own are contained, see [`contain`]) or a poll that fails is
+/// logged and its index sent on `died`: the process must not go on with a worker less (`main.rs` exits).
 pub fn spawn(
     index: usize,
     listeners: Vec<std::net::TcpListener>,
@@ -199,13 +199,20 @@ pub fn spawn(
                 if test_panic {
                     panic!("{TEST_PANIC_ENV} asked worker {index} to panic");
                 }
-                worker.run();
+                worker.run()
             }));
-            if ran.is_err() {
-                log::error!(
-                    "worker {index} panicked (a bug: please report it): its connections are lost"
-                );
-                let _ = died.try_send(index);
+            match ran {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log::error!("worker {index}: its event loop failed ({e}): its connections are lost");
+                    let _ = died.try_send(index);
+                }
+                Err(_) => {
+                    log::error!(
+                        "worker {index} panicked (a bug: please report it): its connections are lost"
+                    );
+                    let _ = died.try_send(index);
+                }
             }
         })?;
     Ok(WorkerHandle {
@@ -271,7 +278,10 @@ struct Core {
 }
 
 impl Worker {
-    fn run(&mut self) {
+    /// The event loop, until the worker has drained; an error is a poll that failed for good (the
+    /// worker is dead, and the process must not go on without it).
+    fn run(&mut self) -> io::Result<()> {
+        let mut failed = None;
         loop {
             let core = &mut self.core;
             let accepting =
@@ -285,7 +295,7 @@ impl Worker {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                log::error!("worker poll failed: {e}");
+                failed = Some(e);
                 break;
             }
             let registry = self.poll.registry();
@@ -333,6 +343,7 @@ impl Worker {
             core.close_session(self.poll.registry(), key);
         }
         core.upstreams.clear_idle();
+        failed.map_or(Ok(()), Err)
     }
 }
 
