@@ -8,6 +8,10 @@
 //! request in flight ends; then the workers are told again, for connections that went idle during
 //! the drain. Changes of membership and weight go through `Balancer::update`; states are flags on
 //! the backend itself.
+//!
+//! Besides its state and counters, an entry carries what the dashboard (`dashboard.rs`) draws:
+//! the recent health checks (`health_history`), the response-time histogram (`latency`) and
+//! whether it was removed and is draining its last requests (`removed`).
 
 use std::sync::Arc;
 
@@ -18,16 +22,24 @@ use crate::balancer::{Backend, State};
 use crate::config::describe;
 use crate::config::{self, BackendConfig, BackendTls};
 use crate::httpd::message::Response;
+use crate::stats::LATENCY_BOUNDS_MS;
 use crate::worker::Control;
 
-/// A backend as the admin API shows it.
-pub fn backend_json(b: &Backend) -> Value {
+/// A backend as the admin API shows it; `removed`: taken out of the pool, its last requests
+/// still in flight (listed until they end).
+pub fn backend_json(b: &Backend, removed: bool) -> Value {
     let state = b.state();
-    let (last_check, last_error) = {
+    let (last_check, last_error, history) = {
         let health = b.health.lock();
-        (health.last_check, health.last_error.clone())
+        let history: Vec<Value> = health
+            .history
+            .iter()
+            .map(|&(ms, ok)| json!({"time_ms": ms, "ok": ok}))
+            .collect();
+        (health.last_check, health.last_error.clone(), history)
     };
     let in_flight = b.active_requests();
+    let (buckets, sum_ms) = b.requests.latency.snapshot();
     json!({
         "id": b.id,
         "url": b.url,
@@ -50,20 +62,37 @@ pub fn backend_json(b: &Backend) -> Value {
             "ok": ok,
         })),
         "last_error": last_error,
+        "removed": removed,
+        // the latest active checks, oldest first (at most `HealthInfo::HISTORY`)
+        "health_history": history,
+        // response times: counts per bucket (not cumulative; the last is above every bound)
+        "latency": {
+            "bounds_ms": LATENCY_BOUNDS_MS,
+            "buckets": buckets,
+            "sum_ms": sum_ms,
+        },
     })
 }
 
 /// Every backend: the pool's, then the removed ones still draining.
 pub(super) fn all(admin: &Admin) -> Vec<Arc<Backend>> {
+    listed(admin).into_iter().map(|(b, _)| b).collect()
+}
+
+/// [`all`], each with whether it was removed (a retired one, draining its last requests).
+fn listed(admin: &Admin) -> Vec<(Arc<Backend>, bool)> {
     prune_draining(admin);
     let pool = admin.state.balancer.current();
-    let mut list: Vec<Arc<Backend>> = pool.backends().to_vec();
-    list.extend(admin.state.balancer.retired());
-    list
+    let kept = pool.backends().iter().map(|b| (Arc::clone(b), false));
+    let retired = admin.state.balancer.retired().into_iter();
+    kept.chain(retired.map(|b| (b, true))).collect()
 }
 
 pub(super) fn list(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    let list: Vec<Value> = all(admin).iter().map(|b| backend_json(b)).collect();
+    let list: Vec<Value> = listed(admin)
+        .iter()
+        .map(|(b, removed)| backend_json(b, *removed))
+        .collect();
     let strategy = admin.state.balancer.current().strategy().name();
     Ok(Response::json(
         200,
@@ -73,11 +102,11 @@ pub(super) fn list(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
 
 pub(super) fn get(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
     let id = parse_id(call.param(0))?;
-    let b = all(admin)
+    let (b, removed) = listed(admin)
         .into_iter()
-        .find(|b| b.id == id)
+        .find(|(b, _)| b.id == id)
         .ok_or_else(|| not_found(id))?;
-    Ok(Response::json(200, &backend_json(&b)))
+    Ok(Response::json(200, &backend_json(&b, removed)))
 }
 
 pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
@@ -116,7 +145,7 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
     for w in &warnings {
         log::warn!("backend {}: {w}", added.id);
     }
-    let mut entry = backend_json(&added);
+    let mut entry = backend_json(&added, false);
     if let Value::Object(map) = &mut entry {
         map.insert("warnings".into(), json!(warnings));
     }
@@ -212,7 +241,7 @@ pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError
         .chain(state.map(|s| format!("state {}", s.name())))
         .collect();
     log::info!("admin: backend {id}: {}", what.join(", "));
-    Ok(Response::json(200, &backend_json(&b)))
+    Ok(Response::json(200, &backend_json(&b, false)))
 }
 
 /// `{"alive": false}` disables the backend; `{"alive": true}` enables it and marks it healthy.
@@ -240,7 +269,7 @@ pub(super) fn put_status(admin: &Admin, call: &Call<'_>) -> Result<Response, Api
         "admin: backend {id} {}",
         if alive { "enabled" } else { "disabled" }
     );
-    Ok(Response::json(200, &backend_json(&b)))
+    Ok(Response::json(200, &backend_json(&b, false)))
 }
 
 /// Applies `edit` to the backend `id` of the pool through `Balancer::update` (serialised with

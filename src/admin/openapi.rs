@@ -413,7 +413,8 @@ fn backend() -> Value {
     json!({
         "type": "object",
         "required": ["id", "url", "addr", "weight", "max_conns", "state", "alive", "healthy", "enabled",
-            "in_flight", "active_connections", "total_requests", "failures", "last_check", "last_error"],
+            "in_flight", "active_connections", "total_requests", "failures", "last_check", "last_error",
+            "removed", "health_history", "latency"],
         "properties": {
             "id": integer(),
             "url": {"type": "string"},
@@ -440,6 +441,29 @@ fn backend() -> Value {
                 },
             },
             "last_error": {"type": "string", "nullable": true, "description": "why the last failed check failed"},
+            "removed": {"type": "boolean", "description": "removed from the pool (DELETE or a reload) and draining its last requests in flight; listed until they end"},
+            "health_history": {
+                "type": "array",
+                "description": "the latest active health checks, oldest first (at most 60; empty without active checks)",
+                "items": {
+                    "type": "object",
+                    "required": ["time_ms", "ok"],
+                    "properties": {
+                        "time_ms": {"type": "integer", "description": "milliseconds since the Unix epoch"},
+                        "ok": {"type": "boolean"},
+                    },
+                },
+            },
+            "latency": {
+                "type": "object",
+                "required": ["bounds_ms", "buckets", "sum_ms"],
+                "description": "response times (request sent to response head) since start, as the histogram of /metrics",
+                "properties": {
+                    "bounds_ms": {"type": "array", "items": integer(), "description": "upper bounds of the buckets, in milliseconds"},
+                    "buckets": {"type": "array", "items": integer(), "description": "responses per bucket, not cumulative: one per bound, then one for above the last bound"},
+                    "sum_ms": {"type": "integer", "minimum": 0, "description": "the sum of the response times, in milliseconds"},
+                },
+            },
         },
     })
 }
