@@ -5,7 +5,9 @@
 //! header says why it is not `tiny_http`) and `httpd/message.rs` its heads and answers (the https
 //! redirect listener shares them); this file the routes,
 //! the token check and the error shape; `backends.rs` the `/backends` endpoints and the drain of
-//! removed backends; `metrics.rs` `/stats` and the Prometheus `/metrics`; `openapi.rs` the
+//! removed backends; `metrics.rs` `/stats` and the Prometheus `/metrics`; `dashboard.rs` the
+//! HTML dashboard at `/` and `/dashboard` (open: the page holds no data, it asks for the token
+//! and sends it to the JSON endpoints); `openapi.rs` the
 //! OpenAPI document of all of it (`tests/admin.rs` calls every operation it lists and checks the
 //! router serves nothing else).
 //!
@@ -15,6 +17,7 @@
 //! 1 MiB. The pool is changed only through `Balancer::update`, which serialises writers.
 
 mod backends;
+mod dashboard;
 mod metrics;
 mod openapi;
 mod reload;
@@ -182,6 +185,14 @@ struct Route {
 /// that): add a route there too.
 static ROUTES: &[Route] = &[
     Route {
+        path: "/",
+        ops: &[("GET", dashboard::page)],
+    },
+    Route {
+        path: "/dashboard",
+        ops: &[("GET", dashboard::page)],
+    },
+    Route {
         path: "/health",
         ops: &[("GET", health)],
     },
@@ -258,7 +269,9 @@ fn find_route(path: &str) -> Option<(&'static Route, Vec<&str>)> {
 
 impl crate::httpd::App for Admin {
     fn screen(&self, head: &Head) -> Option<Response> {
-        let open = head.method == "GET" && head.path == "/health";
+        // the dashboard page carries no data: it asks for the token and sends it itself
+        let open =
+            head.method == "GET" && matches!(head.path.as_str(), "/health" | "/" | "/dashboard");
         if !open {
             if let Err(e) = self.authorize(head) {
                 return Some(e.into_response());
@@ -301,7 +314,8 @@ impl crate::httpd::App for Admin {
 }
 
 impl Admin {
-    /// With an `admin_token`: the request must carry `Authorization: Bearer <token>`.
+    /// With an `admin_token`: the request must carry `Authorization: Bearer <token>` (but
+    /// `GET /health` and the dashboard page).
     fn authorize(&self, head: &Head) -> Result<(), ApiError> {
         // read each time: a reload may set, change or remove it
         let token = self.state.config.read().admin_token.clone();
@@ -431,7 +445,9 @@ mod tests {
         );
         assert_eq!(path("/backends/7/other"), None);
         assert_eq!(path("/backendsx"), None);
-        assert_eq!(path("/"), None);
+        assert_eq!(path("/"), Some(("/", vec![])));
+        assert_eq!(path("/dashboard"), Some(("/dashboard", vec![])));
+        assert_eq!(path("/dashboardx"), None);
     }
 
     #[test]

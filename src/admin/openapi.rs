@@ -18,7 +18,9 @@ pub(super) fn document() -> Value {
                 {\"error\": \"<field>: <problem>\"}. Request bodies are at most 1 MiB (413 \
                 beyond). With admin_token set, every request but GET /health needs \
                 Authorization: Bearer <admin_token> (401 with WWW-Authenticate: Bearer \
-                otherwise). A method a path does not take gets 405 with Allow; an unknown path 404.",
+                otherwise); GET / and GET /dashboard (the HTML dashboard, which holds no data \
+                itself) are open too. A method a path does not take gets 405 with Allow; an \
+                unknown path 404.",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -26,6 +28,8 @@ pub(super) fn document() -> Value {
         },
         "security": [{"bearer": []}],
         "paths": {
+            "/": {"get": dashboard("dashboard")},
+            "/dashboard": {"get": dashboard("dashboardPage")},
             "/health": {"get": health()},
             "/backends": {"get": list(), "post": add()},
             "/backends/{id}": {"get": get(), "patch": patch(), "delete": delete()},
@@ -86,6 +90,25 @@ fn health() -> Value {
         "summary": "ferrule is up (never needs the token)",
         "security": [],
         "responses": {"200": answer("ferrule is up", "Health")},
+    })
+}
+
+/// The dashboard page (the same at both paths).
+fn dashboard(id: &str) -> Value {
+    json!({
+        "operationId": id,
+        "summary": "The live HTML dashboard: one self-contained page (its style and script inline, allowed by hash in a strict Content-Security-Policy) that polls /backends and /stats and acts through this API; never needs the token (the page asks for it and sends it)",
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "the page",
+                "headers": {
+                    "Content-Security-Policy": {"schema": {"type": "string"}, "description": "default-src 'none'; the inline script and style by their SHA-256; connect-src 'self'"},
+                    "X-Content-Type-Options": {"schema": {"type": "string"}, "description": "nosniff"},
+                },
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+        },
     })
 }
 

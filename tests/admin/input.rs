@@ -217,7 +217,20 @@ fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
             "is not a backend id".into(),
         ),
         ("GET", "/nope", None, 404, "/nope: no such endpoint".into()),
-        ("GET", "/", None, 404, "/: no such endpoint".into()),
+        (
+            "GET",
+            "/dashboard/x",
+            None,
+            404,
+            "/dashboard/x: no such endpoint".into(),
+        ),
+        (
+            "POST",
+            "/",
+            None,
+            405,
+            "method: POST / is not served (allowed: GET)".into(),
+        ),
         (
             "GET",
             "/backends/0/nope",
@@ -272,7 +285,7 @@ fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
                 "/backends/0" => "GET, PATCH, DELETE",
                 "/backends" => "GET, POST",
                 "/backends/0/status" => "PUT",
-                "/health" => "GET",
+                "/health" | "/" => "GET",
                 _ => "POST",
             };
             assert_eq!(allow, want, "{method} {path}");
