@@ -439,6 +439,7 @@ fn the_token_prompt_refuses_a_wrong_token_and_keeps_the_right_one() {
     });
     assert_eq!(browser.find("#rows .b"), None, "no data without the token");
 
+    browser.screenshot(&target_dir().join("dashboard-token.png"));
     browser.type_into("#auth-token", "not-the-token\u{E007}");
     poll(WAIT, "the wrong token refused", || {
         let msg = browser.text("#auth-msg")?;

@@ -820,7 +820,8 @@
       document.documentElement.dataset.renderMs = (performance.now() - now).toFixed(1);
       setConn('live', 'live · every ' + POLL_MS / 1000 + ' s');
     } catch (e) {
-      if (e.status === 401) onUnauthorized();
+      if (!(e instanceof HttpError)) setConn('down', 'cannot show the answer: ' + e.message);
+      else if (e.status === 401) onUnauthorized();
       else setConn('down', e.status ? 'error: ' + e.message : 'offline: ' + e.message + ', retrying');
     } finally {
       polling = false;
