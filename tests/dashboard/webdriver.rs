@@ -18,11 +18,11 @@ use super::common::{line_channel, wait_for_line, ChildGuard, Client};
 /// The key of an element reference in W3C WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// Where a program is: `$VAR` if set, else the Debian path, else the first of `names` on the
-/// `PATH`.
+/// Where a program is: `$VAR` if set (`None` if nothing is there), else the Debian path, else
+/// the first of `names` on the `PATH`.
 fn find_program(var: &str, debian: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(var) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     if Path::new(debian).exists() {
         return Some(PathBuf::from(debian));
