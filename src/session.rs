@@ -788,10 +788,8 @@ impl Session {
                         // the request line is complete once a line end was seen; only the new
                         // bytes are searched, so a head trickled in byte by byte costs linear time
                         if !self.head_line_seen {
-                            self.head_line_seen = bytes
-                                .get(self.scan as usize..)
-                                .and_then(|new| crate::http::find_byte(new, b'\n'))
-                                .is_some();
+                            self.head_line_seen =
+                                request::request_line_complete(bytes, self.scan as usize);
                             if self.head_line_seen {
                                 // once per request, on a head that came in pieces: a request
                                 // line that can never parse (HTTP/0.9's `GET /`) is answered
