@@ -339,7 +339,9 @@ pub fn rewrite_seen<'a>(
     } else {
         // httparse accepts exactly `METHOD SP target SP HTTP/1.1 CRLF`: copy it as it is
         let line_start = runs.offset(method_str.as_bytes());
-        out.extend_from_slice(&head[line_start..lines_start]);
+        // offsets of slices of the head; never outside it
+        let line = head.get(line_start..lines_start);
+        out.extend_from_slice(line.ok_or(Reject(Status::BadRequest))?);
     }
     let mut xff_written = false;
     for (f, kind) in fields.iter().zip(kinds.iter()) {
@@ -462,7 +464,8 @@ fn put_cookies_without(out: &mut Vec<u8>, value: &[u8], name: &[u8]) {
                 && pair
                     .iter()
                     .position(|&b| b == b'=')
-                    .is_none_or(|eq| headers::trim(&pair[..eq]) != name)
+                    .and_then(|eq| pair.get(..eq))
+                    .is_none_or(|key| headers::trim(key) != name)
         })
         .peekable();
     if kept.peek().is_none() {
@@ -572,7 +575,10 @@ fn target_form(method: Method, target: &str) -> Result<Target<'_>, Reject> {
     }
     let rest = ["http://", "https://"].iter().find_map(|scheme| {
         let n = scheme.len();
-        (t.len() >= n && t[..n].eq_ignore_ascii_case(scheme.as_bytes())).then(|| &t[n..])
+        let (given, rest) = t.split_at_checked(n)?;
+        given
+            .eq_ignore_ascii_case(scheme.as_bytes())
+            .then_some(rest)
     });
     let Some(rest) = rest else {
         return Err(Reject(Status::BadRequest));
@@ -598,7 +604,8 @@ fn version_error(head: &[u8]) -> Status {
         rest = tail;
     }
     let line_end = super::find_byte(rest, b'\r').unwrap_or(rest.len());
-    let mut parts = rest[..line_end].split(|&b| b == b' ');
+    let line = rest.get(..line_end).unwrap_or(rest);
+    let mut parts = line.split(|&b| b == b' ');
     let well_formed = matches!(
         (parts.next(), parts.next(), parts.next(), parts.next()),
         (Some(m), Some(t), Some(v), None)
