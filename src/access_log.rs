@@ -921,8 +921,8 @@ impl Default for Stamp {
 
 // ------------------------------------------------------------------------------ request ids
 
-/// Request ids of one worker: 32 hex digits, unique in the process (a counter through a
-/// bijective mix) and, with the random seed, across processes.
+/// Request ids of one worker: 32 hex digits that look random, unique in the worker (a counter
+/// through a bijective mix) and, with the random seed, across workers and processes.
 pub struct RequestIds {
     seed: u64,
     next: u64,
@@ -943,8 +943,10 @@ impl RequestIds {
     /// The next id, written into `out`.
     pub fn next(&mut self, out: &mut [u8; 32]) {
         self.next = self.next.wrapping_add(1);
-        let hi = mix(self.seed);
+        // `lo` is a bijection of the counter (unique within the generator); `hi` mixes the seed
+        // with it, so that no two ids share a visible prefix and generators do not collide
         let lo = mix(self.next ^ self.seed.rotate_left(32));
+        let hi = mix(self.seed ^ lo);
         for (i, byte) in out.iter_mut().enumerate() {
             let word = if i < 16 { hi } else { lo };
             let shift = 60 - 4 * (i % 16);

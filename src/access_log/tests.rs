@@ -255,6 +255,11 @@ fn request_ids_are_hex_and_distinct() {
         other.next(&mut id);
         assert!(seen.insert(id), "two generators gave the same id");
     }
+    // no shared prefix: consecutive ids differ in their first half too
+    let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+    ids.next(&mut a);
+    ids.next(&mut b);
+    assert_ne!(a[..16], b[..16]);
 }
 
 fn temp_path(name: &str) -> std::path::PathBuf {
