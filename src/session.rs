@@ -883,10 +883,18 @@ impl Session {
         if let Some(old) = self.log.take() {
             ctx.access_log.submit(old);
         }
+        // the request's time starts at its first byte, as nginx's $request_time does: the head's
+        // deadline was set then, `client_header_timeout` after it
+        let began = self
+            .deadline
+            .checked_sub(ctx.cfg.client_header_timeout)
+            .filter(|at| self.head_started && *at <= ctx.now)
+            .unwrap_or(ctx.now);
         self.log = ctx
             .access_log
             .entry(head.client.unwrap_or(self.peer), ctx.now)
             .map(|mut e| {
+                e.started = began;
                 e.set(Text::Method, seen.method);
                 e.set(Text::Target, seen.target);
                 e.set(Text::Host, seen.host);
