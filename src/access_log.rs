@@ -193,6 +193,7 @@ impl AccessLog {
             dropped: Arc::clone(&dropped),
             failing: None,
             clock: Clock::new(),
+            stamp: Stamp::new(),
             batch: Vec::with_capacity(BATCH + 4096),
         };
         let thread = std::thread::Builder::new()
@@ -368,6 +369,7 @@ struct Writer {
     /// The output fails (reported once): when it was last tried.
     failing: Option<Instant>,
     clock: Clock,
+    stamp: Stamp,
     batch: Vec<u8>,
 }
 
@@ -451,10 +453,10 @@ impl Writer {
     }
 
     fn format_line(&mut self, e: &Entry) {
-        let wall = self.clock.wall(e.ended);
+        self.stamp.set(self.clock.wall(e.ended));
         match self.format {
-            AccessLogFormat::Combined => combined(e, wall, &mut self.batch),
-            AccessLogFormat::Json => json(e, wall, &mut self.batch),
+            AccessLogFormat::Combined => combined(e, &self.stamp, &mut self.batch),
+            AccessLogFormat::Json => json(e, &self.stamp, &mut self.batch),
         }
     }
 
@@ -534,9 +536,10 @@ impl Clock {
 /// `remote - - [time] "request" status body_bytes "referer" "user_agent" backend upstream_time
 /// total_time "request_id"`: nginx's combined, then the backend address (`-`: none), the
 /// upstream response time and the total time in seconds, and the request id.
-pub fn combined(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
-    let _ = write!(out, "{} - - [", e.peer);
-    clf_time(wall_ms, out);
+pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
+    put_ip(e.peer, out);
+    out.extend_from_slice(b" - - [");
+    out.extend_from_slice(&at.clf);
     out.extend_from_slice(b"] \"");
     match (e.event, e.get(Text::Method)) {
         (Event::TlsHandshakeFailed, _) | (Event::Request, None) => out.extend_from_slice(b"-"),
@@ -547,19 +550,19 @@ pub fn combined(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
             out.extend_from_slice(if e.http10 { b" HTTP/1.0" } else { b" HTTP/1.1" });
         }
     }
-    let _ = write!(
-        out,
-        "\" {:03} {} \"",
-        e.status,
-        e.bytes_out.saturating_sub(e.head_out)
-    );
+    out.extend_from_slice(b"\" ");
+    put_status(e.status, out);
+    out.push(b' ');
+    put_num(e.bytes_out.saturating_sub(e.head_out), out);
+    out.extend_from_slice(b" \"");
     quoted_or_dash(e.get(Text::Referer), out);
     out.extend_from_slice(b"\" \"");
     quoted_or_dash(e.get(Text::UserAgent), out);
     out.extend_from_slice(b"\" ");
     match e.backend {
         Some(addr) => {
-            let _ = write!(out, "{addr} ");
+            put_addr(addr, out);
+            out.push(b' ');
         }
         None => out.extend_from_slice(b"- "),
     }
@@ -581,18 +584,20 @@ pub fn combined(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
 
 /// One JSON object per line: the combined fields by name, plus the request id, bytes each way,
 /// TLS version and SNI (when TLS) and the event.
-pub fn json(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
+pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":\"");
-    iso_time(wall_ms, out);
-    let _ = write!(
-        out,
-        "\",\"event\":\"{}\",\"client\":\"{}\"",
-        e.event.name(),
-        e.peer
-    );
+    out.extend_from_slice(&at.iso);
+    put_digits3(at.milli, out);
+    out.extend_from_slice(b"Z\",\"event\":\"");
+    out.extend_from_slice(e.event.name().as_bytes());
+    out.extend_from_slice(b"\",\"client\":\"");
+    put_ip(e.peer, out);
+    out.push(b'"');
     let text = |out: &mut Vec<u8>, key: &str, field: Text| {
         if let Some(v) = e.get(field) {
-            let _ = write!(out, ",\"{key}\":\"");
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":\"");
             escape_json(v, out);
             out.push(b'"');
         }
@@ -607,19 +612,21 @@ pub fn json(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
         });
     }
     text(out, "host", Text::Host);
-    let _ = write!(
-        out,
-        ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"body_bytes_out\":{}",
-        e.status,
-        e.bytes_in,
-        e.bytes_out,
-        e.bytes_out.saturating_sub(e.head_out)
-    );
+    out.extend_from_slice(b",\"status\":");
+    put_num(e.status, out);
+    out.extend_from_slice(b",\"bytes_in\":");
+    put_num(e.bytes_in, out);
+    out.extend_from_slice(b",\"bytes_out\":");
+    put_num(e.bytes_out, out);
+    out.extend_from_slice(b",\"body_bytes_out\":");
+    put_num(e.bytes_out.saturating_sub(e.head_out), out);
     text(out, "referer", Text::Referer);
     text(out, "user_agent", Text::UserAgent);
     text(out, "request_id", Text::RequestId);
     if let Some(addr) = e.backend {
-        let _ = write!(out, ",\"backend\":\"{addr}\"");
+        out.extend_from_slice(b",\"backend\":\"");
+        put_addr(addr, out);
+        out.push(b'"');
     }
     if let Some(d) = upstream_time(e) {
         out.extend_from_slice(b",\"upstream_time\":");
@@ -628,7 +635,9 @@ pub fn json(e: &Entry, wall_ms: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"total_time\":");
     seconds(e.ended.saturating_duration_since(e.started), out);
     if let Some(v) = e.tls {
-        let _ = write!(out, ",\"tls\":\"{v}\"");
+        out.extend_from_slice(b",\"tls\":\"");
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'"');
     }
     text(out, "sni", Text::Sni);
     out.extend_from_slice(b"}\n");
@@ -661,25 +670,85 @@ fn quoted_or_dash(v: Option<&[u8]>, out: &mut Vec<u8>) {
 
 /// `1.234`: seconds with milliseconds.
 fn seconds(d: Duration, out: &mut Vec<u8>) {
-    let ms = d.as_millis();
-    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+    put_num(d.as_secs(), out);
+    out.push(b'.');
+    put_digits3(d.subsec_millis() as u16, out);
+}
+
+/// A number in decimal (the writer formats millions of them: no `fmt` machinery).
+fn put_num(n: impl itoa::Integer, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `n` (below 1000) as three digits, zero-padded.
+fn put_digits3(n: u16, out: &mut Vec<u8>) {
+    let n = n % 1000;
+    out.extend_from_slice(&[
+        b'0' + (n / 100) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]);
+}
+
+/// A status as nginx logs it: three digits (`000` when there was none).
+fn put_status(status: u16, out: &mut Vec<u8>) {
+    if status < 1000 {
+        put_digits3(status, out);
+    } else {
+        put_num(status, out);
+    }
+}
+
+/// An address as `Display` writes it; IPv4 (nearly every line) without the `fmt` machinery.
+fn put_ip(ip: IpAddr, out: &mut Vec<u8>) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            put_num(a, out);
+            for n in [b, c, d] {
+                out.push(b'.');
+                put_num(n, out);
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn put_addr(addr: SocketAddr, out: &mut Vec<u8>) {
+    match addr {
+        SocketAddr::V4(a) => {
+            put_ip(IpAddr::V4(*a.ip()), out);
+            out.push(b':');
+            put_num(a.port(), out);
+        }
+        SocketAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// nginx's escaping of logged variables: `"`, `\`, control and non-ASCII bytes become `\xHH`.
-pub fn escape_clf(v: &[u8], out: &mut Vec<u8>) {
-    for &b in v {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            out.extend_from_slice(&[
-                b'\\',
-                b'x',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ]);
-        } else {
-            out.push(b);
-        }
+pub fn escape_clf(mut v: &[u8], out: &mut Vec<u8>) {
+    let plain = |b: &u8| *b != b'"' && *b != b'\\' && (0x20..0x7f).contains(b);
+    // bounded: each round consumes a run of plain bytes and one escaped byte
+    loop {
+        let run = v.iter().take_while(|b| plain(b)).count();
+        let (good, rest) = v.split_at(run);
+        out.extend_from_slice(good);
+        let Some((&b, tail)) = rest.split_first() else {
+            return;
+        };
+        out.extend_from_slice(&[
+            b'\\',
+            b'x',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 15)],
+        ]);
+        v = tail;
     }
 }
 
@@ -690,19 +759,40 @@ pub fn escape_json(mut v: &[u8], out: &mut Vec<u8>) {
     while !v.is_empty() {
         match std::str::from_utf8(v) {
             Ok(s) => {
-                s.chars().for_each(|c| json_char(c, out));
+                json_str(s, out);
                 return;
             }
             Err(e) => {
                 let (good, bad) = v.split_at(e.valid_up_to());
                 if let Ok(s) = std::str::from_utf8(good) {
-                    s.chars().for_each(|c| json_char(c, out));
+                    json_str(s, out);
                 }
                 out.extend_from_slice("\u{fffd}".as_bytes());
                 let skip = e.error_len().unwrap_or(bad.len()).max(1);
                 v = bad.get(skip..).unwrap_or_default();
             }
         }
+    }
+}
+
+/// `s` escaped for a JSON string: runs that need no escape are copied whole.
+fn json_str(s: &str, out: &mut Vec<u8>) {
+    let mut rest = s;
+    // bounded: each round consumes a plain run and one character
+    loop {
+        let run = rest
+            .bytes()
+            .take_while(|&b| b != b'"' && b != b'\\' && b >= 0x20 && b != 0x7f)
+            .count();
+        // `run` ends before an ASCII byte or at the end, so it is a char boundary
+        let (good, tail) = rest.split_at(run);
+        out.extend_from_slice(good.as_bytes());
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else {
+            return;
+        };
+        json_char(c, out);
+        rest = chars.as_str();
     }
 }
 
@@ -746,7 +836,6 @@ struct Parts {
     hour: u64,
     minute: u64,
     second: u64,
-    milli: u64,
 }
 
 fn parts(wall_ms: u64) -> Parts {
@@ -760,7 +849,6 @@ fn parts(wall_ms: u64) -> Parts {
         hour: in_day / 3600,
         minute: in_day / 60 % 60,
         second: in_day % 60,
-        milli: wall_ms % 1000,
     }
 }
 
@@ -780,20 +868,61 @@ fn clf_time(wall_ms: u64, out: &mut Vec<u8>) {
     );
 }
 
-/// `2026-12-02T12:39:41.123Z`.
-fn iso_time(wall_ms: u64, out: &mut Vec<u8>) {
+/// `2026-12-02T12:39:41.` (the milliseconds and `Z` follow).
+fn iso_second(wall_ms: u64, out: &mut Vec<u8>) {
     let p = parts(wall_ms);
     let _ = write!(
         out,
-        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        p.year, p.month, p.day, p.hour, p.minute, p.second, p.milli
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+        p.year, p.month, p.day, p.hour, p.minute, p.second
     );
+}
+
+/// A line's time in both formats' text; the text changes once a second, so it is formatted
+/// once a second, not once a line.
+pub struct Stamp {
+    second: u64,
+    milli: u16,
+    /// `02/Dec/2026:12:39:41 +0000`
+    clf: Vec<u8>,
+    /// `2026-12-02T12:39:41.`
+    iso: Vec<u8>,
+}
+
+impl Stamp {
+    pub fn new() -> Stamp {
+        Stamp {
+            second: u64::MAX,
+            milli: 0,
+            clf: Vec::with_capacity(32),
+            iso: Vec::with_capacity(32),
+        }
+    }
+
+    /// Moves to `wall_ms` (milliseconds since the Unix epoch).
+    pub fn set(&mut self, wall_ms: u64) {
+        self.milli = (wall_ms % 1000) as u16;
+        let second = wall_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.clf.clear();
+            clf_time(wall_ms, &mut self.clf);
+            self.iso.clear();
+            iso_second(wall_ms, &mut self.iso);
+        }
+    }
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp::new()
+    }
 }
 
 // ------------------------------------------------------------------------------ request ids
 
-/// Request ids of one worker: 32 hex digits, unique in the process (a counter through a
-/// bijective mix) and, with the random seed, across processes.
+/// Request ids of one worker: 32 hex digits that look random, unique in the worker (a counter
+/// through a bijective mix) and, with the random seed, across workers and processes.
 pub struct RequestIds {
     seed: u64,
     next: u64,
@@ -814,8 +943,10 @@ impl RequestIds {
     /// The next id, written into `out`.
     pub fn next(&mut self, out: &mut [u8; 32]) {
         self.next = self.next.wrapping_add(1);
-        let hi = mix(self.seed);
+        // `lo` is a bijection of the counter (unique within the generator); `hi` mixes the seed
+        // with it, so that no two ids share a visible prefix and generators do not collide
         let lo = mix(self.next ^ self.seed.rotate_left(32));
+        let hi = mix(self.seed ^ lo);
         for (i, byte) in out.iter_mut().enumerate() {
             let word = if i < 16 { hi } else { lo };
             let shift = 60 - 4 * (i % 16);

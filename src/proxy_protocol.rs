@@ -22,6 +22,17 @@
 //! wrong client (TLS, HTTP) is dropped on its first bytes rather than at the timeout.
 //! [`looks_like_proxy_protocol`] is for a diagnostic only (a hint in the log when a listener
 //! *without* the PROXY protocol receives one).
+// Network input reaches every line here: no indexing, slicing, unwrap or panic that could
+// fail on it (CI's clippy runs with -D warnings).
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 use std::fmt;
 use std::iter::Peekable;
@@ -504,6 +515,8 @@ fn crc32c_zeroed(header: &[u8], at: usize) -> Option<u32> {
     Some(!crc)
 }
 
+// evaluated at compile time: its indexing cannot fail at run time
+#[allow(clippy::indexing_slicing)]
 const CRC32C_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];
     let mut i = 0;

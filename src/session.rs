@@ -788,10 +788,8 @@ impl Session {
                         // the request line is complete once a line end was seen; only the new
                         // bytes are searched, so a head trickled in byte by byte costs linear time
                         if !self.head_line_seen {
-                            self.head_line_seen = bytes
-                                .get(self.scan as usize..)
-                                .and_then(|new| crate::http::find_byte(new, b'\n'))
-                                .is_some();
+                            self.head_line_seen =
+                                request::request_line_complete(bytes, self.scan as usize);
                             if self.head_line_seen {
                                 // once per request, on a head that came in pieces: a request
                                 // line that can never parse (HTTP/0.9's `GET /`) is answered
@@ -885,10 +883,18 @@ impl Session {
         if let Some(old) = self.log.take() {
             ctx.access_log.submit(old);
         }
+        // the request's time starts at its first byte, as nginx's $request_time does: the head's
+        // deadline was set then, `client_header_timeout` after it
+        let began = self
+            .deadline
+            .checked_sub(ctx.cfg.client_header_timeout)
+            .filter(|at| self.head_started && *at <= ctx.now)
+            .unwrap_or(ctx.now);
         self.log = ctx
             .access_log
             .entry(head.client.unwrap_or(self.peer), ctx.now)
             .map(|mut e| {
+                e.started = began;
                 e.set(Text::Method, seen.method);
                 e.set(Text::Target, seen.target);
                 e.set(Text::Host, seen.host);

@@ -109,6 +109,29 @@ fn combined_line_per_request_with_escaped_client_text_and_request_ids() {
     assert_eq!(seen[1].header("x-request-id"), Some("given-id-7"));
 }
 
+// Proves a request's total time counts from its first byte (as nginx's $request_time), not from
+// the moment its head was whole: a head sent in two parts 300 ms apart takes at least 0.3 s.
+#[test]
+fn total_time_starts_at_the_first_byte_of_the_head() {
+    let backend = Backend::start("a");
+    let (_dir, path) = log_path("first-byte");
+    let proxy = Proxy::start(
+        &[backend.addr],
+        json!({"access_log": path_text(&path), "access_log_format": "json"}),
+    );
+    let mut c = Client::connect(proxy.addr());
+    c.send(b"GET /slow HTTP/1.1\r\nHo");
+    // the client's slowness is what is measured here: there is nothing to wait for
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(b"st: t\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+    let lines = lines_at_least(&path, 1);
+    let line: Value = serde_json::from_str(&lines[0]).expect("json");
+    let total = line["total_time"].as_f64().expect("total_time");
+    assert!(total >= 0.3, "{line}");
+    assert!(total < 10.0, "{line}");
+}
+
 #[test]
 fn request_id_off_adds_nothing() {
     let backend = Backend::start("a");

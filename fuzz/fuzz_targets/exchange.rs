@@ -14,7 +14,8 @@
 //! Input: `opts`, buffer size, client piece size, backend piece size, a 16-bit client length,
 //! then the client's bytes and the backend's bytes.
 //!
-//! Invariants: no panic; buffers stay within their capacity and at most two are taken; the model
+//! Invariants: no panic; buffers keep their capacity (and hold at most it plus the headroom a
+//! rewritten head may use) and at most two are taken; the model
 //! terminates; every request read is answered or the connection closed; and, read by independent
 //! parsers (httparse and a lenient chunked decoder): the backend receives exactly the requests
 //! ferrule forwarded, each whole, with nothing after them that it could take for another request;
@@ -81,7 +82,13 @@ struct Model<'a> {
 impl Model<'_> {
     fn check_bounds(&self) {
         for b in [&self.req, &self.resp].into_iter().flatten() {
-            assert!(b.len() <= b.capacity() && b.capacity() == self.cap);
+            // a rewritten head larger than the one it replaces may use the headroom too
+            assert!(b.capacity() == self.cap, "capacity {}", b.capacity());
+            assert!(
+                b.len() <= b.capacity() + ferrule::buffer::HEADROOM,
+                "{} bytes held",
+                b.len()
+            );
         }
         assert!(self.pool.in_use() <= 2, "{} buffers", self.pool.in_use());
     }

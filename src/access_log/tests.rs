@@ -26,9 +26,11 @@ fn entry() -> Entry {
 /// 2026-12-02 12:39:41.123 UTC
 const WALL: u64 = 1_796_215_181_123;
 
-fn line(f: fn(&Entry, u64, &mut Vec<u8>), e: &Entry) -> String {
+fn line(f: fn(&Entry, &Stamp, &mut Vec<u8>), e: &Entry) -> String {
     let mut out = Vec::new();
-    f(e, WALL, &mut out);
+    let mut at = Stamp::new();
+    at.set(WALL);
+    f(e, &at, &mut out);
     String::from_utf8(out).expect("a line is UTF-8")
 }
 
@@ -187,8 +189,57 @@ fn civil_dates() {
     assert_eq!(civil(20_789), (2026, 12, 2));
     assert_eq!(civil(-1), (1969, 12, 31));
     let mut out = Vec::new();
-    iso_time(951_782_400_000 + 86_399_999, &mut out);
-    assert_eq!(out, b"2000-02-29T23:59:59.999Z");
+    iso_second(951_782_400_000 + 86_399_999, &mut out);
+    assert_eq!(out, b"2000-02-29T23:59:59.");
+}
+
+#[test]
+fn the_stamp_follows_every_second_and_millisecond() {
+    let mut at = Stamp::new();
+    let mut e = entry();
+    e.peer = "2001:db8::1".parse().unwrap();
+    e.backend = Some("[::1]:8080".parse().unwrap());
+    e.status = 99;
+    for (wall, clf, iso) in [
+        (
+            WALL,
+            "02/Dec/2026:12:39:41 +0000",
+            "2026-12-02T12:39:41.123Z",
+        ),
+        (
+            WALL + 5,
+            "02/Dec/2026:12:39:41 +0000",
+            "2026-12-02T12:39:41.128Z",
+        ),
+        (
+            WALL + 877,
+            "02/Dec/2026:12:39:42 +0000",
+            "2026-12-02T12:39:42.000Z",
+        ),
+        (
+            WALL - 1,
+            "02/Dec/2026:12:39:41 +0000",
+            "2026-12-02T12:39:41.122Z",
+        ),
+    ] {
+        at.set(wall);
+        let mut out = Vec::new();
+        combined(&e, &at, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(&format!("2001:db8::1 - - [{clf}] ")),
+            "{text}"
+        );
+        assert!(text.contains(" 099 50 "), "{text}");
+        assert!(text.contains(" [::1]:8080 0.012 1.234 "), "{text}");
+        let mut out = Vec::new();
+        json(&e, &at, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["time"], iso);
+        assert_eq!(v["client"], "2001:db8::1");
+        assert_eq!(v["backend"], "[::1]:8080");
+        assert_eq!(v["total_time"], 1.234);
+    }
 }
 
 #[test]
@@ -204,6 +255,11 @@ fn request_ids_are_hex_and_distinct() {
         other.next(&mut id);
         assert!(seen.insert(id), "two generators gave the same id");
     }
+    // no shared prefix: consecutive ids differ in their first half too
+    let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+    ids.next(&mut a);
+    ids.next(&mut b);
+    assert_ne!(a[..16], b[..16]);
 }
 
 fn temp_path(name: &str) -> std::path::PathBuf {

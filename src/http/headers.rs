@@ -65,7 +65,8 @@ pub fn cookie<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     value.split(|&b| b == b';').find_map(|pair| {
         let pair = trim(pair);
         let eq = pair.iter().position(|&b| b == b'=')?;
-        (trim(&pair[..eq]) == name).then(|| trim(&pair[eq + 1..]))
+        let (key, value) = pair.split_at_checked(eq)?;
+        (trim(key) == name).then(|| trim(value.get(1..).unwrap_or_default()))
     })
 }
 
@@ -190,18 +191,17 @@ pub fn put_u64(out: &mut Vec<u8>, n: u64) {
     }
 }
 
-fn put_u64_long(out: &mut Vec<u8>, mut n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+fn put_u64_long(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// The lowercase hex digit of `n`'s low four bits.
+#[inline]
+pub fn hex_digit(n: u64) -> u8 {
+    match (n & 15) as u8 {
+        d @ 0..=9 => b'0' + d,
+        d => b'a' + (d - 10),
     }
-    out.extend_from_slice(&tmp[i..]);
 }
 
 /// Copies a head's field lines to an output head byte for byte, a run at a time: consecutive
@@ -241,7 +241,11 @@ impl<'h> Runs<'h> {
     #[inline]
     pub fn cut(&mut self, at: usize, out: &mut Vec<u8>) {
         if let Some(start) = self.run.take() {
-            out.extend_from_slice(&self.head[start..at]);
+            // offsets are of slices of the head, so the run is always in it
+            match self.head.get(start..at) {
+                Some(run) => out.extend_from_slice(run),
+                None => debug_assert!(false, "a run {start}..{at} outside the head"),
+            }
         }
     }
 }

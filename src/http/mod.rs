@@ -2,6 +2,17 @@
 //! `httparse`, checked, and rewritten for the next hop), body framing, and the canned error
 //! responses ferrule sends itself. Everything here is pure: bytes in, decisions and bytes out; the
 //! sockets live in `session.rs`.
+// Network input reaches every line here: no indexing, slicing, unwrap or panic that could
+// fail on it (CI's clippy runs with -D warnings).
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod errors;
 pub mod framing;

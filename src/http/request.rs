@@ -120,11 +120,24 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, Reject> {
 /// Whether the (possibly incomplete or malformed) request head in `bytes` is a `HEAD` request,
 /// after any empty lines: its answer carries no body, whatever ferrule answers.
 pub fn is_head_request(bytes: &[u8]) -> bool {
-    let mut rest = bytes;
-    while let [b'\r', b'\n', tail @ ..] = rest {
-        rest = tail;
-    }
-    rest.starts_with(b"HEAD ")
+    bytes
+        .get(empty_lines(bytes)..)
+        .is_some_and(|rest| rest.starts_with(b"HEAD "))
+}
+
+/// The length of the empty lines (CRLFs) that begin `bytes`.
+fn empty_lines(bytes: &[u8]) -> usize {
+    bytes.chunks_exact(2).take_while(|l| *l == b"\r\n").count() * 2
+}
+
+/// Whether the request line of the incomplete head `bytes` is whole: a line end after the empty
+/// lines that may precede it (RFC 9112 §2.2), which are not the request line. Only bytes from
+/// `from` on are searched (those before were, and held no line end past the empty lines).
+pub fn request_line_complete(bytes: &[u8], from: usize) -> bool {
+    bytes
+        .get(from.max(empty_lines(bytes))..)
+        .and_then(|new| super::find_byte(new, b'\n'))
+        .is_some()
 }
 
 /// Checks an incomplete head of `len` bytes against the limits: the caller calls this when no
@@ -326,7 +339,9 @@ pub fn rewrite_seen<'a>(
     } else {
         // httparse accepts exactly `METHOD SP target SP HTTP/1.1 CRLF`: copy it as it is
         let line_start = runs.offset(method_str.as_bytes());
-        out.extend_from_slice(&head[line_start..lines_start]);
+        // offsets of slices of the head; never outside it
+        let line = head.get(line_start..lines_start);
+        out.extend_from_slice(line.ok_or(Reject(Status::BadRequest))?);
     }
     let mut xff_written = false;
     for (f, kind) in fields.iter().zip(kinds.iter()) {
@@ -449,7 +464,8 @@ fn put_cookies_without(out: &mut Vec<u8>, value: &[u8], name: &[u8]) {
                 && pair
                     .iter()
                     .position(|&b| b == b'=')
-                    .is_none_or(|eq| headers::trim(&pair[..eq]) != name)
+                    .and_then(|eq| pair.get(..eq))
+                    .is_none_or(|key| headers::trim(key) != name)
         })
         .peekable();
     if kept.peek().is_none() {
@@ -559,7 +575,10 @@ fn target_form(method: Method, target: &str) -> Result<Target<'_>, Reject> {
     }
     let rest = ["http://", "https://"].iter().find_map(|scheme| {
         let n = scheme.len();
-        (t.len() >= n && t[..n].eq_ignore_ascii_case(scheme.as_bytes())).then(|| &t[n..])
+        let (given, rest) = t.split_at_checked(n)?;
+        given
+            .eq_ignore_ascii_case(scheme.as_bytes())
+            .then_some(rest)
     });
     let Some(rest) = rest else {
         return Err(Reject(Status::BadRequest));
@@ -585,7 +604,8 @@ fn version_error(head: &[u8]) -> Status {
         rest = tail;
     }
     let line_end = super::find_byte(rest, b'\r').unwrap_or(rest.len());
-    let mut parts = rest[..line_end].split(|&b| b == b' ');
+    let line = rest.get(..line_end).unwrap_or(rest);
+    let mut parts = line.split(|&b| b == b' ');
     let well_formed = matches!(
         (parts.next(), parts.next(), parts.next(), parts.next()),
         (Some(m), Some(t), Some(v), None)
@@ -1004,6 +1024,22 @@ mod tests {
         assert_eq!(
             rewrite(many.as_bytes(), &roomy, &CLIENT, &mut out),
             Err(Reject(Status::HeaderFieldsTooLarge))
+        );
+    }
+
+    #[test]
+    fn empty_lines_do_not_complete_the_request_line() {
+        // a lone CRLF before the request line is not the request line: a 0.9 line after it must
+        // still be checked (and answered at once), a long target still gets 414
+        assert!(!request_line_complete(b"\r\n", 0));
+        assert!(!request_line_complete(b"\r\n\r\nGET /", 2));
+        assert!(request_line_complete(b"\r\nGET /\r\n", 2));
+        assert!(request_line_complete(b"GET / HTTP/1.1\r\nHo", 5));
+        assert!(!request_line_complete(b"GET / HTTP/1.1\r\nHo", 17));
+        assert!(!request_line_complete(b"\r", 0));
+        assert_eq!(
+            check_request_line(b"\r\nGET /\r\n"),
+            Err(Reject(Status::BadRequest))
         );
     }
 

@@ -169,7 +169,8 @@ pub fn rewrite(
         .first()
         .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
     if head.starts_with(b"HTTP/1.1 ") {
-        out.extend_from_slice(&head[..lines_start]);
+        // the offset is of a slice of the head; never outside it
+        out.extend_from_slice(head.get(..lines_start).ok_or(Invalid)?);
     } else {
         out.extend_from_slice(b"HTTP/1.1 ");
         headers::put_u64(out, u64::from(status));
@@ -210,7 +211,7 @@ pub fn rewrite(
         out.extend_from_slice(c.name);
         out.push(b'=');
         for shift in (0..16).rev() {
-            out.push(b"0123456789abcdef"[((c.id >> (shift * 4)) & 0xf) as usize]);
+            out.push(headers::hex_digit(c.id >> (shift * 4)));
         }
         out.extend_from_slice(b"; Path=/; HttpOnly; SameSite=Lax; Max-Age=");
         headers::put_u64(out, c.max_age);

@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the data path's pure functions, through ferrule's public API: request head
-//! scan + rewrite, response head rewrite, chunked body framing, and one balancer pick.
+//! scan + rewrite, response head rewrite, chunked body framing, one balancer pick, and one
+//! access-log line.
 //!
 //! ```text
 //! cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2
@@ -268,5 +269,55 @@ fn choose(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heads, chunked, balancer, choose);
+/// One access-log line in each format, as the writer thread formats it (the time text moves
+/// every 20 lines, as under ~50k requests/s it does each millisecond).
+fn access_log_line(c: &mut Criterion) {
+    use ferrule::access_log::{combined, json, Entry, Stamp, Text};
+    use std::time::{Duration, Instant};
+    let start = Instant::now();
+    let mut e = Entry::new(start);
+    e.peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    e.set(Text::Method, b"GET");
+    e.set(Text::Target, b"/api/v1/products/12345?ref=home&lang=en");
+    e.set(Text::Host, b"shop.example.com");
+    e.set(Text::Referer, b"https://shop.example.com/");
+    e.set(
+        Text::UserAgent,
+        b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    );
+    e.set(Text::RequestId, b"0123456789abcdef0123456789abcdef");
+    e.status = 200;
+    e.bytes_out = 1_500;
+    e.head_out = 200;
+    e.backend = Some(SocketAddr::from(([127, 0, 0, 1], 9001)));
+    e.upstream_started = Some(start + Duration::from_micros(40));
+    e.upstream_ended = Some(start + Duration::from_micros(900));
+    e.ended = start + Duration::from_millis(1);
+    let mut group = c.benchmark_group("access_log");
+    group.throughput(Throughput::Elements(1));
+    for (name, format) in [
+        ("combined", combined as fn(&Entry, &Stamp, &mut Vec<u8>)),
+        ("json", json),
+    ] {
+        let mut at = Stamp::new();
+        let mut out = Vec::with_capacity(1 << 16);
+        let mut wall = 1_796_215_181_123u64;
+        let mut n = 0u32;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                n = n.wrapping_add(1);
+                if n % 20 == 0 {
+                    wall += 1;
+                }
+                at.set(wall);
+                out.clear();
+                format(black_box(&e), &at, &mut out);
+                out.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, heads, chunked, balancer, choose, access_log_line);
 criterion_main!(benches);
