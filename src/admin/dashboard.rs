@@ -127,8 +127,8 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Standard base64 with padding, as CSP hashes are written.
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding, as CSP hashes are written (and PEM bodies, in the TLS tests).
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -17,7 +17,7 @@
 //! 1 MiB. The pool is changed only through `Balancer::update`, which serialises writers.
 
 mod backends;
-mod dashboard;
+pub(crate) mod dashboard;
 mod metrics;
 mod openapi;
 mod reload;

@@ -13,6 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose
 
 use super::certs::der;
 use super::{check, CertPair, TlsError};
+use crate::admin::dashboard::base64;
 
 /// A fresh directory, removed on drop.
 pub(super) struct TempDir(PathBuf);
@@ -123,25 +124,6 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         out.extend(bytes);
     }
     out.extend_from_slice(content);
-    out
-}
-
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
     out
 }
 
