@@ -589,10 +589,7 @@ impl Session {
                     self.log_event(ctx, Event::TlsHandshakeFailed);
                     if self.client.spoke_plain_http() {
                         // as nginx does: say so, in plain HTTP, and close
-                        let _ = io::Write::write(
-                            &mut self.client.socket(),
-                            errors::PLAIN_HTTP_TO_TLS_PORT,
-                        );
+                        self.client.write_raw(errors::PLAIN_HTTP_TO_TLS_PORT);
                     }
                     return Err(Close);
                 }
@@ -702,7 +699,7 @@ impl Session {
             return Ok(false);
         }
         let mut head = [0u8; MAX_HEADER_LEN];
-        let n = match self.client.socket().peek(&mut head) {
+        let n = match self.client.read_raw(&mut head, false) {
             Ok(0) => return Err(Close),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -723,10 +720,10 @@ impl Session {
                 let mut taken = 0;
                 // bounded: the bytes were peeked, so they are there
                 for _ in 0..8 {
-                    match io::Read::read(
-                        &mut self.client.socket(),
-                        &mut head[taken..header.consumed],
-                    ) {
+                    match self
+                        .client
+                        .read_raw(&mut head[taken..header.consumed], true)
+                    {
                         Ok(0) | Err(_) => break,
                         Ok(k) => taken += k,
                     }
@@ -1109,18 +1106,15 @@ impl Session {
         if !up.writable && !up.readable {
             return Ok(false);
         }
-        let ok = match up.transport.socket().take_error() {
-            Ok(None) => match up.transport.socket().peer_addr() {
-                Ok(_) => true,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    // spurious wake-up: still connecting
-                    up.writable = false;
-                    up.readable = false;
-                    return Ok(false);
-                }
-                Err(_) => false,
-            },
-            Ok(Some(_)) | Err(_) => false,
+        let ok = match up.transport.connect_state() {
+            Ok(true) => true,
+            Ok(false) => {
+                // spurious wake-up: still connecting
+                up.writable = false;
+                up.readable = false;
+                return Ok(false);
+            }
+            Err(_) => false,
         };
         if !ok {
             return self.upstream_failed(ctx, Failure::Connect);
@@ -1520,7 +1514,7 @@ impl Session {
         // ending. A length or chunked body shows the truncation by itself; a close-delimited one
         // would look complete after a FIN, so the client gets a reset instead.
         if self.resp_body.until_close() {
-            let _ = socket2::SockRef::from(self.client.socket()).set_linger(Some(Duration::ZERO));
+            self.client.reset_on_close();
         }
         Err(Close)
     }

@@ -27,6 +27,9 @@ use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerCon
 
 use crate::buffer::{Buf, Fill};
 
+#[cfg(feature = "mem-io")]
+pub mod mem;
+
 /// Encrypted bytes (and, before the handshake ends, plaintext) rustls may queue for one
 /// connection before a write is refused: the TLS share of a connection's bounded memory.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
@@ -73,6 +76,9 @@ pub struct ClientTls {
 pub enum Transport {
     Plain(TcpStream),
     Tls(Box<Tls>),
+    /// No socket: a peer in memory (the fuzz targets).
+    #[cfg(feature = "mem-io")]
+    Mem(mem::Conn),
 }
 
 /// A TCP socket under a rustls connection.
@@ -152,18 +158,69 @@ impl Transport {
         }))
     }
 
-    /// The TCP socket underneath (for socket options, errors and the poll registration).
-    pub fn socket(&self) -> &TcpStream {
+    /// The TCP socket underneath, if there is one.
+    fn socket(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(t) => &t.sock,
+            Transport::Plain(s) => Some(s),
+            Transport::Tls(t) => Some(&t.sock),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => None,
         }
     }
 
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
+    /// Where a non-blocking connect stands: `Ok(true)` connected, `Ok(false)` still connecting
+    /// (a spurious wake-up), the error when it failed.
+    pub fn connect_state(&self) -> io::Result<bool> {
+        #[cfg(feature = "mem-io")]
+        if let Transport::Mem(c) = self {
+            return mem::connect_state(c);
+        }
+        let Some(sock) = self.socket() else {
+            return Ok(true);
+        };
+        if let Some(e) = sock.take_error()? {
+            return Err(e);
+        }
+        match sock.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads the bytes on the socket itself, under any TLS (the PROXY protocol header that comes
+    /// before the handshake). `consume: false` peeks: the bytes stay.
+    pub fn read_raw(&mut self, out: &mut [u8], consume: bool) -> io::Result<usize> {
         match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(t) => &mut t.sock,
+            Transport::Plain(s) if consume => (&*s).read(out),
+            Transport::Tls(t) if consume => (&t.sock).read(out),
+            Transport::Plain(s) => s.peek(out),
+            Transport::Tls(t) => t.sock.peek(out),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(c) => mem::read_raw(c, out, consume),
+        }
+    }
+
+    /// Writes `data` to the socket itself, under any TLS: the plain answer to a client that
+    /// spoke plain HTTP to the TLS port. Best effort.
+    pub fn write_raw(&mut self, data: &[u8]) {
+        match self {
+            Transport::Plain(s) => drop((&*s).write(data)),
+            Transport::Tls(t) => drop((&t.sock).write(data)),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(c) => drop(mem::write(c, data)),
+        }
+    }
+
+    /// Closing will send a reset, not a FIN (linger 0): how a client learns that a
+    /// close-delimited response was cut short.
+    pub fn reset_on_close(&self) {
+        #[cfg(feature = "mem-io")]
+        if let Transport::Mem(c) = self {
+            c.lock().abort = true;
+        }
+        if let Some(sock) = self.socket() {
+            let _ = socket2::SockRef::from(sock).set_linger(Some(std::time::Duration::ZERO));
         }
     }
 
@@ -174,6 +231,8 @@ impl Transport {
     /// The TLS handshake has not finished (always false for a plain socket).
     pub fn is_handshaking(&self) -> bool {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => false,
             Transport::Plain(_) => false,
             Transport::Tls(t) => t.conn.is_handshaking(),
         }
@@ -182,6 +241,8 @@ impl Transport {
     /// The TLS error that failed the connection, if one did.
     pub fn tls_error(&self) -> Option<&rustls::Error> {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => None,
             Transport::Plain(_) => None,
             Transport::Tls(t) => t.error.as_ref(),
         }
@@ -195,6 +256,8 @@ impl Transport {
     /// The negotiated TLS version, once the handshake is done.
     pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => None,
             Transport::Plain(_) => None,
             Transport::Tls(t) => t.conn.protocol_version(),
         }
@@ -207,6 +270,8 @@ impl Transport {
                 Connection::Server(c) => c.server_name(),
                 Connection::Client(_) => None,
             },
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => None,
             Transport::Plain(_) => None,
         }
     }
@@ -216,6 +281,8 @@ impl Transport {
         match self {
             Transport::Plain(s) => read_plain(s, buf),
             Transport::Tls(t) => t.read_into(buf),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(c) => mem::read_into(c, buf),
         }
     }
 
@@ -223,6 +290,8 @@ impl Transport {
     /// last response is not lost to a reset). `Bytes` counts what was discarded.
     pub fn discard(&mut self) -> Got {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(c) => mem::discard(c),
             Transport::Plain(s) => {
                 let mut sink = [0u8; 4096];
                 loop {
@@ -268,6 +337,8 @@ impl Transport {
         match self {
             Transport::Plain(s) => write_plain(s, data),
             Transport::Tls(t) => t.write(data),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(c) => mem::write(c, data),
         }
     }
 
@@ -275,6 +346,8 @@ impl Transport {
     #[inline]
     pub fn wants_flush(&self) -> bool {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => false,
             Transport::Plain(_) => false,
             Transport::Tls(t) => t.conn.wants_write() || (t.shut && !t.sock_shut),
         }
@@ -284,6 +357,8 @@ impl Transport {
     /// socket is full.
     pub fn flush(&mut self) -> Io {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => Io::Done(0),
             Transport::Plain(_) => Io::Done(0),
             Transport::Tls(t) => t.flush(),
         }
@@ -293,6 +368,8 @@ impl Transport {
     /// Over TLS the FIN may wait for [`Transport::flush`] to finish.
     pub fn shutdown_write(&mut self) {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(c) => c.lock().shut = true,
             Transport::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
@@ -311,6 +388,8 @@ impl Transport {
     /// leaves it reusable. True when it is still clean: nothing came but TLS housekeeping.
     pub fn absorb_idle(&mut self) -> bool {
         match self {
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => false,
             Transport::Plain(_) => false,
             Transport::Tls(t) => t.absorb(),
         }
@@ -319,18 +398,65 @@ impl Transport {
     /// Nothing waits to be read and the peer has not closed: a non-blocking peek at the socket,
     /// and over TLS no plaintext or close held inside rustls either.
     pub fn nothing_to_read(&mut self) -> bool {
+        #[cfg(feature = "mem-io")]
+        if let Transport::Mem(c) = self {
+            return mem::nothing_to_read(c);
+        }
         let mut byte = [0u8; 1];
         let socket_empty = matches!(
-            self.socket().peek(&mut byte),
+            self.read_raw(&mut byte, false),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock
         );
         socket_empty
             && match self {
+                #[cfg(feature = "mem-io")]
+                Transport::Mem(_) => true,
                 Transport::Plain(_) => true,
                 Transport::Tls(t) => t.conn.process_new_packets().is_ok_and(|state| {
                     state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed()
                 }),
             }
+    }
+}
+
+/// Registered with the poll through the socket underneath; an in-memory connection has nothing
+/// to register.
+impl mio::event::Source for Transport {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.register(registry, token, interests),
+            Transport::Tls(t) => t.sock.register(registry, token, interests),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => Ok(()),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.reregister(registry, token, interests),
+            Transport::Tls(t) => t.sock.reregister(registry, token, interests),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => Ok(()),
+        }
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.deregister(registry),
+            Transport::Tls(t) => t.sock.deregister(registry),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => Ok(()),
+        }
     }
 }
 

@@ -88,7 +88,14 @@ pub struct Upstreams {
     /// Idle connections kept in all (this worker's share of the descriptor budget, `lib.rs`).
     max_idle_total: usize,
     idle_count: usize,
+    /// Opens in-memory connections in place of TCP ones (the whole-session fuzz target).
+    #[cfg(feature = "mem-io")]
+    pub mem_connect: Option<MemConnect>,
 }
+
+/// Makes the next in-memory connection to a backend.
+#[cfg(feature = "mem-io")]
+pub type MemConnect = Box<dyn FnMut(&Backend) -> io::Result<Transport> + Send>;
 
 impl Upstreams {
     pub fn new(max_idle: usize, max_idle_total: usize) -> Upstreams {
@@ -98,6 +105,8 @@ impl Upstreams {
             max_idle,
             max_idle_total,
             idle_count: 0,
+            #[cfg(feature = "mem-io")]
+            mem_connect: None,
         }
     }
 
@@ -135,17 +144,11 @@ impl Upstreams {
         owner: usize,
         now: Instant,
     ) -> io::Result<usize> {
-        let stream = TcpStream::connect(backend.addr)?;
-        stream.set_nodelay(true)?;
-        let mut transport = match &backend.tls {
-            None => Transport::Plain(stream),
-            Some(tls) => Transport::client(stream, &tls.config, tls.name.clone())
-                .map_err(io::Error::other)?,
-        };
+        let mut transport = self.open(backend)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         registry.register(
-            transport.socket_mut(),
+            &mut transport,
             token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -162,6 +165,21 @@ impl Upstreams {
         });
         local_trouble_over();
         Ok(key)
+    }
+
+    fn open(&mut self, backend: &Backend) -> io::Result<Transport> {
+        #[cfg(feature = "mem-io")]
+        if let Some(connect) = &mut self.mem_connect {
+            return connect(backend);
+        }
+        let stream = TcpStream::connect(backend.addr)?;
+        stream.set_nodelay(true)?;
+        match &backend.tls {
+            None => Ok(Transport::Plain(stream)),
+            Some(tls) => {
+                Transport::client(stream, &tls.config, tls.name.clone()).map_err(io::Error::other)
+            }
+        }
     }
 
     /// Takes back a connection from its session: into the idle pool when `reusable`, clean and

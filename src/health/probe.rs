@@ -93,9 +93,9 @@ impl Probe {
         })
     }
 
-    /// The socket, for the poll registration.
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
-        self.transport.socket_mut()
+    /// The connection, for the poll registration.
+    pub fn source(&mut self) -> &mut Transport {
+        &mut self.transport
     }
 
     /// The probe's buffer back, for the pool (an `http` probe's, once it is over).
@@ -110,10 +110,10 @@ impl Probe {
     /// outcome once it has one.
     pub fn drive(&mut self) -> Option<Outcome> {
         if self.phase == Phase::Connecting {
-            match connect_state(self.transport.socket()) {
+            match self.transport.connect_state() {
                 Ok(false) => return None,
                 Ok(true) => {}
-                Err(reason) => return Some(Err(reason)),
+                Err(e) => return Some(Err(io_reason(&e))),
             }
             if matches!(self.kind, Kind::Tcp) {
                 return Some(Ok(()));
@@ -214,18 +214,6 @@ pub fn parse_status_line(bytes: &[u8]) -> StatusLine {
 }
 
 /// Whether the non-blocking connect is done (`Ok(true)`), still under way, or failed.
-fn connect_state(sock: &TcpStream) -> Result<bool, String> {
-    match sock.take_error() {
-        Ok(Some(e)) | Err(e) => return Err(io_reason(&e)),
-        Ok(None) => {}
-    }
-    match sock.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(io_reason(&e)),
-    }
-}
-
 /// The peer closed the connection before a status line.
 fn closed(transport: &Transport) -> String {
     if transport.is_handshaking() {

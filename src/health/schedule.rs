@@ -235,7 +235,7 @@ impl Checker {
         let entry = self.probes.vacant_entry();
         let key = entry.key();
         let registered = self.poll.registry().register(
-            probe.socket_mut(),
+            probe.source(),
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         );
@@ -298,7 +298,7 @@ impl Checker {
     fn remove(&mut self, key: usize) -> Option<InFlight> {
         let mut flight = self.probes.try_remove(key)?;
         flight.probe.close();
-        let _ = self.poll.registry().deregister(flight.probe.socket_mut());
+        let _ = self.poll.registry().deregister(flight.probe.source());
         Some(flight)
     }
 
