@@ -117,3 +117,47 @@ write("exchange", "head", exchange(0, 56, 255, 255,
 write("exchange", "bad_request", exchange(0, 56, 255, 255, REQUESTS["cl_te"], b""))
 write("exchange", "upgrade", exchange(0, 56, 255, 255, REQUESTS["upgrade"],
       b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nframes"))
+
+SEP = b"\x00\xff\x00\xff"
+TURN = b"\x00\xfe\x00\xfe"  # between a backend's answers to successive requests
+
+
+def session(opts, cp, bp, room, client, schedule, *backends):
+    """Options, piece sizes, client room, then the client's bytes, the schedule (one event a
+    byte: op in the low 3 bits) and a script per backend connection (first byte: its flags)."""
+    return bytes([opts, cp, bp, room]) + SEP.join([client, bytes(schedule)] + list(backends))
+
+
+OK5 = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+write("session", "get", session(0, 0, 0, 0, REQUESTS["get"], [], b"\x00" + OK5))
+write("session", "pending_connect", session(8, 7, 5, 4, REQUESTS["post_cl"],
+      [0xf8, 4, 2, 2, 1, 3, 2, 7], b"\x01" + OK5))
+write("session", "retry_refused", session(8, 0, 0, 0, REQUESTS["get"], [], b"\x02", b"\x00" + OK5))
+write("session", "retry_reset", session(8, 0, 0, 0, REQUESTS["get"], [4, 2, 5 | 0x80], b"\x01" + OK5[:10],
+      b"\x00" + OK5))
+write("session", "pipelined", session(4, 13, 7, 0,
+      REQUESTS["get"] + REQUESTS["post_cl"] + REQUESTS["post_chunked"], [0, 0, 0, 2, 2, 2, 0, 2, 2],
+      b"\x00" + OK5 + TURN + b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+      b"3\r\nabc\r\n0\r\n\r\n" + TURN + b"HTTP/1.1 204 No Content\r\n\r\n"))
+write("session", "http10_dechunk", session(0, 5, 3, 0, REQUESTS["http10"], [],
+      b"\x00HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
+write("session", "close_delimited", session(0, 1, 1, 0, REQUESTS["absolute"], [2, 2, 2, 5],
+      b"\x00HTTP/1.0 200 OK\r\n\r\nuntil the end"))
+write("session", "head", session(0, 0, 0, 0,
+      b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", [],
+      b"\x00HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + TURN + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+write("session", "upgrade", session(0, 0, 0, 0, REQUESTS["upgrade"] + b"client frames", [0, 2, 0, 2, 6],
+      b"\x00HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nframes"))
+write("session", "proxy_v1", session(1, 0, 0, 0, PROXY["v1_tcp4"] + b"Host: h\r\n\r\n", [],
+      b"\x00" + OK5))
+write("session", "sticky_id", session(6, 0, 0, 0, REQUESTS["xff_cookie"], [], b"\x00" + OK5))
+write("session", "body_limit", session(32, 0, 0, 0,
+      b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" + b"x" * 100, [], b"\x00" + OK5))
+write("session", "slow_client", session(16, 3, 0, 1, REQUESTS["get"], [0xf8, 7, 1, 1, 2, 1, 7, 7],
+      b"\x04" + b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n" + b"y" * 300))
+write("session", "head_timeout", session(0, 4, 0, 0, REQUESTS["get"], [0, 7, 7]))
+write("session", "backend_timeout", session(0, 0, 0, 0, REQUESTS["get"], [0, 7, 7], b"\x00"))
+write("session", "two_backends", session(64 | 8, 0, 0, 0, REQUESTS["get"] * 3, [],
+      b"\x00" + OK5 + TURN + OK5, b"\x00" + OK5))
+write("session", "bad_request", session(0, 0, 0, 0, REQUESTS["cl_te"], []))
+write("session", "draining", session(128, 0, 0, 0, REQUESTS["get"] * 2, [], b"\x00" + OK5 + TURN + OK5))
