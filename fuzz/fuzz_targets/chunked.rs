@@ -10,6 +10,9 @@
 use ferrule::http::{Body, BodyError, Framing, Step};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/wire.rs"]
+mod wire;
+
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
     payload: Vec<u8>,
@@ -89,47 +92,6 @@ fn run(framing: Framing, input: &[u8], cuts: &[u8]) -> Outcome {
     }
 }
 
-/// A lenient chunked decoder: the payload of the first complete chunked message in `input`, and
-/// its length; `None` if there is none.
-fn reference(input: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let mut payload = Vec::new();
-    let mut pos = 0;
-    let line = |pos: usize| -> Option<usize> {
-        input[pos..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| pos + i)
-    };
-    loop {
-        let eol = line(pos)?;
-        let digits: Vec<u8> = input[pos..eol]
-            .iter()
-            .copied()
-            .take_while(u8::is_ascii_hexdigit)
-            .collect();
-        let size = u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 16).ok()?;
-        pos = eol + 2;
-        if size == 0 {
-            break;
-        }
-        let end = pos.checked_add(usize::try_from(size).ok()?)?;
-        if end + 2 > input.len() || &input[end..end + 2] != b"\r\n" {
-            return None;
-        }
-        payload.extend_from_slice(&input[pos..end]);
-        pos = end + 2;
-    }
-    // trailers, up to the empty line
-    loop {
-        let eol = line(pos)?;
-        let empty = eol == pos;
-        pos = eol + 2;
-        if empty {
-            return Some((payload, pos));
-        }
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
         return;
@@ -168,7 +130,7 @@ fuzz_target!(|data: &[u8]| {
         Framing::Chunked => {
             assert!(whole.error.is_some() || whole.payload.len() <= whole.consumed);
             if whole.done {
-                let (payload, len) = reference(input).expect("accepted, but not chunked");
+                let (payload, len) = wire::dechunk(input).expect("accepted, but not chunked");
                 assert_eq!(len, whole.consumed, "the message ends elsewhere");
                 assert_eq!(payload, whole.payload, "another payload");
             }

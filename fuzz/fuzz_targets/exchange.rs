@@ -32,6 +32,10 @@ use ferrule::http::response::{self, Relay};
 use ferrule::http::{Body, Framing, Method, Step};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/wire.rs"]
+mod wire;
+use wire::{body_end, forwarded_framing, framing_of};
+
 /// A source of bytes handed over in pieces.
 struct Feed<'a> {
     bytes: &'a [u8],
@@ -443,93 +447,6 @@ impl Model<'_> {
     }
 }
 
-/// A lenient chunked decoder: the length of the chunked message at the start of `input`, if it is
-/// all there.
-fn chunked_len(input: &[u8]) -> Option<usize> {
-    let line = |pos: usize| -> Option<usize> {
-        input
-            .get(pos..)?
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| pos + i)
-    };
-    let mut pos = 0;
-    loop {
-        let eol = line(pos)?;
-        let digits: Vec<u8> = input[pos..eol]
-            .iter()
-            .copied()
-            .take_while(u8::is_ascii_hexdigit)
-            .collect();
-        let size = u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 16).ok()?;
-        pos = eol + 2;
-        if size == 0 {
-            break;
-        }
-        pos = pos.checked_add(usize::try_from(size).ok()?)?;
-        if input.get(pos..pos + 2)? != b"\r\n" {
-            return None;
-        }
-        pos += 2;
-    }
-    loop {
-        let eol = line(pos)?;
-        let empty = eol == pos;
-        pos = eol + 2;
-        if empty {
-            return Some(pos);
-        }
-    }
-}
-
-/// How an independent reader frames a message body from its fields.
-fn framing_of(fields: &[httparse::Header<'_>], request: bool) -> Framing {
-    let te = fields
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        // a coding's parameters (`chunked;x=1`) do not change which coding it is
-        .map(|c| c.split(|&b| b == b';').next().unwrap_or(c))
-        .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .collect::<Vec<_>>();
-    if !te.is_empty() {
-        return if te.last().map(String::as_str) == Some("chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        };
-    }
-    let cl = fields
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| {
-            std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.split(',').next()?.trim().parse::<u64>().ok())
-                .expect("a Content-Length ferrule sent is a number")
-        })
-        .next();
-    match cl {
-        Some(n) => Framing::Length(n),
-        None if request => Framing::None,
-        None => Framing::UntilClose,
-    }
-}
-
-/// Reads a body of `framing` at `pos`: its end, or `None` when the stream ends inside it.
-fn body_end(stream: &[u8], pos: usize, framing: Framing) -> Option<usize> {
-    match framing {
-        Framing::None => Some(pos),
-        Framing::Length(n) => {
-            let end = pos.checked_add(usize::try_from(n).ok()?)?;
-            (end <= stream.len()).then_some(end)
-        }
-        Framing::Chunked => chunked_len(&stream[pos..]).map(|n| pos + n),
-        Framing::UntilClose => Some(stream.len()),
-    }
-}
-
 /// The backend's view: the requests in `stream`. Every one is whole but maybe the last (the
 /// client stopped sending), and nothing follows them.
 fn backend_reads(stream: &[u8], forwarded: &[Method]) {
@@ -549,19 +466,7 @@ fn backend_reads(stream: &[u8], forwarded: &[Method]) {
             Method::from_bytes(req.method.unwrap_or("").as_bytes()),
             method
         );
-        assert_eq!(req.version, Some(1));
-        assert!(
-            req.headers
-                .iter()
-                .any(|h| h.name.eq_ignore_ascii_case("host")),
-            "request {i} without Host"
-        );
-        let framing = framing_of(req.headers, true);
-        assert_ne!(
-            framing,
-            Framing::UntilClose,
-            "a request body without an end"
-        );
+        let framing = forwarded_framing(&req, i);
         match body_end(stream, pos + n, framing) {
             Some(end) => pos = end,
             None => {

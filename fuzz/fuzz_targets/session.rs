@@ -44,6 +44,10 @@ use ferrule::{Config, Pool};
 use libfuzzer_sys::fuzz_target;
 use parking_lot::Mutex;
 
+#[path = "../common/wire.rs"]
+mod wire;
+use wire::{body_end, forwarded_framing, framing_of};
+
 /// Separates the client's bytes, the schedule and the backend scripts.
 const SEP: &[u8] = b"\x00\xff\x00\xff";
 
@@ -305,95 +309,6 @@ fn drive(h: &mut Harness, s: &mut Session, settings: &Settings, timeout: bool) -
     panic!("the session never went idle");
 }
 
-/// The lenient chunked decoder: the length of the chunked message at the start of `input`, if it
-/// is all there.
-fn chunked_len(input: &[u8]) -> Option<usize> {
-    let line = |pos: usize| -> Option<usize> {
-        input
-            .get(pos..)?
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| pos + i)
-    };
-    let mut pos = 0;
-    loop {
-        let eol = line(pos)?;
-        let digits: Vec<u8> = input[pos..eol]
-            .iter()
-            .copied()
-            .take_while(u8::is_ascii_hexdigit)
-            .collect();
-        let size = u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 16).ok()?;
-        pos = eol + 2;
-        if size == 0 {
-            break;
-        }
-        pos = pos.checked_add(usize::try_from(size).ok()?)?;
-        if input.get(pos..pos + 2)? != b"\r\n" {
-            return None;
-        }
-        pos += 2;
-    }
-    loop {
-        let eol = line(pos)?;
-        let empty = eol == pos;
-        pos = eol + 2;
-        if empty {
-            return Some(pos);
-        }
-    }
-}
-
-fn framing_of(fields: &[httparse::Header<'_>], request: bool) -> Framing {
-    let te: Vec<String> = fields
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(|c| c.split(|&b| b == b';').next().unwrap_or(c))
-        .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .collect();
-    if !te.is_empty() {
-        return if te.last().map(String::as_str) == Some("chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        };
-    }
-    let lengths: Vec<&[u8]> = fields
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| h.value)
-        .collect();
-    assert!(
-        lengths.len() <= 1,
-        "{} Content-Length fields",
-        lengths.len()
-    );
-    match lengths.first() {
-        Some(v) => Framing::Length(
-            std::str::from_utf8(v)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .expect("a Content-Length ferrule sent is a number"),
-        ),
-        None if request => Framing::None,
-        None => Framing::UntilClose,
-    }
-}
-
-fn body_end(stream: &[u8], pos: usize, framing: Framing) -> Option<usize> {
-    match framing {
-        Framing::None => Some(pos),
-        Framing::Length(n) => {
-            let end = pos.checked_add(usize::try_from(n).ok()?)?;
-            (end <= stream.len()).then_some(end)
-        }
-        Framing::Chunked => chunked_len(&stream[pos..]).map(|n| pos + n),
-        Framing::UntilClose => Some(stream.len()),
-    }
-}
-
 /// A backend connection's view: whole requests (the last maybe cut short), nothing after them
 /// unless the connection became a tunnel.
 fn backend_reads(stream: &[u8], tunnel: bool) {
@@ -412,19 +327,7 @@ fn backend_reads(stream: &[u8], tunnel: bool) {
                 String::from_utf8_lossy(&stream[pos..stream.len().min(pos + 600)])
             ),
         };
-        assert_eq!(req.version, Some(1), "request {i} is not HTTP/1.1");
-        assert!(
-            req.headers
-                .iter()
-                .any(|h| h.name.eq_ignore_ascii_case("host")),
-            "request {i} without Host"
-        );
-        let framing = framing_of(req.headers, true);
-        assert_ne!(
-            framing,
-            Framing::UntilClose,
-            "a request body without an end"
-        );
+        let framing = forwarded_framing(&req, i);
         match body_end(stream, pos + n, framing) {
             Some(end) => pos = end,
             // cut short: the client stopped sending, or ferrule gave up on the exchange; only the
