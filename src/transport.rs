@@ -168,6 +168,15 @@ impl Transport {
         }
     }
 
+    fn socket_mut(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            Transport::Plain(s) => Some(s),
+            Transport::Tls(t) => Some(&mut t.sock),
+            #[cfg(feature = "mem-io")]
+            Transport::Mem(_) => None,
+        }
+    }
+
     /// Where a non-blocking connect stands: `Ok(true)` connected, `Ok(false)` still connecting
     /// (a spurious wake-up), the error when it failed.
     pub fn connect_state(&self) -> io::Result<bool> {
@@ -428,12 +437,8 @@ impl mio::event::Source for Transport {
         token: mio::Token,
         interests: mio::Interest,
     ) -> io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.register(registry, token, interests),
-            Transport::Tls(t) => t.sock.register(registry, token, interests),
-            #[cfg(feature = "mem-io")]
-            Transport::Mem(_) => Ok(()),
-        }
+        self.socket_mut()
+            .map_or(Ok(()), |s| s.register(registry, token, interests))
     }
 
     fn reregister(
@@ -442,21 +447,12 @@ impl mio::event::Source for Transport {
         token: mio::Token,
         interests: mio::Interest,
     ) -> io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.reregister(registry, token, interests),
-            Transport::Tls(t) => t.sock.reregister(registry, token, interests),
-            #[cfg(feature = "mem-io")]
-            Transport::Mem(_) => Ok(()),
-        }
+        self.socket_mut()
+            .map_or(Ok(()), |s| s.reregister(registry, token, interests))
     }
 
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.deregister(registry),
-            Transport::Tls(t) => t.sock.deregister(registry),
-            #[cfg(feature = "mem-io")]
-            Transport::Mem(_) => Ok(()),
-        }
+        self.socket_mut().map_or(Ok(()), |s| s.deregister(registry))
     }
 }
 

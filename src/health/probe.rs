@@ -213,7 +213,6 @@ pub fn parse_status_line(bytes: &[u8]) -> StatusLine {
     }
 }
 
-/// Whether the non-blocking connect is done (`Ok(true)`), still under way, or failed.
 /// The peer closed the connection before a status line.
 fn closed(transport: &Transport) -> String {
     if transport.is_handshaking() {
