@@ -107,6 +107,8 @@ pub struct Entry {
     pub head_out: u64,
     /// The client connection's TLS version (`TLSv1.3`), when TLS.
     pub tls: Option<&'static str>,
+    /// The connection closed before the exchange finished, and why.
+    pub close: Option<crate::stats::CloseReason>,
 }
 
 impl Entry {
@@ -127,6 +129,7 @@ impl Entry {
             bytes_out: 0,
             head_out: 0,
             tls: None,
+            close: None,
         }
     }
 
@@ -579,6 +582,10 @@ pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
         out.push(b' ');
         out.extend_from_slice(e.event.name().as_bytes());
     }
+    if let Some(reason) = e.close {
+        out.extend_from_slice(b" close=");
+        out.extend_from_slice(reason.name().as_bytes());
+    }
     out.push(b'\n');
 }
 
@@ -640,6 +647,11 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
         out.push(b'"');
     }
     text(out, "sni", Text::Sni);
+    if let Some(reason) = e.close {
+        out.extend_from_slice(b",\"close\":\"");
+        out.extend_from_slice(reason.name().as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b"}\n");
 }
 

@@ -8,8 +8,9 @@
 //! head can later be rewritten in place (the rewritten head may be longer than the original; the
 //! room in front of it absorbs the difference without moving the body).
 //!
-//! Sessions (`session.rs`) hold a buffer only while bytes are in flight and give it back to the
-//! worker's [`BufPool`] as soon as it is empty: an idle keep-alive connection holds no buffer.
+//! Connections and their streams (`connection/`, `stream/`) hold a buffer only while bytes are in
+//! flight and give it back to the worker's [`BufPool`] as soon as it is empty
+//! ([`BufPool::put_if_empty`]): an idle keep-alive connection holds no buffer.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -295,6 +296,23 @@ impl BufPool {
         self.in_use = self.in_use.saturating_sub(1);
         buf.clear();
         self.free.push(buf);
+    }
+
+    /// Gives back the buffer held in `slot`, if any, whatever it holds.
+    #[inline]
+    pub fn put_slot(&mut self, slot: &mut Option<Buf>) {
+        if let Some(b) = slot.take() {
+            self.put(b);
+        }
+    }
+
+    /// Gives back the buffer held in `slot` when it holds no bytes: whoever waits for bytes holds
+    /// no buffer meanwhile (an idle connection costs no buffer memory).
+    #[inline]
+    pub fn put_if_empty(&mut self, slot: &mut Option<Buf>) {
+        if slot.as_ref().is_some_and(Buf::is_empty) {
+            self.put_slot(slot);
+        }
     }
 
     /// Free buffers currently retained.

@@ -4,8 +4,11 @@
 //! uses it, and so do the integration tests, which start proxies in-process on port 0.
 //!
 //! Module map (the data path, top-down): `listener` binds one `SO_REUSEPORT` socket per worker;
-//! `worker` runs a `mio` loop per core; `session` is the per-connection state machine; `http`
-//! parses, checks and rewrites messages; `upstream` keeps a worker's backend connections;
+//! `worker` runs a `mio` loop per core (`token` and `timer` type its poll tokens and timers);
+//! `connection` is a client connection and its codec (HTTP/1.1), which hands each request to a
+//! `stream` (the exchange with a backend: request, backend choice, retries, response, tunnel);
+//! `context` is what both work with; `http` parses, checks and rewrites messages; `upstream`
+//! keeps a worker's backend connections;
 //! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
 //! memory and clock; `transport` is one face over plain sockets and rustls, `tls` makes the rustls
 //! configurations. Around it: `config`, `admin`, `health` (the checker thread), `redirect`,
@@ -20,6 +23,8 @@ pub mod balancer;
 pub mod buffer;
 pub mod client_ip;
 pub mod config;
+pub mod connection;
+pub mod context;
 pub mod dns;
 pub mod handover;
 pub mod health;
@@ -30,10 +35,11 @@ pub mod logging;
 pub mod per_ip;
 pub mod proxy_protocol;
 pub mod redirect;
-pub mod session;
 pub mod stats;
+pub mod stream;
 pub mod timer;
 pub mod tls;
+pub mod token;
 pub mod transport;
 pub mod upstream;
 pub mod worker;
@@ -46,8 +52,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::balancer::{Balancer, Pool};
 pub use crate::config::Config;
-use crate::http::request::Limits;
-use crate::session::Settings;
+use crate::context::Settings;
 use crate::worker::{Control, Shared, WorkerHandle};
 
 /// Starting the proxy failed; each variant names the step.
@@ -223,40 +228,6 @@ impl Drop for Handle {
     }
 }
 
-impl Settings {
-    pub fn from_config(c: &Config) -> Settings {
-        Settings {
-            limits: Limits {
-                max_head: c.max_request_head,
-                max_uri: c.max_uri_length,
-                max_headers: c.max_header_count,
-                max_body: c.max_body_size,
-            },
-            tls: c.ssl.enabled,
-            retries: c.retries,
-            client_header_timeout: c.client_header_timeout,
-            client_body_timeout: c.client_body_timeout,
-            keepalive_timeout: c.keepalive_timeout,
-            connect_timeout: c.connect_timeout,
-            backend_timeout: c.backend_timeout,
-            send_timeout: c.send_timeout,
-            tunnel_timeout: c.tunnel_timeout,
-            tls_handshake_timeout: c.tls_handshake_timeout,
-            hash_key: c.hash_key.clone(),
-            sticky_cookie: (c.enable_sticky_sessions
-                && c.sticky_mode == config::StickyMode::Cookie)
-                .then(|| c.sticky_cookie_name.clone()),
-            strip_sticky_cookie: c.sticky_cookie_strip,
-            sticky_max_age: c.sticky_session_ttl.as_secs(),
-            queue_timeout: c.queue_timeout,
-            trusted_proxies: c.trusted_proxies.clone(),
-            proxy_protocol: c.proxy_protocol,
-            request_id: c.request_id,
-            max_connections_per_ip: c.max_connections_per_ip,
-        }
-    }
-}
-
 /// The certificates of `ssl` (the single `cert_file`/`key_file` first, then `certificates`).
 pub fn cert_pairs(config: &Config) -> Vec<tls::CertPair> {
     config
@@ -410,7 +381,7 @@ pub fn shared_for(
     Shared {
         balancer,
         settings: Settings::from_config(config),
-        max_sessions: config.max_connections.div_ceil(workers).max(1),
+        max_connections: config.max_connections.div_ceil(workers).max(1),
         buffer_size: config.buffer_size,
         backend_keepalive: config.backend_keepalive,
         idle_budget,

@@ -1,6 +1,8 @@
-//! Process-wide counters read by the admin API: per worker here (connections, requests by status
-//! class, bytes, TLS handshakes), per backend in `balancer::Backend` (requests, failures, the
-//! response-time histogram). Workers only ever add to their own with relaxed atomics; readers sum.
+//! Process-wide counters read by the admin API: per worker here (connections, why they closed,
+//! requests by status class, bytes, TLS handshakes), per backend in `balancer::Backend` (requests,
+//! failures, the response-time histogram). Workers only ever add to their own with relaxed atomics;
+//! readers sum. [`CloseReason`] names why a client connection ended: it goes to the access log and
+//! to `ferrule_connections_closed_total{reason}`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,7 +17,8 @@ pub struct WorkerStats(CachePadded<Counters>);
 #[derive(Debug, Default)]
 struct Counters {
     accepted: AtomicU64,
-    closed: AtomicU64,
+    /// Connections closed, by [`CloseReason`] (its index).
+    closed: [AtomicU64; CloseReason::ALL.len()],
     accept_errors: AtomicU64,
     /// Connections closed at accept: their address held `max_connections_per_ip` already.
     per_ip_refused: AtomicU64,
@@ -36,8 +39,13 @@ impl WorkerStats {
     }
 
     #[inline]
-    pub fn closed(&self) {
-        self.0.closed.fetch_add(1, Ordering::Relaxed);
+    pub fn closed(&self, reason: CloseReason) {
+        self.0.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections closed so far, by reason (in [`CloseReason::ALL`]'s order).
+    pub fn closed_by_reason(&self) -> [u64; CloseReason::ALL.len()] {
+        std::array::from_fn(|i| self.0.closed[i].load(Ordering::Relaxed))
     }
 
     pub fn accept_error(&self) {
@@ -110,8 +118,76 @@ impl WorkerStats {
 
     /// Client connections open now.
     pub fn open(&self) -> u64 {
-        let closed = self.0.closed.load(Ordering::Relaxed);
+        let closed: u64 = self.closed_by_reason().iter().sum();
         self.total_accepted().saturating_sub(closed)
+    }
+}
+
+/// Why a client connection ended. Every close has one: it reaches the access log (of the request
+/// it cut, if any) and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The last exchange ended and the connection was not kept (`Connection: close`, HTTP/1.0,
+    /// a close-delimited response, a refused request, or the drain).
+    Done,
+    /// An idle keep-alive connection reached `keepalive_timeout` (or the drain's grace).
+    Idle,
+    /// The client closed its side: between requests, or while a request was under way.
+    ClientClosed,
+    /// The client connection failed: a reset, or another socket error.
+    ClientError,
+    /// The client's TLS handshake failed or timed out.
+    TlsHandshake,
+    /// `proxy_protocol`: no valid PROXY header, or one from a peer that is not a trusted proxy.
+    ProxyHeader,
+    /// The backend failed after the response had started (reset, bad framing, cut short): the
+    /// only honest answer left is to close.
+    BackendFailed,
+    /// A deadline passed after the response had started (`backend_timeout`, `send_timeout`,
+    /// `client_body_timeout`).
+    Timeout,
+    /// A tunnel (an upgraded connection) ended: both sides closed, or `tunnel_timeout`.
+    TunnelEnded,
+    /// A closing connection's linger ran out before the client closed.
+    Linger,
+    /// Still open when the drain's `shutdown_timeout` ended.
+    Shutdown,
+    /// A bug: the connection's code panicked (logged), and only that connection was closed.
+    Panic,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 12] = [
+        CloseReason::Done,
+        CloseReason::Idle,
+        CloseReason::ClientClosed,
+        CloseReason::ClientError,
+        CloseReason::TlsHandshake,
+        CloseReason::ProxyHeader,
+        CloseReason::BackendFailed,
+        CloseReason::Timeout,
+        CloseReason::TunnelEnded,
+        CloseReason::Linger,
+        CloseReason::Shutdown,
+        CloseReason::Panic,
+    ];
+
+    /// The name in the access log and the metric's `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::Done => "done",
+            CloseReason::Idle => "idle",
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::ClientError => "client_error",
+            CloseReason::TlsHandshake => "tls_handshake",
+            CloseReason::ProxyHeader => "proxy_header",
+            CloseReason::BackendFailed => "backend_failed",
+            CloseReason::Timeout => "timeout",
+            CloseReason::TunnelEnded => "tunnel_ended",
+            CloseReason::Linger => "linger",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Panic => "panic",
+        }
     }
 }
 
@@ -164,5 +240,18 @@ mod tests {
         assert_eq!(&buckets[..3], &[2, 1, 1]);
         assert_eq!(buckets[10], 1);
         assert_eq!(sum, 6006);
+    }
+
+    #[test]
+    fn closes_are_counted_by_reason_and_every_reason_is_at_its_index() {
+        for (i, r) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{}", r.name());
+        }
+        let s = WorkerStats::default();
+        s.accepted();
+        s.accepted();
+        s.closed(CloseReason::Idle);
+        assert_eq!(s.open(), 1);
+        assert_eq!(s.closed_by_reason()[CloseReason::Idle as usize], 1);
     }
 }

@@ -1,12 +1,13 @@
 //! A worker's timers: a hashed timing wheel of lazy entries.
 //!
-//! Every session has one deadline (the one its current phase imposes, see `session.rs`); moving it
-//! is a field write on the session, not a wheel operation. The wheel only holds an entry
-//! `(key, id)` in the slot where the session was last *armed*; when that slot comes due the worker
-//! looks at the session: past its deadline, it times out; otherwise it is armed again at its
-//! current deadline. A session is re-armed early only when its deadline moves before its armed
-//! slot, which happens at most once per tick per session. Stale entries (the session closed, or
-//! was armed elsewhere since) are recognised and skipped by the worker.
+//! Every connection has one deadline (the one its current phase, or its stream's, imposes, see
+//! `connection/`); moving it is a field write on the connection, not a wheel operation. The wheel
+//! only holds an entry ([`TimerKey::Conn`]) in the slot where the connection was last *armed*;
+//! when that slot comes due the worker looks at the connection: past its deadline, it times out;
+//! otherwise it is armed again at its current deadline. A connection is re-armed early only when
+//! its deadline moves before its armed slot, which happens at most once per tick per connection.
+//! Stale entries (the connection closed, or was armed elsewhere since) are recognised and skipped
+//! by the worker.
 //!
 //! Slots are `TICK` wide; an entry never fires before its deadline and at most about one tick
 //! after it. Deadlines beyond the wheel's horizon land in its last slot and are re-armed when it
@@ -21,11 +22,24 @@ const TICK_MS: u64 = 16;
 const SLOTS: usize = 4096;
 const WORDS: usize = SLOTS / 64;
 
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKey {
+    /// The connection with this slab key and id (the id tells it from a later connection in the
+    /// same slot).
+    Conn { key: u32, id: u32 },
+    /// The worker's housekeeping (idle backend connections, buffers, the sticky table).
+    Sweep,
+    /// The drain's deadline.
+    Drain,
+    /// Accepting resumes after running out of descriptors.
+    Resume,
+}
+
 /// One armed timer: what it is for, and which slot it sits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub key: u32,
-    pub id: u32,
+    pub key: TimerKey,
     pub slot: u64,
 }
 
@@ -68,11 +82,11 @@ impl Timers {
         wanted.clamp(self.cursor, self.cursor + SLOTS as u64 - 1)
     }
 
-    /// Arms `(key, id)` to come due no earlier than `at`; returns the slot it went into.
-    pub fn arm(&mut self, key: u32, id: u32, at: Instant) -> u64 {
+    /// Arms `key` to come due no earlier than `at`; returns the slot it went into.
+    pub fn arm(&mut self, key: TimerKey, at: Instant) -> u64 {
         let slot = self.slot_of(at);
         let i = (slot as usize) & (SLOTS - 1);
-        self.slots[i].push(Entry { key, id, slot });
+        self.slots[i].push(Entry { key, slot });
         self.nonempty[i / 64] |= 1 << (i % 64);
         self.len += 1;
         slot
@@ -140,7 +154,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Timers::new(t0);
         let at = t0 + Duration::from_millis(100);
-        let slot = t.arm(1, 7, at);
+        let slot = t.arm(TimerKey::Conn { key: 1, id: 7 }, at);
         let mut due = Vec::new();
         t.expire(t0 + Duration::from_millis(99), &mut due);
         assert!(due.is_empty());
@@ -150,8 +164,7 @@ mod tests {
         assert_eq!(
             due,
             vec![Entry {
-                key: 1,
-                id: 7,
+                key: TimerKey::Conn { key: 1, id: 7 },
                 slot
             }]
         );
@@ -163,8 +176,14 @@ mod tests {
     fn timeout_points_at_the_earliest_slot() {
         let t0 = Instant::now();
         let mut t = Timers::new(t0);
-        t.arm(1, 1, t0 + Duration::from_secs(30));
-        t.arm(2, 2, t0 + Duration::from_secs(3));
+        t.arm(
+            TimerKey::Conn { key: 1, id: 1 },
+            t0 + Duration::from_secs(30),
+        );
+        t.arm(
+            TimerKey::Conn { key: 2, id: 2 },
+            t0 + Duration::from_secs(3),
+        );
         let wait = t.timeout(t0).unwrap();
         assert!(
             wait >= Duration::from_secs(3) && wait <= Duration::from_secs(3) + TICK,
@@ -176,7 +195,10 @@ mod tests {
     fn far_deadlines_are_clamped_to_the_horizon() {
         let t0 = Instant::now();
         let mut t = Timers::new(t0);
-        let slot = t.arm(1, 1, t0 + Duration::from_secs(3600));
+        let slot = t.arm(
+            TimerKey::Conn { key: 1, id: 1 },
+            t0 + Duration::from_secs(3600),
+        );
         assert_eq!(slot, SLOTS as u64 - 1);
         let mut due = Vec::new();
         t.expire(t0 + Duration::from_secs(120), &mut due);
@@ -189,7 +211,7 @@ mod tests {
         let mut t = Timers::new(t0);
         let mut due = Vec::new();
         t.expire(t0 + Duration::from_secs(1), &mut due);
-        t.arm(3, 3, t0);
+        t.arm(TimerKey::Conn { key: 3, id: 3 }, t0);
         assert!(t.timeout(t0 + Duration::from_secs(1)).unwrap() <= TICK);
         t.expire(t0 + Duration::from_secs(1) + TICK, &mut due);
         assert_eq!(due.len(), 1);
@@ -199,15 +221,17 @@ mod tests {
     fn entries_keep_their_slot_across_a_long_stall() {
         let t0 = Instant::now();
         let mut t = Timers::new(t0);
-        let armed = t.arm(9, 9, t0 + Duration::from_secs(5));
+        let armed = t.arm(
+            TimerKey::Conn { key: 9, id: 9 },
+            t0 + Duration::from_secs(5),
+        );
         let mut due = Vec::new();
         // the worker did not run for longer than the whole wheel
         t.expire(t0 + Duration::from_secs(140), &mut due);
         assert_eq!(
             due,
             vec![Entry {
-                key: 9,
-                id: 9,
+                key: TimerKey::Conn { key: 9, id: 9 },
                 slot: armed
             }]
         );
@@ -220,7 +244,13 @@ mod tests {
         let mut due = Vec::new();
         let mut now = t0;
         for round in 0..3 * SLOTS as u32 / 512 {
-            t.arm(round, round, now + Duration::from_millis(500));
+            t.arm(
+                TimerKey::Conn {
+                    key: round,
+                    id: round,
+                },
+                now + Duration::from_millis(500),
+            );
             now += Duration::from_millis(512 * TICK_MS);
             t.expire(now, &mut due);
             assert_eq!(due.len(), round as usize + 1);

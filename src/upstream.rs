@@ -1,7 +1,7 @@
-//! A worker's connections to backends: the ones lent to sessions and the idle keep-alive ones.
+//! A worker's connections to backends: the ones lent to streams and the idle keep-alive ones.
 //!
 //! Every backend connection lives in one slab for its whole life and keeps the same poll token,
-//! so lending it to a session or putting it back in the idle pool is bookkeeping, never a
+//! so lending it to a stream or putting it back in the idle pool is bookkeeping, never a
 //! re-registration. Idle connections are kept per backend, newest last: reuse takes the most
 //! recently used one (the least likely to have been closed by the backend), and expiry takes the
 //! oldest first. A connection goes idle only when it is known clean (nothing unread, no close seen);
@@ -15,26 +15,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 use slab::Slab;
 
 use crate::balancer::Backend;
-use crate::transport::Transport;
+use crate::transport::{Side, Transport};
 
 /// One connection to a backend.
 pub struct Upstream {
     pub transport: Transport,
     pub backend: Arc<Backend>,
-    /// Readiness seen and not yet used up (edge-triggered: kept in user space).
-    pub readable: bool,
-    pub writable: bool,
-    /// The poll reported the backend's read side closed: read until EOF, short reads included.
-    pub hup: bool,
+    /// Readiness seen and not yet used up (edge-triggered: kept in user space), and whether the
+    /// backend's stream ended or ours was shut (a tunnel).
+    pub side: Side,
     /// The TCP connect has completed.
     pub connected: bool,
     /// This connection has carried a request before (it came from the idle pool).
     pub reused: bool,
-    /// The session it is lent to, `None` while idle.
+    /// The connection whose stream it is lent to (its key in the worker's slab), `None` while
+    /// idle.
     pub owner: Option<usize>,
     /// When it went idle.
     pub idle_since: Instant,
@@ -69,12 +68,6 @@ fn local_trouble_over() {
     }
 }
 
-/// Poll token of upstream `key` (odd; sessions have even tokens, see `worker.rs`).
-#[inline]
-pub fn token(key: usize) -> Token {
-    Token(key * 2 + 1)
-}
-
 struct IdleList {
     backend: u64,
     keys: VecDeque<usize>,
@@ -88,7 +81,7 @@ pub struct Upstreams {
     /// Idle connections kept in all (this worker's share of the descriptor budget, `lib.rs`).
     max_idle_total: usize,
     idle_count: usize,
-    /// Opens in-memory connections in place of TCP ones (the whole-session fuzz target).
+    /// Opens in-memory connections in place of TCP ones (the whole-connection fuzz target).
     #[cfg(feature = "mem-io")]
     pub mem_connect: Option<MemConnect>,
 }
@@ -136,7 +129,7 @@ impl Upstreams {
         Some(key)
     }
 
-    /// Starts a non-blocking connect to `backend` for session `owner`.
+    /// Starts a non-blocking connect to `backend` for connection `owner`.
     pub fn connect(
         &mut self,
         registry: &Registry,
@@ -149,15 +142,13 @@ impl Upstreams {
         let key = entry.key();
         registry.register(
             &mut transport,
-            token(key),
+            crate::token::upstream(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
         entry.insert(Upstream {
             transport,
             backend: Arc::clone(backend),
-            readable: false,
-            writable: false,
-            hup: false,
+            side: Side::default(),
             connected: false,
             reused: false,
             owner: Some(owner),
@@ -182,7 +173,7 @@ impl Upstreams {
         }
     }
 
-    /// Takes back a connection from its session: into the idle pool when `reusable`, clean and
+    /// Takes back a connection from its stream: into the idle pool when `reusable`, clean and
     /// there is room, closed otherwise. Clean means the backend has not closed its side and sent
     /// nothing more: its readiness was seen drained, or a peek finds nothing to read.
     pub fn release(&mut self, key: usize, reusable: bool, now: Instant) {
@@ -191,9 +182,10 @@ impl Upstreams {
         };
         let clean = reusable
             && up.connected
-            && !up.hup
+            && !up.side.hup
+            && !up.side.eof
             && up.backend.is_enabled() // a draining or removed backend keeps no idle connection
-            && (!up.readable || up.transport.nothing_to_read());
+            && (!up.side.readable || up.transport.nothing_to_read());
         let backend = up.backend.id;
         let room = self
             .idle
@@ -206,7 +198,7 @@ impl Upstreams {
         }
         up.owner = None;
         up.reused = true;
-        up.readable = false;
+        up.side.readable = false;
         up.idle_since = now;
         match self.idle.iter_mut().find(|l| l.backend == backend) {
             Some(list) => list.keys.push_back(key),
@@ -218,7 +210,7 @@ impl Upstreams {
         self.idle_count += 1;
     }
 
-    /// Closes a connection lent to a session (dropping the stream closes the socket, which also
+    /// Closes a connection lent to a stream (dropping the stream closes the socket, which also
     /// takes it out of the poll set).
     pub fn close(&mut self, key: usize) {
         self.conns.try_remove(key);

@@ -1,15 +1,15 @@
-//! One worker thread: a `mio::Poll`, its own listening socket, its sessions, its backend
+//! One worker thread: a `mio::Poll`, its own listening socket, its client connections, its backend
 //! connections, its buffers and its timers. Nothing here is shared with other workers except the
-//! backend pool (read-locked to pick) and the control channel.
+//! backend pool (read without a lock to pick) and the control channel.
 //!
-//! Tokens: a session with slab key `k` is `2k`, backend connection `k` is `2k + 1`
-//! (`upstream.rs`); the listeners (usually one; several in a process that took over the sockets
-//! of one with more workers, see `handover.rs`) and the waker sit at the top of the token space.
+//! Poll tokens are typed ([`Tok`], `token.rs`: client connections, backend connections, the
+//! listeners, the waker) and so are timer keys ([`TimerKey`], `timer.rs`).
 //!
-//! The loop: wait for events (or the next timer), hand each to its session, accept new
-//! connections in batches, expire timers, obey control messages. Sessions are driven by
-//! `Session::run`; anything that ends a session comes back here as `Err(Close)` and the session is
-//! dropped, which closes its socket.
+//! The loop: wait for events (or the next timer), hand each to its connection, accept new
+//! connections in batches (admit: the connection cap and the per-address limit; open: its
+//! transport and its `Connection`), expire timers, obey control messages. Connections are driven by
+//! `Connection::run`; anything that ends one comes back here as `Err(Close(reason))` and the
+//! connection is dropped, which closes its socket, and counted by its reason.
 
 use std::io;
 use std::sync::Arc;
@@ -18,26 +18,21 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Waker};
 use slab::Slab;
 
 use crate::balancer::{Balancer, Picker, Sticky};
 use crate::buffer::BufPool;
-use crate::session::{Close, Ctx, Ran, Session, Settings};
-use crate::stats::WorkerStats;
-use crate::timer::{Entry, Timers};
+use crate::connection::{Close, Connection, Ran};
+use crate::context::{Ctx, Settings};
+use crate::stats::{CloseReason, WorkerStats};
+use crate::timer::{Entry, TimerKey, Timers};
+use crate::token::{Tok, MAX_KEY};
 use crate::transport::Transport;
 use crate::upstream::Upstreams;
 
-const WAKER: Token = Token(usize::MAX - 2);
-/// Listener `i` is `LISTENERS + i` (far above any session token: keys stay below `u32::MAX`).
-const LISTENERS: usize = usize::MAX / 2;
 /// Connections accepted per wake-up before the worker serves the others again.
 const ACCEPT_BATCH: usize = 64;
-/// Timer keys that are not sessions.
-const SWEEP_KEY: u32 = u32::MAX;
-const DRAIN_KEY: u32 = u32::MAX - 1;
-const RESUME_KEY: u32 = u32::MAX - 2;
 /// How often housekeeping runs (idle backend connections expire, freed memory is returned).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Free buffers a worker keeps for reuse; more than this are freed.
@@ -64,7 +59,7 @@ pub enum Control {
 pub struct Shared {
     pub balancer: Arc<Balancer>,
     pub settings: Settings,
-    pub max_sessions: usize,
+    pub max_connections: usize,
     pub buffer_size: usize,
     pub backend_keepalive: usize,
     /// Idle backend connections one worker may keep in all (see `lib::descriptor_budget`).
@@ -134,7 +129,7 @@ impl WorkerHandle {
 pub const TEST_PANIC_ENV: &str = "FERRULE_TEST_WORKER_PANIC";
 
 /// Starts worker `index` accepting on `listeners` (one, or several after a handover). A panic
-/// that escapes its loop (sessions' own are contained, see [`contain`]) or a poll that fails is
+/// that escapes its loop (connections' own are contained, see [`contain`]) or a poll that fails is
 /// logged and its index sent on `died`: the process must not go on with a worker less (`main.rs` exits).
 pub fn spawn(
     index: usize,
@@ -143,12 +138,12 @@ pub fn spawn(
     died: Sender<usize>,
 ) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let waker = Arc::new(Waker::new(poll.registry(), Tok::Waker.token())?);
     let mut mio_listeners = Vec::with_capacity(listeners.len());
     for (i, l) in listeners.into_iter().enumerate() {
         let mut l = TcpListener::from_std(l);
         poll.registry()
-            .register(&mut l, Token(LISTENERS + i), Interest::READABLE)?;
+            .register(&mut l, Tok::Listener(i).token(), Interest::READABLE)?;
         mio_listeners.push(l);
     }
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -161,7 +156,7 @@ pub fn spawn(
         .slots()
         .register(Arc::clone(&waker), Arc::clone(&queued));
     let core = Core {
-        sessions: Slab::with_capacity(256),
+        conns: Slab::with_capacity(256),
         upstreams: Upstreams::new(shared.backend_keepalive, shared.idle_budget),
         bufs: BufPool::new(shared.buffer_size, KEEP_BUFFERS),
         scratch: Vec::with_capacity(shared.buffer_size),
@@ -239,18 +234,19 @@ struct Worker {
 }
 
 struct Core {
-    sessions: Slab<Box<Session>>,
+    conns: Slab<Box<Connection>>,
     upstreams: Upstreams,
     bufs: BufPool,
     scratch: Vec<u8>,
     picker: Picker,
     timers: Timers,
     due: Vec<Entry>,
-    /// Sessions that stopped at their round cap with work left, `(key, id)`: run again after the
-    /// events at hand (no new event would wake them).
+    /// Connections that stopped at their round cap with work left, `(key, id)`: run again after
+    /// the events at hand (no new event would wake them).
     pending: Vec<(usize, u32)>,
-    /// Sessions waiting for a backend slot (`max_conns`), in arrival order `(key, id)`, and how
-    /// many, as the other workers see it (they wake this one when a slot frees).
+    /// Connections whose stream waits for a backend slot (`max_conns`), in arrival order
+    /// `(key, id)`, and how many, as the other workers see it (they wake this one when a slot
+    /// frees).
     queue: std::collections::VecDeque<(usize, u32)>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     /// The queue stopped at its per-wake bound: run it again soon.
@@ -261,15 +257,16 @@ struct Core {
     listeners: Vec<TcpListener>,
     /// A listener may have connections waiting (edge-triggered: remembered here).
     accept_pending: bool,
-    /// Accepting stopped at the connection cap; resumes when a session closes.
+    /// Accepting stopped at the connection cap; resumes when a connection closes.
     accept_paused: bool,
     sweep_armed: bool,
     /// Shutting down: the deadline for force-closing.
     draining: Option<Instant>,
     next_id: u32,
     ids: crate::access_log::RequestIds,
-    /// The sessions (by slab key) counted against `max_connections_per_ip`, released at close.
-    /// Kept here, a bit each, rather than in `Session`, whose size is the idle-memory target.
+    /// The connections (by slab key) counted against `max_connections_per_ip`, released at
+    /// close. Kept here, a bit each, rather than in `Connection`, whose size is the idle-memory
+    /// target.
     per_ip_counted: KeyBits,
     now: Instant,
     stats: Arc<WorkerStats>,
@@ -301,26 +298,19 @@ impl Worker {
             let registry = self.poll.registry();
             core.now = Instant::now();
             for event in self.events.iter() {
-                match event.token() {
-                    WAKER => {
+                let ready = Ready {
+                    readable: event.is_readable(),
+                    writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+                    hup: event.is_read_closed() || event.is_error(),
+                };
+                match Tok::of(event.token()) {
+                    Tok::Waker => {
                         core.control(registry);
                         core.queue_again = true;
                     }
-                    Token(t) if t >= LISTENERS => core.accept_pending = true,
-                    Token(t) => {
-                        let ready = Ready {
-                            readable: event.is_readable(),
-                            writable: event.is_writable()
-                                || event.is_write_closed()
-                                || event.is_error(),
-                            hup: event.is_read_closed() || event.is_error(),
-                        };
-                        if t % 2 == 0 {
-                            core.client_event(registry, t / 2, ready);
-                        } else {
-                            core.upstream_event(registry, t / 2, ready);
-                        }
-                    }
+                    Tok::Listener(_) => core.accept_pending = true,
+                    Tok::Client(key) => core.client_event(registry, key, ready),
+                    Tok::Upstream(key) => core.upstream_event(registry, key, ready),
                 }
             }
             if core.accept_pending && !core.accept_paused {
@@ -332,29 +322,29 @@ impl Worker {
             }
             core.expire(registry);
             if let Some(deadline) = core.draining {
-                if core.sessions.is_empty() || core.now >= deadline {
+                if core.conns.is_empty() || core.now >= deadline {
                     break;
                 }
             }
         }
         let core = &mut self.core;
-        let keys: Vec<usize> = core.sessions.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = core.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            core.close_session(self.poll.registry(), key);
+            core.close(self.poll.registry(), key, CloseReason::Shutdown);
         }
         core.upstreams.clear_idle();
         failed.map_or(Ok(()), Err)
     }
 }
 
-/// Runs a session step; a panic (a bug) ends that session, never the worker and the thousands of
-/// other connections it serves.
+/// Runs a connection step; a panic (a bug) ends that connection, never the worker and the
+/// thousands of other connections it serves.
 fn contain(step: impl FnOnce() -> Result<Ran, Close>) -> Result<Ran, Close> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
         Ok(result) => result,
         Err(_) => {
-            log::error!("a session panicked and was closed (a bug: please report it)");
-            Err(Close)
+            log::error!("a connection panicked and was closed (a bug: please report it)");
+            Err(Close(CloseReason::Panic))
         }
     }
 }
@@ -364,8 +354,8 @@ impl Core {
         &'a mut self,
         registry: &'a Registry,
         key: usize,
-    ) -> (Option<&'a mut Session>, Ctx<'a>) {
-        let session = self.sessions.get_mut(key).map(|b| &mut **b);
+    ) -> (Option<&'a mut Connection>, Ctx<'a>) {
+        let conn = self.conns.get_mut(key).map(|b| &mut **b);
         let ctx = Ctx {
             registry,
             upstreams: &mut self.upstreams,
@@ -377,18 +367,19 @@ impl Core {
             now: self.now,
             draining: self.draining.is_some(),
             key,
+            id: conn.as_ref().map_or(0, |c| c.id),
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
             access_log: &self.shared.access_log,
             ids: &mut self.ids,
         };
-        (session, ctx)
+        (conn, ctx)
     }
 
     fn client_event(&mut self, registry: &Registry, key: usize, ready: Ready) {
-        if let Some(s) = self.sessions.get_mut(key) {
-            s.client_ready(ready.readable, ready.writable, ready.hup);
+        if let Some(c) = self.conns.get_mut(key) {
+            c.client_ready(ready.readable, ready.writable, ready.hup);
             self.drive(registry, key);
         }
     }
@@ -399,9 +390,7 @@ impl Core {
         };
         match up.owner {
             Some(owner) => {
-                up.readable |= ready.readable || ready.hup;
-                up.writable |= ready.writable;
-                up.hup |= ready.hup;
+                up.side.ready(ready.readable, ready.writable, ready.hup);
                 self.drive(registry, owner);
             }
             None => {
@@ -410,20 +399,20 @@ impl Core {
                     // session ticket or key update leaves it clean
                     self.upstreams.close_idle(key);
                 } else {
-                    up.writable |= ready.writable;
+                    up.side.writable |= ready.writable;
                 }
             }
         }
     }
 
-    /// Runs a session after an event, then re-arms its timer or drops it.
+    /// Runs a connection after an event, then re-arms its timer or drops it.
     fn drive(&mut self, registry: &Registry, key: usize) {
         let queued = self.queue.len();
-        let (Some(session), mut ctx) = self.ctx(registry, key) else {
+        let (Some(conn), mut ctx) = self.ctx(registry, key) else {
             return;
         };
-        let id = session.id;
-        let result = contain(|| session.run(&mut ctx));
+        let id = conn.id;
+        let result = contain(|| conn.run(&mut ctx));
         self.after_run(registry, key, id, result);
         if self.queue.len() > queued {
             // just queued: look once more, in case a slot freed while it was being queued (the
@@ -439,18 +428,18 @@ impl Core {
                 self.arm(key);
                 self.pending.push((key, id));
             }
-            Err(Close) => self.close_session(registry, key),
+            Err(Close(reason)) => self.close(registry, key, reason),
         }
     }
 
-    /// Runs the sessions that stopped at their round cap, once each.
+    /// Runs the connections that stopped at their round cap, once each.
     fn run_pending(&mut self, registry: &Registry) {
         if self.pending.is_empty() {
             return;
         }
         let mut batch = std::mem::take(&mut self.pending);
         for (key, id) in batch.drain(..) {
-            if self.sessions.get(key).is_some_and(|s| s.id == id) {
+            if self.conns.get(key).is_some_and(|c| c.id == id) {
                 self.drive(registry, key);
             }
         }
@@ -460,7 +449,7 @@ impl Core {
         }
     }
 
-    /// Gives freed backend slots to queued sessions, in arrival order: at most `ACCEPT_BATCH` a
+    /// Gives freed backend slots to queued streams, in arrival order: at most `ACCEPT_BATCH` a
     /// wake-up (`queue_again` brings the worker back at once for the rest), stopping at the first
     /// that still finds no slot.
     fn run_queue(&mut self, registry: &Registry) {
@@ -470,21 +459,21 @@ impl Core {
                 return;
             };
             let live = self
-                .sessions
+                .conns
                 .get(key)
-                .is_some_and(|s| s.id == id && s.is_queued());
+                .is_some_and(|c| c.id == id && c.is_queued());
             if !live {
                 // closed, timed out or served meanwhile
                 self.pop_queue();
                 continue;
             }
-            let (Some(session), mut ctx) = self.ctx(registry, key) else {
+            let (Some(conn), mut ctx) = self.ctx(registry, key) else {
                 self.pop_queue();
                 continue;
             };
             let mut left = false;
             let result = contain(|| {
-                left = session.dequeue(&mut ctx)?;
+                left = conn.dequeue(&mut ctx)?;
                 Ok(Ran::Idle)
             });
             match result {
@@ -509,41 +498,45 @@ impl Core {
         }
     }
 
-    /// Arms the session's timer if its deadline moved before the slot it is armed in.
+    /// Arms the connection's timer if its deadline moved before the slot it is armed in.
     fn arm(&mut self, key: usize) {
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if s.armed == u64::MAX || self.timers.slot_of(s.deadline) < s.armed {
-            s.armed = self.timers.arm(key as u32, s.id, s.deadline);
+        if c.armed == u64::MAX || self.timers.slot_of(c.deadline) < c.armed {
+            let timer = TimerKey::Conn {
+                key: key as u32,
+                id: c.id,
+            };
+            c.armed = self.timers.arm(timer, c.deadline);
         }
         self.arm_sweep();
     }
 
     /// Housekeeping once a second while there is anything to keep: idle backend connections to
-    /// expire, freed buffer memory to return (also after the last session left).
+    /// expire, freed buffer memory to return (also after the last connection left).
     fn arm_sweep(&mut self) {
         let work =
-            self.upstreams.idle_count() > 0 || !self.sessions.is_empty() || self.bufs.needs_trim();
+            self.upstreams.idle_count() > 0 || !self.conns.is_empty() || self.bufs.needs_trim();
         if !self.sweep_armed && work {
             self.sweep_armed = true;
-            self.timers.arm(SWEEP_KEY, 0, self.now + SWEEP_EVERY);
+            self.timers.arm(TimerKey::Sweep, self.now + SWEEP_EVERY);
         }
     }
 
-    fn close_session(&mut self, registry: &Registry, key: usize) {
-        let (Some(session), mut ctx) = self.ctx(registry, key) else {
+    fn close(&mut self, registry: &Registry, key: usize, reason: CloseReason) {
+        let (Some(conn), mut ctx) = self.ctx(registry, key) else {
             return;
         };
-        session.release(&mut ctx);
+        conn.release(&mut ctx, reason);
         // `peer` is still the socket's: a counted connection read no PROXY header
-        let peer = session.peer();
+        let peer = conn.peer();
         if self.per_ip_counted.take(key) {
             self.shared.per_ip.release(peer);
         }
-        self.sessions.remove(key);
-        self.stats.closed();
-        if self.accept_paused && self.sessions.len() < self.shared.max_sessions {
+        self.conns.remove(key);
+        self.stats.closed(reason);
+        if self.accept_paused && self.conns.len() < self.shared.max_connections {
             self.accept_paused = false;
             self.accept_pending = true;
         }
@@ -565,7 +558,7 @@ impl Core {
 
     fn accept_from(&mut self, registry: &Registry, index: usize) -> Accepted {
         for _ in 0..ACCEPT_BATCH {
-            if self.sessions.len() >= self.shared.max_sessions {
+            if self.conns.len() >= self.shared.max_connections {
                 self.accept_paused = true;
                 return Accepted::Stop;
             }
@@ -573,48 +566,10 @@ impl Core {
                 return Accepted::Drained;
             };
             match listener.accept() {
-                Ok((mut stream, addr)) => {
-                    let settings = &self.shared.settings;
-                    let limit = settings.max_connections_per_ip;
-                    let counted = limit > 0 && !settings.proxy_protocol;
-                    if counted && !self.shared.per_ip.try_acquire(addr.ip(), limit) {
-                        // one address holds its share already: closed at once (dropped)
-                        self.stats.per_ip_refused();
-                        continue;
+                Ok((stream, addr)) => {
+                    if let Some(counted) = self.admit(addr.ip()) {
+                        self.open(registry, stream, addr.ip(), counted);
                     }
-                    let entry = self.sessions.vacant_entry();
-                    let key = entry.key();
-                    let registered = key < (u32::MAX - 16) as usize
-                        && registry
-                            .register(
-                                &mut stream,
-                                Token(key * 2),
-                                Interest::READABLE | Interest::WRITABLE,
-                            )
-                            .is_ok();
-                    let transport = match (&self.shared.tls, registered) {
-                        (_, false) => None,
-                        (None, true) => Some(Transport::Plain(stream)),
-                        (Some(config), true) => Transport::server(stream, config).ok(),
-                    };
-                    let Some(transport) = transport else {
-                        if counted {
-                            self.shared.per_ip.release(addr.ip());
-                        }
-                        continue;
-                    };
-                    self.next_id = self.next_id.wrapping_add(1);
-                    let session = Session::new(
-                        transport,
-                        addr.ip(),
-                        self.next_id,
-                        self.now,
-                        &self.shared.settings,
-                    );
-                    self.per_ip_counted.set(key, counted);
-                    entry.insert(Box::new(session));
-                    self.stats.accepted();
-                    self.drive(registry, key);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -625,12 +580,66 @@ impl Core {
                     }
                     self.stats.accept_error();
                     self.accept_paused = true;
-                    self.timers.arm(RESUME_KEY, 0, self.now + ACCEPT_PAUSE);
+                    self.timers.arm(TimerKey::Resume, self.now + ACCEPT_PAUSE);
                     return Accepted::Stop;
                 }
             }
         }
         Accepted::More
+    }
+
+    /// Whether a connection from `ip` may stay: `max_connections_per_ip` (counted over every
+    /// worker; not with `proxy_protocol`, where the socket peer is the balancer). `None`: refused
+    /// (the stream is dropped, which closes it); `Some(counted)`: admitted, and whether it was
+    /// counted against the limit (so its close releases it).
+    fn admit(&mut self, ip: std::net::IpAddr) -> Option<bool> {
+        let settings = &self.shared.settings;
+        let limit = settings.max_connections_per_ip;
+        let counted = limit > 0 && !settings.proxy_protocol;
+        if counted && !self.shared.per_ip.try_acquire(ip, limit) {
+            // one address holds its share already: closed at once (dropped)
+            self.stats.per_ip_refused();
+            return None;
+        }
+        Some(counted)
+    }
+
+    /// Opens an admitted connection: registers its socket, wraps it (TLS when the listener
+    /// terminates TLS) and runs it at once (its request is usually there already).
+    fn open(
+        &mut self,
+        registry: &Registry,
+        mut stream: mio::net::TcpStream,
+        ip: std::net::IpAddr,
+        counted: bool,
+    ) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let registered = key < MAX_KEY
+            && registry
+                .register(
+                    &mut stream,
+                    Tok::Client(key).token(),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_ok();
+        let transport = match (&self.shared.tls, registered) {
+            (_, false) => None,
+            (None, true) => Some(Transport::Plain(stream)),
+            (Some(config), true) => Transport::server(stream, config).ok(),
+        };
+        let Some(transport) = transport else {
+            if counted {
+                self.shared.per_ip.release(ip);
+            }
+            return;
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let conn = Connection::new(transport, ip, self.next_id, self.now, &self.shared.settings);
+        self.per_ip_counted.set(key, counted);
+        entry.insert(Box::new(conn));
+        self.stats.accepted();
+        self.drive(registry, key);
     }
 
     fn expire(&mut self, registry: &Registry) {
@@ -641,49 +650,52 @@ impl Core {
         self.timers.expire(self.now, &mut due);
         for entry in due.drain(..) {
             match entry.key {
-                SWEEP_KEY => {
-                    self.upstreams
-                        .expire_idle(self.now, self.shared.backend_keepalive_timeout);
-                    self.bufs.trim();
-                    self.shared.balancer.revive(self.now);
-                    let policy = self.shared.balancer.policy();
-                    if let Some(Sticky::Ip(table)) = &policy.sticky {
-                        // a few shards a second per worker: the whole table within seconds
-                        table.sweep(self.sticky_sweep, 8, self.now);
-                        self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
-                    }
-                    self.sweep_armed = false;
-                    self.arm_sweep();
-                }
-                DRAIN_KEY => {} // the loop checks the drain deadline
-                RESUME_KEY => {
+                TimerKey::Sweep => self.sweep(),
+                TimerKey::Drain => {} // the loop checks the drain deadline
+                TimerKey::Resume => {
                     self.accept_paused = false;
                     self.accept_pending = true;
                 }
-                key => self.session_timer(registry, key as usize, entry),
+                TimerKey::Conn { key, id } => self.conn_timer(registry, key as usize, id, entry),
             }
         }
         self.due = due;
     }
 
-    fn session_timer(&mut self, registry: &Registry, key: usize, entry: Entry) {
+    /// Housekeeping: idle backend connections expire, freed memory is returned, backends taken
+    /// down passively are tried again, a few shards of the sticky table are swept.
+    fn sweep(&mut self) {
+        self.upstreams
+            .expire_idle(self.now, self.shared.backend_keepalive_timeout);
+        self.bufs.trim();
+        self.shared.balancer.revive(self.now);
+        let policy = self.shared.balancer.policy();
+        if let Some(Sticky::Ip(table)) = &policy.sticky {
+            // a few shards a second per worker: the whole table within seconds
+            table.sweep(self.sticky_sweep, 8, self.now);
+            self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
+        }
+        self.sweep_armed = false;
+        self.arm_sweep();
+    }
+
+    fn conn_timer(&mut self, registry: &Registry, key: usize, id: u32, entry: Entry) {
         let now = self.now;
-        let Some(s) = self.sessions.get_mut(key) else {
+        let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if s.id != entry.id || s.armed != entry.slot {
-            return; // stale: the session was re-armed elsewhere, or this is another session
+        if c.id != id || c.armed != entry.slot {
+            return; // stale: the connection was re-armed elsewhere, or this is another one
         }
-        s.armed = u64::MAX;
-        if s.deadline > now {
+        c.armed = u64::MAX;
+        if c.deadline > now {
             self.arm(key);
             return;
         }
-        let (Some(session), mut ctx) = self.ctx(registry, key) else {
+        let (Some(conn), mut ctx) = self.ctx(registry, key) else {
             return;
         };
-        let id = session.id;
-        let result = contain(|| session.timed_out(&mut ctx));
+        let result = contain(|| conn.timed_out(&mut ctx));
         self.after_run(registry, key, id, result);
     }
 
@@ -715,13 +727,13 @@ impl Core {
             let _ = registry.deregister(&mut l);
         }
         self.accept_pending = false;
-        self.timers.arm(DRAIN_KEY, 0, deadline);
+        self.timers.arm(TimerKey::Drain, deadline);
         let grace = DRAIN_IDLE_GRACE.min(self.shared.settings.keepalive_timeout);
         let until = (self.now + grace).min(deadline);
         let idle: Vec<usize> = self
-            .sessions
+            .conns
             .iter_mut()
-            .filter_map(|(k, s)| s.close_idle_by(until).then_some(k))
+            .filter_map(|(k, c)| c.close_idle_by(until).then_some(k))
             .collect();
         for key in idle {
             self.arm(key);

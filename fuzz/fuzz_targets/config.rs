@@ -187,7 +187,7 @@ fuzz_target!(|data: &[u8]| {
                 .unwrap_or_else(|e| panic!("its own file form is refused: {e}: {shown}"));
             assert_eq!(again, config, "{shown}");
             let _ = serde_json::to_string(&config.redacted());
-            let _ = ferrule::session::Settings::from_config(&config);
+            let _ = ferrule::context::Settings::from_config(&config);
             let _ = ferrule::descriptor_budget(1024, &config);
             let _ = config.health_check_timeout();
         }

@@ -1,12 +1,14 @@
-//! The real session: `Session` (`src/session.rs`) driven through its whole state machine, with
-//! in-memory connections (`transport::mem`, feature `mem-io`) in place of sockets.
+//! The real client connection: `Connection` (`src/connection/`) and its streams (`src/stream/`)
+//! driven through their whole state machines, with in-memory connections (`transport::mem`,
+//! feature `mem-io`) in place of sockets. (The target keeps its first name, `session`, so its
+//! corpus carries on.)
 //!
-//! A client connection and the backend connections the session opens (through the `Upstreams`
+//! A client connection and the backend connections its streams open (through the `Upstreams`
 //! connect hook) are scripts of bytes; a schedule decides what happens when: the client sends a
 //! piece or makes room for ferrule's writes, a backend does, a connect completes, either side
-//! closes or resets, the session's deadline passes. Each event is reported to the session the way
-//! the worker reports readiness, and the session runs until it is idle. When the schedule runs
-//! out, everything left is delivered, both sides close, and deadlines pass until the session
+//! closes or resets, the connection's deadline passes. Each event is reported to the connection
+//! the way the worker reports readiness, and it runs until it is idle. When the schedule runs
+//! out, everything left is delivered, both sides close, and deadlines pass until the connection
 //! closes; the worker then releases it. Every phase is reachable: PROXY header, head, connect,
 //! exchange with retries and replay, interim responses, the tunnel after a 101, drain.
 //!
@@ -16,7 +18,7 @@
 //! schedule, and one script per backend connection (its first byte: connect pending, refused,
 //! small room; its turns separated by `TURN`).
 //!
-//! Invariants: no panic; the session closes within a bound; at most two buffers are taken, none
+//! Invariants: no panic; the connection closes within a bound; at most two buffers are taken, none
 //! after release; no request is left counted on a backend, no connection lent; read by
 //! independent parsers (httparse and a lenient chunked decoder), every backend connection
 //! receives whole HTTP/1.1 requests with a `Host` (the last maybe cut short) and nothing after
@@ -35,7 +37,9 @@ use ferrule::balancer::{Balancer, Picker, Policy};
 use ferrule::buffer::BufPool;
 use ferrule::config::{AccessLogFormat, AccessLogTarget};
 use ferrule::http::Framing;
-use ferrule::session::{Close, Ctx, Ran, Session, Settings};
+use ferrule::connection::{Close, Connection as Session, Ran};
+use ferrule::context::{Ctx, Settings};
+use ferrule::stats::CloseReason;
 use ferrule::stats::WorkerStats;
 use ferrule::transport::mem::{Conn, Pipe};
 use ferrule::transport::Transport;
@@ -224,6 +228,7 @@ impl Harness {
             now: self.now,
             draining: self.draining,
             key: 0,
+            id: 1,
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
@@ -247,13 +252,11 @@ impl Harness {
             return;
         };
         if up.owner.is_some() {
-            up.readable |= readable || hup;
-            up.writable |= writable;
-            up.hup |= hup;
+            up.side.ready(readable, writable, hup);
         } else if hup || (readable && !up.transport.absorb_idle()) {
             self.upstreams.close_idle(key);
         } else {
-            up.writable |= writable;
+            up.side.writable |= writable;
         }
     }
 
@@ -303,7 +306,7 @@ fn drive(h: &mut Harness, s: &mut Session, settings: &Settings, timeout: bool) -
                 }
             }
             Ok(Ran::More) => {}
-            Err(Close) => return true,
+            Err(Close(_)) => return true,
         }
     }
     panic!("the session never went idle");
@@ -602,7 +605,7 @@ fuzz_target!(|data: &[u8]| {
             level += 1;
         }
     }
-    h.with_ctx(settings, |ctx| s.release(ctx));
+    h.with_ctx(settings, |ctx| s.release(ctx, CloseReason::Done));
     drop(s);
 
     assert_eq!(h.bufs.in_use(), 0, "buffers kept after release");

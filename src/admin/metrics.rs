@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::{backends, Admin, ApiError, Call};
 use crate::balancer::{Backend, State};
 use crate::httpd::message::Response;
-use crate::stats::{WorkerStats, LATENCY_BOUNDS_MS};
+use crate::stats::{CloseReason, WorkerStats, LATENCY_BOUNDS_MS};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -39,6 +39,8 @@ struct Totals {
     bytes_out: u64,
     handshakes: u64,
     tls_failures: u64,
+    /// Connections closed, by reason (`CloseReason::ALL`'s order).
+    closed: [u64; CloseReason::ALL.len()],
 }
 
 impl Totals {
@@ -57,6 +59,9 @@ impl Totals {
             t.bytes_out += bytes_out;
             t.handshakes += w.tls_handshakes();
             t.tls_failures += w.tls_failures();
+            for (sum, n) in t.closed.iter_mut().zip(w.closed_by_reason()) {
+                *sum += n;
+            }
         }
         t
     }
@@ -73,6 +78,11 @@ impl Totals {
             "bytes_out": self.bytes_out,
             "tls_handshakes": self.handshakes,
             "tls_handshake_failures": self.tls_failures,
+            "closed": CloseReason::ALL
+                .iter()
+                .zip(self.closed)
+                .map(|(r, n)| (r.name().to_owned(), Value::from(n)))
+                .collect::<serde_json::Map<_, _>>(),
         });
         match v {
             Value::Object(map) => map,
@@ -216,6 +226,18 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         "Client connections accepted.",
         totals.accepted,
     );
+    t.family(
+        "ferrule_connections_closed_total",
+        "counter",
+        "Client connections closed, by why they closed.",
+    );
+    for (reason, n) in CloseReason::ALL.iter().zip(totals.closed) {
+        t.sample(
+            "ferrule_connections_closed_total",
+            &[("reason", reason.name())],
+            n,
+        );
+    }
     t.single(
         "ferrule_accept_errors_total",
         "counter",

@@ -502,6 +502,7 @@ fn stats_schema(total: bool) -> Value {
         "bytes_out",
         "tls_handshakes",
         "tls_handshake_failures",
+        "closed",
     ];
     let mut properties = json!({
         "open_connections": integer(),
@@ -513,6 +514,7 @@ fn stats_schema(total: bool) -> Value {
         "bytes_out": {"type": "integer", "minimum": 0, "description": "written to clients"},
         "tls_handshakes": integer(),
         "tls_handshake_failures": integer(),
+        "closed": {"type": "object", "additionalProperties": integer(), "description": "client connections closed, by reason (done, idle, client_closed, client_error, tls_handshake, proxy_header, backend_failed, timeout, tunnel_ended, linger, shutdown, panic)"},
     });
     let extra = if total {
         required.extend(["backend_requests", "access_log_dropped", "workers"]);

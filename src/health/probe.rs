@@ -138,7 +138,7 @@ impl Probe {
                     Io::Done(n) => self.sent += n,
                     Io::Blocked => return None,
                     Io::Eof => return Some(Err(closed(&self.transport))),
-                    Io::Failed => return Some(Err(failed(&self.transport))),
+                    Io::Failed(e) => return Some(Err(failed(&self.transport, &e))),
                 }
             }
             if self.sent < request.len() {
@@ -148,8 +148,10 @@ impl Probe {
         }
         // TLS: handshake flights and the encrypted request, as the socket takes them
         if self.transport.wants_flush() {
-            if let Io::Failed | Io::Eof = self.transport.flush() {
-                return Some(Err(failed(&self.transport)));
+            match self.transport.flush() {
+                Io::Failed(e) => return Some(Err(failed(&self.transport, &e))),
+                Io::Eof => return Some(Err(closed(&self.transport))),
+                Io::Done(_) | Io::Blocked => {}
             }
         }
         // bounded: every round but the last adds at least one byte to a buffer of READ_LIMIT
@@ -164,7 +166,7 @@ impl Probe {
                 Got::Full => return Some(Err("not HTTP".into())),
                 Got::Blocked => return None,
                 Got::Eof => return Some(Err(closed(&self.transport))),
-                Got::Failed => return Some(Err(failed(&self.transport))),
+                Got::Failed(e) => return Some(Err(failed(&self.transport, &e))),
             }
         }
         None
@@ -222,11 +224,11 @@ fn closed(transport: &Transport) -> String {
     }
 }
 
-/// The connection failed: its TLS reason, or a reset.
-fn failed(transport: &Transport) -> String {
+/// The connection failed: its TLS reason, or the socket's.
+fn failed(transport: &Transport, error: &io::Error) -> String {
     match transport.tls_error() {
         Some(e) => handshake_failure_reason(e),
-        None => "connection reset".into(),
+        None => io_reason(error),
     }
 }
 

@@ -85,7 +85,7 @@ impl Pipe {
 pub(super) fn read_into(conn: &Conn, buf: &mut Buf) -> Got {
     let mut p = conn.lock();
     if p.reset {
-        return Got::Failed;
+        return Got::Failed(io::ErrorKind::ConnectionReset.into());
     }
     if buf.is_full() {
         return Got::Full;
@@ -133,7 +133,7 @@ pub(super) fn read_raw(conn: &Conn, out: &mut [u8], consume: bool) -> io::Result
 pub(super) fn write(conn: &Conn, data: &[u8]) -> Io {
     let mut p = conn.lock();
     if p.reset || p.shut {
-        return Io::Failed;
+        return Io::Failed(io::ErrorKind::ConnectionReset.into());
     }
     let n = data.len().min(p.room);
     if n == 0 {
@@ -151,7 +151,7 @@ pub(super) fn write(conn: &Conn, data: &[u8]) -> Io {
 pub(super) fn discard(conn: &Conn) -> Got {
     let mut p = conn.lock();
     if p.reset {
-        return Got::Failed;
+        return Got::Failed(io::ErrorKind::ConnectionReset.into());
     }
     let n = p.unread();
     if n == 0 {

@@ -1,0 +1,114 @@
+//! What a connection and its streams work with: [`Settings`], fixed when the workers start (and
+//! replaced whole by a reload), and [`Ctx`], the worker's state lent to one connection while it
+//! runs. `worker.rs` builds a `Ctx` per run; `connection/` and `stream/` only read and write
+//! through it, so neither knows the worker.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+use mio::Registry;
+
+use crate::access_log::{AccessLog, RequestIds};
+use crate::balancer::{Balancer, Picker};
+use crate::buffer::BufPool;
+use crate::config::{Config, HashKey, StickyMode};
+use crate::http::request::Limits;
+use crate::stats::WorkerStats;
+use crate::upstream::Upstreams;
+
+/// What a worker's connections need to know, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    /// Clients arrive over TLS (sets `X-Forwarded-Proto`).
+    pub tls: bool,
+    pub retries: u32,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backend_timeout: Duration,
+    pub send_timeout: Duration,
+    pub tunnel_timeout: Duration,
+    /// A client's TLS handshake must finish within this.
+    pub tls_handshake_timeout: Duration,
+    /// What `consistent-hash` hashes.
+    pub hash_key: HashKey,
+    /// Sticky sessions by cookie: its name (`None`: not in cookie mode), whether it is removed
+    /// before the request goes on, and its `Max-Age`.
+    pub sticky_cookie: Option<String>,
+    pub strip_sticky_cookie: bool,
+    pub sticky_max_age: u64,
+    /// How long a request may wait for a backend slot (`max_conns`) before a 503.
+    pub queue_timeout: Duration,
+    /// Whose `X-Forwarded-For` (and PROXY protocol header) is believed.
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// Connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// Requests without `X-Request-Id` get one.
+    pub request_id: bool,
+    /// Client connections one address may hold at once, over all workers (0: no limit; not
+    /// applied with `proxy_protocol`).
+    pub max_connections_per_ip: u32,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        Settings {
+            limits: Limits {
+                max_head: c.max_request_head,
+                max_uri: c.max_uri_length,
+                max_headers: c.max_header_count,
+                max_body: c.max_body_size,
+            },
+            tls: c.ssl.enabled,
+            retries: c.retries,
+            client_header_timeout: c.client_header_timeout,
+            client_body_timeout: c.client_body_timeout,
+            keepalive_timeout: c.keepalive_timeout,
+            connect_timeout: c.connect_timeout,
+            backend_timeout: c.backend_timeout,
+            send_timeout: c.send_timeout,
+            tunnel_timeout: c.tunnel_timeout,
+            tls_handshake_timeout: c.tls_handshake_timeout,
+            hash_key: c.hash_key.clone(),
+            sticky_cookie: (c.enable_sticky_sessions && c.sticky_mode == StickyMode::Cookie)
+                .then(|| c.sticky_cookie_name.clone()),
+            strip_sticky_cookie: c.sticky_cookie_strip,
+            sticky_max_age: c.sticky_session_ttl.as_secs(),
+            queue_timeout: c.queue_timeout,
+            trusted_proxies: c.trusted_proxies.clone(),
+            proxy_protocol: c.proxy_protocol,
+            request_id: c.request_id,
+            max_connections_per_ip: c.max_connections_per_ip,
+        }
+    }
+}
+
+/// The worker's state a connection (and its streams) works with while it runs.
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub upstreams: &'a mut Upstreams,
+    pub bufs: &'a mut BufPool,
+    /// Scratch space for rewritten heads.
+    pub scratch: &'a mut Vec<u8>,
+    pub balancer: &'a Balancer,
+    pub picker: &'a mut Picker,
+    pub cfg: &'a Settings,
+    pub now: Instant,
+    /// The worker is shutting down: no more keep-alive.
+    pub draining: bool,
+    /// The connection's key in the worker's slab, and its id (which tells it from a later
+    /// connection in the same slot).
+    pub key: usize,
+    pub id: u32,
+    pub stats: &'a WorkerStats,
+    /// Connections with a stream waiting for a backend slot, in arrival order `(key, id)`, and
+    /// their count as the other workers see it.
+    pub queue: &'a mut VecDeque<(usize, u32)>,
+    pub queued: &'a AtomicUsize,
+    pub access_log: &'a AccessLog,
+    /// Where new request ids come from.
+    pub ids: &'a mut RequestIds,
+}
