@@ -160,7 +160,7 @@ fn load_set(pairs: &[CertPair]) -> Result<(CertSet, Vec<String>), TlsError> {
 }
 
 /// The crypto provider of every config made here: aws-lc-rs with rustls' defaults.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
 }

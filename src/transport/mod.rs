@@ -478,3 +478,6 @@ fn write_plain(mut s: &TcpStream, data: &[u8]) -> Io {
     }
     Io::Blocked
 }
+
+#[cfg(test)]
+mod tests;
