@@ -253,6 +253,7 @@ impl Settings {
             proxy_protocol: c.proxy_protocol,
             request_id: c.request_id,
             max_connections_per_ip: c.max_connections_per_ip,
+            ipv6_client_prefix: c.ipv6_client_prefix,
         }
     }
 }
@@ -495,7 +496,7 @@ pub fn start_with(
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
         Arc::clone(&access_log),
-        Arc::new(per_ip::PerIp::new()),
+        Arc::new(per_ip::PerIp::new(config.ipv6_client_prefix)),
     ));
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving

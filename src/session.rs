@@ -93,6 +93,9 @@ pub struct Settings {
     /// Client connections one address may hold at once, over all workers (0: no limit; not
     /// applied with `proxy_protocol`).
     pub max_connections_per_ip: u32,
+    /// An IPv6 client is its network of this many bits, for sticky sessions and hashing
+    /// (`client_ip::client_key`).
+    pub ipv6_client_prefix: u8,
 }
 
 /// The worker's state a session works with while it runs.
@@ -924,7 +927,10 @@ impl Session {
         self.head_line_seen = false;
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(head);
-        let client = crate::balancer::hash_ip(head.client.unwrap_or(self.peer));
+        let client = crate::balancer::hash_ip(crate::client_ip::client_key(
+            head.client.unwrap_or(self.peer),
+            ctx.cfg.ipv6_client_prefix,
+        ));
         self.ex.client = client;
         self.ex.key = (head.key.unwrap_or(client) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);

@@ -24,6 +24,7 @@ const KEYS: &[&str] = &[
     "hash_key",
     "trusted_proxies",
     "proxy_protocol",
+    "ipv6_client_prefix",
     "backends",
     "backend_ca_file",
     "dns_refresh",

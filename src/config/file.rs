@@ -51,6 +51,7 @@ pub(super) struct ConfigFile {
     hash_key: Option<HashKey>,
     trusted_proxies: Option<Vec<String>>,
     proxy_protocol: Option<bool>,
+    ipv6_client_prefix: Option<Int<u8, 1, 128>>,
     backends: Option<Vec<BackendFile>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend_ca_file: Option<FilePath>,
@@ -189,6 +190,7 @@ impl ConfigFile {
             hash_key,
             trusted_proxies,
             proxy_protocol,
+            ipv6_client_prefix,
             backends,
             backend_ca_file,
             dns_refresh,
@@ -303,6 +305,8 @@ impl ConfigFile {
             )
             .map_err(|(i, e)| invalid(&format!("trusted_proxies[{i}]"), e.to_string()))?,
             proxy_protocol: proxy_protocol.unwrap_or(false),
+            ipv6_client_prefix: ipv6_client_prefix
+                .map_or(crate::client_ip::DEFAULT_IPV6_CLIENT_PREFIX, Int::get),
             max_conns: max_conns.map_or(0, Int::get),
             queue_timeout: queue_timeout.map_or(secs(5), Dur::get),
             log_level: log_level.unwrap_or(LogLevel(log::LevelFilter::Info)),
@@ -403,6 +407,7 @@ impl From<Config> for ConfigFile {
             hash_key,
             trusted_proxies,
             proxy_protocol,
+            ipv6_client_prefix,
             max_conns,
             queue_timeout,
             enable_sticky_sessions,
@@ -433,6 +438,7 @@ impl From<Config> for ConfigFile {
                     .collect(),
             ),
             proxy_protocol: Some(proxy_protocol),
+            ipv6_client_prefix: Some(Int(ipv6_client_prefix)),
             // a name that resolved to several addresses is several backends, but one entry
             backends: Some(
                 backends

@@ -616,6 +616,10 @@ pub struct Config {
     /// `proxy_protocol`, default false: every connection starts with a PROXY protocol header (v1
     /// or v2) from a trusted balancer in front; one without a valid header is closed.
     pub proxy_protocol: bool,
+    /// `ipv6_client_prefix`, default 64 (1 to 128): an IPv6 client is its network of this prefix
+    /// length for `max_connections_per_ip`, sticky sessions by address and the `client_ip` hash
+    /// key (`client_ip::client_key`); IPv4 clients are their address. Needs a restart.
+    pub ipv6_client_prefix: u8,
     /// `max_conns`, default 0 (no limit): requests in flight at most per backend, across all
     /// workers, for backends without their own `max_conns`.
     pub max_conns: u32,

@@ -4,7 +4,7 @@ use super::*;
 
 /// Every top-level key, in the order an unknown key's message lists them.
 const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, hash_key, \
-     trusted_proxies, proxy_protocol, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
+     trusted_proxies, proxy_protocol, ipv6_client_prefix, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
      max_connections, max_connections_per_ip, max_header_count, max_body_size, max_conns, queue_timeout, buffer_size, shutdown_timeout, upgrade_socket, \
@@ -668,6 +668,33 @@ fn admin_token_is_checked_and_redacted() {
     rejects(
         r#"{"admin_token": "a b"}"#,
         "admin_token: must be printable ASCII without spaces",
+    );
+}
+
+#[test]
+fn ipv6_client_prefix_is_read_checked_and_written_back() {
+    assert_eq!(parse("{}").ipv6_client_prefix, 64);
+    for n in [1u8, 48, 56, 64, 128] {
+        let config = parse(&format!(r#"{{"ipv6_client_prefix": {n}}}"#));
+        assert_eq!(config.ipv6_client_prefix, n);
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(Config::from_json_str(&text).unwrap().ipv6_client_prefix, n);
+    }
+    rejects(
+        r#"{"ipv6_client_prefix": 0}"#,
+        "ipv6_client_prefix: must be at least 1",
+    );
+    rejects(
+        r#"{"ipv6_client_prefix": 129}"#,
+        "ipv6_client_prefix: must be at most 128",
+    );
+    rejects(
+        r#"{"ipv6_client_prefix": "64"}"#,
+        "ipv6_client_prefix: expected an integer, found the string \"64\"",
+    );
+    rejects(
+        r#"{"ipv6_client_prefix": 64.5}"#,
+        "ipv6_client_prefix: expected an integer, found the number 64.5",
     );
 }
 

@@ -110,6 +110,7 @@ fn defaults() -> Config {
         hash_key: HashKey::ClientIp,
         trusted_proxies: crate::client_ip::TrustedProxies::default(),
         proxy_protocol: false,
+        ipv6_client_prefix: 64,
         max_conns: 0,
         queue_timeout: secs(5),
         enable_sticky_sessions: false,
