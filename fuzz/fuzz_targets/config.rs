@@ -65,6 +65,7 @@ const KEYS: &[&str] = &[
     "sticky_max_entries",
     "sticky_cookie_name",
     "sticky_cookie_strip",
+    "sticky_cookie_secret",
     "ssl",
     "unknown_key",
 ];

@@ -21,16 +21,19 @@
 //!   scans the shard. Recently used entries survive: an entry is only evicted when every other
 //!   sampled one was used more recently. The workers' housekeeping also sweeps expired entries
 //!   away, [`SWEEP_SLOTS`] slots of a few shards at a time, so that no sweep holds a lock for long.
-//! - `cookie` mode needs no table: [`cookie_id`] is an opaque id derived from the backend's key
-//!   (its URL; for a URL with a host name, which may stand for several backends, the URL and the
-//!   address: see `Backend::key`), the same in every process and after restarts and never the
-//!   address in clear, which ferrule sets in a cookie and reads back.
+//! - `cookie` mode needs no table: the cookie names the backend, by a value derived from the
+//!   backend's key (its URL; for a URL with a host name, which may stand for several backends,
+//!   the URL and the address: see `Backend::key`), the same in every process and after restarts
+//!   and never the address in clear, which ferrule sets in a cookie and reads back. That value,
+//!   plain ([`cookie_id`]) or keyed with `sticky_cookie_secret` ([`CookieKey`]), is made in
+//!   `cookie.rs`.
 
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::hash::{hash, mix};
+pub use super::cookie::{cookie_id, parse_cookie_id, CookieKey, MIN_SECRET_LEN};
+use super::hash::mix;
 
 /// Shards of the table (a power of two).
 pub const SHARDS: usize = 64;
@@ -322,20 +325,6 @@ impl StickyTable {
     }
 }
 
-/// The sticky-cookie value naming the backend at `url`: 16 hex digits of a fixed hash of the URL.
-pub fn cookie_id(url: &str) -> u64 {
-    hash(0x57_1c_c0, url.as_bytes())
-}
-
-/// Parses a sticky-cookie value back (16 hex digits); `None` for anything else.
-pub fn parse_cookie_id(value: &[u8]) -> Option<u64> {
-    if value.len() != 16 {
-        return None;
-    }
-    let text = std::str::from_utf8(value).ok()?;
-    u64::from_str_radix(text, 16).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,17 +519,5 @@ mod tests {
         assert_eq!(table.len(), 500);
         table.sweep(0, SHARDS, t0 + Duration::from_secs(6));
         assert_eq!(table.len(), 0);
-    }
-
-    #[test]
-    fn cookie_ids_are_fixed_per_url_and_round_trip() {
-        let a = cookie_id("http://10.0.0.1:8080");
-        assert_eq!(a, cookie_id("http://10.0.0.1:8080"));
-        assert_ne!(a, cookie_id("http://10.0.0.2:8080"));
-        let text = format!("{a:016x}");
-        assert_eq!(parse_cookie_id(text.as_bytes()), Some(a));
-        assert!(!text.contains("10.0.0.1"));
-        assert_eq!(parse_cookie_id(b"123"), None);
-        assert_eq!(parse_cookie_id(b"zzzzzzzzzzzzzzzz"), None);
     }
 }

@@ -99,6 +99,8 @@ pub(super) struct ConfigFile {
     sticky_max_entries: Option<Int<usize, 1, 10_000_000>>,
     sticky_cookie_name: Option<CookieName>,
     sticky_cookie_strip: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sticky_cookie_secret: Option<CookieSecret>,
     log_level: Option<LogLevel>,
     access_log: Option<AccessLogFile>,
     access_log_format: Option<AccessLogFormat>,
@@ -144,6 +146,30 @@ impl TryFrom<String> for CookieName {
             Err(format!(
                 "{name:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~ only)"
             ))
+        }
+    }
+}
+
+/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`](crate::balancer::sticky::MIN_SECRET_LEN)
+/// characters (a short one could be found by trying), no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub(super) struct CookieSecret(String);
+
+impl TryFrom<String> for CookieSecret {
+    type Error = String;
+
+    fn try_from(secret: String) -> Result<Self, String> {
+        let min = crate::balancer::sticky::MIN_SECRET_LEN;
+        let n = secret.chars().count();
+        if n < min {
+            Err(format!(
+                "must be at least {min} characters (it has {n}): a short secret can be guessed"
+            ))
+        } else if secret.chars().any(char::is_control) {
+            Err("must not contain control characters".into())
+        } else {
+            Ok(CookieSecret(secret))
         }
     }
 }
@@ -234,6 +260,7 @@ impl ConfigFile {
             sticky_max_entries,
             sticky_cookie_name,
             sticky_cookie_strip,
+            sticky_cookie_secret,
             log_level,
             access_log,
             access_log_format,
@@ -299,6 +326,7 @@ impl ConfigFile {
             sticky_cookie_name: sticky_cookie_name
                 .map_or_else(|| "FERRULE_BACKEND".into(), |n| n.0),
             sticky_cookie_strip: sticky_cookie_strip.unwrap_or(false),
+            sticky_cookie_secret: sticky_cookie_secret.map(|s| s.0),
             hash_key: hash_key.unwrap_or(HashKey::ClientIp),
             trusted_proxies: crate::client_ip::TrustedProxies::parse(
                 trusted_proxies.unwrap_or_default(),
@@ -416,6 +444,7 @@ impl From<Config> for ConfigFile {
             sticky_max_entries,
             sticky_cookie_name,
             sticky_cookie_strip,
+            sticky_cookie_secret,
             log_level,
             access_log,
             access_log_format,
@@ -490,6 +519,7 @@ impl From<Config> for ConfigFile {
             sticky_max_entries: Some(Int(sticky_max_entries)),
             sticky_cookie_name: Some(CookieName(sticky_cookie_name)),
             sticky_cookie_strip: Some(sticky_cookie_strip),
+            sticky_cookie_secret: sticky_cookie_secret.map(CookieSecret),
             log_level: Some(log_level),
             access_log: Some(AccessLogFile(access_log)),
             access_log_format: Some(access_log_format),

@@ -638,6 +638,10 @@ pub struct Config {
     pub sticky_cookie_name: String,
     /// `sticky_cookie_strip`, default false: remove the cookie before the request goes on.
     pub sticky_cookie_strip: bool,
+    /// `sticky_cookie_secret`, default none: the cookie's value is then a MAC of the backend
+    /// under this key (at least 16 characters), which clients cannot compute; without it, a fixed
+    /// hash anyone can. Redacted in `GET /config`.
+    pub sticky_cookie_secret: Option<String>,
     /// `log_level`, default `info` (`RUST_LOG`, when set, wins): the level of ferrule's own log.
     pub log_level: LogLevel,
     /// `access_log`, default `"stdout"`: where a line per request goes (`false`: nowhere).
@@ -753,13 +757,17 @@ impl Config {
         Ok(config)
     }
 
-    /// A copy fit to show (`GET /config`): every secret (`admin_token`) replaced by [`REDACTED`].
+    /// A copy fit to show (`GET /config`): every secret (`admin_token`, `sticky_cookie_secret`)
+    /// replaced by [`REDACTED`].
     /// Certificate and key file *paths* are not secrets; a new key that holds one (a key password)
     /// must be blanked here too, with a test that it is.
     pub fn redacted(&self) -> Config {
         let mut shown = self.clone();
         if shown.admin_token.is_some() {
             shown.admin_token = Some(REDACTED.into());
+        }
+        if shown.sticky_cookie_secret.is_some() {
+            shown.sticky_cookie_secret = Some(REDACTED.into());
         }
         shown
     }

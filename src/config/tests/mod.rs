@@ -119,6 +119,7 @@ fn defaults() -> Config {
         sticky_max_entries: 100_000,
         sticky_cookie_name: "FERRULE_BACKEND".into(),
         sticky_cookie_strip: false,
+        sticky_cookie_secret: None,
         log_level: LogLevel(log::LevelFilter::Info),
         access_log: AccessLogTarget::Stdout,
         access_log_format: AccessLogFormat::Combined,
