@@ -1,6 +1,7 @@
 //! Who the client is, behind proxies ferrule trusts: CIDR lists ([`Cidr`], [`TrustedProxies`])
-//! and the right-most-untrusted rule over `X-Forwarded-For` ([`client_from_forwarded_for`]).
-//! Pure functions, no allocation on the per-request path.
+//! and the right-most-untrusted rule over `X-Forwarded-For` ([`client_from_forwarded_for`]); and
+//! what counts as one client for per-client state ([`client_key`]: an IPv6 address stands for
+//! its `ipv6_client_prefix` network). Pure functions, no allocation on the per-request path.
 //!
 //! How config and the session are meant to call it:
 //! - config reads `trusted_proxies` (a list of strings such as `"10.0.0.0/8"`, `"192.168.1.7"`,
@@ -273,6 +274,29 @@ where
         }
     }
     client
+}
+
+/// The default `ipv6_client_prefix`: a /64 is what one subscriber, one host or one LAN gets.
+pub const DEFAULT_IPV6_CLIENT_PREFIX: u8 = 64;
+
+/// What one client is, for the state ferrule keeps per client (`max_connections_per_ip`, sticky
+/// sessions by address, the `client_ip` hash key): an IPv4 address itself (an IPv4-mapped IPv6
+/// address is the IPv4 address it maps), an IPv6 address with every bit past `ipv6_prefix` set to
+/// zero, so that the 2^64 addresses of a /64 (what one subscriber or host gets, and can cycle
+/// through at will) are one client, not an endless supply of new ones. A prefix of 128 or more
+/// keeps the whole address. The result is only a key: logs and `X-Forwarded-For` keep the
+/// address.
+#[inline]
+pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let keep = u128::MAX
+                .checked_shl(128u32.saturating_sub(u32::from(ipv6_prefix)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & keep))
+        }
+    }
 }
 
 /// Without the optional white space (spaces and tabs) around a list element.

@@ -51,6 +51,9 @@ pub struct Settings {
     /// Client connections one address may hold at once, over all workers (0: no limit; not
     /// applied with `proxy_protocol`).
     pub max_connections_per_ip: u32,
+    /// An IPv6 client is its network of this many bits, for sticky sessions and hashing
+    /// (`client_ip::client_key`).
+    pub ipv6_client_prefix: u8,
 }
 
 impl Settings {
@@ -82,6 +85,7 @@ impl Settings {
             proxy_protocol: c.proxy_protocol,
             request_id: c.request_id,
             max_connections_per_ip: c.max_connections_per_ip,
+            ipv6_client_prefix: c.ipv6_client_prefix,
         }
     }
 }

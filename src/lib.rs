@@ -466,7 +466,7 @@ pub fn start_with(
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
         Arc::clone(&access_log),
-        Arc::new(per_ip::PerIp::new()),
+        Arc::new(per_ip::PerIp::new(config.ipv6_client_prefix)),
     ));
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving

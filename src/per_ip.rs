@@ -9,23 +9,35 @@
 //!
 //! The address is the socket peer's: with `proxy_protocol` every connection comes from the proxy
 //! in front, so the limit is not applied then (the worker does not count those connections).
+//! An IPv6 peer counts as its `ipv6_client_prefix` network (`client_ip::client_key`, applied here
+//! on every call, so the callers pass the peer as it is): a host that owns a /64 cannot open
+//! `limit` connections from each of its addresses. The prefix is fixed for the life of the map
+//! (the key needs a restart), so a release always finds what its acquire counted.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use parking_lot::Mutex;
 
+use crate::client_ip::client_key;
+
 const SHARDS: usize = 16;
 
-/// Open connections per client address.
-#[derive(Debug, Default)]
+/// Open connections per client (an address, or an IPv6 network: see the module header).
+#[derive(Debug)]
 pub struct PerIp {
     shards: [Mutex<HashMap<IpAddr, u32>>; SHARDS],
+    /// `ipv6_client_prefix`.
+    ipv6_prefix: u8,
 }
 
 impl PerIp {
-    pub fn new() -> PerIp {
-        PerIp::default()
+    /// An empty count, grouping IPv6 peers by their first `ipv6_prefix` bits.
+    pub fn new(ipv6_prefix: u8) -> PerIp {
+        PerIp {
+            shards: Default::default(),
+            ipv6_prefix,
+        }
     }
 
     fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
@@ -38,6 +50,7 @@ impl PerIp {
     /// Counts a new connection from `ip` unless it already holds `limit`; false: refuse it (and
     /// nothing was counted).
     pub fn try_acquire(&self, ip: IpAddr, limit: u32) -> bool {
+        let ip = client_key(ip, self.ipv6_prefix);
         let mut map = self.shard(ip).lock();
         let n = map.entry(ip).or_insert(0);
         if *n >= limit {
@@ -52,6 +65,7 @@ impl PerIp {
 
     /// A counted connection from `ip` closed.
     pub fn release(&self, ip: IpAddr) {
+        let ip = client_key(ip, self.ipv6_prefix);
         let mut map = self.shard(ip).lock();
         if let Some(n) = map.get_mut(&ip) {
             *n = n.saturating_sub(1);
@@ -61,13 +75,14 @@ impl PerIp {
         }
     }
 
-    /// Addresses holding at least one counted connection.
+    /// Clients (addresses, IPv6 networks) holding at least one counted connection.
     pub fn tracked(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
-    /// Counted connections open from `ip`.
+    /// Counted connections open from `ip`'s client (its IPv6 network included).
     pub fn open_from(&self, ip: IpAddr) -> u32 {
+        let ip = client_key(ip, self.ipv6_prefix);
         self.shard(ip).lock().get(&ip).copied().unwrap_or(0)
     }
 }
@@ -79,7 +94,7 @@ mod tests {
 
     #[test]
     fn counts_refuses_and_forgets() {
-        let p = PerIp::new();
+        let p = PerIp::new(64);
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
         assert!(p.try_acquire(a, 2));
@@ -101,8 +116,49 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_network_is_one_client() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let p = PerIp::new(64);
+        // three addresses of one /64: one count, whichever address opens or closes
+        assert!(p.try_acquire(ip("2001:db8:1:2::1"), 2));
+        assert!(p.try_acquire(ip("2001:db8:1:2::ffff:2"), 2));
+        assert!(!p.try_acquire(ip("2001:db8:1:2:a:b:c:d"), 2));
+        assert_eq!(p.open_from(ip("2001:db8:1:2::99")), 2);
+        // the next /64 is another client
+        assert!(p.try_acquire(ip("2001:db8:1:3::1"), 2));
+        assert_eq!(p.tracked(), 2);
+        p.release(ip("2001:db8:1:2:a:b:c:d"));
+        assert!(p.try_acquire(ip("2001:db8:1:2::7"), 2));
+        assert_eq!(p.open_from(ip("2001:db8:1:2::1")), 2);
+        for a in ["2001:db8:1:2::2", "2001:db8:1:3::9"] {
+            p.release(ip(a));
+        }
+        assert_eq!(p.open_from(ip("2001:db8:1:2::1")), 1);
+        assert_eq!(p.tracked(), 1);
+        p.release(ip("2001:db8:1:2::1"));
+        assert_eq!(p.tracked(), 0);
+
+        // with a /128 each address is its own client; with a /48, so is each /48
+        let whole = PerIp::new(128);
+        assert!(whole.try_acquire(ip("2001:db8:1:2::1"), 1));
+        assert!(whole.try_acquire(ip("2001:db8:1:2::2"), 1));
+        let wide = PerIp::new(48);
+        assert!(wide.try_acquire(ip("2001:db8:1:2::1"), 1));
+        assert!(!wide.try_acquire(ip("2001:db8:1:ffff::1"), 1));
+        assert!(wide.try_acquire(ip("2001:db8:2::1"), 1));
+
+        // IPv4 is the address, and an IPv4-mapped peer is that IPv4 address
+        let v4 = PerIp::new(1);
+        assert!(v4.try_acquire(ip("10.0.0.1"), 1));
+        assert!(!v4.try_acquire(ip("::ffff:10.0.0.1"), 1));
+        assert!(v4.try_acquire(ip("10.0.0.2"), 1));
+        v4.release(ip("::ffff:10.0.0.1"));
+        assert_eq!(v4.open_from(ip("10.0.0.1")), 0);
+    }
+
+    #[test]
     fn workers_share_one_count() {
-        let p = std::sync::Arc::new(PerIp::new());
+        let p = std::sync::Arc::new(PerIp::new(64));
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let threads: Vec<_> = (0..4)
             .map(|_| {

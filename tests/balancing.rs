@@ -17,7 +17,9 @@
 //! - Sticky sessions by address hold across workers, and move (once, for good) when the backend is
 //!   disabled; by cookie: the cookie's exact form, routing by it on any worker and in another
 //!   process, replacement of unknown and malformed ones, the backend's own cookies untouched,
-//!   stripping, `Secure` over TLS.
+//!   stripping, `Secure` over TLS; with `sticky_cookie_secret`, the same cookies from every
+//!   instance that shares the secret, other ones under another secret or none, and the plain
+//!   (computable) value of a backend not honoured.
 //! - `max_conns`: never more requests in flight at a backend than its limit, across workers; the
 //!   others wait and go in arrival order (a worker's queue) as slots free, a slot freed on one
 //!   worker reaching a request waiting on the other; a wait ends at `queue_timeout` with `503`
@@ -802,6 +804,81 @@ fn unknown_or_malformed_sticky_cookies_are_replaced_and_the_request_served() {
         assert_eq!(ok_from(&again), served);
         no_sticky_cookie_set(&again);
     }
+}
+
+const SECRET: &str = "a shared sticky secret, 40 characters...";
+
+#[test]
+fn instances_that_share_a_sticky_cookie_secret_hand_out_the_same_cookies() {
+    let [a, b, c] = ["a", "b", "c"].map(Backend::start);
+    let backends = [a.addr, b.addr, c.addr];
+    let names = ["a", "b", "c"];
+    let keyed = cookie_config(&backends, json!({"sticky_cookie_secret": SECRET}));
+    let here = proxy_of(&keyed);
+    let there = proxy_of(&keyed);
+    let cookies = cookies_of(here.addr(), &names);
+    assert_eq!(cookies_of(there.addr(), &names), cookies);
+    // and route by them, on the other instance too
+    for (name, value) in &cookies {
+        let field = format!("Cookie: FERRULE_BACKEND={value}\r\n");
+        for _ in 0..4 {
+            let r = get_new(there.addr(), "/", &field);
+            assert_eq!(&ok_from(&r), name);
+            no_sticky_cookie_set(&r);
+        }
+    }
+    // another secret, or none: every value differs
+    let other = proxy_of(&cookie_config(
+        &backends,
+        json!({"sticky_cookie_secret": "another secret of some length"}),
+    ));
+    let plain = proxy_of(&cookie_config(&backends, json!({})));
+    for other in [
+        cookies_of(other.addr(), &names),
+        cookies_of(plain.addr(), &names),
+    ] {
+        for name in names {
+            assert_ne!(other[name], cookies[name], "{name}");
+        }
+    }
+    // GET /config does not show it
+    let shown = here.admin_get("/config");
+    assert_eq!(shown["sticky_cookie_secret"], "<redacted>");
+}
+
+#[test]
+fn with_a_secret_the_plain_cookie_value_names_no_backend() {
+    let [a, b, c] = ["a", "b", "c"].map(Backend::start);
+    let backends = [a.addr, b.addr, c.addr];
+    let names = ["a", "b", "c"];
+    // what a client can compute for each backend: the value without a secret
+    let plain = cookies_of(
+        proxy_of(&cookie_config(&backends, json!({}))).addr(),
+        &names,
+    );
+    let proxy = proxy_of(&cookie_config(
+        &backends,
+        json!({"sticky_cookie_secret": SECRET}),
+    ));
+    let keyed = cookies_of(proxy.addr(), &names);
+    let forged = &plain["c"];
+    let mut served = HashSet::new();
+    for i in 0..6 {
+        let r = get_new(
+            proxy.addr(),
+            "/",
+            &format!("Cookie: FERRULE_BACKEND={forged}\r\n"),
+        );
+        // not honoured: the strategy chose, and the cookie was replaced by the real one
+        let name = ok_from(&r);
+        assert_eq!(sticky_cookie_set(&r, false), keyed[&name], "request {i}");
+        served.insert(name);
+    }
+    assert_eq!(
+        served.len(),
+        3,
+        "round-robin, not the forged cookie's backend: {served:?}"
+    );
 }
 
 /// A backend whose answers set cookies of their own.

@@ -3,6 +3,10 @@
 //! - `X-Forwarded-For` is believed only from `trusted_proxies`: behind a trusted proxy, two
 //!   clients it names are pinned apart by sticky sessions; from an untrusted peer, the same header
 //!   changes nothing (both are the peer);
+//! - IPv6 clients are grouped by `ipv6_client_prefix` (default /64): addresses of one /64 named
+//!   by a trusted proxy share a sticky backend and a consistent-hash bucket, other /64s are other
+//!   clients, and a prefix of 128 makes each address a client of its own; an IPv4-mapped address
+//!   is its IPv4 address;
 //! - `proxy_protocol`: a v1 or v2 header from a trusted peer gives the client's address (the
 //!   backend sees it in `X-Forwarded-For`), over plain HTTP and before TLS; a connection without
 //!   a valid header, with a malformed one, or from an untrusted peer is closed, and affects no one
@@ -77,6 +81,109 @@ fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
     for _ in 0..10 {
         assert_eq!(get_as(untrusted.addr(), "10.0.0.2"), one);
         assert_eq!(get_as(untrusted.addr(), "10.0.0.1"), one);
+    }
+}
+
+/// Addresses of the /64 `2001:db8:1:2::/64`, spread over its interface identifiers.
+const ONE_SLASH_64: [&str; 8] = [
+    "2001:db8:1:2::1",
+    "2001:db8:1:2::2",
+    "2001:db8:1:2::ffff",
+    "2001:db8:1:2:1::",
+    "2001:db8:1:2:8000::1",
+    "2001:db8:1:2:dead:beef:1:2",
+    "2001:db8:1:2:ffff:ffff:ffff:fffe",
+    "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+];
+
+#[test]
+fn ipv6_clients_of_one_slash_64_share_a_sticky_backend() {
+    let [a, b, c] = ["a", "b", "c"].map(Backend::start);
+    let backends = [a.addr, b.addr, c.addr];
+    let proxy = Proxy::start(
+        &backends,
+        json!({"strategy": "round-robin", "enable_sticky_sessions": true,
+               "sticky_mode": "ip", "trusted_proxies": ["127.0.0.1"]}),
+    );
+    let home = get_as(proxy.addr(), ONE_SLASH_64[0]);
+    for round in 0..3 {
+        for ip in ONE_SLASH_64 {
+            assert_eq!(get_as(proxy.addr(), ip), home, "{ip} (round {round})");
+        }
+    }
+    // other /64s (next door, and in another /48) are other clients: round-robin gives each of
+    // the first two the next backends in turn, and each keeps its own
+    let others = ["2001:db8:1:3::1", "2001:db8:2:2::1"];
+    let pins: Vec<String> = others.iter().map(|ip| get_as(proxy.addr(), ip)).collect();
+    assert!(!pins.contains(&home), "{pins:?} vs {home}");
+    assert_ne!(pins[0], pins[1]);
+    for (ip, pin) in others.iter().zip(&pins) {
+        let sibling = ip.replace("::1", "::abcd");
+        assert_eq!(&get_as(proxy.addr(), &sibling), pin, "{sibling}");
+    }
+    // IPv4 clients are their address; an IPv4-mapped one is the same client
+    let v4 = get_as(proxy.addr(), "192.0.2.7");
+    assert_eq!(get_as(proxy.addr(), "::ffff:192.0.2.7"), v4);
+    assert_ne!(
+        get_as(proxy.addr(), "192.0.2.8"),
+        v4,
+        "the next address, the next turn"
+    );
+
+    // with a prefix of 128, every address is a client: round-robin moves on for each new one
+    let whole = Proxy::start(
+        &backends,
+        json!({"strategy": "round-robin", "enable_sticky_sessions": true,
+               "sticky_mode": "ip", "trusted_proxies": ["127.0.0.1"],
+               "ipv6_client_prefix": 128}),
+    );
+    let firsts: Vec<String> = ONE_SLASH_64[..3]
+        .iter()
+        .map(|ip| get_as(whole.addr(), ip))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = firsts.iter().collect();
+    assert_eq!(distinct.len(), 3, "{firsts:?}");
+    for (ip, first) in ONE_SLASH_64[..3].iter().zip(&firsts) {
+        assert_eq!(&get_as(whole.addr(), ip), first, "{ip} keeps its own");
+    }
+}
+
+#[test]
+fn ipv6_clients_of_one_slash_64_hash_to_one_backend() {
+    let backends: Vec<Backend> = ["a", "b", "c", "d"].map(Backend::start).into();
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    let proxy = Proxy::start(
+        &addrs,
+        json!({"strategy": "consistent-hash", "hash_key": "client_ip",
+               "trusted_proxies": ["127.0.0.1"]}),
+    );
+    let owner = get_as(proxy.addr(), ONE_SLASH_64[0]);
+    for ip in ONE_SLASH_64 {
+        assert_eq!(get_as(proxy.addr(), ip), owner, "{ip}");
+    }
+    // /64s are keys of their own: 16 of them reach more than one backend, each its own always
+    let mut seen = std::collections::HashSet::new();
+    for n in 0..16u16 {
+        let net = format!("2001:db8:7:{n:x}");
+        let first = get_as(proxy.addr(), &format!("{net}::1"));
+        assert_eq!(
+            get_as(proxy.addr(), &format!("{net}:ffff::9")),
+            first,
+            "{net}::/64"
+        );
+        seen.insert(first);
+    }
+    assert!(seen.len() > 1, "16 networks on one backend: {seen:?}");
+    // a /48 prefix: the /64s of one /48 are one key
+    let wide = Proxy::start(
+        &addrs,
+        json!({"strategy": "consistent-hash", "trusted_proxies": ["127.0.0.1"],
+               "ipv6_client_prefix": 48}),
+    );
+    let owner = get_as(wide.addr(), "2001:db8:7::1");
+    for n in 0..16u16 {
+        let ip = format!("2001:db8:7:{n:x}::1");
+        assert_eq!(get_as(wide.addr(), &ip), owner, "{ip}");
     }
 }
 

@@ -282,18 +282,22 @@ fn settings_that_need_a_restart_are_reported_and_the_rest_applies() {
         &path,
         &config(
             &[(a.addr, 1)],
-            json!({"workers": 3, "buffer_size": 65536, "keepalive_timeout": "5s"}),
+            json!({"workers": 3, "buffer_size": 65536, "keepalive_timeout": "5s",
+                   "ipv6_client_prefix": 48}),
         ),
     );
     let (status, report) = reload(&proxy);
     assert_eq!(status, 200, "{report}");
     let restart = report["restart_required"].to_string();
     assert!(
-        restart.contains("workers") && restart.contains("buffer_size"),
+        restart.contains("workers")
+            && restart.contains("buffer_size")
+            && restart.contains("ipv6_client_prefix: 48 needs a restart (still 64 until then)"),
         "{report}"
     );
     let shown = admin_get_at(proxy.admin_addr(), "/config");
     assert_eq!(shown["workers"], 2, "still the running value");
+    assert_eq!(shown["ipv6_client_prefix"], 64, "still the running value");
     assert_eq!(
         shown["keepalive_timeout"], "5s",
         "the rest applies: {shown}"

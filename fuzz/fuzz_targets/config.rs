@@ -24,6 +24,7 @@ const KEYS: &[&str] = &[
     "hash_key",
     "trusted_proxies",
     "proxy_protocol",
+    "ipv6_client_prefix",
     "backends",
     "backend_ca_file",
     "dns_refresh",
@@ -64,6 +65,7 @@ const KEYS: &[&str] = &[
     "sticky_max_entries",
     "sticky_cookie_name",
     "sticky_cookie_strip",
+    "sticky_cookie_secret",
     "ssl",
     "unknown_key",
 ];

@@ -222,7 +222,7 @@ fn metrics() -> Value {
 fn config() -> Value {
     json!({
         "operationId": "config",
-        "summary": "The configuration as loaded, in the file's form, every default filled in and admin_token redacted",
+        "summary": "The configuration as loaded, in the file's form, every default filled in and admin_token and sticky_cookie_secret redacted",
         "responses": {"200": answer("the configuration", "Config"), "401": unauthorized()},
     })
 }

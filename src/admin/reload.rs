@@ -14,8 +14,8 @@
 //!   again; `admin_token` applies to the next request.
 //!
 //! The keys that need a restart (`port`, `bind`, `workers`, `admin_port`, `admin_bind`,
-//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`, `shutdown_timeout`) keep their running values, and the
-//! answer and the log say so. Changes made through the admin API since the last load are
+//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`, `shutdown_timeout`,
+//! `ipv6_client_prefix`) keep their running values, and the answer and the log say so. Changes made through the admin API since the last load are
 //! replaced by the file (the file wins: backends added by hand go, backends deleted by hand come
 //! back, weights return to the file's) and the answer lists each one it replaced; states set by
 //! hand (`disabled`, `draining`) of backends that stay are kept.
@@ -292,6 +292,13 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
         crate::config::format_duration(new.shutdown_timeout),
     );
     new.shutdown_timeout = old.shutdown_timeout;
+    // the per-IP counts are keyed by it: a release must find what its acquire counted
+    keep(
+        "ipv6_client_prefix",
+        old.ipv6_client_prefix.to_string(),
+        new.ipv6_client_prefix.to_string(),
+    );
+    new.ipv6_client_prefix = old.ipv6_client_prefix;
     new.port = old.port;
     new.bind = old.bind;
     new.workers = old.workers;

@@ -12,13 +12,15 @@
 //! One file per strategy, each with its tests: `round_robin.rs` (smooth weighted, one schedule
 //! for the whole proxy), `least_conn.rs`, `p2c.rs`, `random.rs`, `maglev.rs` (consistent
 //! hashing); `hash.rs` is the fixed hash and the per-worker random generator they share;
-//! `sticky.rs` keeps clients on their backend (by address, or by a cookie naming it).
+//! `sticky.rs` keeps clients on their backend (by address, or by a cookie naming it, whose value
+//! `cookie.rs` makes).
 //!
 //! [`Picker::choose`] is the whole decision for one request: the sticky binding if it holds, else
 //! the strategy (then the client is bound to what it chose), `Full` when every candidate is at its
 //! `max_conns` (the request waits in its worker's queue), and, when no backend is healthy,
 //! `fail_open` sends to the enabled ones anyway.
 
+mod cookie;
 mod hash;
 mod least_conn;
 mod maglev;
@@ -55,6 +57,9 @@ fn next_generation() -> u64 {
 pub struct Policy {
     /// Sticky sessions, by address (a table) or by cookie (`None` when off).
     pub sticky: Option<Sticky>,
+    /// `sticky_cookie_secret`: the sticky cookie's value is a MAC with this key (else a fixed
+    /// hash). The pool gives every backend its value from it.
+    pub cookie_key: Option<Arc<sticky::CookieKey>>,
     /// With every backend down, send to the enabled ones anyway.
     pub fail_open: bool,
     /// Passive health: `max_fails` failures (0: off) within `fail_timeout` take a backend down.
@@ -113,6 +118,10 @@ impl Policy {
         });
         Policy {
             sticky,
+            cookie_key: c
+                .sticky_cookie_secret
+                .as_deref()
+                .map(|s| Arc::new(sticky::CookieKey::new(s))),
             fail_open: c.fail_open,
             max_fails: c.max_fails,
             fail_timeout_ms: u64::try_from(c.fail_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -214,7 +223,7 @@ impl Balancer {
     }
 
     pub fn with_policy(mut pool: Pool, policy: Policy) -> Balancer {
-        pool.policy = Arc::new(policy);
+        pool.set_policy(Arc::new(policy));
         Balancer {
             generation: CachePadded::new(AtomicU64::new(pool.generation)),
             slots: Arc::clone(&pool.slots),
@@ -428,7 +437,7 @@ impl Picker {
                         table.bind(ask.client, backend.id, ask.now);
                         false
                     }
-                    Some(Sticky::Cookie) => ask.cookie != Some(backend.cookie_id),
+                    Some(Sticky::Cookie) => ask.cookie != Some(backend.cookie_id()),
                     None => false,
                 };
                 Choice::Backend {
@@ -482,8 +491,10 @@ pub struct Backend {
     pub tls: Option<ClientTls>,
     /// Requests in flight at most, across all workers (0: no limit); a reload may change it.
     max_conns: AtomicU32,
-    /// What the sticky cookie holds for this backend ([`sticky::cookie_id`] of its URL).
-    pub cookie_id: u64,
+    /// What the sticky cookie holds for this backend ([`sticky::cookie_id`] of its key, or its
+    /// MAC with the policy's `cookie_key`): set by the pool ([`Pool::rebuild`]), read with
+    /// [`Backend::cookie_id`].
+    cookie_id: AtomicU64,
     /// Who to tell when a slot frees (with a `max_conns`) or the backend becomes a candidate.
     slots: Arc<Slots>,
     healthy: AtomicBool,
@@ -569,7 +580,7 @@ impl Backend {
             tls,
             max_conns: AtomicU32::new(max_conns),
             slots: Arc::clone(slots),
-            cookie_id: sticky::cookie_id(&key),
+            cookie_id: AtomicU64::new(sticky::cookie_id(&key)),
             key,
             id,
             url: cfg.url.clone(),
@@ -588,6 +599,12 @@ impl Backend {
             failures: CachePadded::default(),
             health: Mutex::new(HealthInfo::default()),
         }
+    }
+
+    /// The value of the sticky cookie that names this backend.
+    #[inline]
+    pub fn cookie_id(&self) -> u64 {
+        self.cookie_id.load(Ordering::Relaxed)
     }
 
     #[inline]
@@ -819,12 +836,18 @@ impl Pool {
         pool
     }
 
-    /// Builds the strategy's tables afresh and takes a new generation.
+    /// Builds the strategy's tables afresh, gives every backend its sticky-cookie value (under
+    /// the policy's key: a reload may change it), and takes a new generation.
     fn rebuild(&mut self) {
         self.selector = Arc::new(Selector::build(self.strategy, &self.backends));
+        let secret = self.policy.cookie_key.as_deref();
+        for b in &self.backends {
+            let id = cookie::value_for(secret, &b.key);
+            b.cookie_id.store(id, Ordering::Relaxed);
+        }
         let positions = self.backends.iter().enumerate();
         self.by_id = Arc::new(positions.clone().map(|(i, b)| (b.id, i)).collect());
-        self.by_cookie = Arc::new(positions.map(|(i, b)| (b.cookie_id, i)).collect());
+        self.by_cookie = Arc::new(positions.map(|(i, b)| (b.cookie_id(), i)).collect());
         self.generation = next_generation();
     }
 

@@ -314,3 +314,40 @@ fn takes_any_double_ended_source() {
         .map(|(_, value)| *value);
     assert_eq!(client_from_forwarded_for(peer, xff, &t), ip("1.2.3.4"));
 }
+
+#[test]
+fn client_keys_group_ipv6_by_prefix_and_keep_ipv4() {
+    // IPv4, and IPv4-mapped IPv6, are the IPv4 address whatever the prefix
+    for prefix in [1, 48, 64, 128] {
+        assert_eq!(client_key(ip("10.1.2.3"), prefix), ip("10.1.2.3"));
+        assert_eq!(client_key(ip("::ffff:10.1.2.3"), prefix), ip("10.1.2.3"));
+    }
+    // the default /64: the interface identifier goes, the network stays
+    let p = DEFAULT_IPV6_CLIENT_PREFIX;
+    assert_eq!(p, 64);
+    let a = client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), p);
+    assert_eq!(a, ip("2001:db8:1:2::"));
+    assert_eq!(client_key(ip("2001:db8:1:2::1"), p), a);
+    assert_eq!(client_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"), p), a);
+    assert_ne!(client_key(ip("2001:db8:1:3::1"), p), a);
+    // other prefixes, byte-aligned or not
+    assert_eq!(client_key(ip("2001:db8:1:2::1"), 48), ip("2001:db8:1::"));
+    assert_eq!(
+        client_key(ip("2001:db8:1:ffff::1"), 56),
+        ip("2001:db8:1:ff00::")
+    );
+    assert_eq!(client_key(ip("2001:db8:1:2::1"), 60), ip("2001:db8:1::"));
+    assert_eq!(
+        client_key(ip("2001:db8:1:1f::1"), 60),
+        ip("2001:db8:1:10::")
+    );
+    assert_eq!(client_key(ip("ffff::1"), 1), ip("8000::"));
+    assert_eq!(client_key(ip("7fff::1"), 1), ip("::"));
+    // 128 (or more) keeps the address whole; 0 makes one client of all IPv6
+    assert_eq!(client_key(ip("2001:db8::5"), 128), ip("2001:db8::5"));
+    assert_eq!(client_key(ip("2001:db8::5"), 200), ip("2001:db8::5"));
+    assert_eq!(client_key(ip("2001:db8::5"), 0), ip("::"));
+    // loopback and link-local follow the same rule
+    assert_eq!(client_key(ip("::1"), 64), ip("::"));
+    assert_eq!(client_key(ip("fe80::1:2"), 64), ip("fe80::"));
+}

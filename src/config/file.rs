@@ -51,6 +51,7 @@ pub(super) struct ConfigFile {
     hash_key: Option<HashKey>,
     trusted_proxies: Option<Vec<String>>,
     proxy_protocol: Option<bool>,
+    ipv6_client_prefix: Option<Int<u8, 1, 128>>,
     backends: Option<Vec<BackendFile>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend_ca_file: Option<FilePath>,
@@ -98,6 +99,8 @@ pub(super) struct ConfigFile {
     sticky_max_entries: Option<Int<usize, 1, 10_000_000>>,
     sticky_cookie_name: Option<CookieName>,
     sticky_cookie_strip: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sticky_cookie_secret: Option<CookieSecret>,
     log_level: Option<LogLevel>,
     access_log: Option<AccessLogFile>,
     access_log_format: Option<AccessLogFormat>,
@@ -147,6 +150,30 @@ impl TryFrom<String> for CookieName {
     }
 }
 
+/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`](crate::balancer::sticky::MIN_SECRET_LEN)
+/// characters (a short one could be found by trying), no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub(super) struct CookieSecret(String);
+
+impl TryFrom<String> for CookieSecret {
+    type Error = String;
+
+    fn try_from(secret: String) -> Result<Self, String> {
+        let min = crate::balancer::sticky::MIN_SECRET_LEN;
+        let n = secret.chars().count();
+        if n < min {
+            Err(format!(
+                "must be at least {min} characters (it has {n}): a short secret can be guessed"
+            ))
+        } else if secret.chars().any(char::is_control) {
+            Err("must not contain control characters".into())
+        } else {
+            Ok(CookieSecret(secret))
+        }
+    }
+}
+
 /// The `ssl` block as written.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -189,6 +216,7 @@ impl ConfigFile {
             hash_key,
             trusted_proxies,
             proxy_protocol,
+            ipv6_client_prefix,
             backends,
             backend_ca_file,
             dns_refresh,
@@ -232,6 +260,7 @@ impl ConfigFile {
             sticky_max_entries,
             sticky_cookie_name,
             sticky_cookie_strip,
+            sticky_cookie_secret,
             log_level,
             access_log,
             access_log_format,
@@ -297,12 +326,15 @@ impl ConfigFile {
             sticky_cookie_name: sticky_cookie_name
                 .map_or_else(|| "FERRULE_BACKEND".into(), |n| n.0),
             sticky_cookie_strip: sticky_cookie_strip.unwrap_or(false),
+            sticky_cookie_secret: sticky_cookie_secret.map(|s| s.0),
             hash_key: hash_key.unwrap_or(HashKey::ClientIp),
             trusted_proxies: crate::client_ip::TrustedProxies::parse(
                 trusted_proxies.unwrap_or_default(),
             )
             .map_err(|(i, e)| invalid(&format!("trusted_proxies[{i}]"), e.to_string()))?,
             proxy_protocol: proxy_protocol.unwrap_or(false),
+            ipv6_client_prefix: ipv6_client_prefix
+                .map_or(crate::client_ip::DEFAULT_IPV6_CLIENT_PREFIX, Int::get),
             max_conns: max_conns.map_or(0, Int::get),
             queue_timeout: queue_timeout.map_or(secs(5), Dur::get),
             log_level: log_level.unwrap_or(LogLevel(log::LevelFilter::Info)),
@@ -403,6 +435,7 @@ impl From<Config> for ConfigFile {
             hash_key,
             trusted_proxies,
             proxy_protocol,
+            ipv6_client_prefix,
             max_conns,
             queue_timeout,
             enable_sticky_sessions,
@@ -411,6 +444,7 @@ impl From<Config> for ConfigFile {
             sticky_max_entries,
             sticky_cookie_name,
             sticky_cookie_strip,
+            sticky_cookie_secret,
             log_level,
             access_log,
             access_log_format,
@@ -433,6 +467,7 @@ impl From<Config> for ConfigFile {
                     .collect(),
             ),
             proxy_protocol: Some(proxy_protocol),
+            ipv6_client_prefix: Some(Int(ipv6_client_prefix)),
             // a name that resolved to several addresses is several backends, but one entry
             backends: Some(
                 backends
@@ -484,6 +519,7 @@ impl From<Config> for ConfigFile {
             sticky_max_entries: Some(Int(sticky_max_entries)),
             sticky_cookie_name: Some(CookieName(sticky_cookie_name)),
             sticky_cookie_strip: Some(sticky_cookie_strip),
+            sticky_cookie_secret: sticky_cookie_secret.map(CookieSecret),
             log_level: Some(log_level),
             access_log: Some(AccessLogFile(access_log)),
             access_log_format: Some(access_log_format),

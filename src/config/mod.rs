@@ -616,6 +616,10 @@ pub struct Config {
     /// `proxy_protocol`, default false: every connection starts with a PROXY protocol header (v1
     /// or v2) from a trusted balancer in front; one without a valid header is closed.
     pub proxy_protocol: bool,
+    /// `ipv6_client_prefix`, default 64 (1 to 128): an IPv6 client is its network of this prefix
+    /// length for `max_connections_per_ip`, sticky sessions by address and the `client_ip` hash
+    /// key (`client_ip::client_key`); IPv4 clients are their address. Needs a restart.
+    pub ipv6_client_prefix: u8,
     /// `max_conns`, default 0 (no limit): requests in flight at most per backend, across all
     /// workers, for backends without their own `max_conns`.
     pub max_conns: u32,
@@ -634,6 +638,10 @@ pub struct Config {
     pub sticky_cookie_name: String,
     /// `sticky_cookie_strip`, default false: remove the cookie before the request goes on.
     pub sticky_cookie_strip: bool,
+    /// `sticky_cookie_secret`, default none: the cookie's value is then a MAC of the backend
+    /// under this key (at least 16 characters), which clients cannot compute; without it, a fixed
+    /// hash anyone can. Redacted in `GET /config`.
+    pub sticky_cookie_secret: Option<String>,
     /// `log_level`, default `info` (`RUST_LOG`, when set, wins): the level of ferrule's own log.
     pub log_level: LogLevel,
     /// `access_log`, default `"stdout"`: where a line per request goes (`false`: nowhere).
@@ -749,13 +757,17 @@ impl Config {
         Ok(config)
     }
 
-    /// A copy fit to show (`GET /config`): every secret (`admin_token`) replaced by [`REDACTED`].
+    /// A copy fit to show (`GET /config`): every secret (`admin_token`, `sticky_cookie_secret`)
+    /// replaced by [`REDACTED`].
     /// Certificate and key file *paths* are not secrets; a new key that holds one (a key password)
     /// must be blanked here too, with a test that it is.
     pub fn redacted(&self) -> Config {
         let mut shown = self.clone();
         if shown.admin_token.is_some() {
             shown.admin_token = Some(REDACTED.into());
+        }
+        if shown.sticky_cookie_secret.is_some() {
+            shown.sticky_cookie_secret = Some(REDACTED.into());
         }
         shown
     }

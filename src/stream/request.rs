@@ -133,7 +133,10 @@ impl Stream {
         self.req.set_sent(0);
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(&head);
-        let hashed = crate::balancer::hash_ip(head.client.unwrap_or(from.peer));
+        let hashed = crate::balancer::hash_ip(crate::client_ip::client_key(
+            head.client.unwrap_or(from.peer),
+            cfg.ipv6_client_prefix,
+        ));
         self.ex.client = hashed;
         self.ex.key = (head.key.unwrap_or(hashed) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);

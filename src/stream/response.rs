@@ -73,7 +73,7 @@ impl Stream {
         let cookie_id = self
             .upstream
             .and_then(|k| ctx.upstreams.get_mut(k.get()))
-            .map_or(0, |up| up.backend.cookie_id);
+            .map_or(0, |up| up.backend.cookie_id());
         // bounded: a few interim (1xx) responses may precede the final one
         for round in 0..=MAX_ROUNDS {
             if self.ex.committed || self.phase != Phase::Exchange {

@@ -244,7 +244,7 @@ fn choose(c: &mut Criterion) {
             config.sticky_mode = mode;
         }
         let pool = Pool::new(Strategy::RoundRobin, &backends(&[1, 1, 1]));
-        let cookie = pool.backends()[1].cookie_id;
+        let cookie = pool.backends()[1].cookie_id();
         let balancer = Balancer::with_policy(pool, Policy::from_config(&config));
         let mut picker = Picker::new(&balancer, 0);
         let now = std::time::Instant::now();

@@ -4,7 +4,7 @@ use super::*;
 
 /// Every top-level key, in the order an unknown key's message lists them.
 const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, hash_key, \
-     trusted_proxies, proxy_protocol, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
+     trusted_proxies, proxy_protocol, ipv6_client_prefix, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
      max_connections, max_connections_per_ip, max_header_count, max_body_size, max_conns, queue_timeout, buffer_size, shutdown_timeout, upgrade_socket, \
@@ -12,7 +12,7 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strat
      health_check_expect, health_check_rise, health_check_fall, max_fails, fail_timeout, fail_open, \
      admin_token, enable_sticky_sessions, \
      sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, \
-     log_level, access_log, access_log_format, request_id, ssl";
+     sticky_cookie_secret, log_level, access_log, access_log_format, request_id, ssl";
 
 #[test]
 fn duration_fields_name_the_field() {
@@ -668,6 +668,77 @@ fn admin_token_is_checked_and_redacted() {
     rejects(
         r#"{"admin_token": "a b"}"#,
         "admin_token: must be printable ASCII without spaces",
+    );
+}
+
+#[test]
+fn sticky_cookie_secret_is_checked_and_redacted() {
+    assert_eq!(parse("{}").sticky_cookie_secret, None);
+    let secret = "a sticky secret, 31 characters";
+    let config = parse(&format!(r#"{{"sticky_cookie_secret": "{secret}"}}"#));
+    assert_eq!(config.sticky_cookie_secret.as_deref(), Some(secret));
+    let shown = serde_json::to_value(config.redacted()).unwrap();
+    assert_eq!(shown["sticky_cookie_secret"], REDACTED);
+    assert!(!shown.to_string().contains("sticky secret"));
+    // written back whole (the config file form, not /config)
+    let text = serde_json::to_string(&config).unwrap();
+    assert_eq!(
+        Config::from_json_str(&text).unwrap().sticky_cookie_secret,
+        config.sticky_cookie_secret
+    );
+    assert!(!serde_json::to_string(&parse("{}"))
+        .unwrap()
+        .contains("sticky_cookie_secret"));
+    assert_eq!(
+        parse(r#"{"sticky_cookie_secret": "0123456789abcdef"}"#)
+            .sticky_cookie_secret
+            .as_deref(),
+        Some("0123456789abcdef")
+    );
+    rejects(
+        r#"{"sticky_cookie_secret": "0123456789abcde"}"#,
+        "sticky_cookie_secret: must be at least 16 characters (it has 15): a short secret can be \
+         guessed",
+    );
+    rejects(
+        r#"{"sticky_cookie_secret": ""}"#,
+        "sticky_cookie_secret: must be at least 16 characters (it has 0): a short secret can be \
+         guessed",
+    );
+    rejects(
+        r#"{"sticky_cookie_secret": "0123456789abcdef\n"}"#,
+        "sticky_cookie_secret: must not contain control characters",
+    );
+    rejects(
+        r#"{"sticky_cookie_secret": 1234567890123456}"#,
+        "sticky_cookie_secret: expected a string, found the number 1234567890123456",
+    );
+}
+
+#[test]
+fn ipv6_client_prefix_is_read_checked_and_written_back() {
+    assert_eq!(parse("{}").ipv6_client_prefix, 64);
+    for n in [1u8, 48, 56, 64, 128] {
+        let config = parse(&format!(r#"{{"ipv6_client_prefix": {n}}}"#));
+        assert_eq!(config.ipv6_client_prefix, n);
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(Config::from_json_str(&text).unwrap().ipv6_client_prefix, n);
+    }
+    rejects(
+        r#"{"ipv6_client_prefix": 0}"#,
+        "ipv6_client_prefix: must be at least 1",
+    );
+    rejects(
+        r#"{"ipv6_client_prefix": 129}"#,
+        "ipv6_client_prefix: must be at most 128",
+    );
+    rejects(
+        r#"{"ipv6_client_prefix": "64"}"#,
+        "ipv6_client_prefix: expected an integer, found the string \"64\"",
+    );
+    rejects(
+        r#"{"ipv6_client_prefix": 64.5}"#,
+        "ipv6_client_prefix: expected an integer, found the number 64.5",
     );
 }
 
