@@ -486,6 +486,16 @@ impl Session {
                 self.log_event(ctx, Event::TlsHandshakeFailed);
                 return Err(Close);
             }
+            Phase::ReadHead if !self.head_started && ctx.draining => {
+                // the drain's idle grace is over, but a request may have come in just now (its
+                // event not yet seen): read before closing, and serve what came
+                self.c_readable = true;
+                let ran = self.run(ctx)?;
+                if self.is_idle() && !self.head_started {
+                    return Err(Close);
+                }
+                return Ok(ran);
+            }
             Phase::ReadHead if !self.head_started => return Err(Close),
             Phase::ReadHead => {
                 self.reject(ctx, Status::RequestTimeout)?;
@@ -1621,7 +1631,10 @@ impl Session {
         self.req_ready = 0;
         self.req_sent = 0;
         let pending = self.req.is_some();
-        if !self.ex.keep_client || ctx.draining || (self.c_eof && !pending) {
+        // during a drain, a client whose response head went out before it began was promised
+        // keep-alive and may have sent its next request already: it keeps the connection for the
+        // drain's idle grace, and that request is served with `Connection: close`
+        if !self.ex.keep_client || (self.c_eof && !pending) {
             // over TLS the close goes through Drain too: close_notify, and records still queued
             let tls_close = self.client.wants_flush() || (self.client.is_tls() && !self.c_eof);
             return if pending || self.c_readable || tls_close {
@@ -1635,7 +1648,14 @@ impl Session {
         self.head_started = false;
         self.head_line_seen = false;
         self.scan = 0;
-        self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
+        self.deadline = ctx.now
+            + if ctx.draining {
+                ctx.cfg
+                    .keepalive_timeout
+                    .min(crate::worker::DRAIN_IDLE_GRACE)
+            } else {
+                ctx.cfg.keepalive_timeout
+            };
         Ok(())
     }
 
