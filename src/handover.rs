@@ -15,13 +15,20 @@
 //!   old → new   END <pid>
 //!   new → old   READY                      once the new process listens on them (or it closes:
 //!                                          the old one then goes on serving as before)
+//!   new → old   DECLINE                    instead: it took none of them (another address)
 //! ```
 //! On `READY` the old process drains exactly as on SIGTERM ([`Event::Upgraded`] in `main.rs`); it
 //! does not unlink the path, which the new process has bound again by then for the next upgrade.
+//! Only a process that took at least one socket says `READY`. One whose proxy address matches
+//! none of the old one's proxy listeners is no successor (another ferrule given the same path):
+//! it takes nothing, says `DECLINE`, and refuses to start ([`Takeover::connect`]), so the old one
+//! neither drains nor loses its path.
 //!
-//! Both ends check the peer's uid (`SO_PEERCRED`) against their own; the socket is mode 0600. A
-//! path where no process answers (missing, or a stale socket file) means "no old process": the
-//! new one binds its sockets itself. Nothing here is on a worker thread.
+//! Both ends check the peer's uid (`SO_PEERCRED`) against their own; the socket is mode 0600, in
+//! a directory that nobody else can write ([`secure_path`]: a directory or socket that someone
+//! else created, or a symlink, is refused, never followed). A path where no process answers
+//! (missing, or a stale socket file) means "no old process": the new one binds its sockets
+//! itself. Nothing here is on a worker thread.
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +42,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socket2::{Domain, SockAddr, Socket, Type};
+
+mod path;
+pub use path::secure_path;
 
 /// Longest wait for one message of the exchange (the peer is a local process).
 const MESSAGE_WAIT: Duration = Duration::from_secs(5);
@@ -118,6 +128,14 @@ pub struct Takeover {
     sockets: Vec<Listening>,
     /// The old process's pid and the connection to it.
     old: Option<(u32, Socket)>,
+    /// How many of the received sockets were taken: with none, the old process is not told to
+    /// drain.
+    taken: usize,
+}
+
+/// Whether a socket on `got` serves `want` (a port or address 0 in `want` matches any port).
+fn serves(want: SocketAddr, got: SocketAddr) -> bool {
+    (want.port() == 0 || want.port() == got.port()) && want.ip() == got.ip()
 }
 
 impl Takeover {
@@ -126,32 +144,53 @@ impl Takeover {
         Takeover::default()
     }
 
-    /// Asks the process on `path` (if any) for its sockets. Never fails: a path where nobody
-    /// answers means there is no old process, and any other problem is logged and the new
-    /// process binds its own sockets (if the old one still holds a port, that start then fails
-    /// with the bind error, and the old process goes on serving).
-    pub fn connect(path: Option<&Path>) -> Takeover {
+    /// Asks the process on `path` (if any) for its sockets, as the successor of one whose proxy
+    /// listens on `proxy`. A path where nobody answers means there is no old process, and a
+    /// failed exchange is logged: either way the new process binds its own sockets (if the old
+    /// one still holds a port, that start then fails with the bind error, and the old process
+    /// goes on serving). The error: the process there serves another proxy address, so this one
+    /// is no successor of it; it is told so (`DECLINE`) and goes on serving.
+    pub fn connect(path: Option<&Path>, proxy: SocketAddr) -> Result<Takeover, String> {
         let Some(path) = path else {
-            return Takeover::none();
+            return Ok(Takeover::none());
         };
         match take_over(path) {
-            Ok(Some(t)) => {
-                if let Some((pid, _)) = &t.old {
-                    log::info!(
-                        "took over {} listening sockets from pid {pid} (upgrade socket {})",
-                        t.sockets.len(),
-                        path.display()
-                    );
+            Ok(Some(mut t)) => {
+                let pid = t.old_pid().unwrap_or(0);
+                let mut theirs = t.sockets.iter().filter(|l| l.role == Role::Proxy);
+                let first = theirs.clone().next().map(|l| l.addr);
+                if let Some(addr) = first.filter(|_| !theirs.any(|l| serves(proxy, l.addr))) {
+                    t.decline();
+                    return Err(format!(
+                        "pid {pid} answers on it, serving {addr}, not {proxy}: it was left \
+                         serving; give this ferrule an upgrade_socket of its own (or stop pid \
+                         {pid} first)"
+                    ));
                 }
-                t
+                log::info!(
+                    "took over {} listening sockets from pid {pid} (upgrade socket {})",
+                    t.sockets.len(),
+                    path.display()
+                );
+                Ok(t)
             }
-            Ok(None) => Takeover::none(),
+            Ok(None) => Ok(Takeover::none()),
             Err(e) => {
                 log::warn!(
                     "upgrade socket {}: no handover ({e}); binding the ports afresh",
                     path.display()
                 );
-                Takeover::none()
+                Ok(Takeover::none())
+            }
+        }
+    }
+
+    /// Tells the old process that this one takes none of its sockets: it goes on serving.
+    fn decline(&mut self) {
+        self.sockets.clear();
+        if let Some((pid, conn)) = self.old.take() {
+            if let Err(e) = send_message(&conn, b"DECLINE", None) {
+                log::debug!("could not tell pid {pid} that its sockets are not taken: {e}");
             }
         }
     }
@@ -164,15 +203,12 @@ impl Takeover {
     /// Takes the received sockets of `role` whose address is `want` (a port or address 0 in
     /// `want` matches any). Those of another address are left (and closed with the takeover).
     pub fn take(&mut self, role: Role, want: SocketAddr) -> Vec<std::net::TcpListener> {
-        let matches = |l: &Listening| {
-            l.role == role
-                && (want.port() == 0 || want.port() == l.addr.port())
-                && want.ip() == l.addr.ip()
-        };
+        let matches = |l: &Listening| l.role == role && serves(want, l.addr);
         let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sockets)
             .into_iter()
             .partition(matches);
         self.sockets = kept;
+        self.taken += taken.len();
         if taken.is_empty() && self.sockets.iter().any(|l| l.role == role) {
             log::warn!(
                 "the old process's {} socket is not on {want} (the config changed?): binding afresh",
@@ -225,8 +261,14 @@ impl Takeover {
     }
 
     /// Tells the old process that this one listens: it starts draining. Returns whether it was
-    /// told (false: there was none, or the message could not be sent).
+    /// told (false: there was none, this one took none of its sockets, or the message could not
+    /// be sent).
     pub fn ready(&mut self) -> bool {
+        if self.taken == 0 {
+            // nothing of the old process's is served here: it must not stop serving
+            self.decline();
+            return false;
+        }
         // the sockets not taken (another address) are closed here: the old process keeps its own
         self.sockets.clear();
         let Some((pid, conn)) = self.old.take() else {
@@ -285,6 +327,7 @@ fn take_over(path: &Path) -> io::Result<Option<Takeover>> {
                 return Ok(Some(Takeover {
                     sockets,
                     old: Some((pid, conn)),
+                    taken: 0,
                 }));
             }
             _ => return Err(bad(&format!("unexpected message {text:?}"))),
@@ -349,6 +392,7 @@ impl UpgradeServer {
         offer: Offer,
         on_ready: impl Fn(u32) + Send + 'static,
     ) -> io::Result<UpgradeServer> {
+        secure_path(path).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
@@ -468,6 +512,13 @@ fn hand_over(conn: &Socket, offer: &Offer, stop: &AtomicBool) -> io::Result<Opti
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         match recv_message(conn, &mut buf) {
             Ok((n, _)) if &buf[..n] == b"READY" => return Ok(Some(peer_pid.max(0) as u32)),
+            Ok((n, _)) if &buf[..n] == b"DECLINE" => {
+                log::info!(
+                    "upgrade socket: pid {peer_pid} took none of the listening sockets (it serves \
+                     other addresses): still serving"
+                );
+                return Ok(None);
+            }
             Ok((0, _)) => return Err(bad("the new process went away before it listened")),
             Ok(_) => return Err(bad("unexpected message instead of READY")),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
@@ -678,6 +729,7 @@ mod tests {
             std::env::temp_dir().join(format!("ferrule-handover-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         dir.join("up.sock")
     }
 
@@ -771,6 +823,61 @@ mod tests {
             .proxy_listeners("127.0.0.1:0".parse().unwrap(), 2)
             .unwrap();
         assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+    }
+
+    #[test]
+    fn a_process_for_another_address_takes_nothing_and_the_old_one_goes_on() {
+        let path = temp_path("other");
+        let proxies = crate::listener::bind_all("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let addr = proxies[0].local_addr().unwrap();
+        let offer = vec![Listening::dup(Role::Proxy, &proxies[0]).unwrap()];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _server = UpgradeServer::start(&path, Arc::new(Mutex::new(offer)), move |pid| {
+            let _ = tx.send(pid);
+        })
+        .unwrap();
+        let other = SocketAddr::new("127.0.0.2".parse().unwrap(), addr.port());
+        let e = Takeover::connect(Some(&path), other)
+            .err()
+            .expect("not a successor");
+        assert!(e.contains(&format!("serving {addr}, not {other}")), "{e}");
+        // the old process was not told to drain: it still hands its sockets to a true successor
+        // (had it been, it would serve no more upgrades and this takeover would find nothing)
+        let mut t = Takeover::connect(Some(&path), addr).unwrap();
+        assert_eq!(t.take(Role::Proxy, addr).len(), 1);
+        assert!(t.ready());
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            std::process::id()
+        );
+        assert!(rx.try_recv().is_err(), "told to drain twice");
+    }
+
+    #[test]
+    fn a_process_that_takes_no_socket_does_not_make_the_old_one_drain() {
+        let path = temp_path("none-taken");
+        // a draining process offers its admin socket only
+        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let offer = vec![Listening::dup(Role::Admin, &admin).unwrap()];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _server = UpgradeServer::start(&path, Arc::new(Mutex::new(offer)), move |pid| {
+            let _ = tx.send(pid);
+        })
+        .unwrap();
+        let proxy: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut t = Takeover::connect(Some(&path), proxy).unwrap();
+        let elsewhere = SocketAddr::new(admin_addr.ip(), admin_addr.port().wrapping_add(1));
+        assert!(t.take(Role::Admin, elsewhere).is_empty());
+        assert!(!t.ready(), "told to drain with none of its sockets taken");
+        let mut t = Takeover::connect(Some(&path), proxy).unwrap();
+        assert_eq!(t.take(Role::Admin, admin_addr).len(), 1);
+        assert!(t.ready());
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            std::process::id()
+        );
+        assert!(rx.try_recv().is_err(), "told to drain twice");
     }
 
     #[test]

@@ -107,9 +107,18 @@ fn run(args: &[String]) -> Result<(), String> {
     if let Some(Err(e)) = ferrule::logging::env_level() {
         log::warn!("{e}: log_level {} applies", <&str>::from(config.log_level));
     }
-    // an old ferrule on the upgrade socket hands its listening sockets over (handover.rs)
+    // an old ferrule on the upgrade socket hands its listening sockets over (handover.rs), from
+    // a directory nobody else could have put there
     let upgrade_path = config.upgrade_socket.as_deref().map(std::path::Path::new);
-    let mut takeover = ferrule::handover::Takeover::connect(upgrade_path);
+    let mut takeover = match upgrade_path {
+        Some(p) => {
+            let refused = |e: String| format!("upgrade_socket {}: {e}", p.display());
+            ferrule::handover::secure_path(p).map_err(refused)?;
+            let proxy = std::net::SocketAddr::new(config.bind, config.port);
+            ferrule::handover::Takeover::connect(Some(p), proxy).map_err(refused)?
+        }
+        None => ferrule::handover::Takeover::none(),
+    };
     // a start that fails is one line on stderr: the log lines about the config come after it
     let mut handle = ferrule::start_with(&config, Some(path.clone()), &mut takeover)
         .map_err(|e| e.to_string())?;
