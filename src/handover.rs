@@ -15,13 +15,20 @@
 //!   old → new   END <pid>
 //!   new → old   READY                      once the new process listens on them (or it closes:
 //!                                          the old one then goes on serving as before)
+//!   new → old   DECLINE                    instead: it took none of them (another address)
 //! ```
 //! On `READY` the old process drains exactly as on SIGTERM ([`Event::Upgraded`] in `main.rs`); it
 //! does not unlink the path, which the new process has bound again by then for the next upgrade.
+//! Only a process that took at least one socket says `READY`. One whose proxy address matches
+//! none of the old one's proxy listeners is no successor (another ferrule given the same path):
+//! it takes nothing, says `DECLINE`, and refuses to start ([`Takeover::connect`]), so the old one
+//! neither drains nor loses its path.
 //!
-//! Both ends check the peer's uid (`SO_PEERCRED`) against their own; the socket is mode 0600. A
-//! path where no process answers (missing, or a stale socket file) means "no old process": the
-//! new one binds its sockets itself. Nothing here is on a worker thread.
+//! Both ends check the peer's uid (`SO_PEERCRED`) against their own; the socket is mode 0600, in
+//! a directory that nobody else can write ([`secure_path`]: a directory or socket that someone
+//! else created, or a symlink, is refused, never followed). A path where no process answers
+//! (missing, or a stale socket file) means "no old process": the new one binds its sockets
+//! itself. Nothing here is on a worker thread.
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,6 +42,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socket2::{Domain, SockAddr, Socket, Type};
+
+mod path;
+pub use path::secure_path;
 
 /// Longest wait for one message of the exchange (the peer is a local process).
 const MESSAGE_WAIT: Duration = Duration::from_secs(5);
@@ -118,6 +128,14 @@ pub struct Takeover {
     sockets: Vec<Listening>,
     /// The old process's pid and the connection to it.
     old: Option<(u32, Socket)>,
+    /// How many of the received sockets were taken: with none, the old process is not told to
+    /// drain.
+    taken: usize,
+}
+
+/// Whether a socket on `got` serves `want` (a port or address 0 in `want` matches any port).
+fn serves(want: SocketAddr, got: SocketAddr) -> bool {
+    (want.port() == 0 || want.port() == got.port()) && want.ip() == got.ip()
 }
 
 impl Takeover {
@@ -126,32 +144,53 @@ impl Takeover {
         Takeover::default()
     }
 
-    /// Asks the process on `path` (if any) for its sockets. Never fails: a path where nobody
-    /// answers means there is no old process, and any other problem is logged and the new
-    /// process binds its own sockets (if the old one still holds a port, that start then fails
-    /// with the bind error, and the old process goes on serving).
-    pub fn connect(path: Option<&Path>) -> Takeover {
+    /// Asks the process on `path` (if any) for its sockets, as the successor of one whose proxy
+    /// listens on `proxy`. A path where nobody answers means there is no old process, and a
+    /// failed exchange is logged: either way the new process binds its own sockets (if the old
+    /// one still holds a port, that start then fails with the bind error, and the old process
+    /// goes on serving). The error: the process there serves another proxy address, so this one
+    /// is no successor of it; it is told so (`DECLINE`) and goes on serving.
+    pub fn connect(path: Option<&Path>, proxy: SocketAddr) -> Result<Takeover, String> {
         let Some(path) = path else {
-            return Takeover::none();
+            return Ok(Takeover::none());
         };
         match take_over(path) {
-            Ok(Some(t)) => {
-                if let Some((pid, _)) = &t.old {
-                    log::info!(
-                        "took over {} listening sockets from pid {pid} (upgrade socket {})",
-                        t.sockets.len(),
-                        path.display()
-                    );
+            Ok(Some(mut t)) => {
+                let pid = t.old_pid().unwrap_or(0);
+                let mut theirs = t.sockets.iter().filter(|l| l.role == Role::Proxy);
+                let first = theirs.clone().next().map(|l| l.addr);
+                if let Some(addr) = first.filter(|_| !theirs.any(|l| serves(proxy, l.addr))) {
+                    t.decline();
+                    return Err(format!(
+                        "pid {pid} answers on it, serving {addr}, not {proxy}: it was left \
+                         serving; give this ferrule an upgrade_socket of its own (or stop pid \
+                         {pid} first)"
+                    ));
                 }
-                t
+                log::info!(
+                    "took over {} listening sockets from pid {pid} (upgrade socket {})",
+                    t.sockets.len(),
+                    path.display()
+                );
+                Ok(t)
             }
-            Ok(None) => Takeover::none(),
+            Ok(None) => Ok(Takeover::none()),
             Err(e) => {
                 log::warn!(
                     "upgrade socket {}: no handover ({e}); binding the ports afresh",
                     path.display()
                 );
-                Takeover::none()
+                Ok(Takeover::none())
+            }
+        }
+    }
+
+    /// Tells the old process that this one takes none of its sockets: it goes on serving.
+    fn decline(&mut self) {
+        self.sockets.clear();
+        if let Some((pid, conn)) = self.old.take() {
+            if let Err(e) = send_message(&conn, b"DECLINE", None) {
+                log::debug!("could not tell pid {pid} that its sockets are not taken: {e}");
             }
         }
     }
@@ -164,15 +203,12 @@ impl Takeover {
     /// Takes the received sockets of `role` whose address is `want` (a port or address 0 in
     /// `want` matches any). Those of another address are left (and closed with the takeover).
     pub fn take(&mut self, role: Role, want: SocketAddr) -> Vec<std::net::TcpListener> {
-        let matches = |l: &Listening| {
-            l.role == role
-                && (want.port() == 0 || want.port() == l.addr.port())
-                && want.ip() == l.addr.ip()
-        };
+        let matches = |l: &Listening| l.role == role && serves(want, l.addr);
         let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sockets)
             .into_iter()
             .partition(matches);
         self.sockets = kept;
+        self.taken += taken.len();
         if taken.is_empty() && self.sockets.iter().any(|l| l.role == role) {
             log::warn!(
                 "the old process's {} socket is not on {want} (the config changed?): binding afresh",
@@ -225,8 +261,14 @@ impl Takeover {
     }
 
     /// Tells the old process that this one listens: it starts draining. Returns whether it was
-    /// told (false: there was none, or the message could not be sent).
+    /// told (false: there was none, this one took none of its sockets, or the message could not
+    /// be sent).
     pub fn ready(&mut self) -> bool {
+        if self.taken == 0 {
+            // nothing of the old process's is served here: it must not stop serving
+            self.decline();
+            return false;
+        }
         // the sockets not taken (another address) are closed here: the old process keeps its own
         self.sockets.clear();
         let Some((pid, conn)) = self.old.take() else {
@@ -285,6 +327,7 @@ fn take_over(path: &Path) -> io::Result<Option<Takeover>> {
                 return Ok(Some(Takeover {
                     sockets,
                     old: Some((pid, conn)),
+                    taken: 0,
                 }));
             }
             _ => return Err(bad(&format!("unexpected message {text:?}"))),
@@ -349,6 +392,7 @@ impl UpgradeServer {
         offer: Offer,
         on_ready: impl Fn(u32) + Send + 'static,
     ) -> io::Result<UpgradeServer> {
+        secure_path(path).map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
@@ -468,6 +512,13 @@ fn hand_over(conn: &Socket, offer: &Offer, stop: &AtomicBool) -> io::Result<Opti
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         match recv_message(conn, &mut buf) {
             Ok((n, _)) if &buf[..n] == b"READY" => return Ok(Some(peer_pid.max(0) as u32)),
+            Ok((n, _)) if &buf[..n] == b"DECLINE" => {
+                log::info!(
+                    "upgrade socket: pid {peer_pid} took none of the listening sockets (it serves \
+                     other addresses): still serving"
+                );
+                return Ok(None);
+            }
             Ok((0, _)) => return Err(bad("the new process went away before it listened")),
             Ok(_) => return Err(bad("unexpected message instead of READY")),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
@@ -670,124 +721,4 @@ fn timed_out(e: io::Error) -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_path(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("ferrule-handover-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("up.sock")
-    }
-
-    #[test]
-    fn nobody_on_the_path_is_no_takeover() {
-        let path = temp_path("none");
-        assert!(take_over(&path).unwrap().is_none());
-        // a stale socket file: bound, then its listener gone
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        assert!(path.exists());
-        assert!(take_over(&path).unwrap().is_none());
-    }
-
-    #[test]
-    fn sockets_go_across_with_their_roles_and_queued_connections() {
-        let path = temp_path("across");
-        let proxies = crate::listener::bind_all("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = proxies[0].local_addr().unwrap();
-        let admin_addr = admin.local_addr().unwrap();
-        let mut offered = vec![Listening::dup(Role::Admin, &admin).unwrap()];
-        for l in &proxies {
-            offered.push(Listening::dup(Role::Proxy, l).unwrap());
-        }
-        let offer: Offer = Arc::new(Mutex::new(offered));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut server = UpgradeServer::start(&path, offer, move |pid| {
-            let _ = tx.send(pid);
-        })
-        .unwrap();
-        // a connection queued before the handover, accepted after it
-        let mut queued = std::net::TcpStream::connect(addr).unwrap();
-        std::io::Write::write_all(&mut queued, b"x").unwrap();
-        drop(proxies);
-        drop(admin);
-
-        let mut t = take_over(&path).unwrap().expect("a takeover");
-        assert_eq!(t.old_pid(), Some(std::process::id()));
-        assert_eq!(t.take(Role::Admin, admin_addr).len(), 1);
-        let groups = t
-            .proxy_listeners("127.0.0.1:0".parse().unwrap(), 3)
-            .unwrap();
-        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
-        assert!(groups
-            .iter()
-            .flatten()
-            .all(|l| l.local_addr().unwrap() == addr));
-        assert!(t.ready());
-        assert_eq!(
-            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-            std::process::id()
-        );
-        let accepted = groups
-            .iter()
-            .flatten()
-            .take(2)
-            .find_map(|l| l.accept().ok());
-        assert!(accepted.is_some(), "the queued connection was not accepted");
-        server.stop();
-        // a successor owns the path now: it is left in place
-        assert!(path.exists());
-    }
-
-    #[test]
-    fn fewer_workers_than_sockets_take_several() {
-        let path = temp_path("fewer");
-        let proxies = crate::listener::bind_all("127.0.0.1:0".parse().unwrap(), 3).unwrap();
-        let offered = proxies
-            .iter()
-            .map(|l| Listening::dup(Role::Proxy, l).unwrap())
-            .collect();
-        let _server = UpgradeServer::start(&path, Arc::new(Mutex::new(offered)), |_| {}).unwrap();
-        let mut t = take_over(&path).unwrap().expect("a takeover");
-        let groups = t
-            .proxy_listeners("127.0.0.1:0".parse().unwrap(), 2)
-            .unwrap();
-        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
-    }
-
-    #[test]
-    fn a_draining_process_hands_over_what_it_still_has() {
-        let path = temp_path("busy");
-        let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let admin_addr = admin.local_addr().unwrap();
-        let offer = vec![Listening::dup(Role::Admin, &admin).unwrap()];
-        let _server = UpgradeServer::start(&path, Arc::new(Mutex::new(offer)), |_| {}).unwrap();
-        let mut t = take_over(&path).unwrap().expect("a takeover");
-        assert_eq!(t.take(Role::Admin, admin_addr).len(), 1);
-        // no proxy listener came: they are bound afresh
-        let groups = t
-            .proxy_listeners("127.0.0.1:0".parse().unwrap(), 2)
-            .unwrap();
-        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
-    }
-
-    #[test]
-    fn systemd_hears_ready() {
-        let path = temp_path("notify");
-        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        assert_eq!(send_notify(path.as_os_str(), b"READY=1").unwrap(), 7);
-        let mut buf = [0u8; 16];
-        let n = listener.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
-    }
-
-    #[test]
-    fn a_path_that_is_not_a_socket_is_left_alone() {
-        let path = temp_path("file");
-        std::fs::write(&path, b"data").unwrap();
-        assert!(UpgradeServer::start(&path, Arc::new(Mutex::new(Vec::new())), |_| {}).is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"data");
-    }
-}
+mod tests;

@@ -107,9 +107,8 @@ fn run(args: &[String]) -> Result<(), String> {
     if let Some(Err(e)) = ferrule::logging::env_level() {
         log::warn!("{e}: log_level {} applies", <&str>::from(config.log_level));
     }
-    // an old ferrule on the upgrade socket hands its listening sockets over (handover.rs)
     let upgrade_path = config.upgrade_socket.as_deref().map(std::path::Path::new);
-    let mut takeover = ferrule::handover::Takeover::connect(upgrade_path);
+    let mut takeover = take_over(&config, upgrade_path)?;
     // a start that fails is one line on stderr: the log lines about the config come after it
     let mut handle = ferrule::start_with(&config, Some(path.clone()), &mut takeover)
         .map_err(|e| e.to_string())?;
@@ -219,6 +218,22 @@ fn run(args: &[String]) -> Result<(), String> {
     log::info!("All servers stopped");
     ferrule::logging::flush();
     Ok(())
+}
+
+/// The listening sockets of an old ferrule on the upgrade socket `path`, if one answers there
+/// (`handover.rs`). Refused: a path someone else could have put there, and an old ferrule that
+/// serves another proxy address (this one is not its successor).
+fn take_over(
+    config: &Config,
+    path: Option<&std::path::Path>,
+) -> Result<ferrule::handover::Takeover, String> {
+    let Some(path) = path else {
+        return Ok(ferrule::handover::Takeover::none());
+    };
+    let refused = |e: String| format!("upgrade_socket {}: {e}", path.display());
+    ferrule::handover::secure_path(path).map_err(refused)?;
+    let proxy = std::net::SocketAddr::new(config.bind, config.port);
+    ferrule::handover::Takeover::connect(Some(path), proxy).map_err(refused)
 }
 
 /// The signals [`signal_thread`] takes: `SIGHUP` (reload), `SIGUSR1` (reopen the access log) and

@@ -23,7 +23,7 @@ use slab::Slab;
 
 use crate::balancer::{Balancer, Picker, Sticky};
 use crate::buffer::BufPool;
-use crate::connection::{Close, Connection, Ran};
+use crate::connection::{Close, Connection, Ran, DRAIN_IDLE_GRACE};
 use crate::context::{Ctx, Settings};
 use crate::stats::{CloseReason, WorkerStats};
 use crate::timer::{Entry, TimerKey, Timers};
@@ -39,10 +39,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const KEEP_BUFFERS: usize = 4;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// On drain, an idle keep-alive connection is closed after this (or its keep-alive timeout, if
-/// sooner) unless a request arrives; one that does is served with `Connection: close`. Closing at
-/// once would race with a client whose next request is already on the wire.
-pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Messages to a worker.
 #[derive(Clone)]

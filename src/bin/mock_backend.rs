@@ -13,6 +13,8 @@
 //! - `--delay MS`: sleep MS milliseconds before each response (not /health), to play a slow backend.
 //! - `--status CODE`: answer every request except /health with CODE, to play a failing backend.
 //! - `--body-size N`: the default body is N bytes instead of `hello from backend :PORT\n`.
+//! - `--body-delay MS`: send each response's head, sleep MS milliseconds, then its body (so a
+//!   proxy has relayed the head well before the response ends: `stress/handover.sh -d`).
 //! - `--bind ADDR`: the IP address to listen on.
 //!
 //! Routes (any method; HEAD gets the same head without a body):
@@ -51,6 +53,7 @@ Options:
   --delay MS        sleep MS milliseconds before each response, except /health (max 60000)
   --status CODE     answer every request except /health with CODE (200-599)
   --body-size N     default body of N bytes instead of \"hello from backend :PORT\\n\" (max 1 GiB)
+  --body-delay MS   send the head, sleep MS milliseconds, then the body (max 60000)
   -h, --help        print this help
 
 Routes (any method; HEAD gets the head only):
@@ -117,6 +120,8 @@ struct Settings {
     delay_ms: u64,
     status: Option<u16>,
     body_size: Option<u64>,
+    /// `--body-delay`: milliseconds between a response's head and its body.
+    body_delay_ms: u64,
 }
 
 /// Parses the arguments (without the program name). `Ok(None)` means `--help`.
@@ -128,6 +133,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             delay_ms: 0,
             status: None,
             body_size: None,
+            body_delay_ms: 0,
         },
     };
     let mut only_ports = false;
@@ -155,7 +161,10 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             Some((name, value)) => (name, Some(value)),
             None => (arg, None),
         };
-        if !matches!(name, "--bind" | "--delay" | "--status" | "--body-size") {
+        if !matches!(
+            name,
+            "--bind" | "--delay" | "--status" | "--body-size" | "--body-delay"
+        ) {
             return Err(format!("unknown option '{name}'"));
         }
         let value = match inline {
@@ -176,6 +185,9 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             }
             "--delay" => opts.settings.delay_ms = parse_number(name, value, MAX_DELAY_MS)?,
             "--body-size" => opts.settings.body_size = Some(parse_number(name, value, MAX_BYTES)?),
+            "--body-delay" => {
+                opts.settings.body_delay_ms = parse_number(name, value, MAX_DELAY_MS)?;
+            }
             _ => {
                 let code = parse_number(name, value, 599)?;
                 if code < 200 {
@@ -672,6 +684,12 @@ impl Conn<'_> {
         self.out.extend_from_slice(b"\r\n");
         if bodiless || head_only {
             return self.stream.write_all(&self.out);
+        }
+        if self.settings.body_delay_ms > 0 && len > 0 {
+            // the head alone, then the body after a pause
+            self.stream.write_all(&self.out)?;
+            self.out.clear();
+            thread::sleep(Duration::from_millis(self.settings.body_delay_ms));
         }
         if let Body::Pattern(n) = body {
             let mut left = n;

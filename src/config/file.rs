@@ -273,10 +273,11 @@ impl ConfigFile {
         let max_request_head = max_request_head.map_or(buffer_size.min(16_384), Int::get);
         let max_uri_length = max_uri_length.map_or(max_request_head.min(8192), Int::get);
         let port = port.map_or(8080, Int::get);
+        let bind = bind.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Ip::get);
         let config = Config {
             port,
             admin_port: admin_port.map_or(8081, Int::get),
-            bind: bind.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Ip::get),
+            bind,
             admin_bind: admin_bind.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), Ip::get),
             workers: workers.map_or_else(default_workers, Int::get),
             strategy: strategy.unwrap_or(Strategy::RoundRobin),
@@ -316,7 +317,7 @@ impl ConfigFile {
             buffer_size,
             shutdown_timeout: shutdown_timeout.map_or(secs(30), Dur::get),
             upgrade_socket: match upgrade_socket {
-                None => super::default_upgrade_socket(port),
+                None => super::default_upgrade_socket(bind, port),
                 Some(UpgradeSocket(path)) => path,
             },
             enable_sticky_sessions: enable_sticky_sessions.unwrap_or(false),
@@ -666,7 +667,7 @@ impl Serialize for HealthCheckPath {
 pub(super) struct UpgradeSocket(Option<String>);
 
 /// The longest path a `sockaddr_un` holds (its 108 bytes, less the terminating NUL).
-const MAX_SOCKET_PATH: usize = 107;
+pub(super) const MAX_SOCKET_PATH: usize = 107;
 
 impl TryFrom<Value> for UpgradeSocket {
     type Error = String;

@@ -604,9 +604,9 @@ pub struct Config {
     pub buffer_size: usize,
     /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.
     pub shutdown_timeout: Duration,
-    /// `upgrade_socket`, default `<temp dir>/ferrule-<port>.sock` (none when `port` is 0):
-    /// the unix socket over which a new ferrule takes this one's listening sockets
-    /// (`handover.rs`); `false` or `""`: none.
+    /// `upgrade_socket`, default `ferrule-<bind>-<port>.sock` in [`default_upgrade_dir`] (none
+    /// when `port` is 0): the unix socket over which a new ferrule takes this one's listening
+    /// sockets (`handover.rs`); `false` or `""`: none.
     pub upgrade_socket: Option<String>,
     /// `hash_key`, default `client_ip`: what `consistent-hash` hashes.
     pub hash_key: HashKey,
@@ -654,15 +654,44 @@ pub struct Config {
     pub ssl: SslConfig,
 }
 
-/// The default `upgrade_socket` for `port`: `<temp dir>/ferrule-<port>.sock`, none for port 0
-/// (a free port picked by the kernel: no two processes would agree on it).
-fn default_upgrade_socket(port: u16) -> Option<String> {
-    (port != 0).then(|| {
-        std::env::temp_dir()
-            .join(format!("ferrule-{port}.sock"))
-            .to_string_lossy()
-            .into_owned()
-    })
+/// The default `upgrade_socket` for `bind`:`port`: `ferrule-<bind>-<port>.sock` in
+/// [`default_upgrade_dir`], none for port 0 (a free port picked by the kernel: no two processes
+/// would agree on it), nor when that path would not fit a `sockaddr_un`.
+fn default_upgrade_socket(bind: IpAddr, port: u16) -> Option<String> {
+    let dir = default_upgrade_dir(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() },
+        &std::env::temp_dir(),
+    );
+    upgrade_socket_in(&dir, bind, port)
+}
+
+/// `ferrule-<bind>-<port>.sock` in `dir` (none for port 0, or a path too long for a unix socket).
+fn upgrade_socket_in(dir: &Path, bind: IpAddr, port: u16) -> Option<String> {
+    let name = match bind {
+        IpAddr::V4(ip) => format!("ferrule-{ip}-{port}.sock"),
+        IpAddr::V6(ip) => format!("ferrule-[{ip}]-{port}.sock"),
+    };
+    let path = dir.join(name).to_string_lossy().into_owned();
+    (port != 0 && path.len() <= file::MAX_SOCKET_PATH).then_some(path)
+}
+
+/// The directory of the default upgrade socket, one only its user can enter:
+/// `$XDG_RUNTIME_DIR` (set by the login session: mode 0700, the user's own), else `/run/ferrule`
+/// for root, else `<temp dir>/ferrule-<uid>` (created mode 0700 at start). `handover.rs` refuses
+/// a directory that someone else created.
+pub fn default_upgrade_dir(
+    xdg_runtime_dir: Option<&std::ffi::OsStr>,
+    uid: u32,
+    temp_dir: &Path,
+) -> PathBuf {
+    match xdg_runtime_dir {
+        // the spec asks for an absolute path; anything else is ignored
+        Some(dir) if Path::new(dir).is_absolute() => PathBuf::from(dir),
+        _ if uid == 0 => PathBuf::from("/run/ferrule"),
+        _ => temp_dir.join(format!("ferrule-{uid}")),
+    }
 }
 
 /// Why a configuration could not be loaded. Its `Display` is one line, naming the field at fault.

@@ -6,7 +6,7 @@
 //! and closing. Closing lingers (`Drain`): our side is shut and whatever the client still sends
 //! is discarded, so its last response is not lost to a reset.
 
-use super::{Connection, Phase, LINGER};
+use super::{Connection, Phase, DRAIN_IDLE_GRACE, LINGER};
 use crate::buffer::Buf;
 use crate::context::Ctx;
 use crate::http::errors::Status;
@@ -265,7 +265,11 @@ impl Connection {
             return Ok(());
         }
         let pending = self.stream.inbox().is_some();
-        if !finish.keep_client || ctx.draining || (self.side.eof && !pending) {
+        // During a drain, a client whose response head went out before it began was promised
+        // keep-alive and may have sent its next request already: it keeps the connection for the
+        // drain's idle grace, and that request is served with `Connection: close` (every head
+        // rewritten during the drain says close, so those responses close as before).
+        if !finish.keep_client || (self.side.eof && !pending) {
             // over TLS the close goes through Drain too: close_notify, and records still queued
             let tls_close = self.client.wants_flush() || (self.client.is_tls() && !self.side.eof);
             if pending || self.side.readable || tls_close {
@@ -276,7 +280,12 @@ impl Connection {
         }
         self.phase = Phase::IDLE;
         self.scan = 0;
-        self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
+        let idle = if ctx.draining {
+            ctx.cfg.keepalive_timeout.min(DRAIN_IDLE_GRACE)
+        } else {
+            ctx.cfg.keepalive_timeout
+        };
+        self.deadline = ctx.now + idle;
         Ok(())
     }
 

@@ -43,6 +43,10 @@ pub use crate::stream::Close;
 
 /// How long a closing connection waits for the client to stop sending.
 pub const LINGER: Duration = Duration::from_secs(5);
+/// On drain, an idle keep-alive connection is closed after this (or its keep-alive timeout, if
+/// sooner) unless a request arrives; one that does is served with `Connection: close`. Closing at
+/// once would race with a client whose next request is already on the wire.
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// How a run ended, when the connection goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +214,17 @@ impl Connection {
                 ctx.stats.tls_failed();
                 self.log_event(ctx, Event::TlsHandshakeFailed);
                 return Err(Close(CloseReason::TlsHandshake));
+            }
+            Phase::ReadHead { started: false, .. } if ctx.draining => {
+                // the drain's idle grace is over, but a request may have come in just now (its
+                // event not yet seen): read before closing, and serve what came; a close with
+                // nothing unread is a FIN, never a reset
+                self.side.readable = true;
+                let ran = self.run(ctx)?;
+                if self.is_idle() {
+                    return Err(Close(CloseReason::Idle));
+                }
+                return Ok(ran);
             }
             Phase::ReadHead { started: false, .. } => return Err(Close(CloseReason::Idle)),
             Phase::ReadHead { started: true, .. } => {

@@ -772,17 +772,25 @@ fn client_identity_settings() {
 }
 
 #[test]
-fn upgrade_socket_defaults_from_the_port_and_can_be_turned_off() {
-    let derived = |port: u16| {
-        std::env::temp_dir()
-            .join(format!("ferrule-{port}.sock"))
-            .to_string_lossy()
-            .into_owned()
-    };
-    assert_eq!(parse("{}").upgrade_socket, Some(derived(8080)));
+fn upgrade_socket_defaults_from_the_bind_address_and_port_and_can_be_turned_off() {
+    let dir = super::super::default_upgrade_dir(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() },
+        &std::env::temp_dir(),
+    );
+    let derived = |name: &str| dir.join(name).to_string_lossy().into_owned();
     assert_eq!(
-        parse(r#"{"port": 9000}"#).upgrade_socket,
-        Some(derived(9000))
+        parse("{}").upgrade_socket,
+        Some(derived("ferrule-0.0.0.0-8080.sock"))
+    );
+    assert_eq!(
+        parse(r#"{"port": 9000, "bind": "127.0.0.2"}"#).upgrade_socket,
+        Some(derived("ferrule-127.0.0.2-9000.sock"))
+    );
+    assert_eq!(
+        parse(r#"{"port": 9000, "bind": "::1"}"#).upgrade_socket,
+        Some(derived("ferrule-[::1]-9000.sock"))
     );
     // port 0 is a free port picked by the kernel: no successor could find it
     assert_eq!(parse(r#"{"port": 0}"#).upgrade_socket, None);
@@ -811,4 +819,48 @@ fn upgrade_socket_defaults_from_the_port_and_can_be_turned_off() {
         let text = serde_json::to_string(&config).unwrap();
         assert_eq!(Config::from_json_str(&text).unwrap(), config);
     }
+}
+
+// Proves where the default upgrade socket goes: `$XDG_RUNTIME_DIR` when set (and absolute), else
+// `/run/ferrule` for root, else a per-user directory under the temp directory; its name holds
+// the bind address and the port, and a path too long for a unix socket is no default at all.
+#[test]
+fn the_default_upgrade_socket_lives_in_a_directory_of_its_user() {
+    use std::ffi::OsStr;
+    use std::path::{Path, PathBuf};
+    let tmp = Path::new("/tmp");
+    let dir = super::super::default_upgrade_dir;
+    assert_eq!(
+        dir(Some(OsStr::new("/run/user/1000")), 1000, tmp),
+        PathBuf::from("/run/user/1000")
+    );
+    assert_eq!(
+        dir(Some(OsStr::new("/run/user/0")), 0, tmp),
+        PathBuf::from("/run/user/0")
+    );
+    assert_eq!(dir(None, 0, tmp), PathBuf::from("/run/ferrule"));
+    assert_eq!(dir(None, 1000, tmp), PathBuf::from("/tmp/ferrule-1000"));
+    // a relative XDG_RUNTIME_DIR is invalid (the spec): ignored
+    assert_eq!(
+        dir(Some(OsStr::new("run/me")), 1000, tmp),
+        PathBuf::from("/tmp/ferrule-1000")
+    );
+    assert_eq!(
+        dir(Some(OsStr::new("")), 1000, tmp),
+        PathBuf::from("/tmp/ferrule-1000")
+    );
+
+    let socket = super::super::upgrade_socket_in;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(
+        socket(Path::new("/run/ferrule"), ip("127.0.0.1"), 8080).as_deref(),
+        Some("/run/ferrule/ferrule-127.0.0.1-8080.sock")
+    );
+    assert_eq!(
+        socket(Path::new("/tmp/ferrule-1000"), ip("::"), 443).as_deref(),
+        Some("/tmp/ferrule-1000/ferrule-[::]-443.sock")
+    );
+    assert_eq!(socket(Path::new("/run/ferrule"), ip("127.0.0.1"), 0), None);
+    let deep = format!("/{}", "d".repeat(90));
+    assert_eq!(socket(Path::new(&deep), ip("127.0.0.1"), 8080), None);
 }

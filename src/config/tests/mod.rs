@@ -102,10 +102,15 @@ fn defaults() -> Config {
         buffer_size: 131072,
         shutdown_timeout: secs(30),
         upgrade_socket: Some(
-            std::env::temp_dir()
-                .join("ferrule-8080.sock")
-                .to_string_lossy()
-                .into_owned(),
+            super::default_upgrade_dir(
+                std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+                // SAFETY: getuid has no preconditions and cannot fail.
+                unsafe { libc::getuid() },
+                &std::env::temp_dir(),
+            )
+            .join("ferrule-0.0.0.0-8080.sock")
+            .to_string_lossy()
+            .into_owned(),
         ),
         hash_key: HashKey::ClientIp,
         trusted_proxies: crate::client_ip::TrustedProxies::default(),
