@@ -8,7 +8,8 @@
 //!   switches the format;
 //! - a worker never waits on output: with the log stuck (a pipe nobody reads) requests are still
 //!   served and the lines that did not fit are counted in `/stats` and `/metrics`; a log that
-//!   cannot be written (`/dev/full`) is reported once and never stops the proxy.
+//!   cannot be written (`/dev/full`) is reported once and never stops the proxy;
+//! - a connection that ends before its exchange did says why (`close`), in the log and the counts.
 
 mod common;
 
@@ -453,4 +454,91 @@ impl NonBlock for std::fs::OpenOptions {
 
 fn libc_o_nonblock() -> i32 {
     0o4000 // O_NONBLOCK on Linux
+}
+
+/// A backend for the close-reason test: `GET /cut` gets a close-delimited `200` with a few body
+/// bytes, then a reset; `GET /wait` is held (its arrival signalled) until the proxy closes the
+/// connection.
+fn cutting_backend() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, arrived) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { break };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if got.starts_with(b"GET /cut ") {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nthe first bytes");
+                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                } else if got.starts_with(b"GET /wait ") {
+                    let _ = tx.send(());
+                    // held until the proxy gives up on it
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                } else {
+                    let _ = s.write_all(HEALTH_PROBE_ANSWER);
+                }
+            });
+        }
+    });
+    (addr, arrived)
+}
+
+// Proves every early end says why: a response cut by its backend after it started, and a request
+// whose client left before its answer, are logged with their close reason (and 499 for the
+// unanswered one), and counted by reason in /stats and /metrics.
+#[test]
+fn connections_cut_short_are_logged_and_counted_with_their_reason() {
+    let (addr, arrived) = cutting_backend();
+    let (_dir, path) = log_path("close-reasons");
+    let proxy = Proxy::start(
+        &[addr],
+        json!({"access_log": path_text(&path), "access_log_format": "json", "workers": 1,
+               "retries": 0, "health_check_method": "none"}),
+    );
+    let mut cut = Client::connect(proxy.addr());
+    cut.send(b"GET /cut HTTP/1.1\r\nHost: h\r\n\r\n");
+    let _ = cut.read_to_end();
+    let mut gone = Client::connect(proxy.addr());
+    gone.send(b"GET /wait HTTP/1.1\r\nHost: h\r\n\r\n");
+    arrived
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the request reached the backend");
+    drop(gone);
+    let lines = lines_at_least(&path, 2);
+    let entries: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let by_target = |t: &str| {
+        entries
+            .iter()
+            .find(|e| e["target"] == t)
+            .unwrap_or_else(|| panic!("no line for {t}: {lines:#?}"))
+    };
+    let cut_line = by_target("/cut");
+    assert_eq!(cut_line["status"], 200, "{cut_line}");
+    assert_eq!(cut_line["close"], "backend_failed", "{cut_line}");
+    let gone_line = by_target("/wait");
+    assert_eq!(gone_line["status"], 499, "{gone_line}");
+    assert_eq!(gone_line["close"], "client_closed", "{gone_line}");
+    let stats = proxy.admin_get("/stats");
+    assert!(stats["closed"]["backend_failed"].as_u64() >= Some(1), "{stats}");
+    assert!(stats["closed"]["client_closed"].as_u64() >= Some(1), "{stats}");
+    let mut c = Client::connect(proxy.admin());
+    c.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let metrics = c.response().text();
+    assert!(
+        metrics.contains("ferrule_connections_closed_total{reason=\"backend_failed\"} 1"),
+        "{metrics}"
+    );
 }
