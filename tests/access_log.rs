@@ -320,7 +320,7 @@ fn a_stuck_log_never_holds_up_a_worker_and_drops_are_counted() {
     assert!(dropped > 0, "{served} requests served, nothing dropped");
     let metrics = {
         let mut a = Client::connect(proxy.admin());
-        a.send(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        a.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         a.response().text()
     };
     let line = metrics
