@@ -484,6 +484,7 @@ pub fn start_with(
         tls: server_tls.clone(),
         config: Arc::new(parking_lot::RwLock::new(config.clone())),
         client_configs,
+        proxy_addr: local_addr,
         live: admin::Live::new(path, Arc::clone(&shared), fd_limit),
     };
     let admin_error = |source| StartError::Admin {

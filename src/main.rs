@@ -80,10 +80,11 @@ fn run(args: &[String]) -> Result<(), String> {
             let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let tls_warnings =
                 ferrule::check_tls(&config).map_err(|e| format!("{}: {e}", path.display()))?;
+            let n = config.backends.len();
             println!(
-                "ferrule: {} is valid ({} backends, strategy {}, port {})",
+                "ferrule: {} is valid ({n} backend{}, strategy {}, port {})",
                 path.display(),
-                config.backends.len(),
+                if n == 1 { "" } else { "s" },
                 config.strategy,
                 config.port
             );

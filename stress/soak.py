@@ -388,6 +388,8 @@ class Soak:
             f"http://127.0.0.1:{proxy['admin']}{path}",
             method=method,
             data=None if body is None else json.dumps(body).encode(),
+            # the admin API takes JSON bodies only (urllib would label them as a form)
+            headers={"Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(req, timeout=10) as r:

@@ -321,7 +321,7 @@ fn a_stuck_log_never_holds_up_a_worker_and_drops_are_counted() {
     assert!(dropped > 0, "{served} requests served, nothing dropped");
     let metrics = {
         let mut a = Client::connect(proxy.admin());
-        a.send(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        a.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         a.response().text()
     };
     let line = metrics
@@ -532,8 +532,14 @@ fn connections_cut_short_are_logged_and_counted_with_their_reason() {
     assert_eq!(gone_line["status"], 499, "{gone_line}");
     assert_eq!(gone_line["close"], "client_closed", "{gone_line}");
     let stats = proxy.admin_get("/stats");
-    assert!(stats["closed"]["backend_failed"].as_u64() >= Some(1), "{stats}");
-    assert!(stats["closed"]["client_closed"].as_u64() >= Some(1), "{stats}");
+    assert!(
+        stats["closed"]["backend_failed"].as_u64() >= Some(1),
+        "{stats}"
+    );
+    assert!(
+        stats["closed"]["client_closed"].as_u64() >= Some(1),
+        "{stats}"
+    );
     let mut c = Client::connect(proxy.admin());
     c.send(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let metrics = c.response().text();

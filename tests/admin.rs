@@ -6,6 +6,10 @@
 //!   HTTP framing) answered with a 4xx and the one error shape, and changing nothing;
 //! - `admin/pool.rs`: changing the pool (add, delete and drain, status, state, weight), under
 //!   load and from concurrent admin calls;
+//! - `admin/security.rs`: who may drive the API (the `Host` allow-list, other origins, JSON-only
+//!   bodies, slower answers to wrong tokens) and what it may be made to do (no backend at
+//!   ferrule's own or link-local addresses, files only from allowed directories, 409 for the
+//!   same backend by address, keys given twice refused);
 //! - `admin/docs.rs`: `/openapi.json` walked against the live router, `/metrics` through
 //!   `promtool check metrics` (skipped, with a message, only where promtool is not installed:
 //!   `.ci/run` installs it with `apt-get install -y prometheus`).
@@ -17,6 +21,8 @@ mod docs;
 mod input;
 #[path = "admin/pool.rs"]
 mod pool;
+#[path = "admin/security.rs"]
+mod security;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -28,7 +34,8 @@ use common::{Backend, Client, Proxy, Response};
 // ----------------------------------------------------------------------------- helpers
 
 /// One request to the admin API at `admin` on a fresh connection (`Connection: close`), with
-/// `headers` and, when given, a body with its `Content-Length`.
+/// `Host: <admin>` (unless `headers` have a `Host`), `headers` and, when given, a body with its
+/// `Content-Length` (and no `Content-Type` unless `headers` have one).
 pub fn send(
     admin: SocketAddr,
     method: &str,
@@ -36,7 +43,10 @@ pub fn send(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Response {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {admin}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -66,11 +76,14 @@ impl Api {
         }
     }
 
-    /// `method path` with `body` (raw bytes) and the token, if any.
+    /// `method path` with `body` (raw bytes, sent as `application/json`) and the token, if any.
     pub fn raw(&self, method: &str, path: &str, body: Option<&[u8]>) -> Response {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> =
+        let mut headers: Vec<(&str, &str)> =
             auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
         send(self.addr, method, path, &headers, body)
     }
 
@@ -193,6 +206,16 @@ fn read_endpoints_answer_json() {
     assert_eq!(config["strategy"], "least-conn");
     assert_eq!(config["backends"][1]["url"], format!("http://{}", b.addr));
     assert_eq!(config["health_check_method"], "none");
+    // every default filled in, health_check_timeout's too (the smaller of backend_timeout and
+    // the interval)
+    assert_eq!(config["health_check_timeout"], "10s", "{config}");
+    assert_eq!(config["admin_allowed_hosts"], json!([]));
+    assert_eq!(config["allowed_backend_networks"], json!([]));
+    assert_eq!(
+        first["addr"],
+        a.addr.to_string(),
+        "addr: where it is reached"
+    );
     assert!(
         config.get("admin_token").is_none_or(Value::is_null),
         "{config}"
@@ -257,7 +280,7 @@ fn stats_count_responses_and_bytes_per_worker_and_in_total() {
 #[test]
 fn the_token_is_required_when_set() {
     let a = Backend::start("a");
-    let proxy = quiet_proxy(&[a.addr], json!({"admin_token": "s3cret-token"}));
+    let proxy = quiet_proxy(&[a.addr], json!({"admin_token": "s3cret-token-0123456789"}));
     let admin = proxy.admin();
     let get = |path: &str, auth: Option<&str>| {
         let headers: Vec<(&str, &str)> = auth.iter().map(|v| ("Authorization", *v)).collect();
@@ -274,10 +297,10 @@ fn the_token_is_required_when_set() {
     ] {
         for auth in [
             None,
-            Some("Bearer s3cret-tokem"),
-            Some("Bearer s3cret-token2"),
-            Some("Basic czNjcmV0LXRva2Vu"),
-            Some("s3cret-token"),
+            Some("Bearer s3cret-token-012345678m"),
+            Some("Bearer s3cret-token-0123456782"),
+            Some("Basic czNjcmV0LXRva2VuLTAxMjM0NTY3ODk="),
+            Some("s3cret-token-0123456789"),
         ] {
             let r = get(path, auth);
             assert_eq!(r.status, 401, "{path} with {auth:?}");
@@ -290,9 +313,9 @@ fn the_token_is_required_when_set() {
         .header("www-authenticate")
         .is_some_and(|c| c.contains("invalid_token")));
     for auth in [
-        "Bearer s3cret-token",
-        "bearer s3cret-token",
-        "Bearer   s3cret-token ",
+        "Bearer s3cret-token-0123456789",
+        "bearer s3cret-token-0123456789",
+        "Bearer   s3cret-token-0123456789 ",
     ] {
         assert_eq!(get("/stats", Some(auth)).status, 200, "{auth}");
     }
@@ -304,12 +327,12 @@ fn the_token_is_required_when_set() {
     );
     // refused before the body is looked at
     let mut c = Client::connect(admin);
-    c.send(b"POST /backends HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000000\r\n\r\n");
+    c.send(b"POST /backends HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000000\r\n\r\n");
     assert_eq!(c.response().status, 401);
 
     let api = Api {
         addr: admin,
-        token: Some("s3cret-token".into()),
+        token: Some("s3cret-token-0123456789".into()),
     };
     assert_eq!(api.get("/config")["admin_token"], "<redacted>");
     let b = Backend::start("b");

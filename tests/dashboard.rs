@@ -8,10 +8,13 @@
 //!   configured backend, and its actions reach the API: drain (the state changes in the API and
 //!   on the page, and traffic sent meanwhile shows in the counters), weight, disable, enable,
 //!   add, remove, reload; rows are updated in place, never rebuilt; phone width has no
-//!   horizontal scrolling. Screenshots: `target/dashboard.png`, `target/dashboard-phone.png`;
+//!   horizontal scrolling. Screenshots: `dashboard.png`, `dashboard-phone.png` in cargo's target
+//!   directory (`CARGO_TARGET_DIR`, else `target/`);
 //! - with `admin_token`: the page asks for it, refuses a wrong one, keeps the right one for the
 //!   tab;
-//! - 200 backends: every row there, each poll rendered fast, the filter works.
+//! - 200 backends: every row there, each poll rendered fast, the filter works;
+//! - a page from another origin (127.0.0.5) cannot add a backend (CSRF), though the browser
+//!   sends its requests.
 //!
 //! Chromium and chromedriver must be installed (Debian's `chromium`, `chromium-driver`; `.ci/run`
 //! installs them): without them these tests fail, saying so.
@@ -39,7 +42,7 @@ fn admin(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Res
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let mut c = Client::connect(addr);
     c.send(
-        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Connection: close\r\n\r\n")
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
             .as_bytes(),
     );
     c.response_to(method)
@@ -100,8 +103,19 @@ fn console_errors(browser: &Browser, allowed: impl Fn(&str) -> bool) -> Vec<Stri
         .collect()
 }
 
+/// Where cargo puts its output, for the screenshots: `CARGO_TARGET_DIR` when set, else the
+/// directory the test binary sits in (`<target>/<profile>/deps/`, or `<target>/<triple>/...`),
+/// else `./target`.
 fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().ok();
+    let from_exe = exe.as_deref().and_then(|exe| {
+        let deps = exe.parent().filter(|d| d.ends_with("deps"))?;
+        deps.parent()?.parent().map(Path::to_path_buf)
+    });
+    from_exe.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 /// Traffic through the proxy, one request after another, until dropped.
@@ -180,7 +194,7 @@ fn the_page_is_open_self_contained_and_strict() {
     let a = Backend::start("a");
     let proxy = Proxy::start(
         &[a.addr],
-        json!({"health_check_method": "none", "admin_token": "page-token"}),
+        json!({"health_check_method": "none", "admin_token": "page-token-0123456789"}),
     );
     let page = admin(proxy.admin(), "GET", "/", None);
     assert_eq!(page.status, 200, "{}", page.text());
@@ -426,7 +440,7 @@ fn the_dashboard_shows_the_pool_and_acts_on_it() {
 #[test]
 fn the_token_prompt_refuses_a_wrong_token_and_keeps_the_right_one() {
     let a = Backend::start("a");
-    let token = "dash-s3cret";
+    let token = "dash-s3cret-0123456789";
     let proxy = Proxy::start(
         &[a.addr],
         json!({"health_check_method": "none", "admin_token": token}),
@@ -530,4 +544,80 @@ fn two_hundred_backends_render_in_place_and_fast() {
     let errors = console_errors(&browser, |_| false);
     assert!(errors.is_empty(), "console errors: {errors:?}");
     println!("200 backends: the slowest of 5 polls rendered in {slowest} ms");
+}
+
+/// A page on another origin (`http://127.0.0.5:PORT/`): a tiny HTTP server that answers every
+/// request with `html`. 127.0.0.5 is loopback too: nothing leaves the host.
+fn foreign_page(html: String) -> Backend {
+    let listener = std::net::TcpListener::bind("127.0.0.5:0").expect("bind 127.0.0.5");
+    Backend::on(listener, "foreign", move |_, _| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\n\r\n",
+            html.len()
+        );
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(html.as_bytes());
+        common::Reply::Bytes(bytes)
+    })
+}
+
+// Proves, in a real browser, the CSRF fix: a page from another origin (127.0.0.5) sends the
+// issue's request, a `no-cors` fetch with a text/plain JSON body (no preflight), and the same
+// with a form type, to the admin API; the backend is not added. The page's same kind of request
+// to the proxy port does arrive (with the page's Origin), so the browser did send them.
+#[test]
+fn a_page_from_another_origin_cannot_add_a_backend() {
+    let a = Backend::start("a");
+    let target = Backend::start("target");
+    let proxy = Proxy::start(&[a.addr], json!({"health_check_method": "none"}));
+    let api = proxy.admin();
+    let body = json!({"url": format!("http://{}", target.addr), "weight": 10000}).to_string();
+    let html = format!(
+        "<!doctype html><title>loading</title><script>\n\
+         const body = {body:?};\n\
+         Promise.allSettled([\n\
+           fetch('http://{api}/backends', {{method: 'POST', mode: 'no-cors', body}}),\n\
+           fetch('http://{api}/backends', {{method: 'POST', mode: 'no-cors', body,\n\
+             headers: {{'Content-Type': 'application/x-www-form-urlencoded'}}}}),\n\
+           fetch('http://{proxy}/csrf-probe', {{method: 'POST', mode: 'no-cors', body}}),\n\
+         ]).then(r => {{ document.title = 'sent ' + r.map(x => x.status).join(','); }});\n\
+         </script>",
+        proxy = proxy.addr(),
+    );
+    let page = foreign_page(html);
+    let browser = Browser::start(800, 600);
+    browser.goto(&format!("http://{}/", page.addr));
+    poll(WAIT, "the page's requests settled", || {
+        let title = browser.js("return document.title;", json!([]));
+        title
+            .as_str()
+            .is_some_and(|t| t.starts_with("sent"))
+            .then_some(())
+    });
+    // the control: the browser did send a cross-origin no-cors POST to 127.0.0.1 (to whichever
+    // backend the proxy chose: "target" too, had the attack worked)
+    let probe = a
+        .record
+        .requests()
+        .into_iter()
+        .chain(target.record.requests())
+        .find(|r| r.target == "/csrf-probe")
+        .expect("the page's request to the proxy port arrived");
+    assert_eq!(probe.header("origin"), Some(page_origin(&page).as_str()));
+    assert_eq!(probe.body, body.as_bytes());
+    // and the admin API took none of them
+    let list = admin(api, "GET", "/backends", None);
+    assert_eq!(list.status, 200);
+    let list: Value = serde_json::from_slice(&list.body).expect("JSON");
+    let urls: Vec<&str> = list["backends"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|b| b["url"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(urls, [format!("http://{}", a.addr)], "no backend was added");
+    assert_eq!(target.record.count(), 0);
+}
+
+fn page_origin(page: &Backend) -> String {
+    format!("http://{}", page.addr)
 }

@@ -201,7 +201,7 @@ fn a_reload_that_brings_the_first_name_starts_the_refresh() {
     with_name["backends"] = json!([{"url": url}]);
     std::fs::write(&path, with_name.to_string()).expect("write config");
     let mut c = Client::connect(proxy.admin_addr());
-    c.send(b"POST /reload HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    c.send(b"POST /reload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     assert_eq!(c.response().status, 200);
     assert_eq!(who_serves(proxy.local_addr(), 3), ["two"]);
     pin(&hosts, &["127.0.0.3"]);

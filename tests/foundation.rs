@@ -29,7 +29,9 @@ fn get_on(c: &mut Client, path: &str) -> Response {
 /// `GET path` on the admin API, as a raw response (status included).
 fn admin_raw(proxy: &Proxy, path: &str) -> Response {
     let mut c = Client::connect(proxy.admin());
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes());
+    c.send(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     c.response()
 }
 
@@ -646,6 +648,11 @@ fn cli_check_accepts_a_valid_config() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "stdout: {:?}", out.stdout);
     assert!(lines[0].contains("valid"), "stdout: {:?}", out.stdout);
+    assert!(
+        lines[0].contains("(1 backend, "),
+        "one backend, in the singular: {:?}",
+        out.stdout
+    );
     assert!(out.stderr.is_empty(), "stderr: {:?}", out.stderr);
 }
 

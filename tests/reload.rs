@@ -60,7 +60,7 @@ fn admin(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u1
     let mut c = Client::connect(addr);
     c.send(
         format!(
-            "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
@@ -376,7 +376,10 @@ fn a_token_set_by_a_reload_applies_to_the_next_request() {
     let proxy = start_from(&path);
     write(
         &path,
-        &config(&[(a.addr, 1)], json!({"admin_token": "s3cret"})),
+        &config(
+            &[(a.addr, 1)],
+            json!({"admin_token": "s3cret-0123456789abc"}),
+        ),
     );
     assert_eq!(reload(&proxy).0, 200);
     let (status, _) = admin(proxy.admin_addr(), "GET", "/backends", None);

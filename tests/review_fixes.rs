@@ -282,7 +282,7 @@ fn out_of_descriptors_on_a_backend_connect_is_503_and_not_the_backends_fault() {
         Duration::from_secs(5),
     );
     let mut admin = Client::connect(proxy.admin);
-    admin.send(b"GET /backends HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    admin.send(b"GET /backends HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let list: serde_json::Value = serde_json::from_slice(&admin.response().body).expect("json");
     let entry = backend_entry(&list, backend.addr);
     assert_eq!(entry["failures"], 0, "{entry}");

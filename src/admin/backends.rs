@@ -1,8 +1,11 @@
 //! `/backends`: list, show, add, remove, switch on and off, reweigh.
 //!
 //! Adding reads the body with the config file's own rules (`config::backend_from_json`), resolves
-//! the host here, on an admin thread, and gives an `https://` backend its TLS client settings as
-//! at start; the new backend takes the next id (ids are never reused). Removing takes the backend
+//! the host here, on an admin thread, refuses an address of ferrule's own or a link-local one
+//! (`config::check_backend_addr`), a `ca_file` outside the allowed directories ([`confined`]),
+//! and the same scheme and address as a backend in the pool (409); it gives an `https://` backend
+//! its TLS client settings as at start, its CA file read afresh; the new backend takes the next
+//! id (ids are never reused). Removing takes the backend
 //! out of the pool at once (no new request goes to it), tells every worker to close its idle
 //! connections to it, and keeps it in [`Admin::draining`] (listed as `draining`) until its last
 //! request in flight ends; then the workers are told again, for connections that went idle during
@@ -13,6 +16,7 @@
 //! the recent health checks (`health_history`), the response-time histogram (`latency`) and
 //! whether it was removed and is draining its last requests (`removed`).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -20,7 +24,7 @@ use serde_json::{json, Map, Value};
 use super::{json_object, Admin, ApiError, Call};
 use crate::balancer::{Backend, State};
 use crate::config::describe;
-use crate::config::{self, BackendConfig, BackendTls};
+use crate::config::{self, BackendConfig, BackendTls, Config, Scheme};
 use crate::httpd::message::Response;
 use crate::stats::LATENCY_BOUNDS_MS;
 use crate::worker::Control;
@@ -110,29 +114,47 @@ pub(super) fn get(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
 }
 
 pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
-    let body = Value::Object(json_object(call.body)?);
-    let balancer = &admin.state.balancer;
-    let pool = balancer.current();
-    let existing: Vec<&str> = pool.backends().iter().map(|b| b.url.as_str()).collect();
+    let mut body = json_object(call.body)?;
+    if let Some(Value::String(path)) = body.get("ca_file") {
+        let real = confined(admin, path)?;
+        body.insert("ca_file".into(), Value::String(real));
+    }
     // validation and name resolution, outside any lock
-    let (cfg, tls) =
-        config::backend_from_json(&body, &existing).map_err(|e| ApiError::bad(e.to_string()))?;
-    let client_tls = crate::client_tls_of(
-        &admin.state.config.read(),
-        &cfg,
-        &tls,
-        &admin.state.client_configs,
-        "",
-    )
-    .map_err(ApiError::bad)?;
-    let warnings = warnings(admin, &cfg, &tls);
-    let added = balancer.update(|pool| {
-        // another request may have added it since the check above
+    let (cfg, tls) = config::backend_from_json(&Value::Object(body))
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let config = admin.state.config.read().clone();
+    let mut own = vec![
+        ("proxy", admin.state.proxy_addr),
+        ("admin API", admin.own_addr),
+    ];
+    own.extend(
+        config
+            .own_listeners()
+            .into_iter()
+            .filter(|(what, _)| *what == "redirect"),
+    );
+    config::check_backend_addr(&cfg.url, cfg.addr, &own, &config.allowed_backend_networks)
+        .map_err(|problem| ApiError::bad(format!("url: {problem}")))?;
+    // the CA file as it is now (a fresh cache: a rotated CA is read again, not the one cached
+    // under the same path at start)
+    let fresh = crate::tls::ClientConfigs::new();
+    let client_tls =
+        crate::client_tls_of(&config, &cfg, &tls, &fresh, "").map_err(ApiError::bad)?;
+    let warnings = warnings(admin, &config, &cfg, &tls);
+    let added = admin.state.balancer.update(|pool| {
+        // checked under the writer lock: another request may have added it meanwhile
         match pool.backends().iter().find(|b| same_target(b, &cfg)) {
-            Some(b) => Err(ApiError::bad(format!(
-                "url: {:?} is the same backend as {:?}",
-                cfg.url, b.url
-            ))),
+            Some(b) => Err(ApiError::new(
+                409,
+                format!(
+                    "url: {:?} is the same backend as backend {} ({:?}): both reach {} over {}",
+                    cfg.url,
+                    b.id,
+                    b.url,
+                    cfg.addr,
+                    scheme_name(cfg.scheme)
+                ),
+            )),
             None => Ok(pool.add(&cfg, client_tls)),
         }
     })?;
@@ -150,6 +172,52 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
         map.insert("warnings".into(), json!(warnings));
     }
     Ok(Response::json(201, &entry).with_header("Location", format!("/backends/{}", added.id)))
+}
+
+/// A file named through the API (`ca_file`): it must resolve, symlinks followed, to a regular
+/// file under the config file's directory or under `admin_files_dir`; its resolved path is used
+/// from then on. Anything else is refused with one message, which says nothing of whether the
+/// file exists or what it holds.
+fn confined(admin: &Admin, path: &str) -> Result<String, ApiError> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Some(file) = &admin.state.live.path {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        roots.push(dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf));
+    }
+    if let Some(dir) = &admin.state.config.read().admin_files_dir {
+        roots.push(PathBuf::from(dir));
+    }
+    let refused = || {
+        let under = if roots.is_empty() {
+            "nowhere: the proxy was started without a config file and admin_files_dir is not set"
+                .to_owned()
+        } else {
+            let dirs: Vec<String> = roots.iter().map(|r| format!("{}", r.display())).collect();
+            format!(
+                "under {} (the config file's directory, or admin_files_dir)",
+                dirs.join(" or ")
+            )
+        };
+        ApiError::bad(format!(
+            "ca_file: {path:?} is refused: files named through the admin API must be {under}"
+        ))
+    };
+    let real = std::fs::canonicalize(path).map_err(|_| refused())?;
+    let inside = roots
+        .iter()
+        .filter_map(|root| std::fs::canonicalize(root).ok())
+        .any(|root| real.starts_with(root));
+    if !inside || !real.is_file() {
+        return Err(refused());
+    }
+    real.into_os_string().into_string().map_err(|_| refused())
+}
+
+fn scheme_name(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    }
 }
 
 pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
@@ -298,10 +366,13 @@ fn change(
 
 fn parse_id(text: &str) -> Result<u64, ApiError> {
     text.parse::<u64>().map_err(|_| {
-        ApiError::new(
-            404,
-            format!("id: {text:?} is not a backend id (ids are numbers)"),
-        )
+        // digits beyond u64: a number, but no backend has it
+        let message = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            format!("id: no backend with id {}", text.get(..40).unwrap_or(text))
+        } else {
+            format!("id: {text:?} is not a backend id (ids are numbers)")
+        };
+        ApiError::new(404, message)
     })
 }
 
@@ -351,23 +422,16 @@ fn state_of(value: &Value) -> Result<Wanted, ApiError> {
     }
 }
 
-/// The same scheme, port and host (names without case, addresses by value).
+/// The same backend: the same scheme and the same address (`http://localhost:8082` and
+/// `http://127.0.0.1:8082` are one), whatever the URLs' text.
 fn same_target(b: &Backend, cfg: &BackendConfig) -> bool {
-    let host = match (
-        b.host.parse::<std::net::IpAddr>(),
-        cfg.host.parse::<std::net::IpAddr>(),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => b.host.eq_ignore_ascii_case(&cfg.host),
-    };
-    // the address resolved from the URL has the URL's port
-    b.scheme == cfg.scheme && host && b.addr.port() == cfg.port
+    b.scheme == cfg.scheme && b.addr == cfg.addr
 }
 
-/// What the config file would warn about this entry (its own address, unused TLS keys), and a
-/// backend already at the same address.
-fn warnings(admin: &Admin, cfg: &BackendConfig, tls: &BackendTls) -> Vec<String> {
-    let mut alone = admin.state.config.read().clone();
+/// What the config file would warn about this entry (unused TLS keys), and a backend already at
+/// the same address over another scheme.
+fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTls) -> Vec<String> {
+    let mut alone = config.clone();
     alone.backends = vec![cfg.clone()];
     alone.backend_tls = vec![tls.clone()];
     let mut out: Vec<String> = alone

@@ -3,8 +3,10 @@
 //!
 //! Files: `crate::httpd` is the HTTP server (1 MiB bodies, timeouts, bounded connections; its
 //! header says why it is not `tiny_http`) and `httpd/message.rs` its heads and answers (the https
-//! redirect listener shares them); this file the routes,
-//! the token check and the error shape; `backends.rs` the `/backends` endpoints and the drain of
+//! redirect listener shares them); this file the routes, the screening of each head (in
+//! [`Admin::gate`]'s order), the token check and the error shape; `guard.rs` what a request must
+//! show before its token is looked at (the `Host` allow-list, its origin, a JSON body type) and
+//! the slowing of wrong tokens; `backends.rs` the `/backends` endpoints and the drain of
 //! removed backends; `metrics.rs` `/stats` and the Prometheus `/metrics`; `dashboard.rs` the
 //! HTML dashboard at `/` and `/dashboard` (open: the page holds no data, it asks for the token
 //! and sends it to the JSON endpoints); `openapi.rs` the
@@ -12,12 +14,15 @@
 //! router serves nothing else).
 //!
 //! Every answer is JSON but `/metrics`; every error is `{"error": "<field or part>: <problem>"}`
-//! with a 4xx status: 400 bad input, 401 no or wrong token (with `WWW-Authenticate: Bearer`), 404
-//! unknown path or backend, 405 a method the path does not take (with `Allow`), 413 a body over
-//! 1 MiB. The pool is changed only through `Balancer::update`, which serialises writers.
+//! with a 4xx status: 400 bad input (no `Host` on HTTP/1.1 too), 401 no or wrong token (with
+//! `WWW-Authenticate: Bearer`), 403 a browser request from another origin, 404 unknown path or
+//! backend, 405 a method the path does not take (with `Allow`), 409 the same backend again, 413
+//! a body over 1 MiB, 415 a body that is not `application/json`, 421 a `Host` the API does not
+//! answer to. The pool is changed only through `Balancer::update`, which serialises writers.
 
 mod backends;
 pub(crate) mod dashboard;
+mod guard;
 mod metrics;
 mod openapi;
 mod reload;
@@ -55,9 +60,12 @@ pub struct AdminState {
     /// `GET /config`, `admin_token`, and what backends added later inherit (`backend_ca_file`,
     /// `max_conns`).
     pub config: Arc<RwLock<Config>>,
-    /// The TLS client configurations built at start, shared with backends added later (so they
-    /// share session resumption with the backends that have the same CA).
+    /// The TLS client configurations built at start (a backend added later reads its CA file
+    /// afresh: see `backends.rs`).
     pub client_configs: ClientConfigs,
+    /// The address the proxy accepts clients on, as bound (its port picked when `port` is 0): a
+    /// backend added there would loop.
+    pub proxy_addr: SocketAddr,
     /// What a reload changes besides the pool: the workers' settings, the health and DNS threads.
     pub live: Live,
 }
@@ -105,9 +113,11 @@ pub fn start(addr: SocketAddr, state: AdminState) -> io::Result<AdminHandle> {
 /// refresh when the config has names to refresh.
 pub fn start_on(listener: std::net::TcpListener, state: AdminState) -> io::Result<AdminHandle> {
     let admin = Arc::new(Admin {
+        own_addr: listener.local_addr()?,
         state,
         started: std::time::SystemTime::now(),
         reloading: parking_lot::Mutex::new(()),
+        throttle: guard::Throttle::default(),
     });
     reload::start_dns(&admin.state)?;
     let server = Server::on_listener(listener, Arc::clone(&admin), "ferrule-admin")?;
@@ -127,9 +137,13 @@ impl Reloader {
 /// The admin API's own state around [`AdminState`].
 struct Admin {
     state: AdminState,
+    /// The admin API's own address, as bound.
+    own_addr: SocketAddr,
     started: std::time::SystemTime,
     /// One reload at a time.
     reloading: parking_lot::Mutex<()>,
+    /// Recent wrong tokens by client address.
+    throttle: guard::Throttle,
 }
 
 /// A failed request: its status, message and extra fields.
@@ -268,33 +282,10 @@ fn find_route(path: &str) -> Option<(&'static Route, Vec<&str>)> {
 }
 
 impl crate::httpd::App for Admin {
+    /// In this order (see `guard.rs`): the `Host`, the `Origin`, the token, the route and the
+    /// method, the body's `Content-Type`; the first that fails is the answer.
     fn screen(&self, head: &Head) -> Option<Response> {
-        // the dashboard page carries no data: it asks for the token and sends it itself
-        let open =
-            head.method == "GET" && matches!(head.path.as_str(), "/health" | "/" | "/dashboard");
-        if !open {
-            if let Err(e) = self.authorize(head) {
-                return Some(e.into_response());
-            }
-        }
-        let Some((route, _)) = find_route(&head.path) else {
-            let message = format!(
-                "{}: no such endpoint (GET /openapi.json lists them)",
-                head.path
-            );
-            return Some(Response::error(404, &message));
-        };
-        if route.ops.iter().any(|(m, _)| *m == head.method) {
-            return None;
-        }
-        let allow: Vec<&str> = route.ops.iter().map(|(m, _)| *m).collect();
-        let message = format!(
-            "method: {} {} is not served (allowed: {})",
-            head.method,
-            route.path,
-            allow.join(", ")
-        );
-        Some(Response::error(405, &message).with_header("Allow", allow.join(", ")))
+        self.gate(head).err().map(ApiError::into_response)
     }
 
     fn handle(&self, head: &Head, body: &[u8]) -> Response {
@@ -314,8 +305,63 @@ impl crate::httpd::App for Admin {
 }
 
 impl Admin {
+    /// What [`crate::httpd::App::screen`] checks, in order.
+    fn gate(&self, head: &Head) -> Result<(), ApiError> {
+        let host = {
+            let config = self.state.config.read();
+            let allowed = guard::Allowed {
+                bind: self.own_addr.ip(),
+                port: self.own_addr.port(),
+                hosts: &config.admin_allowed_hosts,
+            };
+            guard::check_host(head, &allowed)?
+        };
+        let get = head.method == "GET" || head.method == "HEAD";
+        // the dashboard page carries no data (it asks for the token and sends it itself), and
+        // may be opened from a link on another site
+        let page = get && matches!(head.path.as_str(), "/" | "/dashboard");
+        if !page {
+            guard::check_origin(head, host)?;
+        }
+        if !(page || head.method == "GET" && head.path == "/health") {
+            self.authorize(head)?;
+        }
+        let Some((route, _)) = find_route(&head.path) else {
+            return Err(ApiError::new(
+                404,
+                format!(
+                    "{}: no such endpoint (GET /openapi.json lists them)",
+                    head.path
+                ),
+            ));
+        };
+        if !route.ops.iter().any(|(m, _)| *m == head.method) {
+            let allow: Vec<&str> = route.ops.iter().map(|(m, _)| *m).collect();
+            let mut e = ApiError::new(
+                405,
+                format!(
+                    "method: {} {} is not served (allowed: {})",
+                    head.method,
+                    route.path,
+                    allow.join(", ")
+                ),
+            );
+            e.headers.push(("Allow", allow.join(", ")));
+            return Err(e);
+        }
+        let has_body = !matches!(
+            head.framing(),
+            Ok(crate::http::framing::Framing::None | crate::http::framing::Framing::Length(0))
+        );
+        if has_body {
+            guard::check_content_type(head)?;
+        }
+        Ok(())
+    }
+
     /// With an `admin_token`: the request must carry `Authorization: Bearer <token>` (but
-    /// `GET /health` and the dashboard page).
+    /// `GET /health` and the dashboard page). A wrong token is answered later the more wrong
+    /// ones its address sent lately (`guard::Throttle`).
     fn authorize(&self, head: &Head) -> Result<(), ApiError> {
         // read each time: a reload may set, change or remove it
         let token = self.state.config.read().admin_token.clone();
@@ -327,11 +373,22 @@ impl Admin {
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
         let (message, challenge) = match given {
-            Some(given) if same_secret(given.as_bytes(), &token) => return Ok(()),
-            Some(_) => (
-                "authorization: the bearer token is not the admin_token",
-                "Bearer realm=\"ferrule admin\", error=\"invalid_token\"",
-            ),
+            Some(given) if same_secret(given.as_bytes(), &token) => {
+                if let Some(peer) = head.peer {
+                    self.throttle.succeeded(peer);
+                }
+                return Ok(());
+            }
+            Some(_) => {
+                if let Some(peer) = head.peer {
+                    // on this connection's own thread, holding no lock
+                    std::thread::sleep(self.throttle.failed(peer));
+                }
+                (
+                    "authorization: the bearer token is not the admin_token",
+                    "Bearer realm=\"ferrule admin\", error=\"invalid_token\"",
+                )
+            }
             None => (
                 "authorization: missing (send Authorization: Bearer <admin_token>)",
                 "Bearer realm=\"ferrule admin\"",
@@ -360,14 +417,22 @@ fn health(_: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
     Ok(Response::json(200, &json!({"status": "ok"})))
 }
 
+/// The config in force in the file's form; `health_check_timeout`, whose default is computed
+/// from two other keys, shown with its effective value.
 fn config(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    let shown = serde_json::to_value(admin.state.config.read().redacted())
+    let config = admin.state.config.read();
+    let mut shown = serde_json::to_value(config.redacted())
         .map_err(|e| ApiError::new(500, format!("config: cannot be shown: {e}")))?;
+    if let Value::Object(map) = &mut shown {
+        let timeout = crate::config::format_duration(config.health_check_timeout());
+        map.insert("health_check_timeout".into(), Value::String(timeout));
+    }
     Ok(Response::json(200, &shown))
 }
 
-fn openapi(_: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &openapi::document()))
+fn openapi(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
+    let token = admin.state.config.read().admin_token.is_some();
+    Ok(Response::json(200, &openapi::document(token)))
 }
 
 /// Re-reads every certificate and key file: new handshakes use them, open connections keep
@@ -413,18 +478,22 @@ fn reopen_logs(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
     }
 }
 
-/// The body as a JSON object.
+/// The body as a JSON object (a key given twice, at any depth, is refused).
 fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    use crate::config::JsonError;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad("body: empty (expected a JSON object)"));
     }
-    match serde_json::from_slice::<Value>(body) {
+    match crate::config::parse_json(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::bad(format!(
             "body: expected a JSON object, found {}",
             crate::config::describe(&other)
         ))),
-        Err(e) => Err(ApiError::bad(format!("body: not valid JSON: {e}"))),
+        Err(JsonError::Duplicate(key)) => {
+            Err(ApiError::bad(format!("{key}: {}", JsonError::DUPLICATE)))
+        }
+        Err(JsonError::Syntax(e)) => Err(ApiError::bad(format!("body: not valid JSON: {e}"))),
     }
 }
 

@@ -6,17 +6,20 @@
 
 use serde_json::{json, Value};
 
-/// The whole document.
-pub(super) fn document() -> Value {
-    json!({
+/// The whole document; `token`: `admin_token` is set, and the bearer scheme is declared.
+pub(super) fn document(token: bool) -> Value {
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "ferrule admin API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Reads and changes a running ferrule: its backend pool, its counters, \
                 its configuration. JSON in and out (but /metrics); every error is \
-                {\"error\": \"<field>: <problem>\"}. Request bodies are at most 1 MiB (413 \
-                beyond). With admin_token set, every request but GET /health needs \
+                {\"error\": \"<field>: <problem>\"}. Request bodies are JSON with \
+                Content-Type: application/json (415 otherwise), at most 1 MiB (413 beyond). The \
+                Host must be localhost, a loopback address, admin_bind or one of \
+                admin_allowed_hosts (421 otherwise); a browser request from another origin gets \
+                403. With admin_token set, every request but GET /health needs \
                 Authorization: Bearer <admin_token> (401 with WWW-Authenticate: Bearer \
                 otherwise); GET / and GET /dashboard (the HTML dashboard, which holds no data \
                 itself) are open too. A method a path does not take gets 405 with Allow; an \
@@ -42,7 +45,48 @@ pub(super) fn document() -> Value {
             "/reload": {"post": reload()},
             "/reopen-logs": {"post": reopen_logs()},
         },
-    })
+    });
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for ops in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in ops.values_mut() {
+                let body = op.get("requestBody").is_some();
+                if let Some(Value::Object(responses)) = op.get_mut("responses") {
+                    responses.insert(
+                        "403".into(),
+                        error("a browser request from another origin (Origin, Sec-Fetch-Site)"),
+                    );
+                    responses.insert(
+                        "421".into(),
+                        error("a Host this admin API does not answer to (see admin_allowed_hosts)"),
+                    );
+                    if body {
+                        responses.insert(
+                            "415".into(),
+                            error("a body without Content-Type: application/json"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if !token {
+        // without a token nothing asks for one: a client (or a schema-driven tester) that
+        // believed the declaration would send a header that means nothing
+        if let Value::Object(map) = &mut doc {
+            map.remove("security");
+        }
+        if let Some(Value::Object(components)) = doc.get_mut("components") {
+            components.remove("securitySchemes");
+        }
+        if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+            for op in paths.values_mut().filter_map(Value::as_object_mut) {
+                for o in op.values_mut().filter_map(Value::as_object_mut) {
+                    o.remove("security");
+                }
+            }
+        }
+    }
+    doc
 }
 
 fn schema(name: &str) -> Value {
@@ -131,8 +175,9 @@ fn add() -> Value {
                 "headers": {"Location": {"schema": {"type": "string"}, "description": "/backends/{id}"}},
                 "content": {"application/json": {"schema": schema("AddedBackend")}},
             },
-            "400": error("not a JSON object, an unknown key, a bad value (url, weight…), a host that does not resolve, the same backend twice"),
+            "400": error("not a JSON object, a key given twice, an unknown key, a bad value (url, weight…), a host that does not resolve, an address of ferrule's own or a link-local one, a ca_file outside the allowed directories"),
             "401": unauthorized(),
+            "409": error("a backend with the same scheme and address is in the pool"),
             "413": error("the body is over 1 MiB"),
         },
     })
@@ -332,10 +377,16 @@ fn schemas() -> Value {
                 "required": ["url"],
                 "additionalProperties": false,
                 "properties": {
-                    "url": {"type": "string", "description": "http[s]://host[:port][/]"},
+                    "url": {
+                        "type": "string",
+                        "description": "http[s]://host[:port][/]: the host a dotted-quad IPv4 address, a bracketed IPv6 address or a name (resolved when added); no path, no user info",
+                        "pattern": crate::config::URL_PATTERN,
+                        "minLength": 8,
+                        "maxLength": crate::config::URL_MAX_LENGTH,
+                    },
                     "weight": {"type": "integer", "minimum": 1, "maximum": 10000, "nullable": true, "default": 1},
                     "max_conns": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "nullable": true, "description": "requests in flight at most (0: no limit); absent: the top-level max_conns"},
-                    "ca_file": {"type": "string", "nullable": true, "description": "https only: PEM CA file (absent: backend_ca_file, or the built-in roots)"},
+                    "ca_file": {"type": "string", "minLength": 1, "nullable": true, "description": "https only: PEM CA file (absent: backend_ca_file, or the built-in roots); it must be under the config file's directory or admin_files_dir"},
                     "tls_skip_verify": {"type": "boolean", "nullable": true, "default": false},
                 },
             }),

@@ -78,7 +78,7 @@ impl Serialize for BackendUrl {
 
 /// What a backend URL points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Target {
+pub(super) struct Target {
     scheme: Scheme,
     /// Without the brackets of an IPv6 literal.
     host: String,
@@ -184,12 +184,9 @@ fn resolve_spec(
 /// One `backends[]` entry given on its own as JSON (the admin API's `POST /backends`): the same
 /// keys, types, checks and messages as in config.json, its `ca_file` opened, its host resolved
 /// (this blocks: never call it on a worker). Messages name the entry's own keys (`url`,
-/// `weight`, ...). `existing` are the URLs of the backends already there: the same backend
-/// again is refused, as a second entry in the file is.
-pub fn backend_from_json(
-    value: &Value,
-    existing: &[&str],
-) -> Result<(BackendConfig, BackendTls), ConfigError> {
+/// `weight`, ...). Whether the same backend is already there is the caller's to check (the admin
+/// API compares the address resolved here, and the scheme).
+pub fn backend_from_json(value: &Value) -> Result<(BackendConfig, BackendTls), ConfigError> {
     if !value.is_object() {
         let problem = format!(
             "a backend must be a JSON object, found {}",
@@ -199,15 +196,8 @@ pub fn backend_from_json(
     }
     let file: BackendFile = de::from_value(value.clone())
         .map_err(|(field, problem)| ConfigError::Invalid { field, problem })?;
-    let url = file
-        .url
-        .as_ref()
-        .ok_or_else(|| invalid("url", "missing (every backend needs a url)"))?;
-    for text in existing {
-        if parse_backend_url(text).is_ok_and(|target| target.same_as(&url.target)) {
-            let problem = format!("{:?} is the same backend as {text:?}", url.text);
-            return Err(invalid("url", problem));
-        }
+    if file.url.is_none() {
+        return Err(invalid("url", "missing (every backend needs a url)"));
     }
     let (mut specs, mut tls) = specs(vec![file])?;
     let (Some(spec), Some(tls)) = (specs.pop(), tls.pop()) else {
@@ -222,8 +212,37 @@ pub fn backend_from_json(
     Ok((backend, tls))
 }
 
+/// A backend URL as a regular expression (ECMA-262, for the OpenAPI schema): every text it
+/// matches, at most [`URL_MAX_LENGTH`] long, passes [`parse_backend_url`] (a test holds it to
+/// that). It is narrower than the parser: a dotted-quad IPv4 address, a bracketed IPv6 one in
+/// hexadecimal groups, or a name whose last label starts with a letter or `_`; a port of 1 to
+/// 65535 without leading zeros.
+pub const URL_PATTERN: &str = concat!(
+    "^[Hh][Tt][Tt][Pp][Ss]?://(",
+    // IPv4
+    "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    // a name
+    "|([A-Za-z0-9_-]{1,63}\\.)*[A-Za-z_][A-Za-z0-9_-]{0,62}",
+    // IPv6
+    "|\\[(",
+    "([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
+    "|([0-9A-Fa-f]{1,4}:){1,7}:",
+    "|([0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}",
+    "|([0-9A-Fa-f]{1,4}:){1,5}(:[0-9A-Fa-f]{1,4}){1,2}",
+    "|([0-9A-Fa-f]{1,4}:){1,4}(:[0-9A-Fa-f]{1,4}){1,3}",
+    "|([0-9A-Fa-f]{1,4}:){1,3}(:[0-9A-Fa-f]{1,4}){1,4}",
+    "|([0-9A-Fa-f]{1,4}:){1,2}(:[0-9A-Fa-f]{1,4}){1,5}",
+    "|[0-9A-Fa-f]{1,4}:(:[0-9A-Fa-f]{1,4}){1,6}",
+    "|:((:[0-9A-Fa-f]{1,4}){1,7}|:)",
+    ")\\]",
+    ")(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?/?$",
+);
+
+/// The longest URL [`URL_PATTERN`] describes: `http://` and a name of 253 characters.
+pub const URL_MAX_LENGTH: usize = 7 + MAX_HOST;
+
 /// `http[s]://host[:port][/]`: the host a name, an IPv4 address or a bracketed IPv6 address.
-fn parse_backend_url(url: &str) -> Result<Target, String> {
+pub(super) fn parse_backend_url(url: &str) -> Result<Target, String> {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, rest)) if s.eq_ignore_ascii_case("http") => (Scheme::Http, rest),
         Some((s, rest)) if s.eq_ignore_ascii_case("https") => (Scheme::Https, rest),
@@ -245,6 +264,9 @@ fn parse_backend_url(url: &str) -> Result<Target, String> {
     }
     let (host, port) =
         split_host_port(authority).map_err(|problem| format!("{url:?}: {problem}"))?;
+    if !authority.starts_with('[') {
+        check_host_name(host).map_err(|problem| format!("{url:?}: {problem}"))?;
+    }
     let port = match port {
         None => match scheme {
             Scheme::Http => 80,
@@ -260,6 +282,52 @@ fn parse_backend_url(url: &str) -> Result<Target, String> {
         host: host.to_owned(),
         port,
     })
+}
+
+/// The longest host name (DNS: 253 characters, each label at most 63).
+const MAX_HOST: usize = 253;
+const MAX_LABEL: usize = 63;
+
+/// A host that is not an IPv6 literal: a dotted-quad IPv4 address, or a name whose labels are
+/// 1 to 63 characters (a final dot allowed), at most 253 in all. A host whose last label is a
+/// number (`127.1`, `0x7f.1`, `2130706433`, `0177.0.0.1`) but that is not a dotted quad of
+/// decimals is refused: resolvers, browsers and curl read those legacy forms as IPv4 addresses,
+/// each in its own way, so the address meant is not clear (and a check by address is fooled).
+fn check_host_name(host: &str) -> Result<(), String> {
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let last = name.rsplit('.').next().unwrap_or_default();
+    let hex = |l: &str| {
+        l.strip_prefix("0x")
+            .or_else(|| l.strip_prefix("0X"))
+            .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    if !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || hex(last)) {
+        return Err(format!(
+            "{host:?} is a numeric host but not an IPv4 address of four decimal numbers \
+             (write it as such, e.g. 127.0.0.1: forms such as 127.1, 0x7f.1, 2130706433 or \
+             0177.0.0.1 are read differently by different programs)"
+        ));
+    }
+    if name.len() > MAX_HOST {
+        return Err(format!(
+            "the host name is {} characters long (at most {MAX_HOST})",
+            name.len()
+        ));
+    }
+    match name
+        .split('.')
+        .find(|l| l.is_empty() || l.len() > MAX_LABEL)
+    {
+        Some("") => Err(format!("{host:?} has an empty label (\"..\")")),
+        Some(label) => Err(format!(
+            "the label {label:?} is {} characters long (at most {MAX_LABEL})",
+            label.len()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Splits `host[:port]` or `[ipv6][:port]`; the host comes back without brackets.

@@ -15,18 +15,6 @@ impl Config {
             warnings.push("no backends configured: every request will get 503".to_owned());
         }
         for (i, backend) in self.backends.iter().enumerate() {
-            if listens_on(backend.addr, self.bind, self.port) {
-                warnings.push(format!(
-                    "backends[{i}] ({:?}) is this proxy's own address: requests to it would loop",
-                    backend.url
-                ));
-            }
-            if listens_on(backend.addr, self.admin_bind, self.admin_port) {
-                warnings.push(format!(
-                    "backends[{i}] ({:?}) is the admin API's address",
-                    backend.url
-                ));
-            }
             if let Some(j) = self.backends[..i]
                 .iter()
                 .position(|b| b.addr == backend.addr)
@@ -59,13 +47,6 @@ impl Config {
                     ));
                 }
             }
-        }
-        if !self.admin_bind.is_loopback() && self.admin_token.is_none() {
-            warnings.push(format!(
-                "admin_bind is {} (not loopback) and there is no admin_token: anyone who can reach \
-                 port {} can change the backend pool",
-                self.admin_bind, self.admin_port
-            ));
         }
         if self.health_check_method != HealthCheckMethod::Http
             && self.health_check_path != "/health"
@@ -103,6 +84,14 @@ impl Config {
 
     /// Checks between fields, run once every field has been read.
     pub(super) fn check_related_fields(&self) -> Result<(), ConfigError> {
+        if !self.admin_bind.to_canonical().is_loopback() && self.admin_token.is_none() {
+            let problem = format!(
+                "{} is not a loopback address, so admin_token is required (without it, anyone \
+                 who can reach port {} could change the backend pool)",
+                self.admin_bind, self.admin_port
+            );
+            return Err(invalid("admin_bind", problem));
+        }
         if self.admin_port == self.port && self.port != 0 {
             let problem = format!("must differ from port ({})", self.port);
             return Err(invalid("admin_port", problem));
@@ -185,12 +174,86 @@ impl Config {
     }
 }
 
-/// Whether a listener bound to `bind:port` would accept a connection to `addr`.
-fn listens_on(addr: SocketAddr, bind: IpAddr, port: u16) -> bool {
-    let ip = addr.ip();
-    port != 0
-        && addr.port() == port
-        && (ip == bind || (ip.is_loopback() && (bind.is_unspecified() || bind.is_loopback())))
+impl Config {
+    /// ferrule's own listening sockets as the config gives them (a port 0, picked at start, is
+    /// not known here): the proxy, the admin API, and the redirect listener with TLS on.
+    pub fn own_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut own = vec![
+            ("proxy", SocketAddr::new(self.bind, self.port)),
+            (
+                "admin API",
+                SocketAddr::new(self.admin_bind, self.admin_port),
+            ),
+        ];
+        if let Some(port) = self.ssl.redirect_http_port.filter(|_| self.ssl.enabled) {
+            own.push(("redirect", SocketAddr::new(self.bind, port)));
+        }
+        own.retain(|(_, a)| a.port() != 0);
+        own
+    }
+
+    /// Every backend's address: not one of ferrule's own listeners, not link-local unless
+    /// `allowed_backend_networks` says so (see [`check_backend_addr`]).
+    pub(super) fn check_backend_addresses(&self) -> Result<(), ConfigError> {
+        let own = self.own_listeners();
+        for (i, b) in self.backends.iter().enumerate() {
+            check_backend_addr(&b.url, b.addr, &own, &self.allowed_backend_networks)
+                .map_err(|problem| invalid(&format!("backends[{i}].url"), problem))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a backend at `addr` (its URL `url`) must not be added, if it must not: it is one of
+/// `own`, ferrule's listeners (named, with their bound addresses), and requests to it would loop
+/// back into ferrule; or it is link-local (169.254.0.0/16, fe80::/10: where cloud metadata
+/// endpoints answer) and no network of `allowed` holds it. Loopback backends are allowed: they
+/// are the common lab setup.
+pub fn check_backend_addr(
+    url: &str,
+    addr: SocketAddr,
+    own: &[(&str, SocketAddr)],
+    allowed: &[crate::client_ip::Cidr],
+) -> Result<(), String> {
+    if let Some((what, at)) = own.iter().find(|(_, at)| reaches(addr, *at)) {
+        return Err(format!(
+            "{url:?} ({addr}) is ferrule's own {what} listener ({at}): requests to it would \
+             loop back into ferrule"
+        ));
+    }
+    let ip = addr.ip().to_canonical();
+    if is_link_local(ip) && !allowed.iter().any(|net| net.contains(ip)) {
+        return Err(format!(
+            "{url:?} is at {ip}, a link-local address (cloud metadata endpoints answer there); \
+             list its network in allowed_backend_networks to allow it"
+        ));
+    }
+    Ok(())
+}
+
+/// 169.254.0.0/16 and fe80::/10.
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+/// Whether a connection to `addr` would reach a listener bound to `listener`: the same port, and
+/// the same address, or any address of this host when the listener is bound to all of them
+/// (`0.0.0.0`, `::`, which on Linux takes IPv4 too). A connection to `0.0.0.0` or `::` reaches
+/// this host.
+fn reaches(addr: SocketAddr, listener: SocketAddr) -> bool {
+    let (ip, bind) = (addr.ip().to_canonical(), listener.ip().to_canonical());
+    listener.port() != 0
+        && addr.port() == listener.port()
+        && (ip == bind || ip.is_unspecified() || (bind.is_unspecified() && is_local(ip)))
+}
+
+/// An address of this host: loopback, or one a socket can be bound to (the kernel knows its own
+/// addresses; a UDP bind sends nothing).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// `file` must be a regular file that opens. (A FIFO or a device is refused before it is opened:

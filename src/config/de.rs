@@ -9,7 +9,8 @@
 //! `Value` (malformed JSON keeps serde_json's line and column), then handed to the derived
 //! structs through [`ValueDeserializer`], whose error type is [`Problem`]: it sees the value when
 //! a type is wrong, and serde hands it each struct's key list when a key is unknown.
-//! `serde_path_to_error` adds the path.
+//! `serde_path_to_error` adds the path. The text itself is parsed by [`parse_json`], which
+//! refuses an object with a key given twice (config.json and the admin API's bodies alike).
 
 use std::fmt::{self, Write as _};
 
@@ -263,5 +264,173 @@ pub(super) fn or_list(names: &[&str]) -> String {
         [] => String::new(),
         [one] => (*one).to_owned(),
         [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// Why [`parse_json`] refused a text.
+#[derive(Debug)]
+pub enum JsonError {
+    /// Not well-formed JSON (serde_json's message, with the line and column).
+    Syntax(serde_json::Error),
+    /// An object gives the same key twice; the path of the second one (`ssl.enabled`,
+    /// `backends[1].url`).
+    Duplicate(String),
+}
+
+impl JsonError {
+    /// The problem of a [`JsonError::Duplicate`], worded once for config.json and the admin API.
+    pub const DUPLICATE: &'static str = "given more than once (each key may appear once)";
+}
+
+/// Parses JSON text into a `Value`, refusing an object with a duplicate key at any depth.
+/// (`serde_json::from_str::<Value>` keeps the last of them: `{"url": "a", "url": "b"}` would
+/// silently be `b`.) The path of a duplicate is built only when one is found: each level keeps a
+/// reference to its parent's key or index.
+pub fn parse_json(text: &[u8]) -> Result<Value, JsonError> {
+    let found = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let parsed = de::DeserializeSeed::deserialize(
+        Strict {
+            at: None,
+            found: &found,
+        },
+        &mut de,
+    )
+    .and_then(|value| de.end().map(|()| value));
+    match (parsed, found.into_inner()) {
+        (_, Some(path)) => Err(JsonError::Duplicate(path)),
+        (Ok(value), None) => Ok(value),
+        (Err(e), None) => Err(JsonError::Syntax(e)),
+    }
+}
+
+/// Where a value sits: its key or index, and its parent's place.
+struct Place<'a> {
+    parent: Option<&'a Place<'a>>,
+    key: Step<'a>,
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl Place<'_> {
+    /// `backends[1].url`: the root's first key, then `.key` or `[index]` down to this place.
+    fn path(&self) -> String {
+        let mut steps = Vec::new();
+        let mut at = Some(self);
+        // bounded: serde_json refuses nesting deeper than 128
+        while let Some(place) = at {
+            steps.push(&place.key);
+            at = place.parent;
+        }
+        let mut out = String::new();
+        for step in steps.into_iter().rev() {
+            match step {
+                Step::Index(i) => {
+                    let _ = write!(out, "[{i}]");
+                }
+                Step::Key(key) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(&key_text(key));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The seed and visitor of [`parse_json`]: a `Value`, refusing duplicate keys.
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    at: Option<&'a Place<'a>>,
+    found: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        // bounded: by the input's length
+        loop {
+            let place = Place {
+                parent: self.at,
+                key: Step::Index(items.len()),
+            };
+            let seed = Strict {
+                at: Some(&place),
+                found: self.found,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        // bounded: by the input's length
+        while let Some(key) = map.next_key::<String>()? {
+            let place = Place {
+                parent: self.at,
+                key: Step::Key(&key),
+            };
+            if object.contains_key(&key) {
+                *self.found.borrow_mut() = Some(place.path());
+                return Err(de::Error::custom(JsonError::DUPLICATE));
+            }
+            let seed = Strict {
+                at: Some(&place),
+                found: self.found,
+            };
+            let value = map.next_value_seed(seed)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }

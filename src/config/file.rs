@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+use super::admin::{networks, AllowedHost, Token};
 use super::backend::{self, BackendFile, BackendSpec};
 use super::de::expected;
 use super::duration::{Dur, Interval, Lifetime, Timeout};
@@ -53,6 +54,7 @@ pub(super) struct ConfigFile {
     proxy_protocol: Option<bool>,
     ipv6_client_prefix: Option<Int<u8, 1, 128>>,
     backends: Option<Vec<BackendFile>>,
+    allowed_backend_networks: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backend_ca_file: Option<FilePath>,
     dns_refresh: Option<Interval>,
@@ -93,6 +95,9 @@ pub(super) struct ConfigFile {
     fail_open: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_token: Option<Token>,
+    admin_allowed_hosts: Option<Vec<AllowedHost>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_files_dir: Option<FilePath>,
     enable_sticky_sessions: Option<bool>,
     sticky_session_ttl: Option<Lifetime>,
     sticky_mode: Option<StickyMode>,
@@ -106,25 +111,6 @@ pub(super) struct ConfigFile {
     access_log_format: Option<AccessLogFormat>,
     request_id: Option<bool>,
     ssl: Option<SslFile>,
-}
-
-/// `admin_token`: not empty, no whitespace or control characters (it travels in a header).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String")]
-pub(super) struct Token(String);
-
-impl TryFrom<String> for Token {
-    type Error = String;
-
-    fn try_from(token: String) -> Result<Self, String> {
-        if token.is_empty() {
-            Err("must not be empty (leave the key out for no token)".into())
-        } else if token.bytes().any(|b| !b.is_ascii_graphic()) {
-            Err("must be printable ASCII without spaces".into())
-        } else {
-            Ok(Token(token))
-        }
-    }
 }
 
 /// A cookie name (an RFC 6265 token: no spaces, `=`, `;` or quotes).
@@ -218,6 +204,7 @@ impl ConfigFile {
             proxy_protocol,
             ipv6_client_prefix,
             backends,
+            allowed_backend_networks,
             backend_ca_file,
             dns_refresh,
             hosts_file,
@@ -254,6 +241,8 @@ impl ConfigFile {
             fail_timeout,
             fail_open,
             admin_token,
+            admin_allowed_hosts,
+            admin_files_dir,
             enable_sticky_sessions,
             sticky_session_ttl,
             sticky_mode,
@@ -297,6 +286,13 @@ impl ConfigFile {
             fail_timeout: fail_timeout.map_or(secs(10), Dur::get),
             fail_open: fail_open.unwrap_or(false),
             admin_token: admin_token.map(|t| t.0),
+            admin_allowed_hosts: admin_allowed_hosts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.0)
+                .collect(),
+            admin_files_dir: admin_files_dir.map(FilePath::into_string),
+            allowed_backend_networks: networks(allowed_backend_networks.unwrap_or_default())?,
             backend_timeout: backend_timeout.map_or(secs(60), Dur::get),
             connect_timeout: connect_timeout.map_or(secs(60), Dur::get),
             client_header_timeout: client_header_timeout.map_or(secs(60), Dur::get),
@@ -413,6 +409,9 @@ impl From<Config> for ConfigFile {
             fail_timeout,
             fail_open,
             admin_token,
+            admin_allowed_hosts,
+            admin_files_dir,
+            allowed_backend_networks,
             backend_timeout,
             connect_timeout,
             client_header_timeout,
@@ -469,6 +468,12 @@ impl From<Config> for ConfigFile {
             ),
             proxy_protocol: Some(proxy_protocol),
             ipv6_client_prefix: Some(Int(ipv6_client_prefix)),
+            allowed_backend_networks: Some(
+                allowed_backend_networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
             // a name that resolved to several addresses is several backends, but one entry
             backends: Some(
                 backends
@@ -514,6 +519,8 @@ impl From<Config> for ConfigFile {
             fail_timeout: Some(Dur::new(fail_timeout)),
             fail_open: Some(fail_open),
             admin_token: admin_token.map(Token),
+            admin_allowed_hosts: Some(admin_allowed_hosts.into_iter().map(AllowedHost).collect()),
+            admin_files_dir: admin_files_dir.map(FilePath),
             enable_sticky_sessions: Some(enable_sticky_sessions),
             sticky_session_ttl: Some(Dur::new(sticky_session_ttl)),
             sticky_mode: Some(sticky_mode),

@@ -16,9 +16,11 @@
 //! because serde has nothing better: the duration parser (`duration.rs`, its header says why), the
 //! backend URL parser (`backend.rs`: a URL crate would accept paths, user info and schemes this
 //! format refuses, and its messages would not name the fault), the checks that need more than
-//! one value (`checks.rs`), and the unknown-key suggestion (`de.rs`).
+//! one value (`checks.rs`), the unknown-key suggestion and the refusal of a key given twice
+//! (`de.rs`: `serde_json` keeps the last of them).
 //!
-//! Files: `de.rs` serde plumbing and messages; `file.rs` the file layer and its value types;
+//! Files: `de.rs` serde plumbing and messages; `file.rs` the file layer and its value types
+//! (`admin.rs` those of the keys that guard the admin API);
 //! `backend.rs` backends (entry, URL, duplicates, resolution); `duration.rs` durations;
 //! `checks.rs` checks between keys, on files, and the warnings; `tests/` the whole-document
 //! tests.
@@ -36,10 +38,11 @@
 //!
 //! The unknown-key list needs no edit: serde hands over each struct's field names.
 
+mod admin;
 mod backend;
 mod checks;
 mod de;
-pub use de::describe;
+pub use de::{describe, parse_json, JsonError};
 mod duration;
 mod file;
 #[cfg(test)]
@@ -51,9 +54,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-pub use self::backend::backend_from_json;
+pub use self::backend::{backend_from_json, URL_MAX_LENGTH, URL_PATTERN};
+pub use self::checks::check_backend_addr;
 pub use self::duration::{format_duration, parse_duration};
 use self::file::ConfigFile;
 
@@ -556,8 +559,21 @@ pub struct Config {
     /// answer 503.
     pub fail_open: bool,
     /// `admin_token`, default none: when set, every admin request but `GET /health` needs
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer <token>`. At least 16 characters; required when `admin_bind` is
+    /// not a loopback address.
     pub admin_token: Option<String>,
+    /// `admin_allowed_hosts`, default `[]`: the names (or addresses) besides `localhost`, the
+    /// loopback addresses and `admin_bind` that an admin request's `Host` may carry (with or
+    /// without the admin port); any other `Host` is refused (DNS rebinding). Lowercase, IP
+    /// addresses in their canonical form, without brackets.
+    pub admin_allowed_hosts: Vec<String>,
+    /// `admin_files_dir`, default none: a directory under which the admin API may name files
+    /// (`ca_file` of `POST /backends`), besides the config file's own directory.
+    pub admin_files_dir: Option<String>,
+    /// `allowed_backend_networks`, default `[]`: CIDRs where a backend may be although its
+    /// address is link-local (169.254.0.0/16, fe80::/10: cloud metadata endpoints live there),
+    /// which is otherwise refused, in config.json and through the admin API.
+    pub allowed_backend_networks: Vec<crate::client_ip::Cidr>,
     /// `health_check_path`, default `/health` (for the http method).
     pub health_check_path: String,
     /// `backend_timeout`, default 60s: longest wait for the backend's response head, and longest
@@ -754,14 +770,19 @@ impl Config {
 
     /// Parses and validates config.json text, applying the defaults.
     ///
-    /// Checks run cheapest first: each value's type and range as it is read (an unknown key is
-    /// one of these), then those within an entry or list (a backend without `url` or listed
-    /// twice, a certificate without its key), then those between keys, then the files named are
-    /// opened, and last the backend host names are resolved. When a document has several
+    /// Checks run cheapest first: the JSON text (a key given twice in an object is refused
+    /// there), each value's type and range as it is read (an unknown key is one of these), then
+    /// those within an entry or list (a backend without `url` or listed twice, a certificate
+    /// without its key), then those between keys, then the files named are opened, and last the
+    /// backend host names are resolved and their addresses checked (none of ferrule's own
+    /// listeners, none link-local unless allowed). When a document has several
     /// faults, the one reported is the first in that order, and within the first step the first
     /// in key order (keys are read in alphabetical order).
     pub fn from_json_str(text: &str) -> Result<Config, ConfigError> {
-        let root: Value = serde_json::from_str(text).map_err(ConfigError::Json)?;
+        let root = de::parse_json(text.as_bytes()).map_err(|e| match e {
+            JsonError::Syntax(e) => ConfigError::Json(e),
+            JsonError::Duplicate(field) => invalid(&field, JsonError::DUPLICATE),
+        })?;
         if !root.is_object() {
             let problem = format!(
                 "config must be a JSON object, found {}",
@@ -783,6 +804,7 @@ impl Config {
         let tls = std::mem::take(&mut config.backend_tls);
         (config.backends, config.backend_tls) =
             backend::resolve_backends(backends, tls, hosts.as_ref())?;
+        config.check_backend_addresses()?;
         Ok(config)
     }
 

@@ -20,6 +20,8 @@ pub struct Head {
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
+    /// The client's address (set by the server once parsed; `None` when unknown).
+    pub peer: Option<std::net::SocketAddr>,
     headers: Vec<(String, String)>,
 }
 
@@ -55,6 +57,7 @@ impl Head {
             path,
             target: req.path.unwrap_or_default().to_owned(),
             version: req.version.unwrap_or(1),
+            peer: None,
             headers,
         };
         Ok(Some((head, used)))
@@ -68,7 +71,8 @@ impl Head {
             .map(|(_, v)| v.as_str())
     }
 
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    /// Every field named `name` (any case), in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -220,10 +224,13 @@ fn reason(status: u16) -> &'static str {
         202 => "Accepted",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -252,6 +259,7 @@ mod tests {
             path: "/".into(),
             target: "/".into(),
             version,
+            peer: None,
             headers: fields
                 .iter()
                 .map(|(n, v)| ((*n).into(), (*v).into()))

@@ -224,6 +224,8 @@ enum BodyError {
 
 struct Conn {
     stream: TcpStream,
+    /// The client's address, for [`Head::peer`].
+    peer: Option<SocketAddr>,
     /// Bytes read and not yet used: `buf[start..]`.
     buf: Vec<u8>,
     start: usize,
@@ -293,6 +295,7 @@ fn serve(mut conn: Conn, app: &dyn App, stop: &AtomicBool) {
 impl Conn {
     fn new(stream: TcpStream) -> Conn {
         Conn {
+            peer: stream.peer_addr().ok(),
             stream,
             buf: Vec::with_capacity(4096),
             start: 0,
@@ -360,8 +363,9 @@ impl Conn {
 
     fn parse_head(&mut self) -> Result<Option<Head>, HeadError> {
         match Head::parse(self.buffered()) {
-            Ok(Some((head, used))) => {
+            Ok(Some((mut head, used))) => {
                 self.start += used;
+                head.peer = self.peer;
                 Ok(Some(head))
             }
             Ok(None) => Ok(None),

@@ -157,6 +157,16 @@ fn the_openapi_document_describes_the_live_router() {
         "{}",
         doc["openapi"]
     );
+    // without a token, nothing asks for one
+    assert!(doc.get("security").is_none(), "{}", doc["security"]);
+    assert!(doc["components"].get("securitySchemes").is_none());
+    assert!(operations(&doc)
+        .iter()
+        .all(|(_, _, op)| op.get("security").is_none()));
+    // the url's schema is the parser's shape (a unit test holds the pattern to the parser)
+    let url = &doc["components"]["schemas"]["NewBackend"]["properties"]["url"];
+    assert_eq!(url["pattern"], ferrule::config::URL_PATTERN);
+    assert_eq!(url["maxLength"], ferrule::config::URL_MAX_LENGTH);
     let ops = operations(&doc);
     let documented: BTreeSet<(String, String)> =
         ops.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
@@ -235,8 +245,18 @@ fn the_openapi_document_describes_the_live_router() {
 
     // with a token, 401 is a listed answer of every operation but GET /health and the
     // dashboard page (which holds no data: it asks for the token)
-    let guarded = quiet_proxy(&[a.addr], json!({"admin_token": "doc-token"}));
+    let guarded = quiet_proxy(&[a.addr], json!({"admin_token": "doc-token-0123456789"}));
     let outsider = Api::of(&guarded);
+    let insider = Api {
+        token: Some("doc-token-0123456789".into()),
+        ..outsider.clone()
+    };
+    let guarded_doc = insider.get("/openapi.json");
+    assert_eq!(guarded_doc["security"], json!([{"bearer": []}]));
+    assert_eq!(
+        guarded_doc["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer"})
+    );
     for (method, path, op) in &ops {
         let concrete = path.replace("{id}", "0");
         let status = check_call(&doc, &outsider, method, &concrete, op, None);

@@ -41,7 +41,9 @@ fn count(names: &[String], name: &str) -> usize {
 fn added_backend_takes_traffic_and_ids_are_never_reused() {
     let a = Backend::start("a");
     let b = Backend::start("b");
-    let proxy = quiet_proxy(&[a.addr], json!({}));
+    let dir = TempDir::new("admin-warnings");
+    let files = path_text(&dir.path);
+    let proxy = quiet_proxy(&[a.addr], json!({"admin_files_dir": files}));
     let api = Api::of(&proxy);
     let body = json!({"url": format!("http://{}", b.addr), "weight": 1, "max_conns": 50});
     let r = api.raw("POST", "/backends", Some(body.to_string().as_bytes()));
@@ -65,7 +67,6 @@ fn added_backend_takes_traffic_and_ids_are_never_reused() {
     assert_eq!(api.call("DELETE", "/backends/1", None).0, 200);
     assert!(spread(&proxy, 6).iter().all(|n| n == "a"));
     // a config file's warnings come back with the answer
-    let dir = TempDir::new("admin-warnings");
     let ca = dir.write("ca.pem", "not used");
     let body = json!({"url": format!("http://{}", b.addr), "ca_file": path_text(&ca)});
     let (status, entry) = api.call("POST", "/backends", Some(body));
@@ -92,7 +93,7 @@ fn https_backend_added_at_run_time_speaks_tls() {
     let ca = TestCa::new("admin test CA");
     let ca_file = dir.write("ca.pem", ca.pem());
     let trusted = TlsBackend::start(ca.issue(&["127.0.0.1"]).server_config());
-    let proxy = quiet_proxy(&[], json!({}));
+    let proxy = quiet_proxy(&[], json!({"admin_files_dir": path_text(&dir.path)}));
     let api = Api::of(&proxy);
     let body = json!({"url": trusted.url(), "ca_file": path_text(&ca_file)});
     let (status, entry) = api.call("POST", "/backends", Some(body));
@@ -431,7 +432,11 @@ fn concurrent_admin_writes_keep_the_pool_consistent() {
         statuses.push(status);
     }
     statuses.sort_unstable();
-    assert_eq!(statuses, vec![201, 400], "one of the twins is added");
+    assert_eq!(
+        statuses,
+        vec![201, 409],
+        "one of the twins is added, the other is a conflict"
+    );
     all.sort_unstable();
     assert_eq!(
         all,

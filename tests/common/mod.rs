@@ -128,7 +128,7 @@ impl Proxy {
 /// `GET path` on the admin API at `admin`, parsed as JSON.
 pub fn admin_get_at(admin: SocketAddr, path: &str) -> Value {
     let mut c = Client::connect(admin);
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes());
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes());
     let r = c.response();
     assert_eq!(r.status, 200, "admin GET {path}: {r:?}");
     serde_json::from_slice(&r.body).expect("admin answers JSON")
@@ -505,7 +505,8 @@ impl Backend {
         })
     }
 
-    fn on<F>(listener: TcpListener, name: &str, handler: F) -> Backend
+    /// A [`Backend::with_handler`] one listening on `listener` (bound where the test needs it).
+    pub fn on<F>(listener: TcpListener, name: &str, handler: F) -> Backend
     where
         F: Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync + 'static,
     {

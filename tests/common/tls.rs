@@ -931,7 +931,7 @@ pub fn admin_post(admin: SocketAddr, path: &str) -> (u16, Value) {
     let mut c = Client::connect(admin);
     c.send(
         format!(
-            "POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .as_bytes(),
     );

@@ -40,33 +40,33 @@ fn admin_garbage_gets_4xx_and_the_admin_keeps_serving() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("noise", (0u8..=255).cycle().take(4096).collect()),
         ("nul", b"\0\0\0\0\r\n\r\n".to_vec()),
-        ("non-UTF-8 target", b"GET /backends/\xff\xfe HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()),
+        ("non-UTF-8 target", b"GET /backends/\xff\xfe HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
         (
             "non-UTF-8 body",
-            b"POST /backends HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n\xff\xfe\xfd\xfc".to_vec(),
+            b"POST /backends HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n\xff\xfe\xfd\xfc".to_vec(),
         ),
         (
             "non-UTF-8 JSON string",
-            b"POST /backends HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n{\"url\":\"\xff\"}".to_vec(),
+            b"POST /backends HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"url\":\"\xff\"}".to_vec(),
         ),
         (
             "non-UTF-8 field",
-            b"PATCH /backends/0 HTTP/1.1\r\nHost: a\r\nContent-Type: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}"
+            b"PATCH /backends/0 HTTP/1.1\r\nHost: localhost\r\nContent-Type: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}"
                 .to_vec(),
         ),
         ("HTTP/0.9", b"GET /health\r\n\r\n".to_vec()),
         ("too many fields", many.into_bytes()),
         (
             "huge chunk",
-            b"POST /backends HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n"
+            b"POST /backends HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n"
                 .to_vec(),
         ),
         (
             "truncated JSON",
-            b"POST /backends HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\n{\"url\": \"".to_vec(),
+            b"POST /backends HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"url\": \"".to_vec(),
         ),
-        ("unknown method", b"BREW /backends HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()),
-        ("absolute garbage target", b"GET %%%%% HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()),
+        ("unknown method", b"BREW /backends HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
+        ("absolute garbage target", b"GET %%%%% HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
     ];
     for (what, bytes) in &cases {
         let (status, text) = status_of(admin, bytes);
@@ -75,7 +75,7 @@ fn admin_garbage_gets_4xx_and_the_admin_keeps_serving() {
             "{what}: a 4xx, got {status}: {text:?}"
         );
         // and it still serves, at once
-        let (status, _) = status_of(admin, b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n");
+        let (status, _) = status_of(admin, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
         assert_eq!(status, 200, "after {what}");
     }
     // the pool is as it was: one backend, untouched

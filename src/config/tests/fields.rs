@@ -4,13 +4,13 @@ use super::*;
 
 /// Every top-level key, in the order an unknown key's message lists them.
 const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, hash_key, \
-     trusted_proxies, proxy_protocol, ipv6_client_prefix, backends, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
+     trusted_proxies, proxy_protocol, ipv6_client_prefix, backends, allowed_backend_networks, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
      client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
      backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
      max_connections, max_connections_per_ip, max_header_count, max_body_size, max_conns, queue_timeout, buffer_size, shutdown_timeout, upgrade_socket, \
      health_check_frequency, health_check_method, health_check_path, health_check_timeout, \
      health_check_expect, health_check_rise, health_check_fall, max_fails, fail_timeout, fail_open, \
-     admin_token, enable_sticky_sessions, \
+     admin_token, admin_allowed_hosts, admin_files_dir, enable_sticky_sessions, \
      sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, \
      sticky_cookie_secret, log_level, access_log, access_log_format, request_id, ssl";
 
@@ -656,8 +656,8 @@ fn health_check_settings() {
 
 #[test]
 fn admin_token_is_checked_and_redacted() {
-    let config = parse(r#"{"admin_token": "s3cret"}"#);
-    assert_eq!(config.admin_token.as_deref(), Some("s3cret"));
+    let config = parse(r#"{"admin_token": "s3cret-s3cret-s3cret"}"#);
+    assert_eq!(config.admin_token.as_deref(), Some("s3cret-s3cret-s3cret"));
     let shown = serde_json::to_value(config.redacted()).unwrap();
     assert_eq!(shown["admin_token"], REDACTED);
     assert!(!shown.to_string().contains("s3cret"));

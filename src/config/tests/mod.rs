@@ -1,10 +1,12 @@
 //! Unit tests of whole config documents, shared helpers here: `fields.rs` every top-level key
-//! (types, ranges, defaults, unknown keys), `backends.rs` `backends[]`, `files.rs` the ssl files,
-//! loading, warnings and serialisation, `tls.rs` the keys the TLS work uses. The expected
-//! messages are the spec.
+//! (types, ranges, defaults, unknown keys), `backends.rs` `backends[]`, `admin.rs` what keeps
+//! the admin API and the backends safe (token, allowed hosts, duplicate keys, numeric hosts,
+//! addresses), `files.rs` the ssl files, loading, warnings and serialisation, `tls.rs` the keys
+//! the TLS work uses. The expected messages are the spec.
 
 use super::*;
 
+mod admin;
 mod backends;
 mod fields;
 mod files;
@@ -82,6 +84,9 @@ fn defaults() -> Config {
         fail_timeout: secs(10),
         fail_open: false,
         admin_token: None,
+        admin_allowed_hosts: Vec::new(),
+        admin_files_dir: None,
+        allowed_backend_networks: Vec::new(),
         backend_timeout: secs(60),
         connect_timeout: secs(60),
         client_header_timeout: secs(60),
