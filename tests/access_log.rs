@@ -11,7 +11,7 @@
 //!   cannot be written (`/dev/full`) is reported once and never stops the proxy;
 //! - a connection that ends before its exchange did says why (`close`), in the log and the counts.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,9 @@
 //!
 //! Real processes on 127.0.0.1:0, requests held by a [`GatedBackend`]; every wait is bounded.
 
-mod common;
+use crate::common;
+
+mod handover;
 
 use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

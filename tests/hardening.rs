@@ -10,17 +10,12 @@
 //!
 //! Helpers every module uses are here; `tests/common` has the shared ones.
 
-mod common;
+use crate::common;
 
-#[path = "hardening/admin_garbage.rs"]
 mod admin_garbage;
-#[path = "hardening/floods.rs"]
 mod floods;
-#[path = "hardening/limits.rs"]
 mod limits;
-#[path = "hardening/requests.rs"]
 mod requests;
-#[path = "hardening/responses.rs"]
 mod responses;
 
 use std::io::{Read, Write};
@@ -29,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{Client, Proxy, Response};
+use common::{Proxy, Response};
 use serde_json::{json, Value};
 
 /// A proxy with no active health checks and no passive marking, so that a backend that answers
@@ -138,11 +133,4 @@ pub fn raw(addr: SocketAddr) -> TcpStream {
         .expect("timeout");
     s.set_nodelay(true).expect("nodelay");
     s
-}
-
-/// `GET /` on a new connection, from `client`, with `Connection: close`.
-pub fn get(addr: SocketAddr) -> Response {
-    let mut c = Client::connect(addr);
-    c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    c.response()
 }

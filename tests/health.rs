@@ -9,7 +9,9 @@
 //! `common::Backend`'s fixed `200`. Nothing signals a change of health, so waits poll the admin
 //! API (or the pool) every 10 ms, each bounded by a limit that says how long it may take.
 
-mod common;
+use crate::common;
+
+mod passive;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -8,7 +8,11 @@
 //! needs (a raw byte sink, a WebSocket-style echo server, flaky backends, a byte pattern) are
 //! below, before the tests.
 
-mod common;
+use crate::common;
+
+mod ends;
+mod foundation;
+mod heads;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};

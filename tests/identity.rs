@@ -12,7 +12,7 @@
 //!   a valid header, with a malformed one, or from an untrusted peer is closed, and affects no one
 //!   else.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -4,7 +4,9 @@
 //! process, or as the binary for `SIGHUP`), rewrites the file and reloads. Under traffic: no
 //! request fails while backends come and go and weights and strategy change.
 
-mod common;
+use crate::common;
+
+mod dns;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
 //!
 //! Everything runs on 127.0.0.1; every wait is bounded; the child process is stopped by its PID.
 
-mod common;
+use crate::common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -35,7 +35,7 @@
 //! Helpers live in `tests/common/tls.rs`. Every read has a timeout; child processes are stopped
 //! by their PID.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use socket2::{Domain, Socket, Type};
 
-pub mod tls;
-
 /// How long any single read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -239,7 +237,7 @@ impl Response {
     }
 }
 
-fn read_head<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
+pub fn read_head<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
     let mut head = Vec::new();
     loop {
         let mut line = Vec::new();
@@ -281,7 +279,7 @@ pub fn field_values<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a s
         .collect()
 }
 
-fn parse_fields(lines: &[u8]) -> Vec<(String, String)> {
+pub fn parse_fields(lines: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(lines)
         .split("\r\n")
         .filter(|l| !l.is_empty())

@@ -17,7 +17,7 @@
 //! below what `common::Backend` allows (answer before reading the body, reset on a signal) are
 //! written here on plain listeners.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

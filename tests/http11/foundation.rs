@@ -5,7 +5,7 @@
 //!
 //! Everything runs on 127.0.0.1; every wait is bounded; every child process is stopped by PID.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -13,7 +13,7 @@
 //!   the backend, logged once, and recovers;
 //! - buffer memory follows a load that drops in steps, instead of staying at its peak.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
