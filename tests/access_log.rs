@@ -471,7 +471,7 @@ fn cutting_backend() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<()>) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                 let mut got = Vec::new();
                 let mut buf = [0u8; 4096];
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                while head_end(&got).is_none() {
                     match s.read(&mut buf) {
                         Ok(0) | Err(_) => return,
                         Ok(n) => got.extend_from_slice(&buf[..n]),

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{Proxy, Response};
+use common::{head_end, Proxy, Response};
 use serde_json::{json, Value};
 
 /// A proxy with no active health checks and no passive marking, so that a backend that answers
@@ -85,7 +85,7 @@ impl RawBackend {
                         let mut all = record.lock().expect("lock");
                         let got = &mut all[index];
                         got.extend_from_slice(&buf[..n]);
-                        if let (Some(a), true) = (&answer, contains(got, b"\r\n\r\n")) {
+                        if let (Some(a), true) = (&answer, head_end(got).is_some()) {
                             drop(all);
                             let _ = s.write_all(a);
                             let _ = s.shutdown(std::net::Shutdown::Write);
@@ -108,10 +108,6 @@ impl RawBackend {
     pub fn bytes(&self) -> Vec<u8> {
         self.seen.lock().expect("lock").concat()
     }
-}
-
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Sends `request` on a fresh connection; the response and whether the connection closed after.

@@ -13,7 +13,7 @@ use crate::common;
 
 mod passive;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,22 +97,6 @@ impl ProbeBackend {
     }
 }
 
-/// Reads one request head (no body: neither probes nor the tests' requests have one).
-fn read_head(r: &mut impl BufRead) -> Option<String> {
-    let mut head = String::new();
-    for _ in 0..100 {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            return Some(head);
-        }
-    }
-    None
-}
-
 fn serve(
     stream: TcpStream,
     status: &AtomicU16,
@@ -124,7 +108,8 @@ fn serve(
         return;
     };
     let mut reader = BufReader::new(stream);
-    while let Some(head) = read_head(&mut reader) {
+    // one request head at a time (no body: neither probes nor the tests' requests have one)
+    while let Ok(head) = Head::read(&mut reader).map(|h| h.text) {
         if !head_is_health_probe(head.as_bytes()) {
             traffic.fetch_add(1, Ordering::SeqCst);
             let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -524,7 +509,7 @@ impl TlsBackend {
                     };
                     let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
                     // a failed handshake ends here, with no head
-                    let Some(head) = read_head(&mut tls) else {
+                    let Ok(head) = Head::read(&mut tls).map(|h| h.text) else {
                         return;
                     };
                     if let Ok(mut s) = seen.lock() {

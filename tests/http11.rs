@@ -42,10 +42,6 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// Compares two large byte strings without printing megabytes on failure.
 fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
     if got == want {
@@ -172,16 +168,16 @@ fn sink_conn(mut stream: TcpStream, st: &(Mutex<SinkState>, Condvar)) {
             continue;
         }
         pending.extend_from_slice(&buf[..n]);
-        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !head_is_health_probe(&pending[..end + 4]) {
+        while let Some(end) = head_end(&pending) {
+            if !head_is_health_probe(&pending[..end]) {
                 break;
             }
-            pending.drain(..end + 4);
+            pending.drain(..end);
             if stream.write_all(HEALTH_PROBE_ANSWER).is_err() {
                 return;
             }
         }
-        if pending.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head_end(&pending).is_some() {
             counted = true;
             let mut s = st.0.lock().unwrap();
             s.connections += 1;
@@ -232,11 +228,11 @@ fn upgrade_echo_conn(mut s: TcpStream, heads: &mpsc::Sender<String>) {
     let mut got = Vec::new();
     let mut buf = [0u8; 16384];
     let end = loop {
-        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !head_is_health_probe(&got[..p + 4]) {
-                break p + 4;
+        if let Some(end) = head_end(&got) {
+            if !head_is_health_probe(&got[..end]) {
+                break end;
             }
-            got.drain(..p + 4);
+            got.drain(..end);
             if s.write_all(HEALTH_PROBE_ANSWER).is_err() {
                 return;
             }

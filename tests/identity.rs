@@ -312,7 +312,8 @@ fn missing_malformed_or_untrusted_proxy_headers_are_closed() {
 
 #[test]
 fn the_proxy_header_comes_before_tls() {
-    use common::tls::{any_cert_client_config, TempDir, TestCa, TlsClient};
+    use common::tls::{any_cert_client_config, TestCa, TlsClient};
+    use common::TempDir;
     let dir = TempDir::new("pp-tls");
     let ca = TestCa::new("pp CA");
     let files = ca.issue(&["localhost"]).write(&dir, "server");

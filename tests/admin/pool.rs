@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::common::tls::{path_text, TempDir, TestCa, TlsBackend};
-use super::common::{ok_response, read_request, slow_backend, Backend, Client};
+use super::common::tls::{TestCa, TlsBackend};
+use super::common::{ok_response, path_text, read_request, slow_backend, Backend, Client, TempDir};
 use super::{error_message, quiet_proxy, wait_until, Api};
 
 /// Sends `n` requests to the proxy on one keep-alive connection; returns the backends' names.

@@ -39,10 +39,6 @@ fn target_backend(name: &str) -> Backend {
     })
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Reads from `s` into `got` until `done(got)` holds; panics on EOF, error or timeout.
 fn read_until(s: &mut TcpStream, got: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
     let mut buf = [0u8; 4096];
@@ -318,8 +314,8 @@ fn early_answer_before_body_announces_close() {
                 let mut got = Vec::new();
                 let mut buf = [0u8; 4096];
                 let end = loop {
-                    if let Some(i) = find(&got, b"\r\n\r\n") {
-                        break i + 4;
+                    if let Some(end) = head_end(&got) {
+                        break end;
                     }
                     match s.read(&mut buf) {
                         Ok(0) | Err(_) => return,
@@ -391,7 +387,7 @@ fn close_delimited_backend(end: End) -> (SocketAddr, mpsc::Sender<()>) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
             let mut got = Vec::new();
             let mut buf = [0u8; 4096];
-            while find(&got, b"\r\n\r\n").is_none() {
+            while head_end(&got).is_none() {
                 match s.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -426,11 +422,11 @@ fn stream_then_end(end: End) -> (String, Vec<u8>, std::io::Result<()>) {
         .expect("send");
     let mut got = Vec::new();
     read_until(&mut s, &mut got, |g| {
-        find(g, b"\r\n\r\n").is_some_and(|i| g.len() >= i + 4 + PARTIAL.len())
+        head_end(g).is_some_and(|end| g.len() >= end + PARTIAL.len())
     });
-    let head_end = find(&got, b"\r\n\r\n").expect("head") + 4;
-    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
-    let mut body = got[head_end..].to_vec();
+    let end = head_end(&got).expect("head");
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    let mut body = got[end..].to_vec();
     go.send(()).expect("signal the backend");
     let mut buf = [0u8; 4096];
     let outcome = loop {
@@ -508,7 +504,7 @@ fn close_delimited_tls_backend(
             let mut tls = rustls::StreamOwned::new(conn, sock);
             let mut got = Vec::new();
             let mut buf = [0u8; 4096];
-            while find(&got, b"\r\n\r\n").is_none() {
+            while head_end(&got).is_none() {
                 match tls.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => got.extend_from_slice(&buf[..n]),
@@ -540,13 +536,13 @@ fn close_delimited_tls_backend(
 fn stream_then_tls_end(end: TlsEnd) -> (String, Vec<u8>, std::io::Result<()>) {
     let name = format!("close-{end:?}");
     let ca = common::tls::TestCa::new(&name);
-    let dir = common::tls::TempDir::new(&name);
+    let dir = common::TempDir::new(&name);
     let ca_file = dir.write("ca.pem", ca.pem());
     let (addr, go) = close_delimited_tls_backend(end, ca.issue(&["127.0.0.1"]).server_config());
     let proxy = Proxy::from_json(
         &json!({
             "port": 0, "admin_port": 0, "bind": "127.0.0.1", "workers": 1, "retries": 0,
-            "backends": [{"url": format!("https://{addr}"), "ca_file": common::tls::path_text(&ca_file)}],
+            "backends": [{"url": format!("https://{addr}"), "ca_file": common::path_text(&ca_file)}],
         })
         .to_string(),
     );
@@ -555,11 +551,11 @@ fn stream_then_tls_end(end: TlsEnd) -> (String, Vec<u8>, std::io::Result<()>) {
         .expect("send");
     let mut got = Vec::new();
     read_until(&mut s, &mut got, |g| {
-        find(g, b"\r\n\r\n").is_some_and(|i| g.len() >= i + 4 + PARTIAL.len())
+        head_end(g).is_some_and(|end| g.len() >= end + PARTIAL.len())
     });
-    let head_end = find(&got, b"\r\n\r\n").expect("head") + 4;
-    let head = String::from_utf8_lossy(&got[..head_end]).into_owned();
-    let mut body = got[head_end..].to_vec();
+    let end = head_end(&got).expect("head");
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    let mut body = got[end..].to_vec();
     go.send(()).expect("signal the backend");
     let mut buf = [0u8; 4096];
     let outcome = loop {

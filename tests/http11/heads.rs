@@ -15,7 +15,7 @@
 
 use crate::common;
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -48,14 +48,11 @@ fn head_answered_by_ferrule_has_no_body_and_the_connection_stays_in_step() {
     let mut s = raw(proxy.addr());
     s.write_all(b"HEAD /a HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send");
-    // read exactly the head, then make sure nothing follows it before the next request
-    let mut got = Vec::new();
-    let mut byte = [0u8; 1];
-    while !got.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).expect("read"), 1, "closed early: {got:?}");
-        got.push(byte[0]);
-    }
+    // read exactly the head (a reader of one byte takes nothing after it), then make sure
+    // nothing follows it before the next request
+    let got = read_head(&mut BufReader::with_capacity(1, &mut s)).expect("the head");
     let head = String::from_utf8_lossy(&got).into_owned();
+    let mut byte = [0u8; 1];
     assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
     assert!(head.contains("Content-Length: "), "{head}");
     assert!(!head.contains("Connection: close"), "{head}");
