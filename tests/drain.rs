@@ -4,6 +4,9 @@
 //! closes what outlives it, the log says so, the exit code is 0; a second signal exits at once.
 //!
 //! Real processes on 127.0.0.1:0, requests held by a [`GatedBackend`]; every wait is bounded.
+//!
+//! A successor taking the listening sockets over while this one drains (zero-downtime restart)
+//! is in `handover`.
 
 use crate::common;
 

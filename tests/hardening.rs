@@ -1,14 +1,16 @@
 //! Hardening: hostile input in both directions, limits, exhaustion, slow and idle floods, a
 //! worker's death and garbage for the admin API, each proven over real sockets.
 //!
-//! - `requests`: what clients send that ferrule refuses (or normalises), with its status;
+//! - `requests`: what clients send that ferrule refuses (or normalises), with its status: fields,
+//!   request lines, `Host` forms, absolute-form targets;
 //! - `responses`: what backends send that ferrule does not relay (502) or normalises;
 //! - `limits`: `max_body_size`, `max_header_count`, `max_connections_per_ip`;
-//! - `floods`: the descriptor limit (no spinning), slowloris and idle connections by the
-//!   thousand beside a normal client, a worker's panic (the process exits);
+//! - `floods`: the descriptor limit (no spinning; a backend connect without a descriptor is a
+//!   503), slowloris and idle connections by the thousand beside a normal client, buffer memory
+//!   given back as a load drops, a worker's panic (the process exits);
 //! - `admin_garbage`: the admin port fed garbage keeps serving.
 //!
-//! Helpers every module uses are here; `tests/common` has the shared ones.
+//! Helpers every module uses are here; `tests/common/` has the shared ones.
 
 use crate::common;
 

@@ -8,6 +8,8 @@
 //! The backends here answer probes themselves (with a status the test can change) instead of
 //! `common::Backend`'s fixed `200`. Nothing signals a change of health, so waits poll the admin
 //! API (or the pool) every 10 ms, each bounded by a limit that says how long it may take.
+//!
+//! Passive health (failures seen in traffic, and the retries that go with them) is in `passive`.
 
 use crate::common;
 

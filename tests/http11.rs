@@ -4,9 +4,17 @@
 //! from either side, protocol upgrades (tunnels), error statuses and timeouts, clients that vanish
 //! mid-request, and bodies far larger than the proxy's buffers.
 //!
-//! Helpers shared with other test files live in `tests/common/mod.rs`; the ones only this file
-//! needs (a raw byte sink, a WebSocket-style echo server, flaky backends, a byte pattern) are
-//! below, before the tests.
+//! The rest of the HTTP/1.1 data path is in the submodules:
+//! - `foundation`: the first layer: forwarding, bodies, keep-alive on both sides, backend
+//!   connections reused and shared, failures mapped to 502/503 and retried, the admin API's
+//!   counts, and the `ferrule` and `mock-backend` binaries on the command line;
+//! - `heads`: heads at their edges (empty lines, `Host` and HTTP/1.0, `HEAD` answered by ferrule);
+//! - `ends`: how an exchange ends (a backend closing after its answer, an answer before the body,
+//!   a reset or a FIN in a close-delimited body, a client's half-close).
+//!
+//! Helpers shared with other capabilities are in `tests/common/`; the ones only this file needs
+//! (a raw byte sink, a WebSocket-style echo server, flaky backends, a byte pattern) are below,
+//! before the tests.
 
 use crate::common;
 

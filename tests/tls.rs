@@ -32,10 +32,15 @@
 //!   released), and a `ferrule::start` that fails late leaves nothing serving (both were bugs,
 //!   found by these tests).
 //!
+//! - `truncation`: an `https://` backend's close-delimited body ends with `close_notify`; a bare
+//!   FIN is a cut, which reaches the client as a reset.
+//!
 //! Helpers live in `tests/common/tls.rs`. Every read has a timeout; child processes are stopped
 //! by their PID.
 
 use crate::common;
+
+mod truncation;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

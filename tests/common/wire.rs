@@ -13,6 +13,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
@@ -233,6 +234,36 @@ pub fn read_response<R: BufRead>(r: &mut R, head_request: bool) -> io::Result<Re
         r.read_to_end(&mut resp.body)?;
     }
     Ok(resp)
+}
+
+// ----------------------------------------------------------------------------- raw sockets
+
+/// A raw client socket to `addr`: reads time out after `timeout`, writes after [`IO_TIMEOUT`].
+pub fn raw_connect(addr: SocketAddr, timeout: Duration) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+/// Reads from `s` into `got` until `done(got)` holds; panics on EOF, error or timeout.
+pub fn read_until(s: &mut TcpStream, got: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    let mut buf = [0u8; 4096];
+    // bounded: by the socket's read timeout, or its end
+    while !done(got) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "EOF before the expected bytes; got {:?}",
+                String::from_utf8_lossy(got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "{e} before the expected bytes; got {:?}",
+                String::from_utf8_lossy(got)
+            ),
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------- the client
