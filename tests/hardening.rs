@@ -23,10 +23,9 @@ mod responses;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
-use common::{head_end, Proxy, Response};
+use common::{head_end, serve, AcceptLoop, Proxy, Response};
 use serde_json::{json, Value};
 
 /// A proxy with no active health checks and no passive marking, so that a backend that answers
@@ -49,6 +48,8 @@ pub fn quiet_proxy(backends: &[SocketAddr], extra: Value) -> Proxy {
 pub struct RawBackend {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl RawBackend {
@@ -63,47 +64,43 @@ impl RawBackend {
 
     fn start(answer: Option<Vec<u8>>) -> RawBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
-        let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { break };
-                let answer = answer.clone();
-                let record = Arc::clone(&record);
-                thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                    let index = {
-                        let mut all = record.lock().expect("lock");
-                        all.push(Vec::new());
-                        all.len() - 1
-                    };
-                    let mut buf = [0u8; 8192];
-                    loop {
-                        let n = match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        let mut all = record.lock().expect("lock");
-                        let got = &mut all[index];
-                        got.extend_from_slice(&buf[..n]);
-                        if let (Some(a), true) = (&answer, head_end(got).is_some()) {
-                            drop(all);
-                            let _ = s.write_all(a);
-                            let _ = s.shutdown(std::net::Shutdown::Write);
-                            // read on until the proxy closes, so that our close is a FIN
-                            while let Ok(n) = s.read(&mut buf) {
-                                if n == 0 {
-                                    break;
-                                }
-                            }
-                            return;
+        let accepting = serve(listener, move |mut s| {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let index = {
+                let mut all = record.lock().expect("lock");
+                all.push(Vec::new());
+                all.len() - 1
+            };
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let mut all = record.lock().expect("lock");
+                let got = &mut all[index];
+                got.extend_from_slice(&buf[..n]);
+                if let (Some(a), true) = (&answer, head_end(got).is_some()) {
+                    drop(all);
+                    let _ = s.write_all(a);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    // read on until the proxy closes, so that our close is a FIN
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
                         }
                     }
-                });
+                    return;
+                }
             }
         });
-        RawBackend { addr, seen }
+        RawBackend {
+            addr: accepting.addr,
+            seen,
+            _accepting: accepting,
+        }
     }
 
     /// Every byte received, all connections together.

@@ -40,6 +40,8 @@ struct ProbeBackend {
     status: Arc<AtomicU16>,
     probes: Arc<Mutex<Vec<(Instant, String)>>>,
     traffic: Arc<AtomicUsize>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl ProbeBackend {
@@ -48,31 +50,24 @@ impl ProbeBackend {
     }
 
     fn on(listener: TcpListener, status: u16) -> ProbeBackend {
-        let addr = listener.local_addr().expect("addr");
-        let backend = ProbeBackend {
+        let status = Arc::new(AtomicU16::new(status));
+        let probes: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let traffic: Arc<AtomicUsize> = Arc::default();
+        let (st, pr, tr) = (
+            Arc::clone(&status),
+            Arc::clone(&probes),
+            Arc::clone(&traffic),
+        );
+        let accepting = common::serve(listener, move |stream| serve(stream, &st, &pr, &tr));
+        let addr = accepting.addr;
+        ProbeBackend {
             addr,
             url: format!("http://{addr}"),
-            status: Arc::new(AtomicU16::new(status)),
-            probes: Arc::default(),
-            traffic: Arc::default(),
-        };
-        let (status, probes, traffic) = (
-            Arc::clone(&backend.status),
-            Arc::clone(&backend.probes),
-            Arc::clone(&backend.traffic),
-        );
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let (status, probes, traffic) = (
-                    Arc::clone(&status),
-                    Arc::clone(&probes),
-                    Arc::clone(&traffic),
-                );
-                thread::spawn(move || serve(stream, &status, &probes, &traffic));
-            }
-        });
-        backend
+            status,
+            probes,
+            traffic,
+            _accepting: accepting,
+        }
     }
 
     fn set_status(&self, status: u16) {
@@ -476,6 +471,8 @@ impl Ca {
 struct TlsBackend {
     url: String,
     heads: Arc<Mutex<Vec<String>>>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl TlsBackend {
@@ -497,39 +494,32 @@ impl TlsBackend {
             .expect("server config");
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let heads: Arc<Mutex<Vec<String>>> = Arc::default();
         let seen = Arc::clone(&heads);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-                let (config, seen) = (Arc::clone(&config), Arc::clone(&seen));
-                thread::spawn(move || {
-                    let Ok(conn) = rustls::ServerConnection::new(config) else {
-                        return;
-                    };
-                    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
-                    // a failed handshake ends here, with no head
-                    let Ok(head) = Head::read(&mut tls).map(|h| h.text) else {
-                        return;
-                    };
-                    if let Ok(mut s) = seen.lock() {
-                        s.push(head);
-                    }
-                    let tls = tls.get_mut();
-                    let _ = tls.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                    tls.conn.send_close_notify();
-                    let _ = tls.flush();
-                    let _ = tls.read(&mut [0u8; 64]);
-                });
+        let accepting = common::serve(listener, move |stream| {
+            let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+                return;
+            };
+            let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
+            // a failed handshake ends here, with no head
+            let Ok(head) = Head::read(&mut tls).map(|h| h.text) else {
+                return;
+            };
+            if let Ok(mut s) = seen.lock() {
+                s.push(head);
             }
+            let tls = tls.get_mut();
+            let _ =
+                tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            let _ = tls.read(&mut [0u8; 64]);
         });
         TlsBackend {
-            url: format!("https://{addr}"),
+            url: format!("https://{}", accepting.addr),
             heads,
+            _accepting: accepting,
         }
     }
 

@@ -125,22 +125,21 @@ struct SinkState {
 struct Sink {
     addr: SocketAddr,
     state: Arc<(Mutex<SinkState>, Condvar)>,
+    /// Serves until the sink is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl Sink {
     fn start() -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
-        let addr = listener.local_addr().expect("addr");
         let state: Arc<(Mutex<SinkState>, Condvar)> = Arc::default();
         let st = Arc::clone(&state);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let st = Arc::clone(&st);
-                thread::spawn(move || sink_conn(stream, &st));
-            }
-        });
-        Sink { addr, state }
+        let accepting = serve(listener, move |stream| sink_conn(stream, &st));
+        Sink {
+            addr: accepting.addr,
+            state,
+            _accepting: accepting,
+        }
     }
 
     /// Waits until `cond` holds, at most `timeout`; returns whether it held.
@@ -213,21 +212,20 @@ fn sink_conn(mut stream: TcpStream, st: &(Mutex<SinkState>, Condvar)) {
 struct UpgradeEcho {
     addr: SocketAddr,
     heads: mpsc::Receiver<String>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl UpgradeEcho {
     fn start() -> UpgradeEcho {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo");
-        let addr = listener.local_addr().expect("addr");
         let (tx, heads) = mpsc::channel();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let tx = tx.clone();
-                thread::spawn(move || upgrade_echo_conn(stream, &tx));
-            }
-        });
-        UpgradeEcho { addr, heads }
+        let accepting = serve(listener, move |stream| upgrade_echo_conn(stream, &tx));
+        UpgradeEcho {
+            addr: accepting.addr,
+            heads,
+            _accepting: accepting,
+        }
     }
 }
 

@@ -362,24 +362,23 @@ impl Dechunker {
 struct PatternBackend {
     addr: SocketAddr,
     written: Arc<AtomicU64>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl PatternBackend {
     fn start() -> PatternBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
-        let addr = listener.local_addr().expect("backend addr");
         let written = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&written);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let counter = Arc::clone(&counter);
-                thread::spawn(move || {
-                    let _ = serve_pattern(stream, &counter);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            let _ = serve_pattern(stream, &counter);
         });
-        PatternBackend { addr, written }
+        PatternBackend {
+            addr: accepting.addr,
+            written,
+            _accepting: accepting,
+        }
     }
 
     fn written(&self) -> u64 {

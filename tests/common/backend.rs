@@ -15,7 +15,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,6 +24,59 @@ use serde_json::Value;
 use socket2::{Domain, Socket, Type};
 
 use super::{field_value, field_values, Head, Response, IO_TIMEOUT};
+
+// ----------------------------------------------------------------------------- accept loops
+
+/// A listener's accept loop, on a thread of its own, that hands each connection to a thread of
+/// its own. Dropping it ends the loop and closes the listener (the threads of connections still
+/// open end with them), so a test's backends end with the test: the suite is one process, where
+/// every listener and thread left behind would add up, test after test.
+///
+/// Every test backend listens through one of these ([`serve`]).
+pub struct AcceptLoop {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// Accepts connections on `listener`, each handled by `each` on a thread of its own, until the
+/// returned [`AcceptLoop`] is dropped.
+pub fn serve<F>(listener: TcpListener, each: F) -> AcceptLoop
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let addr = listener.local_addr().expect("addr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let each = Arc::new(each);
+    let thread = thread::spawn(move || {
+        // bounded: by the stop, which the drop follows with a connection of its own
+        for stream in listener.incoming() {
+            if stopped.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { break };
+            let each = Arc::clone(&each);
+            thread::spawn(move || each(stream));
+        }
+    });
+    AcceptLoop {
+        addr,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // wakes the accept; refused if the loop already ended, which is as good
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 // ----------------------------------------------------------------------------- health probes
 
@@ -165,6 +218,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub record: Arc<Record>,
     pub name: String,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl Backend {
@@ -204,22 +259,14 @@ impl Backend {
     where
         F: Fn(&Seen, &mut TcpStream) -> Reply + Send + Sync + 'static,
     {
-        let addr = listener.local_addr().expect("addr");
         let record = Arc::new(Record::default());
         let rec = Arc::clone(&record);
-        let handler: Arc<Handler> = Arc::new(handler);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let rec = Arc::clone(&rec);
-                let handler = Arc::clone(&handler);
-                thread::spawn(move || serve_conn(stream, &rec, &*handler));
-            }
-        });
+        let accepting = serve(listener, move |stream| serve_conn(stream, &rec, &handler));
         Backend {
-            addr,
+            addr: accepting.addr,
             record,
             name: name.to_string(),
+            _accepting: accepting,
         }
     }
 }

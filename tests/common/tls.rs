@@ -39,9 +39,9 @@ use rustls::{
 use serde_json::{json, Value};
 
 use super::{
-    is_health_probe, ok_response, path_text, read_response, Backend, ChildGuard, Client, Head,
-    Proxy, ProxyProcess, Record, Reply, Response, Seen, TempDir, HEALTH_PROBE_ANSWER, IO_TIMEOUT,
-    MIB,
+    is_health_probe, ok_response, path_text, read_response, serve, AcceptLoop, Backend, ChildGuard,
+    Client, Head, Proxy, ProxyProcess, Record, Reply, Response, Seen, TempDir, HEALTH_PROBE_ANSWER,
+    IO_TIMEOUT, MIB,
 };
 
 /// TLS 1.3 only, TLS 1.2 only, and both.
@@ -338,38 +338,32 @@ pub struct TlsBackend {
     pub record: Arc<Record>,
     pub accepted: Arc<AtomicUsize>,
     pub handshakes: Arc<AtomicUsize>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl TlsBackend {
     pub fn start(config: Arc<ServerConfig>) -> TlsBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the TLS backend");
-        let addr = listener.local_addr().expect("addr");
-        let backend = TlsBackend {
-            addr,
-            record: Arc::new(Record::default()),
-            accepted: Arc::new(AtomicUsize::new(0)),
-            handshakes: Arc::new(AtomicUsize::new(0)),
-        };
-        let (record, accepted, handshakes) = (
-            Arc::clone(&backend.record),
-            Arc::clone(&backend.accepted),
-            Arc::clone(&backend.handshakes),
+        let record = Arc::new(Record::default());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let (rec, acc, shakes) = (
+            Arc::clone(&record),
+            Arc::clone(&accepted),
+            Arc::clone(&handshakes),
         );
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let (config, record, handshakes) = (
-                    Arc::clone(&config),
-                    Arc::clone(&record),
-                    Arc::clone(&handshakes),
-                );
-                thread::spawn(move || {
-                    let _ = serve_tls(stream, config, &record, &handshakes);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let _ = serve_tls(stream, Arc::clone(&config), &rec, &shakes);
         });
-        backend
+        TlsBackend {
+            addr: accepting.addr,
+            record,
+            accepted,
+            handshakes,
+            _accepting: accepting,
+        }
     }
 
     /// TCP connections accepted.
@@ -547,24 +541,23 @@ impl PatternCheck {
 pub struct PatternBackend {
     pub addr: SocketAddr,
     pub written: Arc<AtomicU64>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl PatternBackend {
     pub fn start() -> PatternBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the pattern backend");
-        let addr = listener.local_addr().expect("addr");
         let written = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&written);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let counter = Arc::clone(&counter);
-                thread::spawn(move || {
-                    let _ = serve_pattern(stream, &counter);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            let _ = serve_pattern(stream, &counter);
         });
-        PatternBackend { addr, written }
+        PatternBackend {
+            addr: accepting.addr,
+            written,
+            _accepting: accepting,
+        }
     }
 
     pub fn written(&self) -> u64 {
@@ -626,23 +619,22 @@ pub const UPGRADE_GREETING: &[u8] = b"hello from the backend\n";
 pub struct UpgradeBackend {
     pub addr: SocketAddr,
     pub heads: mpsc::Receiver<String>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl UpgradeBackend {
     pub fn start() -> UpgradeBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upgrade backend");
-        let addr = listener.local_addr().expect("addr");
         let (tx, heads) = mpsc::channel();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    let _ = upgrade_conn(stream, &tx);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            let _ = upgrade_conn(stream, &tx);
         });
-        UpgradeBackend { addr, heads }
+        UpgradeBackend {
+            addr: accepting.addr,
+            heads,
+            _accepting: accepting,
+        }
     }
 }
 

@@ -14,7 +14,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::sync::Mutex;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -147,38 +146,33 @@ fn early_answer_before_body_announces_close() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
     let addr = listener.local_addr().expect("addr");
     let (heads_tx, heads) = mpsc::channel::<String>();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { break };
-            let tx = heads_tx.clone();
-            thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                let end = loop {
-                    if let Some(end) = head_end(&got) {
-                        break end;
-                    }
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&got[..end]).into_owned();
-                let upload = head.starts_with("POST /upload ");
-                let _ = tx.send(head);
-                if !upload {
-                    return; // a health check, say
-                }
-                // answer at once, without reading the body
-                let _ = s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
-                // then take (and drop) whatever comes, until the proxy closes
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            });
+    let _backend = serve(listener, move |mut s| {
+        let tx = &heads_tx;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            if let Some(end) = head_end(&got) {
+                break end;
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&got[..end]).into_owned();
+        let upload = head.starts_with("POST /upload ");
+        let _ = tx.send(head);
+        if !upload {
+            return; // a health check, say
+        }
+        // answer at once, without reading the body
+        let _ = s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n");
+        // then take (and drop) whatever comes, until the proxy closes
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
         }
     });
     let proxy = Proxy::start(&[addr], json!({"retries": 0}));
@@ -218,46 +212,43 @@ const PARTIAL: &[u8] = b"first part of a body without length;";
 
 /// A backend that answers one request with a close-delimited `200` carrying [`PARTIAL`], waits
 /// for a signal on the returned sender, then ends the connection as `end` says.
-fn close_delimited_backend(end: End) -> (SocketAddr, mpsc::Sender<()>) {
+fn close_delimited_backend(end: End) -> (SocketAddr, mpsc::Sender<()>, AcceptLoop) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
     let addr = listener.local_addr().expect("addr");
     let (go_tx, go) = mpsc::channel::<()>();
     let go = Mutex::new(go);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { break };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while head_end(&got).is_none() {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
+    let backend = serve(listener, move |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while head_end(&got).is_none() {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
             }
-            if !got.starts_with(b"GET /stream ") {
-                continue; // a health check, say: closed unanswered
-            }
-            let mut raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
-            raw.extend_from_slice(PARTIAL);
-            let _ = s.write_all(&raw);
-            // the client has the bytes above before the connection ends
-            let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(10));
-            if end == End::Reset {
-                socket2::SockRef::from(&s)
-                    .set_linger(Some(Duration::ZERO))
-                    .expect("SO_LINGER 0");
-            }
-            drop(s);
         }
+        if !got.starts_with(b"GET /stream ") {
+            return; // a health check, say: closed unanswered
+        }
+        let mut raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        raw.extend_from_slice(PARTIAL);
+        let _ = s.write_all(&raw);
+        // the client has the bytes above before the connection ends
+        let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        if end == End::Reset {
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .expect("SO_LINGER 0");
+        }
+        drop(s);
     });
-    (addr, go_tx)
+    (addr, go_tx, backend)
 }
 
 /// Sends `GET /stream`, reads the head and [`PARTIAL`], lets the backend end the connection as
 /// `end` says, and reads on. Returns the head, the body bytes and how the reading ended.
 fn stream_then_end(end: End) -> (String, Vec<u8>, std::io::Result<()>) {
-    let (addr, go) = close_delimited_backend(end);
+    let (addr, go, _backend) = close_delimited_backend(end);
     let proxy = Proxy::start(&[addr], json!({"retries": 0}));
     let mut s = raw_connect(proxy.addr(), Duration::from_secs(5));
     s.write_all(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")

@@ -9,7 +9,6 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
@@ -34,48 +33,45 @@ enum TlsEnd {
 fn close_delimited_tls_backend(
     end: TlsEnd,
     config: Arc<rustls::ServerConfig>,
-) -> (SocketAddr, mpsc::Sender<()>) {
+) -> (SocketAddr, mpsc::Sender<()>, AcceptLoop) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
     let addr = listener.local_addr().expect("addr");
     let (go_tx, go) = mpsc::channel::<()>();
     let go = Mutex::new(go);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(sock) = stream else { break };
-            let _ = sock.set_read_timeout(Some(Duration::from_secs(20)));
-            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
-                continue;
-            };
-            let mut tls = rustls::StreamOwned::new(conn, sock);
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while head_end(&got).is_none() {
-                match tls.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
+    let backend = serve(listener, move |sock| {
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(20)));
+        let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+            return;
+        };
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while head_end(&got).is_none() {
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
             }
-            if !got.starts_with(b"GET /stream ") {
-                continue; // a health check, say: closed unanswered
-            }
-            let mut raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
-            raw.extend_from_slice(PARTIAL);
-            let _ = tls.write_all(&raw);
-            let _ = tls.flush();
-            let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(10));
-            if end == TlsEnd::CloseNotify {
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            }
-            let _ = tls.sock.shutdown(Shutdown::Write);
-            // keep the socket until ferrule closes its side, so that the end above is all it
-            // gets (closing with bytes unread would send a reset of our own)
-            let _ = tls.sock.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut rest = [0u8; 4096];
-            while matches!(tls.sock.read(&mut rest), Ok(n) if n > 0) {}
         }
+        if !got.starts_with(b"GET /stream ") {
+            return; // a health check, say: closed unanswered
+        }
+        let mut raw = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        raw.extend_from_slice(PARTIAL);
+        let _ = tls.write_all(&raw);
+        let _ = tls.flush();
+        let _ = go.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        if end == TlsEnd::CloseNotify {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+        let _ = tls.sock.shutdown(Shutdown::Write);
+        // keep the socket until ferrule closes its side, so that the end above is all it
+        // gets (closing with bytes unread would send a reset of our own)
+        let _ = tls.sock.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut rest = [0u8; 4096];
+        while matches!(tls.sock.read(&mut rest), Ok(n) if n > 0) {}
     });
-    (addr, go_tx)
+    (addr, go_tx, backend)
 }
 
 fn stream_then_tls_end(end: TlsEnd) -> (String, Vec<u8>, std::io::Result<()>) {
@@ -83,7 +79,8 @@ fn stream_then_tls_end(end: TlsEnd) -> (String, Vec<u8>, std::io::Result<()>) {
     let ca = TestCa::new(&name);
     let dir = TempDir::new(&name);
     let ca_file = dir.write("ca.pem", ca.pem());
-    let (addr, go) = close_delimited_tls_backend(end, ca.issue(&["127.0.0.1"]).server_config());
+    let (addr, go, _backend) =
+        close_delimited_tls_backend(end, ca.issue(&["127.0.0.1"]).server_config());
     let proxy = Proxy::from_json(
         &json!({
             "port": 0, "admin_port": 0, "bind": "127.0.0.1", "workers": 1, "retries": 0,
