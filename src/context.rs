@@ -90,6 +90,27 @@ impl Settings {
     }
 }
 
+/// A stream waiting in the worker's queue for a backend slot (`max_conns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// Its connection's key in the worker's slab, and that connection's id (a later connection
+    /// in the same slot is another one).
+    pub key: usize,
+    pub id: u32,
+    /// The stream's slot in its connection.
+    pub slot: u32,
+}
+
+impl Ctx<'_> {
+    /// The stream running now, as a backend connection lent to it names it.
+    pub fn owner(&self) -> crate::upstream::Owner {
+        crate::upstream::Owner {
+            conn: self.key,
+            slot: self.slot,
+        }
+    }
+}
+
 /// The worker's state a connection (and its streams) works with while it runs.
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
@@ -107,10 +128,12 @@ pub struct Ctx<'a> {
     /// connection in the same slot).
     pub key: usize,
     pub id: u32,
+    /// The slot of the stream running now in its connection (HTTP/1.1: always 0).
+    pub slot: u32,
     pub stats: &'a WorkerStats,
-    /// Connections with a stream waiting for a backend slot, in arrival order `(key, id)`, and
-    /// their count as the other workers see it.
-    pub queue: &'a mut VecDeque<(usize, u32)>,
+    /// Streams waiting for a backend slot, in arrival order, and their count as the other workers
+    /// see it.
+    pub queue: &'a mut VecDeque<Waiting>,
     pub queued: &'a AtomicUsize,
     pub access_log: &'a AccessLog,
     /// Where new request ids come from.

@@ -24,7 +24,7 @@ use slab::Slab;
 use crate::balancer::{Balancer, Picker, Sticky};
 use crate::buffer::BufPool;
 use crate::connection::{Close, Connection, Ran, DRAIN_IDLE_GRACE};
-use crate::context::{Ctx, Settings};
+use crate::context::{Ctx, Settings, Waiting};
 use crate::stats::{CloseReason, WorkerStats};
 use crate::timer::{Entry, TimerKey, Timers};
 use crate::token::{Tok, MAX_KEY};
@@ -243,7 +243,7 @@ struct Core {
     /// Connections whose stream waits for a backend slot (`max_conns`), in arrival order
     /// `(key, id)`, and how many, as the other workers see it (they wake this one when a slot
     /// frees).
-    queue: std::collections::VecDeque<(usize, u32)>,
+    queue: std::collections::VecDeque<Waiting>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     /// The queue stopped at its per-wake bound: run it again soon.
     queue_again: bool,
@@ -364,6 +364,7 @@ impl Core {
             draining: self.draining.is_some(),
             key,
             id: conn.as_ref().map_or(0, |c| c.id),
+            slot: 0,
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
@@ -387,7 +388,7 @@ impl Core {
         match up.owner {
             Some(owner) => {
                 up.side.ready(ready.readable, ready.writable, ready.hup);
-                self.drive(registry, owner);
+                self.drive(registry, owner.conn);
             }
             None => {
                 if ready.hup || (ready.readable && !up.transport.absorb_idle()) {
@@ -451,7 +452,7 @@ impl Core {
     fn run_queue(&mut self, registry: &Registry) {
         self.queue_again = false;
         for _ in 0..ACCEPT_BATCH {
-            let Some(&(key, id)) = self.queue.front() else {
+            let Some(&Waiting { key, id, .. }) = self.queue.front() else {
                 return;
             };
             let live = self

@@ -34,6 +34,7 @@ impl Stream {
         deadline: &mut Instant,
         exclude: Option<u64>,
     ) -> Run {
+        let owner = ctx.owner();
         let ask = Ask {
             key: u64::from(self.ex.key),
             client: self.ex.client,
@@ -61,7 +62,7 @@ impl Stream {
             backend.end_request();
             return self.fail(ctx, client, deadline, Status::HeaderFieldsTooLarge);
         }
-        if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
+        if let Some(key) = ctx.upstreams.take_idle(backend.id, owner) {
             self.upstream = UpKey::new(key);
             self.phase = Phase::Exchange;
             *deadline = ctx.now + ctx.cfg.backend_timeout;
@@ -70,7 +71,7 @@ impl Stream {
         let backend = std::sync::Arc::clone(backend);
         match ctx
             .upstreams
-            .connect(ctx.registry, &backend, ctx.key, ctx.now)
+            .connect(ctx.registry, &backend, owner, ctx.now)
         {
             Ok(key) => {
                 self.upstream = UpKey::new(key);
@@ -98,7 +99,11 @@ impl Stream {
         if self.phase != Phase::Queued {
             self.phase = Phase::Queued;
             *deadline = ctx.now + ctx.cfg.queue_timeout;
-            ctx.queue.push_back((ctx.key, ctx.id));
+            ctx.queue.push_back(crate::context::Waiting {
+                key: ctx.key,
+                id: ctx.id,
+                slot: ctx.slot,
+            });
             ctx.balancer.slots().enqueued(ctx.queued);
         }
         Step::Waiting
