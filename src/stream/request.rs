@@ -44,9 +44,30 @@ impl Stream {
         &mut self.req.buf
     }
 
-    /// Bytes in the inbox.
+    /// Bytes in the inbox (while idle), or held by the request pipe (while a request is under
+    /// way: what was read and not yet let go of).
     pub fn inbox_len(&self) -> usize {
         self.req.len()
+    }
+
+    /// Request bytes delivered by a codec that decodes them itself (HTTP/2 DATA): appended to
+    /// the request pipe, whose buffer is taken from the pool if the stream holds none. Returns how
+    /// many fit (a codec gives a stream no more than the window it announced, which is no more than
+    /// the pipe's room). The client's next `read` reports them, so they are framed and relayed as
+    /// if read from a socket.
+    pub fn deliver(&mut self, bufs: &mut crate::buffer::BufPool, data: &[u8]) -> usize {
+        let buf = self.req.buf.get_or_insert_with(|| bufs.get());
+        let n = buf.push(data);
+        bufs.put_if_empty(&mut self.req.buf);
+        n
+    }
+
+    /// Room left in the request pipe for delivered bytes.
+    pub fn request_room(&self) -> usize {
+        self.req
+            .buf
+            .as_ref()
+            .map_or(usize::MAX, |b| b.capacity().saturating_sub(b.len()))
     }
 
     /// A whole head is at the front of the inbox, `..end`: check it, rewrite it, and send it on
