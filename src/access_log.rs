@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::{AccessLogFormat, AccessLogTarget};
+use crate::http::date::Civil;
 
 /// Lines waiting for the writer before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -815,52 +816,15 @@ fn json_char(c: char, out: &mut Vec<u8>) {
     }
 }
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-struct Parts {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u64,
-    minute: u64,
-    second: u64,
-}
-
-fn parts(wall_ms: u64) -> Parts {
-    let secs = wall_ms / 1000;
-    let (year, month, day) = civil((secs / 86_400) as i64);
-    let in_day = secs % 86_400;
-    Parts {
-        year,
-        month,
-        day,
-        hour: in_day / 3600,
-        minute: in_day / 60 % 60,
-        second: in_day % 60,
-    }
+/// The civil time of `wall_ms` (milliseconds since the Unix epoch).
+fn parts(wall_ms: u64) -> Civil {
+    Civil::of(i64::try_from(wall_ms / 1000).unwrap_or(i64::MAX))
 }
 
 /// `02/Dec/2026:12:39:41 +0000` (always UTC).
 fn clf_time(wall_ms: u64, out: &mut Vec<u8>) {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let p = parts(wall_ms);
-    let month = MONTHS
-        .get(p.month.saturating_sub(1) as usize)
-        .unwrap_or(&"Jan");
+    let month = p.month_name();
     let _ = write!(
         out,
         "{:02}/{month}/{}:{:02}:{:02}:{:02} +0000",

@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod date;
 pub mod errors;
 pub mod framing;
 pub mod headers;
