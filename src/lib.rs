@@ -253,6 +253,10 @@ impl Settings {
             proxy_protocol: c.proxy_protocol,
             request_id: c.request_id,
             max_connections_per_ip: c.max_connections_per_ip,
+            hsts: c.ssl.hsts.filter(|_| c.ssl.enabled).map(|h| {
+                http::headers::hsts_line(h.max_age.as_secs(), h.include_subdomains)
+                    .into_boxed_slice()
+            }),
         }
     }
 }

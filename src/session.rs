@@ -93,6 +93,9 @@ pub struct Settings {
     /// Client connections one address may hold at once, over all workers (0: no limit; not
     /// applied with `proxy_protocol`).
     pub max_connections_per_ip: u32,
+    /// The `Strict-Transport-Security` line added to every final response (`ssl.hsts`, over
+    /// TLS only; see `http::Added`).
+    pub hsts: Option<Box<[u8]>>,
 }
 
 /// The worker's state a session works with while it runs.
@@ -106,6 +109,8 @@ pub struct Ctx<'a> {
     pub picker: &'a mut Picker,
     pub cfg: &'a Settings,
     pub now: Instant,
+    /// The `Date` of responses: the worker's clock, refreshed once per poll round.
+    pub date: &'a [u8; crate::http::date::IMF_FIXDATE_LEN],
     /// The worker is shutting down: no more keep-alive.
     pub draining: bool,
     /// This session's key in the worker's slab.
@@ -589,7 +594,8 @@ impl Session {
                     self.log_event(ctx, Event::TlsHandshakeFailed);
                     if self.client.spoke_plain_http() {
                         // as nginx does: say so, in plain HTTP, and close
-                        self.client.write_raw(errors::PLAIN_HTTP_TO_TLS_PORT);
+                        errors::plain_http_to_tls_port(ctx.date, ctx.scratch);
+                        self.client.write_raw(ctx.scratch);
                     }
                     return Err(Close);
                 }
@@ -1392,6 +1398,10 @@ impl Session {
                     }),
                     _ => None,
                 },
+                added: crate::http::Added {
+                    date: ctx.date,
+                    hsts: ctx.cfg.hsts.as_deref(),
+                },
             };
             let Ok((head, len)) = response::rewrite(&unframed[..end], &ex, ctx.scratch) else {
                 return self.bad_response(ctx);
@@ -1557,7 +1567,11 @@ impl Session {
             && !ctx.draining
             && !self.c_eof;
         let head = self.ex.method == Method::Head;
-        errors::canned(status, keep, head, ctx.scratch);
+        let added = crate::http::Added {
+            date: ctx.date,
+            hsts: ctx.cfg.hsts.as_deref(),
+        };
+        errors::canned(status, keep, head, &added, ctx.scratch);
         if self.log.is_none() {
             // a head refused before it was parsed, or a timeout waiting for it
             self.log = ctx.access_log.entry(self.peer, ctx.now);

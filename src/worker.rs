@@ -182,6 +182,7 @@ pub fn spawn(
         ids: crate::access_log::RequestIds::new(),
         per_ip_counted: KeyBits::default(),
         now,
+        date: crate::http::date::HttpDate::now(),
         stats: Arc::clone(&stats),
         rx,
         shared,
@@ -272,6 +273,8 @@ struct Core {
     /// Kept here, a bit each, rather than in `Session`, whose size is the idle-memory target.
     per_ip_counted: KeyBits,
     now: Instant,
+    /// The `Date` of responses, formatted again when the second changes (see `http::date`).
+    date: crate::http::date::HttpDate,
     stats: Arc<WorkerStats>,
     rx: Receiver<Control>,
     shared: Arc<Shared>,
@@ -300,6 +303,7 @@ impl Worker {
             }
             let registry = self.poll.registry();
             core.now = Instant::now();
+            core.date.refresh();
             for event in self.events.iter() {
                 match event.token() {
                     WAKER => {
@@ -375,6 +379,7 @@ impl Core {
             picker: &mut self.picker,
             cfg: &self.shared.settings,
             now: self.now,
+            date: self.date.text(),
             draining: self.draining.is_some(),
             key,
             stats: &self.stats,

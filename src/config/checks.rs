@@ -85,6 +85,9 @@ impl Config {
         if self.ssl.redirect_http_port.is_some() && !self.ssl.enabled {
             warnings.push("ssl.redirect_http_port is not used when ssl.enabled is false".into());
         }
+        if self.ssl.hsts.is_some() && !self.ssl.enabled {
+            warnings.push("ssl.hsts is not used when ssl.enabled is false".into());
+        }
         if self.max_connections < self.workers {
             warnings.push(format!(
                 "max_connections ({}) is below workers ({}): some workers will accept no connections",
