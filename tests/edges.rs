@@ -3,8 +3,9 @@
 //! - `date`: every response ferrule sends carries one `Date` (RFC 9110 §6.6.1): its own answers
 //!   (503, 400), forwarded responses that have none, the admin API; a backend's own passes
 //!   unchanged; the date follows the clock;
-//! - `tls`: `ssl.hsts` adds `Strict-Transport-Security` over TLS unless the backend set one;
-//!   the plain-HTTP answer on the TLS port is dated.
+//! - `tls`: the server's cipher order wins (strongest first); `ssl.hsts` adds
+//!   `Strict-Transport-Security` over TLS unless the backend set one; the plain-HTTP answer on
+//!   the TLS port is dated.
 //!
 //! Helpers every module uses are here; `tests/common` has the shared ones.
 

@@ -1,12 +1,87 @@
-//! TLS as a scanner sees it: `ssl.hsts` adds `Strict-Transport-Security` to responses over TLS
-//! (forwarded and ferrule's own) unless the backend set one, and is off by default; the
-//! plain-HTTP answer on the TLS port is dated and carries no HSTS.
+//! TLS as a scanner sees it: the server's cipher order wins, strongest first; `ssl.hsts` adds
+//! `Strict-Transport-Security` to responses over TLS (forwarded and ferrule's own) unless the
+//! backend set one, and is off by default; the plain-HTTP answer on the TLS port is dated and
+//! carries no HSTS.
 
+use std::sync::Arc;
+
+use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+use rustls::crypto::CryptoProvider;
+use rustls::{CipherSuite, ClientConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use serde_json::json;
 
 use crate::common::tls::*;
 use crate::common::{ok_response, Backend, Client, Reply};
 use crate::{fresh_date, unix_now};
+
+/// A client trusting `pki`'s CA that offers `suites`, in that order, over `versions`.
+fn offering(
+    pki: &Pki,
+    suites: &[SupportedCipherSuite],
+    versions: &[&'static SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let provider = CryptoProvider {
+        cipher_suites: suites.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(pki.ca.roots())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+#[test]
+fn the_servers_cipher_order_wins_strongest_first() {
+    let pki = pki("cipher-order");
+    let backend = Backend::start("b");
+    let proxy = tls_proxy(&[backend.addr], pki.files.ssl(), json!({}));
+    // the test CA's keys are ECDSA: the TLS 1.2 suites are the ECDHE_ECDSA ones
+    for (versions, offered, chosen) in [
+        (
+            TLS13,
+            vec![
+                cs::TLS13_AES_128_GCM_SHA256,
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+                cs::TLS13_AES_256_GCM_SHA384,
+            ],
+            CipherSuite::TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            TLS13,
+            vec![
+                cs::TLS13_AES_128_GCM_SHA256,
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+            ],
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            TLS12,
+            vec![
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ],
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ),
+        (
+            TLS12,
+            vec![
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            ],
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ] {
+        let config = offering(&pki, &offered, versions);
+        let mut c = TlsClient::connect(proxy.addr(), &config, "localhost");
+        assert_eq!(c.get("/").status, 200);
+        let got = c.conn().negotiated_cipher_suite().map(|s| s.suite());
+        assert_eq!(got, Some(chosen), "client offered {offered:?}");
+    }
+}
 
 #[test]
 fn hsts_is_added_over_tls_to_forwarded_and_own_answers_unless_the_backend_set_one() {

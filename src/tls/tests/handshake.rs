@@ -408,6 +408,27 @@ fn client_configs_are_shared_per_ca_file_and_skip_verify() {
 }
 
 #[test]
+fn the_server_order_has_rustls_default_suites_strongest_first() {
+    let ours: Vec<_> = crate::tls::CIPHER_SUITES.iter().map(|s| s.suite()).collect();
+    let mut defaults: Vec<_> = rustls::crypto::aws_lc_rs::DEFAULT_CIPHER_SUITES
+        .iter()
+        .map(|s| s.suite())
+        .collect();
+    let mut sorted = ours.clone();
+    sorted.sort_by_key(|s| u16::from(*s));
+    defaults.sort_by_key(|s| u16::from(*s));
+    assert_eq!(sorted, defaults, "the same suites, none added or lost");
+    assert_eq!(provider().cipher_suites.len(), ours.len());
+    let f = fixture("order");
+    let client = client_config(Some(&f.ca_file), false).expect("client");
+    let (_, server) = connect(&client, "localhost", &f.server).expect("handshake");
+    assert_eq!(
+        server.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384)
+    );
+}
+
+#[test]
 fn server_names_for_ips_and_dns_names() {
     use std::net::IpAddr;
     let ip = |s: &str| ServerName::IpAddress(s.parse::<IpAddr>().expect("ip").into());
