@@ -5,7 +5,9 @@
 //!   unchanged; the date follows the clock;
 //! - `tls`: the server's cipher order wins (strongest first); `ssl.hsts` adds
 //!   `Strict-Transport-Security` over TLS unless the backend set one; the plain-HTTP answer on
-//!   the TLS port is dated.
+//!   the TLS port is dated;
+//! - `reload`: a reload reads the backend CA files again (a rotated CA takes effect, a file that
+//!   no longer loads refuses the reload).
 //!
 //! Helpers every module uses are here; `tests/common` has the shared ones.
 
@@ -13,6 +15,8 @@ mod common;
 
 #[path = "edges/date.rs"]
 mod date;
+#[path = "edges/reload.rs"]
+mod reload;
 #[path = "edges/tls.rs"]
 mod tls;
 
