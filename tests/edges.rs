@@ -7,7 +7,8 @@
 //!   `Strict-Transport-Security` over TLS unless the backend set one; the plain-HTTP answer on
 //!   the TLS port is dated;
 //! - `reload`: a reload reads the backend CA files again (a rotated CA takes effect, a file that
-//!   no longer loads refuses the reload).
+//!   no longer loads refuses the reload) and checks the keys against each other again once the
+//!   restart-only keys have their running values back.
 //!
 //! Helpers every module uses are here; `tests/common` has the shared ones.
 

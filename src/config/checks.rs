@@ -104,8 +104,9 @@ impl Config {
         warnings
     }
 
-    /// Checks between fields, run once every field has been read.
-    pub(super) fn check_related_fields(&self) -> Result<(), ConfigError> {
+    /// Checks between fields, run once every field has been read (and again by a reload, once
+    /// the keys that need a restart have their running values back).
+    pub fn check_related_fields(&self) -> Result<(), ConfigError> {
         if self.admin_port == self.port && self.port != 0 {
             let problem = format!("must differ from port ({})", self.port);
             return Err(invalid("admin_port", problem));

@@ -1,5 +1,6 @@
-//! Reload reads the backend CA files again: a rotated CA takes effect; a file that no longer
-//! loads refuses the reload and the running config goes on.
+//! Reload reads the backend CA files again (a rotated CA takes effect; a file that no longer
+//! loads refuses the reload and the running config goes on), and checks the keys against each
+//! other again once the restart-only keys have their running values back.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,7 +12,7 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use crate::common::tls::{admin_post, path_text, TempDir, TestCa};
-use crate::common::{Client, IO_TIMEOUT};
+use crate::common::{admin_get_at, Client, IO_TIMEOUT};
 
 /// An HTTPS backend whose certificate can be swapped: each connection is served with the
 /// config in force when it was accepted (a new config also has a new session cache, so nothing
@@ -150,4 +151,49 @@ fn a_ca_file_that_no_longer_loads_refuses_the_reload() {
     for i in 0..3 {
         assert_eq!(status(proxy.local_addr()), 200, "request {i} after the refusal");
     }
+}
+
+#[test]
+fn reload_checks_the_keys_again_with_the_running_restart_only_values() {
+    let dir = TempDir::new("reload-checks");
+    let path = dir.join("config.json");
+    let base = json!({
+        "port": 0,
+        "admin_port": 0,
+        "bind": "127.0.0.1",
+        "workers": 1,
+        "access_log": false,
+        "health_check_method": "none",
+        "buffer_size": 8192,
+        "max_request_head": 8192,
+        "max_uri_length": 4096,
+    });
+    write(&path, &base);
+    let proxy = start_from(&path);
+
+    // buffer_size needs a restart (it stays 8192), and the head no longer fits in it
+    let mut bigger = base.clone();
+    bigger["buffer_size"] = json!(65536);
+    bigger["max_request_head"] = json!(16384);
+    write(&path, &bigger);
+    let (code, answer) = admin_post(proxy.admin_addr(), "/reload");
+    assert_eq!(code, 400, "{answer}");
+    let error = answer["error"].as_str().expect("an error");
+    assert!(
+        error.contains("max_request_head: must not exceed buffer_size (8192)")
+            && error.contains("buffer_size"),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "one line: {error:?}");
+    let running = admin_get_at(proxy.admin_addr(), "/config");
+    assert_eq!(running["max_request_head"], 8192, "{running}");
+
+    // what fits the running buffer applies, with buffer_size reported as needing a restart
+    bigger["max_request_head"] = json!(8192);
+    write(&path, &bigger);
+    let (code, answer) = admin_post(proxy.admin_addr(), "/reload");
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer["restart_required"][0]
+        .as_str()
+        .is_some_and(|r| r.starts_with("buffer_size")));
 }
