@@ -196,6 +196,7 @@ impl AccessLog {
             clock: Clock::new(),
             stamp: Stamp::new(),
             batch: Vec::with_capacity(BATCH + 4096),
+            tail: Tail::default(),
         };
         let thread = std::thread::Builder::new()
             .name("ferrule-access".into())
@@ -301,6 +302,9 @@ enum Output {
     Stdout,
     Stderr,
     File { path: String, file: Option<File> },
+    /// Unit tests: a writer that fails on demand.
+    #[cfg(test)]
+    Test(Box<dyn Write + Send>),
 }
 
 impl Output {
@@ -319,21 +323,27 @@ impl Output {
     fn name(&self) -> &str {
         match self {
             Output::Off => "off",
+            #[cfg(test)]
+            Output::Test(_) => "test",
             Output::Stdout => "stdout",
             Output::Stderr => "stderr",
             Output::File { path, .. } => path,
         }
     }
 
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes whole lines; `tail` remembers a line a failed write left half written.
+    fn write_all(&mut self, bytes: &[u8], tail: &mut Tail) -> io::Result<()> {
         match self {
             Output::Off => Ok(()),
-            Output::Stdout => io::stdout().lock().write_all(bytes),
-            Output::Stderr => io::stderr().lock().write_all(bytes),
-            Output::File { file: Some(f), .. } => f.write_all(bytes),
+            #[cfg(test)]
+            Output::Test(w) => tail.write(w, bytes),
+            Output::Stdout => tail.write(&mut io::stdout().lock(), bytes),
+            Output::Stderr => tail.write(&mut io::stderr().lock(), bytes),
+            Output::File { file: Some(f), .. } => tail.write(f, bytes),
             Output::File { path, file: None } => {
                 let mut f = open_file(path)?;
-                let written = f.write_all(bytes);
+                tail.reopened(&f);
+                let written = tail.write(&mut f, bytes);
                 *self = Output::File {
                     path: std::mem::take(path),
                     file: Some(f),
@@ -343,11 +353,58 @@ impl Output {
         }
     }
 
-    fn reopen(&mut self) -> io::Result<()> {
+    fn reopen(&mut self, tail: &mut Tail) -> io::Result<()> {
         if let Output::File { path, file } = self {
-            *file = Some(open_file(path)?);
+            let f = open_file(path)?;
+            tail.reopened(&f);
+            *file = Some(f);
         }
         Ok(())
+    }
+}
+
+/// Where the output stands after the last write: at the start of a line, or in the middle of
+/// one that a failed write (a full disk, say) left half written. The next batch then starts
+/// with a line end of its own, so that its first line is never glued to the broken one; the
+/// broken line stays as it is (its entry counted as dropped with its batch).
+#[derive(Debug, Default)]
+struct Tail {
+    mid_line: bool,
+}
+
+impl Tail {
+    /// Writes `bytes` (whole lines) to `out`, after a line end when the last write broke off
+    /// mid-line. On an error, remembers whether what did get written ends mid-line.
+    fn write(&mut self, out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+        if self.mid_line {
+            // bounded: one byte; Interrupted retries as write_all does
+            out.write_all(b"\n")?;
+            self.mid_line = false;
+        }
+        let mut done = 0;
+        // bounded: each round writes at least one byte or ends (Interrupted: a signal; retried)
+        while let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
+            match out.write(rest) {
+                Ok(0) => return Err(self.broke(bytes, done, io::ErrorKind::WriteZero.into())),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.broke(bytes, done, e)),
+            }
+        }
+        out.flush()
+    }
+
+    /// A write of `bytes` failed after `done` of them: is the output now mid-line?
+    fn broke(&mut self, bytes: &[u8], done: usize, error: io::Error) -> io::Error {
+        self.mid_line = done > 0 && bytes.get(done - 1) != Some(&b'\n');
+        error
+    }
+
+    /// The file was opened again by name: a new, empty file (rotated meanwhile) starts clean.
+    fn reopened(&mut self, file: &File) {
+        if file.metadata().is_ok_and(|m| m.len() == 0) {
+            self.mid_line = false;
+        }
     }
 }
 
@@ -372,6 +429,7 @@ struct Writer {
     clock: Clock,
     stamp: Stamp,
     batch: Vec<u8>,
+    tail: Tail,
 }
 
 impl Writer {
@@ -426,6 +484,10 @@ impl Writer {
             }
             Msg::Configure(output, format) => {
                 self.write_batch(lines);
+                if output.name() != self.output.name() {
+                    // a broken line in the old target is no concern of the new one
+                    self.tail = Tail::default();
+                }
                 self.output = output;
                 self.format = format;
                 self.failing = None;
@@ -434,7 +496,7 @@ impl Writer {
                 self.write_batch(lines);
                 let result = self
                     .output
-                    .reopen()
+                    .reopen(&mut self.tail)
                     .map_err(|e| format!("cannot reopen access log {}: {e}", self.output.name()));
                 if result.is_ok() {
                     self.failing = None;
@@ -475,7 +537,9 @@ impl Writer {
         let result = if wait {
             Err(None)
         } else {
-            self.output.write_all(&self.batch).map_err(Some)
+            self.output
+                .write_all(&self.batch, &mut self.tail)
+                .map_err(Some)
         };
         match result {
             Ok(()) => {
