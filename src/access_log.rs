@@ -301,7 +301,10 @@ enum Output {
     Off,
     Stdout,
     Stderr,
-    File { path: String, file: Option<File> },
+    File {
+        path: String,
+        file: Option<File>,
+    },
     /// Unit tests: a writer that fails on demand.
     #[cfg(test)]
     Test(Box<dyn Write + Send>),

@@ -57,7 +57,8 @@ pub fn parse_imf_fixdate(s: &str) -> Option<i64> {
     let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    (WEEKDAYS[days.rem_euclid(7) as usize] == weekday).then_some(days * 86_400 + h * 3600 + m * 60 + sec)
+    (WEEKDAYS[days.rem_euclid(7) as usize] == weekday)
+        .then_some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 pub fn unix_now() -> i64 {
@@ -90,7 +91,10 @@ fn the_test_date_parser_reads_rfc_9110s_example() {
         parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"),
         Some(784_111_777)
     );
-    assert_eq!(parse_imf_fixdate("Tue, 29 Feb 2000 23:59:59 GMT"), Some(951_868_799));
+    assert_eq!(
+        parse_imf_fixdate("Tue, 29 Feb 2000 23:59:59 GMT"),
+        Some(951_868_799)
+    );
     assert_eq!(parse_imf_fixdate("Mon, 06 Nov 1994 08:49:37 GMT"), None);
     assert_eq!(parse_imf_fixdate("Sun, 6 Nov 1994 08:49:37 GMT"), None);
     assert_eq!(parse_imf_fixdate("Sunday, 06-Nov-94 08:49:37 GMT"), None);

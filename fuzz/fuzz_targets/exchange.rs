@@ -112,7 +112,13 @@ impl Model<'_> {
             date: DATE,
             hsts: None,
         };
-        errors::canned(status, keep, method == Method::Head, &added, &mut self.scratch);
+        errors::canned(
+            status,
+            keep,
+            method == Method::Head,
+            &added,
+            &mut self.scratch,
+        );
         self.to_client.extend_from_slice(&self.scratch);
         self.answered.push(method);
         keep

@@ -322,10 +322,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
 /// `error` (a check between keys that failed once the restart-only keys got their running
 /// values back), naming those keys when some were kept.
 fn with_kept(error: String, restart: &[String]) -> String {
-    let kept: Vec<&str> = restart
-        .iter()
-        .filter_map(|r| r.split(':').next())
-        .collect();
+    let kept: Vec<&str> = restart.iter().filter_map(|r| r.split(':').next()).collect();
     if kept.is_empty() {
         return error;
     }

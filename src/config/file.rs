@@ -23,8 +23,8 @@ use super::de::expected;
 use super::duration::{Dur, Interval, Lifetime, Timeout};
 use super::{
     default_workers, invalid, AccessLogFormat, AccessLogTarget, CertificateFiles, Config,
-    ConfigError, HashKey, HealthCheckMethod, Hsts, LogLevel, SslConfig, StatusSet, StickyMode, Strategy,
-    NO_BACKEND_TLS,
+    ConfigError, HashKey, HealthCheckMethod, Hsts, LogLevel, SslConfig, StatusSet, StickyMode,
+    Strategy, NO_BACKEND_TLS,
 };
 
 /// Upper bound of `buffer_size`, and so of `max_request_head`.

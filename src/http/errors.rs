@@ -175,10 +175,7 @@ mod tests {
                         // HEAD: the length of the body a GET would get, and no body
                         assert_eq!(out.len(), if head { len } else { len + n });
                         assert_eq!(field(&resp, "Connection").is_some(), !keep);
-                        assert_eq!(
-                            field(&resp, "Retry-After").is_some(),
-                            status.code() == 503
-                        );
+                        assert_eq!(field(&resp, "Retry-After").is_some(), status.code() == 503);
                         assert_eq!(field(&resp, "Date"), Some(DATE.as_slice()));
                         let sts = field(&resp, "Strict-Transport-Security");
                         assert_eq!(sts, hsts.map(|_| b"max-age=60".as_slice()));

@@ -296,7 +296,12 @@ mod tests {
             ..GET11
         };
         let mut out = Vec::new();
-        rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &tls, &mut out).unwrap();
+        rewrite(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            &tls,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
@@ -321,7 +326,12 @@ mod tests {
              Strict-Transport-Security: max-age=60\r\n\r\n"
         );
         // interim responses get neither
-        rewrite(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", &tls, &mut out).unwrap();
+        rewrite(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            &tls,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
     }
 

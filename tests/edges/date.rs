@@ -45,7 +45,11 @@ fn a_forwarded_response_gets_a_date_unless_the_backend_sent_one() {
     const THEIRS: &str = "Mon, 01 Jan 2001 00:00:00 GMT";
     let dated = Backend::with_handler("dated", |_, _| {
         let mut reply = ok_response("dated", b"hi");
-        let at = reply.windows(2).position(|w| w == b"\r\n").expect("status line") + 2;
+        let at = reply
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("status line")
+            + 2;
         reply.splice(at..at, format!("Date: {THEIRS}\r\n").into_bytes());
         Reply::Bytes(reply)
     });

@@ -123,7 +123,11 @@ fn a_rotated_backend_ca_takes_effect_on_reload() {
     let (code, report) = admin_post(proxy.admin_addr(), "/reload");
     assert_eq!(code, 200, "{report}");
     for i in 0..3 {
-        assert_eq!(status(proxy.local_addr()), 200, "request {i} after the reload");
+        assert_eq!(
+            status(proxy.local_addr()),
+            200,
+            "request {i} after the reload"
+        );
     }
 }
 
@@ -149,7 +153,11 @@ fn a_ca_file_that_no_longer_loads_refuses_the_reload() {
     assert!(!error.contains('\n'), "one line: {error:?}");
     // the running config, and its CA, go on
     for i in 0..3 {
-        assert_eq!(status(proxy.local_addr()), 200, "request {i} after the refusal");
+        assert_eq!(
+            status(proxy.local_addr()),
+            200,
+            "request {i} after the refusal"
+        );
     }
 }
 

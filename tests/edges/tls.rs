@@ -89,7 +89,11 @@ fn hsts_is_added_over_tls_to_forwarded_and_own_answers_unless_the_backend_set_on
     let plain = Backend::start("plain");
     let own = Backend::with_handler("own", |_, _| {
         let mut reply = ok_response("own", b"hi");
-        let at = reply.windows(2).position(|w| w == b"\r\n").expect("status line") + 2;
+        let at = reply
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("status line")
+            + 2;
         reply.splice(at..at, b"Strict-Transport-Security: max-age=5\r\n".to_vec());
         Reply::Bytes(reply)
     });
@@ -139,7 +143,9 @@ fn the_plain_http_answer_on_the_tls_port_is_dated_without_hsts() {
     c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let r = c.response();
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("plain HTTP request was sent to HTTPS port"));
+    assert!(r
+        .text()
+        .contains("plain HTTP request was sent to HTTPS port"));
     fresh_date(&r, since);
     assert!(r.headers_named("strict-transport-security").is_empty());
 }

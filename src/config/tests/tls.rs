@@ -227,7 +227,9 @@ fn hsts_is_off_unless_given_and_has_defaults() {
         })
     );
     assert_eq!(
-        parse(r#"{"ssl": {"hsts": {"max_age": "1h", "include_subdomains": true}}}"#).ssl.hsts,
+        parse(r#"{"ssl": {"hsts": {"max_age": "1h", "include_subdomains": true}}}"#)
+            .ssl
+            .hsts,
         Some(Hsts {
             max_age: secs(3600),
             include_subdomains: true,

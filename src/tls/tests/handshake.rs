@@ -418,8 +418,14 @@ fn a_renewed_cache_reads_the_ca_files_again() {
 
     // nothing changed: the very same configs (the pool keeps backends by config)
     let same = configs.renewed();
-    assert!(Arc::ptr_eq(&a, &same.get(Some(&f.ca_file), false).expect("a")));
-    assert!(Arc::ptr_eq(&public, &same.get(None, false).expect("public")));
+    assert!(Arc::ptr_eq(
+        &a,
+        &same.get(Some(&f.ca_file), false).expect("a")
+    ));
+    assert!(Arc::ptr_eq(
+        &public,
+        &same.get(None, false).expect("public")
+    ));
 
     // the CA rotated: a new config, trusting the new CA alone
     let rotated = Ca::new("rotated");
@@ -427,24 +433,42 @@ fn a_renewed_cache_reads_the_ca_files_again() {
     let renewed = configs.renewed();
     let a2 = renewed.get(Some(&f.ca_file), false).expect("a2");
     assert!(!Arc::ptr_eq(&a, &a2));
-    assert!(Arc::ptr_eq(&b, &renewed.get(Some(&other), false).expect("b")));
+    assert!(Arc::ptr_eq(
+        &b,
+        &renewed.get(Some(&other), false).expect("b")
+    ));
     let e = connect(&a2, "localhost", &f.server).expect_err("the old CA's leaf");
     assert!(e.client_reason().contains("unknown issuer"));
     // until adopted, the cache in force keeps the old one
-    assert!(Arc::ptr_eq(&a, &configs.get(Some(&f.ca_file), false).expect("a")));
+    assert!(Arc::ptr_eq(
+        &a,
+        &configs.get(Some(&f.ca_file), false).expect("a")
+    ));
     configs.adopt(renewed);
-    assert!(Arc::ptr_eq(&a2, &configs.get(Some(&f.ca_file), false).expect("a2")));
+    assert!(Arc::ptr_eq(
+        &a2,
+        &configs.get(Some(&f.ca_file), false).expect("a2")
+    ));
 
     // a CA file that no longer loads is an error, not the old config
     std::fs::write(&f.ca_file, "garbage").expect("spoil the CA file");
-    let e = configs.renewed().get(Some(&f.ca_file), false).expect_err("garbage");
+    let e = configs
+        .renewed()
+        .get(Some(&f.ca_file), false)
+        .expect_err("garbage");
     assert!(e.to_string().contains("ca.pem"), "{e}");
-    assert!(Arc::ptr_eq(&a2, &configs.get(Some(&f.ca_file), false).expect("a2")));
+    assert!(Arc::ptr_eq(
+        &a2,
+        &configs.get(Some(&f.ca_file), false).expect("a2")
+    ));
 }
 
 #[test]
 fn the_server_order_has_rustls_default_suites_strongest_first() {
-    let ours: Vec<_> = crate::tls::CIPHER_SUITES.iter().map(|s| s.suite()).collect();
+    let ours: Vec<_> = crate::tls::CIPHER_SUITES
+        .iter()
+        .map(|s| s.suite())
+        .collect();
     let mut defaults: Vec<_> = rustls::crypto::aws_lc_rs::DEFAULT_CIPHER_SUITES
         .iter()
         .map(|s| s.suite())
