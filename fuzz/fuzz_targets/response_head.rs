@@ -15,7 +15,7 @@ use ferrule::http::{Added, Framing, Method, MAX_HEADERS};
 use libfuzzer_sys::fuzz_target;
 
 const DATE: &[u8; 29] = b"Sun, 06 Nov 1994 08:49:37 GMT";
-const HSTS: &[u8; 39] = b"Strict-Transport-Security: max-age=1\r\n";
+const HSTS: &[u8; 38] = b"Strict-Transport-Security: max-age=1\r\n";
 
 fuzz_target!(|data: &[u8]| {
     let Some((&opts, input)) = data.split_first() else {
