@@ -54,6 +54,9 @@ pub struct Settings {
     /// An IPv6 client is its network of this many bits, for sticky sessions and hashing
     /// (`client_ip::client_key`).
     pub ipv6_client_prefix: u8,
+    /// The `Strict-Transport-Security` line added to every final response (`ssl.hsts`, over
+    /// TLS only; see `http::Added`).
+    pub hsts: Option<Box<[u8]>>,
 }
 
 impl Settings {
@@ -86,6 +89,10 @@ impl Settings {
             request_id: c.request_id,
             max_connections_per_ip: c.max_connections_per_ip,
             ipv6_client_prefix: c.ipv6_client_prefix,
+            hsts: c.ssl.hsts.filter(|_| c.ssl.enabled).map(|h| {
+                crate::http::headers::hsts_line(h.max_age.as_secs(), h.include_subdomains)
+                    .into_boxed_slice()
+            }),
         }
     }
 }
@@ -111,6 +118,19 @@ impl Ctx<'_> {
     }
 }
 
+/// What ferrule adds to every response it sends: `Date` (when the backend sent none) and, over
+/// TLS with `ssl.hsts`, `Strict-Transport-Security`. (A function of the two fields, not a method
+/// of `Ctx`, so that `ctx.scratch` stays free to write into.)
+pub fn added<'a>(
+    date: &'a [u8; crate::http::date::IMF_FIXDATE_LEN],
+    cfg: &'a Settings,
+) -> crate::http::Added<'a> {
+    crate::http::Added {
+        date,
+        hsts: cfg.hsts.as_deref(),
+    }
+}
+
 /// The worker's state a connection (and its streams) works with while it runs.
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
@@ -122,6 +142,8 @@ pub struct Ctx<'a> {
     pub picker: &'a mut Picker,
     pub cfg: &'a Settings,
     pub now: Instant,
+    /// The `Date` of responses: the worker's clock, refreshed once per poll round.
+    pub date: &'a [u8; crate::http::date::IMF_FIXDATE_LEN],
     /// The worker is shutting down: no more keep-alive.
     pub draining: bool,
     /// The connection's key in the worker's slab, and its id (which tells it from a later

@@ -173,6 +173,7 @@ pub fn spawn(
         ids: crate::access_log::RequestIds::new(),
         per_ip_counted: KeyBits::default(),
         now,
+        date: crate::http::date::HttpDate::now(),
         stats: Arc::clone(&stats),
         rx,
         shared,
@@ -265,6 +266,8 @@ struct Core {
     /// target.
     per_ip_counted: KeyBits,
     now: Instant,
+    /// The `Date` of responses, formatted again when the second changes (see `http::date`).
+    date: crate::http::date::HttpDate,
     stats: Arc<WorkerStats>,
     rx: Receiver<Control>,
     shared: Arc<Shared>,
@@ -293,6 +296,7 @@ impl Worker {
             }
             let registry = self.poll.registry();
             core.now = Instant::now();
+            core.date.refresh();
             for event in self.events.iter() {
                 let ready = Ready {
                     readable: event.is_readable(),
@@ -361,6 +365,7 @@ impl Core {
             picker: &mut self.picker,
             cfg: &self.shared.settings,
             now: self.now,
+            date: self.date.text(),
             draining: self.draining.is_some(),
             key,
             id: conn.as_ref().map_or(0, |c| c.id),

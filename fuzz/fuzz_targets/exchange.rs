@@ -36,6 +36,9 @@ use libfuzzer_sys::fuzz_target;
 mod wire;
 use wire::{body_end, forwarded_framing, framing_of};
 
+/// The `Date` every response gets (the worker's clock in the proxy).
+const DATE: &[u8; 29] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
 /// A source of bytes handed over in pieces.
 struct Feed<'a> {
     bytes: &'a [u8],
@@ -105,7 +108,17 @@ impl Model<'_> {
 
     /// `Session::fail`: a canned answer, queued behind what is already framed for the client.
     fn answer(&mut self, status: Status, method: Method, keep: bool) -> bool {
-        errors::canned(status, keep, method == Method::Head, &mut self.scratch);
+        let added = ferrule::http::Added {
+            date: DATE,
+            hsts: None,
+        };
+        errors::canned(
+            status,
+            keep,
+            method == Method::Head,
+            &added,
+            &mut self.scratch,
+        );
         self.to_client.extend_from_slice(&self.scratch);
         self.answered.push(method);
         keep
@@ -326,6 +339,10 @@ impl Model<'_> {
                     upgrade: head.upgrade,
                     set_cookie: None,
                     max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+                    added: ferrule::http::Added {
+                        date: DATE,
+                        hsts: None,
+                    },
                 };
                 let Ok((r, len)) = response::rewrite(&unframed[..end], &ex, &mut self.scratch)
                 else {

@@ -226,6 +226,7 @@ impl Harness {
             picker: &mut self.picker,
             cfg: settings,
             now: self.now,
+            date: b"Sun, 06 Nov 1994 08:49:37 GMT",
             draining: self.draining,
             key: 0,
             id: 1,

@@ -14,11 +14,19 @@
 //!   again; `admin_token` applies to the next request.
 //!
 //! The keys that need a restart (`port`, `bind`, `workers`, `admin_port`, `admin_bind`,
-//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`, `shutdown_timeout`,
-//! `ipv6_client_prefix`) keep their running values, and the answer and the log say so. Changes made through the admin API since the last load are
-//! replaced by the file (the file wins: backends added by hand go, backends deleted by hand come
-//! back, weights return to the file's) and the answer lists each one it replaced; states set by
-//! hand (`disabled`, `draining`) of backends that stay are kept.
+//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`,
+//! `shutdown_timeout`, `ipv6_client_prefix`) keep their running values, and the answer and the log say so. Changes
+//! made through the admin API since the last load are replaced by the file (the file wins:
+//! backends added by hand go, backends deleted by hand come back, weights return to the file's)
+//! and the answer lists each one it replaced; states set by hand (`disabled`, `draining`) of
+//! backends that stay are kept.
+//!
+//! The backends' CA files (`backends[].ca_file`, `backend_ca_file`) are read again, into a fresh
+//! client TLS cache ([`ClientConfigs::renewed`](crate::tls::ClientConfigs::renewed)): a CA file
+//! that changed gets a new client config, and the backends that use it are replaced (new ids;
+//! their pooled connections, made under the old CA, drain); a file that no longer loads refuses
+//! the reload. The checks between keys run again once the restart-only keys have their running
+//! values back (a `max_request_head` must fit the running `buffer_size`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -113,13 +121,20 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     let at = |e: String| format!("{}: {e}", path.display());
     // everything that can fail, first
     let mut new = Config::load(path).map_err(|e| at(e.to_string()))?;
-    let backend_tls = crate::backend_tls(&new, &state.client_configs).map_err(at)?;
+    // The restart-only keys never change while running (reloads take turns), so they can be
+    // read before the lock below. With their running values back, the keys must agree again:
+    // a `max_request_head` that fits the file's `buffer_size` may not fit the running one.
+    let restart = keep_restart_only(&state.config.read(), &mut new);
+    new.check_related_fields()
+        .map_err(|e| at(with_kept(e.to_string(), &restart)))?;
+    // every CA file read again: a rotated CA takes effect, one that no longer loads refuses
+    let client_configs = state.client_configs.renewed();
+    let backend_tls = crate::backend_tls(&new, &client_configs).map_err(at)?;
     // The config stays write-locked from here until it is replaced, so that the DNS refresh
     // (which takes the config, then the pool, in that order too) cannot slip a change based on
-    // the old config in between. Nothing below can fail.
+    // the old config in between. Nothing below can fail but the certificates.
     let mut running = state.config.write();
     let old = running.clone();
-    let restart = keep_restart_only(&old, &mut new);
     let mut warnings: Vec<String> = new.warnings();
     if let (Some(tls), true) = (&state.tls, new.ssl.enabled) {
         let pairs = crate::cert_pairs(&new);
@@ -141,6 +156,7 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
         synced
     });
     retire(balancer, &state.ports, &synced);
+    state.client_configs.adopt(client_configs);
 
     // the workers' settings
     let shared = {
@@ -308,6 +324,19 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
     new.ssl.enabled = old.ssl.enabled;
     new.ssl.redirect_http_port = old.ssl.redirect_http_port;
     out
+}
+
+/// `error` (a check between keys that failed once the restart-only keys got their running
+/// values back), naming those keys when some were kept.
+fn with_kept(error: String, restart: &[String]) -> String {
+    let kept: Vec<&str> = restart.iter().filter_map(|r| r.split(':').next()).collect();
+    if kept.is_empty() {
+        return error;
+    }
+    format!(
+        "{error} (the running value stays until a restart for {})",
+        kept.join(", ")
+    )
 }
 
 /// The top-level keys whose value changed, as `key: old -> new` (secrets redacted).

@@ -66,6 +66,9 @@ impl Config {
         if self.ssl.redirect_http_port.is_some() && !self.ssl.enabled {
             warnings.push("ssl.redirect_http_port is not used when ssl.enabled is false".into());
         }
+        if self.ssl.hsts.is_some() && !self.ssl.enabled {
+            warnings.push("ssl.hsts is not used when ssl.enabled is false".into());
+        }
         if self.max_connections < self.workers {
             warnings.push(format!(
                 "max_connections ({}) is below workers ({}): some workers will accept no connections",
@@ -82,8 +85,9 @@ impl Config {
         warnings
     }
 
-    /// Checks between fields, run once every field has been read.
-    pub(super) fn check_related_fields(&self) -> Result<(), ConfigError> {
+    /// Checks between fields, run once every field has been read (and again by a reload, once
+    /// the keys that need a restart have their running values back).
+    pub fn check_related_fields(&self) -> Result<(), ConfigError> {
         if !self.admin_bind.to_canonical().is_loopback() && self.admin_token.is_none() {
             let problem = format!(
                 "{} is not a loopback address, so admin_token is required (without it, anyone \

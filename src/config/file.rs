@@ -24,8 +24,8 @@ use super::de::expected;
 use super::duration::{Dur, Interval, Lifetime, Timeout};
 use super::{
     default_workers, invalid, AccessLogFormat, AccessLogTarget, CertificateFiles, Config,
-    ConfigError, HashKey, HealthCheckMethod, LogLevel, SslConfig, StatusSet, StickyMode, Strategy,
-    NO_BACKEND_TLS,
+    ConfigError, HashKey, HealthCheckMethod, Hsts, LogLevel, SslConfig, StatusSet, StickyMode,
+    Strategy, NO_BACKEND_TLS,
 };
 
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
@@ -172,6 +172,33 @@ pub(super) struct SslFile {
     certificates: Option<Vec<CertificateFile>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     redirect_http_port: Option<Port>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hsts: Option<HstsFile>,
+}
+
+/// `ssl.hsts` as written; `null` or absent: off.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct HstsFile {
+    max_age: Option<HstsMaxAge>,
+    include_subdomains: Option<bool>,
+}
+
+/// `ssl.hsts.max_age`: at most two years (browsers cap it there, or lower); zero allowed.
+type HstsMaxAge = Dur<{ 2 * 365 * 24 * 60 * 60 }, true>;
+
+impl HstsFile {
+    fn into_hsts(self) -> Result<Hsts, ConfigError> {
+        let max_age = self.max_age.map_or(Hsts::DEFAULT_MAX_AGE, Dur::get);
+        if max_age.subsec_nanos() != 0 {
+            let problem = "must be whole seconds (HSTS counts in seconds)";
+            return Err(invalid("ssl.hsts.max_age", problem));
+        }
+        Ok(Hsts {
+            max_age,
+            include_subdomains: self.include_subdomains.unwrap_or(false),
+        })
+    }
 }
 
 /// One `ssl.certificates[]` entry as written: both keys are required (checked in
@@ -352,6 +379,7 @@ impl SslFile {
             key_file,
             certificates,
             redirect_http_port,
+            hsts,
         } = self;
         let certificates = certificates
             .unwrap_or_default()
@@ -378,6 +406,7 @@ impl SslFile {
             key_file: key_file.unwrap_or_default(),
             certificates,
             redirect_http_port: redirect_http_port.map(Int::get),
+            hsts: hsts.map(HstsFile::into_hsts).transpose()?,
         })
     }
 }
@@ -546,6 +575,10 @@ impl From<Config> for ConfigFile {
                         .collect(),
                 ),
                 redirect_http_port: ssl.redirect_http_port.map(Int),
+                hsts: ssl.hsts.map(|h| HstsFile {
+                    max_age: Some(Dur::new(h.max_age)),
+                    include_subdomains: Some(h.include_subdomains),
+                }),
             }),
         }
     }

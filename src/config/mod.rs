@@ -478,6 +478,24 @@ pub struct SslConfig {
     /// `ssl.redirect_http_port`, default none: a plain-HTTP port (1-65535, not `port` nor
     /// `admin_port`) whose requests are redirected to https.
     pub redirect_http_port: Option<u16>,
+    /// `ssl.hsts`, default none (off): `Strict-Transport-Security` on every response over TLS
+    /// that has none from its backend.
+    pub hsts: Option<Hsts>,
+}
+
+/// `ssl.hsts`: `{"max_age": "8760h", "include_subdomains": false}` (both optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hsts {
+    /// `ssl.hsts.max_age`, default `"8760h"` (a year, the HSTS preload list's minimum): whole
+    /// seconds, at most two years; `"0s"` tells browsers to forget the policy.
+    pub max_age: Duration,
+    /// `ssl.hsts.include_subdomains`, default `false`: the policy covers every subdomain too.
+    pub include_subdomains: bool,
+}
+
+impl Hsts {
+    /// Default `max_age`: 365 days.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 }
 
 /// One `ssl.certificates[]` entry: a PEM certificate chain and its private key.

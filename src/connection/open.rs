@@ -125,7 +125,9 @@ impl Connection {
         self.log_event(ctx, Event::TlsHandshakeFailed);
         if error.is_some() && self.client.spoke_plain_http() {
             // as nginx does: say so, in plain HTTP, and close
-            self.client.write_raw(errors::PLAIN_HTTP_TO_TLS_PORT);
+            let mut answer = Vec::new();
+            errors::plain_http_to_tls_port(ctx.date, &mut answer);
+            self.client.write_raw(&answer);
         }
         Close(CloseReason::TlsHandshake)
     }

@@ -358,6 +358,8 @@ pub fn rewrite_seen<'a>(
             | Field::Referer
             | Field::UserAgent
             | Field::XRequestId
+            | Field::Date
+            | Field::StrictTransportSecurity
             | Field::Other => !(conn.names_fields && headers::named_by_connection(fields, f.name)),
             Field::Upgrade => upgrade,
             // Content-Length and Transfer-Encoding are written once, normalised, below; the

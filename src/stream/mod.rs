@@ -374,7 +374,8 @@ impl Stream {
             && !ctx.draining
             && !client.side().eof;
         let head = self.ex.method == Method::Head;
-        errors::canned(status, keep, head, ctx.scratch);
+        let added = crate::context::added(ctx.date, ctx.cfg);
+        errors::canned(status, keep, head, &added, ctx.scratch);
         if let Some(e) = self.log.as_mut() {
             e.status = status.code();
             e.head_out += crate::http::request::find_head_end(ctx.scratch, 0)

@@ -115,6 +115,7 @@ impl Stream {
                     }),
                     _ => None,
                 },
+                added: crate::context::added(ctx.date, ctx.cfg),
             };
             let Some(head_bytes) = unframed.get(..end) else {
                 return Ok(Head::Bad);

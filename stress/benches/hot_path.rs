@@ -99,6 +99,7 @@ fn heads(c: &mut Criterion) {
     });
     group.finish();
 
+    let date = ferrule::http::date::HttpDate::now();
     let ex = Answering {
         method: Method::Get,
         http10: false,
@@ -106,6 +107,10 @@ fn heads(c: &mut Criterion) {
         upgrade: false,
         set_cookie: None,
         max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+        added: ferrule::http::Added {
+            date: date.text(),
+            hsts: None,
+        },
     };
     response::rewrite(RESPONSE, &ex, &mut out).expect("response head rewrites");
 

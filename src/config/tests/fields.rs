@@ -208,6 +208,7 @@ fn full_example_config() {
             key_file: "certs/key.pem".into(),
             certificates: Vec::new(),
             redirect_http_port: None,
+            hsts: None,
         },
         ..defaults()
     };
@@ -270,7 +271,7 @@ fn unknown_keys_are_named_with_their_path() {
     rejects(
         r#"{"ssl": {"enabled": false, "cert": "x"}}"#,
         "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
-         redirect_http_port)",
+         redirect_http_port, hsts)",
     );
     rejects(
         r#"{"backends": [{"url": "http://127.0.0.1:1"}, {"url": "http://127.0.0.1:2", "wieght": 2}]}"#,
@@ -306,7 +307,7 @@ fn unknown_keys_are_reported_before_checks_between_fields() {
     rejects(
         r#"{"ssl": {"enabled": true, "cert": "a.pem", "key_file": "b.pem"}}"#,
         "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
-         redirect_http_port)",
+         redirect_http_port, hsts)",
     );
 }
 

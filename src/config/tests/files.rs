@@ -60,6 +60,7 @@ fn ssl_enabled_with_readable_files() {
             key_file: EXISTING_FILE.into(),
             certificates: Vec::new(),
             redirect_http_port: None,
+            hsts: None,
         }
     );
     // Disabled, the files are not looked at.

@@ -140,6 +140,7 @@ fn defaults() -> Config {
             key_file: String::new(),
             certificates: Vec::new(),
             redirect_http_port: None,
+            hsts: None,
         },
     }
 }
