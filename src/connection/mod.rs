@@ -96,9 +96,19 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(client: Transport, peer: IpAddr, id: u32, now: Instant, cfg: &Settings) -> Self {
+    /// A client connection just accepted; `redirect`: on the https redirect listener (plain
+    /// HTTP, no PROXY header even with `proxy_protocol`).
+    pub fn new(
+        client: Transport,
+        peer: IpAddr,
+        id: u32,
+        now: Instant,
+        cfg: &Settings,
+        redirect: bool,
+    ) -> Self {
         let handshaking = client.is_handshaking();
-        let first_deadline = if handshaking && !cfg.proxy_protocol {
+        let proxy_header = cfg.proxy_protocol && !redirect;
+        let first_deadline = if handshaking && !proxy_header {
             cfg.tls_handshake_timeout
         } else {
             cfg.client_header_timeout
@@ -111,7 +121,7 @@ impl Connection {
             peer,
             // a fresh connection usually has its request waiting: try reading at once
             side: Side::FRESH,
-            phase: if cfg.proxy_protocol {
+            phase: if proxy_header {
                 Phase::ProxyHeader
             } else if handshaking {
                 Phase::Handshake
