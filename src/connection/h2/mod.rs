@@ -35,5 +35,6 @@
 
 pub mod error;
 pub mod frame;
+pub mod hpack;
 
 pub use error::{ErrorCode, H2Error};
