@@ -33,6 +33,7 @@
     )
 )]
 
+pub mod convert;
 pub mod error;
 pub mod flow;
 pub mod frame;
