@@ -15,8 +15,9 @@
 //!   length, a tunnel (101 to an extended CONNECT, which HTTP/2 sees as 200). Response trailers
 //!   (after a chunked body) become a final field block.
 //!
-//! Field values are checked both ways (§8.2.1): no NUL, CR or LF, so nothing can be smuggled from
-//! one framing into the other.
+//! Field values are checked both ways (§8.2.1): no NUL, CR, LF or other control character but
+//! HTAB, so nothing can be smuggled from one framing into the other, and what is written is a
+//! head the HTTP/1.1 side reads.
 
 mod request;
 mod response;
@@ -74,12 +75,14 @@ pub(crate) fn valid_name(name: &[u8]) -> bool {
         })
 }
 
-/// A field value as §8.2.1 allows it: no NUL, CR or LF, and no whitespace at either end.
+/// A field value both sides accept: no NUL, CR or LF and no whitespace at either end (§8.2.1),
+/// and no other control character but HTAB (RFC 9110 §5.5 makes them invalid, and the
+/// HTTP/1.1 parser on the other side would refuse the head).
 pub(crate) fn valid_value(value: &[u8]) -> bool {
     let edge = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
     !edge(value.first())
         && !edge(value.last())
-        && !value.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'))
+        && !value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
 /// Fields that are connection-specific in HTTP/1.1 and have no place in HTTP/2 (§8.2.2).

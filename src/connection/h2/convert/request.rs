@@ -135,7 +135,7 @@ fn first_pass<'a>(list: &'a HeaderList) -> Result<(Pseudo<'a>, Regular<'a>), Ref
     for (name, value) in list.iter() {
         if !valid_value(value) {
             return Err(Refused::Malformed(
-                "field value with NUL, CR, LF or edge whitespace",
+                "field value with a control character or edge whitespace",
             ));
         }
         if name.first() == Some(&b':') {

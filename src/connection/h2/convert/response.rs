@@ -95,7 +95,7 @@ pub fn response(
     // bounded: at most MAX_HEADERS fields, here and below
     for f in fields {
         if !valid_value(headers::trim(f.value)) {
-            return Err(Invalid("field value with NUL, CR or LF"));
+            return Err(Invalid("field value with a control character"));
         }
         if Field::of(f.name.as_bytes()) == Field::ContentLength && !drop_length {
             content_length = headers::content_length(f.value);
@@ -147,7 +147,7 @@ pub fn response_trailers(
     };
     // bounded: at most 32 fields, here and below
     if fields.iter().any(|f| !valid_value(headers::trim(f.value))) {
-        return Err(Invalid("field value with NUL, CR or LF"));
+        return Err(Invalid("field value with a control character"));
     }
     let n = fields.iter().filter(kept).count();
     if n > 0 {
