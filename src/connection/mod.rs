@@ -28,6 +28,7 @@
 //! for a request the close cut.
 
 mod h1;
+pub mod h2;
 mod open;
 
 use std::net::IpAddr;
