@@ -238,9 +238,12 @@ pub fn server_tls(config: &Config) -> Result<Option<(tls::ServerTls, Vec<String>
     if !config.ssl.enabled {
         return Ok(None);
     }
-    tls::ServerTls::new(&cert_pairs(config))
-        .map(Some)
-        .map_err(|e| format!("ssl: {e}"))
+    tls::ServerTls::with_alpn(
+        &cert_pairs(config),
+        context::Settings::from_config(config).h2.enabled,
+    )
+    .map(Some)
+    .map_err(|e| format!("ssl: {e}"))
 }
 
 /// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index
