@@ -696,7 +696,7 @@ impl Core {
         self.upstreams
             .expire_idle(self.now, self.shared.backend_keepalive_timeout);
         self.bufs.trim();
-        self.shared.balancer.revive(self.now);
+        crate::health::passive::revive(&self.shared.balancer, self.now);
         let policy = self.shared.balancer.policy();
         if let Some(Sticky::Ip(table)) = &policy.sticky {
             // a few shards a second per worker: the whole table within seconds

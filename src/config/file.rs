@@ -136,7 +136,7 @@ impl TryFrom<String> for CookieName {
     }
 }
 
-/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`](crate::balancer::sticky::MIN_SECRET_LEN)
+/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`](crate::hash::MIN_SECRET_LEN)
 /// characters (a short one could be found by trying), no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
@@ -146,7 +146,7 @@ impl TryFrom<String> for CookieSecret {
     type Error = String;
 
     fn try_from(secret: String) -> Result<Self, String> {
-        let min = crate::balancer::sticky::MIN_SECRET_LEN;
+        let min = crate::hash::MIN_SECRET_LEN;
         let n = secret.chars().count();
         if n < min {
             Err(format!(

@@ -154,7 +154,7 @@ impl Stream {
         self.req.set_sent(0);
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(&head);
-        let hashed = crate::balancer::hash_ip(crate::client_ip::client_key(
+        let hashed = crate::hash::hash_ip(crate::client_ip::client_key(
             head.client.unwrap_or(from.peer),
             cfg.ipv6_client_prefix,
         ));
