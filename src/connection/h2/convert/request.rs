@@ -336,23 +336,10 @@ fn write_head<S: Sink + ?Sized>(
 
 /// Standard base64 of 16 bytes: 22 characters and `==`.
 pub(super) fn base64_16(b: &[u8; 16]) -> [u8; 24] {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let digit = |i: u32| ABC.get((i & 63) as usize).copied().unwrap_or(b'A');
+    use base64::Engine as _;
     let mut out = [b'='; 24];
-    let mut o = out.iter_mut();
-    // bounded: 6 groups of up to 3 bytes
-    for group in b.chunks(3) {
-        let n = group
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &x)| n | u32::from(x) << (16 - 8 * i));
-        let chars = group.len() + 1;
-        for (k, slot) in o.by_ref().take(4).enumerate() {
-            if k < chars {
-                *slot = digit(n >> (18 - 6 * k));
-            }
-        }
-    }
+    // 16 bytes always encode to exactly 24 characters: the slice is large enough
+    let _ = base64::engine::general_purpose::STANDARD.encode_slice(b, &mut out);
     out
 }
 
