@@ -580,12 +580,18 @@ fuzz_target!(|data: &[u8]| {
         max_body: 0,
     };
     let trusted = TrustedProxies::EMPTY;
-    let client = ClientInfo {
-        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
-        tls: opts & 2 != 0,
+    let router = ferrule::http::request::OnePool(ferrule::http::request::Routed {
+        pool: 0,
+        route: None,
+        strip: 0,
         key: KeySource::ClientIp,
         sticky_cookie: (opts & 0x10 != 0).then_some(&b"FERRULE_BACKEND"[..]),
         strip_sticky_cookie: opts & 0x80 != 0,
+    });
+    let client = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        tls: opts & 2 != 0,
+        router: &router,
         trusted: &trusted,
         request_id: Some(b"0123456789abcdef0123456789abcdef"),
     };

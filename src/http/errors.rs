@@ -12,6 +12,8 @@ use super::Added;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     BadRequest,
+    /// No route takes the request (routing: no match and no `default` pool).
+    NotFound,
     RequestTimeout,
     UriTooLong,
     HeaderFieldsTooLarge,
@@ -25,8 +27,9 @@ pub enum Status {
 
 impl Status {
     /// Every status, for tests and documentation.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::BadRequest,
+        Status::NotFound,
         Status::RequestTimeout,
         Status::UriTooLong,
         Status::HeaderFieldsTooLarge,
@@ -41,6 +44,7 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::BadRequest => 400,
+            Status::NotFound => 404,
             Status::RequestTimeout => 408,
             Status::UriTooLong => 414,
             Status::HeaderFieldsTooLarge => 431,
@@ -62,6 +66,7 @@ impl Status {
     fn text(self) -> (&'static str, &'static str) {
         match self {
             Status::BadRequest => ("Bad Request", "bad request\n"),
+            Status::NotFound => ("Not Found", "not found: no route for this host and path\n"),
             Status::RequestTimeout => ("Request Timeout", "request timeout\n"),
             Status::UriTooLong => ("URI Too Long", "request target too long\n"),
             Status::HeaderFieldsTooLarge => (

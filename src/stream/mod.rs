@@ -220,6 +220,8 @@ impl Exchange {
             key: None,
             sticky: None,
             client: None,
+            pool: 0,
+            route: None,
         })
     }
 }

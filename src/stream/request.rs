@@ -11,7 +11,7 @@ use crate::buffer::Buf;
 use crate::config::HashKey;
 use crate::context::Ctx;
 use crate::http::errors::Status;
-use crate::http::request::{self, ClientInfo, KeySource, Reject};
+use crate::http::request::{self, ClientInfo, KeySource, OnePool, Reject, Routed};
 use crate::http::{Body, BodyError, Framing, Method, Step as BodyStep};
 use crate::stats::CloseReason;
 use crate::stream::relay::Broke;
@@ -90,9 +90,10 @@ impl Stream {
         if cfg.request_id {
             ctx.ids.next(&mut id);
         }
-        let info = ClientInfo {
-            ip: from.peer,
-            tls: cfg.tls,
+        let router = OnePool(Routed {
+            pool: 0,
+            route: None,
+            strip: 0,
             key: match &cfg.hash_key {
                 HashKey::ClientIp => KeySource::ClientIp,
                 HashKey::Header(name) => KeySource::Header(name.as_bytes()),
@@ -100,6 +101,11 @@ impl Stream {
             },
             sticky_cookie: cfg.sticky_cookie.as_deref().map(str::as_bytes),
             strip_sticky_cookie: cfg.strip_sticky_cookie,
+        });
+        let info = ClientInfo {
+            ip: from.peer,
+            tls: cfg.tls,
+            router: &router,
             trusted: &cfg.trusted_proxies,
             request_id: cfg.request_id.then_some(&id[..]),
         };

@@ -58,12 +58,18 @@ const LIMITS: Limits = Limits {
 };
 
 fn heads(c: &mut Criterion) {
-    let client = ClientInfo {
-        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
-        tls: false,
+    let router = ferrule::http::request::OnePool(ferrule::http::request::Routed {
+        pool: 0,
+        route: None,
+        strip: 0,
         key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
+    });
+    let client = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
+        tls: false,
+        router: &router,
         trusted: &ferrule::client_ip::TrustedProxies::EMPTY,
         // as a default config runs: the request has no id, so one is added
         request_id: Some(b"4f1c2e9a0b7d6c5e8a9b0c1d2e3f4a5b"),

@@ -58,12 +58,18 @@ fn accepted_by_ferrule(head: &str) -> crate::http::request::RequestHead {
         max_body: 0,
     };
     let trusted = crate::client_ip::TrustedProxies::default();
-    let client = ClientInfo {
-        ip: "127.0.0.1".parse().unwrap(),
-        tls: true,
+    let router = crate::http::request::OnePool(crate::http::request::Routed {
+        pool: 0,
+        route: None,
+        strip: 0,
         key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
+    });
+    let client = ClientInfo {
+        ip: "127.0.0.1".parse().unwrap(),
+        tls: true,
+        router: &router,
         trusted: &trusted,
         request_id: None,
     };
