@@ -38,6 +38,7 @@ pub mod logging;
 pub mod per_ip;
 pub mod proxy_protocol;
 pub mod redirect;
+pub mod route;
 pub mod stats;
 pub mod stream;
 pub mod timer;

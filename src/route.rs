@@ -73,12 +73,15 @@ impl Hasher for Fnv {
 
 type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
+/// The routes of one prefix length: prefix → the route (the first in file order among equal
+/// ones).
+type ByPrefix = FnvMap<Box<[u8]>, usize>;
+
 /// The routes of one host (or of every host), by path prefix.
 #[derive(Debug, Default)]
 struct Group {
-    /// Prefix lengths, longest first, each with its prefixes → the route (the first in file
-    /// order among equal ones).
-    by_len: Vec<(usize, FnvMap<Box<[u8]>, usize>)>,
+    /// Prefix lengths, longest first.
+    by_len: Vec<(usize, ByPrefix)>,
 }
 
 impl Group {
@@ -149,7 +152,7 @@ fn find_host<'a>(table: &'a [(Box<[u8]>, Group)], host: &[u8]) -> Option<&'a Gro
         .map(|(_, g)| g)
 }
 
-fn group_of(table: &mut Vec<(Box<[u8]>, Group)>, key: &[u8]) -> &mut Group {
+fn group_of<'t>(table: &'t mut Vec<(Box<[u8]>, Group)>, key: &[u8]) -> &'t mut Group {
     let at = match table.binary_search_by(|(h, _)| h.as_ref().cmp(key)) {
         Ok(at) => at,
         Err(at) => {
@@ -157,6 +160,7 @@ fn group_of(table: &mut Vec<(Box<[u8]>, Group)>, key: &[u8]) -> &mut Group {
             at
         }
     };
+    // `at` is an index the search or the insert just gave (built once, from the config)
     &mut table[at].1
 }
 
@@ -274,7 +278,7 @@ mod tests {
 
     #[test]
     fn exact_beats_wildcard_beats_any_host_whatever_the_order() {
-        let specs = vec![
+        let specs = [
             spec(None, None, 0),
             spec(Some("*.example.com"), None, 1),
             spec(Some("api.example.com"), None, 2),
@@ -285,7 +289,11 @@ mod tests {
             assert_eq!(pool(&r, "API.Example.COM:8080", "/x"), Some(2));
             assert_eq!(pool(&r, "www.example.com", "/"), Some(1));
             assert_eq!(pool(&r, "a.b.example.com", "/"), Some(1));
-            assert_eq!(pool(&r, "example.com", "/"), Some(0), "no label before the suffix");
+            assert_eq!(
+                pool(&r, "example.com", "/"),
+                Some(0),
+                "no label before the suffix"
+            );
             assert_eq!(pool(&r, "other.org", "/"), Some(0));
         }
     }
@@ -312,7 +320,11 @@ mod tests {
         assert_eq!(pool(&r, "h", "/v2/x"), Some(1));
         assert_eq!(pool(&r, "h", "/v2x"), Some(3), "not at a boundary");
         assert_eq!(pool(&r, "h", "/v2/admin/users"), Some(2));
-        assert_eq!(pool(&r, "h", "/v2/admin"), Some(1), "/v2/admin/ needs its slash");
+        assert_eq!(
+            pool(&r, "h", "/v2/admin"),
+            Some(1),
+            "/v2/admin/ needs its slash"
+        );
         assert_eq!(pool(&r, "h", "/"), Some(3));
     }
 
