@@ -40,7 +40,7 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 
-use crate::config::{BackendConfig, Config, Scheme, StickyMode, Strategy};
+use crate::config::{BackendConfig, PoolConfig, Scheme, StickyMode, Strategy};
 use crate::transport::ClientTls;
 
 /// Pool generations come from one process-wide counter, so a worker can never mistake a new
@@ -108,24 +108,27 @@ pub enum Sticky {
 }
 
 impl Policy {
-    pub fn from_config(c: &Config) -> Policy {
-        let sticky = c.enable_sticky_sessions.then(|| match c.sticky_mode {
+    /// A pool's policy, from its sticky, passive health and active health keys.
+    pub fn from_pool(pool: &PoolConfig) -> Policy {
+        let s = &pool.sticky;
+        let sticky = s.enabled.then(|| match s.mode {
             StickyMode::Ip => Sticky::Ip(Arc::new(sticky::StickyTable::new(
-                c.sticky_max_entries,
-                c.sticky_session_ttl.as_secs(),
+                s.max_entries,
+                s.ttl.as_secs(),
             ))),
             StickyMode::Cookie => Sticky::Cookie,
         });
         Policy {
             sticky,
-            cookie_key: c
-                .sticky_cookie_secret
+            cookie_key: s
+                .cookie_secret
                 .as_deref()
                 .map(|s| Arc::new(sticky::CookieKey::new(s))),
-            fail_open: c.fail_open,
-            max_fails: c.max_fails,
-            fail_timeout_ms: u64::try_from(c.fail_timeout.as_millis()).unwrap_or(u64::MAX),
-            active_checks: c.active_checks(),
+            fail_open: pool.balance.fail_open,
+            max_fails: pool.passive.max_fails,
+            fail_timeout_ms: u64::try_from(pool.passive.fail_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            active_checks: pool.health.active(),
         }
     }
 }

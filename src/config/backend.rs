@@ -1,17 +1,61 @@
-//! `backends[]`: the entry as read ([`BackendFile`]), its URL ([`BackendUrl`],
-//! `http[s]://host[:port][/]`, checked as it is read), the duplicate check, and the name
-//! resolution that makes [`BackendConfig`]s: at load, so no worker ever blocks on DNS.
+//! `backends[]`: the effective entry ([`BackendConfig`], [`BackendTls`]), the entry as read
+//! ([`BackendFile`]), its URL ([`BackendUrl`], `http[s]://host[:port][/]`, checked as it is
+//! read), the duplicate check, and the name resolution that makes [`BackendConfig`]s: at load,
+//! so no worker ever blocks on DNS.
 //! [`backend_from_json`] does the same for one entry on its own (the admin API's
 //! `POST /backends`, on the admin thread).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize, Serializer};
 
 use serde_json::Value;
 
-use super::file::{FilePath, Int};
-use super::{de, invalid, BackendConfig, BackendTls, ConfigError, Scheme};
+use super::values::{FilePath, Int};
+use super::{de, invalid, ConfigError};
+
+/// Scheme of a backend URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// One `backends[]` entry, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// The URL as written in the file (`http://127.0.0.1:8082`).
+    pub url: String,
+    pub scheme: Scheme,
+    /// Host as written (used for TLS SNI and the health check's `Host`).
+    pub host: String,
+    pub port: u16,
+    /// The address the host resolved to at load time.
+    pub addr: SocketAddr,
+    /// Weight for the weighted strategies, at least 1.
+    pub weight: u32,
+    /// `backends[i].max_conns`: requests in flight at most on this backend, across all workers
+    /// (0: no limit); absent, the top-level `max_conns`.
+    pub max_conns: Option<u32>,
+}
+
+/// TLS to one backend: `backends[i].ca_file` and `backends[i].tls_skip_verify`. Both only
+/// matter for an `https://` backend; on an `http://` one they are a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackendTls {
+    /// `backends[i].ca_file`, default none: PEM file of the CA certificates this backend's
+    /// certificate is verified against, in place of `backend_ca_file`. Must exist at load.
+    pub ca_file: Option<String>,
+    /// `backends[i].tls_skip_verify`, default `false`: `true` accepts any certificate from this
+    /// backend (tests, self-signed labs). Always a warning.
+    pub tls_skip_verify: bool,
+}
+
+/// The TLS settings of a backend that has no entry in its pool's `backend_tls`.
+pub(super) static NO_BACKEND_TLS: BackendTls = BackendTls {
+    ca_file: None,
+    tls_skip_verify: false,
+};
 
 /// `weight`: 1 to 10000.
 pub(super) type Weight = Int<u32, 1, 10_000>;
@@ -100,20 +144,24 @@ impl Target {
 pub(super) struct BackendSpec {
     /// Its index in `backends`, for messages.
     index: usize,
+    /// The path of its `url`, for messages (`backends[2].url`).
+    field: String,
     url: BackendUrl,
     weight: u32,
     max_conns: Option<u32>,
 }
 
 /// Checks the entries that need each other or a message of their own (a missing `url`, the same
-/// backend twice) and splits them into what is resolved later and their TLS settings.
+/// backend twice) and splits them into what is resolved later and their TLS settings. `at` is
+/// the path of the object `backends` is in (empty at the top level).
 pub(super) fn specs(
     files: Vec<BackendFile>,
+    at: &str,
 ) -> Result<(Vec<BackendSpec>, Vec<BackendTls>), ConfigError> {
     let mut specs: Vec<BackendSpec> = Vec::with_capacity(files.len());
     let mut tls = Vec::with_capacity(files.len());
     for (index, file) in files.into_iter().enumerate() {
-        let url_field = format!("backends[{index}].url");
+        let url_field = super::key::join(at, &format!("backends[{index}].url"));
         let url = file
             .url
             .ok_or_else(|| invalid(&url_field, "missing (every backend needs a url)"))?;
@@ -126,6 +174,7 @@ pub(super) fn specs(
         }
         specs.push(BackendSpec {
             index,
+            field: url_field,
             url,
             weight: file.weight.map_or(1, Int::get),
             max_conns: file.max_conns.map(Int::get),
@@ -148,8 +197,8 @@ pub(super) fn resolve_backends(
 ) -> Result<(Vec<BackendConfig>, Vec<BackendTls>), ConfigError> {
     let mut backends = Vec::with_capacity(specs.len());
     let mut settings = Vec::with_capacity(specs.len());
-    for (spec, tls) in specs.into_iter().zip(tls) {
-        let field = format!("backends[{}].url", spec.index);
+    for (mut spec, tls) in specs.into_iter().zip(tls) {
+        let field = std::mem::take(&mut spec.field);
         for backend in resolve_spec(spec, &field, hosts)? {
             backends.push(backend);
             settings.push(tls.clone());
@@ -199,7 +248,7 @@ pub fn backend_from_json(value: &Value) -> Result<(BackendConfig, BackendTls), C
     if file.url.is_none() {
         return Err(invalid("url", "missing (every backend needs a url)"));
     }
-    let (mut specs, mut tls) = specs(vec![file])?;
+    let (mut specs, mut tls) = specs(vec![file], "")?;
     let (Some(spec), Some(tls)) = (specs.pop(), tls.pop()) else {
         return Err(invalid("", "no backend"));
     };

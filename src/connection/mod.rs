@@ -98,10 +98,10 @@ pub struct Connection {
 impl Connection {
     pub fn new(client: Transport, peer: IpAddr, id: u32, now: Instant, cfg: &Settings) -> Self {
         let handshaking = client.is_handshaking();
-        let first_deadline = if handshaking && !cfg.proxy_protocol {
-            cfg.tls_handshake_timeout
+        let first_deadline = if handshaking && !cfg.identity.proxy_protocol {
+            cfg.timeouts.tls_handshake
         } else {
-            cfg.client_header_timeout
+            cfg.timeouts.client_header
         };
         Connection {
             client,
@@ -111,7 +111,7 @@ impl Connection {
             peer,
             // a fresh connection usually has its request waiting: try reading at once
             side: Side::FRESH,
-            phase: if cfg.proxy_protocol {
+            phase: if cfg.identity.proxy_protocol {
                 Phase::ProxyHeader
             } else if handshaking {
                 Phase::Handshake

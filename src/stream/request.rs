@@ -91,14 +91,14 @@ impl Stream {
         let info = ClientInfo {
             ip: from.peer,
             tls: cfg.tls,
-            key: match &cfg.hash_key {
+            key: match &cfg.balance.hash_key {
                 HashKey::ClientIp => KeySource::ClientIp,
                 HashKey::Header(name) => KeySource::Header(name.as_bytes()),
                 HashKey::Cookie(name) => KeySource::Cookie(name.as_bytes()),
             },
             sticky_cookie: cfg.sticky_cookie.as_deref().map(str::as_bytes),
             strip_sticky_cookie: cfg.strip_sticky_cookie,
-            trusted: &cfg.trusted_proxies,
+            trusted: &cfg.identity.trusted_proxies,
             request_id: cfg.request_id.then_some(&id[..]),
         };
         let Some(head_bytes) = buf.bytes().get(..end) else {
@@ -156,12 +156,12 @@ impl Stream {
         self.ex = Exchange::new(&head);
         let hashed = crate::balancer::hash_ip(crate::client_ip::client_key(
             head.client.unwrap_or(from.peer),
-            cfg.ipv6_client_prefix,
+            cfg.identity.ipv6_client_prefix,
         ));
         self.ex.client = hashed;
         self.ex.key = (head.key.unwrap_or(hashed) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);
-        self.ex.replay = cfg.retries > 0;
+        self.ex.replay = cfg.balance.retries > 0;
         self.phase = Phase::Exchange;
         if let Some(status) = self.frame_request(cfg.limits.max_body) {
             self.reject(ctx, client, deadline, status, from.peer)?;
