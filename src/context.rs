@@ -47,6 +47,9 @@ pub struct Settings {
     pub hsts: Option<Box<[u8]>>,
 }
 
+// The parsers' arrays hold as many fields as `max_header_count` allows.
+const _: () = assert!(config::MAX_HEADER_COUNT <= crate::http::MAX_HEADERS as u64);
+
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
         let sticky = &c.pool.sticky;

@@ -19,8 +19,8 @@ use aws_lc_rs::hmac;
 
 use super::hash::hash;
 
-/// Shortest `sticky_cookie_secret` (characters): 16 random characters are ~100 bits or more.
-pub const MIN_SECRET_LEN: usize = 16;
+/// Shortest `sticky_cookie_secret` (characters): the config's rule.
+pub use crate::config::MIN_SECRET_LEN;
 
 /// What a MAC'd value is a MAC of: this, then the backend's key.
 const DOMAIN: &[u8] = b"ferrule sticky cookie v1\0";

@@ -137,7 +137,7 @@ impl Config {
         }
         if let super::AccessLogTarget::File(path) = &self.logging.access_log {
             // opened for appending (created if missing), as the proxy will
-            crate::access_log::open_file(path)
+            super::open_access_log(path)
                 .map_err(|e| invalid("access_log", format!("cannot open {path:?}: {e}")))?;
         }
         Ok(())

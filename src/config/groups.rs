@@ -18,7 +18,7 @@ use super::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Str
 use super::values::{
     AccessLogFile, AccessLogTarget, Bytes, CertificateFile, CertificateFiles, CookieName,
     CookieSecret, FilePath, HashKey, HealthCheckPath, HstsMaxAge, Int, Ip, ListenPort, Network,
-    Port, StatusSet, Trusted, UpgradeSocket,
+    Port, StatusSet, Trusted, UpgradeSocket, MAX_HEADER_COUNT,
 };
 use super::{default_upgrade_socket, default_workers};
 use crate::client_ip::{Cidr, TrustedProxies, DEFAULT_IPV6_CLIENT_PREFIX};
@@ -190,8 +190,7 @@ keys! {
         max_uri_length: Bytes<256> => usize = max_request_head.min(8192);
         /// `max_header_count`, default 100 (at most 256): a request head with more fields gets
         /// 431, a response head with more is a 502.
-        max_header_count: Int<usize, 1, { crate::http::MAX_HEADERS as u64 }> => usize =
-            crate::http::DEFAULT_MAX_HEADERS;
+        max_header_count: Int<usize, 1, MAX_HEADER_COUNT> => usize = 100;
         /// `max_body_size`, default 0 (no limit): a request body larger than this many bytes gets
         /// 413 (a `Content-Length` before anything is forwarded; a chunked body when it grows
         /// past it).

@@ -73,7 +73,10 @@ pub use self::groups::{
 };
 pub use self::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
 pub use self::pool::PoolConfig;
-pub use self::values::{AccessLogTarget, CertificateFiles, HashKey, StatusSet};
+pub use self::values::{
+    open_access_log, AccessLogTarget, CertificateFiles, HashKey, StatusSet, MAX_HEADER_COUNT,
+    MIN_SECRET_LEN,
+};
 
 use self::backend::BackendSpec;
 use self::groups::{

@@ -25,6 +25,13 @@ use crate::client_ip::{Cidr, TrustedProxies};
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
 const MAX_BUFFER_SIZE: u64 = 16 * 1024 * 1024;
 
+/// The most header fields a head may have (`max_header_count`'s upper bound). `context.rs`
+/// checks at compile time that the parsers' arrays (`http::MAX_HEADERS`) hold that many.
+pub const MAX_HEADER_COUNT: u64 = 256;
+
+/// The shortest `sticky_cookie_secret` (characters): 16 random characters are ~100 bits or more.
+pub const MIN_SECRET_LEN: usize = 16;
+
 /// A listening port: 0 (pick a free one, for tests) to 65535.
 pub(super) type ListenPort = Int<u16, 0, 65_535>;
 /// A port that cannot be 0 ("any free port"): 1 to 65535.
@@ -279,6 +286,17 @@ pub enum AccessLogTarget {
     File(String),
 }
 
+/// Opens an access log file as the proxy does: for appending, created (mode 0640 less the umask)
+/// if missing. The config's check that the file opens and the access log writer both use it.
+pub fn open_access_log(path: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
 /// `access_log`: `false` (none), `"stdout"`, `"stderr"` or a file path. Written back the same way.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "Value")]
@@ -388,8 +406,8 @@ impl TryFrom<String> for CookieName {
     }
 }
 
-/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`](crate::balancer::sticky::MIN_SECRET_LEN)
-/// characters (a short one could be found by trying), no control characters.
+/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`] characters (a short one could be found
+/// by trying), no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub(super) struct CookieSecret(String);
@@ -398,7 +416,7 @@ impl TryFrom<String> for CookieSecret {
     type Error = String;
 
     fn try_from(secret: String) -> Result<Self, String> {
-        let min = crate::balancer::sticky::MIN_SECRET_LEN;
+        let min = MIN_SECRET_LEN;
         let n = secret.chars().count();
         if n < min {
             Err(format!(
