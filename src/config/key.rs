@@ -330,3 +330,6 @@ macro_rules! keys {
     (@value $Type:ty => $Value:ty) => { $Value };
 }
 pub(super) use keys;
+
+#[cfg(test)]
+mod tests;
