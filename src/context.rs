@@ -134,6 +134,9 @@ pub struct Ctx<'a> {
     pub id: u32,
     /// The slot of the stream running now in its connection (HTTP/1.1: always 0).
     pub slot: u32,
+    /// The connection came in on the https redirect listener: its requests are answered `308`
+    /// to this TLS port.
+    pub redirect: Option<u16>,
     pub stats: &'a WorkerStats,
     /// Streams waiting for a backend slot, in arrival order, and their count as the other workers
     /// see it.

@@ -102,8 +102,9 @@ pub struct Handle {
     addr: SocketAddr,
     workers: Vec<WorkerHandle>,
     admin: admin::AdminHandle,
-    /// The plain-HTTP listener that redirects to https (`ssl.redirect_http_port`).
-    redirect: Option<redirect::RedirectHandle>,
+    /// The address of the plain-HTTP listener that redirects to https
+    /// (`ssl.redirect_http_port`), which the workers serve.
+    redirect: Option<SocketAddr>,
     balancer: Arc<Balancer>,
     shutdown_timeout: Duration,
     /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
@@ -127,7 +128,7 @@ impl Handle {
 
     /// The address of the plain-HTTP redirect listener, when there is one.
     pub fn redirect_addr(&self) -> Option<SocketAddr> {
-        self.redirect.as_ref().map(redirect::RedirectHandle::addr)
+        self.redirect
     }
 
     /// The address of the admin API.
@@ -176,9 +177,6 @@ impl Handle {
     pub fn stop_servers(&mut self) {
         self.offer.lock().clear();
         self.admin.stop();
-        if let Some(r) = &mut self.redirect {
-            r.stop();
-        }
     }
 
     /// Stops accepting; requests in flight may finish within `grace`.
@@ -211,9 +209,6 @@ impl Handle {
         // the health and DNS threads stop with the admin API
         self.offer.lock().clear();
         self.admin.stop();
-        if let Some(r) = &mut self.redirect {
-            r.stop();
-        }
         // every line of the requests served is written before the proxy is gone
         self.access_log.stop();
     }
@@ -389,6 +384,7 @@ pub fn shared_for(
         tls,
         access_log,
         per_ip,
+        redirect_to: None,
     }
 }
 
@@ -462,22 +458,45 @@ pub fn start_with(
     for l in listeners.iter().flatten() {
         offer.push(handover::Listening::dup(handover::Role::Proxy, l).map_err(dup_error)?);
     }
-    let shared = Arc::new(shared_for(
+    // the https redirect listener: one socket, which every worker accepts from (each with its own
+    // descriptor of it)
+    let redirect = match config.ssl.redirect_http_port {
+        Some(port) if config.ssl.enabled => {
+            let addr = SocketAddr::new(process.bind, port);
+            let bind_error = |source| StartError::Bind { addr, source };
+            let l = takeover
+                .single(handover::Role::Redirect, addr, httpd::bind)
+                .map_err(bind_error)?;
+            l.set_nonblocking(true).map_err(bind_error)?;
+            offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
+            Some(l)
+        }
+        _ => None,
+    };
+    let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
+    let mut shared = shared_for(
         config,
         Arc::clone(&balancer),
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
         Arc::clone(&access_log),
         Arc::new(per_ip::PerIp::new(config.identity.ipv6_client_prefix)),
-    ));
+    );
+    shared.redirect_to = redirect.as_ref().map(|_| local_addr.port());
+    let shared = Arc::new(shared);
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving
     let mut handles = Workers(Vec::with_capacity(workers));
     let (died_tx, died) = crossbeam_channel::bounded(workers);
     for (i, l) in listeners.into_iter().enumerate() {
-        let worker = worker::spawn(i, l, Arc::clone(&shared), died_tx.clone());
+        let own_redirect = match &redirect {
+            Some(r) => Some(r.try_clone().map_err(StartError::Spawn)?),
+            None => None,
+        };
+        let worker = worker::spawn(i, l, own_redirect, Arc::clone(&shared), died_tx.clone());
         handles.0.push(worker.map_err(StartError::Spawn)?);
     }
+    drop(redirect);
     let admin_addr = SocketAddr::new(process.admin_bind, process.admin_port);
     let state = admin::AdminState {
         balancer: Arc::clone(&balancer),
@@ -500,19 +519,6 @@ pub fn start_with(
         handover::Listening::dup(handover::Role::Admin, &admin_listener).map_err(admin_error)?,
     );
     let admin = admin::start_on(admin_listener, state).map_err(admin_error)?;
-    let redirect = match config.ssl.redirect_http_port {
-        Some(port) if config.ssl.enabled => {
-            let addr = SocketAddr::new(process.bind, port);
-            let https_port = local_addr.port();
-            let bind_error = |source| StartError::Bind { addr, source };
-            let l = takeover
-                .single(handover::Role::Redirect, addr, httpd::bind)
-                .map_err(bind_error)?;
-            offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
-            Some(redirect::start_on(l, https_port).map_err(bind_error)?)
-        }
-        _ => None,
-    };
     if config.pool.health.active() {
         let settings = health::HealthSettings::from_pool(&config.pool);
         let checks = health::start(Arc::clone(&balancer), settings).map_err(StartError::Spawn)?;
@@ -522,7 +528,7 @@ pub fn start_with(
         addr: local_addr,
         workers: std::mem::take(&mut handles.0),
         admin,
-        redirect,
+        redirect: redirect_addr,
         balancer,
         shutdown_timeout: process.shutdown_timeout,
         offer: Arc::new(parking_lot::Mutex::new(offer)),

@@ -68,6 +68,9 @@ pub struct Shared {
     /// Open connections per client address, shared by every worker (`max_connections_per_ip`);
     /// the same map across reloads.
     pub per_ip: Arc<crate::per_ip::PerIp>,
+    /// `ssl.redirect_http_port`: connections accepted on the redirect listener are answered
+    /// `308` to this TLS port (see `redirect.rs`).
+    pub redirect_to: Option<u16>,
 }
 
 /// Where control messages to one worker go: its channel and its waker. Cheap to clone (the admin
@@ -124,23 +127,30 @@ impl WorkerHandle {
 /// once per worker at spawn, never on the data path.
 pub const TEST_PANIC_ENV: &str = "FERRULE_TEST_WORKER_PANIC";
 
-/// Starts worker `index` accepting on `listeners` (one, or several after a handover). A panic
-/// that escapes its loop (connections' own are contained, see [`contain`]) or a poll that fails is
-/// logged and its index sent on `died`: the process must not go on with a worker less (`main.rs` exits).
+/// Starts worker `index` accepting on `listeners` (one, or several after a handover), and on
+/// `redirect` (`ssl.redirect_http_port`: every worker accepts from its own descriptor of that one
+/// socket, and answers its connections `308`). A panic that escapes its loop (connections' own are
+/// contained, see [`contain`]) or a poll that fails is logged and its index sent on `died`: the
+/// process must not go on with a worker less (`main.rs` exits).
 pub fn spawn(
     index: usize,
     listeners: Vec<std::net::TcpListener>,
+    redirect: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
     died: Sender<usize>,
 ) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), Tok::Waker.token())?);
-    let mut mio_listeners = Vec::with_capacity(listeners.len());
-    for (i, l) in listeners.into_iter().enumerate() {
-        let mut l = TcpListener::from_std(l);
+    let mut mio_listeners = Vec::with_capacity(listeners.len() + 1);
+    let all = listeners
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(redirect.map(|l| (l, true)));
+    for (i, (l, redirect)) in all.enumerate() {
+        let mut sock = TcpListener::from_std(l);
         poll.registry()
-            .register(&mut l, Tok::Listener(i).token(), Interest::READABLE)?;
-        mio_listeners.push(l);
+            .register(&mut sock, Tok::Listener(i).token(), Interest::READABLE)?;
+        mio_listeners.push(Listener { sock, redirect });
     }
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
@@ -172,6 +182,7 @@ pub fn spawn(
         next_id: 0,
         ids: crate::access_log::RequestIds::new(),
         per_ip_counted: KeyBits::default(),
+        redirects: KeyBits::default(),
         now,
         date: crate::http::date::HttpDate::now(),
         stats: Arc::clone(&stats),
@@ -251,7 +262,7 @@ struct Core {
     /// The next sticky-table shard this worker's housekeeping sweeps.
     sticky_sweep: usize,
     /// Empty once draining.
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     /// A listener may have connections waiting (edge-triggered: remembered here).
     accept_pending: bool,
     /// Accepting stopped at the connection cap; resumes when a connection closes.
@@ -265,6 +276,8 @@ struct Core {
     /// close. Kept here, a bit each, rather than in `Connection`, whose size is the idle-memory
     /// target.
     per_ip_counted: KeyBits,
+    /// The connections (by slab key) accepted on the redirect listener.
+    redirects: KeyBits,
     now: Instant,
     /// The `Date` of responses, formatted again when the second changes (see `http::date`).
     date: crate::http::date::HttpDate,
@@ -370,6 +383,7 @@ impl Core {
             key,
             id: conn.as_ref().map_or(0, |c| c.id),
             slot: 0,
+            redirect: self.shared.redirect_to.filter(|_| self.redirects.get(key)),
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
@@ -536,6 +550,7 @@ impl Core {
         if self.per_ip_counted.take(key) {
             self.shared.per_ip.release(peer);
         }
+        self.redirects.take(key);
         self.conns.remove(key);
         self.stats.closed(reason);
         if self.accept_paused && self.conns.len() < self.shared.max_connections {
@@ -567,10 +582,11 @@ impl Core {
             let Some(listener) = self.listeners.get(index) else {
                 return Accepted::Drained;
             };
-            match listener.accept() {
+            let redirect = listener.redirect;
+            match listener.sock.accept() {
                 Ok((stream, addr)) => {
-                    if let Some(counted) = self.admit(addr.ip()) {
-                        self.open(registry, stream, addr.ip(), counted);
+                    if let Some(counted) = self.admit(addr.ip(), redirect) {
+                        self.open(registry, stream, addr.ip(), counted, redirect);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
@@ -594,10 +610,10 @@ impl Core {
     /// worker; not with `proxy_protocol`, where the socket peer is the balancer). `None`: refused
     /// (the stream is dropped, which closes it); `Some(counted)`: admitted, and whether it was
     /// counted against the limit (so its close releases it).
-    fn admit(&mut self, ip: std::net::IpAddr) -> Option<bool> {
+    fn admit(&mut self, ip: std::net::IpAddr, redirect: bool) -> Option<bool> {
         let settings = &self.shared.settings;
         let limit = settings.max_connections_per_ip;
-        let counted = limit > 0 && !settings.identity.proxy_protocol;
+        let counted = limit > 0 && (redirect || !settings.identity.proxy_protocol);
         if counted && !self.shared.per_ip.try_acquire(ip, limit) {
             // one address holds its share already: closed at once (dropped)
             self.stats.per_ip_refused();
@@ -607,13 +623,15 @@ impl Core {
     }
 
     /// Opens an admitted connection: registers its socket, wraps it (TLS when the listener
-    /// terminates TLS) and runs it at once (its request is usually there already).
+    /// terminates TLS; a redirect listener's are plain) and runs it at once (its request is
+    /// usually there already).
     fn open(
         &mut self,
         registry: &Registry,
         mut stream: mio::net::TcpStream,
         ip: std::net::IpAddr,
         counted: bool,
+        redirect: bool,
     ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -627,8 +645,8 @@ impl Core {
                 .is_ok();
         let transport = match (&self.shared.tls, registered) {
             (_, false) => None,
-            (None, true) => Some(Transport::Plain(stream)),
-            (Some(config), true) => Transport::server(stream, config).ok(),
+            (Some(config), true) if !redirect => Transport::server(stream, config).ok(),
+            (_, true) => Some(Transport::Plain(stream)),
         };
         let Some(transport) = transport else {
             if counted {
@@ -637,8 +655,16 @@ impl Core {
             return;
         };
         self.next_id = self.next_id.wrapping_add(1);
-        let conn = Connection::new(transport, ip, self.next_id, self.now, &self.shared.settings);
+        let conn = Connection::new(
+            transport,
+            ip,
+            self.next_id,
+            self.now,
+            &self.shared.settings,
+            redirect,
+        );
         self.per_ip_counted.set(key, counted);
+        self.redirects.set(key, redirect);
         entry.insert(Box::new(conn));
         self.stats.accepted();
         self.drive(registry, key);
@@ -726,7 +752,7 @@ impl Core {
         }
         self.draining = Some(deadline);
         for mut l in self.listeners.drain(..) {
-            let _ = registry.deregister(&mut l);
+            let _ = registry.deregister(&mut l.sock);
         }
         self.accept_pending = false;
         self.timers.arm(TimerKey::Drain, deadline);
@@ -766,6 +792,11 @@ impl KeyBits {
         }
     }
 
+    fn get(&self, key: usize) -> bool {
+        let (word, bit) = (key / 64, key % 64);
+        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
     /// Whether `key`'s bit was set; clears it.
     fn take(&mut self, key: usize) -> bool {
         let (word, bit) = (key / 64, key % 64);
@@ -776,6 +807,13 @@ impl KeyBits {
         *w &= !(1 << bit);
         was
     }
+}
+
+/// One of the worker's listening sockets.
+struct Listener {
+    sock: TcpListener,
+    /// The https redirect listener (`ssl.redirect_http_port`), not the proxy's.
+    redirect: bool,
 }
 
 /// How one listener's accept batch ended.

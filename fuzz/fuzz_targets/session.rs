@@ -36,9 +36,9 @@ use ferrule::access_log::{AccessLog, RequestIds};
 use ferrule::balancer::{Balancer, Picker, Policy};
 use ferrule::buffer::BufPool;
 use ferrule::config::{AccessLogFormat, AccessLogTarget};
-use ferrule::http::Framing;
 use ferrule::connection::{Close, Connection as Session, Ran};
 use ferrule::context::{Ctx, Settings};
+use ferrule::http::Framing;
 use ferrule::stats::CloseReason;
 use ferrule::stats::WorkerStats;
 use ferrule::transport::mem::{Conn, Pipe};
@@ -231,6 +231,7 @@ impl Harness {
             key: 0,
             id: 1,
             slot: 0,
+            redirect: None,
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
@@ -516,6 +517,7 @@ fuzz_target!(|data: &[u8]| {
         1,
         h.now,
         settings,
+        false,
     );
 
     // the schedule: one event a byte

@@ -461,18 +461,8 @@ fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTl
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC (`2026-12-02T10:20:30.123Z`).
 pub(super) fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
-    let days = secs / 86_400;
     let rem = secs % 86_400;
-    // days since 1970-01-01 to a civil date (H. Hinnant's algorithm, for years from 1970)
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day) = crate::http::date::civil(i64::try_from(secs / 86_400).unwrap_or(0));
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,

@@ -163,7 +163,7 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     let shared = {
         let mut current = state.live.shared.lock();
         let budget = crate::descriptor_budget(state.live.fd_limit, &new);
-        let shared = Arc::new(crate::shared_for(
+        let mut next = crate::shared_for(
             &new,
             Arc::clone(balancer),
             current.tls.clone(),
@@ -171,7 +171,10 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
             Arc::clone(&current.access_log),
             // the counts of open connections carry over: they are released as those close
             Arc::clone(&current.per_ip),
-        ));
+        );
+        // the redirect listener and its TLS port need a restart to change
+        next.redirect_to = current.redirect_to;
+        let shared = Arc::new(next);
         *current = Arc::clone(&shared);
         shared
     };

@@ -209,8 +209,23 @@ impl Connection {
         }
     }
 
-    /// A whole head is in the inbox, `..end`: its stream starts.
+    /// A whole head is in the inbox, `..end`: its stream starts (on the https redirect listener,
+    /// it is answered at once, see `redirect.rs`).
     fn start_stream(&mut self, ctx: &mut Ctx<'_>, end: usize) -> Result<Started, Close> {
+        if let Some(https_port) = ctx.redirect {
+            let head = self
+                .stream
+                .inbox()
+                .as_ref()
+                .and_then(|b| b.bytes().get(..end))
+                .unwrap_or_default();
+            let status = crate::redirect::answer(head, https_port, ctx.date, ctx.scratch);
+            self.stream
+                .answer(ctx, &mut self.deadline, status, self.peer, end)?;
+            self.phase = Phase::Stream;
+            self.scan = 0;
+            return Ok(Started::Request);
+        }
         // the request's time starts at its first byte, as nginx's $request_time does: the
         // head's deadline was set then, `client_header_timeout` after it
         let started = matches!(self.phase, Phase::ReadHead { started: true, .. });

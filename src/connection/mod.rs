@@ -28,6 +28,7 @@
 //! for a request the close cut.
 
 mod h1;
+pub mod h2;
 mod open;
 
 use std::net::IpAddr;
@@ -96,9 +97,19 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(client: Transport, peer: IpAddr, id: u32, now: Instant, cfg: &Settings) -> Self {
+    /// A client connection just accepted; `redirect`: on the https redirect listener (plain
+    /// HTTP, no PROXY header even with `proxy_protocol`).
+    pub fn new(
+        client: Transport,
+        peer: IpAddr,
+        id: u32,
+        now: Instant,
+        cfg: &Settings,
+        redirect: bool,
+    ) -> Self {
         let handshaking = client.is_handshaking();
-        let first_deadline = if handshaking && !cfg.identity.proxy_protocol {
+        let proxy_header = cfg.identity.proxy_protocol && !redirect;
+        let first_deadline = if handshaking && !proxy_header {
             cfg.timeouts.tls_handshake
         } else {
             cfg.timeouts.client_header
@@ -111,7 +122,7 @@ impl Connection {
             peer,
             // a fresh connection usually has its request waiting: try reading at once
             side: Side::FRESH,
-            phase: if cfg.identity.proxy_protocol {
+            phase: if proxy_header {
                 Phase::ProxyHeader
             } else if handshaking {
                 Phase::Handshake

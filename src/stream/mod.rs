@@ -376,8 +376,20 @@ impl Stream {
         let head = self.ex.method == Method::Head;
         let added = crate::context::added(ctx.date, ctx.cfg);
         errors::canned(status, keep, head, &added, ctx.scratch);
+        self.send_own(ctx, deadline, status.code(), keep)
+    }
+
+    /// Queues the response of ferrule's own in `ctx.scratch` (status `code`) as the whole answer
+    /// to the current request; `keep`: the connection may serve another request after it.
+    fn send_own(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        deadline: &mut Instant,
+        code: u16,
+        keep: bool,
+    ) -> Run {
         if let Some(e) = self.log.as_mut() {
-            e.status = status.code();
+            e.status = code;
             e.head_out += crate::http::request::find_head_end(ctx.scratch, 0)
                 .ok()
                 .flatten()
@@ -389,13 +401,44 @@ impl Stream {
         }
         self.resp.set_ready(self.resp.ready() + ctx.scratch.len());
         self.ex.committed = true;
-        ctx.stats.response(status.code());
+        ctx.stats.response(code);
         self.ex.resp_done = true;
         self.ex.keep_client = keep;
         self.ex.reusable = false;
         self.phase = Phase::Exchange;
         *deadline = ctx.now + ctx.cfg.timeouts.send;
         Ok(Step::Progress)
+    }
+
+    /// Answers the request head at the front of the inbox, `..end`, with the response of
+    /// ferrule's own in `ctx.scratch` (status `code`), without reading on: the https redirect
+    /// listener's `308`. The connection closes after it.
+    pub fn answer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        deadline: &mut Instant,
+        code: u16,
+        peer: std::net::IpAddr,
+        end: usize,
+    ) -> Run {
+        self.ex = Exchange::idle();
+        // whatever follows is never read as a request
+        self.req_body = Body::new(Framing::UntilClose);
+        self.req.set_sent(0);
+        self.req.set_ready(0);
+        if self.log.is_none() {
+            self.log = ctx.access_log.entry(peer, ctx.now);
+        }
+        let head = self.req.buf.as_ref().and_then(|b| b.bytes().get(..end));
+        if let (Some(e), Some((method, target, host))) = (
+            self.log.as_mut(),
+            head.and_then(crate::redirect::request_line),
+        ) {
+            e.set(crate::access_log::Text::Method, method);
+            e.set(crate::access_log::Text::Target, target);
+            e.set(crate::access_log::Text::Host, host);
+        }
+        self.send_own(ctx, deadline, code, false)
     }
 
     /// Exchange: the request body to the backend, the response to the client.
