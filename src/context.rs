@@ -17,6 +17,39 @@ use crate::http::request::Limits;
 use crate::stats::WorkerStats;
 use crate::upstream::Upstreams;
 
+/// HTTP/2 to clients: whether it is offered, and the limits of one connection against abuse
+/// (each ends in GOAWAY ENHANCE_YOUR_CALM but the first two).
+#[derive(Debug, Clone, Copy)]
+pub struct H2Limits {
+    /// `http2`: ALPN `h2` on the TLS port, the preface (h2c) on the plain one.
+    pub enabled: bool,
+    /// `http2_max_concurrent_streams`: open streams at once; more are refused (REFUSED_STREAM).
+    pub max_concurrent: u32,
+    /// Streams over the connection's life; then GOAWAY NO_ERROR and the client opens another.
+    pub max_streams: u32,
+    /// Resets the client sends per second (Rapid Reset, CVE-2023-44487).
+    pub resets_per_second: u32,
+    /// Resets we must send because of the client's frames, over the connection's life
+    /// (MadeYouReset, CVE-2025-8671).
+    pub emitted_resets: u32,
+    /// SETTINGS, PING, empty DATA and connection WINDOW_UPDATE frames per second
+    /// (CVE-2019-9512, -9515, -9518).
+    pub control_per_second: u32,
+}
+
+impl Default for H2Limits {
+    fn default() -> H2Limits {
+        H2Limits {
+            enabled: true,
+            max_concurrent: 128,
+            max_streams: 10_000,
+            resets_per_second: 100,
+            emitted_resets: 500,
+            control_per_second: 200,
+        }
+    }
+}
+
 /// What a worker's connections need to know, fixed at start: the config's groups they read, and
 /// what is worked out from the config once rather than per request.
 #[derive(Debug, Clone)]
@@ -45,6 +78,8 @@ pub struct Settings {
     /// The `Strict-Transport-Security` line added to every final response (`ssl.hsts`, over
     /// TLS only; see `http::Added`).
     pub hsts: Option<Box<[u8]>>,
+    /// HTTP/2 to clients.
+    pub h2: H2Limits,
 }
 
 // The parsers' arrays hold as many fields as `max_header_count` allows.
@@ -75,6 +110,7 @@ impl Settings {
                 crate::http::headers::hsts_line(h.max_age.as_secs(), h.include_subdomains)
                     .into_boxed_slice()
             }),
+            h2: H2Limits::default(),
         }
     }
 }

@@ -9,13 +9,15 @@
 //! `stream` (the exchange with a backend: request, backend choice, retries, response, tunnel);
 //! `context` is what both work with; `http` parses, checks and rewrites messages; `upstream`
 //! keeps a worker's backend connections;
-//! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
-//! memory and clock; `transport` is one face over plain sockets and rustls, `tls` makes the rustls
-//! configurations. Around it: `config`, `admin`, `health` (the checker thread), `redirect`,
-//! `stats`, `logging`, `handover` (a new process takes the listening sockets of the running
-//! one: zero-downtime restart). Before HTTP, pure helpers:
-//! `proxy_protocol` reads a load balancer's PROXY header, `client_ip` finds the client behind
-//! trusted proxies.
+//! `balancer` holds the shared pool and picks backends (`backend`, `pool`, `picker`, `slots`,
+//! one file per strategy, `sticky`); `buffer` and `timer` are the worker's memory and clock
+//! (`timer` also holds the process's clock helpers); `transport` is one face over plain sockets
+//! and rustls, `tls` makes the rustls configurations. Around it: `config`, `admin`, `health` (the
+//! checker thread, and passive health, which the workers run), `redirect`, `stats`, `logging`,
+//! `handover` (a new process takes the listening sockets of the running one: zero-downtime
+//! restart). Before HTTP, pure helpers: `proxy_protocol` reads a load balancer's PROXY header,
+//! `client_ip` finds the client behind trusted proxies, `hash` holds the fixed hashes (client
+//! addresses, `hash_key`, sticky cookie values) that `http` and `balancer` share.
 
 pub mod access_log;
 pub mod admin;
@@ -27,6 +29,7 @@ pub mod connection;
 pub mod context;
 pub mod dns;
 pub mod handover;
+pub mod hash;
 pub mod health;
 pub mod http;
 pub mod httpd;
@@ -238,9 +241,12 @@ pub fn server_tls(config: &Config) -> Result<Option<(tls::ServerTls, Vec<String>
     if !config.ssl.enabled {
         return Ok(None);
     }
-    tls::ServerTls::new(&cert_pairs(config))
-        .map(Some)
-        .map_err(|e| format!("ssl: {e}"))
+    tls::ServerTls::with_alpn(
+        &cert_pairs(config),
+        context::Settings::from_config(config).h2.enabled,
+    )
+    .map(Some)
+    .map_err(|e| format!("ssl: {e}"))
 }
 
 /// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index

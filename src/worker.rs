@@ -471,13 +471,13 @@ impl Core {
     fn run_queue(&mut self, registry: &Registry) {
         self.queue_again = false;
         for _ in 0..ACCEPT_BATCH {
-            let Some(&Waiting { key, id, .. }) = self.queue.front() else {
+            let Some(&Waiting { key, id, slot }) = self.queue.front() else {
                 return;
             };
             let live = self
                 .conns
                 .get(key)
-                .is_some_and(|c| c.id == id && c.is_queued());
+                .is_some_and(|c| c.id == id && c.is_queued(slot));
             if !live {
                 // closed, timed out or served meanwhile
                 self.pop_queue();
@@ -489,7 +489,7 @@ impl Core {
             };
             let mut left = false;
             let result = contain(|| {
-                left = conn.dequeue(&mut ctx)?;
+                left = conn.dequeue(&mut ctx, slot)?;
                 Ok(Ran::Idle)
             });
             match result {
@@ -696,7 +696,7 @@ impl Core {
         self.upstreams
             .expire_idle(self.now, self.shared.backend_keepalive_timeout);
         self.bufs.trim();
-        self.shared.balancer.revive(self.now);
+        crate::health::passive::revive(&self.shared.balancer, self.now);
         let policy = self.shared.balancer.policy();
         if let Some(Sticky::Ip(table)) = &policy.sticky {
             // a few shards a second per worker: the whole table within seconds
@@ -758,13 +758,16 @@ impl Core {
         self.timers.arm(TimerKey::Drain, deadline);
         let grace = DRAIN_IDLE_GRACE.min(self.shared.settings.timeouts.keepalive);
         let until = (self.now + grace).min(deadline);
-        let idle: Vec<usize> = self
+        let now = self.now;
+        let idle: Vec<(usize, u32)> = self
             .conns
             .iter_mut()
-            .filter_map(|(k, c)| c.close_idle_by(until).then_some(k))
+            .filter_map(|(k, c)| c.close_idle_by(until, now).then_some((k, c.id)))
             .collect();
-        for key in idle {
+        for (key, id) in idle {
             self.arm(key);
+            // run once: an HTTP/2 connection has a GOAWAY to write
+            self.pending.push((key, id));
         }
         self.upstreams.clear_idle();
     }

@@ -75,7 +75,6 @@ pub use self::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, 
 pub use self::pool::PoolConfig;
 pub use self::values::{
     open_access_log, AccessLogTarget, CertificateFiles, HashKey, StatusSet, MAX_HEADER_COUNT,
-    MIN_SECRET_LEN,
 };
 
 use self::backend::BackendSpec;

@@ -29,9 +29,6 @@ const MAX_BUFFER_SIZE: u64 = 16 * 1024 * 1024;
 /// checks at compile time that the parsers' arrays (`http::MAX_HEADERS`) hold that many.
 pub const MAX_HEADER_COUNT: u64 = 256;
 
-/// The shortest `sticky_cookie_secret` (characters): 16 random characters are ~100 bits or more.
-pub const MIN_SECRET_LEN: usize = 16;
-
 /// A listening port: 0 (pick a free one, for tests) to 65535.
 pub(super) type ListenPort = Int<u16, 0, 65_535>;
 /// A port that cannot be 0 ("any free port"): 1 to 65535.
@@ -406,8 +403,8 @@ impl TryFrom<String> for CookieName {
     }
 }
 
-/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`] characters (a short one could be found
-/// by trying), no control characters.
+/// `sticky_cookie_secret`: at least [`MIN_SECRET_LEN`](crate::hash::MIN_SECRET_LEN) characters
+/// (a short one could be found by trying), no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub(super) struct CookieSecret(String);
@@ -416,7 +413,7 @@ impl TryFrom<String> for CookieSecret {
     type Error = String;
 
     fn try_from(secret: String) -> Result<Self, String> {
-        let min = MIN_SECRET_LEN;
+        let min = crate::hash::MIN_SECRET_LEN;
         let n = secret.chars().count();
         if n < min {
             Err(format!(

@@ -96,8 +96,7 @@ impl Connection {
     /// HTTP request sent to the TLS port. Plaintext that came with the handshake's last records
     /// waits in the inbox for `ReadHead`.
     pub(super) fn handshake(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, Close> {
-        if self.side.readable {
-            let inbox = self.stream.inbox();
+        if let (true, Some(inbox)) = (self.side.readable, self.codec.inbox()) {
             let buf = inbox.get_or_insert_with(|| ctx.bufs.get());
             let got = self.client.read_into(buf);
             ctx.bufs.put_if_empty(inbox);
@@ -115,6 +114,11 @@ impl Connection {
         ctx.stats.tls_handshake();
         self.phase = Phase::IDLE;
         self.deadline = ctx.now + ctx.cfg.timeouts.client_header;
+        if self.client.alpn() == Some(b"h2") {
+            // ALPN chose HTTP/2: what came with the handshake is the preface
+            let input = self.codec.inbox().and_then(Option::take);
+            self.become_h2(ctx, input);
+        }
         Ok(Step::Progress)
     }
 

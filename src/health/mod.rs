@@ -26,6 +26,7 @@
 //! `timed out`; a probe reads at most `probe::READ_LIMIT` bytes; every loop runs over the pool,
 //! the poll's events or the deadline queue, each bounded.
 
+pub mod passive;
 mod probe;
 mod schedule;
 
@@ -33,7 +34,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mio::{Poll, Token, Waker};
 
@@ -139,13 +140,6 @@ pub fn judge(healthy: bool, ok: bool, consecutive: u32, rise: u32, fall: u32) ->
         (false, true) if consecutive >= rise.max(1) => Some(true),
         _ => None,
     }
-}
-
-/// Milliseconds since the Unix epoch, for the health record.
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

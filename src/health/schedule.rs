@@ -14,10 +14,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::probe::{self, Kind, Outcome, Probe};
-use super::{epoch_ms, judge, HealthSettings, WAKER};
-use crate::balancer::{stable_hash, Backend, Balancer, Pool};
+use super::{judge, HealthSettings, WAKER};
+use crate::balancer::{Backend, Balancer, Pool};
 use crate::buffer::BufPool;
 use crate::config::{HealthCheckMethod, StatusSet};
+use crate::hash::stable_hash;
+use crate::timer::epoch_ms;
 
 /// Buffers the thread keeps for probes between rounds.
 const KEEP_BUFFERS: usize = 64;

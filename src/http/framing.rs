@@ -143,6 +143,18 @@ impl Body {
         }
     }
 
+    /// A chunked body's last chunk has been read: what comes now is its trailer section (and the
+    /// empty line that ends it), which a `Framing` step reports.
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::Chunked {
+                at: Chunk::TrailerStart | Chunk::TrailerLine | Chunk::TrailerLf | Chunk::EndLf,
+                ..
+            }
+        )
+    }
+
     /// Marks a close-delimited body complete (the sender closed).
     pub fn finish_at_close(&mut self) {
         if self.state == State::UntilClose {

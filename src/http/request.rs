@@ -240,18 +240,17 @@ pub fn rewrite_seen<'a>(
     for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
         *kind = Field::of(f.name.as_bytes());
         if let (Some(name), Field::Cookie, None) = (client.sticky_cookie, *kind, sticky) {
-            sticky =
-                headers::cookie(f.value, name).and_then(crate::balancer::sticky::parse_cookie_id);
+            sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);
         }
         match client.key {
             KeySource::ClientIp => {}
             KeySource::Header(name)
                 if key.is_none() && f.name.as_bytes().eq_ignore_ascii_case(name) =>
             {
-                key = Some(crate::balancer::stable_hash(0, headers::trim(f.value)));
+                key = Some(crate::hash::stable_hash(0, headers::trim(f.value)));
             }
             KeySource::Cookie(name) if key.is_none() && *kind == Field::Cookie => {
-                key = headers::cookie(f.value, name).map(|v| crate::balancer::stable_hash(0, v));
+                key = headers::cookie(f.value, name).map(|v| crate::hash::stable_hash(0, v));
             }
             _ => {}
         }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{Client, Close, Phase, Run, Step, Stream, UpKey};
 use crate::balancer::{Ask, Choice};
 use crate::context::Ctx;
+use crate::health::passive;
 use crate::http::errors::Status;
 use crate::stats::CloseReason;
 
@@ -52,7 +53,7 @@ impl Stream {
             Choice::None => return self.fail(ctx, client, deadline, Status::ServiceUnavailable),
         };
         self.ex.set_cookie = set_cookie;
-        self.ex.sent_ms = crate::balancer::clock_ms(ctx.now) as u32;
+        self.ex.sent_ms = crate::timer::clock_ms(ctx.now) as u32;
         if let Some(e) = self.log.as_mut() {
             e.backend = Some(backend.addr);
             e.upstream_started = Some(ctx.now);
@@ -86,7 +87,7 @@ impl Stream {
                 self.fail(ctx, client, deadline, Status::ServiceUnavailable)
             }
             Err(_) => {
-                ctx.balancer.failed(&backend, ctx.now);
+                passive::failed(ctx.balancer, &backend, ctx.now);
                 backend.end_request();
                 self.retry_or_fail(ctx, client, deadline, Failure::Connect, backend.id)
             }
@@ -174,7 +175,7 @@ impl Stream {
         };
         let backend = match ctx.upstreams.get_mut(key) {
             Some(up) => {
-                ctx.balancer.failed(&up.backend, ctx.now);
+                passive::failed(ctx.balancer, &up.backend, ctx.now);
                 up.backend.end_request();
                 up.backend.id
             }

@@ -60,6 +60,12 @@ pub trait Client: End {
     fn sni(&self) -> Option<&str>;
     /// The TLS version of the client connection, once negotiated.
     fn tls_version(&self) -> Option<rustls::ProtocolVersion>;
+    /// The client can send no more request bytes until the stream lets go of some (HTTP/2: its
+    /// flow-control window is spent). A stream holding its request for a replay then gives the
+    /// replay up, as it does when its buffer is full, rather than wait for ever.
+    fn starved(&self) -> bool {
+        false
+    }
 }
 
 /// The connection must close, and why.

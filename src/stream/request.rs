@@ -154,7 +154,7 @@ impl Stream {
         self.req.set_sent(0);
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(&head);
-        let hashed = crate::balancer::hash_ip(crate::client_ip::client_key(
+        let hashed = crate::hash::hash_ip(crate::client_ip::client_key(
             head.client.unwrap_or(from.peer),
             cfg.identity.ipv6_client_prefix,
         ));
@@ -245,6 +245,10 @@ impl Stream {
         let side = client.side();
         // Read while there is room, also past the request (pipelined requests wait in the pipe),
         // so that a client that goes away is noticed.
+        if self.ex.replay && client.starved() {
+            // the request outgrew the client's window: it can no longer be sent twice
+            self.stop_replay(ctx);
+        }
         if side.readable && !side.eof {
             if self.ex.replay && self.req.buf.as_ref().is_some_and(Buf::is_full) {
                 // the request outgrew the buffer: it can no longer be sent twice

@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::backend::Failure;
 use super::{Client, Close, Phase, Run, Step, Stream, MAX_INTERIM, MAX_ROUNDS};
 use crate::context::Ctx;
+use crate::health::passive;
 use crate::http::request;
 use crate::http::response::{self, Relay};
 use crate::http::{Body, Step as BodyStep};
@@ -146,7 +147,7 @@ impl Stream {
             self.ex.committed = true;
             ctx.stats.response(head.status);
             if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
-                let ms = (crate::balancer::clock_ms(ctx.now) as u32).wrapping_sub(self.ex.sent_ms);
+                let ms = (crate::timer::clock_ms(ctx.now) as u32).wrapping_sub(self.ex.sent_ms);
                 up.backend.answered_in(u64::from(ms));
             }
             self.ex.keep_client = head.keep_client;
@@ -242,7 +243,7 @@ impl Stream {
             return Ok(Step::Progress);
         }
         if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
-            ctx.balancer.failed(&up.backend, ctx.now);
+            passive::failed(ctx.balancer, &up.backend, ctx.now);
         }
         // Cut short after the response started: the client can only learn by the connection
         // ending. A length or chunked body shows the truncation by itself; a close-delimited one

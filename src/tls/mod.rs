@@ -94,16 +94,29 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    /// Loads `pairs` (the first is the default certificate) and builds the server config.
-    /// Returns it with the warnings (expired certificates, certificates SNI can never select).
+    /// Loads `pairs` (the first is the default certificate) and builds the server config, ALPN
+    /// offering `h2` before `http/1.1`. Returns it with the warnings (expired certificates,
+    /// certificates SNI can never select).
     pub fn new(pairs: &[CertPair]) -> Result<(ServerTls, Vec<String>), TlsError> {
+        ServerTls::with_alpn(pairs, true)
+    }
+
+    /// [`ServerTls::new`], offering `h2` only when `http2`.
+    pub fn with_alpn(
+        pairs: &[CertPair],
+        http2: bool,
+    ) -> Result<(ServerTls, Vec<String>), TlsError> {
         let (set, warnings) = load_set(pairs)?;
         let resolver = Arc::new(SniResolver::new(set));
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as _);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
         config.ignore_client_order = true;

@@ -16,8 +16,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use ferrule::balancer::{hash_ip, Ask, Balancer, Choice, Picker, Policy, Pool, WorkerPick};
+use ferrule::balancer::{Ask, Balancer, Choice, Picker, Policy, Pool, WorkerPick};
 use ferrule::config::{BackendConfig, Config, Scheme, StickyMode, Strategy};
+use ferrule::hash::hash_ip;
 use ferrule::http::request::{self, ClientInfo, KeySource, Limits};
 use ferrule::http::response::{self, Answering};
 use ferrule::http::{Body, Framing, Method, Step};

@@ -33,10 +33,13 @@
     )
 )]
 
+mod client;
+mod conn;
 pub mod convert;
 pub mod error;
 pub mod flow;
 pub mod frame;
 pub mod hpack;
 
+pub use conn::{Ran, H2};
 pub use error::{ErrorCode, H2Error};

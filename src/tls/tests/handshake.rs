@@ -145,7 +145,7 @@ fn tls13_and_tls12_negotiate_http11_verified_against_the_ca() {
 }
 
 #[test]
-fn alpn_is_http11_only() {
+fn alpn_offers_h2_first_then_http11_and_http11_alone_without_http2() {
     let f = fixture("alpn");
     let mut no_alpn = (*client_config(Some(&f.ca_file), false).expect("config")).clone();
     no_alpn.alpn_protocols.clear();
@@ -153,13 +153,30 @@ fn alpn_is_http11_only() {
     assert_eq!(c.alpn_protocol(), None);
 
     let mut both = no_alpn.clone();
-    both.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let (c, _) = connect(&Arc::new(both), "localhost", &f.server).expect("h2 and http/1.1");
+    both.alpn_protocols = vec![b"http/1.1".to_vec(), b"h2".to_vec()];
+    let (c, _) = connect(&Arc::new(both.clone()), "localhost", &f.server).expect("both");
+    assert_eq!(
+        c.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the server's order wins"
+    );
+
+    let mut h1_only = no_alpn.clone();
+    h1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (c, _) = connect(&Arc::new(h1_only), "localhost", &f.server).expect("http/1.1");
     assert_eq!(c.alpn_protocol(), Some(&b"http/1.1"[..]));
 
+    // `http2: false`: HTTP/1.1 only, and a client that speaks only h2 is refused
+    let pair = CertPair::new(
+        f.dir.path().join("server.crt"),
+        f.dir.path().join("server.key"),
+    );
+    let (plain, _) = ServerTls::with_alpn(&[pair], false).expect("server");
+    let (c, _) = connect(&Arc::new(both), "localhost", &plain).expect("both, no h2");
+    assert_eq!(c.alpn_protocol(), Some(&b"http/1.1"[..]));
     let mut h2_only = no_alpn;
     h2_only.alpn_protocols = vec![b"h2".to_vec()];
-    match connect(&Arc::new(h2_only), "localhost", &f.server) {
+    match connect(&Arc::new(h2_only), "localhost", &plain) {
         Err(Failed::Server(rustls::Error::NoApplicationProtocol)) => {}
         other => panic!("expected no_application_protocol, got {:?}", other.err()),
     }

@@ -37,6 +37,10 @@ pub struct Response {
     pub tunnel: bool,
     /// The response's `content-length`, when it has one.
     pub content_length: Option<u64>,
+    /// The body follows chunked (the head has a `transfer-encoding`: ferrule relays only
+    /// bodies whose last coding is chunked): the DATA carry its payload, its trailers a final
+    /// HEADERS.
+    pub chunked: bool,
     /// Bytes of `head` the head took (the body, if any, follows).
     pub head_len: usize,
 }
@@ -92,8 +96,12 @@ pub fn response(
     // every check before the first byte of the block: the encoder's state moves only for a
     // block that is sent
     let mut content_length = None;
+    let mut chunked = false;
     // bounded: at most MAX_HEADERS fields, here and below
     for f in fields {
+        if Field::of(f.name.as_bytes()) == Field::TransferEncoding {
+            chunked = true;
+        }
         if !valid_value(headers::trim(f.value)) {
             return Err(Invalid("field value with a control character"));
         }
@@ -122,6 +130,7 @@ pub fn response(
         no_body,
         tunnel,
         content_length,
+        chunked: chunked && !no_body,
         head_len,
     })
 }
