@@ -1,7 +1,8 @@
 //! `backends[]`: the effective entry ([`BackendConfig`], [`BackendTls`]), the entry as read
 //! ([`BackendFile`]), its URL ([`BackendUrl`], `http[s]://host[:port][/]`, checked as it is
-//! read), the duplicate check, and the name resolution that makes [`BackendConfig`]s: at load,
-//! so no worker ever blocks on DNS.
+//! read), the duplicate check, the name resolution that makes [`BackendConfig`]s (at load, so no
+//! worker ever blocks on DNS), and the addresses a backend may not have
+//! ([`check_backend_addr`]).
 //! [`backend_from_json`] does the same for one entry on its own (the admin API's
 //! `POST /backends`, on the admin thread).
 
@@ -11,8 +12,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use serde_json::Value;
 
-use super::values::{FilePath, Int};
-use super::{de, invalid, ConfigError};
+use super::de;
+use super::error::{invalid, ConfigError};
+use super::values::{check_file, FilePath, Int};
 
 /// Scheme of a backend URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,12 +255,64 @@ pub fn backend_from_json(value: &Value) -> Result<(BackendConfig, BackendTls), C
         return Err(invalid("", "no backend"));
     };
     if let Some(file) = &tls.ca_file {
-        super::checks::check_file("ca_file", file)?;
+        check_file("ca_file", file)?;
     }
     // added by hand: its first address (names given to the admin API are not refreshed)
     let first = resolve_spec(spec, "url", None)?.into_iter().next();
     let backend = first.ok_or_else(|| invalid("url", "no addresses found"))?;
     Ok((backend, tls))
+}
+
+/// Why a backend at `addr` (its URL `url`) must not be added, if it must not: it is one of
+/// `own`, ferrule's listeners (named, with their bound addresses), and requests to it would loop
+/// back into ferrule; or it is link-local (169.254.0.0/16, fe80::/10: where cloud metadata
+/// endpoints answer) and no network of `allowed` holds it. Loopback backends are allowed: they
+/// are the common lab setup.
+pub fn check_backend_addr(
+    url: &str,
+    addr: SocketAddr,
+    own: &[(&str, SocketAddr)],
+    allowed: &[crate::client_ip::Cidr],
+) -> Result<(), String> {
+    if let Some((what, at)) = own.iter().find(|(_, at)| reaches(addr, *at)) {
+        return Err(format!(
+            "{url:?} ({addr}) is ferrule's own {what} listener ({at}): requests to it would \
+             loop back into ferrule"
+        ));
+    }
+    let ip = addr.ip().to_canonical();
+    if is_link_local(ip) && !allowed.iter().any(|net| net.contains(ip)) {
+        return Err(format!(
+            "{url:?} is at {ip}, a link-local address (cloud metadata endpoints answer there); \
+             list its network in allowed_backend_networks to allow it"
+        ));
+    }
+    Ok(())
+}
+
+/// 169.254.0.0/16 and fe80::/10.
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+/// Whether a connection to `addr` would reach a listener bound to `listener`: the same port, and
+/// the same address, or any address of this host when the listener is bound to all of them
+/// (`0.0.0.0`, `::`, which on Linux takes IPv4 too). A connection to `0.0.0.0` or `::` reaches
+/// this host.
+fn reaches(addr: SocketAddr, listener: SocketAddr) -> bool {
+    let (ip, bind) = (addr.ip().to_canonical(), listener.ip().to_canonical());
+    listener.port() != 0
+        && addr.port() == listener.port()
+        && (ip == bind || ip.is_unspecified() || (bind.is_unspecified() && is_local(ip)))
+}
+
+/// An address of this host: loopback, or one a socket can be bound to (the kernel knows its own
+/// addresses; a UDP bind sends nothing).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// A backend URL as a regular expression (ECMA-262, for the OpenAPI schema): every text it

@@ -3,9 +3,14 @@
 //! ([`Config::check_files`]), and the warnings ([`Config::warnings`]): what is allowed but
 //! probably not meant.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use super::{default_workers, invalid, Config, ConfigError, HealthCheckMethod, Scheme};
+use super::backend::{check_backend_addr, Scheme};
+use super::error::{invalid, ConfigError};
+use super::groups::default_workers;
+use super::names::HealthCheckMethod;
+use super::values::check_file;
+use super::Config;
 
 impl Config {
     /// Things that are allowed but probably not meant, one line each, for the log at start.
@@ -208,71 +213,4 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Why a backend at `addr` (its URL `url`) must not be added, if it must not: it is one of
-/// `own`, ferrule's listeners (named, with their bound addresses), and requests to it would loop
-/// back into ferrule; or it is link-local (169.254.0.0/16, fe80::/10: where cloud metadata
-/// endpoints answer) and no network of `allowed` holds it. Loopback backends are allowed: they
-/// are the common lab setup.
-pub fn check_backend_addr(
-    url: &str,
-    addr: SocketAddr,
-    own: &[(&str, SocketAddr)],
-    allowed: &[crate::client_ip::Cidr],
-) -> Result<(), String> {
-    if let Some((what, at)) = own.iter().find(|(_, at)| reaches(addr, *at)) {
-        return Err(format!(
-            "{url:?} ({addr}) is ferrule's own {what} listener ({at}): requests to it would \
-             loop back into ferrule"
-        ));
-    }
-    let ip = addr.ip().to_canonical();
-    if is_link_local(ip) && !allowed.iter().any(|net| net.contains(ip)) {
-        return Err(format!(
-            "{url:?} is at {ip}, a link-local address (cloud metadata endpoints answer there); \
-             list its network in allowed_backend_networks to allow it"
-        ));
-    }
-    Ok(())
-}
-
-/// 169.254.0.0/16 and fe80::/10.
-fn is_link_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
-    }
-}
-
-/// Whether a connection to `addr` would reach a listener bound to `listener`: the same port, and
-/// the same address, or any address of this host when the listener is bound to all of them
-/// (`0.0.0.0`, `::`, which on Linux takes IPv4 too). A connection to `0.0.0.0` or `::` reaches
-/// this host.
-fn reaches(addr: SocketAddr, listener: SocketAddr) -> bool {
-    let (ip, bind) = (addr.ip().to_canonical(), listener.ip().to_canonical());
-    listener.port() != 0
-        && addr.port() == listener.port()
-        && (ip == bind || ip.is_unspecified() || (bind.is_unspecified() && is_local(ip)))
-}
-
-/// An address of this host: loopback, or one a socket can be bound to (the kernel knows its own
-/// addresses; a UDP bind sends nothing).
-fn is_local(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
-}
-
-/// `file` must be a regular file that opens. (A FIFO or a device is refused before it is opened:
-/// opening a FIFO would block the load.)
-pub(super) fn check_file(field: &str, file: &str) -> Result<(), ConfigError> {
-    let cannot_open = |e: std::io::Error| invalid(field, format!("cannot open {file:?}: {e}"));
-    let meta = std::fs::metadata(file).map_err(cannot_open)?;
-    if meta.is_dir() {
-        return Err(invalid(field, format!("{file:?} is a directory")));
-    }
-    if !meta.is_file() {
-        return Err(invalid(field, format!("{file:?} is not a regular file")));
-    }
-    std::fs::File::open(file).map_err(cannot_open)?;
-    Ok(())
 }

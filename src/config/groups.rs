@@ -7,8 +7,12 @@
 //! A pool (`pool.rs`) is made of the groups [`Balance`], [`Upstream`], [`Health`], [`Passive`]
 //! and [`Sticky`], and its backends: what each pool will carry once there are several, every key
 //! a pool leaves out taken from the top level.
+//!
+//! Below the groups, the defaults that take more than an expression: `workers` (the CPU cores)
+//! and `upgrade_socket` (a path from `bind` and `port`).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::admin::{AllowedHost, Token};
@@ -18,9 +22,8 @@ use super::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Str
 use super::values::{
     AccessLogFile, AccessLogTarget, Bytes, CertificateFile, CertificateFiles, CookieName,
     CookieSecret, FilePath, HashKey, HealthCheckPath, HstsMaxAge, Int, Ip, ListenPort, Network,
-    Port, StatusSet, Trusted, UpgradeSocket, MAX_HEADER_COUNT,
+    Port, StatusSet, Trusted, UpgradeSocket, MAX_HEADER_COUNT, MAX_SOCKET_PATH,
 };
-use super::{default_upgrade_socket, default_workers};
 use crate::client_ip::{Cidr, TrustedProxies, DEFAULT_IPV6_CLIENT_PREFIX};
 
 fn secs(n: u64) -> Duration {
@@ -50,7 +53,7 @@ keys! {
         /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.
         shutdown_timeout: Timeout => Duration = secs(30);
         /// `upgrade_socket`, default `ferrule-<bind>-<port>.sock` in
-        /// [`default_upgrade_dir`](super::default_upgrade_dir) (none when `port` is 0): the unix
+        /// [`default_upgrade_dir`] (none when `port` is 0): the unix
         /// socket over which a new ferrule takes this one's listening sockets (`handover.rs`);
         /// `false` or `""`: none.
         upgrade_socket: UpgradeSocket => Option<String> = default_upgrade_socket(bind, port);
@@ -114,7 +117,7 @@ keys! {
         /// `health_check_path`, default `/health` (for the http method).
         path as "health_check_path": HealthCheckPath => String = "/health".to_owned();
         /// `health_check_timeout`, default the smaller of `backend_timeout` and the interval: a
-        /// probe that takes longer fails. See [`PoolConfig::health_timeout`](super::PoolConfig).
+        /// probe that takes longer fails. See `PoolConfig::health_timeout`.
         timeout as "health_check_timeout": Option<Timeout> => Option<Duration> = None;
         /// `health_check_expect`, default `2xx,3xx`: statuses an http check accepts.
         expect as "health_check_expect": StatusSet = StatusSet::default();
@@ -307,4 +310,49 @@ impl SslConfig {
                 .map(|c| (c.cert_file.as_str(), c.key_file.as_str())),
         )
     }
+}
+
+/// The default `upgrade_socket` for `bind`:`port`: `ferrule-<bind>-<port>.sock` in
+/// [`default_upgrade_dir`], none for port 0 (a free port picked by the kernel: no two processes
+/// would agree on it), nor when that path would not fit a `sockaddr_un`.
+pub(super) fn default_upgrade_socket(bind: IpAddr, port: u16) -> Option<String> {
+    let dir = default_upgrade_dir(
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() },
+        &std::env::temp_dir(),
+    );
+    upgrade_socket_in(&dir, bind, port)
+}
+
+/// `ferrule-<bind>-<port>.sock` in `dir` (none for port 0, or a path too long for a unix socket).
+pub(super) fn upgrade_socket_in(dir: &Path, bind: IpAddr, port: u16) -> Option<String> {
+    let name = match bind {
+        IpAddr::V4(ip) => format!("ferrule-{ip}-{port}.sock"),
+        IpAddr::V6(ip) => format!("ferrule-[{ip}]-{port}.sock"),
+    };
+    let path = dir.join(name).to_string_lossy().into_owned();
+    (port != 0 && path.len() <= MAX_SOCKET_PATH).then_some(path)
+}
+
+/// The directory of the default upgrade socket, one only its user can enter:
+/// `$XDG_RUNTIME_DIR` (set by the login session: mode 0700, the user's own), else `/run/ferrule`
+/// for root, else `<temp dir>/ferrule-<uid>` (created mode 0700 at start). `handover.rs` refuses
+/// a directory that someone else created.
+pub fn default_upgrade_dir(
+    xdg_runtime_dir: Option<&std::ffi::OsStr>,
+    uid: u32,
+    temp_dir: &Path,
+) -> PathBuf {
+    match xdg_runtime_dir {
+        // the spec asks for an absolute path; anything else is ignored
+        Some(dir) if Path::new(dir).is_absolute() => PathBuf::from(dir),
+        _ if uid == 0 => PathBuf::from("/run/ferrule"),
+        _ => temp_dir.join(format!("ferrule-{uid}")),
+    }
+}
+
+/// One worker per CPU core the process may use (1 if unknown), within the `workers` range.
+pub(super) fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(1024))
 }

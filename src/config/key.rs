@@ -45,7 +45,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::de::{self, expected, key_text, unknown_key};
-use super::{invalid, ConfigError};
+use super::error::{invalid, ConfigError};
 
 /// A file type: how one key is read from config.json (its value checked), what it gives, and how
 /// the effective value is written back.
@@ -271,7 +271,7 @@ macro_rules! keys {
                 key: &str,
                 value: &serde_json::Value,
                 at: &str,
-            ) -> Option<Result<(), $crate::config::ConfigError>> {
+            ) -> Option<Result<(), $crate::config::error::ConfigError>> {
                 $(
                     if key == keys!(@name $field $($name)?) {
                         let path = $crate::config::key::join(at, key);
@@ -281,7 +281,7 @@ macro_rules! keys {
                 None
             }
 
-            fn check(&self, at: &str) -> Result<(), $crate::config::ConfigError> {
+            fn check(&self, at: &str) -> Result<(), $crate::config::error::ConfigError> {
                 $(
                     if let Some(value) = &self.$field {
                         let path = $crate::config::key::join(at, keys!(@name $field $($name)?));
@@ -303,13 +303,13 @@ macro_rules! keys {
             fn read(
                 value: &serde_json::Value,
                 at: &str,
-            ) -> Result<Self, $crate::config::ConfigError> {
+            ) -> Result<Self, $crate::config::error::ConfigError> {
                 let mut file = $File::default();
                 $crate::config::key::read_object(value, at, &mut file)?;
                 Ok(file)
             }
 
-            fn check(&self, at: &str) -> Result<(), $crate::config::ConfigError> {
+            fn check(&self, at: &str) -> Result<(), $crate::config::error::ConfigError> {
                 <$File as $crate::config::key::Group>::check(self, at)
             }
 

@@ -24,28 +24,33 @@
 //! more than one value (`checks.rs`), the unknown-key suggestion and the refusal of a key given
 //! twice (`de.rs`: `serde_json` keeps the last of them).
 //!
-//! Files: `groups.rs` every key; `key.rs` the `Key` trait and the `keys!` macro; `values.rs` the
-//! value types (`admin.rs` those of the keys that guard the admin API, `duration.rs` durations,
-//! `names.rs` the keys whose value is one of a few names); `pool.rs` a pool; `backend.rs` backends
-//! (entry, URL, duplicates, resolution); `checks.rs` checks between keys, on files, and the
-//! warnings; `de.rs` serde plumbing and messages; `tests/` the whole-document tests.
+//! Files: `groups.rs` every key (and the defaults that take more than an expression); `key.rs`
+//! the `Key` trait and the `keys!` macro; `values.rs` the value types (`admin.rs` those of the
+//! keys that guard the admin API, `duration.rs` durations, `names.rs` the keys whose value is one
+//! of a few names); `pool.rs` a pool; `backend.rs` backends (entry, URL, duplicates, resolution,
+//! the addresses a backend may not have); `checks.rs` checks between keys, on files, and the
+//! warnings; `de.rs` serde plumbing and messages; `error.rs` the error; `tests/` the
+//! whole-document tests, `key/tests.rs` those of the macro.
 //!
 //! How to add a key:
-//! 1. one line in its group in `groups.rs`, with a doc comment naming the key and its default:
-//!    `name as "config_name": Type = default;` (`as "..."` when the field's name differs from
-//!    the key's), `Type` the value type that checks it (`Int<u32, 1, 100>`, `Timeout`, `bool`,
-//!    `Option<FilePath>`, or a new type in `values.rs` with its `Plain` impl). Its place in the
-//!    group is its place in an unknown key's "expected one of" list. Reading, the default, a
-//!    pool's inheritance and writing follow;
+//! 1. one line in its group in `groups.rs`, under a doc comment naming the key and its default:
+//!    `field as "key": Type => Effective = default;`. `as "key"` when the key's name is not the
+//!    field's; `Type` the value type that checks it (`Int<u32, 1, 100>`, `Timeout`, `bool`,
+//!    `Option<FilePath>`, or a new type in `values.rs` with its `Plain` impl); `=> Effective`
+//!    the field's type when it is not `Type` itself (`u32`, `Duration`, `Option<String>`); the
+//!    default may use the keys above it in the group. Its place in the group is its place in an
+//!    unknown key's "expected one of" list. Reading, the default, a pool's inheritance and the
+//!    file form follow from that line;
 //! 2. if it must agree with another key, a check in `check_related_fields` (`checks.rs`), and a
-//!    line in [`Config::warnings`] if some values are allowed but probably not meant; its README
-//!    row; and tests.
+//!    line in [`Config::warnings`] if some values are allowed but probably not meant; its row in
+//!    the README's table (a test holds the table to the keys); and tests.
 
 mod admin;
 mod backend;
 mod checks;
 mod de;
 mod duration;
+mod error;
 mod groups;
 mod key;
 mod names;
@@ -54,22 +59,21 @@ mod pool;
 mod tests;
 mod values;
 
-use std::fmt;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 pub use self::backend::{
-    backend_from_json, BackendConfig, BackendTls, Scheme, URL_MAX_LENGTH, URL_PATTERN,
+    backend_from_json, check_backend_addr, BackendConfig, BackendTls, Scheme, URL_MAX_LENGTH,
+    URL_PATTERN,
 };
-pub use self::checks::check_backend_addr;
 pub use self::de::{describe, parse_json, JsonError};
 pub use self::duration::{format_duration, parse_duration};
+pub use self::error::ConfigError;
 pub use self::groups::{
-    Admin, Balance, Dns, Health, Hsts, Identity, Keepalive, Limits, Logging, Passive, Process,
-    SslConfig, Sticky, Timeouts, Upstream,
+    default_upgrade_dir, Admin, Balance, Dns, Health, Hsts, Identity, Keepalive, Limits, Logging,
+    Passive, Process, SslConfig, Sticky, Timeouts, Upstream,
 };
 pub use self::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
 pub use self::pool::PoolConfig;
@@ -78,6 +82,7 @@ pub use self::values::{
 };
 
 use self::backend::BackendSpec;
+use self::error::invalid;
 use self::groups::{
     AdminFile, DnsFile, IdentityFile, KeepaliveFile, LimitsFile, LoggingFile, ProcessFile, SslFile,
     TimeoutsFile,
@@ -232,91 +237,6 @@ impl Serialize for Config {
     }
 }
 
-/// The default `upgrade_socket` for `bind`:`port`: `ferrule-<bind>-<port>.sock` in
-/// [`default_upgrade_dir`], none for port 0 (a free port picked by the kernel: no two processes
-/// would agree on it), nor when that path would not fit a `sockaddr_un`.
-fn default_upgrade_socket(bind: IpAddr, port: u16) -> Option<String> {
-    let dir = default_upgrade_dir(
-        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
-        // SAFETY: getuid has no preconditions and cannot fail.
-        unsafe { libc::getuid() },
-        &std::env::temp_dir(),
-    );
-    upgrade_socket_in(&dir, bind, port)
-}
-
-/// `ferrule-<bind>-<port>.sock` in `dir` (none for port 0, or a path too long for a unix socket).
-fn upgrade_socket_in(dir: &Path, bind: IpAddr, port: u16) -> Option<String> {
-    let name = match bind {
-        IpAddr::V4(ip) => format!("ferrule-{ip}-{port}.sock"),
-        IpAddr::V6(ip) => format!("ferrule-[{ip}]-{port}.sock"),
-    };
-    let path = dir.join(name).to_string_lossy().into_owned();
-    (port != 0 && path.len() <= values::MAX_SOCKET_PATH).then_some(path)
-}
-
-/// The directory of the default upgrade socket, one only its user can enter:
-/// `$XDG_RUNTIME_DIR` (set by the login session: mode 0700, the user's own), else `/run/ferrule`
-/// for root, else `<temp dir>/ferrule-<uid>` (created mode 0700 at start). `handover.rs` refuses
-/// a directory that someone else created.
-pub fn default_upgrade_dir(
-    xdg_runtime_dir: Option<&std::ffi::OsStr>,
-    uid: u32,
-    temp_dir: &Path,
-) -> PathBuf {
-    match xdg_runtime_dir {
-        // the spec asks for an absolute path; anything else is ignored
-        Some(dir) if Path::new(dir).is_absolute() => PathBuf::from(dir),
-        _ if uid == 0 => PathBuf::from("/run/ferrule"),
-        _ => temp_dir.join(format!("ferrule-{uid}")),
-    }
-}
-
-/// Why a configuration could not be loaded. Its `Display` is one line, naming the field at fault.
-#[derive(Debug)]
-pub enum ConfigError {
-    /// The config file could not be read.
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The text is not well-formed JSON (the message carries the line and column).
-    Json(serde_json::Error),
-    /// A value is wrong. `field` is its path, such as `backends[1].url` or `ssl.enabled`; it is
-    /// empty when the problem is the document as a whole.
-    Invalid { field: String, problem: String },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Read { path, source } => {
-                write!(f, "cannot read config file {path:?}: {source}")
-            }
-            ConfigError::Json(error) => write!(f, "config is not valid JSON: {error}"),
-            ConfigError::Invalid { field, problem } if field.is_empty() => f.write_str(problem),
-            ConfigError::Invalid { field, problem } => write!(f, "{field}: {problem}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConfigError::Read { source, .. } => Some(source),
-            ConfigError::Json(error) => Some(error),
-            ConfigError::Invalid { .. } => None,
-        }
-    }
-}
-
-fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.to_owned(),
-        problem: problem.into(),
-    }
-}
-
 /// What [`Config::redacted`] puts in place of a secret.
 pub const REDACTED: &str = "<redacted>";
 
@@ -391,9 +311,4 @@ impl Dns {
             None => Ok(None),
         }
     }
-}
-
-/// One worker per CPU core the process may use (1 if unknown), within the `workers` range.
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(1024))
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::backend::{self, BackendConfig, BackendFile, BackendSpec, BackendTls, NO_BACKEND_TLS};
+use super::error::ConfigError;
 use super::groups::{
     Balance, BalanceFile, Health, HealthFile, Passive, PassiveFile, Sticky, StickyFile, Upstream,
     UpstreamFile,
 };
 use super::key::{self, Group};
-use super::ConfigError;
 
 /// A pool, every key resolved. The backends are resolved last, once everything else is valid.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

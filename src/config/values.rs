@@ -1,7 +1,8 @@
 //! The value types of the keys: each checks a value as it is read (its type, its range, its
 //! form) and says what it gives ([`Plain`]): [`Int`] (a range), [`Ip`], [`HealthCheckPath`],
 //! [`UpgradeSocket`], [`AccessLogFile`], [`FilePath`], [`CookieName`], [`CookieSecret`],
-//! [`HashKey`], [`StatusSet`], [`Network`] lists, `ssl.certificates` and `ssl.hsts.max_age`.
+//! [`HashKey`], [`StatusSet`], [`Network`] lists, `ssl.certificates` and `ssl.hsts.max_age`;
+//! and [`check_file`], whether a path a key names opens (run once every key has been read).
 //! Durations are in `duration.rs`, the enums in `names.rs`, the admin keys' types in `admin.rs`,
 //! `backends[]` in `backend.rs`.
 //!
@@ -17,9 +18,9 @@ use serde_json::Value;
 
 use super::de::expected;
 use super::duration::{format_duration, Dur};
+use super::error::{invalid, ConfigError};
 use super::key::Plain;
 use super::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
-use super::{invalid, ConfigError};
 use crate::client_ip::{Cidr, TrustedProxies};
 
 /// Upper bound of `buffer_size`, and so of `max_request_head`.
@@ -682,4 +683,19 @@ impl Plain for HstsMaxAge {
     fn file(value: &Duration) -> Self {
         HstsMaxAge(*value)
     }
+}
+
+/// `file` must be a regular file that opens. (A FIFO or a device is refused before it is opened:
+/// opening a FIFO would block the load.)
+pub(super) fn check_file(field: &str, file: &str) -> Result<(), ConfigError> {
+    let cannot_open = |e: std::io::Error| invalid(field, format!("cannot open {file:?}: {e}"));
+    let meta = std::fs::metadata(file).map_err(cannot_open)?;
+    if meta.is_dir() {
+        return Err(invalid(field, format!("{file:?} is a directory")));
+    }
+    if !meta.is_file() {
+        return Err(invalid(field, format!("{file:?} is not a regular file")));
+    }
+    std::fs::File::open(file).map_err(cannot_open)?;
+    Ok(())
 }

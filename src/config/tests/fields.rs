@@ -906,7 +906,7 @@ fn the_default_upgrade_socket_lives_in_a_directory_of_its_user() {
         PathBuf::from("/tmp/ferrule-1000")
     );
 
-    let socket = super::super::upgrade_socket_in;
+    let socket = super::super::groups::upgrade_socket_in;
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     assert_eq!(
         socket(Path::new("/run/ferrule"), ip("127.0.0.1"), 8080).as_deref(),

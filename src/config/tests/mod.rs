@@ -4,6 +4,7 @@
 //! addresses), `files.rs` the ssl files, loading, warnings and serialisation, `tls.rs` the keys
 //! the TLS work uses. The expected messages are the spec.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::*;
