@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::key::Plain;
-use super::values::string_value;
+use super::values::newtype_value;
 
 /// The shortest `admin_token`: 16 characters.
 const MIN_TOKEN: usize = 16;
@@ -18,8 +18,6 @@ const MIN_TOKEN: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub(super) struct Token(String);
-
-string_value!(Token);
 
 impl TryFrom<String> for Token {
     type Error = String;
@@ -47,17 +45,7 @@ impl TryFrom<String> for Token {
 #[serde(try_from = "String")]
 pub(super) struct AllowedHost(String);
 
-impl Plain for Vec<AllowedHost> {
-    type Value = Vec<String>;
-
-    fn value(self) -> Vec<String> {
-        self.into_iter().map(|h| h.0).collect()
-    }
-
-    fn file(value: &Vec<String>) -> Self {
-        value.iter().cloned().map(AllowedHost).collect()
-    }
-}
+newtype_value!(Token => String, AllowedHost => String);
 
 impl TryFrom<String> for AllowedHost {
     type Error = String;

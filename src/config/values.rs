@@ -64,24 +64,47 @@ as_is!(
 );
 as_is!(HashKey, StatusSet);
 
-/// A string newtype whose effective value is the string.
-macro_rules! string_value {
-    ($($t:ident),+) => {$(
+/// A newtype over its effective value (`Ip(IpAddr)`): the value is the field, and a list of them
+/// (`admin_allowed_hosts`) is a list of values.
+macro_rules! newtype_value {
+    ($($t:ident => $v:ty),+ $(,)?) => {$(
         impl Plain for $t {
-            type Value = String;
+            type Value = $v;
 
-            fn value(self) -> String {
+            fn value(self) -> $v {
                 self.0
             }
 
-            fn file(value: &String) -> $t {
-                $t(value.clone())
+            fn file(value: &$v) -> $t {
+                $t(Clone::clone(value))
+            }
+        }
+
+        impl Plain for Vec<$t> {
+            type Value = Vec<$v>;
+
+            fn value(self) -> Vec<$v> {
+                self.into_iter().map(|x| x.0).collect()
+            }
+
+            fn file(value: &Vec<$v>) -> Self {
+                value.iter().cloned().map($t).collect()
             }
         }
     )+};
 }
-pub(super) use string_value;
-string_value!(FilePath, HealthCheckPath, CookieName, CookieSecret);
+pub(super) use newtype_value;
+newtype_value!(
+    Ip => IpAddr,
+    HealthCheckPath => String,
+    UpgradeSocket => Option<String>,
+    AccessLogFile => AccessLogTarget,
+    FilePath => String,
+    CookieName => String,
+    CookieSecret => String,
+    Network => Cidr,
+    HstsMaxAge => Duration,
+);
 
 /// An integer key within `MIN..=MAX`, held as `T`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -193,18 +216,6 @@ impl Serialize for Ip {
     }
 }
 
-impl Plain for Ip {
-    type Value = IpAddr;
-
-    fn value(self) -> IpAddr {
-        self.0
-    }
-
-    fn file(value: &IpAddr) -> Self {
-        Ip(*value)
-    }
-}
-
 /// `health_check_path`: starts with `/`, no spaces or control characters.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(try_from = "String")]
@@ -259,18 +270,6 @@ impl Serialize for UpgradeSocket {
             Some(path) => serializer.serialize_str(path),
             None => serializer.serialize_bool(false),
         }
-    }
-}
-
-impl Plain for UpgradeSocket {
-    type Value = Option<String>;
-
-    fn value(self) -> Option<String> {
-        self.0
-    }
-
-    fn file(value: &Option<String>) -> Self {
-        UpgradeSocket(value.clone())
     }
 }
 
@@ -334,18 +333,6 @@ impl Serialize for AccessLogFile {
             AccessLogTarget::Stderr => serializer.serialize_str("stderr"),
             AccessLogTarget::File(path) => serializer.serialize_str(path),
         }
-    }
-}
-
-impl Plain for AccessLogFile {
-    type Value = AccessLogTarget;
-
-    fn value(self) -> AccessLogTarget {
-        self.0
-    }
-
-    fn file(value: &AccessLogTarget) -> Self {
-        AccessLogFile(value.clone())
     }
 }
 
@@ -564,18 +551,6 @@ impl From<Network> for String {
     }
 }
 
-impl Plain for Vec<Network> {
-    type Value = Vec<Cidr>;
-
-    fn value(self) -> Vec<Cidr> {
-        self.into_iter().map(|n| n.0).collect()
-    }
-
-    fn file(value: &Vec<Cidr>) -> Self {
-        value.iter().cloned().map(Network).collect()
-    }
-}
-
 /// `trusted_proxies`: networks, as the client address code holds them.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -670,18 +645,6 @@ impl TryFrom<Value> for HstsMaxAge {
 impl Serialize for HstsMaxAge {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&format_duration(self.0))
-    }
-}
-
-impl Plain for HstsMaxAge {
-    type Value = Duration;
-
-    fn value(self) -> Duration {
-        self.0
-    }
-
-    fn file(value: &Duration) -> Self {
-        HstsMaxAge(*value)
     }
 }
 
