@@ -52,10 +52,9 @@ keys! {
         max_connections_per_ip: Int<u32, 0, 1_000_000> => u32 = 0;
         /// `shutdown_timeout`, default 30s: how long a graceful shutdown lets requests finish.
         shutdown_timeout: Timeout => Duration = secs(30);
-        /// `upgrade_socket`, default `ferrule-<bind>-<port>.sock` in
-        /// [`default_upgrade_dir`] (none when `port` is 0): the unix
-        /// socket over which a new ferrule takes this one's listening sockets (`handover.rs`);
-        /// `false` or `""`: none.
+        /// `upgrade_socket`, default `ferrule-<bind>-<port>.sock` in [`default_upgrade_dir`]
+        /// (none when `port` is 0): the unix socket over which a new ferrule takes this one's
+        /// listening sockets (`handover.rs`); `false` or `""`: none.
         upgrade_socket: UpgradeSocket => Option<String> = default_upgrade_socket(bind, port);
     }
 
