@@ -2,7 +2,7 @@
 //! and the effective value it gives) and the [`keys!`] macro, which turns one declaration per
 //! group of keys (`groups.rs`) into everything the file needs:
 //!
-//! ```ignore
+//! ```text
 //! keys! {
 //!     /// Active health checks (per pool).
 //!     pub struct Health / HealthFile {
