@@ -90,6 +90,8 @@ pub struct Entry {
     pub event: Event,
     pub peer: IpAddr,
     pub http10: bool,
+    /// The request came over HTTP/2 (then `http10` is false).
+    pub http2: bool,
     /// The status sent to the client (0: none was).
     pub status: u16,
     /// When the request head was complete (or the event happened).
@@ -120,6 +122,7 @@ impl Entry {
             event: Event::Request,
             peer: IpAddr::from([0, 0, 0, 0]),
             http10: false,
+            http2: false,
             status: 0,
             started: now,
             ended: now,
@@ -612,7 +615,7 @@ pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
             escape_clf(method, out);
             out.push(b' ');
             escape_clf(e.get(Text::Target).unwrap_or(b"-"), out);
-            out.extend_from_slice(if e.http10 { b" HTTP/1.0" } else { b" HTTP/1.1" });
+            out.extend_from_slice(protocol(e).1);
         }
     }
     out.extend_from_slice(b"\" ");
@@ -674,11 +677,7 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     text(out, "method", Text::Method);
     text(out, "target", Text::Target);
     if e.event == Event::Request && e.get(Text::Method).is_some() {
-        out.extend_from_slice(if e.http10 {
-            b",\"protocol\":\"HTTP/1.0\""
-        } else {
-            b",\"protocol\":\"HTTP/1.1\""
-        });
+        out.extend_from_slice(protocol(e).0);
     }
     text(out, "host", Text::Host);
     out.extend_from_slice(b",\"status\":");
@@ -715,6 +714,18 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
         out.push(b'"');
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// The request's protocol as the `json` format writes it (a key and its value) and as the
+/// request line of `combined` ends.
+fn protocol(e: &Entry) -> (&'static [u8], &'static [u8]) {
+    if e.http2 {
+        (b",\"protocol\":\"HTTP/2.0\"", b" HTTP/2.0")
+    } else if e.http10 {
+        (b",\"protocol\":\"HTTP/1.0\"", b" HTTP/1.0")
+    } else {
+        (b",\"protocol\":\"HTTP/1.1\"", b" HTTP/1.1")
+    }
 }
 
 /// `TLSv1.3`, `TLSv1.2`: a TLS version as the logs of nginx and HAProxy name it.

@@ -461,3 +461,21 @@ fn the_writer_never_glues_a_line_to_a_broken_one() {
     assert!(got[1].contains("\"GET /c HTTP/1.1\" 200"), "{text}");
     assert!(text.ends_with('\n'));
 }
+
+#[test]
+fn an_http2_request_says_so_in_both_formats() {
+    let mut e = entry();
+    e.http2 = true;
+    assert!(line(combined, &e).contains("\"GET /index.html?q=1 HTTP/2.0\""));
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["protocol"], "HTTP/2.0");
+}
+
+#[test]
+fn a_cut_exchange_names_its_close_reason_in_both_formats() {
+    let mut e = entry();
+    e.close = Some(crate::stats::CloseReason::BackendFailed);
+    assert!(line(combined, &e).ends_with("\" close=backend_failed\n"));
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["close"], "backend_failed");
+}

@@ -262,6 +262,7 @@ impl Connection {
         let from = Opening {
             peer: self.peer,
             began,
+            http2: false,
         };
         let mut client = Client::new(&mut self.client, &mut self.side);
         let started = stream.start(ctx, &mut client, &mut self.deadline, end, from)?;

@@ -25,6 +25,8 @@ pub struct Opening {
     /// When the head's first byte arrived (the request's time starts there, as nginx's
     /// `$request_time`).
     pub began: Instant,
+    /// The request came over HTTP/2 (the access log says `HTTP/2.0`).
+    pub http2: bool,
 }
 
 /// What `start` found in a head.
@@ -135,6 +137,7 @@ impl Stream {
                 }
                 e.tls = client.tls_version().map(access_log::tls_name);
                 e.http10 = head.http10;
+                e.http2 = from.http2;
                 // the head and whatever followed it so far (`log_done` takes off what belongs
                 // to a next request)
                 e.bytes_in = buf.len() as u64;

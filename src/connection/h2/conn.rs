@@ -788,6 +788,7 @@ impl H2 {
         let from = Opening {
             peer,
             began: ctx.now,
+            http2: true,
         };
         let result = match started {
             Some(end) => e
