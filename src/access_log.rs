@@ -20,7 +20,7 @@
 //! works; it is never fatal. A reload changes the target and format in place
 //! ([`AccessLog::configure`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -417,15 +417,9 @@ impl Tail {
     }
 }
 
-/// Opens an access log file for appending, creating it (mode 0640 less the umask) if needed.
-pub fn open_file(path: &str) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-}
+/// Opens an access log file for appending, creating it (mode 0640 less the umask) if needed: as
+/// the config's check that it opens does (the one definition is the config's).
+pub use crate::config::open_access_log as open_file;
 
 /// The writer thread's state.
 struct Writer {

@@ -5,14 +5,14 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicUsize;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::Registry;
 
 use crate::access_log::{AccessLog, RequestIds};
 use crate::balancer::{Balancer, Picker};
 use crate::buffer::BufPool;
-use crate::config::{Config, HashKey, StickyMode};
+use crate::config::{self, Config, StickyMode};
 use crate::http::request::Limits;
 use crate::stats::WorkerStats;
 use crate::upstream::Upstreams;
@@ -50,43 +50,31 @@ impl Default for H2Limits {
     }
 }
 
-/// What a worker's connections need to know, fixed at start.
+/// What a worker's connections need to know, fixed at start: the config's groups they read, and
+/// what is worked out from the config once rather than per request.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub limits: Limits,
     /// Clients arrive over TLS (sets `X-Forwarded-Proto`).
     pub tls: bool,
-    pub retries: u32,
-    pub client_header_timeout: Duration,
-    pub client_body_timeout: Duration,
-    pub keepalive_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub backend_timeout: Duration,
-    pub send_timeout: Duration,
-    pub tunnel_timeout: Duration,
-    /// A client's TLS handshake must finish within this.
-    pub tls_handshake_timeout: Duration,
-    /// What `consistent-hash` hashes.
-    pub hash_key: HashKey,
+    /// The client side's timeouts (`client_header_timeout`, ..., `tls_handshake_timeout`).
+    pub timeouts: config::Timeouts,
+    /// Who the client is (`trusted_proxies`, `proxy_protocol`, `ipv6_client_prefix`).
+    pub identity: config::Identity,
+    /// The pool's balancing keys (`retries`, `hash_key`, `queue_timeout`, ...).
+    pub balance: config::Balance,
+    /// The backend side's timeouts (`connect_timeout`, `backend_timeout`).
+    pub upstream: config::Upstream,
     /// Sticky sessions by cookie: its name (`None`: not in cookie mode), whether it is removed
     /// before the request goes on, and its `Max-Age`.
     pub sticky_cookie: Option<String>,
     pub strip_sticky_cookie: bool,
     pub sticky_max_age: u64,
-    /// How long a request may wait for a backend slot (`max_conns`) before a 503.
-    pub queue_timeout: Duration,
-    /// Whose `X-Forwarded-For` (and PROXY protocol header) is believed.
-    pub trusted_proxies: crate::client_ip::TrustedProxies,
-    /// Connections start with a PROXY protocol header.
-    pub proxy_protocol: bool,
     /// Requests without `X-Request-Id` get one.
     pub request_id: bool,
     /// Client connections one address may hold at once, over all workers (0: no limit; not
     /// applied with `proxy_protocol`).
     pub max_connections_per_ip: u32,
-    /// An IPv6 client is its network of this many bits, for sticky sessions and hashing
-    /// (`client_ip::client_key`).
-    pub ipv6_client_prefix: u8,
     /// The `Strict-Transport-Security` line added to every final response (`ssl.hsts`, over
     /// TLS only; see `http::Added`).
     pub hsts: Option<Box<[u8]>>,
@@ -94,37 +82,31 @@ pub struct Settings {
     pub h2: H2Limits,
 }
 
+// The parsers' arrays hold as many fields as `max_header_count` allows.
+const _: () = assert!(config::MAX_HEADER_COUNT <= crate::http::MAX_HEADERS as u64);
+
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
+        let sticky = &c.pool.sticky;
         Settings {
             limits: Limits {
-                max_head: c.max_request_head,
-                max_uri: c.max_uri_length,
-                max_headers: c.max_header_count,
-                max_body: c.max_body_size,
+                max_head: c.limits.max_request_head,
+                max_uri: c.limits.max_uri_length,
+                max_headers: c.limits.max_header_count,
+                max_body: c.limits.max_body_size,
             },
             tls: c.ssl.enabled,
-            retries: c.retries,
-            client_header_timeout: c.client_header_timeout,
-            client_body_timeout: c.client_body_timeout,
-            keepalive_timeout: c.keepalive_timeout,
-            connect_timeout: c.connect_timeout,
-            backend_timeout: c.backend_timeout,
-            send_timeout: c.send_timeout,
-            tunnel_timeout: c.tunnel_timeout,
-            tls_handshake_timeout: c.tls_handshake_timeout,
-            hash_key: c.hash_key.clone(),
-            sticky_cookie: (c.enable_sticky_sessions && c.sticky_mode == StickyMode::Cookie)
-                .then(|| c.sticky_cookie_name.clone()),
-            strip_sticky_cookie: c.sticky_cookie_strip,
-            sticky_max_age: c.sticky_session_ttl.as_secs(),
-            queue_timeout: c.queue_timeout,
-            trusted_proxies: c.trusted_proxies.clone(),
-            proxy_protocol: c.proxy_protocol,
-            request_id: c.request_id,
-            max_connections_per_ip: c.max_connections_per_ip,
-            ipv6_client_prefix: c.ipv6_client_prefix,
-            hsts: c.ssl.hsts.filter(|_| c.ssl.enabled).map(|h| {
+            timeouts: c.timeouts.clone(),
+            identity: c.identity.clone(),
+            balance: c.pool.balance.clone(),
+            upstream: c.pool.upstream.clone(),
+            sticky_cookie: (sticky.enabled && sticky.mode == StickyMode::Cookie)
+                .then(|| sticky.cookie_name.clone()),
+            strip_sticky_cookie: sticky.cookie_strip,
+            sticky_max_age: sticky.ttl.as_secs(),
+            request_id: c.logging.request_id,
+            max_connections_per_ip: c.process.max_connections_per_ip,
+            hsts: c.ssl.hsts.as_ref().filter(|_| c.ssl.enabled).map(|h| {
                 crate::http::headers::hsts_line(h.max_age.as_secs(), h.include_subdomains)
                     .into_boxed_slice()
             }),

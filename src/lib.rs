@@ -256,13 +256,13 @@ pub fn backend_tls(
     config: &Config,
     configs: &tls::ClientConfigs,
 ) -> Result<Vec<Option<transport::ClientTls>>, String> {
-    config
-        .backends
+    let pool = &config.pool;
+    pool.backends
         .iter()
         .enumerate()
         .map(|(i, b)| {
             let prefix = format!("backends[{i}].");
-            client_tls_of(config, b, config.tls_of_backend(i), configs, &prefix)
+            client_tls_of(config, b, pool.tls_of_backend(i), configs, &prefix)
         })
         .collect()
 }
@@ -285,7 +285,7 @@ pub fn client_tls_of(
     let ca_file = settings
         .ca_file
         .as_deref()
-        .or(config.backend_ca_file.as_deref());
+        .or(config.pool.upstream.ca_file.as_deref());
     let field = if settings.ca_file.is_some() {
         format!("{prefix}ca_file")
     } else {
@@ -326,15 +326,15 @@ pub struct DescriptorBudget {
 }
 
 pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
-    let workers = config.workers.max(1);
+    let workers = config.process.workers.max(1);
+    let backends = config.pool.backends.len();
     let limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
-    let reserve = 64 + 4 * workers + config.backends.len();
+    let reserve = 64 + 4 * workers + backends;
     let spare = limit.saturating_sub(reserve);
-    let wanted = config
-        .backend_keepalive
-        .saturating_mul(config.backends.len().max(1));
+    let wanted = config.keepalive.connections.saturating_mul(backends.max(1));
     let idle_per_worker = (spare / 4 / workers).min(wanted);
     let need = config
+        .process
         .max_connections
         .saturating_mul(2)
         .saturating_add(idle_per_worker * workers)
@@ -345,7 +345,7 @@ pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
              need ({need}: a descriptor for each client, one for its backend connection, up to {} \
              idle pooled ones and {reserve} for ferrule itself); raise it (ulimit -n, or \
              LimitNOFILE= in a systemd unit) or lower max_connections",
-            config.max_connections,
+            config.process.max_connections,
             idle_per_worker * workers,
         )
     });
@@ -379,15 +379,15 @@ pub fn shared_for(
     access_log: Arc<access_log::AccessLog>,
     per_ip: Arc<per_ip::PerIp>,
 ) -> Shared {
-    let workers = config.workers.max(1);
+    let workers = config.process.workers.max(1);
     Shared {
         balancer,
         settings: Settings::from_config(config),
-        max_connections: config.max_connections.div_ceil(workers).max(1),
-        buffer_size: config.buffer_size,
-        backend_keepalive: config.backend_keepalive,
+        max_connections: config.process.max_connections.div_ceil(workers).max(1),
+        buffer_size: config.limits.buffer_size,
+        backend_keepalive: config.keepalive.connections,
         idle_budget,
-        backend_keepalive_timeout: config.backend_keepalive_timeout,
+        backend_keepalive_timeout: config.keepalive.timeout,
         tls,
         access_log,
         per_ip,
@@ -406,10 +406,10 @@ pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<H
     start_with(config, path, &mut handover::Takeover::none())
 }
 
-/// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
-/// API. Returns once everything is listening. `path` is the file `config` was loaded from, which
-/// a reload reads again. The listeners are the sockets an old process handed over where they
-/// match the config (the rest are bound afresh); see `handover.rs`.
+/// Starts the proxy: binds the listeners, starts one worker per `config.process.workers` and
+/// the admin API. Returns once everything is listening. `path` is the file `config` was loaded
+/// from, which a reload reads again. The listeners are the sockets an old process handed over
+/// where they match the config (the rest are bound afresh); see `handover.rs`.
 pub fn start_with(
     config: &Config,
     path: Option<std::path::PathBuf>,
@@ -424,31 +424,33 @@ pub fn start_with(
     let server_tls = server_tls.map(|(tls, _)| Arc::new(tls));
     let client_configs = tls::ClientConfigs::new();
     let backend_tls = backend_tls(config, &client_configs).map_err(StartError::Tls)?;
-    let access_log = access_log::AccessLog::start(&config.access_log, config.access_log_format)
+    let logging = &config.logging;
+    let access_log = access_log::AccessLog::start(&logging.access_log, logging.access_log_format)
         .map_err(|source| StartError::AccessLog {
-            path: match &config.access_log {
-                config::AccessLogTarget::File(path) => path.clone(),
-                other => format!("{other:?}"),
-            },
-            source,
-        })?;
+        path: match &logging.access_log {
+            config::AccessLogTarget::File(path) => path.clone(),
+            other => format!("{other:?}"),
+        },
+        source,
+    })?;
     let fd_limit = listener::raise_fd_limit();
     let budget = descriptor_budget(fd_limit, config);
     if let Some(warning) = &budget.warning {
         log::warn!("{warning}");
     }
     let pool = Pool::with_tls(
-        config.strategy,
-        &config.backends,
-        config.max_conns,
+        config.pool.balance.strategy,
+        &config.pool.backends,
+        config.pool.balance.max_conns,
         |i, _| backend_tls.get(i).cloned().flatten(),
     );
     let balancer = Arc::new(Balancer::with_policy(
         pool,
-        balancer::Policy::from_config(config),
+        balancer::Policy::from_pool(&config.pool),
     ));
-    let addr = SocketAddr::new(config.bind, config.port);
-    let workers = config.workers.max(1);
+    let process = &config.process;
+    let addr = SocketAddr::new(process.bind, process.port);
+    let workers = process.workers.max(1);
     let listeners = takeover
         .proxy_listeners(addr, workers)
         .map_err(|source| StartError::Bind { addr, source })?;
@@ -467,7 +469,7 @@ pub fn start_with(
     // descriptor of it)
     let redirect = match config.ssl.redirect_http_port {
         Some(port) if config.ssl.enabled => {
-            let addr = SocketAddr::new(config.bind, port);
+            let addr = SocketAddr::new(process.bind, port);
             let bind_error = |source| StartError::Bind { addr, source };
             let l = takeover
                 .single(handover::Role::Redirect, addr, httpd::bind)
@@ -485,7 +487,7 @@ pub fn start_with(
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
         Arc::clone(&access_log),
-        Arc::new(per_ip::PerIp::new(config.ipv6_client_prefix)),
+        Arc::new(per_ip::PerIp::new(config.identity.ipv6_client_prefix)),
     );
     shared.redirect_to = redirect.as_ref().map(|_| local_addr.port());
     let shared = Arc::new(shared);
@@ -502,7 +504,7 @@ pub fn start_with(
         handles.0.push(worker.map_err(StartError::Spawn)?);
     }
     drop(redirect);
-    let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
+    let admin_addr = SocketAddr::new(process.admin_bind, process.admin_port);
     let state = admin::AdminState {
         balancer: Arc::clone(&balancer),
         workers: handles.0.iter().map(|w| Arc::clone(&w.stats)).collect(),
@@ -524,8 +526,8 @@ pub fn start_with(
         handover::Listening::dup(handover::Role::Admin, &admin_listener).map_err(admin_error)?,
     );
     let admin = admin::start_on(admin_listener, state).map_err(admin_error)?;
-    if config.active_checks() {
-        let settings = health::HealthSettings::from_config(config);
+    if config.pool.health.active() {
+        let settings = health::HealthSettings::from_pool(&config.pool);
         let checks = health::start(Arc::clone(&balancer), settings).map_err(StartError::Spawn)?;
         admin.set_health(checks);
     }
@@ -535,7 +537,7 @@ pub fn start_with(
         admin,
         redirect: redirect_addr,
         balancer,
-        shutdown_timeout: config.shutdown_timeout,
+        shutdown_timeout: process.shutdown_timeout,
         offer: Arc::new(parking_lot::Mutex::new(offer)),
         access_log,
         died,

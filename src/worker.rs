@@ -613,7 +613,7 @@ impl Core {
     fn admit(&mut self, ip: std::net::IpAddr, redirect: bool) -> Option<bool> {
         let settings = &self.shared.settings;
         let limit = settings.max_connections_per_ip;
-        let counted = limit > 0 && (redirect || !settings.proxy_protocol);
+        let counted = limit > 0 && (redirect || !settings.identity.proxy_protocol);
         if counted && !self.shared.per_ip.try_acquire(ip, limit) {
             // one address holds its share already: closed at once (dropped)
             self.stats.per_ip_refused();
@@ -756,7 +756,7 @@ impl Core {
         }
         self.accept_pending = false;
         self.timers.arm(TimerKey::Drain, deadline);
-        let grace = DRAIN_IDLE_GRACE.min(self.shared.settings.keepalive_timeout);
+        let grace = DRAIN_IDLE_GRACE.min(self.shared.settings.timeouts.keepalive);
         let until = (self.now + grace).min(deadline);
         let now = self.now;
         let idle: Vec<(usize, u32)> = self

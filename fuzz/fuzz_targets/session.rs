@@ -475,19 +475,19 @@ fuzz_target!(|data: &[u8]| {
         turns: Vec::new(),
         announced: 0,
     }));
-    let mut upstreams = Upstreams::new(config.backend_keepalive, 64);
+    let mut upstreams = Upstreams::new(config.keepalive.connections, 64);
     let hook = Arc::clone(&backends);
     upstreams.mem_connect = Some(Box::new(move |_backend| {
         Ok(Transport::Mem(hook.lock().open()))
     }));
     let balancer = Balancer::with_policy(
-        Pool::new(config.strategy, &config.backends),
-        Policy::from_config(config),
+        Pool::new(config.pool.balance.strategy, &config.pool.backends),
+        Policy::from_pool(&config.pool),
     );
     let picker = Picker::new(&balancer, 0);
     let mut h = Harness {
         upstreams,
-        bufs: BufPool::new(config.buffer_size, 2),
+        bufs: BufPool::new(config.limits.buffer_size, 2),
         scratch: Vec::new(),
         picker,
         balancer,
@@ -585,7 +585,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 if arg & 1 != 0 {
                     h.upstreams
-                        .expire_idle(h.now, config.backend_keepalive_timeout);
+                        .expire_idle(h.now, config.keepalive.timeout);
                 }
                 timeout = true;
             }

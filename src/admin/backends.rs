@@ -133,8 +133,13 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
             .into_iter()
             .filter(|(what, _)| *what == "redirect"),
     );
-    config::check_backend_addr(&cfg.url, cfg.addr, &own, &config.allowed_backend_networks)
-        .map_err(|problem| ApiError::bad(format!("url: {problem}")))?;
+    config::check_backend_addr(
+        &cfg.url,
+        cfg.addr,
+        &own,
+        &config.admin.allowed_backend_networks,
+    )
+    .map_err(|problem| ApiError::bad(format!("url: {problem}")))?;
     // the CA file as it is now (a fresh cache: a rotated CA is read again, not the one cached
     // under the same path at start)
     let fresh = crate::tls::ClientConfigs::new();
@@ -184,7 +189,7 @@ fn confined(admin: &Admin, path: &str) -> Result<String, ApiError> {
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
         roots.push(dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf));
     }
-    if let Some(dir) = &admin.state.config.read().admin_files_dir {
+    if let Some(dir) = &admin.state.config.read().admin.files_dir {
         roots.push(PathBuf::from(dir));
     }
     let refused = || {
@@ -432,8 +437,8 @@ fn same_target(b: &Backend, cfg: &BackendConfig) -> bool {
 /// the same address over another scheme.
 fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTls) -> Vec<String> {
     let mut alone = config.clone();
-    alone.backends = vec![cfg.clone()];
-    alone.backend_tls = vec![tls.clone()];
+    alone.pool.backends = vec![cfg.clone()];
+    alone.pool.backend_tls = vec![tls.clone()];
     let mut out: Vec<String> = alone
         .warnings()
         .into_iter()

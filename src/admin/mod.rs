@@ -312,7 +312,7 @@ impl Admin {
             let allowed = guard::Allowed {
                 bind: self.own_addr.ip(),
                 port: self.own_addr.port(),
-                hosts: &config.admin_allowed_hosts,
+                hosts: &config.admin.allowed_hosts,
             };
             guard::check_host(head, &allowed)?
         };
@@ -364,7 +364,7 @@ impl Admin {
     /// ones its address sent lately (`guard::Throttle`).
     fn authorize(&self, head: &Head) -> Result<(), ApiError> {
         // read each time: a reload may set, change or remove it
-        let token = self.state.config.read().admin_token.clone();
+        let token = self.state.config.read().admin.token.clone();
         let Some(token) = token.map(String::into_bytes) else {
             return Ok(());
         };
@@ -424,14 +424,14 @@ fn config(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
     let mut shown = serde_json::to_value(config.redacted())
         .map_err(|e| ApiError::new(500, format!("config: cannot be shown: {e}")))?;
     if let Value::Object(map) = &mut shown {
-        let timeout = crate::config::format_duration(config.health_check_timeout());
+        let timeout = crate::config::format_duration(config.pool.health_timeout());
         map.insert("health_check_timeout".into(), Value::String(timeout));
     }
     Ok(Response::json(200, &shown))
 }
 
 fn openapi(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    let token = admin.state.config.read().admin_token.is_some();
+    let token = admin.state.config.read().admin.token.is_some();
     Ok(Response::json(200, &openapi::document(token)))
 }
 

@@ -144,13 +144,14 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     // the file wins over run-time changes: say which it replaces
     let balancer = &state.balancer;
     let replaced = runtime_changes(&old, &balancer.current());
-    let wanted: Vec<_> = new.backends.iter().cloned().zip(backend_tls).collect();
+    let wanted: Vec<_> = new.pool.backends.iter().cloned().zip(backend_tls).collect();
     let policy = policy_for(&old, &new, &balancer.policy());
+    let balance = &new.pool.balance;
     let synced = balancer.update(|pool| {
-        pool.set_default_max_conns(new.max_conns);
+        pool.set_default_max_conns(balance.max_conns);
         let synced = pool.sync(|_| true, &wanted);
-        if pool.strategy() != new.strategy {
-            pool.set_strategy(new.strategy);
+        if pool.strategy() != balance.strategy {
+            pool.set_strategy(balance.strategy);
         }
         pool.set_policy(Arc::new(policy));
         synced
@@ -185,26 +186,26 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     drop(running);
 
     // logging: the access log's target and format, the level (unless RUST_LOG says otherwise)
-    if (&old.access_log, old.access_log_format) != (&new.access_log, new.access_log_format) {
+    let (was, now) = (&old.logging, &new.logging);
+    if (&was.access_log, was.access_log_format) != (&now.access_log, now.access_log_format) {
         if let Err(e) = state
             .live
             .access_log()
-            .configure(&new.access_log, new.access_log_format)
+            .configure(&now.access_log, now.access_log_format)
         {
-            let w = format!("access_log: {e}: lines go on to {:?}", old.access_log);
+            let w = format!("access_log: {e}: lines go on to {:?}", was.access_log);
             log::warn!("{w}");
             warnings.push(w);
         }
     }
-    crate::logging::set_level(new.log_level.0);
+    crate::logging::set_level(now.level.filter());
 
     // the threads, once the config is unlocked (stopping the DNS thread waits for its round,
     // which may need the config)
-    if HealthSettings::from_config(&old) != HealthSettings::from_config(&new) {
+    if HealthSettings::from_pool(&old.pool) != HealthSettings::from_pool(&new.pool) {
         warnings.extend(restart_health(state, &new));
     }
-    let dns_changed = old.dns_refresh != new.dns_refresh || old.hosts_file != new.hosts_file;
-    if dns_changed {
+    if old.dns != new.dns {
         if let Some(mut d) = state.live.dns.lock().take() {
             d.stop();
         }
@@ -271,23 +272,24 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
             ));
         }
     };
-    keep("port", old.port.to_string(), new.port.to_string());
-    keep("bind", old.bind.to_string(), new.bind.to_string());
-    keep("workers", old.workers.to_string(), new.workers.to_string());
+    let (was, now) = (&old.process, &mut new.process);
+    keep("port", was.port.to_string(), now.port.to_string());
+    keep("bind", was.bind.to_string(), now.bind.to_string());
+    keep("workers", was.workers.to_string(), now.workers.to_string());
     keep(
         "admin_port",
-        old.admin_port.to_string(),
-        new.admin_port.to_string(),
+        was.admin_port.to_string(),
+        now.admin_port.to_string(),
     );
     keep(
         "admin_bind",
-        old.admin_bind.to_string(),
-        new.admin_bind.to_string(),
+        was.admin_bind.to_string(),
+        now.admin_bind.to_string(),
     );
     keep(
         "buffer_size",
-        old.buffer_size.to_string(),
-        new.buffer_size.to_string(),
+        old.limits.buffer_size.to_string(),
+        new.limits.buffer_size.to_string(),
     );
     keep(
         "ssl.enabled",
@@ -301,29 +303,30 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
     );
     keep(
         "upgrade_socket",
-        format!("{:?}", old.upgrade_socket),
-        format!("{:?}", new.upgrade_socket),
+        format!("{:?}", old.process.upgrade_socket),
+        format!("{:?}", new.process.upgrade_socket),
     );
-    new.upgrade_socket = old.upgrade_socket.clone();
     keep(
         "shutdown_timeout",
-        crate::config::format_duration(old.shutdown_timeout),
-        crate::config::format_duration(new.shutdown_timeout),
+        crate::config::format_duration(old.process.shutdown_timeout),
+        crate::config::format_duration(new.process.shutdown_timeout),
     );
-    new.shutdown_timeout = old.shutdown_timeout;
     // the per-IP counts are keyed by it: a release must find what its acquire counted
     keep(
         "ipv6_client_prefix",
-        old.ipv6_client_prefix.to_string(),
-        new.ipv6_client_prefix.to_string(),
+        old.identity.ipv6_client_prefix.to_string(),
+        new.identity.ipv6_client_prefix.to_string(),
     );
-    new.ipv6_client_prefix = old.ipv6_client_prefix;
-    new.port = old.port;
-    new.bind = old.bind;
-    new.workers = old.workers;
-    new.admin_port = old.admin_port;
-    new.admin_bind = old.admin_bind;
-    new.buffer_size = old.buffer_size;
+    new.identity.ipv6_client_prefix = old.identity.ipv6_client_prefix;
+    let (was, now) = (&old.process, &mut new.process);
+    now.upgrade_socket = was.upgrade_socket.clone();
+    now.shutdown_timeout = was.shutdown_timeout;
+    now.port = was.port;
+    now.bind = was.bind;
+    now.workers = was.workers;
+    now.admin_port = was.admin_port;
+    now.admin_bind = was.admin_bind;
+    new.limits.buffer_size = old.limits.buffer_size;
     new.ssl.enabled = old.ssl.enabled;
     new.ssl.redirect_http_port = old.ssl.redirect_http_port;
     out
@@ -367,7 +370,8 @@ fn key_changes(old: &Config, new: &Config) -> Vec<String> {
 fn runtime_changes(old: &Config, pool: &Pool) -> Vec<String> {
     let mut out = Vec::new();
     let from_file = |b: &Backend| {
-        old.backends
+        old.pool
+            .backends
             .iter()
             .find(|c| c.url == b.url && c.addr == b.addr)
     };
@@ -387,7 +391,7 @@ fn runtime_changes(old: &Config, pool: &Pool) -> Vec<String> {
             Some(_) => {}
         }
     }
-    for c in &old.backends {
+    for c in &old.pool.backends {
         let present = pool
             .backends()
             .iter()
@@ -404,11 +408,12 @@ fn runtime_changes(old: &Config, pool: &Pool) -> Vec<String> {
 
 /// The new policy; the sticky table carries over when the sticky settings did not change.
 fn policy_for(old: &Config, new: &Config, running: &Policy) -> Policy {
-    let mut policy = Policy::from_config(new);
-    let same_sticky = old.enable_sticky_sessions == new.enable_sticky_sessions
-        && old.sticky_mode == new.sticky_mode
-        && old.sticky_max_entries == new.sticky_max_entries
-        && old.sticky_session_ttl == new.sticky_session_ttl;
+    let mut policy = Policy::from_pool(&new.pool);
+    let (was, now) = (&old.pool.sticky, &new.pool.sticky);
+    let same_sticky = was.enabled == now.enabled
+        && was.mode == now.mode
+        && was.max_entries == now.max_entries
+        && was.ttl == now.ttl;
     if same_sticky {
         if let (Some(Sticky::Ip(table)), Some(Sticky::Ip(_))) = (&running.sticky, &policy.sticky) {
             policy.sticky = Some(Sticky::Ip(Arc::clone(table)));
@@ -455,7 +460,7 @@ fn restart_health(state: &AdminState, config: &Config) -> Option<String> {
     if let Some(mut h) = health.take() {
         h.stop();
     }
-    if !config.active_checks() {
+    if !config.pool.health.active() {
         for b in state.balancer.current().backends() {
             if !b.is_healthy() {
                 b.set_healthy(true);
@@ -464,7 +469,7 @@ fn restart_health(state: &AdminState, config: &Config) -> Option<String> {
         }
         return None;
     }
-    let settings = HealthSettings::from_config(config);
+    let settings = HealthSettings::from_pool(&config.pool);
     match crate::health::start(Arc::clone(&state.balancer), settings) {
         Ok(h) => {
             *health = Some(h);
@@ -481,8 +486,12 @@ fn restart_health(state: &AdminState, config: &Config) -> Option<String> {
 /// Starts the DNS refresh if the config asks for one and has names to refresh.
 pub(super) fn start_dns(state: &AdminState) -> std::io::Result<()> {
     let config = state.config.read();
-    let names = config.backends.iter().any(|b| crate::dns::is_name(&b.host));
-    if config.dns_refresh.is_zero() || !names {
+    let names = config
+        .pool
+        .backends
+        .iter()
+        .any(|b| crate::dns::is_name(&b.host));
+    if config.dns.refresh.is_zero() || !names {
         return Ok(());
     }
     let refresh = Arc::new(Names {
@@ -490,7 +499,7 @@ pub(super) fn start_dns(state: &AdminState) -> std::io::Result<()> {
         balancer: Arc::clone(&state.balancer),
         ports: state.ports.clone(),
     });
-    let handle = crate::dns::start(refresh, config.dns_refresh)?;
+    let handle = crate::dns::start(refresh, config.dns.refresh)?;
     *state.live.dns.lock() = Some(handle);
     Ok(())
 }
@@ -506,12 +515,12 @@ impl Refresh for Names {
     fn names(&self) -> (Vec<(String, String, u16)>, Option<Hosts>) {
         let config = self.config.read();
         let mut names: Vec<(String, String, u16)> = Vec::new();
-        for b in &config.backends {
+        for b in &config.pool.backends {
             if crate::dns::is_name(&b.host) && !names.iter().any(|(url, _, _)| *url == b.url) {
                 names.push((b.url.clone(), b.host.clone(), b.port));
             }
         }
-        let hosts = match config.hosts() {
+        let hosts = match config.dns.hosts() {
             Ok(hosts) => hosts,
             Err(e) => {
                 log::warn!("dns: {e}; looking names up without it");
@@ -523,6 +532,7 @@ impl Refresh for Names {
 
     fn apply(&self, url: &str, addrs: &[SocketAddr]) {
         let mut config = self.config.write();
+        let config = &mut config.pool;
         let Some(first) = config.backends.iter().position(|b| b.url == url) else {
             return; // a reload took it out meanwhile
         };

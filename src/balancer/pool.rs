@@ -18,7 +18,7 @@ use super::backend::Backend;
 use super::slots::Slots;
 use super::sticky::StickyTable;
 use super::{maglev, random, round_robin};
-use crate::config::{BackendConfig, Config, StickyMode, Strategy};
+use crate::config::{BackendConfig, PoolConfig, StickyMode, Strategy};
 use crate::hash::CookieKey;
 use crate::transport::ClientTls;
 
@@ -57,24 +57,25 @@ pub enum Sticky {
 }
 
 impl Policy {
-    pub fn from_config(c: &Config) -> Policy {
-        let sticky = c.enable_sticky_sessions.then(|| match c.sticky_mode {
-            StickyMode::Ip => Sticky::Ip(Arc::new(StickyTable::new(
-                c.sticky_max_entries,
-                c.sticky_session_ttl.as_secs(),
-            ))),
+    /// A pool's policy, from its sticky, passive health and active health keys.
+    pub fn from_pool(pool: &PoolConfig) -> Policy {
+        let s = &pool.sticky;
+        let sticky = s.enabled.then(|| match s.mode {
+            StickyMode::Ip => {
+                Sticky::Ip(Arc::new(StickyTable::new(s.max_entries, s.ttl.as_secs())))
+            }
             StickyMode::Cookie => Sticky::Cookie,
         });
         Policy {
             sticky,
-            cookie_key: c
-                .sticky_cookie_secret
+            cookie_key: s
+                .cookie_secret
                 .as_deref()
                 .map(|s| Arc::new(CookieKey::new(s))),
-            fail_open: c.fail_open,
-            max_fails: c.max_fails,
-            fail_timeout_ms: crate::timer::millis(c.fail_timeout),
-            active_checks: c.active_checks(),
+            fail_open: pool.balance.fail_open,
+            max_fails: pool.passive.max_fails,
+            fail_timeout_ms: crate::timer::millis(pool.passive.fail_timeout),
+            active_checks: pool.health.active(),
         }
     }
 }

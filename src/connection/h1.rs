@@ -168,7 +168,7 @@ impl Connection {
         }
         if !*started {
             *started = true;
-            self.deadline = ctx.now + ctx.cfg.client_header_timeout;
+            self.deadline = ctx.now + ctx.cfg.timeouts.client_header;
         }
         match request::find_head_end(bytes, scan) {
             Ok(Some(end)) => Head::Whole(end),
@@ -256,7 +256,7 @@ impl Connection {
         let started = matches!(self.phase, Phase::ReadHead { started: true, .. });
         let began = self
             .deadline
-            .checked_sub(ctx.cfg.client_header_timeout)
+            .checked_sub(ctx.cfg.timeouts.client_header)
             .filter(|at| started && *at <= ctx.now)
             .unwrap_or(ctx.now);
         let from = Opening {
@@ -324,9 +324,9 @@ impl Connection {
         self.phase = Phase::IDLE;
         self.scan = 0;
         let idle = if ctx.draining {
-            ctx.cfg.keepalive_timeout.min(DRAIN_IDLE_GRACE)
+            ctx.cfg.timeouts.keepalive.min(DRAIN_IDLE_GRACE)
         } else {
-            ctx.cfg.keepalive_timeout
+            ctx.cfg.timeouts.keepalive
         };
         self.deadline = ctx.now + idle;
         Ok(())

@@ -130,11 +130,11 @@ impl Connection {
         redirect: bool,
     ) -> Self {
         let handshaking = client.is_handshaking();
-        let proxy_header = cfg.proxy_protocol && !redirect;
+        let proxy_header = cfg.identity.proxy_protocol && !redirect;
         let first_deadline = if handshaking && !proxy_header {
-            cfg.tls_handshake_timeout
+            cfg.timeouts.tls_handshake
         } else {
-            cfg.client_header_timeout
+            cfg.timeouts.client_header
         };
         Connection {
             client,
@@ -330,7 +330,7 @@ impl Connection {
             ctx.cfg.h2,
             ctx.cfg.limits.max_head,
             ctx.now,
-            ctx.cfg.keepalive_timeout,
+            ctx.cfg.timeouts.keepalive,
         );
         self.codec = Codec::H2(Box::new(h2));
         self.phase = Phase::H2;

@@ -21,7 +21,7 @@ impl Connection {
     pub(super) fn proxy_header(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, Close> {
         use crate::proxy_protocol::{self, Parsed, MAX_HEADER_LEN};
         let refused = Err(Close(CloseReason::ProxyHeader));
-        if !ctx.cfg.trusted_proxies.contains(self.peer) {
+        if !ctx.cfg.identity.trusted_proxies.contains(self.peer) {
             log::debug!(
                 "PROXY protocol: {} is not a trusted proxy: closed",
                 self.peer
@@ -60,7 +60,7 @@ impl Connection {
                 }
                 if self.client.is_handshaking() {
                     self.phase = Phase::Handshake;
-                    self.deadline = ctx.now + ctx.cfg.tls_handshake_timeout;
+                    self.deadline = ctx.now + ctx.cfg.timeouts.tls_handshake;
                 } else {
                     self.phase = Phase::IDLE;
                 }
@@ -113,7 +113,7 @@ impl Connection {
         }
         ctx.stats.tls_handshake();
         self.phase = Phase::IDLE;
-        self.deadline = ctx.now + ctx.cfg.client_header_timeout;
+        self.deadline = ctx.now + ctx.cfg.timeouts.client_header;
         if self.client.alpn() == Some(b"h2") {
             // ALPN chose HTTP/2: what came with the handshake is the preface
             let input = self.codec.inbox().and_then(Option::take);

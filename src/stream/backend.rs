@@ -66,7 +66,7 @@ impl Stream {
         if let Some(key) = ctx.upstreams.take_idle(backend.id, owner) {
             self.upstream = UpKey::new(key);
             self.phase = Phase::Exchange;
-            *deadline = ctx.now + ctx.cfg.backend_timeout;
+            *deadline = ctx.now + ctx.cfg.upstream.backend_timeout;
             return Ok(Step::Progress);
         }
         let backend = std::sync::Arc::clone(backend);
@@ -77,7 +77,7 @@ impl Stream {
             Ok(key) => {
                 self.upstream = UpKey::new(key);
                 self.phase = Phase::Connect;
-                *deadline = ctx.now + ctx.cfg.connect_timeout;
+                *deadline = ctx.now + ctx.cfg.upstream.connect_timeout;
                 Ok(Step::Progress)
             }
             Err(e) if crate::upstream::is_local_error(&e) => {
@@ -99,7 +99,7 @@ impl Stream {
     fn enqueue(&mut self, ctx: &mut Ctx<'_>, deadline: &mut Instant) -> Step {
         if self.phase != Phase::Queued {
             self.phase = Phase::Queued;
-            *deadline = ctx.now + ctx.cfg.queue_timeout;
+            *deadline = ctx.now + ctx.cfg.balance.queue_timeout;
             ctx.queue.push_back(crate::context::Waiting {
                 key: ctx.key,
                 id: ctx.id,
@@ -158,7 +158,7 @@ impl Stream {
         }
         up.connected = true;
         self.phase = Phase::Exchange;
-        *deadline = ctx.now + ctx.cfg.backend_timeout;
+        *deadline = ctx.now + ctx.cfg.upstream.backend_timeout;
         Ok(Step::Progress)
     }
 
@@ -204,7 +204,7 @@ impl Stream {
             Failure::NoResponse => self.ex.method.is_idempotent(),
             Failure::BadResponse | Failure::Timeout => false,
         };
-        if safe && self.ex.replay && u32::from(self.ex.attempts) <= ctx.cfg.retries {
+        if safe && self.ex.replay && u32::from(self.ex.attempts) <= ctx.cfg.balance.retries {
             self.ex.attempts += 1;
             self.req.set_sent(0);
             self.discard_response(ctx);

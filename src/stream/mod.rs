@@ -320,10 +320,10 @@ impl Stream {
     pub fn touch(&self, ctx: &Ctx<'_>, deadline: &mut Instant) {
         let cfg = ctx.cfg;
         let timeout = match self.phase {
-            Phase::Exchange if !self.req_body.is_done() => cfg.client_body_timeout,
-            Phase::Exchange if !self.ex.resp_done => cfg.backend_timeout,
-            Phase::Exchange => cfg.send_timeout,
-            Phase::Tunnel => cfg.tunnel_timeout,
+            Phase::Exchange if !self.req_body.is_done() => cfg.timeouts.client_body,
+            Phase::Exchange if !self.ex.resp_done => cfg.upstream.backend_timeout,
+            Phase::Exchange => cfg.timeouts.send,
+            Phase::Tunnel => cfg.timeouts.tunnel,
             Phase::Idle | Phase::Queued | Phase::Connect => return,
         };
         *deadline = ctx.now + timeout;
@@ -414,7 +414,7 @@ impl Stream {
         self.ex.keep_client = keep;
         self.ex.reusable = false;
         self.phase = Phase::Exchange;
-        *deadline = ctx.now + ctx.cfg.send_timeout;
+        *deadline = ctx.now + ctx.cfg.timeouts.send;
         Ok(Step::Progress)
     }
 

@@ -94,7 +94,7 @@ impl Stream {
             pool: 0,
             route: None,
             strip: 0,
-            key: match &cfg.hash_key {
+            key: match &cfg.balance.hash_key {
                 HashKey::ClientIp => KeySource::ClientIp,
                 HashKey::Header(name) => KeySource::Header(name.as_bytes()),
                 HashKey::Cookie(name) => KeySource::Cookie(name.as_bytes()),
@@ -106,7 +106,7 @@ impl Stream {
             ip: from.peer,
             tls: cfg.tls,
             router: &router,
-            trusted: &cfg.trusted_proxies,
+            trusted: &cfg.identity.trusted_proxies,
             request_id: cfg.request_id.then_some(&id[..]),
         };
         let Some(head_bytes) = buf.bytes().get(..end) else {
@@ -165,12 +165,12 @@ impl Stream {
         self.ex = Exchange::new(&head);
         let hashed = crate::hash::hash_ip(crate::client_ip::client_key(
             head.client.unwrap_or(from.peer),
-            cfg.ipv6_client_prefix,
+            cfg.identity.ipv6_client_prefix,
         ));
         self.ex.client = hashed;
         self.ex.key = (head.key.unwrap_or(hashed) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);
-        self.ex.replay = cfg.retries > 0;
+        self.ex.replay = cfg.balance.retries > 0;
         self.phase = Phase::Exchange;
         if let Some(status) = self.frame_request(cfg.limits.max_body) {
             self.reject(ctx, client, deadline, status, from.peer)?;

@@ -251,13 +251,13 @@ fn choose(c: &mut Criterion) {
     ];
     for (name, mode) in modes {
         let mut config = Config::from_json_str(r#"{"backends": []}"#).expect("config");
-        config.enable_sticky_sessions = mode.is_some();
+        config.pool.sticky.enabled = mode.is_some();
         if let Some(mode) = mode {
-            config.sticky_mode = mode;
+            config.pool.sticky.mode = mode;
         }
         let pool = Pool::new(Strategy::RoundRobin, &backends(&[1, 1, 1]));
         let cookie = pool.backends()[1].cookie_id();
-        let balancer = Balancer::with_policy(pool, Policy::from_config(&config));
+        let balancer = Balancer::with_policy(pool, Policy::from_pool(&config.pool));
         let mut picker = Picker::new(&balancer, 0);
         let now = std::time::Instant::now();
         let mut client = 0u64;

@@ -11,9 +11,11 @@ const MISSING_FILE: &str = "/nonexistent/ferrule/file.pem";
 
 #[test]
 fn tls_handshake_timeout_is_a_timeout() {
-    assert_eq!(parse("{}").tls_handshake_timeout, secs(10));
+    assert_eq!(parse("{}").timeouts.tls_handshake, secs(10));
     assert_eq!(
-        parse(r#"{"tls_handshake_timeout": "2s500ms"}"#).tls_handshake_timeout,
+        parse(r#"{"tls_handshake_timeout": "2s500ms"}"#)
+            .timeouts
+            .tls_handshake,
         ms(2500)
     );
     rejects(
@@ -26,9 +28,9 @@ fn tls_handshake_timeout_is_a_timeout() {
 
 #[test]
 fn backend_ca_file_must_be_a_regular_file() {
-    assert_eq!(parse("{}").backend_ca_file, None);
+    assert_eq!(parse("{}").pool.upstream.ca_file, None);
     let config = parse(&json!({ "backend_ca_file": EXISTING_FILE }).to_string());
-    assert_eq!(config.backend_ca_file.as_deref(), Some(EXISTING_FILE));
+    assert_eq!(config.pool.upstream.ca_file.as_deref(), Some(EXISTING_FILE));
 
     rejects_starting(
         &json!({ "backend_ca_file": MISSING_FILE }).to_string(),
@@ -290,7 +292,7 @@ fn backend_tls_settings_are_read_per_backend() {
         .to_string(),
     );
     assert_eq!(
-        config.backend_tls,
+        config.pool.backend_tls,
         [
             BackendTls {
                 ca_file: Some(EXISTING_FILE.into()),
@@ -303,8 +305,8 @@ fn backend_tls_settings_are_read_per_backend() {
             BackendTls::default(),
         ]
     );
-    assert_eq!(config.tls_of_backend(1), &config.backend_tls[1]);
-    assert_eq!(config.tls_of_backend(3), &BackendTls::default());
+    assert_eq!(config.pool.tls_of_backend(1), &config.pool.backend_tls[1]);
+    assert_eq!(config.pool.tls_of_backend(3), &BackendTls::default());
 }
 
 #[test]

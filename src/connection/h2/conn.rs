@@ -260,7 +260,7 @@ impl H2 {
             }
         }
         if self.streams.is_empty() && self.idle_deadline.is_none() {
-            self.idle_deadline = Some(ctx.now + ctx.cfg.keepalive_timeout);
+            self.idle_deadline = Some(ctx.now + ctx.cfg.timeouts.keepalive);
         }
         Ok(ran)
     }
@@ -688,7 +688,7 @@ impl H2 {
         self.opened = self.opened.saturating_add(1);
         if self.opened >= self.limits.max_streams {
             // this one is served; the client opens a new connection for more
-            self.go_away(ctx.now, ctx.cfg.keepalive_timeout);
+            self.go_away(ctx.now, ctx.cfg.timeouts.keepalive);
         }
         self.start(ctx, id, end_stream, peer)
     }
@@ -747,7 +747,7 @@ impl H2 {
         };
         let mut head = ctx.bufs.get();
         let converted = convert::request(&self.list, &opts, &mut head);
-        let deadline = ctx.now + ctx.cfg.client_header_timeout;
+        let deadline = ctx.now + ctx.cfg.timeouts.client_header;
         let mut flow = Flow::new(id, self.peer_window, STREAM_WINDOW, deadline);
         flow.ended = end_stream;
         let mut stream = Stream::new();
@@ -927,7 +927,7 @@ impl H2 {
         if self.streams.is_empty() {
             self.idle_deadline = Some(match self.state {
                 State::GoingAway { .. } => ctx.now,
-                _ => ctx.now + ctx.cfg.keepalive_timeout,
+                _ => ctx.now + ctx.cfg.timeouts.keepalive,
             });
         }
     }
