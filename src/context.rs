@@ -10,10 +10,10 @@ use std::time::Instant;
 use mio::Registry;
 
 use crate::access_log::{AccessLog, RequestIds};
-use crate::balancer::{Balancer, Picker};
 use crate::buffer::BufPool;
-use crate::config::{self, Config, StickyMode};
+use crate::config::{self, Config};
 use crate::http::request::Limits;
+use crate::pools::View;
 use crate::stats::WorkerStats;
 use crate::upstream::Upstreams;
 
@@ -51,7 +51,8 @@ impl Default for H2Limits {
 }
 
 /// What a worker's connections need to know, fixed at start: the config's groups they read, and
-/// what is worked out from the config once rather than per request.
+/// what is worked out from the config once rather than per request. What differs from pool to
+/// pool is the pool's (`pools::PoolSettings`).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub limits: Limits,
@@ -61,15 +62,6 @@ pub struct Settings {
     pub timeouts: config::Timeouts,
     /// Who the client is (`trusted_proxies`, `proxy_protocol`, `ipv6_client_prefix`).
     pub identity: config::Identity,
-    /// The pool's balancing keys (`retries`, `hash_key`, `queue_timeout`, ...).
-    pub balance: config::Balance,
-    /// The backend side's timeouts (`connect_timeout`, `backend_timeout`).
-    pub upstream: config::Upstream,
-    /// Sticky sessions by cookie: its name (`None`: not in cookie mode), whether it is removed
-    /// before the request goes on, and its `Max-Age`.
-    pub sticky_cookie: Option<String>,
-    pub strip_sticky_cookie: bool,
-    pub sticky_max_age: u64,
     /// Requests without `X-Request-Id` get one.
     pub request_id: bool,
     /// Client connections one address may hold at once, over all workers (0: no limit; not
@@ -87,7 +79,6 @@ const _: () = assert!(config::MAX_HEADER_COUNT <= crate::http::MAX_HEADERS as u6
 
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
-        let sticky = &c.pool.sticky;
         Settings {
             limits: Limits {
                 max_head: c.limits.max_request_head,
@@ -98,12 +89,6 @@ impl Settings {
             tls: c.ssl.enabled,
             timeouts: c.timeouts.clone(),
             identity: c.identity.clone(),
-            balance: c.pool.balance.clone(),
-            upstream: c.pool.upstream.clone(),
-            sticky_cookie: (sticky.enabled && sticky.mode == StickyMode::Cookie)
-                .then(|| sticky.cookie_name.clone()),
-            strip_sticky_cookie: sticky.cookie_strip,
-            sticky_max_age: sticky.ttl.as_secs(),
             request_id: c.logging.request_id,
             max_connections_per_ip: c.process.max_connections_per_ip,
             hsts: c.ssl.hsts.as_ref().filter(|_| c.ssl.enabled).map(|h| {
@@ -156,8 +141,8 @@ pub struct Ctx<'a> {
     pub bufs: &'a mut BufPool,
     /// Scratch space for rewritten heads.
     pub scratch: &'a mut Vec<u8>,
-    pub balancer: &'a Balancer,
-    pub picker: &'a mut Picker,
+    /// The pools and routes as this worker sees them, with its pickers.
+    pub pools: &'a mut View,
     pub cfg: &'a Settings,
     pub now: Instant,
     /// The `Date` of responses: the worker's clock, refreshed once per poll round.

@@ -36,6 +36,7 @@ pub mod httpd;
 pub mod listener;
 pub mod logging;
 pub mod per_ip;
+pub mod pools;
 pub mod proxy_protocol;
 pub mod redirect;
 pub mod route;
@@ -109,7 +110,7 @@ pub struct Handle {
     /// The address of the plain-HTTP listener that redirects to https
     /// (`ssl.redirect_http_port`), which the workers serve.
     redirect: Option<SocketAddr>,
-    balancer: Arc<Balancer>,
+    pools: Arc<pools::Pools>,
     shutdown_timeout: Duration,
     /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
     offer: handover::Offer,
@@ -140,9 +141,14 @@ impl Handle {
         self.admin.addr()
     }
 
-    /// The live backend pool.
-    pub fn balancer(&self) -> &Arc<Balancer> {
-        &self.balancer
+    /// The live `default` pool.
+    pub fn balancer(&self) -> Arc<Balancer> {
+        self.pools.default_balancer()
+    }
+
+    /// The live pools and routes.
+    pub fn pools(&self) -> &Arc<pools::Pools> {
+        &self.pools
     }
 
     /// Re-reads the config file given to [`start_file`] and applies what changed (see
@@ -250,30 +256,46 @@ pub fn server_tls(config: &Config) -> Result<Option<(tls::ServerTls, Vec<String>
     .map_err(|e| format!("ssl: {e}"))
 }
 
-/// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index
-/// (see [`client_tls_of`]).
+/// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index,
+/// of every pool in [`Config::all_pools`]'s order (see [`client_tls_of`]).
 pub fn backend_tls(
     config: &Config,
     configs: &tls::ClientConfigs,
-) -> Result<Vec<Option<transport::ClientTls>>, String> {
-    let pool = &config.pool;
-    pool.backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let prefix = format!("backends[{i}].");
-            client_tls_of(config, b, pool.tls_of_backend(i), configs, &prefix)
+) -> Result<Vec<Vec<Option<transport::ClientTls>>>, String> {
+    config
+        .all_pools()
+        .map(|(name, pool)| {
+            let at = pool_prefix(name);
+            pool.backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let prefix = format!("{at}backends[{i}].");
+                    client_tls_of(pool, &at, b, pool.tls_of_backend(i), configs, &prefix)
+                })
+                .collect()
         })
         .collect()
 }
 
-/// The TLS client settings of one backend (`None` for `http://`): its CA file (or
-/// `backend_ca_file`, or the built-in roots), skip-verify, and the name its certificate must
-/// carry (the URL's host). Configs are shared through `configs`, so resumption works. `prefix`
-/// is how messages name the entry's keys (`backends[2].` at start; empty for the admin API,
-/// whose body is the entry).
+/// How messages name the keys of pool `name`: nothing for `default` (the top level),
+/// `pools.NAME.` for the others.
+pub fn pool_prefix(name: &str) -> String {
+    if name == config::DEFAULT_POOL {
+        String::new()
+    } else {
+        format!("pools.{name}.")
+    }
+}
+
+/// The TLS client settings of one backend of `pool` (`None` for `http://`): its CA file (or the
+/// pool's `backend_ca_file`, or the built-in roots), skip-verify, and the name its certificate
+/// must carry (the URL's host). Configs are shared through `configs`, so resumption works.
+/// `pool_at` is how messages name the pool's keys ([`pool_prefix`]); `prefix` the entry's
+/// (`backends[2].` at start; empty for the admin API, whose body is the entry).
 pub fn client_tls_of(
-    config: &Config,
+    pool: &config::PoolConfig,
+    pool_at: &str,
     backend: &config::BackendConfig,
     settings: &config::BackendTls,
     configs: &tls::ClientConfigs,
@@ -285,11 +307,11 @@ pub fn client_tls_of(
     let ca_file = settings
         .ca_file
         .as_deref()
-        .or(config.pool.upstream.ca_file.as_deref());
+        .or(pool.upstream.ca_file.as_deref());
     let field = if settings.ca_file.is_some() {
         format!("{prefix}ca_file")
     } else {
-        "backend_ca_file".to_owned()
+        format!("{pool_at}backend_ca_file")
     };
     let client = configs
         .get(ca_file.map(std::path::Path::new), settings.tls_skip_verify)
@@ -327,7 +349,7 @@ pub struct DescriptorBudget {
 
 pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
     let workers = config.process.workers.max(1);
-    let backends = config.pool.backends.len();
+    let backends: usize = config.all_pools().map(|(_, p)| p.backends.len()).sum();
     let limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
     let reserve = 64 + 4 * workers + backends;
     let spare = limit.saturating_sub(reserve);
@@ -373,7 +395,7 @@ impl Drop for Workers {
 /// What the workers run with, from `config` (at start, and again at each reload).
 pub fn shared_for(
     config: &Config,
-    balancer: Arc<Balancer>,
+    pools: Arc<pools::Pools>,
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_budget: usize,
     access_log: Arc<access_log::AccessLog>,
@@ -381,7 +403,7 @@ pub fn shared_for(
 ) -> Shared {
     let workers = config.process.workers.max(1);
     Shared {
-        balancer,
+        pools,
         settings: Settings::from_config(config),
         max_connections: config.process.max_connections.div_ceil(workers).max(1),
         buffer_size: config.limits.buffer_size,
@@ -393,6 +415,32 @@ pub fn shared_for(
         per_ip,
         redirect_to: None,
     }
+}
+
+/// The pools of `config` (`default` first), each backend with its TLS settings from `tls` (by
+/// pool, then by index: [`backend_tls`]), routed by `config.routes`.
+pub fn build_pools(
+    config: &Config,
+    tls: Vec<Vec<Option<transport::ClientTls>>>,
+    workers: usize,
+) -> pools::Pools {
+    let common = balancer::Common::default();
+    let mut tls = tls.into_iter();
+    let mut members = config
+        .all_pools()
+        .map(|(name, pool)| pools::member(&common, name, pool, tls.next().unwrap_or_default()));
+    let default = members
+        .next()
+        .unwrap_or_else(|| pools::member(&common, config::DEFAULT_POOL, &config.pool, Vec::new()));
+    let others = members.collect();
+    pools::Pools::new(
+        common,
+        workers,
+        default,
+        others,
+        &config.routes,
+        config.default_serves(),
+    )
 }
 
 /// Starts the proxy (see [`start_file`]) from a config that came from no file: there is nothing
@@ -438,17 +486,8 @@ pub fn start_with(
     if let Some(warning) = &budget.warning {
         log::warn!("{warning}");
     }
-    let pool = Pool::with_tls(
-        config.pool.balance.strategy,
-        &config.pool.backends,
-        config.pool.balance.max_conns,
-        |i, _| backend_tls.get(i).cloned().flatten(),
-    );
-    let balancer = Arc::new(Balancer::with_policy(
-        pool,
-        balancer::Policy::from_pool(&config.pool),
-    ));
     let process = &config.process;
+    let pools = Arc::new(build_pools(config, backend_tls, process.workers.max(1)));
     let addr = SocketAddr::new(process.bind, process.port);
     let workers = process.workers.max(1);
     let listeners = takeover
@@ -483,7 +522,7 @@ pub fn start_with(
     let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
     let mut shared = shared_for(
         config,
-        Arc::clone(&balancer),
+        Arc::clone(&pools),
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
         Arc::clone(&access_log),
@@ -506,7 +545,7 @@ pub fn start_with(
     drop(redirect);
     let admin_addr = SocketAddr::new(process.admin_bind, process.admin_port);
     let state = admin::AdminState {
-        balancer: Arc::clone(&balancer),
+        pools: Arc::clone(&pools),
         workers: handles.0.iter().map(|w| Arc::clone(&w.stats)).collect(),
         ports: handles.0.iter().map(WorkerHandle::port).collect(),
         tls: server_tls.clone(),
@@ -526,17 +565,24 @@ pub fn start_with(
         handover::Listening::dup(handover::Role::Admin, &admin_listener).map_err(admin_error)?,
     );
     let admin = admin::start_on(admin_listener, state).map_err(admin_error)?;
-    if config.pool.health.active() {
-        let settings = health::HealthSettings::from_pool(&config.pool);
-        let checks = health::start(Arc::clone(&balancer), settings).map_err(StartError::Spawn)?;
-        admin.set_health(checks);
+    let table = pools.current();
+    for (name, pool) in config.all_pools() {
+        let Some(member) = table.by_name(name) else {
+            continue;
+        };
+        if pool.health.active() {
+            let settings = health::HealthSettings::from_pool(pool);
+            let checks =
+                health::start(Arc::clone(&member.balancer), settings).map_err(StartError::Spawn)?;
+            admin.set_health(&member.name, checks);
+        }
     }
     Ok(Handle {
         addr: local_addr,
         workers: std::mem::take(&mut handles.0),
         admin,
         redirect: redirect_addr,
-        balancer,
+        pools,
         shutdown_timeout: process.shutdown_timeout,
         offer: Arc::new(parking_lot::Mutex::new(offer)),
         access_log,

@@ -21,7 +21,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Waker};
 use slab::Slab;
 
-use crate::balancer::{Balancer, Picker, Sticky};
+use crate::balancer::Sticky;
 use crate::buffer::BufPool;
 use crate::connection::{Close, Connection, Ran, DRAIN_IDLE_GRACE};
 use crate::context::{Ctx, Settings, Waiting};
@@ -53,7 +53,8 @@ pub enum Control {
 
 /// What every worker is started with.
 pub struct Shared {
-    pub balancer: Arc<Balancer>,
+    /// The pools and the routes to them (the same registry across reloads).
+    pub pools: Arc<crate::pools::Pools>,
     pub settings: Settings,
     pub max_connections: usize,
     pub buffer_size: usize,
@@ -155,10 +156,9 @@ pub fn spawn(
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
-    let picker = Picker::new(&shared.balancer, index);
+    let pools = crate::pools::View::new(&shared.pools, index);
     let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    shared
-        .balancer
+    pools
         .slots()
         .register(Arc::clone(&waker), Arc::clone(&queued));
     let core = Core {
@@ -166,7 +166,7 @@ pub fn spawn(
         upstreams: Upstreams::new(shared.backend_keepalive, shared.idle_budget),
         bufs: BufPool::new(shared.buffer_size, KEEP_BUFFERS),
         scratch: Vec::with_capacity(shared.buffer_size),
-        picker,
+        pools,
         timers: Timers::new(now),
         due: Vec::new(),
         pending: Vec::new(),
@@ -246,7 +246,8 @@ struct Core {
     upstreams: Upstreams,
     bufs: BufPool,
     scratch: Vec<u8>,
-    picker: Picker,
+    /// The pools and routes as this worker sees them, and its picker per pool.
+    pools: crate::pools::View,
     timers: Timers,
     due: Vec<Entry>,
     /// Connections that stopped at their round cap with work left, `(key, id)`: run again after
@@ -310,6 +311,7 @@ impl Worker {
             let registry = self.poll.registry();
             core.now = Instant::now();
             core.date.refresh();
+            core.pools.refresh(&core.shared.pools);
             for event in self.events.iter() {
                 let ready = Ready {
                     readable: event.is_readable(),
@@ -374,8 +376,7 @@ impl Core {
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,
             scratch: &mut self.scratch,
-            balancer: &self.shared.balancer,
-            picker: &mut self.picker,
+            pools: &mut self.pools,
             cfg: &self.shared.settings,
             now: self.now,
             date: self.date.text(),
@@ -510,7 +511,7 @@ impl Core {
 
     fn pop_queue(&mut self) {
         if self.queue.pop_front().is_some() {
-            self.shared.balancer.slots().dequeued(&self.queued);
+            self.pools.slots().dequeued(&self.queued);
         }
     }
 
@@ -696,13 +697,16 @@ impl Core {
         self.upstreams
             .expire_idle(self.now, self.shared.backend_keepalive_timeout);
         self.bufs.trim();
-        crate::health::passive::revive(&self.shared.balancer, self.now);
-        let policy = self.shared.balancer.policy();
-        if let Some(Sticky::Ip(table)) = &policy.sticky {
-            // a few shards a second per worker: the whole table within seconds
-            table.sweep(self.sticky_sweep, 8, self.now);
-            self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
+        self.pools.refresh(&self.shared.pools);
+        // bounded: the pools of the table
+        for (_, pool) in self.pools.table().members() {
+            crate::health::passive::revive(&pool.balancer, self.now);
+            if let Some(Sticky::Ip(table)) = &pool.balancer.policy().sticky {
+                // a few shards a second per worker: the whole table within seconds
+                table.sweep(self.sticky_sweep, 8, self.now);
+            }
         }
+        self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
         self.sweep_armed = false;
         self.arm_sweep();
     }

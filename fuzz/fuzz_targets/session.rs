@@ -33,7 +33,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ferrule::access_log::{AccessLog, RequestIds};
-use ferrule::balancer::{Balancer, Picker, Policy};
+use ferrule::balancer::{Balancer, Policy};
+use ferrule::pools::{PoolSettings, Pools, View};
 use ferrule::buffer::BufPool;
 use ferrule::config::{AccessLogFormat, AccessLogTarget};
 use ferrule::connection::{Close, Connection as Session, Ran};
@@ -201,8 +202,8 @@ struct Harness {
     upstreams: Upstreams,
     bufs: BufPool,
     scratch: Vec<u8>,
-    balancer: Balancer,
-    picker: Picker,
+    /// The pool, as a worker sees it (one pool, no routes).
+    view: View,
     stats: WorkerStats,
     queue: VecDeque<ferrule::context::Waiting>,
     queued: AtomicUsize,
@@ -222,8 +223,7 @@ impl Harness {
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,
             scratch: &mut self.scratch,
-            balancer: &self.balancer,
-            picker: &mut self.picker,
+            pools: &mut self.view,
             cfg: settings,
             now: self.now,
             date: b"Sun, 06 Nov 1994 08:49:37 GMT",
@@ -484,13 +484,13 @@ fuzz_target!(|data: &[u8]| {
         Pool::new(config.pool.balance.strategy, &config.pool.backends),
         Policy::from_pool(&config.pool),
     );
-    let picker = Picker::new(&balancer, 0);
+    let pools = Pools::single(Arc::new(balancer), PoolSettings::from_pool(&config.pool), 1);
+    let view = View::new(&pools, 0);
     let mut h = Harness {
         upstreams,
         bufs: BufPool::new(config.limits.buffer_size, 2),
         scratch: Vec::new(),
-        picker,
-        balancer,
+        view,
         stats: WorkerStats::default(),
         queue: VecDeque::new(),
         queued: AtomicUsize::new(0),
@@ -613,7 +613,7 @@ fuzz_target!(|data: &[u8]| {
     drop(s);
 
     assert_eq!(h.bufs.in_use(), 0, "buffers kept after release");
-    for b in h.balancer.current().backends() {
+    for b in h.view.table().default().balancer.current().backends() {
         assert_eq!(
             b.active_requests(),
             0,

@@ -86,9 +86,9 @@ pub(super) fn all(admin: &Admin) -> Vec<Arc<Backend>> {
 /// [`all`], each with whether it was removed (a retired one, draining its last requests).
 fn listed(admin: &Admin) -> Vec<(Arc<Backend>, bool)> {
     prune_draining(admin);
-    let pool = admin.state.balancer.current();
+    let pool = admin.state.balancer().current();
     let kept = pool.backends().iter().map(|b| (Arc::clone(b), false));
-    let retired = admin.state.balancer.retired().into_iter();
+    let retired = admin.state.balancer().retired().into_iter();
     kept.chain(retired.map(|b| (b, true))).collect()
 }
 
@@ -97,7 +97,7 @@ pub(super) fn list(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
         .iter()
         .map(|(b, removed)| backend_json(b, *removed))
         .collect();
-    let strategy = admin.state.balancer.current().strategy().name();
+    let strategy = admin.state.balancer().current().strategy().name();
     Ok(Response::json(
         200,
         &json!({"strategy": strategy, "backends": list}),
@@ -144,9 +144,9 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
     // under the same path at start)
     let fresh = crate::tls::ClientConfigs::new();
     let client_tls =
-        crate::client_tls_of(&config, &cfg, &tls, &fresh, "").map_err(ApiError::bad)?;
+        crate::client_tls_of(&config.pool, "", &cfg, &tls, &fresh, "").map_err(ApiError::bad)?;
     let warnings = warnings(admin, &config, &cfg, &tls);
-    let added = admin.state.balancer.update(|pool| {
+    let added = admin.state.balancer().update(|pool| {
         // checked under the writer lock: another request may have added it meanwhile
         match pool.backends().iter().find(|b| same_target(b, &cfg)) {
             Some(b) => Err(ApiError::new(
@@ -227,7 +227,7 @@ fn scheme_name(scheme: Scheme) -> &'static str {
 
 pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
     let id = parse_id(call.param(0))?;
-    let removed = admin.state.balancer.update(|pool| {
+    let removed = admin.state.balancer().update(|pool| {
         let b = Arc::clone(pool.get(id)?);
         // no new request from a worker still holding the old pool either
         b.set_draining();
@@ -248,14 +248,14 @@ pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiErro
     if in_flight == 0 {
         return Ok(Response::json(200, &body));
     }
-    admin.state.balancer.retire(b);
+    admin.state.balancer().retire(b);
     Ok(Response::json(202, &body))
 }
 
 /// Forgets the retired backends whose last request ended (see [`crate::Balancer::retire`]), and
 /// tells the workers again to close idle connections to them.
 pub(super) fn prune_draining(admin: &Admin) {
-    for b in admin.state.balancer.prune_retired() {
+    for b in admin.state.balancer().prune_retired() {
         for port in &admin.state.ports {
             port.send(Control::BackendRemoved(b.id));
         }
@@ -352,13 +352,13 @@ fn change(
     id: u64,
     edit: impl FnOnce(&mut crate::balancer::Pool, &Backend),
 ) -> Result<Arc<Backend>, ApiError> {
-    let changed = admin.state.balancer.update(|pool| {
+    let changed = admin.state.balancer().update(|pool| {
         let b = Arc::clone(pool.get(id)?);
         edit(pool, &b);
         Some(b)
     });
     changed.ok_or_else(|| {
-        if admin.state.balancer.retired().iter().any(|b| b.id == id) {
+        if admin.state.balancer().retired().iter().any(|b| b.id == id) {
             ApiError::new(
                 404,
                 format!("id: backend {id} was removed (it is draining its last requests)"),
@@ -447,7 +447,7 @@ fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTl
                 .map(|rest| format!("this backend{rest}"))
         })
         .collect();
-    for b in admin.state.balancer.current().backends() {
+    for b in admin.state.balancer().current().backends() {
         if b.addr == cfg.addr {
             out.push(format!(
                 "resolves to the same address as backend {} ({}): that server gets both their shares",

@@ -40,6 +40,7 @@ pub use crate::httpd::message::MAX_BODY;
 use crate::httpd::message::{Head, Response};
 use crate::httpd::Server;
 pub use crate::httpd::MAX_CONNECTIONS;
+use crate::pools::Pools;
 use crate::stats::WorkerStats;
 use crate::tls::{ClientConfigs, ServerTls};
 use crate::worker::ControlPort;
@@ -49,7 +50,8 @@ pub use self::reload::Live;
 
 /// What the admin API reads and changes.
 pub struct AdminState {
-    pub balancer: Arc<Balancer>,
+    /// The pools and routes.
+    pub pools: Arc<Pools>,
     /// Each worker's counters, by worker index.
     pub workers: Vec<Arc<WorkerStats>>,
     /// Each worker's control port: removed backends are announced there (`BackendRemoved`).
@@ -68,6 +70,13 @@ pub struct AdminState {
     pub proxy_addr: SocketAddr,
     /// What a reload changes besides the pool: the workers' settings, the health and DNS threads.
     pub live: Live,
+}
+
+impl AdminState {
+    /// The `default` pool's balancer (`/backends`).
+    pub fn balancer(&self) -> Arc<Balancer> {
+        self.pools.default_balancer()
+    }
 }
 
 /// The running admin API (and the health and DNS threads, which a reload restarts).
@@ -92,9 +101,10 @@ impl AdminHandle {
         Reloader(Arc::clone(&self.admin))
     }
 
-    /// The active health checks, started after the admin API (a reload restarts them).
-    pub fn set_health(&self, checks: crate::health::HealthHandle) {
-        *self.admin.state.live.health.lock() = Some(checks);
+    /// The active health checks of pool `pool`, started after the admin API (a reload
+    /// restarts them).
+    pub fn set_health(&self, pool: &str, checks: crate::health::HealthHandle) {
+        self.admin.state.live.set_health(pool, checks);
     }
 
     /// Stops the health and DNS threads, then the admin API (and waits for them).

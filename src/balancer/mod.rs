@@ -41,7 +41,7 @@ pub mod sticky;
 
 pub use backend::{Backend, HealthInfo, State, Traffic};
 pub use picker::{Ask, Choice, Picker, WorkerPick};
-pub use pool::{Policy, Pool, Sticky, Synced};
+pub use pool::{Common, Policy, Pool, Sticky, Synced};
 pub use slots::Slots;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,6 +112,11 @@ impl Balancer {
 
     /// Who to tell when a backend slot frees; workers register with it.
     pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// The same, to share with the pools made after this one.
+    pub fn shared_slots(&self) -> &Arc<Slots> {
         &self.slots
     }
 

@@ -127,7 +127,17 @@ pub struct Pool {
     pub(super) policy: Arc<Policy>,
     /// Changes whenever the pool does.
     pub(super) generation: u64,
-    next_id: u64,
+    /// Where new backends' ids come from: one counter for every pool of the process, so that an
+    /// id names one backend whatever its pool (the admin API's `/backends/{id}`).
+    ids: Arc<AtomicU64>,
+}
+
+/// What the pools of one process share: backend ids and the `max_conns` wake-ups (a worker
+/// registers once, whatever pool its queued requests wait for).
+#[derive(Debug, Clone, Default)]
+pub struct Common {
+    pub ids: Arc<AtomicU64>,
+    pub slots: Arc<Slots>,
 }
 
 impl Pool {
@@ -144,13 +154,28 @@ impl Pool {
         max_conns: u32,
         tls: impl Fn(usize, &BackendConfig) -> Option<ClientTls>,
     ) -> Pool {
-        let slots = Arc::new(Slots::default());
+        Pool::sharing(&Common::default(), strategy, backends, max_conns, tls)
+    }
+
+    /// [`Pool::with_tls`] for one pool among several: its backends take their ids from, and
+    /// tell freed slots to, what the pools share.
+    pub fn sharing(
+        common: &Common,
+        strategy: Strategy,
+        backends: &[BackendConfig],
+        max_conns: u32,
+        tls: impl Fn(usize, &BackendConfig) -> Option<ClientTls>,
+    ) -> Pool {
+        let slots = Arc::clone(&common.slots);
+        let ids = Arc::clone(&common.ids);
         let backends: Vec<Arc<Backend>> = backends
             .iter()
             .enumerate()
-            .map(|(i, b)| Arc::new(Backend::new(i as u64, b, tls(i, b), max_conns, &slots)))
+            .map(|(i, b)| {
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                Arc::new(Backend::new(id, b, tls(i, b), max_conns, &slots))
+            })
             .collect();
-        let next_id = backends.len() as u64;
         let mut pool = Pool {
             max_conns,
             slots,
@@ -161,7 +186,7 @@ impl Pool {
             strategy,
             policy: Arc::default(),
             generation: 0,
-            next_id,
+            ids,
         };
         pool.rebuild();
         pool
@@ -205,8 +230,7 @@ impl Pool {
 
     /// A new backend with the next id (not in the pool yet).
     fn make(&mut self, cfg: &BackendConfig, tls: Option<ClientTls>) -> Arc<Backend> {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
         Arc::new(Backend::new(id, cfg, tls, self.max_conns, &self.slots))
     }
 

@@ -117,6 +117,44 @@ pub struct Config {
     /// `log_level` and the access log.
     pub logging: Logging,
     pub ssl: SslConfig,
+    /// `pools`: the pools besides `default`, by name.
+    pub pools: Vec<NamedPool>,
+    /// `routes`, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The name of the pool the top-level keys make.
+pub const DEFAULT_POOL: &str = "default";
+
+/// A pool of `pools`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedPool {
+    pub name: String,
+    pub pool: PoolConfig,
+}
+
+/// A route of `routes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub pool: String,
+    pub strip_prefix: bool,
+}
+
+impl Config {
+    /// Unmatched requests go to the default pool: there are no routes, or the top-level
+    /// `backends` list is not empty. Otherwise they get 404.
+    pub fn default_serves(&self) -> bool {
+        self.routes.is_empty() || !self.pool.backends.is_empty()
+    }
+
+    /// `("default", the top-level pool)`, then every pool of `pools`, in order.
+    pub fn all_pools(&self) -> impl Iterator<Item = (&str, &PoolConfig)> {
+        std::iter::once((DEFAULT_POOL, &self.pool))
+            .chain(self.pools.iter().map(|p| (p.name.as_str(), &p.pool)))
+    }
 }
 
 /// config.json as read: every group's keys that are there.
@@ -167,6 +205,8 @@ impl ConfigFile {
             admin: self.admin.resolve(None),
             logging: self.logging.resolve(None),
             ssl: self.ssl.map_or_else(SslConfig::default, SslFile::value),
+            pools: Vec::new(),
+            routes: Vec::new(),
         };
         Ok((config, specs))
     }

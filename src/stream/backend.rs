@@ -43,7 +43,7 @@ impl Stream {
             exclude,
             now: ctx.now,
         };
-        let (backend, set_cookie) = match ctx.picker.choose(ctx.balancer, &ask) {
+        let (backend, set_cookie) = match ctx.pools.choose(self.ex.pool, &ask) {
             Choice::Backend {
                 backend,
                 set_cookie,
@@ -66,7 +66,7 @@ impl Stream {
         if let Some(key) = ctx.upstreams.take_idle(backend.id, owner) {
             self.upstream = UpKey::new(key);
             self.phase = Phase::Exchange;
-            *deadline = ctx.now + ctx.cfg.upstream.backend_timeout;
+            *deadline = ctx.now + self.pool(ctx).upstream.backend_timeout;
             return Ok(Step::Progress);
         }
         let backend = std::sync::Arc::clone(backend);
@@ -77,7 +77,7 @@ impl Stream {
             Ok(key) => {
                 self.upstream = UpKey::new(key);
                 self.phase = Phase::Connect;
-                *deadline = ctx.now + ctx.cfg.upstream.connect_timeout;
+                *deadline = ctx.now + self.pool(ctx).upstream.connect_timeout;
                 Ok(Step::Progress)
             }
             Err(e) if crate::upstream::is_local_error(&e) => {
@@ -87,7 +87,9 @@ impl Stream {
                 self.fail(ctx, client, deadline, Status::ServiceUnavailable)
             }
             Err(_) => {
-                passive::failed(ctx.balancer, &backend, ctx.now);
+                if let Some(balancer) = ctx.pools.balancer(self.ex.pool) {
+                    passive::failed(balancer, &backend, ctx.now);
+                }
                 backend.end_request();
                 self.retry_or_fail(ctx, client, deadline, Failure::Connect, backend.id)
             }
@@ -99,13 +101,13 @@ impl Stream {
     fn enqueue(&mut self, ctx: &mut Ctx<'_>, deadline: &mut Instant) -> Step {
         if self.phase != Phase::Queued {
             self.phase = Phase::Queued;
-            *deadline = ctx.now + ctx.cfg.balance.queue_timeout;
+            *deadline = ctx.now + self.pool(ctx).balance.queue_timeout;
             ctx.queue.push_back(crate::context::Waiting {
                 key: ctx.key,
                 id: ctx.id,
                 slot: ctx.slot,
             });
-            ctx.balancer.slots().enqueued(ctx.queued);
+            ctx.pools.slots().enqueued(ctx.queued);
         }
         Step::Waiting
     }
@@ -158,7 +160,7 @@ impl Stream {
         }
         up.connected = true;
         self.phase = Phase::Exchange;
-        *deadline = ctx.now + ctx.cfg.upstream.backend_timeout;
+        *deadline = ctx.now + self.pool(ctx).upstream.backend_timeout;
         Ok(Step::Progress)
     }
 
@@ -175,7 +177,9 @@ impl Stream {
         };
         let backend = match ctx.upstreams.get_mut(key) {
             Some(up) => {
-                passive::failed(ctx.balancer, &up.backend, ctx.now);
+                if let Some(balancer) = ctx.pools.balancer(self.ex.pool) {
+                    passive::failed(balancer, &up.backend, ctx.now);
+                }
                 up.backend.end_request();
                 up.backend.id
             }
@@ -204,7 +208,7 @@ impl Stream {
             Failure::NoResponse => self.ex.method.is_idempotent(),
             Failure::BadResponse | Failure::Timeout => false,
         };
-        if safe && self.ex.replay && u32::from(self.ex.attempts) <= ctx.cfg.balance.retries {
+        if safe && self.ex.replay && u32::from(self.ex.attempts) <= self.pool(ctx).balance.retries {
             self.ex.attempts += 1;
             self.req.set_sent(0);
             self.discard_response(ctx);

@@ -154,6 +154,8 @@ struct Exchange {
     attempts: u8,
     /// Interim (1xx) responses received.
     interims: u8,
+    /// The pool that takes the request (its index in the worker's `pools::View`).
+    pool: u16,
     /// The request's balancing key (`hash_key`'s value, or the client address), 32 bits of its
     /// hash: plenty for a lookup table, and an idle connection stays within its size.
     key: u32,
@@ -193,6 +195,7 @@ impl Exchange {
             upgrade: head.upgrade,
             attempts: 1,
             interims: 0,
+            pool: head.pool,
             key: 0,
             cookie: 0,
             client: 0,
@@ -315,13 +318,18 @@ impl Stream {
         Ok(Outcome::Step(step))
     }
 
+    /// The keys of the stream's pool.
+    fn pool<'c>(&self, ctx: &'c Ctx<'_>) -> &'c crate::pools::PoolSettings {
+        ctx.pools.settings(self.ex.pool)
+    }
+
     /// Progress was made: restart the idle-style deadline of the current phase (the others are
     /// set when their phase starts).
     pub fn touch(&self, ctx: &Ctx<'_>, deadline: &mut Instant) {
         let cfg = ctx.cfg;
         let timeout = match self.phase {
             Phase::Exchange if !self.req_body.is_done() => cfg.timeouts.client_body,
-            Phase::Exchange if !self.ex.resp_done => cfg.upstream.backend_timeout,
+            Phase::Exchange if !self.ex.resp_done => self.pool(ctx).upstream.backend_timeout,
             Phase::Exchange => cfg.timeouts.send,
             Phase::Tunnel => cfg.timeouts.tunnel,
             Phase::Idle | Phase::Queued | Phase::Connect => return,

@@ -8,10 +8,9 @@ use std::time::Instant;
 use super::{Client, Close, Exchange, Phase, Run, Step, Stream};
 use crate::access_log::{self, Text};
 use crate::buffer::Buf;
-use crate::config::HashKey;
 use crate::context::Ctx;
 use crate::http::errors::Status;
-use crate::http::request::{self, ClientInfo, KeySource, OnePool, Reject, Routed};
+use crate::http::request::{self, ClientInfo, Reject};
 use crate::http::{Body, BodyError, Framing, Method, Step as BodyStep};
 use crate::stats::CloseReason;
 use crate::stream::relay::Broke;
@@ -90,18 +89,7 @@ impl Stream {
         if cfg.request_id {
             ctx.ids.next(&mut id);
         }
-        let router = OnePool(Routed {
-            pool: 0,
-            route: None,
-            strip: 0,
-            key: match &cfg.balance.hash_key {
-                HashKey::ClientIp => KeySource::ClientIp,
-                HashKey::Header(name) => KeySource::Header(name.as_bytes()),
-                HashKey::Cookie(name) => KeySource::Cookie(name.as_bytes()),
-            },
-            sticky_cookie: cfg.sticky_cookie.as_deref().map(str::as_bytes),
-            strip_sticky_cookie: cfg.strip_sticky_cookie,
-        });
+        let router = ctx.pools.router();
         let info = ClientInfo {
             ip: from.peer,
             tls: cfg.tls,
@@ -170,7 +158,7 @@ impl Stream {
         self.ex.client = hashed;
         self.ex.key = (head.key.unwrap_or(hashed) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);
-        self.ex.replay = cfg.balance.retries > 0;
+        self.ex.replay = ctx.pools.settings(self.ex.pool).balance.retries > 0;
         self.phase = Phase::Exchange;
         if let Some(status) = self.frame_request(cfg.limits.max_body) {
             self.reject(ctx, client, deadline, status, from.peer)?;

@@ -107,11 +107,14 @@ impl Stream {
                 keep_alive: self.ex.keep_alive && !ctx.draining && self.req_body.is_done(),
                 upgrade: self.ex.upgrade,
                 max_headers: ctx.cfg.limits.max_headers,
-                set_cookie: match (&ctx.cfg.sticky_cookie, self.ex.set_cookie) {
+                set_cookie: match (
+                    &ctx.pools.settings(self.ex.pool).sticky_cookie,
+                    self.ex.set_cookie,
+                ) {
                     (Some(name), true) => Some(response::SetCookie {
                         name: name.as_bytes(),
                         id: cookie_id,
-                        max_age: ctx.cfg.sticky_max_age,
+                        max_age: ctx.pools.settings(self.ex.pool).sticky_max_age,
                         secure: ctx.cfg.tls,
                     }),
                     _ => None,
@@ -243,7 +246,9 @@ impl Stream {
             return Ok(Step::Progress);
         }
         if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
-            passive::failed(ctx.balancer, &up.backend, ctx.now);
+            if let Some(balancer) = ctx.pools.balancer(self.ex.pool) {
+                passive::failed(balancer, &up.backend, ctx.now);
+            }
         }
         // Cut short after the response started: the client can only learn by the connection
         // ending. A length or chunked body shows the truncation by itself; a close-delimited one

@@ -173,6 +173,8 @@ fn defaults() -> Config {
             redirect_http_port: None,
             hsts: None,
         },
+        pools: Vec::new(),
+        routes: Vec::new(),
     }
 }
 
