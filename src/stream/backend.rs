@@ -43,7 +43,7 @@ impl Stream {
             exclude,
             now: ctx.now,
         };
-        let (backend, set_cookie) = match ctx.pools.choose(self.ex.pool, &ask) {
+        let (backend, set_cookie) = match ctx.pools.choose(self.pool, &ask) {
             Choice::Backend {
                 backend,
                 set_cookie,
@@ -87,7 +87,7 @@ impl Stream {
                 self.fail(ctx, client, deadline, Status::ServiceUnavailable)
             }
             Err(_) => {
-                if let Some(balancer) = ctx.pools.balancer(self.ex.pool) {
+                if let Some(balancer) = ctx.pools.balancer(self.pool) {
                     passive::failed(balancer, &backend, ctx.now);
                 }
                 backend.end_request();
@@ -177,7 +177,7 @@ impl Stream {
         };
         let backend = match ctx.upstreams.get_mut(key) {
             Some(up) => {
-                if let Some(balancer) = ctx.pools.balancer(self.ex.pool) {
+                if let Some(balancer) = ctx.pools.balancer(self.pool) {
                     passive::failed(balancer, &up.backend, ctx.now);
                 }
                 up.backend.end_request();

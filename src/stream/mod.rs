@@ -154,8 +154,6 @@ struct Exchange {
     attempts: u8,
     /// Interim (1xx) responses received.
     interims: u8,
-    /// The pool that takes the request (its index in the worker's `pools::View`).
-    pool: u16,
     /// The request's balancing key (`hash_key`'s value, or the client address), 32 bits of its
     /// hash: plenty for a lookup table, and an idle connection stays within its size.
     key: u32,
@@ -195,7 +193,6 @@ impl Exchange {
             upgrade: head.upgrade,
             attempts: 1,
             interims: 0,
-            pool: head.pool,
             key: 0,
             cookie: 0,
             client: 0,
@@ -255,6 +252,8 @@ pub struct Stream {
     scan: u32,
     /// The backend connection's key in the worker's `Upstreams`.
     upstream: Option<UpKey>,
+    /// The pool that takes the request under way (its index in the worker's `pools::View`).
+    pool: u16,
     /// Request bytes, client → backend: the rewritten head, then the body (with HTTP/1.1,
     /// pipelined requests may follow it: they go back to the connection at the end).
     req: Pipe,
@@ -279,6 +278,7 @@ impl Stream {
             phase: Phase::Idle,
             scan: 0,
             upstream: None,
+            pool: 0,
             req: Pipe::default(),
             req_body: Body::default(),
             resp: Pipe::default(),
@@ -320,7 +320,7 @@ impl Stream {
 
     /// The keys of the stream's pool.
     fn pool<'c>(&self, ctx: &'c Ctx<'_>) -> &'c crate::pools::PoolSettings {
-        ctx.pools.settings(self.ex.pool)
+        ctx.pools.settings(self.pool)
     }
 
     /// Progress was made: restart the idle-style deadline of the current phase (the others are

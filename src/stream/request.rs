@@ -151,6 +151,7 @@ impl Stream {
         self.req.set_sent(0);
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(&head);
+        self.pool = head.pool;
         let hashed = crate::hash::hash_ip(crate::client_ip::client_key(
             head.client.unwrap_or(from.peer),
             cfg.identity.ipv6_client_prefix,
@@ -158,7 +159,7 @@ impl Stream {
         self.ex.client = hashed;
         self.ex.key = (head.key.unwrap_or(hashed) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);
-        self.ex.replay = ctx.pools.settings(self.ex.pool).balance.retries > 0;
+        self.ex.replay = ctx.pools.settings(self.pool).balance.retries > 0;
         self.phase = Phase::Exchange;
         if let Some(status) = self.frame_request(cfg.limits.max_body) {
             self.reject(ctx, client, deadline, status, from.peer)?;

@@ -108,13 +108,13 @@ impl Stream {
                 upgrade: self.ex.upgrade,
                 max_headers: ctx.cfg.limits.max_headers,
                 set_cookie: match (
-                    &ctx.pools.settings(self.ex.pool).sticky_cookie,
+                    &ctx.pools.settings(self.pool).sticky_cookie,
                     self.ex.set_cookie,
                 ) {
                     (Some(name), true) => Some(response::SetCookie {
                         name: name.as_bytes(),
                         id: cookie_id,
-                        max_age: ctx.pools.settings(self.ex.pool).sticky_max_age,
+                        max_age: ctx.pools.settings(self.pool).sticky_max_age,
                         secure: ctx.cfg.tls,
                     }),
                     _ => None,
@@ -246,7 +246,7 @@ impl Stream {
             return Ok(Step::Progress);
         }
         if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
-            if let Some(balancer) = ctx.pools.balancer(self.ex.pool) {
+            if let Some(balancer) = ctx.pools.balancer(self.pool) {
                 passive::failed(balancer, &up.backend, ctx.now);
             }
         }
