@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the data path's pure functions, through ferrule's public API: request head
-//! scan + rewrite, response head rewrite, chunked body framing, one balancer pick, and one
-//! access-log line.
+//! scan + rewrite, response head rewrite, chunked body framing, one balancer pick, one route
+//! lookup, and one access-log line.
 //!
 //! ```text
 //! cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2
@@ -22,6 +22,7 @@ use ferrule::hash::hash_ip;
 use ferrule::http::request::{self, ClientInfo, KeySource, Limits};
 use ferrule::http::response::{self, Answering};
 use ferrule::http::{Body, Framing, Method, Step};
+use ferrule::route::{RouteSpec, Routes};
 
 /// A browser-like GET: 10 header fields, ~400 bytes.
 const REQUEST: &[u8] = b"GET /api/v1/products/12345?ref=home&lang=en HTTP/1.1\r\n\
@@ -281,6 +282,43 @@ fn choose(c: &mut Criterion) {
     group.finish();
 }
 
+/// The route lookup (`route::Routes::find`) among 1, 10 and 1,000 routes, the request matching
+/// the last route of the file: by host (each route its own host and a path prefix), and by path
+/// prefix alone (every route a prefix of any host).
+fn routes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route");
+    for n in [1usize, 10, 1000] {
+        let by_host: Vec<RouteSpec> = (0..n)
+            .map(|i| RouteSpec {
+                host: Some(format!("svc{i}.example.com")),
+                path_prefix: Some(format!("/api/v{}/", i % 5)),
+                pool: i % 7,
+                strip_prefix: false,
+            })
+            .collect();
+        let by_path: Vec<RouteSpec> = (0..n)
+            .map(|i| RouteSpec {
+                host: None,
+                path_prefix: Some(format!("/svc{i}/")),
+                pool: i % 7,
+                strip_prefix: true,
+            })
+            .collect();
+        let host = format!("svc{}.example.com:8080", n - 1);
+        let path = format!("/api/v{}/users/42", (n - 1) % 5);
+        let table = Routes::new(by_host);
+        group.bench_function(BenchmarkId::new("host", n), |b| {
+            b.iter(|| table.find(black_box(host.as_bytes()), black_box(path.as_bytes())))
+        });
+        let path = format!("/svc{}/users/42", n - 1);
+        let table = Routes::new(by_path);
+        group.bench_function(BenchmarkId::new("path", n), |b| {
+            b.iter(|| table.find(black_box(b"example.com"), black_box(path.as_bytes())))
+        });
+    }
+    group.finish();
+}
+
 /// One access-log line in each format, as the writer thread formats it (the time text moves
 /// every 20 lines, as under ~50k requests/s it does each millisecond).
 fn access_log_line(c: &mut Criterion) {
@@ -331,5 +369,13 @@ fn access_log_line(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heads, chunked, balancer, choose, access_log_line);
+criterion_group!(
+    benches,
+    heads,
+    chunked,
+    balancer,
+    choose,
+    routes,
+    access_log_line
+);
 criterion_main!(benches);
