@@ -104,6 +104,8 @@ pub struct H2 {
     streams: Slab<Entry>,
     /// Highest client stream id seen.
     last_id: u32,
+    /// The client's first SETTINGS, which completes its preface (§3.4), came.
+    settings_seen: bool,
     /// Our receive window on the connection.
     recv: RecvWindow,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE.
@@ -169,6 +171,7 @@ impl H2 {
             list: HeaderList::new(max_head),
             streams: Slab::new(),
             last_id: 0,
+            settings_seen: false,
             recv,
             peer_window: frame::DEFAULT_WINDOW,
             limits,
@@ -360,6 +363,17 @@ impl H2 {
                 self.state = State::Open;
                 moved = true;
                 continue;
+            }
+            if !self.settings_seen {
+                // §3.4: the preface ends with a SETTINGS frame (not an ACK); anything else first
+                // is an invalid preface
+                if let Some(head) = frame::Head::read(buf.bytes()) {
+                    if head.kind != frame::kind::SETTINGS || head.flags & frame::flag::ACK != 0 {
+                        self.fail(ErrorCode::ProtocolError, "no SETTINGS after the preface");
+                        break;
+                    }
+                    self.settings_seen = true;
+                }
             }
             let parsed = match frame::parse(buf.bytes(), frame::DEFAULT_MAX_FRAME_SIZE) {
                 Ok(p) => p,
