@@ -12,7 +12,8 @@
 //! Limits (each counted per connection, see [`Limits`]): concurrent streams (more are refused
 //! with REFUSED_STREAM), streams over the connection's life (then GOAWAY: the client reconnects),
 //! resets the client sends before an answer and resets we must send (Rapid Reset, MadeYouReset),
-//! SETTINGS, PING, empty DATA and connection WINDOW_UPDATE frames per second (floods); the header
+//! SETTINGS, PING, empty DATA and WINDOW_UPDATE frames per second (floods; WINDOW_UPDATEs that
+//! acknowledge DATA we sent are not counted, see `count_window_update`); the header
 //! block and its decoded size are bounded by the frame layer and HPACK (CONTINUATION floods,
 //! HPACK bombs). Each ends in GOAWAY ENHANCE_YOUR_CALM.
 //!
@@ -115,6 +116,8 @@ pub struct H2 {
     resets: Rate,
     emitted: u32,
     control: Rate,
+    /// WINDOW_UPDATEs taken as acknowledgements of our DATA (see `count_window_update`).
+    window_updates: u64,
     /// A deadline of the connection itself (idle: `keepalive_timeout`; none while streams run).
     idle_deadline: Option<Instant>,
 }
@@ -156,6 +159,7 @@ impl H2 {
             encoder: Encoder::new(),
             block: Vec::new(),
             max_frame: frame::DEFAULT_MAX_FRAME_SIZE,
+            data_frames: 0,
         };
         frame::settings(&mut out.bytes, &settings_ours(&limits, max_head));
         let mut recv = RecvWindow::new(frame::DEFAULT_WINDOW, CONN_WINDOW);
@@ -179,6 +183,7 @@ impl H2 {
             resets: Rate::default(),
             emitted: 0,
             control: Rate::default(),
+            window_updates: 0,
             idle_deadline: Some(now + keepalive),
         }
     }
@@ -558,8 +563,8 @@ impl H2 {
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => {
+                self.count_window_update(ctx.now)?;
                 if stream == 0 {
-                    self.count_control(ctx.now)?;
                     self.out.send.grow(increment, 0)?;
                     for (_, e) in self.streams.iter_mut() {
                         e.flow.side.writable = true;
@@ -591,6 +596,26 @@ impl H2 {
             ));
         }
         Ok(())
+    }
+
+    /// A WINDOW_UPDATE (any stream). A client acknowledges the DATA it reads with them, as
+    /// often as it likes: one for its stream and one for the connection per DATA frame we sent,
+    /// and one per stream it opened (to widen that stream's window), are what a client does, and
+    /// free; only WINDOW_UPDATEs beyond those count with the control frames (a flood). A
+    /// per-second count alone would cut off a client with the protocol's default 64 KiB
+    /// connection window (an update every 32 KiB, as nghttp2 and Python's h2 send them) as soon
+    /// as it downloads faster than 6 MiB/s.
+    fn count_window_update(&mut self, now: Instant) -> Result<(), H2Error> {
+        let earned = self
+            .out
+            .data_frames
+            .saturating_mul(2)
+            .saturating_add(u64::from(self.opened));
+        if self.window_updates < earned {
+            self.window_updates += 1;
+            return Ok(());
+        }
+        self.count_control(now)
     }
 
     fn setting(&mut self, s: Setting) -> Result<(), H2Error> {
