@@ -319,6 +319,10 @@ impl Stream {
         let cfg = ctx.cfg;
         let timeout = match self.phase {
             Phase::Exchange if !self.req_body.is_done() => cfg.client_body_timeout,
+            // response bytes wait for a client that does not take them (a full socket, an
+            // HTTP/2 window at 0): the backend is not read meanwhile, so it is the write to the
+            // client that makes no progress
+            Phase::Exchange if self.ex.committed && self.resp.unsent() > 0 => cfg.send_timeout,
             Phase::Exchange if !self.ex.resp_done => cfg.backend_timeout,
             Phase::Exchange => cfg.send_timeout,
             Phase::Tunnel => cfg.tunnel_timeout,
