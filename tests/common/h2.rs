@@ -182,7 +182,7 @@ pub fn encode_index(index: usize, out: &mut Vec<u8>) {
 }
 
 /// What the server sent on one stream.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Resp {
     /// Every field block, decoded, in order (interim heads, the final head, trailers).
     pub blocks: Vec<Vec<(String, String)>>,
@@ -192,6 +192,21 @@ pub struct Resp {
     pub ended: bool,
     /// RST_STREAM came, with this code.
     pub reset: Option<u32>,
+}
+
+impl std::fmt::Debug for Resp {
+    /// The body as its length and first bytes: a failed assertion stays readable.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head = &self.body[..self.body.len().min(64)];
+        f.debug_struct("Resp")
+            .field("blocks", &self.blocks)
+            .field("body_len", &self.body.len())
+            .field("body_start", &String::from_utf8_lossy(head))
+            .field("data_frames", &self.data_frames)
+            .field("ended", &self.ended)
+            .field("reset", &self.reset)
+            .finish()
+    }
 }
 
 impl Resp {
@@ -285,6 +300,9 @@ pub struct Wire {
     pub pongs: Vec<[u8; 8]>,
     /// Give credit back for DATA received (else the windows stay as the server spends them).
     pub auto_window: bool,
+    /// Acknowledge the server's SETTINGS (off while a test holds a field block open, where any
+    /// other frame is a protocol error).
+    pub auto_settings_ack: bool,
     /// Credit owed on the connection, sent once it passes half a MiB.
     conn_owed: usize,
     next_id: u32,
@@ -338,6 +356,7 @@ impl Wire {
             closed: false,
             pongs: Vec::new(),
             auto_window: true,
+            auto_settings_ack: true,
             conn_owed: 0,
             next_id: 1,
             frames_seen: 0,
@@ -653,7 +672,9 @@ impl Wire {
                             .push((id, u32::from_be_bytes([p[2], p[3], p[4], p[5]])));
                     }
                 }
-                let _ = self.try_send(&frame(kind::SETTINGS, flag::ACK, 0, &[]));
+                if self.auto_settings_ack {
+                    let _ = self.try_send(&frame(kind::SETTINGS, flag::ACK, 0, &[]));
+                }
             }
             kind::PING if f.flags & flag::ACK != 0 => {
                 if let Ok(p) = <[u8; 8]>::try_from(f.payload.as_slice()) {
@@ -980,9 +1001,10 @@ impl EchoBackend {
     }
 }
 
-/// A backend that never answers: each request reports its target on arrival, then the backend
-/// waits for the proxy to end the connection and reports that too (the request was cancelled).
-/// It waits at most 30 s, and then reports `"<target> not ended"`.
+/// A backend that never answers (but requests for `/ok…`, answered `200` `ok` at once, keep-alive):
+/// each request reports its target on arrival, then the backend waits for the proxy to end the
+/// connection and reports that too (the request was cancelled). It waits at most 30 s, and then
+/// reports `"<target> not ended"`.
 pub struct HoldBackend {
     pub addr: SocketAddr,
     pub arrivals: mpsc::Receiver<String>,
@@ -991,6 +1013,23 @@ pub struct HoldBackend {
 }
 
 impl HoldBackend {
+    /// Waits for the next request to arrive (10 s at most) and returns its target.
+    #[track_caller]
+    pub fn arrival(&self) -> String {
+        self.arrivals
+            .recv_timeout(IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("no request reached the hold backend: {e:?}"))
+    }
+
+    /// Waits for a held request to end (40 s at most) and returns its target (`" not ended"`
+    /// appended if the proxy kept it for 30 s).
+    #[track_caller]
+    pub fn end(&self) -> String {
+        self.ends
+            .recv_timeout(Duration::from_secs(40))
+            .unwrap_or_else(|e| panic!("no held request ended: {e:?}"))
+    }
+
     pub fn start() -> HoldBackend {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -1012,10 +1051,14 @@ impl HoldBackend {
                         let Ok(seen) = read_request(&mut r, 0) else {
                             return;
                         };
-                        if !seen.is_health_probe() {
+                        let answer = if seen.is_health_probe() {
+                            HEALTH_PROBE_ANSWER.to_vec()
+                        } else if seen.target.starts_with("/ok") {
+                            ok_response("hold", b"ok")
+                        } else {
                             break seen;
-                        }
-                        if w.write_all(HEALTH_PROBE_ANSWER).is_err() {
+                        };
+                        if w.write_all(&answer).is_err() {
                             return;
                         }
                     };
