@@ -90,6 +90,8 @@ pub struct Entry {
     pub event: Event,
     pub peer: IpAddr,
     pub http10: bool,
+    /// The request came over HTTP/2 (a stream of an h2 connection).
+    pub http2: bool,
     /// The status sent to the client (0: none was).
     pub status: u16,
     /// When the request head was complete (or the event happened).
@@ -120,6 +122,7 @@ impl Entry {
             event: Event::Request,
             peer: IpAddr::from([0, 0, 0, 0]),
             http10: false,
+            http2: false,
             status: 0,
             started: now,
             ended: now,
@@ -143,6 +146,17 @@ impl Entry {
             peer,
             ..Entry::new(now)
         };
+    }
+
+    /// The request's protocol as logged: `HTTP/2.0`, `HTTP/1.0` or `HTTP/1.1`.
+    pub fn protocol(&self) -> &'static [u8] {
+        if self.http2 {
+            b"HTTP/2.0"
+        } else if self.http10 {
+            b"HTTP/1.0"
+        } else {
+            b"HTTP/1.1"
+        }
     }
 
     /// Sets a text field (at most `FIELD_MAX` bytes of it). Each field is set at most once.
@@ -618,7 +632,8 @@ pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
             escape_clf(method, out);
             out.push(b' ');
             escape_clf(e.get(Text::Target).unwrap_or(b"-"), out);
-            out.extend_from_slice(if e.http10 { b" HTTP/1.0" } else { b" HTTP/1.1" });
+            out.push(b' ');
+            out.extend_from_slice(e.protocol());
         }
     }
     out.extend_from_slice(b"\" ");
@@ -680,11 +695,9 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     text(out, "method", Text::Method);
     text(out, "target", Text::Target);
     if e.event == Event::Request && e.get(Text::Method).is_some() {
-        out.extend_from_slice(if e.http10 {
-            b",\"protocol\":\"HTTP/1.0\""
-        } else {
-            b",\"protocol\":\"HTTP/1.1\""
-        });
+        out.extend_from_slice(b",\"protocol\":\"");
+        out.extend_from_slice(e.protocol());
+        out.push(b'"');
     }
     text(out, "host", Text::Host);
     out.extend_from_slice(b",\"status\":");

@@ -66,6 +66,10 @@ pub trait Client: End {
     fn starved(&self) -> bool {
         false
     }
+    /// The client speaks HTTP/2 (the access log says `HTTP/2.0`).
+    fn http2(&self) -> bool {
+        false
+    }
 }
 
 /// The connection must close, and why.

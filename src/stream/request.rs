@@ -135,6 +135,7 @@ impl Stream {
                 }
                 e.tls = client.tls_version().map(access_log::tls_name);
                 e.http10 = head.http10;
+                e.http2 = client.http2();
                 // the head and whatever followed it so far (`log_done` takes off what belongs
                 // to a next request)
                 e.bytes_in = buf.len() as u64;
@@ -199,6 +200,9 @@ impl Stream {
         if self.log.is_none() {
             // a head refused before it was parsed, or a timeout waiting for it
             self.log = ctx.access_log.entry(peer, ctx.now);
+            if let Some(e) = self.log.as_mut() {
+                e.http2 = client.http2();
+            }
         }
         self.fail(ctx, client, deadline, status)
     }

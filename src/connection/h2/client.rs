@@ -395,4 +395,8 @@ impl crate::stream::Client for Client<'_> {
     fn starved(&self) -> bool {
         self.flow.starved()
     }
+
+    fn http2(&self) -> bool {
+        true
+    }
 }
