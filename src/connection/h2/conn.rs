@@ -73,6 +73,15 @@ impl Rate {
     }
 }
 
+/// Who a new stream's client is: the connection's peer and, over TLS, what its handshake
+/// agreed (the access log's `sni` and `tls`).
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    ip: IpAddr,
+    sni: Option<&'a str>,
+    tls: Option<rustls::ProtocolVersion>,
+}
+
 /// One stream of the connection.
 struct Entry {
     stream: Stream,
@@ -336,7 +345,12 @@ impl H2 {
                 Got::Failed(_) => return Err(Close(CloseReason::ClientError)),
             }
         }
-        moved |= self.frames(ctx, peer);
+        let origin = Origin {
+            ip: peer,
+            sni: t.sni(),
+            tls: t.tls_version(),
+        };
+        moved |= self.frames(ctx, origin);
         ctx.bufs.put_if_empty(&mut self.input);
         if side.eof && self.state != State::Failed {
             // the client closed its side: the streams can no longer be answered
@@ -346,7 +360,7 @@ impl H2 {
     }
 
     /// Handles the whole frames in the input.
-    fn frames(&mut self, ctx: &mut Ctx<'_>, peer: IpAddr) -> bool {
+    fn frames(&mut self, ctx: &mut Ctx<'_>, peer: Origin<'_>) -> bool {
         let mut moved = false;
         let mut input = self.input.take();
         // bounded: each round consumes a frame or stops
@@ -446,7 +460,7 @@ impl H2 {
     }
 
     /// One frame.
-    fn frame(&mut self, ctx: &mut Ctx<'_>, f: Frame<'_>, peer: IpAddr) -> Result<(), H2Error> {
+    fn frame(&mut self, ctx: &mut Ctx<'_>, f: Frame<'_>, peer: Origin<'_>) -> Result<(), H2Error> {
         if let Frame::Continuation { .. } = f {
         } else {
             self.block.check_other()?;
@@ -700,7 +714,7 @@ impl H2 {
         ctx: &mut Ctx<'_>,
         id: u32,
         end_stream: bool,
-        peer: IpAddr,
+        peer: Origin<'_>,
     ) -> Result<(), H2Error> {
         if let Some(slot) = self.slot_of(id) {
             return self.trailers(ctx, slot, id, end_stream);
@@ -770,7 +784,7 @@ impl H2 {
         ctx: &mut Ctx<'_>,
         id: u32,
         end_stream: bool,
-        peer: IpAddr,
+        peer: Origin<'_>,
     ) -> Result<(), H2Error> {
         // the request id generator's bytes: unique per worker, unpredictable enough for a
         // WebSocket key (RFC 6455 §4.1 asks for a nonce, not a secret)
@@ -821,11 +835,11 @@ impl H2 {
         let mut client = Client {
             flow: &mut e.flow,
             out: &mut self.out,
-            sni: None,
-            tls: None,
+            sni: peer.sni,
+            tls: peer.tls,
         };
         let from = Opening {
-            peer,
+            peer: peer.ip,
             began: ctx.now,
         };
         let result = match started {
@@ -840,7 +854,7 @@ impl H2 {
                     &client,
                     &mut deadline,
                     Status::HeaderFieldsTooLarge,
-                    peer,
+                    peer.ip,
                 )
                 .map(|_| true),
         };
