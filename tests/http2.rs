@@ -10,14 +10,18 @@
 //!   meanwhile every time;
 //! - `drain`: GOAWAY with the last stream id on shutdown, the streams in flight finish;
 //! - `features`: what every HTTP/1.1 request gets, per stream (balancing, stickiness with split
-//!   cookies, queueing, retries, forwarding headers, 431, bodiless answers, interim answers,
-//!   trailers, hop-by-hop fields, the access log) and WebSocket over HTTP/2 (RFC 8441).
+//!   cookies, queueing, retries, forwarding headers, 431, the access log);
+//! - `conversion`: HTTP/2 ↔ HTTP/1.1 (request bodies with and without a length, bodiless and
+//!   interim answers, chunked answers and trailers, hop-by-hop fields) and WebSocket over
+//!   HTTP/2 (RFC 8441).
 //!
 //! The clients: `common::h2::Wire` (frames by hand), `tests/http2/h2client.py` (Python's `h2`),
 //! `curl` and `nghttp` (Debian's `nghttp2-client`), all bounded in time.
 
 mod common;
 
+#[path = "http2/conversion.rs"]
+mod conversion;
 #[path = "http2/drain.rs"]
 mod drain;
 #[path = "http2/errors.rs"]

@@ -305,6 +305,10 @@ pub struct Wire {
     pub auto_settings_ack: bool,
     /// Credit owed on the connection, sent once it passes half a MiB.
     conn_owed: usize,
+    /// What we may still send: on the connection, and per stream beyond the server's initial
+    /// window (`window_of`).
+    conn_send: i64,
+    stream_send: HashMap<u32, i64>,
     next_id: u32,
     pub frames_seen: usize,
 }
@@ -358,6 +362,8 @@ impl Wire {
             auto_window: true,
             auto_settings_ack: true,
             conn_owed: 0,
+            conn_send: 65_535,
+            stream_send: HashMap::new(),
             next_id: 1,
             frames_seen: 0,
         }
@@ -505,6 +511,52 @@ impl Wire {
             out.extend(data(id, chunk, end_stream && chunks.peek().is_none()));
         }
         self.send(&out);
+    }
+
+    /// The server's SETTINGS_INITIAL_WINDOW_SIZE, as received so far.
+    fn initial_window(&self) -> i64 {
+        self.settings
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == setting::INITIAL_WINDOW_SIZE)
+            .map_or(65_535, |(_, v)| i64::from(*v))
+    }
+
+    /// What stream `id` may still send (both windows).
+    pub fn send_window(&self, id: u32) -> i64 {
+        let stream = self.initial_window() + self.stream_send.get(&id).copied().unwrap_or(0);
+        stream.min(self.conn_send)
+    }
+
+    /// DATA on `id`, within the server's flow-control windows: reads frames (WINDOW_UPDATEs)
+    /// while they are spent. False if the stream or the connection ended first.
+    pub fn send_data_flow(&mut self, id: u32, body: &[u8], end_stream: bool) -> bool {
+        let mut at = 0;
+        // bounded: every round sends bytes, or reads a frame (reads time out)
+        while at < body.len() || (end_stream && at == 0 && body.is_empty()) {
+            if self.streams.get(&id).is_some_and(|r| r.reset.is_some()) {
+                return false;
+            }
+            let room = usize::try_from(self.send_window(id)).unwrap_or(0);
+            let n = room.min(16_384).min(body.len() - at);
+            if n == 0 && !body.is_empty() {
+                if self.closed || !self.pump() {
+                    return false;
+                }
+                continue;
+            }
+            let last = at + n == body.len();
+            if !self.try_send(&data(id, &body[at..at + n], end_stream && last)) {
+                return false;
+            }
+            self.conn_send -= n as i64;
+            *self.stream_send.entry(id).or_insert(0) -= n as i64;
+            at += n;
+            if body.is_empty() {
+                break;
+            }
+        }
+        true
     }
 
     /// A request and its whole response.
@@ -685,6 +737,14 @@ impl Wire {
                 let g = (be32(&f.payload[0..4]), be32(&f.payload[4..8]));
                 self.goaway.get_or_insert(g);
                 self.goaways.push(g);
+            }
+            kind::WINDOW_UPDATE if f.payload.len() == 4 => {
+                let inc = i64::from(be32(&f.payload));
+                if f.stream == 0 {
+                    self.conn_send += inc;
+                } else {
+                    *self.stream_send.entry(f.stream).or_insert(0) += inc;
+                }
             }
             kind::RST_STREAM if f.payload.len() == 4 => {
                 self.streams.entry(f.stream).or_default().reset = Some(be32(&f.payload));
