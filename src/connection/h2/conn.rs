@@ -682,7 +682,12 @@ impl H2 {
                 "DATA after END_STREAM",
             ));
         }
-        e.flow.recv.receive(flow_len, id)?;
+        if let Err(past) = e.flow.recv.receive(flow_len, id) {
+            // the frame counted against the connection window (§6.9) and is discarded: its
+            // credit comes back, or every such stream error would shrink the window for good
+            self.recv.release(flow_len as usize);
+            return Err(past);
+        }
         if let Err(Refused::Malformed(why)) = e.flow.length.data(data.len(), end_stream) {
             return Err(H2Error::stream(id, ErrorCode::ProtocolError, why));
         }
