@@ -500,8 +500,11 @@ impl Wire {
         id
     }
 
-    /// DATA on `id` in frames of at most 16 KiB (the caller minds the windows).
+    /// DATA on `id` in frames of at most 16 KiB (the caller minds the windows; what is sent is
+    /// counted against them).
     pub fn send_data(&mut self, id: u32, body: &[u8], end_stream: bool) {
+        self.conn_send -= body.len() as i64;
+        *self.stream_send.entry(id).or_insert(0) -= body.len() as i64;
         let mut out = Vec::new();
         if body.is_empty() {
             out.extend(data(id, &[], end_stream));
@@ -520,6 +523,11 @@ impl Wire {
             .rev()
             .find(|(id, _)| *id == setting::INITIAL_WINDOW_SIZE)
             .map_or(65_535, |(_, v)| i64::from(*v))
+    }
+
+    /// What the connection may still send (its window, as the server's WINDOW_UPDATEs made it).
+    pub fn conn_window(&self) -> i64 {
+        self.conn_send
     }
 
     /// What stream `id` may still send (both windows).

@@ -625,7 +625,62 @@ fn data_past_window(mode: Mode) {
     assert!(holder.ping_pong(), "the slot's holder is unharmed");
 }
 
+/// A stream error for DATA past the stream's window must not cost the connection its window:
+/// the frame counted against the connection too (§6.9), and it is discarded, so its credit comes
+/// back. 70 such errors (70 frames of 16 KiB, more than the 1 MiB connection window) leave the
+/// connection able to send.
+fn stream_flow_errors_keep_the_connection_window(mode: Mode) {
+    let hold = HoldBackend::start();
+    let s = Setup::start(
+        mode,
+        &[hold.addr],
+        json!({"max_conns": 1, "queue_timeout": "30s"}),
+    );
+    let mut holder = s.wire();
+    holder.start("GET", "/slot", &[], None);
+    assert_eq!(hold.arrival(), "/slot");
+    let mut w = s.wire();
+    let window = vec![7u8; 65_535];
+    let over = vec![8u8; 16_384];
+    for i in 0..70 {
+        let id = w.next_id();
+        let fields = w.request_fields("POST", "/queued", &[("content-length", "200000")]);
+        w.headers(id, &fields, false);
+        assert!(
+            w.send_data_flow(id, &window, false),
+            "stream #{i}: the stream's window within the connection's ({} left)",
+            w.conn_window()
+        );
+        // one frame past the stream's window, within the connection's
+        assert!(
+            w.wait(|w| w.conn_window() >= 16_384),
+            "stream #{i}: room in the connection window ({} left)",
+            w.conn_window()
+        );
+        w.send_data(id, &over, false);
+        assert_eq!(
+            w.wait_reset(id),
+            Some(code::FLOW_CONTROL_ERROR),
+            "stream #{i}"
+        );
+    }
+    // a new stream runs, and with it the connection's credit is counted again
+    w.start("GET", "/queued-get", &[], None);
+    assert!(
+        w.ping_pong() && w.goaway.is_none(),
+        "the connection lives on"
+    );
+    assert!(w.ping_pong());
+    let sent = 70 * (65_535 + 16_384);
+    assert!(
+        w.conn_window() >= 512 * 1024,
+        "the connection window is open again ({} after {sent} bytes sent)",
+        w.conn_window()
+    );
+}
+
 both_modes!(
+    stream_flow_errors_keep_the_connection_window,
     bad_preface,
     frames_on_idle_streams,
     frames_on_closed_streams,
