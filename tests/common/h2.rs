@@ -29,7 +29,9 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
 use super::tls::{merged, path_text, provider, CertFiles, TempDir, TestCa};
-use super::{ok_response, read_request, ChildGuard, Proxy, HEALTH_PROBE_ANSWER, IO_TIMEOUT};
+use super::{
+    ok_response, read_request, ChildGuard, Proxy, ProxyProcess, HEALTH_PROBE_ANSWER, IO_TIMEOUT,
+};
 
 /// Error codes (RFC 9113 §7).
 pub mod code {
@@ -915,6 +917,31 @@ impl Setup {
             a.push(path_text(ca));
         }
         a
+    }
+}
+
+/// A proxy child process (one worker) in front of `backend`, over `mode`, with what a client
+/// needs to reach it.
+pub fn proxy_process(
+    mode: Mode,
+    backend: SocketAddr,
+    extra: Value,
+    name: &str,
+) -> (ProxyProcess, Option<Arc<ClientConfig>>, Option<TempDir>) {
+    let base = json!({"workers": 1, "backends": [{"url": format!("http://{backend}")}]});
+    match mode {
+        Mode::H2c => (ProxyProcess::start(merged(base, extra), name), None, None),
+        Mode::Tls => {
+            let dir = TempDir::new(name);
+            let ca = TestCa::new("ferrule http2 limits CA");
+            let files = ca.issue(&["localhost"]).write(&dir, "server");
+            let cfg = merged(merged(base, json!({"ssl": files.ssl()})), extra);
+            (
+                ProxyProcess::start(cfg, name),
+                Some(h2_client_config(&ca)),
+                Some(dir),
+            )
+        }
     }
 }
 

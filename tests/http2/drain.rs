@@ -2,14 +2,16 @@
 //! NO_ERROR with the last stream id it took; the streams in flight finish (their request bodies
 //! still flow in, their answers out), a stream opened after the GOAWAY is refused, and the
 //! connection closes once they are done; an idle connection closes at once. A stream that
-//! cannot finish within `shutdown_timeout` is cut when it passes.
+//! cannot finish within `shutdown_timeout` is cut when it passes. Also: an idle connection
+//! follows `keepalive_timeout`, and a reload keeps connections open.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::both_modes;
-use crate::common::h2::{code, HoldBackend, Mode, Setup};
+use crate::common::h2::{code, proxy_process, HoldBackend, Mode, Setup, Wire};
+use crate::common::tls::admin_post;
 use crate::common::GatedBackend;
 
 fn goaway_on_drain(mode: Mode) {
@@ -91,4 +93,43 @@ fn drain_deadline(mode: Mode) {
     assert_eq!(hold.end(), "/forever", "the backend request is cancelled");
 }
 
-both_modes!(goaway_on_drain, drain_deadline);
+/// An idle HTTP/2 connection follows `keepalive_timeout` (1 s): GOAWAY NO_ERROR with the last
+/// stream it served, then the close.
+fn idle_connection_times_out(mode: Mode) {
+    let b = crate::common::Backend::start("a");
+    let s = Setup::start(mode, &[b.addr], json!({"keepalive_timeout": "1s"}));
+    let mut w = s.wire();
+    assert_eq!(w.get("/one").status(), 200);
+    let idle_since = Instant::now();
+    assert_eq!(w.wait_goaway(), Some((1, code::NO_ERROR)));
+    assert!(w.wait_closed());
+    let idle = idle_since.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(8),
+        "closed after keepalive_timeout (1 s), not {idle:?}"
+    );
+}
+
+/// A reload (`POST /reload`) keeps HTTP/2 connections open: the same connection serves on.
+fn reload_keeps_connections(mode: Mode) {
+    let b = crate::common::Backend::start("a");
+    let (proxy, tls, _dir) = proxy_process(mode, b.addr, json!({}), &format!("h2-reload-{mode:?}"));
+    let mut w = Wire::open_with(mode, proxy.addr(), tls.as_ref(), &[]);
+    assert_eq!(w.get("/before").status(), 200);
+    let (status, answer) = admin_post(proxy.admin_addr(), "/reload");
+    assert_eq!(status, 200, "{answer}");
+    let r = w.get("/after");
+    assert_eq!(
+        r.status(),
+        200,
+        "the connection serves on after the reload: {r:?}"
+    );
+    assert!(w.goaway.is_none(), "{:?}", w.goaway);
+}
+
+both_modes!(
+    goaway_on_drain,
+    drain_deadline,
+    idle_connection_times_out,
+    reload_keeps_connections,
+);

@@ -349,3 +349,85 @@ both_modes!(
     head_too_large,
     access_log,
 );
+
+/// `http2: false` (issue 23) turns HTTP/2 off: over TLS, ALPN agrees on `http/1.1` even when the
+/// client offers `h2` first; on the plain port the preface is read as an HTTP/1.1 request, and
+/// refused as one.
+fn http2_off(mode: Mode) {
+    let a = Backend::start("a");
+    let s = Setup::start(mode, &[a.addr], json!({"http2": false}));
+    match mode {
+        Mode::Tls => {
+            let ca = s.ca.as_ref().expect("the test CA");
+            let mut config = rustls::ClientConfig::clone(&crate::common::h2::h2_client_config(ca));
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let c = crate::common::tls::TlsClient::connect(
+                s.addr(),
+                &std::sync::Arc::new(config),
+                "localhost",
+            );
+            assert_eq!(c.conn().alpn_protocol(), Some(&b"http/1.1"[..]));
+        }
+        Mode::H2c => {
+            let mut w = s.raw();
+            w.send(crate::common::h2::PREFACE);
+            let text = String::from_utf8_lossy(&w.read_to_close()).into_owned();
+            assert!(
+                text.starts_with("HTTP/1.1 "),
+                "an HTTP/1.1 answer: {text:?}"
+            );
+        }
+    }
+}
+
+/// `http2_max_concurrent_streams` (issue 23) sets SETTINGS_MAX_CONCURRENT_STREAMS, and streams
+/// over it are refused.
+fn max_concurrent_streams_setting(mode: Mode) {
+    let gated = GatedBackend::start("gated");
+    let s = Setup::start(
+        mode,
+        &[gated.addr()],
+        json!({"http2_max_concurrent_streams": 4}),
+    );
+    let mut w = s.wire();
+    assert!(w.ping_pong());
+    assert!(w.settings.contains(&(3, 4)), "{:?}", w.settings);
+    for i in 0..4 {
+        w.start("GET", &format!("/held{i}"), &[], None);
+    }
+    for _ in 0..4 {
+        gated.next_arrival();
+    }
+    let fifth = w.start("GET", "/fifth", &[], None);
+    assert_eq!(w.wait_reset(fifth), Some(code::REFUSED_STREAM));
+}
+
+// `http2` and `http2_max_concurrent_streams` are not config keys yet: the limits are
+// `context::H2Limits`'s defaults (the config is the lead's, on another branch)
+mod not_config_keys_yet {
+    use crate::common::h2::Mode;
+
+    #[test]
+    #[ignore = "`http2` is not a config key yet (context::H2Limits::enabled is always true)"]
+    fn http2_off_h2c() {
+        super::http2_off(Mode::H2c);
+    }
+
+    #[test]
+    #[ignore = "`http2` is not a config key yet (context::H2Limits::enabled is always true)"]
+    fn http2_off_tls() {
+        super::http2_off(Mode::Tls);
+    }
+
+    #[test]
+    #[ignore = "`http2_max_concurrent_streams` is not a config key yet (the default, 128, applies)"]
+    fn max_concurrent_streams_setting_h2c() {
+        super::max_concurrent_streams_setting(Mode::H2c);
+    }
+
+    #[test]
+    #[ignore = "`http2_max_concurrent_streams` is not a config key yet (the default, 128, applies)"]
+    fn max_concurrent_streams_setting_tls() {
+        super::max_concurrent_streams_setting(Mode::Tls);
+    }
+}

@@ -11,23 +11,21 @@
 //! - SETTINGS, PING, empty-DATA and WINDOW_UPDATE floods, and stream errors provoked by the
 //!   client (MadeYouReset): GOAWAY ENHANCE_YOUR_CALM;
 //! - more streams than SETTINGS_MAX_CONCURRENT_STREAMS (128): REFUSED_STREAM, and a new stream
-//!   is accepted once one finished;
+//!   is accepted once one finished; after 10,000 streams on a connection, GOAWAY NO_ERROR;
 //! - a client that never opens its window: the stream is reset after `send_timeout`, while the
 //!   other streams of the same connection are served.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::ClientConfig;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::both_modes;
 use crate::common::h2::{
-    code, data, encode_field, encode_index, encode_indexed_literal, flag, frame, h2_client_config,
-    kind, ping, rst_stream, settings_frame, window_update, HoldBackend, Mode, Setup, Wire,
+    code, data, encode_field, encode_index, encode_indexed_literal, flag, frame, kind, ping,
+    proxy_process, rst_stream, settings_frame, window_update, EchoBackend, HoldBackend, Mode,
+    Setup, Wire,
 };
-use crate::common::tls::{merged, PatternBackend, TempDir, TestCa};
-use crate::common::ProxyProcess;
+use crate::common::tls::PatternBackend;
 
 /// The bystander: a connection opened before the attack, answered before and after it.
 fn bystander(s: &Setup) -> Wire {
@@ -113,38 +111,14 @@ fn rapid_reset(mode: Mode) {
     eprintln!("{mode:?}: {} backend requests cancelled", ended.len());
 }
 
-/// A proxy child process (one worker) in front of `backend`, over `mode`, with what a client
-/// needs to reach it.
-fn process(
-    mode: Mode,
-    backend: std::net::SocketAddr,
-    extra: Value,
-    name: &str,
-) -> (ProxyProcess, Option<Arc<ClientConfig>>, Option<TempDir>) {
-    let base = json!({"workers": 1, "backends": [{"url": format!("http://{backend}")}]});
-    match mode {
-        Mode::H2c => (ProxyProcess::start(merged(base, extra), name), None, None),
-        Mode::Tls => {
-            let dir = TempDir::new(name);
-            let ca = TestCa::new("ferrule http2 limits CA");
-            let files = ca.issue(&["localhost"]).write(&dir, "server");
-            let cfg = merged(merged(base, json!({"ssl": files.ssl()})), extra);
-            (
-                ProxyProcess::start(cfg, name),
-                Some(h2_client_config(&ca)),
-                Some(dir),
-            )
-        }
-    }
-}
-
 /// A CONTINUATION flood (64 MiB of field block that never ends) and HPACK bombs: GOAWAY
 /// ENHANCE_YOUR_CALM after a bounded part of the flood; the peak RSS of the proxy grows by
 /// less than 16 MiB; a block decoding past `max_request_head` but within the hard bound is a
 /// 431 on its stream; another client is served meanwhile.
 fn header_floods(mode: Mode) {
     let hold = HoldBackend::start();
-    let (proxy, tls, _dir) = process(mode, hold.addr, json!({}), &format!("h2-floods-{mode:?}"));
+    let (proxy, tls, _dir) =
+        proxy_process(mode, hold.addr, json!({}), &format!("h2-floods-{mode:?}"));
     let open = || Wire::open_with(mode, proxy.addr(), tls.as_ref(), &[]);
     let mut other = open();
     assert_eq!(other.get("/ok/before").status(), 200);
@@ -389,7 +363,67 @@ fn window_never_opened(mode: Mode) {
     assert_eq!(r.status(), 200, "{r:?}");
 }
 
+/// The cap on streams per connection (10,000): the 10,000th stream is served, with a GOAWAY
+/// NO_ERROR naming it as the last, so the client opens a new connection for more; one more
+/// stream on the old connection is not served, the connection closes once its streams are
+/// done, and a new one is served.
+fn streams_per_connection_cap(mode: Mode) {
+    let echo = EchoBackend::start();
+    let s = Setup::start(mode, &[echo.addr], json!({}));
+    let mut w = s.wire();
+    let mut answered = 0;
+    // bounded: 100 batches of 100 streams
+    for batch in 0..100 {
+        let mut burst = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            let id = w.next_id();
+            let block = crate::common::h2::encode(&w.request_fields("GET", "/n", &[]));
+            burst.extend(frame(
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                id,
+                &block,
+            ));
+            ids.push(id);
+        }
+        w.send(&burst);
+        for id in ids {
+            let r = w.response(id);
+            assert_eq!(r.status(), 200, "batch {batch}, stream {id}: {r:?}");
+            answered += 1;
+        }
+        w.streams.clear();
+        if batch < 99 {
+            assert!(
+                w.goaway.is_none(),
+                "GOAWAY after {answered} streams: {:?}",
+                w.goaway
+            );
+        }
+    }
+    assert_eq!(
+        w.wait_goaway(),
+        Some((19_999, code::NO_ERROR)),
+        "after 10,000 streams"
+    );
+    // a stream past the last: refused if the connection still reads, else never read
+    let more = w.start("GET", "/more", &[], None);
+    assert!(w.wait_closed(), "the connection closes");
+    let r = w.streams.get(&more);
+    assert!(
+        r.is_none_or(|r| r.reset == Some(code::REFUSED_STREAM) && r.blocks.is_empty()),
+        "a stream past the last is not served: {r:?}"
+    );
+    assert_eq!(
+        s.wire().get("/fresh").status(),
+        200,
+        "a new connection is served"
+    );
+}
+
 both_modes!(
+    streams_per_connection_cap,
     rapid_reset,
     header_floods,
     control_floods,
