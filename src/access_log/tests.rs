@@ -46,6 +46,15 @@ fn combined_is_nginx_combined_then_backend_times_and_id() {
 }
 
 #[test]
+fn an_http2_request_is_logged_as_http_2_0() {
+    let mut e = entry();
+    e.http2 = true;
+    assert!(line(combined, &e).contains("\"GET /index.html?q=1 HTTP/2.0\" 200"));
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["protocol"], "HTTP/2.0");
+}
+
+#[test]
 fn combined_without_request_fields_uses_dashes() {
     let mut e = Entry::new(Instant::now());
     e.peer = "::1".parse().unwrap();

@@ -333,7 +333,7 @@ impl Connection {
     }
 
     /// Shuts our side and discards what the client still sends, until it closes or `LINGER`.
-    fn start_drain(&mut self, ctx: &mut Ctx<'_>) {
+    pub(super) fn start_drain(&mut self, ctx: &mut Ctx<'_>) {
         self.client.shutdown_write();
         self.side.shut = true;
         if let Some(inbox) = self.codec.inbox() {

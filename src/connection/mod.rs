@@ -72,7 +72,8 @@ pub enum Phase {
     /// Closing: our side shut, what the client still sends discarded.
     Drain,
     /// HTTP/2 (ALPN `h2`, or the preface on the plain port): the frame loop drives the
-    /// connection's streams (`h2/conn.rs`).
+    /// connection's streams (`h2/conn.rs`). Once it has written its last GOAWAY, the connection
+    /// goes to `Drain`, as an HTTP/1.1 one does after its last response.
     H2,
 }
 
@@ -190,7 +191,7 @@ impl Connection {
     /// closes. Returns whether its deadline moved (the worker re-arms its timer, and runs it: a
     /// GOAWAY waits to be written).
     pub fn close_idle_by(&mut self, until: Instant, now: Instant) -> bool {
-        if let Codec::H2(h2) = &mut self.codec {
+        if let (Phase::H2, Codec::H2(h2)) = (self.phase, &mut self.codec) {
             h2.go_away(now, until.saturating_duration_since(now));
             if let Some(d) = h2.deadline() {
                 self.deadline = d;
@@ -235,8 +236,19 @@ impl Connection {
     /// work left: no new event will say so (readiness is edge-triggered), so the worker runs it
     /// again after serving the others.
     pub fn run(&mut self, ctx: &mut Ctx<'_>) -> Result<Ran, Close> {
-        if let Codec::H2(h2) = &mut self.codec {
-            let ran = h2.run(ctx, &mut self.client, &mut self.side, self.peer)?;
+        if let (Phase::H2, Codec::H2(h2)) = (self.phase, &mut self.codec) {
+            let ran = match h2.run(ctx, &mut self.client, &mut self.side, self.peer) {
+                Ok(ran) => ran,
+                Err(Close(CloseReason::Done)) if !self.side.eof => {
+                    // the GOAWAY is written: linger as HTTP/1.1 does, so that client bytes we
+                    // never read (a flood cut short) do not turn the close into a reset that
+                    // takes the GOAWAY, and its error code, with it
+                    h2.release(ctx, CloseReason::Done);
+                    self.start_drain(ctx);
+                    return self.run(ctx);
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(d) = h2.deadline() {
                 self.deadline = d;
             }

@@ -66,6 +66,10 @@ pub trait Client: End {
     fn starved(&self) -> bool {
         false
     }
+    /// The client speaks HTTP/2 (the access log says `HTTP/2.0`).
+    fn http2(&self) -> bool {
+        false
+    }
 }
 
 /// The connection must close, and why.
@@ -329,6 +333,10 @@ impl Stream {
         let cfg = ctx.cfg;
         let timeout = match self.phase {
             Phase::Exchange if !self.req_body.is_done() => cfg.timeouts.client_body,
+            // response bytes wait for a client that does not take them (a full socket, an
+            // HTTP/2 window at 0): the backend is not read meanwhile, so it is the write to the
+            // client that makes no progress
+            Phase::Exchange if self.ex.committed && self.resp.unsent() > 0 => cfg.timeouts.send,
             Phase::Exchange if !self.ex.resp_done => self.pool(ctx).upstream.backend_timeout,
             Phase::Exchange => cfg.timeouts.send,
             Phase::Tunnel => cfg.timeouts.tunnel,

@@ -197,6 +197,9 @@ impl Stream {
         if self.log.is_none() {
             // a head refused before it was parsed, or a timeout waiting for it
             self.log = ctx.access_log.entry(peer, ctx.now);
+            if let Some(e) = self.log.as_mut() {
+                e.http2 = client.http2();
+            }
         }
         self.fail(ctx, client, deadline, status)
     }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use socket2::{Domain, Socket, Type};
 
+pub mod h2;
 pub mod tls;
 
 /// How long any single read in a test may block.

@@ -45,6 +45,9 @@ pub(super) struct Out {
     pub block: Vec<u8>,
     /// The client's `SETTINGS_MAX_FRAME_SIZE`.
     pub max_frame: u32,
+    /// DATA frames with a payload written: each one the client may acknowledge with
+    /// WINDOW_UPDATEs, which are then no flood.
+    pub data_frames: u64,
 }
 
 impl Out {
@@ -225,6 +228,9 @@ impl Client<'_> {
 
     fn data_frame(&mut self, payload: &[u8], end: bool) {
         frame::data(&mut self.out.bytes, self.flow.id, payload, end);
+        if !payload.is_empty() {
+            self.out.data_frames = self.out.data_frames.saturating_add(1);
+        }
         self.out.send.spend(payload.len());
         self.flow.send.spend(payload.len());
     }
@@ -388,5 +394,9 @@ impl crate::stream::Client for Client<'_> {
 
     fn starved(&self) -> bool {
         self.flow.starved()
+    }
+
+    fn http2(&self) -> bool {
+        true
     }
 }

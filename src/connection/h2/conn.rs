@@ -12,7 +12,8 @@
 //! Limits (each counted per connection, see [`Limits`]): concurrent streams (more are refused
 //! with REFUSED_STREAM), streams over the connection's life (then GOAWAY: the client reconnects),
 //! resets the client sends before an answer and resets we must send (Rapid Reset, MadeYouReset),
-//! SETTINGS, PING, empty DATA and connection WINDOW_UPDATE frames per second (floods); the header
+//! SETTINGS, PING, empty DATA and WINDOW_UPDATE frames per second (floods; WINDOW_UPDATEs that
+//! acknowledge DATA we sent are not counted, see `count_window_update`); the header
 //! block and its decoded size are bounded by the frame layer and HPACK (CONTINUATION floods,
 //! HPACK bombs). Each ends in GOAWAY ENHANCE_YOUR_CALM.
 //!
@@ -72,6 +73,15 @@ impl Rate {
     }
 }
 
+/// Who a new stream's client is: the connection's peer and, over TLS, what its handshake
+/// agreed (the access log's `sni` and `tls`).
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    ip: IpAddr,
+    sni: Option<&'a str>,
+    tls: Option<rustls::ProtocolVersion>,
+}
+
 /// One stream of the connection.
 struct Entry {
     stream: Stream,
@@ -104,6 +114,8 @@ pub struct H2 {
     streams: Slab<Entry>,
     /// Highest client stream id seen.
     last_id: u32,
+    /// The client's first SETTINGS, which completes its preface (§3.4), came.
+    settings_seen: bool,
     /// Our receive window on the connection.
     recv: RecvWindow,
     /// The client's SETTINGS_INITIAL_WINDOW_SIZE.
@@ -113,6 +125,8 @@ pub struct H2 {
     resets: Rate,
     emitted: u32,
     control: Rate,
+    /// WINDOW_UPDATEs taken as acknowledgements of our DATA (see `count_window_update`).
+    window_updates: u64,
     /// A deadline of the connection itself (idle: `keepalive_timeout`; none while streams run).
     idle_deadline: Option<Instant>,
 }
@@ -154,6 +168,7 @@ impl H2 {
             encoder: Encoder::new(),
             block: Vec::new(),
             max_frame: frame::DEFAULT_MAX_FRAME_SIZE,
+            data_frames: 0,
         };
         frame::settings(&mut out.bytes, &settings_ours(&limits, max_head));
         let mut recv = RecvWindow::new(frame::DEFAULT_WINDOW, CONN_WINDOW);
@@ -169,6 +184,7 @@ impl H2 {
             list: HeaderList::new(max_head),
             streams: Slab::new(),
             last_id: 0,
+            settings_seen: false,
             recv,
             peer_window: frame::DEFAULT_WINDOW,
             limits,
@@ -176,6 +192,7 @@ impl H2 {
             resets: Rate::default(),
             emitted: 0,
             control: Rate::default(),
+            window_updates: 0,
             idle_deadline: Some(now + keepalive),
         }
     }
@@ -328,7 +345,12 @@ impl H2 {
                 Got::Failed(_) => return Err(Close(CloseReason::ClientError)),
             }
         }
-        moved |= self.frames(ctx, peer);
+        let origin = Origin {
+            ip: peer,
+            sni: t.sni(),
+            tls: t.tls_version(),
+        };
+        moved |= self.frames(ctx, origin);
         ctx.bufs.put_if_empty(&mut self.input);
         if side.eof && self.state != State::Failed {
             // the client closed its side: the streams can no longer be answered
@@ -338,7 +360,7 @@ impl H2 {
     }
 
     /// Handles the whole frames in the input.
-    fn frames(&mut self, ctx: &mut Ctx<'_>, peer: IpAddr) -> bool {
+    fn frames(&mut self, ctx: &mut Ctx<'_>, peer: Origin<'_>) -> bool {
         let mut moved = false;
         let mut input = self.input.take();
         // bounded: each round consumes a frame or stops
@@ -360,6 +382,17 @@ impl H2 {
                 self.state = State::Open;
                 moved = true;
                 continue;
+            }
+            if !self.settings_seen {
+                // §3.4: the preface ends with a SETTINGS frame (not an ACK); anything else first
+                // is an invalid preface
+                if let Some(head) = frame::Head::read(buf.bytes()) {
+                    if head.kind != frame::kind::SETTINGS || head.flags & frame::flag::ACK != 0 {
+                        self.fail(ErrorCode::ProtocolError, "no SETTINGS after the preface");
+                        break;
+                    }
+                    self.settings_seen = true;
+                }
             }
             let parsed = match frame::parse(buf.bytes(), frame::DEFAULT_MAX_FRAME_SIZE) {
                 Ok(p) => p,
@@ -427,7 +460,7 @@ impl H2 {
     }
 
     /// One frame.
-    fn frame(&mut self, ctx: &mut Ctx<'_>, f: Frame<'_>, peer: IpAddr) -> Result<(), H2Error> {
+    fn frame(&mut self, ctx: &mut Ctx<'_>, f: Frame<'_>, peer: Origin<'_>) -> Result<(), H2Error> {
         if let Frame::Continuation { .. } = f {
         } else {
             self.block.check_other()?;
@@ -544,8 +577,8 @@ impl H2 {
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => {
+                self.count_window_update(ctx.now)?;
                 if stream == 0 {
-                    self.count_control(ctx.now)?;
                     self.out.send.grow(increment, 0)?;
                     for (_, e) in self.streams.iter_mut() {
                         e.flow.side.writable = true;
@@ -577,6 +610,26 @@ impl H2 {
             ));
         }
         Ok(())
+    }
+
+    /// A WINDOW_UPDATE (any stream). A client acknowledges the DATA it reads with them, as
+    /// often as it likes: one for its stream and one for the connection per DATA frame we sent,
+    /// and one per stream it opened (to widen that stream's window), are what a client does, and
+    /// free; only WINDOW_UPDATEs beyond those count with the control frames (a flood). A
+    /// per-second count alone would cut off a client with the protocol's default 64 KiB
+    /// connection window (an update every 32 KiB, as nghttp2 and Python's h2 send them) as soon
+    /// as it downloads faster than 6 MiB/s.
+    fn count_window_update(&mut self, now: Instant) -> Result<(), H2Error> {
+        let earned = self
+            .out
+            .data_frames
+            .saturating_mul(2)
+            .saturating_add(u64::from(self.opened));
+        if self.window_updates < earned {
+            self.window_updates += 1;
+            return Ok(());
+        }
+        self.count_control(now)
     }
 
     fn setting(&mut self, s: Setting) -> Result<(), H2Error> {
@@ -629,7 +682,12 @@ impl H2 {
                 "DATA after END_STREAM",
             ));
         }
-        e.flow.recv.receive(flow_len, id)?;
+        if let Err(past) = e.flow.recv.receive(flow_len, id) {
+            // the frame counted against the connection window (§6.9) and is discarded: its
+            // credit comes back, or every such stream error would shrink the window for good
+            self.recv.release(flow_len as usize);
+            return Err(past);
+        }
         if let Err(Refused::Malformed(why)) = e.flow.length.data(data.len(), end_stream) {
             return Err(H2Error::stream(id, ErrorCode::ProtocolError, why));
         }
@@ -661,7 +719,7 @@ impl H2 {
         ctx: &mut Ctx<'_>,
         id: u32,
         end_stream: bool,
-        peer: IpAddr,
+        peer: Origin<'_>,
     ) -> Result<(), H2Error> {
         if let Some(slot) = self.slot_of(id) {
             return self.trailers(ctx, slot, id, end_stream);
@@ -731,7 +789,7 @@ impl H2 {
         ctx: &mut Ctx<'_>,
         id: u32,
         end_stream: bool,
-        peer: IpAddr,
+        peer: Origin<'_>,
     ) -> Result<(), H2Error> {
         // the request id generator's bytes: unique per worker, unpredictable enough for a
         // WebSocket key (RFC 6455 §4.1 asks for a nonce, not a secret)
@@ -782,11 +840,11 @@ impl H2 {
         let mut client = Client {
             flow: &mut e.flow,
             out: &mut self.out,
-            sni: None,
-            tls: None,
+            sni: peer.sni,
+            tls: peer.tls,
         };
         let from = Opening {
-            peer,
+            peer: peer.ip,
             began: ctx.now,
             http2: true,
         };
@@ -802,7 +860,7 @@ impl H2 {
                     &client,
                     &mut deadline,
                     Status::HeaderFieldsTooLarge,
-                    peer,
+                    peer.ip,
                 )
                 .map(|_| true),
         };

@@ -677,7 +677,9 @@ pub fn headers<S: Sink + ?Sized>(
 
 /// A field block gathered from HEADERS and the CONTINUATIONs after it (§4.3, §6.10), bounded:
 /// more than `max` bytes of block ends the connection (a CONTINUATION flood, CVE-2024-27316)
-/// before they are kept. It keeps its allocation between blocks.
+/// before they are kept, and so do more CONTINUATION frames than [`max_continuations`] allows
+/// (empty ones add no bytes, so the byte bound alone would let a flood of them run for ever). It
+/// keeps its allocation between blocks.
 #[derive(Debug, Default)]
 pub struct Block {
     bytes: Vec<u8>,
@@ -685,6 +687,15 @@ pub struct Block {
     stream: u32,
     /// The HEADERS that opened it had END_STREAM.
     end_stream: bool,
+    /// CONTINUATION frames of the open block.
+    continuations: usize,
+}
+
+/// Most CONTINUATION frames one field block of at most `max` bytes may take: one per KiB of the
+/// bound, and 16 more. A client writes its fragments as large as its frames (16 KiB at least),
+/// so a block within the bound needs a few; a flood of small or empty ones is cut short.
+pub const fn max_continuations(max: usize) -> usize {
+    max / 1024 + 16
 }
 
 /// What [`Block::headers`] and [`Block::continuation`] leave.
@@ -736,6 +747,7 @@ impl Block {
         self.bytes.extend_from_slice(fragment);
         self.stream = stream;
         self.end_stream = end_stream;
+        self.continuations = 0;
         Ok(Gathered::Open)
     }
 
@@ -755,6 +767,13 @@ impl Block {
         }
         if self.bytes.len().saturating_add(fragment.len()) > max {
             return Err(conn(ErrorCode::EnhanceYourCalm, "field block too large"));
+        }
+        self.continuations += 1;
+        if self.continuations > max_continuations(max) {
+            return Err(conn(
+                ErrorCode::EnhanceYourCalm,
+                "too many CONTINUATION frames",
+            ));
         }
         self.bytes.extend_from_slice(fragment);
         if !end_headers {

@@ -563,4 +563,21 @@ fn block_gathers_continuations_within_a_bound() {
         err(Block::default().headers(1, &[0; 11], false, true, 10)),
         EnhanceYourCalm
     );
+    // empty CONTINUATIONs add no bytes: their number is bounded
+    let mut b = Block::default();
+    assert_eq!(b.headers(1, b"ab", false, false, 2048), Ok(Gathered::Open));
+    for _ in 0..max_continuations(2048) {
+        assert_eq!(b.continuation(1, &[], false, 2048), Ok(Gathered::Open));
+    }
+    assert_eq!(err(b.continuation(1, &[], false, 2048)), EnhanceYourCalm);
+    // a new block counts afresh
+    let mut b = Block::default();
+    for round in 0..2 {
+        let id = 1 + 2 * round;
+        assert_eq!(b.headers(id, b"ab", false, false, 2048), Ok(Gathered::Open));
+        for _ in 0..max_continuations(2048) - 1 {
+            assert_eq!(b.continuation(id, &[], false, 2048), Ok(Gathered::Open));
+        }
+        assert!(b.continuation(id, b"cd", true, 2048).is_ok());
+    }
 }
