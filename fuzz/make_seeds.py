@@ -161,3 +161,70 @@ write("session", "two_backends", session(64 | 8, 0, 0, 0, REQUESTS["get"] * 3, [
       b"\x00" + OK5 + TURN + OK5, b"\x00" + OK5))
 write("session", "bad_request", session(0, 0, 0, 0, REQUESTS["cl_te"], []))
 write("session", "draining", session(128, 0, 0, 0, REQUESTS["get"] * 2, [], b"\x00" + OK5 + TURN + OK5))
+
+
+# HTTP/2 (connection/h2/): frames, HPACK blocks, response heads
+def h2frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def h2lit(name, value):
+    """An HPACK literal without indexing, new name, no Huffman."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+H2_FRAMES = {
+    "settings": h2frame(4, 0, 0, struct.pack(">HI", 3, 100) + struct.pack(">HI", 4, 1 << 20) + struct.pack(">HI", 8, 1))
+                + h2frame(4, 1, 0, b""),
+    "window_update": h2frame(8, 0, 0, struct.pack(">I", 1 << 20)) + h2frame(8, 0, 1, struct.pack(">I", 0)),
+    "headers_padded_priority": h2frame(1, 0x8 | 0x20 | 0x4 | 0x1, 1, b"\x02" + struct.pack(">IB", 0x80000000 | 3, 15)
+                                       + bytes.fromhex("828684418cf1e3c2e5f23a6ba0ab90f4ff") + b"\x00\x00"),
+    "continuation": h2frame(1, 0, 3, bytes.fromhex("8286")) + h2frame(9, 0, 3, bytes.fromhex("84"))
+                    + h2frame(9, 4, 3, bytes.fromhex("418cf1e3c2e5f23a6ba0ab90f4ff")),
+    "data_padded": h2frame(0, 0x8, 1, b"\x03abc\x00\x00\x00") + h2frame(0, 1, 1, b"end"),
+    "ping_rst_priority": h2frame(6, 0, 0, b"12345678") + h2frame(3, 0, 5, struct.pack(">I", 8))
+                         + h2frame(2, 0, 7, struct.pack(">IB", 5, 200)) + h2frame(2, 0, 9, struct.pack(">IB", 9, 1)),
+    "goaway_unknown": h2frame(0xfa, 0xff, 0, b"ext") + h2frame(7, 0, 0, struct.pack(">II", 5, 11) + b"debug"),
+    "push_promise": h2frame(5, 4, 1, struct.pack(">I", 2) + b"\x82"),
+}
+for name, frames in H2_FRAMES.items():
+    write("h2_frame", name, b"\x00\x00" + frames)
+
+
+def blocks(*bs):
+    return b"".join(struct.pack("<H", len(b)) + b for b in bs)
+
+
+H2_REQUESTS = {
+    # RFC 7541 C.3 and C.4: three requests on one context
+    "rfc_c3": (0x01, blocks(bytes.fromhex("828684410f7777772e6578616d706c652e636f6d"),
+                            bytes.fromhex("828684be58086e6f2d6361636865"),
+                            bytes.fromhex("828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565"))),
+    "rfc_c4": (0x01, blocks(bytes.fromhex("828684418cf1e3c2e5f23a6ba0ab90f4ff"),
+                            bytes.fromhex("828684be5886a8eb10649cbf"),
+                            bytes.fromhex("828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"))),
+    "post_cookies": (0x00, blocks(bytes.fromhex("8387") + h2lit(b":authority", b"h") + h2lit(b":path", b"/up")
+                                  + h2lit(b"cookie", b"a=1") + h2lit(b"x", b"y") + h2lit(b"cookie", b"b=2")
+                                  + h2lit(b"te", b"trailers"))),
+    "websocket": (0x02, blocks(h2lit(b":method", b"CONNECT") + h2lit(b":protocol", b"websocket")
+                               + bytes.fromhex("87") + h2lit(b":path", b"/chat") + h2lit(b":authority", b"h")
+                               + h2lit(b"sec-websocket-version", b"13"))),
+    "connect": (0x00, blocks(h2lit(b":method", b"CONNECT") + h2lit(b":authority", b"h:443"))),
+    "malformed": (0x00, blocks(bytes.fromhex("8286") + h2lit(b"connection", b"close") + bytes.fromhex("84"))),
+    "size_updates": (0x20, blocks(bytes.fromhex("203f0182"), bytes.fromhex("3fe11f8286"))),
+}
+for name, (opts, data) in H2_REQUESTS.items():
+    write("h2_request", name, bytes([opts]) + data)
+
+H2_RESPONSES = {
+    "hop": (0, RESPONSES["hop"]),
+    "chunked": (0, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n"),
+    "no_content": (0, b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
+    "head": (1, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+    "early_hints": (0, b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"),
+    "switching": (4, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+                     b"Sec-WebSocket-Accept: x=\r\n\r\n"),
+    "trailers": (8, b"X-Sum: abc\r\nContent-Length: 3\r\nGrpc-Status: 0\r\n\r\n"),
+}
+for name, (opts, head) in H2_RESPONSES.items():
+    write("h2_response", name, bytes([opts]) + head)

@@ -20,7 +20,7 @@
 //! works; it is never fatal. A reload changes the target and format in place
 //! ([`AccessLog::configure`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::{AccessLogFormat, AccessLogTarget};
+use crate::http::date::Civil;
 
 /// Lines waiting for the writer before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -89,6 +90,8 @@ pub struct Entry {
     pub event: Event,
     pub peer: IpAddr,
     pub http10: bool,
+    /// The request came over HTTP/2 (then `http10` is false).
+    pub http2: bool,
     /// The status sent to the client (0: none was).
     pub status: u16,
     /// When the request head was complete (or the event happened).
@@ -119,6 +122,7 @@ impl Entry {
             event: Event::Request,
             peer: IpAddr::from([0, 0, 0, 0]),
             http10: false,
+            http2: false,
             status: 0,
             started: now,
             ended: now,
@@ -198,6 +202,7 @@ impl AccessLog {
             clock: Clock::new(),
             stamp: Stamp::new(),
             batch: Vec::with_capacity(BATCH + 4096),
+            tail: Tail::default(),
         };
         let thread = std::thread::Builder::new()
             .name("ferrule-access".into())
@@ -302,7 +307,13 @@ enum Output {
     Off,
     Stdout,
     Stderr,
-    File { path: String, file: Option<File> },
+    File {
+        path: String,
+        file: Option<File>,
+    },
+    /// Unit tests: a writer that fails on demand.
+    #[cfg(test)]
+    Test(Box<dyn Write + Send>),
 }
 
 impl Output {
@@ -321,21 +332,27 @@ impl Output {
     fn name(&self) -> &str {
         match self {
             Output::Off => "off",
+            #[cfg(test)]
+            Output::Test(_) => "test",
             Output::Stdout => "stdout",
             Output::Stderr => "stderr",
             Output::File { path, .. } => path,
         }
     }
 
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes whole lines; `tail` remembers a line a failed write left half written.
+    fn write_all(&mut self, bytes: &[u8], tail: &mut Tail) -> io::Result<()> {
         match self {
             Output::Off => Ok(()),
-            Output::Stdout => io::stdout().lock().write_all(bytes),
-            Output::Stderr => io::stderr().lock().write_all(bytes),
-            Output::File { file: Some(f), .. } => f.write_all(bytes),
+            #[cfg(test)]
+            Output::Test(w) => tail.write(w, bytes),
+            Output::Stdout => tail.write(&mut io::stdout().lock(), bytes),
+            Output::Stderr => tail.write(&mut io::stderr().lock(), bytes),
+            Output::File { file: Some(f), .. } => tail.write(f, bytes),
             Output::File { path, file: None } => {
                 let mut f = open_file(path)?;
-                let written = f.write_all(bytes);
+                tail.reopened(&f);
+                let written = tail.write(&mut f, bytes);
                 *self = Output::File {
                     path: std::mem::take(path),
                     file: Some(f),
@@ -345,23 +362,64 @@ impl Output {
         }
     }
 
-    fn reopen(&mut self) -> io::Result<()> {
+    fn reopen(&mut self, tail: &mut Tail) -> io::Result<()> {
         if let Output::File { path, file } = self {
-            *file = Some(open_file(path)?);
+            let f = open_file(path)?;
+            tail.reopened(&f);
+            *file = Some(f);
         }
         Ok(())
     }
 }
 
-/// Opens an access log file for appending, creating it (mode 0640 less the umask) if needed.
-pub fn open_file(path: &str) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
+/// Where the output stands after the last write: at the start of a line, or in the middle of
+/// one that a failed write (a full disk, say) left half written. The next batch then starts
+/// with a line end of its own, so that its first line is never glued to the broken one; the
+/// broken line stays as it is (its entry counted as dropped with its batch).
+#[derive(Debug, Default)]
+struct Tail {
+    mid_line: bool,
 }
+
+impl Tail {
+    /// Writes `bytes` (whole lines) to `out`, after a line end when the last write broke off
+    /// mid-line. On an error, remembers whether what did get written ends mid-line.
+    fn write(&mut self, out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+        if self.mid_line {
+            // bounded: one byte; Interrupted retries as write_all does
+            out.write_all(b"\n")?;
+            self.mid_line = false;
+        }
+        let mut done = 0;
+        // bounded: each round writes at least one byte or ends (Interrupted: a signal; retried)
+        while let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
+            match out.write(rest) {
+                Ok(0) => return Err(self.broke(bytes, done, io::ErrorKind::WriteZero.into())),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.broke(bytes, done, e)),
+            }
+        }
+        out.flush()
+    }
+
+    /// A write of `bytes` failed after `done` of them: is the output now mid-line?
+    fn broke(&mut self, bytes: &[u8], done: usize, error: io::Error) -> io::Error {
+        self.mid_line = done > 0 && bytes.get(done - 1) != Some(&b'\n');
+        error
+    }
+
+    /// The file was opened again by name: a new, empty file (rotated meanwhile) starts clean.
+    fn reopened(&mut self, file: &File) {
+        if file.metadata().is_ok_and(|m| m.len() == 0) {
+            self.mid_line = false;
+        }
+    }
+}
+
+/// Opens an access log file for appending, creating it (mode 0640 less the umask) if needed: as
+/// the config's check that it opens does (the one definition is the config's).
+pub use crate::config::open_access_log as open_file;
 
 /// The writer thread's state.
 struct Writer {
@@ -374,6 +432,7 @@ struct Writer {
     clock: Clock,
     stamp: Stamp,
     batch: Vec<u8>,
+    tail: Tail,
 }
 
 impl Writer {
@@ -428,6 +487,10 @@ impl Writer {
             }
             Msg::Configure(output, format) => {
                 self.write_batch(lines);
+                if output.name() != self.output.name() {
+                    // a broken line in the old target is no concern of the new one
+                    self.tail = Tail::default();
+                }
                 self.output = output;
                 self.format = format;
                 self.failing = None;
@@ -436,7 +499,7 @@ impl Writer {
                 self.write_batch(lines);
                 let result = self
                     .output
-                    .reopen()
+                    .reopen(&mut self.tail)
                     .map_err(|e| format!("cannot reopen access log {}: {e}", self.output.name()));
                 if result.is_ok() {
                     self.failing = None;
@@ -477,7 +540,9 @@ impl Writer {
         let result = if wait {
             Err(None)
         } else {
-            self.output.write_all(&self.batch).map_err(Some)
+            self.output
+                .write_all(&self.batch, &mut self.tail)
+                .map_err(Some)
         };
         match result {
             Ok(()) => {
@@ -550,7 +615,7 @@ pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
             escape_clf(method, out);
             out.push(b' ');
             escape_clf(e.get(Text::Target).unwrap_or(b"-"), out);
-            out.extend_from_slice(if e.http10 { b" HTTP/1.0" } else { b" HTTP/1.1" });
+            out.extend_from_slice(protocol(e).1);
         }
     }
     out.extend_from_slice(b"\" ");
@@ -612,11 +677,7 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     text(out, "method", Text::Method);
     text(out, "target", Text::Target);
     if e.event == Event::Request && e.get(Text::Method).is_some() {
-        out.extend_from_slice(if e.http10 {
-            b",\"protocol\":\"HTTP/1.0\""
-        } else {
-            b",\"protocol\":\"HTTP/1.1\""
-        });
+        out.extend_from_slice(protocol(e).0);
     }
     text(out, "host", Text::Host);
     out.extend_from_slice(b",\"status\":");
@@ -653,6 +714,18 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
         out.push(b'"');
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// The request's protocol as the `json` format writes it (a key and its value) and as the
+/// request line of `combined` ends.
+fn protocol(e: &Entry) -> (&'static [u8], &'static [u8]) {
+    if e.http2 {
+        (b",\"protocol\":\"HTTP/2.0\"", b" HTTP/2.0")
+    } else if e.http10 {
+        (b",\"protocol\":\"HTTP/1.0\"", b" HTTP/1.0")
+    } else {
+        (b",\"protocol\":\"HTTP/1.1\"", b" HTTP/1.1")
+    }
 }
 
 /// `TLSv1.3`, `TLSv1.2`: a TLS version as the logs of nginx and HAProxy name it.
@@ -827,52 +900,15 @@ fn json_char(c: char, out: &mut Vec<u8>) {
     }
 }
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's civil_from_days).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-struct Parts {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u64,
-    minute: u64,
-    second: u64,
-}
-
-fn parts(wall_ms: u64) -> Parts {
-    let secs = wall_ms / 1000;
-    let (year, month, day) = civil((secs / 86_400) as i64);
-    let in_day = secs % 86_400;
-    Parts {
-        year,
-        month,
-        day,
-        hour: in_day / 3600,
-        minute: in_day / 60 % 60,
-        second: in_day % 60,
-    }
+/// The civil time of `wall_ms` (milliseconds since the Unix epoch).
+fn parts(wall_ms: u64) -> Civil {
+    Civil::of(i64::try_from(wall_ms / 1000).unwrap_or(i64::MAX))
 }
 
 /// `02/Dec/2026:12:39:41 +0000` (always UTC).
 fn clf_time(wall_ms: u64, out: &mut Vec<u8>) {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let p = parts(wall_ms);
-    let month = MONTHS
-        .get(p.month.saturating_sub(1) as usize)
-        .unwrap_or(&"Jan");
+    let month = p.month_name();
     let _ = write!(
         out,
         "{:02}/{month}/{}:{:02}:{:02}:{:02} +0000",

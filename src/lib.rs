@@ -9,13 +9,15 @@
 //! `stream` (the exchange with a backend: request, backend choice, retries, response, tunnel);
 //! `context` is what both work with; `http` parses, checks and rewrites messages; `upstream`
 //! keeps a worker's backend connections;
-//! `balancer` holds the shared pool and picks backends; `buffer` and `timer` are the worker's
-//! memory and clock; `transport` is one face over plain sockets and rustls, `tls` makes the rustls
-//! configurations. Around it: `config`, `admin`, `health` (the checker thread), `redirect`,
-//! `stats`, `logging`, `handover` (a new process takes the listening sockets of the running
-//! one: zero-downtime restart). Before HTTP, pure helpers:
-//! `proxy_protocol` reads a load balancer's PROXY header, `client_ip` finds the client behind
-//! trusted proxies.
+//! `balancer` holds the shared pool and picks backends (`backend`, `pool`, `picker`, `slots`,
+//! one file per strategy, `sticky`); `buffer` and `timer` are the worker's memory and clock
+//! (`timer` also holds the process's clock helpers); `transport` is one face over plain sockets
+//! and rustls, `tls` makes the rustls configurations. Around it: `config`, `admin`, `health` (the
+//! checker thread, and passive health, which the workers run), `redirect`, `stats`, `logging`,
+//! `handover` (a new process takes the listening sockets of the running one: zero-downtime
+//! restart). Before HTTP, pure helpers: `proxy_protocol` reads a load balancer's PROXY header,
+//! `client_ip` finds the client behind trusted proxies, `hash` holds the fixed hashes (client
+//! addresses, `hash_key`, sticky cookie values) that `http` and `balancer` share.
 
 pub mod access_log;
 pub mod admin;
@@ -27,14 +29,17 @@ pub mod connection;
 pub mod context;
 pub mod dns;
 pub mod handover;
+pub mod hash;
 pub mod health;
 pub mod http;
 pub mod httpd;
 pub mod listener;
 pub mod logging;
 pub mod per_ip;
+pub mod pools;
 pub mod proxy_protocol;
 pub mod redirect;
+pub mod route;
 pub mod stats;
 pub mod stream;
 pub mod timer;
@@ -102,9 +107,10 @@ pub struct Handle {
     addr: SocketAddr,
     workers: Vec<WorkerHandle>,
     admin: admin::AdminHandle,
-    /// The plain-HTTP listener that redirects to https (`ssl.redirect_http_port`).
-    redirect: Option<redirect::RedirectHandle>,
-    balancer: Arc<Balancer>,
+    /// The address of the plain-HTTP listener that redirects to https
+    /// (`ssl.redirect_http_port`), which the workers serve.
+    redirect: Option<SocketAddr>,
+    pools: Arc<pools::Pools>,
     shutdown_timeout: Duration,
     /// Second descriptors of the listening sockets, for a successor (`handover.rs`).
     offer: handover::Offer,
@@ -127,7 +133,7 @@ impl Handle {
 
     /// The address of the plain-HTTP redirect listener, when there is one.
     pub fn redirect_addr(&self) -> Option<SocketAddr> {
-        self.redirect.as_ref().map(redirect::RedirectHandle::addr)
+        self.redirect
     }
 
     /// The address of the admin API.
@@ -135,9 +141,14 @@ impl Handle {
         self.admin.addr()
     }
 
-    /// The live backend pool.
-    pub fn balancer(&self) -> &Arc<Balancer> {
-        &self.balancer
+    /// The live `default` pool.
+    pub fn balancer(&self) -> Arc<Balancer> {
+        self.pools.default_balancer()
+    }
+
+    /// The live pools and routes.
+    pub fn pools(&self) -> &Arc<pools::Pools> {
+        &self.pools
     }
 
     /// Re-reads the config file given to [`start_file`] and applies what changed (see
@@ -176,9 +187,6 @@ impl Handle {
     pub fn stop_servers(&mut self) {
         self.offer.lock().clear();
         self.admin.stop();
-        if let Some(r) = &mut self.redirect {
-            r.stop();
-        }
     }
 
     /// Stops accepting; requests in flight may finish within `grace`.
@@ -211,9 +219,6 @@ impl Handle {
         // the health and DNS threads stop with the admin API
         self.offer.lock().clear();
         self.admin.stop();
-        if let Some(r) = &mut self.redirect {
-            r.stop();
-        }
         // every line of the requests served is written before the proxy is gone
         self.access_log.stop();
     }
@@ -243,35 +248,54 @@ pub fn server_tls(config: &Config) -> Result<Option<(tls::ServerTls, Vec<String>
     if !config.ssl.enabled {
         return Ok(None);
     }
-    tls::ServerTls::new(&cert_pairs(config))
-        .map(Some)
-        .map_err(|e| format!("ssl: {e}"))
+    tls::ServerTls::with_alpn(
+        &cert_pairs(config),
+        context::Settings::from_config(config).h2.enabled,
+    )
+    .map(Some)
+    .map_err(|e| format!("ssl: {e}"))
 }
 
-/// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index
-/// (see [`client_tls_of`]).
+/// The TLS client settings of every `https://` backend (`None` for `http://` ones), by index,
+/// of every pool in [`Config::all_pools`]'s order (see [`client_tls_of`]).
 pub fn backend_tls(
     config: &Config,
     configs: &tls::ClientConfigs,
-) -> Result<Vec<Option<transport::ClientTls>>, String> {
+) -> Result<Vec<Vec<Option<transport::ClientTls>>>, String> {
     config
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let prefix = format!("backends[{i}].");
-            client_tls_of(config, b, config.tls_of_backend(i), configs, &prefix)
+        .all_pools()
+        .map(|(name, pool)| {
+            let at = pool_prefix(name);
+            pool.backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let prefix = format!("{at}backends[{i}].");
+                    client_tls_of(pool, &at, b, pool.tls_of_backend(i), configs, &prefix)
+                })
+                .collect()
         })
         .collect()
 }
 
-/// The TLS client settings of one backend (`None` for `http://`): its CA file (or
-/// `backend_ca_file`, or the built-in roots), skip-verify, and the name its certificate must
-/// carry (the URL's host). Configs are shared through `configs`, so resumption works. `prefix`
-/// is how messages name the entry's keys (`backends[2].` at start; empty for the admin API,
-/// whose body is the entry).
+/// How messages name the keys of pool `name`: nothing for `default` (the top level),
+/// `pools.NAME.` for the others.
+pub fn pool_prefix(name: &str) -> String {
+    if name == config::DEFAULT_POOL {
+        String::new()
+    } else {
+        format!("pools.{name}.")
+    }
+}
+
+/// The TLS client settings of one backend of `pool` (`None` for `http://`): its CA file (or the
+/// pool's `backend_ca_file`, or the built-in roots), skip-verify, and the name its certificate
+/// must carry (the URL's host). Configs are shared through `configs`, so resumption works.
+/// `pool_at` is how messages name the pool's keys ([`pool_prefix`]); `prefix` the entry's
+/// (`backends[2].` at start; empty for the admin API, whose body is the entry).
 pub fn client_tls_of(
-    config: &Config,
+    pool: &config::PoolConfig,
+    pool_at: &str,
     backend: &config::BackendConfig,
     settings: &config::BackendTls,
     configs: &tls::ClientConfigs,
@@ -283,11 +307,11 @@ pub fn client_tls_of(
     let ca_file = settings
         .ca_file
         .as_deref()
-        .or(config.backend_ca_file.as_deref());
+        .or(pool.upstream.ca_file.as_deref());
     let field = if settings.ca_file.is_some() {
         format!("{prefix}ca_file")
     } else {
-        "backend_ca_file".to_owned()
+        format!("{pool_at}backend_ca_file")
     };
     let client = configs
         .get(ca_file.map(std::path::Path::new), settings.tls_skip_verify)
@@ -324,15 +348,15 @@ pub struct DescriptorBudget {
 }
 
 pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
-    let workers = config.workers.max(1);
+    let workers = config.process.workers.max(1);
+    let backends: usize = config.all_pools().map(|(_, p)| p.backends.len()).sum();
     let limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
-    let reserve = 64 + 4 * workers + config.backends.len();
+    let reserve = 64 + 4 * workers + backends;
     let spare = limit.saturating_sub(reserve);
-    let wanted = config
-        .backend_keepalive
-        .saturating_mul(config.backends.len().max(1));
+    let wanted = config.keepalive.connections.saturating_mul(backends.max(1));
     let idle_per_worker = (spare / 4 / workers).min(wanted);
     let need = config
+        .process
         .max_connections
         .saturating_mul(2)
         .saturating_add(idle_per_worker * workers)
@@ -343,7 +367,7 @@ pub fn descriptor_budget(fd_limit: u64, config: &Config) -> DescriptorBudget {
              need ({need}: a descriptor for each client, one for its backend connection, up to {} \
              idle pooled ones and {reserve} for ferrule itself); raise it (ulimit -n, or \
              LimitNOFILE= in a systemd unit) or lower max_connections",
-            config.max_connections,
+            config.process.max_connections,
             idle_per_worker * workers,
         )
     });
@@ -371,25 +395,52 @@ impl Drop for Workers {
 /// What the workers run with, from `config` (at start, and again at each reload).
 pub fn shared_for(
     config: &Config,
-    balancer: Arc<Balancer>,
+    pools: Arc<pools::Pools>,
     tls: Option<Arc<rustls::ServerConfig>>,
     idle_budget: usize,
     access_log: Arc<access_log::AccessLog>,
     per_ip: Arc<per_ip::PerIp>,
 ) -> Shared {
-    let workers = config.workers.max(1);
+    let workers = config.process.workers.max(1);
     Shared {
-        balancer,
+        pools,
         settings: Settings::from_config(config),
-        max_connections: config.max_connections.div_ceil(workers).max(1),
-        buffer_size: config.buffer_size,
-        backend_keepalive: config.backend_keepalive,
+        max_connections: config.process.max_connections.div_ceil(workers).max(1),
+        buffer_size: config.limits.buffer_size,
+        backend_keepalive: config.keepalive.connections,
         idle_budget,
-        backend_keepalive_timeout: config.backend_keepalive_timeout,
+        backend_keepalive_timeout: config.keepalive.timeout,
         tls,
         access_log,
         per_ip,
+        redirect_to: None,
     }
+}
+
+/// The pools of `config` (`default` first), each backend with its TLS settings from `tls` (by
+/// pool, then by index: [`backend_tls`]), routed by `config.routes`.
+pub fn build_pools(
+    config: &Config,
+    tls: Vec<Vec<Option<transport::ClientTls>>>,
+    workers: usize,
+) -> pools::Pools {
+    let common = balancer::Common::default();
+    let mut tls = tls.into_iter();
+    let mut members = config
+        .all_pools()
+        .map(|(name, pool)| pools::member(&common, name, pool, tls.next().unwrap_or_default()));
+    let default = members
+        .next()
+        .unwrap_or_else(|| pools::member(&common, config::DEFAULT_POOL, &config.pool, Vec::new()));
+    let others = members.collect();
+    pools::Pools::new(
+        common,
+        workers,
+        default,
+        others,
+        &config.routes,
+        config.default_serves(),
+    )
 }
 
 /// Starts the proxy (see [`start_file`]) from a config that came from no file: there is nothing
@@ -403,10 +454,10 @@ pub fn start_file(config: &Config, path: Option<std::path::PathBuf>) -> Result<H
     start_with(config, path, &mut handover::Takeover::none())
 }
 
-/// Starts the proxy: binds the listeners, starts one worker per `config.workers` and the admin
-/// API. Returns once everything is listening. `path` is the file `config` was loaded from, which
-/// a reload reads again. The listeners are the sockets an old process handed over where they
-/// match the config (the rest are bound afresh); see `handover.rs`.
+/// Starts the proxy: binds the listeners, starts one worker per `config.process.workers` and
+/// the admin API. Returns once everything is listening. `path` is the file `config` was loaded
+/// from, which a reload reads again. The listeners are the sockets an old process handed over
+/// where they match the config (the rest are bound afresh); see `handover.rs`.
 pub fn start_with(
     config: &Config,
     path: Option<std::path::PathBuf>,
@@ -421,31 +472,24 @@ pub fn start_with(
     let server_tls = server_tls.map(|(tls, _)| Arc::new(tls));
     let client_configs = tls::ClientConfigs::new();
     let backend_tls = backend_tls(config, &client_configs).map_err(StartError::Tls)?;
-    let access_log = access_log::AccessLog::start(&config.access_log, config.access_log_format)
+    let logging = &config.logging;
+    let access_log = access_log::AccessLog::start(&logging.access_log, logging.access_log_format)
         .map_err(|source| StartError::AccessLog {
-            path: match &config.access_log {
-                config::AccessLogTarget::File(path) => path.clone(),
-                other => format!("{other:?}"),
-            },
-            source,
-        })?;
+        path: match &logging.access_log {
+            config::AccessLogTarget::File(path) => path.clone(),
+            other => format!("{other:?}"),
+        },
+        source,
+    })?;
     let fd_limit = listener::raise_fd_limit();
     let budget = descriptor_budget(fd_limit, config);
     if let Some(warning) = &budget.warning {
         log::warn!("{warning}");
     }
-    let pool = Pool::with_tls(
-        config.strategy,
-        &config.backends,
-        config.max_conns,
-        |i, _| backend_tls.get(i).cloned().flatten(),
-    );
-    let balancer = Arc::new(Balancer::with_policy(
-        pool,
-        balancer::Policy::from_config(config),
-    ));
-    let addr = SocketAddr::new(config.bind, config.port);
-    let workers = config.workers.max(1);
+    let process = &config.process;
+    let pools = Arc::new(build_pools(config, backend_tls, process.workers.max(1)));
+    let addr = SocketAddr::new(process.bind, process.port);
+    let workers = process.workers.max(1);
     let listeners = takeover
         .proxy_listeners(addr, workers)
         .map_err(|source| StartError::Bind { addr, source })?;
@@ -460,25 +504,48 @@ pub fn start_with(
     for l in listeners.iter().flatten() {
         offer.push(handover::Listening::dup(handover::Role::Proxy, l).map_err(dup_error)?);
     }
-    let shared = Arc::new(shared_for(
+    // the https redirect listener: one socket, which every worker accepts from (each with its own
+    // descriptor of it)
+    let redirect = match config.ssl.redirect_http_port {
+        Some(port) if config.ssl.enabled => {
+            let addr = SocketAddr::new(process.bind, port);
+            let bind_error = |source| StartError::Bind { addr, source };
+            let l = takeover
+                .single(handover::Role::Redirect, addr, httpd::bind)
+                .map_err(bind_error)?;
+            l.set_nonblocking(true).map_err(bind_error)?;
+            offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
+            Some(l)
+        }
+        _ => None,
+    };
+    let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
+    let mut shared = shared_for(
         config,
-        Arc::clone(&balancer),
+        Arc::clone(&pools),
         server_tls.as_ref().map(|t| t.config()),
         budget.idle_per_worker,
         Arc::clone(&access_log),
-        Arc::new(per_ip::PerIp::new(config.ipv6_client_prefix)),
-    ));
+        Arc::new(per_ip::PerIp::new(config.identity.ipv6_client_prefix)),
+    );
+    shared.redirect_to = redirect.as_ref().map(|_| local_addr.port());
+    let shared = Arc::new(shared);
     // workers already running are stopped again if a later step fails: a failed start leaves
     // nothing serving
     let mut handles = Workers(Vec::with_capacity(workers));
     let (died_tx, died) = crossbeam_channel::bounded(workers);
     for (i, l) in listeners.into_iter().enumerate() {
-        let worker = worker::spawn(i, l, Arc::clone(&shared), died_tx.clone());
+        let own_redirect = match &redirect {
+            Some(r) => Some(r.try_clone().map_err(StartError::Spawn)?),
+            None => None,
+        };
+        let worker = worker::spawn(i, l, own_redirect, Arc::clone(&shared), died_tx.clone());
         handles.0.push(worker.map_err(StartError::Spawn)?);
     }
-    let admin_addr = SocketAddr::new(config.admin_bind, config.admin_port);
+    drop(redirect);
+    let admin_addr = SocketAddr::new(process.admin_bind, process.admin_port);
     let state = admin::AdminState {
-        balancer: Arc::clone(&balancer),
+        pools: Arc::clone(&pools),
         workers: handles.0.iter().map(|w| Arc::clone(&w.stats)).collect(),
         ports: handles.0.iter().map(WorkerHandle::port).collect(),
         tls: server_tls.clone(),
@@ -498,31 +565,25 @@ pub fn start_with(
         handover::Listening::dup(handover::Role::Admin, &admin_listener).map_err(admin_error)?,
     );
     let admin = admin::start_on(admin_listener, state).map_err(admin_error)?;
-    let redirect = match config.ssl.redirect_http_port {
-        Some(port) if config.ssl.enabled => {
-            let addr = SocketAddr::new(config.bind, port);
-            let https_port = local_addr.port();
-            let bind_error = |source| StartError::Bind { addr, source };
-            let l = takeover
-                .single(handover::Role::Redirect, addr, httpd::bind)
-                .map_err(bind_error)?;
-            offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
-            Some(redirect::start_on(l, https_port).map_err(bind_error)?)
+    let table = pools.current();
+    for (name, pool) in config.all_pools() {
+        let Some(member) = table.by_name(name) else {
+            continue;
+        };
+        if pool.health.active() {
+            let settings = health::HealthSettings::from_pool(pool);
+            let checks =
+                health::start(Arc::clone(&member.balancer), settings).map_err(StartError::Spawn)?;
+            admin.set_health(&member.name, checks);
         }
-        _ => None,
-    };
-    if config.active_checks() {
-        let settings = health::HealthSettings::from_config(config);
-        let checks = health::start(Arc::clone(&balancer), settings).map_err(StartError::Spawn)?;
-        admin.set_health(checks);
     }
     Ok(Handle {
         addr: local_addr,
         workers: std::mem::take(&mut handles.0),
         admin,
-        redirect,
-        balancer,
-        shutdown_timeout: config.shutdown_timeout,
+        redirect: redirect_addr,
+        pools,
+        shutdown_timeout: process.shutdown_timeout,
         offer: Arc::new(parking_lot::Mutex::new(offer)),
         access_log,
         died,

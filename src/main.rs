@@ -80,13 +80,24 @@ fn run(args: &[String]) -> Result<(), String> {
             let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let tls_warnings =
                 ferrule::check_tls(&config).map_err(|e| format!("{}: {e}", path.display()))?;
-            let n = config.backends.len();
+            let n = config.pool.backends.len();
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let (pools, routes) = (config.pools.len(), config.routes.len());
+            let routing = if pools + routes > 0 {
+                format!(
+                    ", {pools} more pool{}, {routes} route{}",
+                    plural(pools),
+                    plural(routes)
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "ferrule: {} is valid ({n} backend{}, strategy {}, port {})",
+                "ferrule: {} is valid ({n} backend{}, strategy {}, port {}{routing})",
                 path.display(),
-                if n == 1 { "" } else { "s" },
-                config.strategy,
-                config.port
+                plural(n),
+                config.pool.balance.strategy,
+                config.process.port
             );
             for w in config.warnings().into_iter().chain(tls_warnings) {
                 println!("ferrule: warning: {w}");
@@ -102,13 +113,17 @@ fn run(args: &[String]) -> Result<(), String> {
     let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let level = match ferrule::logging::env_level() {
         Some(Ok(level)) => level,
-        Some(Err(_)) | None => config.log_level.0,
+        Some(Err(_)) | None => config.logging.level.filter(),
     };
     ferrule::logging::init(level)?;
     if let Some(Err(e)) = ferrule::logging::env_level() {
-        log::warn!("{e}: log_level {} applies", <&str>::from(config.log_level));
+        log::warn!("{e}: log_level {} applies", config.logging.level);
     }
-    let upgrade_path = config.upgrade_socket.as_deref().map(std::path::Path::new);
+    let upgrade_path = config
+        .process
+        .upgrade_socket
+        .as_deref()
+        .map(std::path::Path::new);
     let mut takeover = take_over(&config, upgrade_path)?;
     // a start that fails is one line on stderr: the log lines about the config come after it
     let mut handle = ferrule::start_with(&config, Some(path.clone()), &mut takeover)
@@ -116,15 +131,15 @@ fn run(args: &[String]) -> Result<(), String> {
     for w in config.warnings() {
         log::warn!("{w}");
     }
-    for b in &config.backends {
+    for b in &config.pool.backends {
         log::info!("backend {} (weight {})", b.url, b.weight);
     }
-    log::info!("strategy: {}", config.strategy);
+    log::info!("strategy: {}", config.pool.balance.strategy);
     let scheme = if config.ssl.enabled { "https" } else { "http" };
     log::info!(
         "listening on {scheme}://{} with {} workers",
         handle.local_addr(),
-        config.workers
+        config.process.workers
     );
     log::info!("admin API on http://{}", handle.admin_addr());
 
@@ -184,7 +199,7 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     log::info!(
         "shutting down: no new connections, finishing requests in flight (up to {})",
-        format_duration(config.shutdown_timeout)
+        format_duration(config.process.shutdown_timeout)
     );
     handle.shutdown();
     let waited = std::time::Instant::now();
@@ -233,7 +248,7 @@ fn take_over(
     };
     let refused = |e: String| format!("upgrade_socket {}: {e}", path.display());
     ferrule::handover::secure_path(path).map_err(refused)?;
-    let proxy = std::net::SocketAddr::new(config.bind, config.port);
+    let proxy = std::net::SocketAddr::new(config.process.bind, config.process.port);
     ferrule::handover::Takeover::connect(Some(path), proxy).map_err(refused)
 }
 

@@ -41,7 +41,7 @@ impl PerIp {
     }
 
     fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, u32>> {
-        let h = crate::balancer::hash_ip(ip);
+        let h = crate::hash::hash_ip(ip);
         // SHARDS is a power of two: the low bits of a well-mixed hash pick the shard
         let i = (h as usize) & (SHARDS - 1);
         &self.shards[i]

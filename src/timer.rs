@@ -12,8 +12,34 @@
 //! Slots are `TICK` wide; an entry never fires before its deadline and at most about one tick
 //! after it. Deadlines beyond the wheel's horizon land in its last slot and are re-armed when it
 //! comes due. A bitmap of non-empty slots gives the poll timeout without scanning the wheel.
+//!
+//! The process's clock helpers live here too: [`clock_ms`] (a monotonic millisecond count,
+//! for passive health's windows and backend response times), [`epoch_ms`] (the wall clock, for
+//! the health record) and [`millis`].
 
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `d` in whole milliseconds, saturating at `u64::MAX`.
+#[inline]
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since this process started (its first look at this clock): the clock of passive
+/// health and of backend response times.
+pub fn clock_ms(now: Instant) -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    millis(now.saturating_duration_since(origin))
+}
+
+/// Milliseconds since the Unix epoch, now (0 for a clock set before it).
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
 
 /// Width of one slot.
 pub const TICK: Duration = Duration::from_millis(16);
@@ -73,7 +99,7 @@ impl Timers {
     }
 
     fn ms_since_origin(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+        millis(at.saturating_duration_since(self.origin))
     }
 
     /// The slot a deadline `at` would be armed in.

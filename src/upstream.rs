@@ -21,6 +21,14 @@ use slab::Slab;
 use crate::balancer::Backend;
 use crate::transport::{Side, Transport};
 
+/// Which stream a backend connection is lent to: its client connection's key in the worker's slab
+/// and the stream's slot in that connection (always 0 for HTTP/1.1, one stream at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub conn: usize,
+    pub slot: u32,
+}
+
 /// One connection to a backend.
 pub struct Upstream {
     pub transport: Transport,
@@ -32,9 +40,8 @@ pub struct Upstream {
     pub connected: bool,
     /// This connection has carried a request before (it came from the idle pool).
     pub reused: bool,
-    /// The connection whose stream it is lent to (its key in the worker's slab), `None` while
-    /// idle.
-    pub owner: Option<usize>,
+    /// The stream it is lent to, `None` while idle.
+    pub owner: Option<Owner>,
     /// When it went idle.
     pub idle_since: Instant,
 }
@@ -120,7 +127,7 @@ impl Upstreams {
     }
 
     /// Lends the most recently idle connection to `backend`, if any.
-    pub fn take_idle(&mut self, backend: u64, owner: usize) -> Option<usize> {
+    pub fn take_idle(&mut self, backend: u64, owner: Owner) -> Option<usize> {
         let list = self.idle.iter_mut().find(|l| l.backend == backend)?;
         let key = list.keys.pop_back()?;
         self.idle_count -= 1;
@@ -129,12 +136,12 @@ impl Upstreams {
         Some(key)
     }
 
-    /// Starts a non-blocking connect to `backend` for connection `owner`.
+    /// Starts a non-blocking connect to `backend` for the stream `owner`.
     pub fn connect(
         &mut self,
         registry: &Registry,
         backend: &Arc<Backend>,
-        owner: usize,
+        owner: Owner,
         now: Instant,
     ) -> io::Result<usize> {
         let mut transport = self.open(backend)?;

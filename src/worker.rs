@@ -21,10 +21,10 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Waker};
 use slab::Slab;
 
-use crate::balancer::{Balancer, Picker, Sticky};
+use crate::balancer::Sticky;
 use crate::buffer::BufPool;
 use crate::connection::{Close, Connection, Ran, DRAIN_IDLE_GRACE};
-use crate::context::{Ctx, Settings};
+use crate::context::{Ctx, Settings, Waiting};
 use crate::stats::{CloseReason, WorkerStats};
 use crate::timer::{Entry, TimerKey, Timers};
 use crate::token::{Tok, MAX_KEY};
@@ -53,7 +53,8 @@ pub enum Control {
 
 /// What every worker is started with.
 pub struct Shared {
-    pub balancer: Arc<Balancer>,
+    /// The pools and the routes to them (the same registry across reloads).
+    pub pools: Arc<crate::pools::Pools>,
     pub settings: Settings,
     pub max_connections: usize,
     pub buffer_size: usize,
@@ -68,6 +69,9 @@ pub struct Shared {
     /// Open connections per client address, shared by every worker (`max_connections_per_ip`);
     /// the same map across reloads.
     pub per_ip: Arc<crate::per_ip::PerIp>,
+    /// `ssl.redirect_http_port`: connections accepted on the redirect listener are answered
+    /// `308` to this TLS port (see `redirect.rs`).
+    pub redirect_to: Option<u16>,
 }
 
 /// Where control messages to one worker go: its channel and its waker. Cheap to clone (the admin
@@ -124,31 +128,37 @@ impl WorkerHandle {
 /// once per worker at spawn, never on the data path.
 pub const TEST_PANIC_ENV: &str = "FERRULE_TEST_WORKER_PANIC";
 
-/// Starts worker `index` accepting on `listeners` (one, or several after a handover). A panic
-/// that escapes its loop (connections' own are contained, see [`contain`]) or a poll that fails is
-/// logged and its index sent on `died`: the process must not go on with a worker less (`main.rs` exits).
+/// Starts worker `index` accepting on `listeners` (one, or several after a handover), and on
+/// `redirect` (`ssl.redirect_http_port`: every worker accepts from its own descriptor of that one
+/// socket, and answers its connections `308`). A panic that escapes its loop (connections' own are
+/// contained, see [`contain`]) or a poll that fails is logged and its index sent on `died`: the
+/// process must not go on with a worker less (`main.rs` exits).
 pub fn spawn(
     index: usize,
     listeners: Vec<std::net::TcpListener>,
+    redirect: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
     died: Sender<usize>,
 ) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), Tok::Waker.token())?);
-    let mut mio_listeners = Vec::with_capacity(listeners.len());
-    for (i, l) in listeners.into_iter().enumerate() {
-        let mut l = TcpListener::from_std(l);
+    let mut mio_listeners = Vec::with_capacity(listeners.len() + 1);
+    let all = listeners
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(redirect.map(|l| (l, true)));
+    for (i, (l, redirect)) in all.enumerate() {
+        let mut sock = TcpListener::from_std(l);
         poll.registry()
-            .register(&mut l, Tok::Listener(i).token(), Interest::READABLE)?;
-        mio_listeners.push(l);
+            .register(&mut sock, Tok::Listener(i).token(), Interest::READABLE)?;
+        mio_listeners.push(Listener { sock, redirect });
     }
     let (tx, rx) = crossbeam_channel::unbounded();
     let stats = Arc::new(WorkerStats::default());
     let now = Instant::now();
-    let picker = Picker::new(&shared.balancer, index);
+    let pools = crate::pools::View::new(&shared.pools, index);
     let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    shared
-        .balancer
+    pools
         .slots()
         .register(Arc::clone(&waker), Arc::clone(&queued));
     let core = Core {
@@ -156,7 +166,7 @@ pub fn spawn(
         upstreams: Upstreams::new(shared.backend_keepalive, shared.idle_budget),
         bufs: BufPool::new(shared.buffer_size, KEEP_BUFFERS),
         scratch: Vec::with_capacity(shared.buffer_size),
-        picker,
+        pools,
         timers: Timers::new(now),
         due: Vec::new(),
         pending: Vec::new(),
@@ -172,7 +182,9 @@ pub fn spawn(
         next_id: 0,
         ids: crate::access_log::RequestIds::new(),
         per_ip_counted: KeyBits::default(),
+        redirects: KeyBits::default(),
         now,
+        date: crate::http::date::HttpDate::now(),
         stats: Arc::clone(&stats),
         rx,
         shared,
@@ -234,7 +246,8 @@ struct Core {
     upstreams: Upstreams,
     bufs: BufPool,
     scratch: Vec<u8>,
-    picker: Picker,
+    /// The pools and routes as this worker sees them, and its picker per pool.
+    pools: crate::pools::View,
     timers: Timers,
     due: Vec<Entry>,
     /// Connections that stopped at their round cap with work left, `(key, id)`: run again after
@@ -243,14 +256,14 @@ struct Core {
     /// Connections whose stream waits for a backend slot (`max_conns`), in arrival order
     /// `(key, id)`, and how many, as the other workers see it (they wake this one when a slot
     /// frees).
-    queue: std::collections::VecDeque<(usize, u32)>,
+    queue: std::collections::VecDeque<Waiting>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     /// The queue stopped at its per-wake bound: run it again soon.
     queue_again: bool,
     /// The next sticky-table shard this worker's housekeeping sweeps.
     sticky_sweep: usize,
     /// Empty once draining.
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     /// A listener may have connections waiting (edge-triggered: remembered here).
     accept_pending: bool,
     /// Accepting stopped at the connection cap; resumes when a connection closes.
@@ -264,7 +277,11 @@ struct Core {
     /// close. Kept here, a bit each, rather than in `Connection`, whose size is the idle-memory
     /// target.
     per_ip_counted: KeyBits,
+    /// The connections (by slab key) accepted on the redirect listener.
+    redirects: KeyBits,
     now: Instant,
+    /// The `Date` of responses, formatted again when the second changes (see `http::date`).
+    date: crate::http::date::HttpDate,
     stats: Arc<WorkerStats>,
     rx: Receiver<Control>,
     shared: Arc<Shared>,
@@ -293,6 +310,8 @@ impl Worker {
             }
             let registry = self.poll.registry();
             core.now = Instant::now();
+            core.date.refresh();
+            core.pools.refresh(&core.shared.pools);
             for event in self.events.iter() {
                 let ready = Ready {
                     readable: event.is_readable(),
@@ -357,13 +376,15 @@ impl Core {
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,
             scratch: &mut self.scratch,
-            balancer: &self.shared.balancer,
-            picker: &mut self.picker,
+            pools: &mut self.pools,
             cfg: &self.shared.settings,
             now: self.now,
+            date: self.date.text(),
             draining: self.draining.is_some(),
             key,
             id: conn.as_ref().map_or(0, |c| c.id),
+            slot: 0,
+            redirect: self.shared.redirect_to.filter(|_| self.redirects.get(key)),
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
@@ -387,7 +408,7 @@ impl Core {
         match up.owner {
             Some(owner) => {
                 up.side.ready(ready.readable, ready.writable, ready.hup);
-                self.drive(registry, owner);
+                self.drive(registry, owner.conn);
             }
             None => {
                 if ready.hup || (ready.readable && !up.transport.absorb_idle()) {
@@ -451,13 +472,13 @@ impl Core {
     fn run_queue(&mut self, registry: &Registry) {
         self.queue_again = false;
         for _ in 0..ACCEPT_BATCH {
-            let Some(&(key, id)) = self.queue.front() else {
+            let Some(&Waiting { key, id, slot }) = self.queue.front() else {
                 return;
             };
             let live = self
                 .conns
                 .get(key)
-                .is_some_and(|c| c.id == id && c.is_queued());
+                .is_some_and(|c| c.id == id && c.is_queued(slot));
             if !live {
                 // closed, timed out or served meanwhile
                 self.pop_queue();
@@ -469,7 +490,7 @@ impl Core {
             };
             let mut left = false;
             let result = contain(|| {
-                left = conn.dequeue(&mut ctx)?;
+                left = conn.dequeue(&mut ctx, slot)?;
                 Ok(Ran::Idle)
             });
             match result {
@@ -490,7 +511,7 @@ impl Core {
 
     fn pop_queue(&mut self) {
         if self.queue.pop_front().is_some() {
-            self.shared.balancer.slots().dequeued(&self.queued);
+            self.pools.slots().dequeued(&self.queued);
         }
     }
 
@@ -530,6 +551,7 @@ impl Core {
         if self.per_ip_counted.take(key) {
             self.shared.per_ip.release(peer);
         }
+        self.redirects.take(key);
         self.conns.remove(key);
         self.stats.closed(reason);
         if self.accept_paused && self.conns.len() < self.shared.max_connections {
@@ -561,10 +583,11 @@ impl Core {
             let Some(listener) = self.listeners.get(index) else {
                 return Accepted::Drained;
             };
-            match listener.accept() {
+            let redirect = listener.redirect;
+            match listener.sock.accept() {
                 Ok((stream, addr)) => {
-                    if let Some(counted) = self.admit(addr.ip()) {
-                        self.open(registry, stream, addr.ip(), counted);
+                    if let Some(counted) = self.admit(addr.ip(), redirect) {
+                        self.open(registry, stream, addr.ip(), counted, redirect);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Drained,
@@ -588,10 +611,10 @@ impl Core {
     /// worker; not with `proxy_protocol`, where the socket peer is the balancer). `None`: refused
     /// (the stream is dropped, which closes it); `Some(counted)`: admitted, and whether it was
     /// counted against the limit (so its close releases it).
-    fn admit(&mut self, ip: std::net::IpAddr) -> Option<bool> {
+    fn admit(&mut self, ip: std::net::IpAddr, redirect: bool) -> Option<bool> {
         let settings = &self.shared.settings;
         let limit = settings.max_connections_per_ip;
-        let counted = limit > 0 && !settings.proxy_protocol;
+        let counted = limit > 0 && (redirect || !settings.identity.proxy_protocol);
         if counted && !self.shared.per_ip.try_acquire(ip, limit) {
             // one address holds its share already: closed at once (dropped)
             self.stats.per_ip_refused();
@@ -601,13 +624,15 @@ impl Core {
     }
 
     /// Opens an admitted connection: registers its socket, wraps it (TLS when the listener
-    /// terminates TLS) and runs it at once (its request is usually there already).
+    /// terminates TLS; a redirect listener's are plain) and runs it at once (its request is
+    /// usually there already).
     fn open(
         &mut self,
         registry: &Registry,
         mut stream: mio::net::TcpStream,
         ip: std::net::IpAddr,
         counted: bool,
+        redirect: bool,
     ) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -621,8 +646,8 @@ impl Core {
                 .is_ok();
         let transport = match (&self.shared.tls, registered) {
             (_, false) => None,
-            (None, true) => Some(Transport::Plain(stream)),
-            (Some(config), true) => Transport::server(stream, config).ok(),
+            (Some(config), true) if !redirect => Transport::server(stream, config).ok(),
+            (_, true) => Some(Transport::Plain(stream)),
         };
         let Some(transport) = transport else {
             if counted {
@@ -631,8 +656,16 @@ impl Core {
             return;
         };
         self.next_id = self.next_id.wrapping_add(1);
-        let conn = Connection::new(transport, ip, self.next_id, self.now, &self.shared.settings);
+        let conn = Connection::new(
+            transport,
+            ip,
+            self.next_id,
+            self.now,
+            &self.shared.settings,
+            redirect,
+        );
         self.per_ip_counted.set(key, counted);
+        self.redirects.set(key, redirect);
         entry.insert(Box::new(conn));
         self.stats.accepted();
         self.drive(registry, key);
@@ -664,13 +697,16 @@ impl Core {
         self.upstreams
             .expire_idle(self.now, self.shared.backend_keepalive_timeout);
         self.bufs.trim();
-        self.shared.balancer.revive(self.now);
-        let policy = self.shared.balancer.policy();
-        if let Some(Sticky::Ip(table)) = &policy.sticky {
-            // a few shards a second per worker: the whole table within seconds
-            table.sweep(self.sticky_sweep, 8, self.now);
-            self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
+        self.pools.refresh(&self.shared.pools);
+        // bounded: the pools of the table
+        for (_, pool) in self.pools.table().members() {
+            crate::health::passive::revive(&pool.balancer, self.now);
+            if let Some(Sticky::Ip(table)) = &pool.balancer.policy().sticky {
+                // a few shards a second per worker: the whole table within seconds
+                table.sweep(self.sticky_sweep, 8, self.now);
+            }
         }
+        self.sticky_sweep = self.sticky_sweep.wrapping_add(8);
         self.sweep_armed = false;
         self.arm_sweep();
     }
@@ -720,19 +756,22 @@ impl Core {
         }
         self.draining = Some(deadline);
         for mut l in self.listeners.drain(..) {
-            let _ = registry.deregister(&mut l);
+            let _ = registry.deregister(&mut l.sock);
         }
         self.accept_pending = false;
         self.timers.arm(TimerKey::Drain, deadline);
-        let grace = DRAIN_IDLE_GRACE.min(self.shared.settings.keepalive_timeout);
+        let grace = DRAIN_IDLE_GRACE.min(self.shared.settings.timeouts.keepalive);
         let until = (self.now + grace).min(deadline);
-        let idle: Vec<usize> = self
+        let now = self.now;
+        let idle: Vec<(usize, u32)> = self
             .conns
             .iter_mut()
-            .filter_map(|(k, c)| c.close_idle_by(until).then_some(k))
+            .filter_map(|(k, c)| c.close_idle_by(until, now).then_some((k, c.id)))
             .collect();
-        for key in idle {
+        for (key, id) in idle {
             self.arm(key);
+            // run once: an HTTP/2 connection has a GOAWAY to write
+            self.pending.push((key, id));
         }
         self.upstreams.clear_idle();
     }
@@ -760,6 +799,11 @@ impl KeyBits {
         }
     }
 
+    fn get(&self, key: usize) -> bool {
+        let (word, bit) = (key / 64, key % 64);
+        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
     /// Whether `key`'s bit was set; clears it.
     fn take(&mut self, key: usize) -> bool {
         let (word, bit) = (key / 64, key % 64);
@@ -770,6 +814,13 @@ impl KeyBits {
         *w &= !(1 << bit);
         was
     }
+}
+
+/// One of the worker's listening sockets.
+struct Listener {
+    sock: TcpListener,
+    /// The https redirect listener (`ssl.redirect_http_port`), not the proxy's.
+    redirect: bool,
 }
 
 /// How one listener's accept batch ended.

@@ -969,6 +969,34 @@ fn redirect_http_port_answers_308_to_https() {
     );
 }
 
+// Proves the redirect listener is served by the workers: hundreds of idle connections on it
+// (more than the 64 slots of the admin-style server that used to serve it) keep no new client
+// from its 308, and each idle one is still answered when it finally speaks.
+#[test]
+fn idle_connections_on_the_redirect_port_never_delay_a_new_client() {
+    let pki = pki("redirect-idle");
+    let backend = Backend::start("redirect-idle");
+    let (proxy, _) = proxy_with_redirect(&pki, backend.addr);
+    let redirect = proxy.handle.redirect_addr().expect("a redirect listener");
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(redirect).expect("connect"))
+        .collect();
+    let mut c = Client::connect(redirect);
+    c.send(b"GET /now HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 308, "{r:?}");
+    assert!(r.header("date").is_some(), "{r:?}");
+    assert!(r.header("strict-transport-security").is_none(), "{r:?}");
+    // the first idle connection speaks last: it was kept, not closed
+    let mut first = idle.into_iter().next().expect("one");
+    first.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    first
+        .write_all(b"GET /late HTTP/1.1\r\nHost: example.test\r\n\r\n")
+        .expect("send");
+    let late = read_response(&mut std::io::BufReader::new(first), false).expect("an answer");
+    assert_eq!(late.status, 308);
+}
+
 // ----------------------------------------------------------------------------- resumption
 
 // Proves TLS session resumption: with the same client config, connections after the first

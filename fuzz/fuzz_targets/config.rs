@@ -191,7 +191,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = serde_json::to_string(&config.redacted());
             let _ = ferrule::context::Settings::from_config(&config);
             let _ = ferrule::descriptor_budget(1024, &config);
-            let _ = config.health_check_timeout();
+            let _ = config.pool.health_timeout();
         }
         Err(e) => {
             let _ = e.to_string();

@@ -36,6 +36,9 @@ use libfuzzer_sys::fuzz_target;
 mod wire;
 use wire::{body_end, forwarded_framing, framing_of};
 
+/// The `Date` every response gets (the worker's clock in the proxy).
+const DATE: &[u8; 29] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
 /// A source of bytes handed over in pieces.
 struct Feed<'a> {
     bytes: &'a [u8],
@@ -105,7 +108,17 @@ impl Model<'_> {
 
     /// `Session::fail`: a canned answer, queued behind what is already framed for the client.
     fn answer(&mut self, status: Status, method: Method, keep: bool) -> bool {
-        errors::canned(status, keep, method == Method::Head, &mut self.scratch);
+        let added = ferrule::http::Added {
+            date: DATE,
+            hsts: None,
+        };
+        errors::canned(
+            status,
+            keep,
+            method == Method::Head,
+            &added,
+            &mut self.scratch,
+        );
         self.to_client.extend_from_slice(&self.scratch);
         self.answered.push(method);
         keep
@@ -326,6 +339,10 @@ impl Model<'_> {
                     upgrade: head.upgrade,
                     set_cookie: None,
                     max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+                    added: ferrule::http::Added {
+                        date: DATE,
+                        hsts: None,
+                    },
                 };
                 let Ok((r, len)) = response::rewrite(&unframed[..end], &ex, &mut self.scratch)
                 else {
@@ -563,12 +580,18 @@ fuzz_target!(|data: &[u8]| {
         max_body: 0,
     };
     let trusted = TrustedProxies::EMPTY;
-    let client = ClientInfo {
-        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
-        tls: opts & 2 != 0,
+    let router = ferrule::http::request::OnePool(ferrule::http::request::Routed {
+        pool: 0,
+        route: None,
+        strip: 0,
         key: KeySource::ClientIp,
         sticky_cookie: (opts & 0x10 != 0).then_some(&b"FERRULE_BACKEND"[..]),
         strip_sticky_cookie: opts & 0x80 != 0,
+    });
+    let client = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        tls: opts & 2 != 0,
+        router: &router,
         trusted: &trusted,
         request_id: Some(b"0123456789abcdef0123456789abcdef"),
     };

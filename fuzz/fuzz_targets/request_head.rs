@@ -41,13 +41,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         TrustedProxies::EMPTY
     };
-    let client = ClientInfo {
-        ip: if opts & 1 != 0 {
-            IpAddr::V6(Ipv6Addr::LOCALHOST)
-        } else {
-            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))
-        },
-        tls: opts & 2 != 0,
+    let router = ferrule::http::request::OnePool(ferrule::http::request::Routed {
+        pool: 0,
+        route: None,
+        strip: 0,
         key: match (opts >> 2) & 3 {
             0 => KeySource::ClientIp,
             1 => KeySource::Header(b"X-User"),
@@ -55,6 +52,15 @@ fuzz_target!(|data: &[u8]| {
         },
         sticky_cookie: (opts & 0x10 != 0).then_some(&b"FERRULE_BACKEND"[..]),
         strip_sticky_cookie: opts & 0x80 != 0,
+    });
+    let client = ClientInfo {
+        ip: if opts & 1 != 0 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))
+        },
+        tls: opts & 2 != 0,
+        router: &router,
         trusted: &trusted,
         request_id: Some(b"0123456789abcdef0123456789abcdef"),
     };

@@ -4,14 +4,18 @@
 //! Invariants: no panic; an accepted head is rewritten into one complete HTTP/1.1 head that
 //! httparse reads back whole; the decisions hold together (a close-delimited or de-chunked body
 //! never keeps the client connection; `Connection: close` is written exactly when it does not
-//! stay open; a bodiless answer has no framing); re-reading the rewritten head gives the same
+//! stay open; a bodiless answer has no framing; a final response has a `Date`, and HSTS when the
+//! first input byte's top bit asks for it); re-reading the rewritten head gives the same
 //! framing whenever the body goes on verbatim, so the client finds the end where ferrule does.
 #![no_main]
 
 use ferrule::http::request;
 use ferrule::http::response::{self, Answering, Relay, SetCookie};
-use ferrule::http::{Framing, Method, MAX_HEADERS};
+use ferrule::http::{Added, Framing, Method, MAX_HEADERS};
 use libfuzzer_sys::fuzz_target;
+
+const DATE: &[u8; 29] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+const HSTS: &[u8; 38] = b"Strict-Transport-Security: max-age=1\r\n";
 
 fuzz_target!(|data: &[u8]| {
     let Some((&opts, input)) = data.split_first() else {
@@ -34,6 +38,10 @@ fuzz_target!(|data: &[u8]| {
             secure: opts & 64 != 0,
         }),
         max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+        added: Added {
+            date: DATE,
+            hsts: (opts & 128 != 0).then_some(HSTS.as_slice()),
+        },
     };
     // as the session does: the head ends at the first empty line
     let Ok(Some(end)) = request::find_head_end(input, 0) else {
@@ -73,6 +81,21 @@ fuzz_target!(|data: &[u8]| {
     }
     if r.keep_client && !r.interim {
         assert!(ex.keep_alive);
+    }
+    // a final response has one `Date` (the backend's, or ferrule's), an interim one none
+    // added by ferrule; the same for HSTS when it is on
+    let count = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .count()
+    };
+    if !r.interim && !r.switching {
+        assert!(count("date") >= 1, "{:?}", String::from_utf8_lossy(&out));
+        if ex.added.hsts.is_some() {
+            assert!(count("strict-transport-security") >= 1);
+        }
     }
     let says_close = parsed.headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")

@@ -33,12 +33,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ferrule::access_log::{AccessLog, RequestIds};
-use ferrule::balancer::{Balancer, Picker, Policy};
+use ferrule::balancer::{Balancer, Policy};
+use ferrule::pools::{PoolSettings, Pools, View};
 use ferrule::buffer::BufPool;
 use ferrule::config::{AccessLogFormat, AccessLogTarget};
-use ferrule::http::Framing;
 use ferrule::connection::{Close, Connection as Session, Ran};
 use ferrule::context::{Ctx, Settings};
+use ferrule::http::Framing;
 use ferrule::stats::CloseReason;
 use ferrule::stats::WorkerStats;
 use ferrule::transport::mem::{Conn, Pipe};
@@ -201,10 +202,10 @@ struct Harness {
     upstreams: Upstreams,
     bufs: BufPool,
     scratch: Vec<u8>,
-    balancer: Balancer,
-    picker: Picker,
+    /// The pool, as a worker sees it (one pool, no routes).
+    view: View,
     stats: WorkerStats,
-    queue: VecDeque<(usize, u32)>,
+    queue: VecDeque<ferrule::context::Waiting>,
     queued: AtomicUsize,
     ids: RequestIds,
     poll: mio::Poll,
@@ -222,13 +223,15 @@ impl Harness {
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,
             scratch: &mut self.scratch,
-            balancer: &self.balancer,
-            picker: &mut self.picker,
+            pools: &mut self.view,
             cfg: settings,
             now: self.now,
+            date: b"Sun, 06 Nov 1994 08:49:37 GMT",
             draining: self.draining,
             key: 0,
             id: 1,
+            slot: 0,
+            redirect: None,
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
@@ -472,22 +475,22 @@ fuzz_target!(|data: &[u8]| {
         turns: Vec::new(),
         announced: 0,
     }));
-    let mut upstreams = Upstreams::new(config.backend_keepalive, 64);
+    let mut upstreams = Upstreams::new(config.keepalive.connections, 64);
     let hook = Arc::clone(&backends);
     upstreams.mem_connect = Some(Box::new(move |_backend| {
         Ok(Transport::Mem(hook.lock().open()))
     }));
     let balancer = Balancer::with_policy(
-        Pool::new(config.strategy, &config.backends),
-        Policy::from_config(config),
+        Pool::new(config.pool.balance.strategy, &config.pool.backends),
+        Policy::from_pool(&config.pool),
     );
-    let picker = Picker::new(&balancer, 0);
+    let pools = Pools::single(Arc::new(balancer), PoolSettings::from_pool(&config.pool), 1);
+    let view = View::new(&pools, 0);
     let mut h = Harness {
         upstreams,
-        bufs: BufPool::new(config.buffer_size, 2),
+        bufs: BufPool::new(config.limits.buffer_size, 2),
         scratch: Vec::new(),
-        picker,
-        balancer,
+        view,
         stats: WorkerStats::default(),
         queue: VecDeque::new(),
         queued: AtomicUsize::new(0),
@@ -514,6 +517,7 @@ fuzz_target!(|data: &[u8]| {
         1,
         h.now,
         settings,
+        false,
     );
 
     // the schedule: one event a byte
@@ -581,7 +585,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 if arg & 1 != 0 {
                     h.upstreams
-                        .expire_idle(h.now, config.backend_keepalive_timeout);
+                        .expire_idle(h.now, config.keepalive.timeout);
                 }
                 timeout = true;
             }
@@ -609,7 +613,7 @@ fuzz_target!(|data: &[u8]| {
     drop(s);
 
     assert_eq!(h.bufs.in_use(), 0, "buffers kept after release");
-    for b in h.balancer.current().backends() {
+    for b in h.view.table().default().balancer.current().backends() {
         assert_eq!(
             b.active_requests(),
             0,

@@ -1,4 +1,5 @@
-//! Unit tests of the access log's formats, escaping, clock and request ids.
+//! Unit tests of the access log's formats, escaping, clock and request ids, and of its output
+//! after failed writes.
 
 use super::*;
 
@@ -42,6 +43,15 @@ fn combined_is_nginx_combined_then_backend_times_and_id() {
          \"https://ref.example/\" \"curl/8.5\" 127.0.0.1:9001 0.012 1.234 \
          \"0123456789abcdef0123456789abcdef\"\n"
     );
+}
+
+#[test]
+fn an_http2_request_is_logged_as_http_2_0() {
+    let mut e = entry();
+    e.http2 = true;
+    assert!(line(combined, &e).contains("\"GET /index.html?q=1 HTTP/2.0\" 200"));
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["protocol"], "HTTP/2.0");
 }
 
 #[test]
@@ -183,11 +193,8 @@ fn reset_keeps_the_buffer_and_forgets_the_rest() {
 }
 
 #[test]
-fn civil_dates() {
-    assert_eq!(civil(0), (1970, 1, 1));
-    assert_eq!(civil(11_016), (2000, 2, 29));
-    assert_eq!(civil(20_789), (2026, 12, 2));
-    assert_eq!(civil(-1), (1969, 12, 31));
+fn iso_seconds() {
+    // the calendar itself is tested in http/date.rs
     let mut out = Vec::new();
     iso_second(951_782_400_000 + 86_399_999, &mut out);
     assert_eq!(out, b"2000-02-29T23:59:59.");
@@ -342,4 +349,142 @@ fn entries_are_reused() {
     assert!(again.text.capacity() >= 1000);
     assert!(again.get(Text::UserAgent).is_none());
     log.stop();
+}
+
+/// A disk that takes `room` more bytes (a write past it is cut short, the next one fails with
+/// ENOSPC), and what it holds.
+#[derive(Clone, Default)]
+struct Disk {
+    held: Arc<parking_lot::Mutex<Vec<u8>>>,
+    room: Arc<parking_lot::Mutex<usize>>,
+}
+
+impl Disk {
+    fn with_room(room: usize) -> Disk {
+        let d = Disk::default();
+        d.set_room(room);
+        d
+    }
+
+    fn set_room(&self, room: usize) {
+        *self.room.lock() = room;
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.held.lock().clone()).unwrap()
+    }
+}
+
+impl Write for Disk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut room = self.room.lock();
+        if *room == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let n = buf.len().min(*room);
+        *room -= n;
+        self.held.lock().extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn after_a_write_cut_short_the_next_line_starts_on_a_line_of_its_own() {
+    let disk = Disk::with_room(13);
+    let mut out = disk.clone();
+    let mut tail = Tail::default();
+    // cut in the middle of the second line
+    assert!(tail.write(&mut out, b"line one\nline two\n").is_err());
+    assert_eq!(disk.text(), "line one\nline");
+    // still full: nothing more, not even the line end
+    assert!(tail.write(&mut out, b"line three\n").is_err());
+    disk.set_room(usize::MAX);
+    tail.write(&mut out, b"line four\n").unwrap();
+    tail.write(&mut out, b"line five\n").unwrap();
+    assert_eq!(disk.text(), "line one\nline\nline four\nline five\n");
+
+    // cut exactly at a line end, or before anything was written: no empty line
+    for (room, held) in [(9, "line one\n"), (0, "")] {
+        let disk = Disk::with_room(room);
+        let mut out = disk.clone();
+        let mut tail = Tail::default();
+        assert!(tail.write(&mut out, b"line one\nline two\n").is_err());
+        disk.set_room(usize::MAX);
+        tail.write(&mut out, b"line three\n").unwrap();
+        assert_eq!(disk.text(), format!("{held}line three\n"));
+    }
+}
+
+#[test]
+fn a_file_opened_again_empty_starts_clean() {
+    let path = temp_path("tail");
+    std::fs::write(&path, "half a li").unwrap();
+    let mut tail = Tail { mid_line: true };
+    tail.reopened(&open_file(path.to_str().unwrap()).unwrap());
+    assert!(tail.mid_line, "the same file, still ending mid-line");
+    std::fs::remove_file(&path).unwrap();
+    tail.reopened(&open_file(path.to_str().unwrap()).unwrap());
+    assert!(!tail.mid_line, "a new file after rotation");
+}
+
+#[test]
+fn the_writer_never_glues_a_line_to_a_broken_one() {
+    let disk = Disk::with_room(30);
+    let (free, _keep) = crossbeam_channel::bounded(FREE);
+    let mut writer = Writer {
+        output: Output::Test(Box::new(disk.clone())),
+        format: AccessLogFormat::Combined,
+        free,
+        dropped: Arc::new(AtomicU64::new(0)),
+        failing: None,
+        clock: Clock::new(),
+        stamp: Stamp::new(),
+        batch: Vec::new(),
+        tail: Tail::default(),
+    };
+    let mut lines = 0;
+    for target in ["/a", "/b"] {
+        let mut e = entry();
+        e.set(Text::Target, target.as_bytes());
+        writer.handle(Msg::Line(Box::new(e)), &mut lines);
+    }
+    writer.write_batch(&mut lines);
+    assert_eq!(writer.dropped.load(Ordering::Relaxed), 2);
+    assert_eq!(disk.text().len(), 30);
+    // the disk has room again and the retry is due
+    disk.set_room(usize::MAX);
+    writer.failing = writer.failing.and_then(|t| t.checked_sub(RETRY));
+    let mut e = entry();
+    e.set(Text::Target, b"/c");
+    writer.handle(Msg::Line(Box::new(e)), &mut lines);
+    writer.write_batch(&mut lines);
+    let text = disk.text();
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(got.len(), 2, "{text}");
+    assert_eq!(got[0].len(), 30);
+    assert!(got[1].starts_with("192.0.2.7 - - ["), "{text}");
+    assert!(got[1].contains("\"GET /c HTTP/1.1\" 200"), "{text}");
+    assert!(text.ends_with('\n'));
+}
+
+#[test]
+fn an_http2_request_says_so_in_both_formats() {
+    let mut e = entry();
+    e.http2 = true;
+    assert!(line(combined, &e).contains("\"GET /index.html?q=1 HTTP/2.0\""));
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["protocol"], "HTTP/2.0");
+}
+
+#[test]
+fn a_cut_exchange_names_its_close_reason_in_both_formats() {
+    let mut e = entry();
+    e.close = Some(crate::stats::CloseReason::BackendFailed);
+    assert!(line(combined, &e).ends_with("\" close=backend_failed\n"));
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["close"], "backend_failed");
 }

@@ -86,9 +86,9 @@ pub(super) fn all(admin: &Admin) -> Vec<Arc<Backend>> {
 /// [`all`], each with whether it was removed (a retired one, draining its last requests).
 fn listed(admin: &Admin) -> Vec<(Arc<Backend>, bool)> {
     prune_draining(admin);
-    let pool = admin.state.balancer.current();
+    let pool = admin.state.balancer().current();
     let kept = pool.backends().iter().map(|b| (Arc::clone(b), false));
-    let retired = admin.state.balancer.retired().into_iter();
+    let retired = admin.state.balancer().retired().into_iter();
     kept.chain(retired.map(|b| (b, true))).collect()
 }
 
@@ -97,7 +97,7 @@ pub(super) fn list(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
         .iter()
         .map(|(b, removed)| backend_json(b, *removed))
         .collect();
-    let strategy = admin.state.balancer.current().strategy().name();
+    let strategy = admin.state.balancer().current().strategy().name();
     Ok(Response::json(
         200,
         &json!({"strategy": strategy, "backends": list}),
@@ -133,15 +133,20 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
             .into_iter()
             .filter(|(what, _)| *what == "redirect"),
     );
-    config::check_backend_addr(&cfg.url, cfg.addr, &own, &config.allowed_backend_networks)
-        .map_err(|problem| ApiError::bad(format!("url: {problem}")))?;
+    config::check_backend_addr(
+        &cfg.url,
+        cfg.addr,
+        &own,
+        &config.admin.allowed_backend_networks,
+    )
+    .map_err(|problem| ApiError::bad(format!("url: {problem}")))?;
     // the CA file as it is now (a fresh cache: a rotated CA is read again, not the one cached
     // under the same path at start)
     let fresh = crate::tls::ClientConfigs::new();
     let client_tls =
-        crate::client_tls_of(&config, &cfg, &tls, &fresh, "").map_err(ApiError::bad)?;
+        crate::client_tls_of(&config.pool, "", &cfg, &tls, &fresh, "").map_err(ApiError::bad)?;
     let warnings = warnings(admin, &config, &cfg, &tls);
-    let added = admin.state.balancer.update(|pool| {
+    let added = admin.state.balancer().update(|pool| {
         // checked under the writer lock: another request may have added it meanwhile
         match pool.backends().iter().find(|b| same_target(b, &cfg)) {
             Some(b) => Err(ApiError::new(
@@ -184,7 +189,7 @@ fn confined(admin: &Admin, path: &str) -> Result<String, ApiError> {
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
         roots.push(dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf));
     }
-    if let Some(dir) = &admin.state.config.read().admin_files_dir {
+    if let Some(dir) = &admin.state.config.read().admin.files_dir {
         roots.push(PathBuf::from(dir));
     }
     let refused = || {
@@ -222,7 +227,7 @@ fn scheme_name(scheme: Scheme) -> &'static str {
 
 pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
     let id = parse_id(call.param(0))?;
-    let removed = admin.state.balancer.update(|pool| {
+    let removed = admin.state.balancer().update(|pool| {
         let b = Arc::clone(pool.get(id)?);
         // no new request from a worker still holding the old pool either
         b.set_draining();
@@ -243,14 +248,14 @@ pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiErro
     if in_flight == 0 {
         return Ok(Response::json(200, &body));
     }
-    admin.state.balancer.retire(b);
+    admin.state.balancer().retire(b);
     Ok(Response::json(202, &body))
 }
 
 /// Forgets the retired backends whose last request ended (see [`crate::Balancer::retire`]), and
 /// tells the workers again to close idle connections to them.
 pub(super) fn prune_draining(admin: &Admin) {
-    for b in admin.state.balancer.prune_retired() {
+    for b in admin.state.balancer().prune_retired() {
         for port in &admin.state.ports {
             port.send(Control::BackendRemoved(b.id));
         }
@@ -347,13 +352,13 @@ fn change(
     id: u64,
     edit: impl FnOnce(&mut crate::balancer::Pool, &Backend),
 ) -> Result<Arc<Backend>, ApiError> {
-    let changed = admin.state.balancer.update(|pool| {
+    let changed = admin.state.balancer().update(|pool| {
         let b = Arc::clone(pool.get(id)?);
         edit(pool, &b);
         Some(b)
     });
     changed.ok_or_else(|| {
-        if admin.state.balancer.retired().iter().any(|b| b.id == id) {
+        if admin.state.balancer().retired().iter().any(|b| b.id == id) {
             ApiError::new(
                 404,
                 format!("id: backend {id} was removed (it is draining its last requests)"),
@@ -432,8 +437,8 @@ fn same_target(b: &Backend, cfg: &BackendConfig) -> bool {
 /// the same address over another scheme.
 fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTls) -> Vec<String> {
     let mut alone = config.clone();
-    alone.backends = vec![cfg.clone()];
-    alone.backend_tls = vec![tls.clone()];
+    alone.pool.backends = vec![cfg.clone()];
+    alone.pool.backend_tls = vec![tls.clone()];
     let mut out: Vec<String> = alone
         .warnings()
         .into_iter()
@@ -442,7 +447,7 @@ fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTl
                 .map(|rest| format!("this backend{rest}"))
         })
         .collect();
-    for b in admin.state.balancer.current().backends() {
+    for b in admin.state.balancer().current().backends() {
         if b.addr == cfg.addr {
             out.push(format!(
                 "resolves to the same address as backend {} ({}): that server gets both their shares",
@@ -456,18 +461,8 @@ fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTl
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC (`2026-12-02T10:20:30.123Z`).
 pub(super) fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
-    let days = secs / 86_400;
     let rem = secs % 86_400;
-    // days since 1970-01-01 to a civil date (H. Hinnant's algorithm, for years from 1970)
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day) = crate::http::date::civil(i64::try_from(secs / 86_400).unwrap_or(0));
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,

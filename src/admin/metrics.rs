@@ -290,7 +290,7 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
     );
 
     let all = backends::all(admin);
-    let pool_size = admin.state.balancer.current().backends().len();
+    let pool_size = admin.state.balancer().current().backends().len();
     t.single(
         "ferrule_backends",
         "gauge",

@@ -40,6 +40,7 @@ pub use crate::httpd::message::MAX_BODY;
 use crate::httpd::message::{Head, Response};
 use crate::httpd::Server;
 pub use crate::httpd::MAX_CONNECTIONS;
+use crate::pools::Pools;
 use crate::stats::WorkerStats;
 use crate::tls::{ClientConfigs, ServerTls};
 use crate::worker::ControlPort;
@@ -49,7 +50,8 @@ pub use self::reload::Live;
 
 /// What the admin API reads and changes.
 pub struct AdminState {
-    pub balancer: Arc<Balancer>,
+    /// The pools and routes.
+    pub pools: Arc<Pools>,
     /// Each worker's counters, by worker index.
     pub workers: Vec<Arc<WorkerStats>>,
     /// Each worker's control port: removed backends are announced there (`BackendRemoved`).
@@ -68,6 +70,13 @@ pub struct AdminState {
     pub proxy_addr: SocketAddr,
     /// What a reload changes besides the pool: the workers' settings, the health and DNS threads.
     pub live: Live,
+}
+
+impl AdminState {
+    /// The `default` pool's balancer (`/backends`).
+    pub fn balancer(&self) -> Arc<Balancer> {
+        self.pools.default_balancer()
+    }
 }
 
 /// The running admin API (and the health and DNS threads, which a reload restarts).
@@ -92,9 +101,10 @@ impl AdminHandle {
         Reloader(Arc::clone(&self.admin))
     }
 
-    /// The active health checks, started after the admin API (a reload restarts them).
-    pub fn set_health(&self, checks: crate::health::HealthHandle) {
-        *self.admin.state.live.health.lock() = Some(checks);
+    /// The active health checks of pool `pool`, started after the admin API (a reload
+    /// restarts them).
+    pub fn set_health(&self, pool: &str, checks: crate::health::HealthHandle) {
+        self.admin.state.live.set_health(pool, checks);
     }
 
     /// Stops the health and DNS threads, then the admin API (and waits for them).
@@ -312,7 +322,7 @@ impl Admin {
             let allowed = guard::Allowed {
                 bind: self.own_addr.ip(),
                 port: self.own_addr.port(),
-                hosts: &config.admin_allowed_hosts,
+                hosts: &config.admin.allowed_hosts,
             };
             guard::check_host(head, &allowed)?
         };
@@ -364,7 +374,7 @@ impl Admin {
     /// ones its address sent lately (`guard::Throttle`).
     fn authorize(&self, head: &Head) -> Result<(), ApiError> {
         // read each time: a reload may set, change or remove it
-        let token = self.state.config.read().admin_token.clone();
+        let token = self.state.config.read().admin.token.clone();
         let Some(token) = token.map(String::into_bytes) else {
             return Ok(());
         };
@@ -424,14 +434,14 @@ fn config(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
     let mut shown = serde_json::to_value(config.redacted())
         .map_err(|e| ApiError::new(500, format!("config: cannot be shown: {e}")))?;
     if let Value::Object(map) = &mut shown {
-        let timeout = crate::config::format_duration(config.health_check_timeout());
+        let timeout = crate::config::format_duration(config.pool.health_timeout());
         map.insert("health_check_timeout".into(), Value::String(timeout));
     }
     Ok(Response::json(200, &shown))
 }
 
 fn openapi(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    let token = admin.state.config.read().admin_token.is_some();
+    let token = admin.state.config.read().admin.token.is_some();
     Ok(Response::json(200, &openapi::document(token)))
 }
 

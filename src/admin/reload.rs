@@ -14,11 +14,19 @@
 //!   again; `admin_token` applies to the next request.
 //!
 //! The keys that need a restart (`port`, `bind`, `workers`, `admin_port`, `admin_bind`,
-//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`, `shutdown_timeout`,
-//! `ipv6_client_prefix`) keep their running values, and the answer and the log say so. Changes made through the admin API since the last load are
-//! replaced by the file (the file wins: backends added by hand go, backends deleted by hand come
-//! back, weights return to the file's) and the answer lists each one it replaced; states set by
-//! hand (`disabled`, `draining`) of backends that stay are kept.
+//! `buffer_size`, `ssl.enabled`, `ssl.redirect_http_port`, `upgrade_socket`,
+//! `shutdown_timeout`, `ipv6_client_prefix`) keep their running values, and the answer and the log say so. Changes
+//! made through the admin API since the last load are replaced by the file (the file wins:
+//! backends added by hand go, backends deleted by hand come back, weights return to the file's)
+//! and the answer lists each one it replaced; states set by hand (`disabled`, `draining`) of
+//! backends that stay are kept.
+//!
+//! The backends' CA files (`backends[].ca_file`, `backend_ca_file`) are read again, into a fresh
+//! client TLS cache ([`ClientConfigs::renewed`](crate::tls::ClientConfigs::renewed)): a CA file
+//! that changed gets a new client config, and the backends that use it are replaced (new ids;
+//! their pooled connections, made under the old CA, drain); a file that no longer loads refuses
+//! the reload. The checks between keys run again once the restart-only keys have their running
+//! values back (a `max_request_head` must fit the running `buffer_size`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,10 +37,11 @@ use serde_json::{json, Map, Value};
 
 use super::{Admin, AdminState, ApiError, Call};
 use crate::balancer::{Backend, Balancer, Policy, Pool, Sticky, Synced};
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, PoolConfig};
 use crate::dns::{DnsHandle, Hosts, Refresh};
 use crate::health::{HealthHandle, HealthSettings};
 use crate::httpd::message::Response;
+use crate::pools::Pools;
 use crate::worker::{Control, ControlPort, Shared};
 
 /// What a reload changes besides the pool and the config.
@@ -43,7 +52,8 @@ pub struct Live {
     pub shared: Mutex<Arc<Shared>>,
     /// The open-file limit in force (the descriptor budget is derived again from it).
     pub fd_limit: u64,
-    pub health: Mutex<Option<HealthHandle>>,
+    /// The active health checks, one thread per pool that has them, by pool name.
+    pub health: Mutex<Vec<(String, HealthHandle)>>,
     pub dns: Mutex<Option<DnsHandle>>,
 }
 
@@ -53,7 +63,7 @@ impl Live {
             path,
             shared: Mutex::new(shared),
             fd_limit,
-            health: Mutex::new(None),
+            health: Mutex::new(Vec::new()),
             dns: Mutex::new(None),
         }
     }
@@ -63,9 +73,32 @@ impl Live {
         Arc::clone(&self.shared.lock().access_log)
     }
 
+    /// Keeps `checks` as pool `pool`'s health checks (stopping the ones it had).
+    pub fn set_health(&self, pool: &str, checks: HealthHandle) {
+        let mut health = self.health.lock();
+        health.retain(|(name, _)| name != pool);
+        health.push((pool.to_owned(), checks));
+    }
+
+    /// Stops pool `pool`'s health checks, if it has them.
+    fn stop_health(&self, pool: &str) {
+        let stopped: Vec<_> = {
+            let mut health = self.health.lock();
+            let (stop, keep) = std::mem::take(&mut *health)
+                .into_iter()
+                .partition(|(name, _)| name == pool);
+            *health = keep;
+            stop
+        };
+        for (_, mut h) in stopped {
+            h.stop();
+        }
+    }
+
     /// Stops the health and DNS threads (at shutdown).
     pub fn stop_threads(&self) {
-        if let Some(mut h) = self.health.lock().take() {
+        let health = std::mem::take(&mut *self.health.lock());
+        for (_, mut h) in health {
             h.stop();
         }
         if let Some(mut d) = self.dns.lock().take() {
@@ -113,48 +146,46 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     let at = |e: String| format!("{}: {e}", path.display());
     // everything that can fail, first
     let mut new = Config::load(path).map_err(|e| at(e.to_string()))?;
-    let backend_tls = crate::backend_tls(&new, &state.client_configs).map_err(at)?;
+    // The restart-only keys never change while running (reloads take turns), so they can be
+    // read before the lock below. With their running values back, the keys must agree again:
+    // a `max_request_head` that fits the file's `buffer_size` may not fit the running one.
+    let restart = keep_restart_only(&state.config.read(), &mut new);
+    new.check_related_fields()
+        .map_err(|e| at(with_kept(e.to_string(), &restart)))?;
+    // every CA file read again: a rotated CA takes effect, one that no longer loads refuses
+    let client_configs = state.client_configs.renewed();
+    let backend_tls = crate::backend_tls(&new, &client_configs).map_err(at)?;
     // The config stays write-locked from here until it is replaced, so that the DNS refresh
     // (which takes the config, then the pool, in that order too) cannot slip a change based on
-    // the old config in between. Nothing below can fail.
+    // the old config in between. Nothing below can fail but the certificates.
     let mut running = state.config.write();
     let old = running.clone();
-    let restart = keep_restart_only(&old, &mut new);
     let mut warnings: Vec<String> = new.warnings();
     if let (Some(tls), true) = (&state.tls, new.ssl.enabled) {
         let pairs = crate::cert_pairs(&new);
         warnings.extend(tls.reload(&pairs).map_err(|e| at(format!("ssl: {e}")))?);
     }
 
-    // the file wins over run-time changes: say which it replaces
-    let balancer = &state.balancer;
-    let replaced = runtime_changes(&old, &balancer.current());
-    let wanted: Vec<_> = new.backends.iter().cloned().zip(backend_tls).collect();
-    let policy = policy_for(&old, &new, &balancer.policy());
-    let synced = balancer.update(|pool| {
-        pool.set_default_max_conns(new.max_conns);
-        let synced = pool.sync(|_| true, &wanted);
-        if pool.strategy() != new.strategy {
-            pool.set_strategy(new.strategy);
-        }
-        pool.set_policy(Arc::new(policy));
-        synced
-    });
-    retire(balancer, &state.ports, &synced);
+    // the pools: the file wins over run-time changes (the report says which it replaces)
+    let pools = sync_pools(state, &old, &new, backend_tls);
+    state.client_configs.adopt(client_configs);
 
     // the workers' settings
     let shared = {
         let mut current = state.live.shared.lock();
         let budget = crate::descriptor_budget(state.live.fd_limit, &new);
-        let shared = Arc::new(crate::shared_for(
+        let mut next = crate::shared_for(
             &new,
-            Arc::clone(balancer),
+            Arc::clone(&state.pools),
             current.tls.clone(),
             budget.idle_per_worker,
             Arc::clone(&current.access_log),
             // the counts of open connections carry over: they are released as those close
             Arc::clone(&current.per_ip),
-        ));
+        );
+        // the redirect listener and its TLS port need a restart to change
+        next.redirect_to = current.redirect_to;
+        let shared = Arc::new(next);
         *current = Arc::clone(&shared);
         shared
     };
@@ -166,26 +197,24 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
     drop(running);
 
     // logging: the access log's target and format, the level (unless RUST_LOG says otherwise)
-    if (&old.access_log, old.access_log_format) != (&new.access_log, new.access_log_format) {
+    let (was, now) = (&old.logging, &new.logging);
+    if (&was.access_log, was.access_log_format) != (&now.access_log, now.access_log_format) {
         if let Err(e) = state
             .live
             .access_log()
-            .configure(&new.access_log, new.access_log_format)
+            .configure(&now.access_log, now.access_log_format)
         {
-            let w = format!("access_log: {e}: lines go on to {:?}", old.access_log);
+            let w = format!("access_log: {e}: lines go on to {:?}", was.access_log);
             log::warn!("{w}");
             warnings.push(w);
         }
     }
-    crate::logging::set_level(new.log_level.0);
+    crate::logging::set_level(now.level.filter());
 
     // the threads, once the config is unlocked (stopping the DNS thread waits for its round,
     // which may need the config)
-    if HealthSettings::from_config(&old) != HealthSettings::from_config(&new) {
-        warnings.extend(restart_health(state, &new));
-    }
-    let dns_changed = old.dns_refresh != new.dns_refresh || old.hosts_file != new.hosts_file;
-    if dns_changed {
+    warnings.extend(restart_health(state, &old, &new, &pools.gone));
+    if old.dns != new.dns {
         if let Some(mut d) = state.live.dns.lock().take() {
             d.stop();
         }
@@ -199,18 +228,138 @@ fn apply(state: &AdminState, path: &std::path::Path) -> Result<Value, String> {
             warnings.push(w);
         }
     }
-    changes.retain(|c| !c.starts_with("backends"));
+    changes.retain(|c| {
+        !["backends", "pools", "routes"]
+            .iter()
+            .any(|k| c.starts_with(k))
+    });
     Ok(json!({
         "changes": changes,
-        "backends": {
+        "backends": pools.default,
+        "pools": {
+            "added": pools.added,
+            "removed": pools.gone.iter().map(|m| &*m.name).collect::<Vec<_>>(),
+            "changed": pools.changed,
+        },
+        "routes": new.routes.len(),
+        "restart_required": restart,
+        "replaced_runtime_changes": pools.replaced,
+        "warnings": warnings,
+    }))
+}
+
+/// What a reload did to the pools.
+struct PoolsSynced {
+    /// The `default` pool's backends: `{added, removed, changed}`.
+    default: Value,
+    /// The pools the file adds.
+    added: Vec<String>,
+    /// The pools the file no longer has (their backends drain).
+    gone: Vec<crate::pools::Member>,
+    /// Per pool besides `default` that stays: `{added, removed, changed}` of its backends.
+    changed: Map<String, Value>,
+    /// The run-time changes the file replaced.
+    replaced: Vec<String>,
+}
+
+/// Makes the pools what `new` says (by name: a pool that stays keeps its balancer, its
+/// backends matched as [`Pool::sync`] does) and publishes them with `new`'s routes. `tls` is
+/// each pool's backends' TLS settings, in [`Config::all_pools`] order.
+fn sync_pools(
+    state: &AdminState,
+    old: &Config,
+    new: &Config,
+    tls: Vec<Vec<Option<crate::transport::ClientTls>>>,
+) -> PoolsSynced {
+    let table = state.pools.current();
+    let mut out = PoolsSynced {
+        default: Value::Null,
+        added: Vec::new(),
+        gone: Vec::new(),
+        changed: Map::new(),
+        replaced: Vec::new(),
+    };
+    let mut members = Vec::with_capacity(new.pools.len() + 1);
+    let mut tls = tls.into_iter();
+    // bounded: the file's pools
+    for (name, pool) in new.all_pools() {
+        let tls = tls.next().unwrap_or_default();
+        let running = table.by_name(name);
+        let was = old.all_pools().find(|(n, _)| *n == name).map(|(_, p)| p);
+        let (Some(running), Some(was)) = (running, was) else {
+            members.push(crate::pools::member(state.pools.common(), name, pool, tls));
+            out.added.push(name.to_owned());
+            log::info!("pool {name} added ({} backends)", pool.backends.len());
+            continue;
+        };
+        let balancer = &running.balancer;
+        let label = |text: String| match name {
+            crate::config::DEFAULT_POOL => text,
+            _ => format!("pool {name}: {text}"),
+        };
+        out.replaced.extend(
+            runtime_changes(was, &balancer.current())
+                .into_iter()
+                .map(label),
+        );
+        let wanted: Vec<_> = pool.backends.iter().cloned().zip(tls).collect();
+        let policy = policy_for(was, pool, &balancer.policy());
+        let balance = &pool.balance;
+        let synced = balancer.update(|p| {
+            p.set_default_max_conns(balance.max_conns);
+            let synced = p.sync(|_| true, &wanted);
+            if p.strategy() != balance.strategy {
+                p.set_strategy(balance.strategy);
+            }
+            p.set_policy(Arc::new(policy));
+            synced
+        });
+        retire(balancer, &state.ports, &synced);
+        let report = json!({
             "added": synced.added.iter().map(|b| described(b)).collect::<Vec<_>>(),
             "removed": synced.removed.iter().map(|b| described(b)).collect::<Vec<_>>(),
             "changed": synced.changed,
-        },
-        "restart_required": restart,
-        "replaced_runtime_changes": replaced,
-        "warnings": warnings,
-    }))
+        });
+        if name == crate::config::DEFAULT_POOL {
+            out.default = report;
+        } else {
+            out.changed.insert(name.to_owned(), report);
+        }
+        members.push(crate::pools::Member {
+            name: Arc::clone(&running.name),
+            balancer: Arc::clone(balancer),
+            settings: Arc::new(crate::pools::PoolSettings::from_pool(pool)),
+        });
+    }
+    let mut members = members.into_iter();
+    let Some(default) = members.next() else {
+        return out; // all_pools always yields `default` first
+    };
+    out.gone = state.pools.publish(
+        default,
+        members.collect(),
+        &new.routes,
+        new.default_serves(),
+    );
+    for pool in &out.gone {
+        let backends = pool.balancer.current();
+        let in_flight: u64 = backends
+            .backends()
+            .iter()
+            .map(|b| b.active_requests() as u64)
+            .sum();
+        log::info!(
+            "pool {} removed: its {} backends drain ({in_flight} requests in flight)",
+            pool.name,
+            backends.backends().len()
+        );
+        for b in backends.backends() {
+            for port in &state.ports {
+                port.send(Control::BackendRemoved(b.id));
+            }
+        }
+    }
+    out
 }
 
 /// A one-line summary of a reload report, for the log.
@@ -252,23 +401,24 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
             ));
         }
     };
-    keep("port", old.port.to_string(), new.port.to_string());
-    keep("bind", old.bind.to_string(), new.bind.to_string());
-    keep("workers", old.workers.to_string(), new.workers.to_string());
+    let (was, now) = (&old.process, &mut new.process);
+    keep("port", was.port.to_string(), now.port.to_string());
+    keep("bind", was.bind.to_string(), now.bind.to_string());
+    keep("workers", was.workers.to_string(), now.workers.to_string());
     keep(
         "admin_port",
-        old.admin_port.to_string(),
-        new.admin_port.to_string(),
+        was.admin_port.to_string(),
+        now.admin_port.to_string(),
     );
     keep(
         "admin_bind",
-        old.admin_bind.to_string(),
-        new.admin_bind.to_string(),
+        was.admin_bind.to_string(),
+        now.admin_bind.to_string(),
     );
     keep(
         "buffer_size",
-        old.buffer_size.to_string(),
-        new.buffer_size.to_string(),
+        old.limits.buffer_size.to_string(),
+        new.limits.buffer_size.to_string(),
     );
     keep(
         "ssl.enabled",
@@ -282,32 +432,46 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
     );
     keep(
         "upgrade_socket",
-        format!("{:?}", old.upgrade_socket),
-        format!("{:?}", new.upgrade_socket),
+        format!("{:?}", old.process.upgrade_socket),
+        format!("{:?}", new.process.upgrade_socket),
     );
-    new.upgrade_socket = old.upgrade_socket.clone();
     keep(
         "shutdown_timeout",
-        crate::config::format_duration(old.shutdown_timeout),
-        crate::config::format_duration(new.shutdown_timeout),
+        crate::config::format_duration(old.process.shutdown_timeout),
+        crate::config::format_duration(new.process.shutdown_timeout),
     );
-    new.shutdown_timeout = old.shutdown_timeout;
     // the per-IP counts are keyed by it: a release must find what its acquire counted
     keep(
         "ipv6_client_prefix",
-        old.ipv6_client_prefix.to_string(),
-        new.ipv6_client_prefix.to_string(),
+        old.identity.ipv6_client_prefix.to_string(),
+        new.identity.ipv6_client_prefix.to_string(),
     );
-    new.ipv6_client_prefix = old.ipv6_client_prefix;
-    new.port = old.port;
-    new.bind = old.bind;
-    new.workers = old.workers;
-    new.admin_port = old.admin_port;
-    new.admin_bind = old.admin_bind;
-    new.buffer_size = old.buffer_size;
+    new.identity.ipv6_client_prefix = old.identity.ipv6_client_prefix;
+    let (was, now) = (&old.process, &mut new.process);
+    now.upgrade_socket = was.upgrade_socket.clone();
+    now.shutdown_timeout = was.shutdown_timeout;
+    now.port = was.port;
+    now.bind = was.bind;
+    now.workers = was.workers;
+    now.admin_port = was.admin_port;
+    now.admin_bind = was.admin_bind;
+    new.limits.buffer_size = old.limits.buffer_size;
     new.ssl.enabled = old.ssl.enabled;
     new.ssl.redirect_http_port = old.ssl.redirect_http_port;
     out
+}
+
+/// `error` (a check between keys that failed once the restart-only keys got their running
+/// values back), naming those keys when some were kept.
+fn with_kept(error: String, restart: &[String]) -> String {
+    let kept: Vec<&str> = restart.iter().filter_map(|r| r.split(':').next()).collect();
+    if kept.is_empty() {
+        return error;
+    }
+    format!(
+        "{error} (the running value stays until a restart for {})",
+        kept.join(", ")
+    )
 }
 
 /// The top-level keys whose value changed, as `key: old -> new` (secrets redacted).
@@ -332,7 +496,7 @@ fn key_changes(old: &Config, new: &Config) -> Vec<String> {
 
 /// What the admin API changed in the pool since the config was last loaded, as a reload that
 /// puts the file's backends back will describe it.
-fn runtime_changes(old: &Config, pool: &Pool) -> Vec<String> {
+fn runtime_changes(old: &PoolConfig, pool: &Pool) -> Vec<String> {
     let mut out = Vec::new();
     let from_file = |b: &Backend| {
         old.backends
@@ -371,12 +535,13 @@ fn runtime_changes(old: &Config, pool: &Pool) -> Vec<String> {
 }
 
 /// The new policy; the sticky table carries over when the sticky settings did not change.
-fn policy_for(old: &Config, new: &Config, running: &Policy) -> Policy {
-    let mut policy = Policy::from_config(new);
-    let same_sticky = old.enable_sticky_sessions == new.enable_sticky_sessions
-        && old.sticky_mode == new.sticky_mode
-        && old.sticky_max_entries == new.sticky_max_entries
-        && old.sticky_session_ttl == new.sticky_session_ttl;
+fn policy_for(old: &PoolConfig, new: &PoolConfig, running: &Policy) -> Policy {
+    let mut policy = Policy::from_pool(new);
+    let (was, now) = (&old.sticky, &new.sticky);
+    let same_sticky = was.enabled == now.enabled
+        && was.mode == now.mode
+        && was.max_entries == now.max_entries
+        && was.ttl == now.ttl;
     if same_sticky {
         if let (Some(Sticky::Ip(table)), Some(Sticky::Ip(_))) = (&running.sticky, &policy.sticky) {
             policy.sticky = Some(Sticky::Ip(Arc::clone(table)));
@@ -415,58 +580,81 @@ fn retire(balancer: &Balancer, ports: &[ControlPort], synced: &Synced) {
     }
 }
 
-/// Restarts the health checks with `config`'s settings; a warning if they could not start. With
-/// active checks off from now on, backends they had taken down are up again (passive detection,
-/// when on, takes over).
-fn restart_health(state: &AdminState, config: &Config) -> Option<String> {
-    let mut health = state.live.health.lock();
-    if let Some(mut h) = health.take() {
-        h.stop();
+/// Restarts the health checks of each pool whose settings changed (or that is new) and stops
+/// those of the pools gone; the warnings of checks that could not start. A pool whose active
+/// checks are off from now on has the backends they had taken down up again (passive
+/// detection, when on, takes over).
+fn restart_health(
+    state: &AdminState,
+    old: &Config,
+    new: &Config,
+    gone: &[crate::pools::Member],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for pool in gone {
+        state.live.stop_health(&pool.name);
     }
-    if !config.active_checks() {
-        for b in state.balancer.current().backends() {
-            if !b.is_healthy() {
-                b.set_healthy(true);
-                log::info!("{} is up again: active health checks are off", b.url);
+    let table = state.pools.current();
+    // bounded: the file's pools
+    for (name, pool) in new.all_pools() {
+        let settings = HealthSettings::from_pool(pool);
+        let was = old
+            .all_pools()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| HealthSettings::from_pool(p));
+        let Some(member) = table.by_name(name) else {
+            continue;
+        };
+        let running = state.live.health.lock().iter().any(|(n, _)| n == name);
+        if was.as_ref() == Some(&settings) && running == settings.active() {
+            continue;
+        }
+        state.live.stop_health(name);
+        if !settings.active() {
+            for b in member.balancer.current().backends() {
+                if !b.is_healthy() {
+                    b.set_healthy(true);
+                    log::info!("{} is up again: active health checks are off", b.url);
+                }
+            }
+            continue;
+        }
+        match crate::health::start(Arc::clone(&member.balancer), settings) {
+            Ok(h) => state.live.set_health(name, h),
+            Err(e) => {
+                let w = format!("cannot restart the health checks of pool {name}: {e}");
+                log::error!("{w}");
+                warnings.push(w);
             }
         }
-        return None;
     }
-    let settings = HealthSettings::from_config(config);
-    match crate::health::start(Arc::clone(&state.balancer), settings) {
-        Ok(h) => {
-            *health = Some(h);
-            None
-        }
-        Err(e) => {
-            let w = format!("cannot restart the health checks: {e}");
-            log::error!("{w}");
-            Some(w)
-        }
-    }
+    warnings
 }
 
 /// Starts the DNS refresh if the config asks for one and has names to refresh.
 pub(super) fn start_dns(state: &AdminState) -> std::io::Result<()> {
     let config = state.config.read();
-    let names = config.backends.iter().any(|b| crate::dns::is_name(&b.host));
-    if config.dns_refresh.is_zero() || !names {
+    let names = config
+        .all_pools()
+        .flat_map(|(_, p)| &p.backends)
+        .any(|b| crate::dns::is_name(&b.host));
+    if config.dns.refresh.is_zero() || !names {
         return Ok(());
     }
     let refresh = Arc::new(Names {
         config: Arc::clone(&state.config),
-        balancer: Arc::clone(&state.balancer),
+        pools: Arc::clone(&state.pools),
         ports: state.ports.clone(),
     });
-    let handle = crate::dns::start(refresh, config.dns_refresh)?;
+    let handle = crate::dns::start(refresh, config.dns.refresh)?;
     *state.live.dns.lock() = Some(handle);
     Ok(())
 }
 
-/// The DNS refresh's view of the proxy: the names in the running config, and the pool.
+/// The DNS refresh's view of the proxy: the names in the running config, and the pools.
 struct Names {
     config: Arc<RwLock<Config>>,
-    balancer: Arc<Balancer>,
+    pools: Arc<Pools>,
     ports: Vec<ControlPort>,
 }
 
@@ -474,12 +662,12 @@ impl Refresh for Names {
     fn names(&self) -> (Vec<(String, String, u16)>, Option<Hosts>) {
         let config = self.config.read();
         let mut names: Vec<(String, String, u16)> = Vec::new();
-        for b in &config.backends {
+        for b in config.all_pools().flat_map(|(_, p)| &p.backends) {
             if crate::dns::is_name(&b.host) && !names.iter().any(|(url, _, _)| *url == b.url) {
                 names.push((b.url.clone(), b.host.clone(), b.port));
             }
         }
-        let hosts = match config.hosts() {
+        let hosts = match config.dns.hosts() {
             Ok(hosts) => hosts,
             Err(e) => {
                 log::warn!("dns: {e}; looking names up without it");
@@ -491,8 +679,34 @@ impl Refresh for Names {
 
     fn apply(&self, url: &str, addrs: &[SocketAddr]) {
         let mut config = self.config.write();
+        let table = self.pools.current();
+        let config = &mut *config;
+        // bounded: the pools (a URL may be in several)
+        let pools = std::iter::once((crate::config::DEFAULT_POOL, &mut config.pool)).chain(
+            config
+                .pools
+                .iter_mut()
+                .map(|p| (p.name.as_str(), &mut p.pool)),
+        );
+        for (name, pool) in pools {
+            if let Some(member) = table.by_name(name) {
+                self.apply_to(&member.balancer, pool, url, addrs);
+            }
+        }
+    }
+}
+
+impl Names {
+    /// `url` now resolves to `addrs`: its backends in `balancer` (whose keys are `config`) follow.
+    fn apply_to(
+        &self,
+        balancer: &Arc<Balancer>,
+        config: &mut PoolConfig,
+        url: &str,
+        addrs: &[SocketAddr],
+    ) {
         let Some(first) = config.backends.iter().position(|b| b.url == url) else {
-            return; // a reload took it out meanwhile
+            return; // not in this pool, or a reload took it out meanwhile
         };
         let now: Vec<SocketAddr> = config
             .backends
@@ -508,7 +722,7 @@ impl Refresh for Names {
         let template: BackendConfig = config.backends[first].clone();
         let tls_settings = config.tls_of_backend(first).clone();
         // the TLS to this URL is the same whatever the address: take a sibling's
-        let pool = self.balancer.current();
+        let pool = balancer.current();
         let Some(sibling) = pool.backends().iter().find(|b| b.url == url) else {
             return; // removed by hand: the admin API's change stands until a reload
         };
@@ -530,10 +744,8 @@ impl Refresh for Names {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let synced = self
-            .balancer
-            .update(|pool| pool.sync(|b| b.url == url, &wanted));
-        retire(&self.balancer, &self.ports, &synced);
+        let synced = balancer.update(|pool| pool.sync(|b| b.url == url, &wanted));
+        retire(balancer, &self.ports, &synced);
         // the running config follows, so that a reload compares against what is live
         let mut backends = Vec::with_capacity(config.backends.len());
         let mut tls_list = Vec::with_capacity(config.backends.len());

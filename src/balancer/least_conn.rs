@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{eligible, Backend};
+use super::backend::{eligible, Backend};
 
 pub fn pick(backends: &[Arc<Backend>], cursor: &mut usize, exclude: Option<u64>) -> Option<usize> {
     let n = backends.len();
@@ -41,7 +41,8 @@ pub fn lighter(backends: &[Arc<Backend>], a: usize, b: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{picks, pool};
-    use super::super::{Strategy, WorkerPick};
+    use super::super::WorkerPick;
+    use crate::config::Strategy;
 
     #[test]
     fn fewest_in_flight_relative_to_weight_ties_round_robin() {

@@ -7,7 +7,7 @@
 //! at a build cost of `M × backends` hashes, paid when a pool is published, never per request.)
 //! So:
 //! - two ferrule processes with the same backend list build the same table (the hashes are fixed,
-//!   `hash.rs`, and the table is a function of the set of URLs and weights alone), and send a key
+//!   `src/hash.rs`, and the table is a function of the set of URLs and weights alone), and send a key
 //!   to the same backend with no shared state;
 //! - removing one of N backends moves its keys, about 1/N, and no key moves between two backends
 //!   that both stay; adding one takes about 1/(N+1) from the others;
@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
-use super::hash::{hash, mix};
-use super::{eligible, Backend};
+use super::backend::{eligible, Backend};
+use crate::hash::{mix, stable_hash};
 
 /// Entries looked at past unavailable ones before falling back to a scan of the backends.
 const WALK: usize = 128;
@@ -60,7 +60,10 @@ impl Table {
             };
         }
         let m = table_size(n);
-        let ids: Vec<u64> = names.iter().map(|name| hash(1, name.as_bytes())).collect();
+        let ids: Vec<u64> = names
+            .iter()
+            .map(|name| stable_hash(1, name.as_bytes()))
+            .collect();
         let equal = weights.iter().all(|&w| w == weights[0]);
         // weighted rendezvous: the highest -w / ln(u), u uniform in (0, 1) from the hash
         let scale: Vec<f64> = weights.iter().map(|&w| f64::from(w.max(1))).collect();
@@ -115,10 +118,11 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
-    use super::super::hash::hash;
     use super::super::tests::pool;
-    use super::super::{Strategy, WorkerPick};
+    use super::super::WorkerPick;
     use super::*;
+    use crate::config::Strategy;
+    use crate::hash::stable_hash;
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("http://10.0.0.{i}:8080")).collect()
@@ -158,7 +162,7 @@ mod tests {
         let after = table(&fewer);
         let (mut moved, keys) = (0, 20_000u64);
         for k in 0..keys {
-            let key = hash(9, &k.to_le_bytes());
+            let key = stable_hash(9, &k.to_le_bytes());
             let old = before.owner(key).unwrap();
             let new = after.owner(key).unwrap();
             let new_name = &fewer[new];
@@ -178,7 +182,9 @@ mod tests {
         let p = pool(Strategy::ConsistentHash, &[1, 1, 1]);
         let mut st = WorkerPick::new(0);
         let owner = |st: &mut WorkerPick, key| p.pick(st, key, None).unwrap().id;
-        let keys: Vec<u64> = (0..300u64).map(|k| hash(5, &k.to_le_bytes())).collect();
+        let keys: Vec<u64> = (0..300u64)
+            .map(|k| stable_hash(5, &k.to_le_bytes()))
+            .collect();
         let first: Vec<u64> = keys.iter().map(|&k| owner(&mut st, k)).collect();
         p.backends()[1].set_healthy(false);
         for (&k, &was) in keys.iter().zip(&first) {

@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use super::hash::Rng;
-use super::{eligible, least_conn, Backend};
+use super::backend::{eligible, Backend};
+use super::least_conn;
+use super::rng::Rng;
 
 /// Draws tried before the scan.
 const TRIES: usize = 4;
@@ -46,7 +47,8 @@ pub fn pick(
 #[cfg(test)]
 mod tests {
     use super::super::tests::pool;
-    use super::super::{Strategy, WorkerPick};
+    use super::super::WorkerPick;
+    use crate::config::Strategy;
 
     #[test]
     fn the_less_loaded_of_two_wins_and_load_evens_out() {

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use super::hash::Rng;
-use super::{eligible, Backend};
+use super::backend::{eligible, Backend};
+use super::rng::Rng;
 
 const TRIES: usize = 4;
 
@@ -54,7 +54,7 @@ impl Weights {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{picks, pool};
-    use super::super::Strategy;
+    use crate::config::Strategy;
 
     #[test]
     fn weighted_within_two_points_over_ten_thousand() {

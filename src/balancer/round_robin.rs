@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-use super::{eligible, Backend};
+use super::backend::{eligible, Backend};
 
 /// Longest schedule kept (entries are 4 bytes: 256 KiB).
 pub const MAX_CYCLE: usize = 1 << 16;
@@ -107,8 +107,9 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{picks, pool};
-    use super::super::{Strategy, WorkerPick};
+    use super::super::WorkerPick;
     use super::*;
+    use crate::config::Strategy;
 
     fn counts(seq: &[u16], ports: u16) -> Vec<usize> {
         (1..=ports)

@@ -25,15 +25,15 @@
 //!   backend's key (its URL; for a URL with a host name, which may stand for several backends,
 //!   the URL and the address: see `Backend::key`), the same in every process and after restarts
 //!   and never the address in clear, which ferrule sets in a cookie and reads back. That value,
-//!   plain ([`cookie_id`]) or keyed with `sticky_cookie_secret` ([`CookieKey`]), is made in
-//!   `cookie.rs`.
+//!   plain (`cookie_id`) or keyed with `sticky_cookie_secret` (`CookieKey`), is made in
+//!   `src/hash.rs`; the pool (`pool.rs`) gives each backend its value and the picker
+//!   (`picker.rs`) looks the cookie up.
 
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
-pub use super::cookie::{cookie_id, parse_cookie_id, CookieKey, MIN_SECRET_LEN};
-use super::hash::mix;
+use crate::hash::mix;
 
 /// Shards of the table (a power of two).
 pub const SHARDS: usize = 64;
@@ -331,7 +331,7 @@ mod tests {
     use std::time::Duration;
 
     fn ip(n: u32) -> u64 {
-        super::super::hash_ip(std::net::IpAddr::from(n.to_be_bytes()))
+        crate::hash::hash_ip(std::net::IpAddr::from(n.to_be_bytes()))
     }
 
     #[test]
@@ -472,7 +472,7 @@ mod tests {
         use std::collections::HashMap;
         let table = StickyTable::with_seed(SHARDS * 400, 5, 5);
         let mut model: HashMap<u64, (u64, u64)> = HashMap::new();
-        let mut rng = super::super::hash::Rng::new(42);
+        let mut rng = super::super::rng::Rng::new(42);
         let t0 = Instant::now();
         let mut t = 0;
         for step in 0..200_000u32 {

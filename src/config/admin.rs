@@ -1,13 +1,14 @@
-//! The value types of the keys that guard the admin API and what it may do: `admin_token`
-//! ([`Token`]), `admin_allowed_hosts` ([`AllowedHost`]) and `allowed_backend_networks`
-//! ([`networks`]). Read by `file.rs` like any other key; the checks that use them are in
-//! `checks.rs` and `crate::admin`.
+//! The value types of the keys that guard the admin API: `admin_token` ([`Token`]) and
+//! `admin_allowed_hosts` ([`AllowedHost`]) (`allowed_backend_networks` is a list of
+//! `values::Network`). Declared in the `Admin` group like any other key; the checks that use them
+//! are in `checks.rs` and `crate::admin`.
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, ConfigError};
+use super::key::Plain;
+use super::values::newtype_value;
 
 /// The shortest `admin_token`: 16 characters.
 const MIN_TOKEN: usize = 16;
@@ -16,7 +17,7 @@ const MIN_TOKEN: usize = 16;
 /// travels in a header).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
-pub(super) struct Token(pub(super) String);
+pub(super) struct Token(String);
 
 impl TryFrom<String> for Token {
     type Error = String;
@@ -42,7 +43,9 @@ impl TryFrom<String> for Token {
 /// IPv6 one without brackets.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String")]
-pub(super) struct AllowedHost(pub(super) String);
+pub(super) struct AllowedHost(String);
+
+newtype_value!(Token => String, AllowedHost => String);
 
 impl TryFrom<String> for AllowedHost {
     type Error = String;
@@ -73,17 +76,4 @@ impl TryFrom<String> for AllowedHost {
         }
         Ok(AllowedHost(name))
     }
-}
-
-/// `allowed_backend_networks`: CIDRs, each entry's error naming its index.
-pub(super) fn networks(entries: Vec<String>) -> Result<Vec<crate::client_ip::Cidr>, ConfigError> {
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            text.parse().map_err(|e: crate::client_ip::CidrError| {
-                invalid(&format!("allowed_backend_networks[{i}]"), e.to_string())
-            })
-        })
-        .collect()
 }

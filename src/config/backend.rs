@@ -1,17 +1,63 @@
-//! `backends[]`: the entry as read ([`BackendFile`]), its URL ([`BackendUrl`],
-//! `http[s]://host[:port][/]`, checked as it is read), the duplicate check, and the name
-//! resolution that makes [`BackendConfig`]s: at load, so no worker ever blocks on DNS.
+//! `backends[]`: the effective entry ([`BackendConfig`], [`BackendTls`]), the entry as read
+//! ([`BackendFile`]), its URL ([`BackendUrl`], `http[s]://host[:port][/]`, checked as it is
+//! read), the duplicate check, the name resolution that makes [`BackendConfig`]s (at load, so no
+//! worker ever blocks on DNS), and the addresses a backend may not have
+//! ([`check_backend_addr`]).
 //! [`backend_from_json`] does the same for one entry on its own (the admin API's
 //! `POST /backends`, on the admin thread).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize, Serializer};
 
 use serde_json::Value;
 
-use super::file::{FilePath, Int};
-use super::{de, invalid, BackendConfig, BackendTls, ConfigError, Scheme};
+use super::de;
+use super::error::{invalid, ConfigError};
+use super::values::{check_file, FilePath, Int};
+
+/// Scheme of a backend URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// One `backends[]` entry, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// The URL as written in the file (`http://127.0.0.1:8082`).
+    pub url: String,
+    pub scheme: Scheme,
+    /// Host as written (used for TLS SNI and the health check's `Host`).
+    pub host: String,
+    pub port: u16,
+    /// The address the host resolved to at load time.
+    pub addr: SocketAddr,
+    /// Weight for the weighted strategies, at least 1.
+    pub weight: u32,
+    /// `backends[i].max_conns`: requests in flight at most on this backend, across all workers
+    /// (0: no limit); absent, the top-level `max_conns`.
+    pub max_conns: Option<u32>,
+}
+
+/// TLS to one backend: `backends[i].ca_file` and `backends[i].tls_skip_verify`. Both only
+/// matter for an `https://` backend; on an `http://` one they are a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackendTls {
+    /// `backends[i].ca_file`, default none: PEM file of the CA certificates this backend's
+    /// certificate is verified against, in place of `backend_ca_file`. Must exist at load.
+    pub ca_file: Option<String>,
+    /// `backends[i].tls_skip_verify`, default `false`: `true` accepts any certificate from this
+    /// backend (tests, self-signed labs). Always a warning.
+    pub tls_skip_verify: bool,
+}
+
+/// The TLS settings of a backend that has no entry in its pool's `backend_tls`.
+pub(super) static NO_BACKEND_TLS: BackendTls = BackendTls {
+    ca_file: None,
+    tls_skip_verify: false,
+};
 
 /// `weight`: 1 to 10000.
 pub(super) type Weight = Int<u32, 1, 10_000>;
@@ -100,20 +146,24 @@ impl Target {
 pub(super) struct BackendSpec {
     /// Its index in `backends`, for messages.
     index: usize,
+    /// The path of its `url`, for messages (`backends[2].url`).
+    field: String,
     url: BackendUrl,
     weight: u32,
     max_conns: Option<u32>,
 }
 
 /// Checks the entries that need each other or a message of their own (a missing `url`, the same
-/// backend twice) and splits them into what is resolved later and their TLS settings.
+/// backend twice) and splits them into what is resolved later and their TLS settings. `at` is
+/// the path of the object `backends` is in (empty at the top level).
 pub(super) fn specs(
     files: Vec<BackendFile>,
+    at: &str,
 ) -> Result<(Vec<BackendSpec>, Vec<BackendTls>), ConfigError> {
     let mut specs: Vec<BackendSpec> = Vec::with_capacity(files.len());
     let mut tls = Vec::with_capacity(files.len());
     for (index, file) in files.into_iter().enumerate() {
-        let url_field = format!("backends[{index}].url");
+        let url_field = super::key::join(at, &format!("backends[{index}].url"));
         let url = file
             .url
             .ok_or_else(|| invalid(&url_field, "missing (every backend needs a url)"))?;
@@ -126,6 +176,7 @@ pub(super) fn specs(
         }
         specs.push(BackendSpec {
             index,
+            field: url_field,
             url,
             weight: file.weight.map_or(1, Int::get),
             max_conns: file.max_conns.map(Int::get),
@@ -148,8 +199,8 @@ pub(super) fn resolve_backends(
 ) -> Result<(Vec<BackendConfig>, Vec<BackendTls>), ConfigError> {
     let mut backends = Vec::with_capacity(specs.len());
     let mut settings = Vec::with_capacity(specs.len());
-    for (spec, tls) in specs.into_iter().zip(tls) {
-        let field = format!("backends[{}].url", spec.index);
+    for (mut spec, tls) in specs.into_iter().zip(tls) {
+        let field = std::mem::take(&mut spec.field);
         for backend in resolve_spec(spec, &field, hosts)? {
             backends.push(backend);
             settings.push(tls.clone());
@@ -199,17 +250,69 @@ pub fn backend_from_json(value: &Value) -> Result<(BackendConfig, BackendTls), C
     if file.url.is_none() {
         return Err(invalid("url", "missing (every backend needs a url)"));
     }
-    let (mut specs, mut tls) = specs(vec![file])?;
+    let (mut specs, mut tls) = specs(vec![file], "")?;
     let (Some(spec), Some(tls)) = (specs.pop(), tls.pop()) else {
         return Err(invalid("", "no backend"));
     };
     if let Some(file) = &tls.ca_file {
-        super::checks::check_file("ca_file", file)?;
+        check_file("ca_file", file)?;
     }
     // added by hand: its first address (names given to the admin API are not refreshed)
     let first = resolve_spec(spec, "url", None)?.into_iter().next();
     let backend = first.ok_or_else(|| invalid("url", "no addresses found"))?;
     Ok((backend, tls))
+}
+
+/// Why a backend at `addr` (its URL `url`) must not be added, if it must not: it is one of
+/// `own`, ferrule's listeners (named, with their bound addresses), and requests to it would loop
+/// back into ferrule; or it is link-local (169.254.0.0/16, fe80::/10: where cloud metadata
+/// endpoints answer) and no network of `allowed` holds it. Loopback backends are allowed: they
+/// are the common lab setup.
+pub fn check_backend_addr(
+    url: &str,
+    addr: SocketAddr,
+    own: &[(&str, SocketAddr)],
+    allowed: &[crate::client_ip::Cidr],
+) -> Result<(), String> {
+    if let Some((what, at)) = own.iter().find(|(_, at)| reaches(addr, *at)) {
+        return Err(format!(
+            "{url:?} ({addr}) is ferrule's own {what} listener ({at}): requests to it would \
+             loop back into ferrule"
+        ));
+    }
+    let ip = addr.ip().to_canonical();
+    if is_link_local(ip) && !allowed.iter().any(|net| net.contains(ip)) {
+        return Err(format!(
+            "{url:?} is at {ip}, a link-local address (cloud metadata endpoints answer there); \
+             list its network in allowed_backend_networks to allow it"
+        ));
+    }
+    Ok(())
+}
+
+/// 169.254.0.0/16 and fe80::/10.
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+/// Whether a connection to `addr` would reach a listener bound to `listener`: the same port, and
+/// the same address, or any address of this host when the listener is bound to all of them
+/// (`0.0.0.0`, `::`, which on Linux takes IPv4 too). A connection to `0.0.0.0` or `::` reaches
+/// this host.
+fn reaches(addr: SocketAddr, listener: SocketAddr) -> bool {
+    let (ip, bind) = (addr.ip().to_canonical(), listener.ip().to_canonical());
+    listener.port() != 0
+        && addr.port() == listener.port()
+        && (ip == bind || ip.is_unspecified() || (bind.is_unspecified() && is_local(ip)))
+}
+
+/// An address of this host: loopback, or one a socket can be bound to (the kernel knows its own
+/// addresses; a UDP bind sends nothing).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// A backend URL as a regular expression (ECMA-262, for the OpenAPI schema): every text it

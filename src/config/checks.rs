@@ -3,19 +3,26 @@
 //! ([`Config::check_files`]), and the warnings ([`Config::warnings`]): what is allowed but
 //! probably not meant.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use super::{default_workers, invalid, Config, ConfigError, HealthCheckMethod, Scheme};
+use super::backend::{check_backend_addr, Scheme};
+use super::error::{invalid, ConfigError};
+use super::groups::default_workers;
+use super::names::HealthCheckMethod;
+use super::values::check_file;
+use super::Config;
 
 impl Config {
     /// Things that are allowed but probably not meant, one line each, for the log at start.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.backends.is_empty() {
+        let pool = &self.pool;
+        if pool.backends.is_empty() && self.routes.is_empty() {
             warnings.push("no backends configured: every request will get 503".to_owned());
         }
-        for (i, backend) in self.backends.iter().enumerate() {
-            if let Some(j) = self.backends[..i]
+        self.routing_warnings(&mut warnings);
+        for (i, backend) in pool.backends.iter().enumerate() {
+            if let Some(j) = pool.backends[..i]
                 .iter()
                 .position(|b| b.addr == backend.addr)
             {
@@ -25,7 +32,7 @@ impl Config {
                     backend.url, backend.addr
                 ));
             }
-            let tls = self.tls_of_backend(i);
+            let tls = pool.tls_of_backend(i);
             if backend.scheme == Scheme::Http {
                 for (key, set) in [
                     ("ca_file", tls.ca_file.is_some()),
@@ -48,15 +55,13 @@ impl Config {
                 }
             }
         }
-        if self.health_check_method != HealthCheckMethod::Http
-            && self.health_check_path != "/health"
-        {
+        if pool.health.method != HealthCheckMethod::Http && pool.health.path != "/health" {
             warnings.push(format!(
                 "health_check_path is not used when health_check_method is \"{}\"",
-                self.health_check_method
+                pool.health.method
             ));
         }
-        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+        if self.identity.proxy_protocol && self.identity.trusted_proxies.is_empty() {
             warnings.push(
                 "proxy_protocol is on but trusted_proxies is empty: every connection will be \
                  closed (list the balancers in front in trusted_proxies)"
@@ -66,49 +71,55 @@ impl Config {
         if self.ssl.redirect_http_port.is_some() && !self.ssl.enabled {
             warnings.push("ssl.redirect_http_port is not used when ssl.enabled is false".into());
         }
-        if self.max_connections < self.workers {
+        if self.ssl.hsts.is_some() && !self.ssl.enabled {
+            warnings.push("ssl.hsts is not used when ssl.enabled is false".into());
+        }
+        let process = &self.process;
+        if process.max_connections < process.workers {
             warnings.push(format!(
                 "max_connections ({}) is below workers ({}): some workers will accept no connections",
-                self.max_connections, self.workers
+                process.max_connections, process.workers
             ));
         }
         let cores = default_workers();
-        if self.workers > cores {
+        if process.workers > cores {
             warnings.push(format!(
                 "workers ({}) exceeds the {cores} CPU cores available: workers will compete for them",
-                self.workers
+                process.workers
             ));
         }
         warnings
     }
 
-    /// Checks between fields, run once every field has been read.
-    pub(super) fn check_related_fields(&self) -> Result<(), ConfigError> {
-        if !self.admin_bind.to_canonical().is_loopback() && self.admin_token.is_none() {
+    /// Checks between fields, run once every field has been read (and again by a reload, once
+    /// the keys that need a restart have their running values back).
+    pub fn check_related_fields(&self) -> Result<(), ConfigError> {
+        let (process, limits) = (&self.process, &self.limits);
+        if !process.admin_bind.to_canonical().is_loopback() && self.admin.token.is_none() {
             let problem = format!(
                 "{} is not a loopback address, so admin_token is required (without it, anyone \
                  who can reach port {} could change the backend pool)",
-                self.admin_bind, self.admin_port
+                process.admin_bind, process.admin_port
             );
             return Err(invalid("admin_bind", problem));
         }
-        if self.admin_port == self.port && self.port != 0 {
-            let problem = format!("must differ from port ({})", self.port);
+        if process.admin_port == process.port && process.port != 0 {
+            let problem = format!("must differ from port ({})", process.port);
             return Err(invalid("admin_port", problem));
         }
-        if self.max_request_head > self.buffer_size {
-            let problem = format!("must not exceed buffer_size ({})", self.buffer_size);
+        if limits.max_request_head > limits.buffer_size {
+            let problem = format!("must not exceed buffer_size ({})", limits.buffer_size);
             return Err(invalid("max_request_head", problem));
         }
-        if self.max_uri_length > self.max_request_head {
+        if limits.max_uri_length > limits.max_request_head {
             let problem = format!(
                 "must not exceed max_request_head ({})",
-                self.max_request_head
+                limits.max_request_head
             );
             return Err(invalid("max_uri_length", problem));
         }
         if let Some(redirect) = self.ssl.redirect_http_port {
-            for (key, port) in [("port", self.port), ("admin_port", self.admin_port)] {
+            for (key, port) in [("port", process.port), ("admin_port", process.admin_port)] {
                 if redirect == port {
                     let problem = format!("must differ from {key} ({port})");
                     return Err(invalid("ssl.redirect_http_port", problem));
@@ -122,17 +133,20 @@ impl Config {
     /// code's business). With TLS off, the certificates and keys are not looked at.
     pub(super) fn check_files(&self) -> Result<(), ConfigError> {
         self.check_ssl_files()?;
-        if let Some(file) = &self.backend_ca_file {
-            check_file("backend_ca_file", file)?;
-        }
-        for (i, tls) in self.backend_tls.iter().enumerate() {
-            if let Some(file) = &tls.ca_file {
-                check_file(&format!("backends[{i}].ca_file"), file)?;
+        for (name, pool) in self.all_pools() {
+            let at = pool_path(name);
+            if let Some(file) = &pool.upstream.ca_file {
+                check_file(&format!("{at}backend_ca_file"), file)?;
+            }
+            for (i, tls) in pool.backend_tls.iter().enumerate() {
+                if let Some(file) = &tls.ca_file {
+                    check_file(&format!("{at}backends[{i}].ca_file"), file)?;
+                }
             }
         }
-        if let super::AccessLogTarget::File(path) = &self.access_log {
+        if let super::AccessLogTarget::File(path) = &self.logging.access_log {
             // opened for appending (created if missing), as the proxy will
-            crate::access_log::open_file(path)
+            super::open_access_log(path)
                 .map_err(|e| invalid("access_log", format!("cannot open {path:?}: {e}")))?;
         }
         Ok(())
@@ -178,15 +192,16 @@ impl Config {
     /// ferrule's own listening sockets as the config gives them (a port 0, picked at start, is
     /// not known here): the proxy, the admin API, and the redirect listener with TLS on.
     pub fn own_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let process = &self.process;
         let mut own = vec![
-            ("proxy", SocketAddr::new(self.bind, self.port)),
+            ("proxy", SocketAddr::new(process.bind, process.port)),
             (
                 "admin API",
-                SocketAddr::new(self.admin_bind, self.admin_port),
+                SocketAddr::new(process.admin_bind, process.admin_port),
             ),
         ];
         if let Some(port) = self.ssl.redirect_http_port.filter(|_| self.ssl.enabled) {
-            own.push(("redirect", SocketAddr::new(self.bind, port)));
+            own.push(("redirect", SocketAddr::new(process.bind, port)));
         }
         own.retain(|(_, a)| a.port() != 0);
         own
@@ -196,77 +211,21 @@ impl Config {
     /// `allowed_backend_networks` says so (see [`check_backend_addr`]).
     pub(super) fn check_backend_addresses(&self) -> Result<(), ConfigError> {
         let own = self.own_listeners();
-        for (i, b) in self.backends.iter().enumerate() {
-            check_backend_addr(&b.url, b.addr, &own, &self.allowed_backend_networks)
-                .map_err(|problem| invalid(&format!("backends[{i}].url"), problem))?;
+        for (name, pool) in self.all_pools() {
+            for (i, b) in pool.backends.iter().enumerate() {
+                check_backend_addr(&b.url, b.addr, &own, &self.admin.allowed_backend_networks)
+                    .map_err(|p| invalid(&format!("{}backends[{i}].url", pool_path(name)), p))?;
+            }
         }
         Ok(())
     }
 }
 
-/// Why a backend at `addr` (its URL `url`) must not be added, if it must not: it is one of
-/// `own`, ferrule's listeners (named, with their bound addresses), and requests to it would loop
-/// back into ferrule; or it is link-local (169.254.0.0/16, fe80::/10: where cloud metadata
-/// endpoints answer) and no network of `allowed` holds it. Loopback backends are allowed: they
-/// are the common lab setup.
-pub fn check_backend_addr(
-    url: &str,
-    addr: SocketAddr,
-    own: &[(&str, SocketAddr)],
-    allowed: &[crate::client_ip::Cidr],
-) -> Result<(), String> {
-    if let Some((what, at)) = own.iter().find(|(_, at)| reaches(addr, *at)) {
-        return Err(format!(
-            "{url:?} ({addr}) is ferrule's own {what} listener ({at}): requests to it would \
-             loop back into ferrule"
-        ));
+/// The path a pool's keys are under: nothing for the default pool, `pools.NAME.` for the others.
+fn pool_path(name: &str) -> String {
+    if name == super::DEFAULT_POOL {
+        String::new()
+    } else {
+        format!("pools.{}.", super::de::key_text(name))
     }
-    let ip = addr.ip().to_canonical();
-    if is_link_local(ip) && !allowed.iter().any(|net| net.contains(ip)) {
-        return Err(format!(
-            "{url:?} is at {ip}, a link-local address (cloud metadata endpoints answer there); \
-             list its network in allowed_backend_networks to allow it"
-        ));
-    }
-    Ok(())
-}
-
-/// 169.254.0.0/16 and fe80::/10.
-fn is_link_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
-    }
-}
-
-/// Whether a connection to `addr` would reach a listener bound to `listener`: the same port, and
-/// the same address, or any address of this host when the listener is bound to all of them
-/// (`0.0.0.0`, `::`, which on Linux takes IPv4 too). A connection to `0.0.0.0` or `::` reaches
-/// this host.
-fn reaches(addr: SocketAddr, listener: SocketAddr) -> bool {
-    let (ip, bind) = (addr.ip().to_canonical(), listener.ip().to_canonical());
-    listener.port() != 0
-        && addr.port() == listener.port()
-        && (ip == bind || ip.is_unspecified() || (bind.is_unspecified() && is_local(ip)))
-}
-
-/// An address of this host: loopback, or one a socket can be bound to (the kernel knows its own
-/// addresses; a UDP bind sends nothing).
-fn is_local(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
-}
-
-/// `file` must be a regular file that opens. (A FIFO or a device is refused before it is opened:
-/// opening a FIFO would block the load.)
-pub(super) fn check_file(field: &str, file: &str) -> Result<(), ConfigError> {
-    let cannot_open = |e: std::io::Error| invalid(field, format!("cannot open {file:?}: {e}"));
-    let meta = std::fs::metadata(file).map_err(cannot_open)?;
-    if meta.is_dir() {
-        return Err(invalid(field, format!("{file:?} is a directory")));
-    }
-    if !meta.is_file() {
-        return Err(invalid(field, format!("{file:?} is not a regular file")));
-    }
-    std::fs::File::open(file).map_err(cannot_open)?;
-    Ok(())
 }

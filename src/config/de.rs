@@ -198,7 +198,7 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
 }
 
 /// A key as it appears in a path: as is when it is a plain word, else quoted.
-fn key_text(key: &str) -> String {
+pub(super) fn key_text(key: &str) -> String {
     let plain = !key.is_empty()
         && key
             .chars()

@@ -6,7 +6,7 @@
 //! and closing. Closing lingers (`Drain`): our side is shut and whatever the client still sends
 //! is discarded, so its last response is not lost to a reset.
 
-use super::{Connection, Phase, DRAIN_IDLE_GRACE, LINGER};
+use super::{Codec, Connection, Phase, DRAIN_IDLE_GRACE, LINGER};
 use crate::buffer::Buf;
 use crate::context::Ctx;
 use crate::http::errors::Status;
@@ -89,6 +89,8 @@ enum Head {
     Whole(usize),
     /// One that can never be good.
     Refused(Status),
+    /// Not HTTP/1.1 at all: the HTTP/2 preface (h2c with prior knowledge).
+    H2,
 }
 
 impl Connection {
@@ -110,6 +112,11 @@ impl Connection {
                     continue;
                 }
                 Head::Refused(status) => return self.reject(ctx, status),
+                Head::H2 => {
+                    let input = self.codec.inbox().and_then(Option::take);
+                    self.become_h2(ctx, input);
+                    return Ok(Step::Progress);
+                }
             }
             if self.side.eof {
                 // the client is gone; a partial head will never complete
@@ -121,7 +128,9 @@ impl Connection {
                     continue;
                 }
                 // nothing came: an idle connection holds no buffer
-                ctx.bufs.put_if_empty(self.stream.inbox());
+                if let Some(inbox) = self.codec.inbox() {
+                    ctx.bufs.put_if_empty(inbox);
+                }
                 break;
             }
             step = Step::Progress;
@@ -137,17 +146,29 @@ impl Connection {
             return Head::Nothing;
         };
         let Some(bytes) = self
-            .stream
+            .codec
             .inbox()
-            .as_ref()
+            .and_then(|inbox| inbox.as_ref())
             .filter(|b| !b.is_empty())
             .map(Buf::bytes)
         else {
             return Head::Nothing;
         };
+        if ctx.cfg.h2.enabled && !*started && ctx.redirect.is_none() {
+            // h2c with prior knowledge (RFC 9113 §3.3): the preface instead of a request
+            let preface = super::h2::frame::PREFACE;
+            let n = bytes.len().min(preface.len());
+            if bytes.get(..n) == preface.get(..n) {
+                return if n == preface.len() {
+                    Head::H2
+                } else {
+                    Head::Partial
+                };
+            }
+        }
         if !*started {
             *started = true;
-            self.deadline = ctx.now + ctx.cfg.client_header_timeout;
+            self.deadline = ctx.now + ctx.cfg.timeouts.client_header;
         }
         match request::find_head_end(bytes, scan) {
             Ok(Some(end)) => Head::Whole(end),
@@ -180,7 +201,9 @@ impl Connection {
         if !self.side.readable || self.side.eof {
             return Ok(0);
         }
-        let inbox = self.stream.inbox();
+        let Some(inbox) = self.codec.inbox() else {
+            return Ok(0);
+        };
         let buf = inbox.get_or_insert_with(|| ctx.bufs.get());
         let got = self.client.read_into(buf);
         ctx.bufs.put_if_empty(inbox);
@@ -198,35 +221,51 @@ impl Connection {
     /// Drops `n` bytes from the front of the inbox (before any request is in it) and restarts
     /// the search for a head.
     fn drop_inbox_front(&mut self, n: usize, ctx: &mut Ctx<'_>) {
-        let inbox = self.stream.inbox();
-        if let Some(buf) = inbox.as_mut() {
-            buf.consume(n.min(buf.len()));
+        if let Some(inbox) = self.codec.inbox() {
+            if let Some(buf) = inbox.as_mut() {
+                buf.consume(n.min(buf.len()));
+            }
+            ctx.bufs.put_if_empty(inbox);
         }
-        ctx.bufs.put_if_empty(inbox);
         self.scan = 0;
         if let Phase::ReadHead { line_seen, .. } = &mut self.phase {
             *line_seen = false;
         }
     }
 
-    /// A whole head is in the inbox, `..end`: its stream starts.
+    /// A whole head is in the inbox, `..end`: its stream starts (on the https redirect listener,
+    /// it is answered at once, see `redirect.rs`).
     fn start_stream(&mut self, ctx: &mut Ctx<'_>, end: usize) -> Result<Started, Close> {
+        let Codec::H1(stream) = &mut self.codec else {
+            return Ok(Started::Blank);
+        };
+        if let Some(https_port) = ctx.redirect {
+            let head = stream
+                .inbox()
+                .as_ref()
+                .and_then(|b| b.bytes().get(..end))
+                .unwrap_or_default();
+            let status = crate::redirect::answer(head, https_port, ctx.date, ctx.scratch);
+            stream.answer(ctx, &mut self.deadline, status, self.peer, end)?;
+            self.phase = Phase::Stream;
+            self.scan = 0;
+            return Ok(Started::Request);
+        }
         // the request's time starts at its first byte, as nginx's $request_time does: the
         // head's deadline was set then, `client_header_timeout` after it
         let started = matches!(self.phase, Phase::ReadHead { started: true, .. });
         let began = self
             .deadline
-            .checked_sub(ctx.cfg.client_header_timeout)
+            .checked_sub(ctx.cfg.timeouts.client_header)
             .filter(|at| started && *at <= ctx.now)
             .unwrap_or(ctx.now);
         let from = Opening {
             peer: self.peer,
             began,
+            http2: false,
         };
         let mut client = Client::new(&mut self.client, &mut self.side);
-        let started = self
-            .stream
-            .start(ctx, &mut client, &mut self.deadline, end, from)?;
+        let started = stream.start(ctx, &mut client, &mut self.deadline, end, from)?;
         if started == Started::Request {
             self.phase = Phase::Stream;
             self.scan = 0;
@@ -237,18 +276,22 @@ impl Connection {
     /// A head is refused before its stream could start (or never came whole): the idle stream
     /// answers it with `status`, and the connection closes after.
     pub(super) fn reject(&mut self, ctx: &mut Ctx<'_>, status: Status) -> Result<Step, Close> {
+        let Codec::H1(stream) = &mut self.codec else {
+            return Err(Close(CloseReason::Done));
+        };
         let client = Client::new(&mut self.client, &mut self.side);
-        let step = self
-            .stream
-            .reject(ctx, &client, &mut self.deadline, status, self.peer)?;
+        let step = stream.reject(ctx, &client, &mut self.deadline, status, self.peer)?;
         self.phase = Phase::Stream;
         Ok(step)
     }
 
     /// Stream: runs it; once its response is written, keep-alive or close.
     pub(super) fn run_stream(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, Close> {
+        let Codec::H1(stream) = &mut self.codec else {
+            return Ok(Step::Waiting);
+        };
         let mut client = Client::new(&mut self.client, &mut self.side);
-        match self.stream.run(ctx, &mut client, &mut self.deadline)? {
+        match stream.run(ctx, &mut client, &mut self.deadline)? {
             Outcome::Step(step) => Ok(step),
             Outcome::Finished(finish) => {
                 self.finished(ctx, finish)?;
@@ -264,7 +307,7 @@ impl Connection {
             self.start_drain(ctx);
             return Ok(());
         }
-        let pending = self.stream.inbox().is_some();
+        let pending = self.codec.inbox().is_some_and(|inbox| inbox.is_some());
         // During a drain, a client whose response head went out before it began was promised
         // keep-alive and may have sent its next request already: it keeps the connection for the
         // drain's idle grace, and that request is served with `Connection: close` (every head
@@ -281,19 +324,21 @@ impl Connection {
         self.phase = Phase::IDLE;
         self.scan = 0;
         let idle = if ctx.draining {
-            ctx.cfg.keepalive_timeout.min(DRAIN_IDLE_GRACE)
+            ctx.cfg.timeouts.keepalive.min(DRAIN_IDLE_GRACE)
         } else {
-            ctx.cfg.keepalive_timeout
+            ctx.cfg.timeouts.keepalive
         };
         self.deadline = ctx.now + idle;
         Ok(())
     }
 
     /// Shuts our side and discards what the client still sends, until it closes or `LINGER`.
-    fn start_drain(&mut self, ctx: &mut Ctx<'_>) {
+    pub(super) fn start_drain(&mut self, ctx: &mut Ctx<'_>) {
         self.client.shutdown_write();
         self.side.shut = true;
-        ctx.bufs.put_slot(self.stream.inbox());
+        if let Some(inbox) = self.codec.inbox() {
+            ctx.bufs.put_slot(inbox);
+        }
         self.phase = Phase::Drain;
         self.deadline = ctx.now + LINGER;
     }

@@ -28,6 +28,7 @@
 //! for a request the close cut.
 
 mod h1;
+pub mod h2;
 mod open;
 
 use std::net::IpAddr;
@@ -70,6 +71,10 @@ pub enum Phase {
     Stream,
     /// Closing: our side shut, what the client still sends discarded.
     Drain,
+    /// HTTP/2 (ALPN `h2`, or the preface on the plain port): the frame loop drives the
+    /// connection's streams (`h2/conn.rs`). Once it has written its last GOAWAY, the connection
+    /// goes to `Drain`, as an HTTP/1.1 one does after its last response.
+    H2,
 }
 
 impl Phase {
@@ -92,16 +97,45 @@ pub struct Connection {
     phase: Phase,
     /// ReadHead: bytes already searched for the end of the head.
     scan: u32,
-    stream: Stream,
+    codec: Codec,
+}
+
+/// What turns the connection's bytes into streams. HTTP/1.1 keeps its one stream inline (an idle
+/// connection costs nothing more); HTTP/2's frame loop and stream table are boxed (the enum is no
+/// bigger than the stream).
+enum Codec {
+    H1(Stream),
+    H2(Box<h2::H2>),
+}
+
+impl Codec {
+    /// HTTP/1.1's inbox: the idle stream's buffer where the next head gathers (`None` over
+    /// HTTP/2).
+    fn inbox(&mut self) -> Option<&mut Option<crate::buffer::Buf>> {
+        match self {
+            Codec::H1(stream) => Some(stream.inbox()),
+            Codec::H2(_) => None,
+        }
+    }
 }
 
 impl Connection {
-    pub fn new(client: Transport, peer: IpAddr, id: u32, now: Instant, cfg: &Settings) -> Self {
+    /// A client connection just accepted; `redirect`: on the https redirect listener (plain
+    /// HTTP, no PROXY header even with `proxy_protocol`).
+    pub fn new(
+        client: Transport,
+        peer: IpAddr,
+        id: u32,
+        now: Instant,
+        cfg: &Settings,
+        redirect: bool,
+    ) -> Self {
         let handshaking = client.is_handshaking();
-        let first_deadline = if handshaking && !cfg.proxy_protocol {
-            cfg.tls_handshake_timeout
+        let proxy_header = cfg.identity.proxy_protocol && !redirect;
+        let first_deadline = if handshaking && !proxy_header {
+            cfg.timeouts.tls_handshake
         } else {
-            cfg.client_header_timeout
+            cfg.timeouts.client_header
         };
         Connection {
             client,
@@ -111,7 +145,7 @@ impl Connection {
             peer,
             // a fresh connection usually has its request waiting: try reading at once
             side: Side::FRESH,
-            phase: if cfg.proxy_protocol {
+            phase: if proxy_header {
                 Phase::ProxyHeader
             } else if handshaking {
                 Phase::Handshake
@@ -119,7 +153,7 @@ impl Connection {
                 Phase::IDLE
             },
             scan: 0,
-            stream: Stream::new(),
+            codec: Codec::H1(Stream::new()),
         }
     }
 
@@ -127,9 +161,14 @@ impl Connection {
         self.phase
     }
 
-    /// Its stream waits in the worker's queue for a backend slot.
-    pub fn is_queued(&self) -> bool {
-        self.phase == Phase::Stream && self.stream.phase() == crate::stream::Phase::Queued
+    /// Its stream in `slot` waits in the worker's queue for a backend slot.
+    pub fn is_queued(&self, slot: u32) -> bool {
+        match &self.codec {
+            Codec::H1(stream) => {
+                self.phase == Phase::Stream && stream.phase() == crate::stream::Phase::Queued
+            }
+            Codec::H2(h2) => h2.is_queued(slot),
+        }
     }
 
     /// The client's address (the socket peer, or the PROXY protocol source once read).
@@ -139,14 +178,26 @@ impl Connection {
 
     /// Idle between requests: no byte of a next head read, nothing in flight.
     pub fn is_idle(&self) -> bool {
-        self.phase == Phase::IDLE && self.stream.inbox_len() == 0
+        match &self.codec {
+            Codec::H1(stream) => self.phase == Phase::IDLE && stream.inbox_len() == 0,
+            Codec::H2(h2) => h2.streams() == 0,
+        }
     }
 
-    /// On drain: an idle keep-alive connection (its TLS handshake done, no byte of a next
-    /// request read) is closed by `until` unless a request arrives first. Returns whether its
-    /// deadline moved (the worker re-arms its timer). A request that arrives in time is served
-    /// with `Connection: close` (`ctx.draining`).
-    pub fn close_idle_by(&mut self, until: Instant) -> bool {
+    /// On drain: an idle HTTP/1.1 keep-alive connection (its TLS handshake done, no byte of a
+    /// next request read) is closed by `until` unless a request arrives first; a request that
+    /// arrives in time is served with `Connection: close` (`ctx.draining`). An HTTP/2
+    /// connection sends GOAWAY with its last stream id, finishes the streams under way and
+    /// closes. Returns whether its deadline moved (the worker re-arms its timer, and runs it: a
+    /// GOAWAY waits to be written).
+    pub fn close_idle_by(&mut self, until: Instant, now: Instant) -> bool {
+        if let (Phase::H2, Codec::H2(h2)) = (self.phase, &mut self.codec) {
+            h2.go_away(now, until.saturating_duration_since(now));
+            if let Some(d) = h2.deadline() {
+                self.deadline = d;
+            }
+            return true;
+        }
         if !self.is_idle() || self.deadline <= until {
             return false;
         }
@@ -163,7 +214,10 @@ impl Connection {
     /// Gives back everything the connection holds; called once, when the worker drops it for
     /// `reason`.
     pub fn release(&mut self, ctx: &mut Ctx<'_>, reason: CloseReason) {
-        self.stream.release(ctx, reason);
+        match &mut self.codec {
+            Codec::H1(stream) => stream.release(ctx, reason),
+            Codec::H2(h2) => h2.release(ctx, reason),
+        }
     }
 
     /// Logs a connection-level event of its own line (the log's `event` field).
@@ -182,6 +236,27 @@ impl Connection {
     /// work left: no new event will say so (readiness is edge-triggered), so the worker runs it
     /// again after serving the others.
     pub fn run(&mut self, ctx: &mut Ctx<'_>) -> Result<Ran, Close> {
+        if let (Phase::H2, Codec::H2(h2)) = (self.phase, &mut self.codec) {
+            let ran = match h2.run(ctx, &mut self.client, &mut self.side, self.peer) {
+                Ok(ran) => ran,
+                Err(Close(CloseReason::Done)) if !self.side.eof => {
+                    // the GOAWAY is written: linger as HTTP/1.1 does, so that client bytes we
+                    // never read (a flood cut short) do not turn the close into a reset that
+                    // takes the GOAWAY, and its error code, with it
+                    h2.release(ctx, CloseReason::Done);
+                    self.start_drain(ctx);
+                    return self.run(ctx);
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(d) = h2.deadline() {
+                self.deadline = d;
+            }
+            return Ok(match ran {
+                h2::Ran::Idle => Ran::Idle,
+                h2::Ran::More => Ran::More,
+            });
+        }
         let mut any = false;
         let mut ran = Ran::More;
         for _ in 0..MAX_ROUNDS {
@@ -193,6 +268,8 @@ impl Connection {
                 Phase::ReadHead { .. } => self.read_head(ctx)?,
                 Phase::Stream => self.run_stream(ctx)?,
                 Phase::Drain => self.drain()?,
+                // the connection became HTTP/2 in this round: the frame loop takes it
+                Phase::H2 => return self.run(ctx),
             } | flushed;
             any |= step.moved();
             if !step.moved() {
@@ -200,8 +277,8 @@ impl Connection {
                 break;
             }
         }
-        if any && self.phase == Phase::Stream {
-            self.stream.touch(ctx, &mut self.deadline);
+        if let (true, Phase::Stream, Codec::H1(stream)) = (any, self.phase, &self.codec) {
+            stream.touch(ctx, &mut self.deadline);
         }
         Ok(ran)
     }
@@ -231,20 +308,45 @@ impl Connection {
                 self.reject(ctx, crate::http::errors::Status::RequestTimeout)?;
             }
             Phase::Stream => {
-                let mut client = h1::Client::new(&mut self.client, &mut self.side);
-                self.stream
-                    .timed_out(ctx, &mut client, &mut self.deadline)?;
+                if let Codec::H1(stream) = &mut self.codec {
+                    let mut client = h1::Client::new(&mut self.client, &mut self.side);
+                    stream.timed_out(ctx, &mut client, &mut self.deadline)?;
+                }
             }
             Phase::Drain => return Err(Close(CloseReason::Linger)),
+            Phase::H2 => {
+                if let Codec::H2(h2) = &mut self.codec {
+                    h2.timed_out(ctx, &self.client)?;
+                }
+            }
         }
         self.run(ctx)
     }
 
-    /// Its stream is queued and a backend slot may have freed: try again. True when it left the
-    /// queue (it got a backend, or an answer); false when it still waits, at the front.
-    pub fn dequeue(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Close> {
-        let client = h1::Client::new(&mut self.client, &mut self.side);
-        self.stream.dequeue(ctx, &client, &mut self.deadline)
+    /// Its stream in `slot` is queued and a backend slot may have freed: try again. True when it
+    /// left the queue (it got a backend, or an answer); false when it still waits, at the front.
+    pub fn dequeue(&mut self, ctx: &mut Ctx<'_>, slot: u32) -> Result<bool, Close> {
+        match &mut self.codec {
+            Codec::H1(stream) => {
+                let client = h1::Client::new(&mut self.client, &mut self.side);
+                stream.dequeue(ctx, &client, &mut self.deadline)
+            }
+            Codec::H2(h2) => h2.dequeue(ctx, slot),
+        }
+    }
+
+    /// Becomes an HTTP/2 connection; `input`: what was read already (h2c: the preface).
+    fn become_h2(&mut self, ctx: &Ctx<'_>, input: Option<crate::buffer::Buf>) {
+        let h2 = h2::H2::new(
+            input,
+            ctx.cfg.h2,
+            ctx.cfg.limits.max_head,
+            ctx.now,
+            ctx.cfg.timeouts.keepalive,
+        );
+        self.codec = Codec::H2(Box::new(h2));
+        self.phase = Phase::H2;
+        self.side.readable = true;
     }
 
     /// Writes TLS records waiting for the client socket.

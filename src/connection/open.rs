@@ -21,7 +21,7 @@ impl Connection {
     pub(super) fn proxy_header(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, Close> {
         use crate::proxy_protocol::{self, Parsed, MAX_HEADER_LEN};
         let refused = Err(Close(CloseReason::ProxyHeader));
-        if !ctx.cfg.trusted_proxies.contains(self.peer) {
+        if !ctx.cfg.identity.trusted_proxies.contains(self.peer) {
             log::debug!(
                 "PROXY protocol: {} is not a trusted proxy: closed",
                 self.peer
@@ -60,7 +60,7 @@ impl Connection {
                 }
                 if self.client.is_handshaking() {
                     self.phase = Phase::Handshake;
-                    self.deadline = ctx.now + ctx.cfg.tls_handshake_timeout;
+                    self.deadline = ctx.now + ctx.cfg.timeouts.tls_handshake;
                 } else {
                     self.phase = Phase::IDLE;
                 }
@@ -96,8 +96,7 @@ impl Connection {
     /// HTTP request sent to the TLS port. Plaintext that came with the handshake's last records
     /// waits in the inbox for `ReadHead`.
     pub(super) fn handshake(&mut self, ctx: &mut Ctx<'_>) -> Result<Step, Close> {
-        if self.side.readable {
-            let inbox = self.stream.inbox();
+        if let (true, Some(inbox)) = (self.side.readable, self.codec.inbox()) {
             let buf = inbox.get_or_insert_with(|| ctx.bufs.get());
             let got = self.client.read_into(buf);
             ctx.bufs.put_if_empty(inbox);
@@ -114,7 +113,12 @@ impl Connection {
         }
         ctx.stats.tls_handshake();
         self.phase = Phase::IDLE;
-        self.deadline = ctx.now + ctx.cfg.client_header_timeout;
+        self.deadline = ctx.now + ctx.cfg.timeouts.client_header;
+        if self.client.alpn() == Some(b"h2") {
+            // ALPN chose HTTP/2: what came with the handshake is the preface
+            let input = self.codec.inbox().and_then(Option::take);
+            self.become_h2(ctx, input);
+        }
         Ok(Step::Progress)
     }
 
@@ -125,7 +129,9 @@ impl Connection {
         self.log_event(ctx, Event::TlsHandshakeFailed);
         if error.is_some() && self.client.spoke_plain_http() {
             // as nginx does: say so, in plain HTTP, and close
-            self.client.write_raw(errors::PLAIN_HTTP_TO_TLS_PORT);
+            let mut answer = Vec::new();
+            errors::plain_http_to_tls_port(ctx.date, &mut answer);
+            self.client.write_raw(&answer);
         }
         Close(CloseReason::TlsHandshake)
     }

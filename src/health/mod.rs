@@ -9,8 +9,8 @@
 //! does to a backend (record, flag, log lines) in `schedule.rs`; one probe (connect, request,
 //! status line) in `probe.rs`. Neighbours: the backend's record (`Backend::health`,
 //! `HealthInfo::record`) and flag live in `balancer/`, which the admin API reads; the keys come
-//! from `config/` ([`HealthSettings::from_config`]); `lib.rs` starts the thread when
-//! `Config::active_checks` and stops it with the proxy.
+//! from `config/` ([`HealthSettings::from_pool`]); `lib.rs` starts the thread when the pool's
+//! `Health::active` and stops it with the proxy.
 //!
 //! Schedule: time is cut into rounds of one interval. Whenever the pool's generation moves, the
 //! thread takes it up: removed backends are forgotten (a probe in flight is dropped), new ones
@@ -26,6 +26,7 @@
 //! `timed out`; a probe reads at most `probe::READ_LIMIT` bytes; every loop runs over the pool,
 //! the poll's events or the deadline queue, each bounded.
 
+pub mod passive;
 mod probe;
 mod schedule;
 
@@ -33,53 +34,37 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mio::{Poll, Token, Waker};
 
 use crate::balancer::Balancer;
-use crate::config::{Config, HealthCheckMethod, StatusSet};
+use crate::config::{Health, PoolConfig};
 
 use self::schedule::Checker;
 
 /// The token of the thread's waker (probes use slab keys, far below it).
 const WAKER: Token = Token(usize::MAX);
 
-/// How the health thread checks backends (from the `health_check_*` keys).
+/// How the health thread checks a pool's backends: its `health_check_*` keys, and how long one
+/// probe may take ([`PoolConfig::health_timeout`], which the backend timeout enters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSettings {
-    /// `health_check_method`: `http`, `tcp`, or `none` (no thread).
-    pub method: HealthCheckMethod,
-    /// `health_check_frequency`: the length of a round (zero: no thread).
-    pub interval: Duration,
-    /// [`Config::health_check_timeout`]: how long one probe may take.
+    pub check: Health,
     pub timeout: Duration,
-    /// `health_check_path`, for `http`.
-    pub path: String,
-    /// `health_check_expect`: the statuses an `http` probe accepts.
-    pub expect: StatusSet,
-    /// `health_check_rise`: consecutive successes that bring a down backend up.
-    pub rise: u32,
-    /// `health_check_fall`: consecutive failures that take an up backend down.
-    pub fall: u32,
 }
 
 impl HealthSettings {
-    pub fn from_config(c: &Config) -> HealthSettings {
+    pub fn from_pool(pool: &PoolConfig) -> HealthSettings {
         HealthSettings {
-            method: c.health_check_method,
-            interval: c.health_check_frequency,
-            timeout: c.health_check_timeout(),
-            path: c.health_check_path.clone(),
-            expect: c.health_check_expect.clone(),
-            rise: c.health_check_rise,
-            fall: c.health_check_fall,
+            check: pool.health.clone(),
+            timeout: pool.health_timeout(),
         }
     }
 
     /// Checks run at all: a method other than `none` and a non-zero interval.
     pub fn active(&self) -> bool {
-        self.method != HealthCheckMethod::None && !self.interval.is_zero()
+        self.check.active()
     }
 }
 
@@ -157,13 +142,6 @@ pub fn judge(healthy: bool, ok: bool, consecutive: u32, rise: u32, fall: u32) ->
     }
 }
 
-/// Milliseconds since the Unix epoch, for the health record.
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,9 +201,13 @@ mod tests {
 
     #[test]
     fn no_thread_when_checks_are_off() {
-        let cfg = Config::from_json_str(r#"{"health_check_method": "none"}"#).expect("valid");
-        let balancer = Arc::new(Balancer::new(crate::Pool::new(cfg.strategy, &[])));
-        let mut handle = start(balancer, HealthSettings::from_config(&cfg)).expect("starts");
+        let cfg =
+            crate::Config::from_json_str(r#"{"health_check_method": "none"}"#).expect("valid");
+        let balancer = Arc::new(Balancer::new(crate::Pool::new(
+            cfg.pool.balance.strategy,
+            &[],
+        )));
+        let mut handle = start(balancer, HealthSettings::from_pool(&cfg.pool)).expect("starts");
         assert!(!handle.is_running());
         handle.stop();
     }

@@ -14,10 +14,12 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::probe::{self, Kind, Outcome, Probe};
-use super::{epoch_ms, judge, HealthSettings, WAKER};
-use crate::balancer::{stable_hash, Backend, Balancer, Pool};
+use super::{judge, HealthSettings, WAKER};
+use crate::balancer::{Backend, Balancer, Pool};
 use crate::buffer::BufPool;
 use crate::config::{HealthCheckMethod, StatusSet};
+use crate::hash::stable_hash;
+use crate::timer::epoch_ms;
 
 /// Buffers the thread keeps for probes between rounds.
 const KEEP_BUFFERS: usize = 64;
@@ -87,7 +89,7 @@ impl Checker {
         );
         Checker {
             poll,
-            expect: Arc::new(settings.expect.clone()),
+            expect: Arc::new(settings.check.expect.clone()),
             settings,
             stop,
             targets: HashMap::new(),
@@ -108,11 +110,11 @@ impl Checker {
     pub(super) fn run(&mut self) {
         log::debug!(
             "health checks: {} every {:?}, timeout {:?}, rise {}, fall {}",
-            self.settings.method,
-            self.settings.interval,
+            self.settings.check.method,
+            self.settings.check.frequency,
             self.settings.timeout,
-            self.settings.rise,
-            self.settings.fall
+            self.settings.check.rise,
+            self.settings.check.fall
         );
         let mut events = Events::with_capacity(256);
         self.begin_round(Instant::now());
@@ -124,10 +126,10 @@ impl Checker {
                 let _ = self.sync();
             }
             self.start_due(now);
-            if now >= self.round_start + self.settings.interval {
+            if now >= self.round_start + self.settings.check.frequency {
                 // a thread that fell a whole round behind starts afresh from now
-                let next = self.round_start + self.settings.interval;
-                self.begin_round(if now >= next + self.settings.interval {
+                let next = self.round_start + self.settings.check.frequency;
+                self.begin_round(if now >= next + self.settings.check.frequency {
                     now
                 } else {
                     next
@@ -169,7 +171,7 @@ impl Checker {
         }
         for b in pool.backends() {
             self.targets.entry(b.id).or_insert_with(|| Target {
-                request: probe::request(&self.settings.path, b),
+                request: probe::request(&self.settings.check.path, b),
                 backend: Arc::clone(b),
                 probe: None,
             });
@@ -191,12 +193,12 @@ impl Checker {
     /// quarter of its slot, so the order holds).
     fn due(&self, i: usize) -> Instant {
         let n = self.round.len().max(1);
-        let slot = fraction(self.settings.interval, 1, n);
+        let slot = fraction(self.settings.check.frequency, 1, n);
         let span = (slot / 4).min(MAX_JITTER).as_nanos().max(1);
         let id = self.round.get(i).copied().unwrap_or(0);
         let draw = stable_hash(self.seed ^ self.rounds, &id.to_le_bytes());
         let jitter = Duration::from_nanos(u64::try_from(u128::from(draw) % span).unwrap_or(0));
-        self.round_start + fraction(self.settings.interval, i, n) + jitter
+        self.round_start + fraction(self.settings.check.frequency, i, n) + jitter
     }
 
     /// Starts the probes of this round that are due at `now`.
@@ -220,7 +222,7 @@ impl Checker {
             return;
         }
         let backend = Arc::clone(&target.backend);
-        let kind = match self.settings.method {
+        let kind = match self.settings.check.method {
             HealthCheckMethod::Tcp => Kind::Tcp,
             _ => Kind::Http {
                 request: Arc::clone(&target.request),
@@ -284,7 +286,7 @@ impl Checker {
 
     /// The next moment something is due: a probe's start, a deadline, the next round.
     fn next_wake(&self) -> Instant {
-        let mut at = self.round_start + self.settings.interval;
+        let mut at = self.round_start + self.settings.check.frequency;
         if self.next < self.round.len() {
             at = at.min(self.due(self.next));
         }
@@ -336,7 +338,7 @@ impl Checker {
         }
         let mut health = backend.health.lock();
         let consecutive = health.record(epoch_ms(), ok, outcome.err());
-        let (rise, fall) = (self.settings.rise, self.settings.fall);
+        let (rise, fall) = (self.settings.check.rise, self.settings.check.fall);
         match judge(backend.is_healthy(), ok, consecutive, rise, fall) {
             Some(true) => {
                 backend.set_healthy(true);
@@ -373,9 +375,12 @@ mod tests {
     fn each_backend_is_due_in_its_own_slot_of_the_round() {
         let cfg = Config::from_json_str(r#"{"health_check_frequency": "1s"}"#).expect("valid");
         let backends: Vec<_> = (1..=4).map(|p| crate::balancer::tests::cfg(p, 1)).collect();
-        let balancer = Arc::new(Balancer::new(Pool::new(cfg.strategy, &backends)));
+        let balancer = Arc::new(Balancer::new(Pool::new(
+            cfg.pool.balance.strategy,
+            &backends,
+        )));
         let poll = Poll::new().expect("a poll");
-        let settings = HealthSettings::from_config(&cfg);
+        let settings = HealthSettings::from_pool(&cfg.pool);
         let stop = Arc::new(AtomicBool::new(false));
         let mut checker = Checker::new(poll, balancer, settings, stop);
         let start = Instant::now();

@@ -4,12 +4,16 @@
 //! an unknown code; the session decides which status a failure maps to, in one place
 //! (`Session::fail`).
 
+use super::date::IMF_FIXDATE_LEN;
 use super::headers::put_u64;
+use super::Added;
 
 /// A status ferrule answers with itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     BadRequest,
+    /// No route takes the request (routing: no match and no `default` pool).
+    NotFound,
     RequestTimeout,
     UriTooLong,
     HeaderFieldsTooLarge,
@@ -23,8 +27,9 @@ pub enum Status {
 
 impl Status {
     /// Every status, for tests and documentation.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::BadRequest,
+        Status::NotFound,
         Status::RequestTimeout,
         Status::UriTooLong,
         Status::HeaderFieldsTooLarge,
@@ -39,6 +44,7 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::BadRequest => 400,
+            Status::NotFound => 404,
             Status::RequestTimeout => 408,
             Status::UriTooLong => 414,
             Status::HeaderFieldsTooLarge => 431,
@@ -60,6 +66,7 @@ impl Status {
     fn text(self) -> (&'static str, &'static str) {
         match self {
             Status::BadRequest => ("Bad Request", "bad request\n"),
+            Status::NotFound => ("Not Found", "not found: no route for this host and path\n"),
             Status::RequestTimeout => ("Request Timeout", "request timeout\n"),
             Status::UriTooLong => ("URI Too Long", "request target too long\n"),
             Status::HeaderFieldsTooLarge => (
@@ -88,21 +95,31 @@ impl Status {
 }
 
 /// The answer to a client that speaks plain HTTP to the TLS port (as nginx gives it), written on
-/// the bare socket before it is closed.
-pub const PLAIN_HTTP_TO_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-Content-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\n\
-The plain HTTP request was sent to HTTPS port.\r\n";
+/// the bare socket before it is closed, into `out` (cleared first). It carries `Date` but never
+/// `Strict-Transport-Security`, which means nothing over plain HTTP (RFC 6797 §7.2).
+pub fn plain_http_to_tls_port(date: &[u8; IMF_FIXDATE_LEN], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\nDate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(
+        b"\r\nContent-Type: text/plain\r\nContent-Length: 48\r\nConnection: close\r\n\r\n\
+The plain HTTP request was sent to HTTPS port.\r\n",
+    );
+}
 
-/// Writes the whole response for `status` into `out` (cleared first). `head`: the request was
-/// `HEAD`, so the response announces its body's length but carries none (RFC 9110 §9.3.2).
-pub fn canned(status: Status, keep_alive: bool, head: bool, out: &mut Vec<u8>) {
+/// Writes the whole response for `status` into `out` (cleared first), with the fields of
+/// `added` (`Date`, and HSTS over TLS). `head`: the request was `HEAD`, so the response
+/// announces its body's length but carries none (RFC 9110 §9.3.2).
+pub fn canned(status: Status, keep_alive: bool, head: bool, added: &Added<'_>, out: &mut Vec<u8>) {
     let (reason, body) = status.text();
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     put_u64(out, u64::from(status.code()));
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+    out.extend_from_slice(b"\r\n");
+    added.write(false, false, out);
+    out.extend_from_slice(b"Content-Type: text/plain\r\nContent-Length: ");
     put_u64(out, body.len() as u64);
     if status == Status::ServiceUnavailable {
         out.extend_from_slice(b"\r\nRetry-After: 1");
@@ -121,41 +138,53 @@ pub fn canned(status: Status, keep_alive: bool, head: bool, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    const DATE: &[u8; IMF_FIXDATE_LEN] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn field<'a>(resp: &httparse::Response<'_, 'a>, name: &str) -> Option<&'a [u8]> {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
     #[test]
     fn plain_http_answer_is_well_formed() {
+        let mut out = Vec::new();
+        plain_http_to_tls_port(DATE, &mut out);
         let mut fields = [httparse::EMPTY_HEADER; 8];
         let mut resp = httparse::Response::new(&mut fields);
-        let len = resp.parse(PLAIN_HTTP_TO_TLS_PORT).unwrap().unwrap();
+        let len = resp.parse(&out).unwrap().unwrap();
         assert_eq!(resp.code, Some(400));
-        assert_eq!(PLAIN_HTTP_TO_TLS_PORT.len() - len, 48);
+        assert_eq!(out.len() - len, 48);
+        assert_eq!(field(&resp, "Date"), Some(DATE.as_slice()));
+        assert_eq!(field(&resp, "Strict-Transport-Security"), None);
     }
 
     #[test]
     fn canned_responses_are_well_formed() {
+        let hsts = b"Strict-Transport-Security: max-age=60\r\n";
         let mut out = Vec::new();
         for status in Status::ALL {
             for keep in [true, false] {
                 for head in [false, true] {
-                    canned(status, keep, head, &mut out);
-                    let mut fields = [httparse::EMPTY_HEADER; 8];
-                    let mut resp = httparse::Response::new(&mut fields);
-                    let len = resp.parse(&out).unwrap().unwrap();
-                    assert_eq!(resp.code, Some(status.code()));
-                    let cl = resp
-                        .headers
-                        .iter()
-                        .find(|h| h.name == "Content-Length")
-                        .unwrap();
-                    let n: usize = std::str::from_utf8(cl.value).unwrap().parse().unwrap();
-                    assert!(n > 0);
-                    // HEAD: the length of the body a GET would get, and no body
-                    assert_eq!(out.len(), if head { len } else { len + n });
-                    let closes = resp.headers.iter().any(|h| h.name == "Connection");
-                    assert_eq!(closes, !keep);
-                    assert_eq!(
-                        resp.headers.iter().any(|h| h.name == "Retry-After"),
-                        status.code() == 503
-                    );
+                    for hsts in [None, Some(hsts.as_slice())] {
+                        let added = Added { date: DATE, hsts };
+                        canned(status, keep, head, &added, &mut out);
+                        let mut fields = [httparse::EMPTY_HEADER; 8];
+                        let mut resp = httparse::Response::new(&mut fields);
+                        let len = resp.parse(&out).unwrap().unwrap();
+                        assert_eq!(resp.code, Some(status.code()));
+                        let cl = field(&resp, "Content-Length").unwrap();
+                        let n: usize = std::str::from_utf8(cl).unwrap().parse().unwrap();
+                        assert!(n > 0);
+                        // HEAD: the length of the body a GET would get, and no body
+                        assert_eq!(out.len(), if head { len } else { len + n });
+                        assert_eq!(field(&resp, "Connection").is_some(), !keep);
+                        assert_eq!(field(&resp, "Retry-After").is_some(), status.code() == 503);
+                        assert_eq!(field(&resp, "Date"), Some(DATE.as_slice()));
+                        let sts = field(&resp, "Strict-Transport-Security");
+                        assert_eq!(sts, hsts.map(|_| b"max-age=60".as_slice()));
+                    }
                 }
             }
         }

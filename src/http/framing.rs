@@ -143,6 +143,18 @@ impl Body {
         }
     }
 
+    /// A chunked body's last chunk has been read: what comes now is its trailer section (and the
+    /// empty line that ends it), which a `Framing` step reports.
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::Chunked {
+                at: Chunk::TrailerStart | Chunk::TrailerLine | Chunk::TrailerLf | Chunk::EndLf,
+                ..
+            }
+        )
+    }
+
     /// Marks a close-delimited body complete (the sender closed).
     pub fn finish_at_close(&mut self) {
         if self.state == State::UntilClose {
@@ -242,7 +254,11 @@ impl Body {
                     }
                     line = 0;
                     if size == 0 {
-                        Chunk::TrailerStart
+                        // the step ends with the last chunk's line: the trailer section comes
+                        // in steps of its own (`in_trailers`), so that a reader keeping the
+                        // trailers (HTTP/2's final HEADERS) can tell them from the framing
+                        at = Chunk::TrailerStart;
+                        break;
                     } else {
                         at = Chunk::Data;
                         break;
@@ -430,6 +446,25 @@ mod tests {
             run(Framing::Chunked, &trailers, 4096),
             Err(BodyError::TooLong)
         );
+    }
+
+    #[test]
+    fn the_trailer_section_comes_in_steps_of_its_own() {
+        let mut body = Body::new(Framing::Chunked);
+        let input = b"5\r\nhello\r\n0\r\nX-Sum: abc\r\n\r\n";
+        assert_eq!(body.step(input).unwrap(), Step::Framing(3));
+        assert_eq!(body.step(&input[3..]).unwrap(), Step::Payload(5));
+        // the CRLF after the data and the last chunk's line, not a byte more
+        assert_eq!(body.step(&input[8..]).unwrap(), Step::Framing(5));
+        assert!(body.in_trailers());
+        assert_eq!(body.step(&input[13..]).unwrap(), Step::Framing(14));
+        assert!(body.is_done());
+        // without trailers: the empty line alone
+        let mut body = Body::new(Framing::Chunked);
+        assert_eq!(body.step(b"0\r\n\r\n").unwrap(), Step::Framing(3));
+        assert!(body.in_trailers());
+        assert_eq!(body.step(b"\r\n").unwrap(), Step::Framing(2));
+        assert!(body.is_done());
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub enum Field {
     Referer,
     UserAgent,
     XRequestId,
+    /// Response fields ferrule adds when a response has none (see [`super::Added`]); passed on
+    /// unchanged.
+    Date,
+    StrictTransportSecurity,
     Other,
 }
 
@@ -32,6 +36,7 @@ impl Field {
         match name.len() {
             2 if eq(b"te") => Field::Te,
             4 if eq(b"host") => Field::Host,
+            4 if eq(b"date") => Field::Date,
             6 if eq(b"expect") => Field::Expect,
             6 if eq(b"cookie") => Field::Cookie,
             7 if eq(b"trailer") => Field::Trailer,
@@ -47,6 +52,7 @@ impl Field {
             16 if eq(b"proxy-connection") => Field::ProxyConnection,
             17 if eq(b"transfer-encoding") => Field::TransferEncoding,
             17 if eq(b"x-forwarded-proto") => Field::XForwardedProto,
+            25 if eq(b"strict-transport-security") => Field::StrictTransportSecurity,
             _ => Field::Other,
         }
     }
@@ -170,6 +176,18 @@ impl Codings {
     pub fn only_chunked(&self) -> bool {
         self.count == 1 && self.chunked_last
     }
+}
+
+/// The whole `Strict-Transport-Security` field line (RFC 6797 §6.1), CRLF included:
+/// `max-age=<max_age>`, and `; includeSubDomains` when asked.
+pub fn hsts_line(max_age: u64, include_subdomains: bool) -> Vec<u8> {
+    let mut out = b"Strict-Transport-Security: max-age=".to_vec();
+    put_u64(&mut out, max_age);
+    if include_subdomains {
+        out.extend_from_slice(b"; includeSubDomains");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Writes `n` in decimal.

@@ -14,6 +14,7 @@
     )
 )]
 
+pub mod date;
 pub mod errors;
 pub mod framing;
 pub mod headers;
@@ -71,6 +72,34 @@ impl Method {
                 | Method::Put
                 | Method::Delete
         )
+    }
+}
+
+/// The fields ferrule adds to every final response it sends: to its own answers, and to a
+/// backend's response that has none of its own (a `Date` or `Strict-Transport-Security` the
+/// backend sent passes unchanged; one that its `Connection` field names is dropped and replaced).
+/// Interim (1xx) responses get neither.
+#[derive(Debug, Clone, Copy)]
+pub struct Added<'a> {
+    /// `Date` (RFC 9110 §6.6.1): the IMF-fixdate of the current second, from the worker's
+    /// [`date::HttpDate`].
+    pub date: &'a [u8; date::IMF_FIXDATE_LEN],
+    /// The whole `Strict-Transport-Security` line, CRLF included ([`headers::hsts_line`]):
+    /// `Some` over TLS with `ssl.hsts` set.
+    pub hsts: Option<&'a [u8]>,
+}
+
+impl Added<'_> {
+    /// Writes the `Date` line unless `has_date`, and the HSTS line (when set) unless `has_hsts`.
+    pub fn write(&self, has_date: bool, has_hsts: bool, out: &mut Vec<u8>) {
+        if !has_date {
+            out.extend_from_slice(b"Date: ");
+            out.extend_from_slice(self.date);
+            out.extend_from_slice(b"\r\n");
+        }
+        if let (Some(line), false) = (self.hsts, has_hsts) {
+            out.extend_from_slice(line);
+        }
     }
 }
 

@@ -30,17 +30,14 @@ pub struct Limits {
     pub max_body: u64,
 }
 
-/// Facts about the client connection that go into the forwarded head, and what the balancer
-/// wants read from the request.
-#[derive(Debug, Clone, Copy)]
+/// Facts about the client connection that go into the forwarded head, and the router that
+/// decides, from the request's host and path, which pool takes it and what that pool wants read
+/// from the request.
+#[derive(Clone, Copy)]
 pub struct ClientInfo<'a> {
     pub ip: IpAddr,
     pub tls: bool,
-    /// A field or cookie whose value the `consistent-hash` strategy hashes.
-    pub key: KeySource<'a>,
-    /// The sticky-session cookie's name (cookie mode), and whether to remove it from the request.
-    pub sticky_cookie: Option<&'a [u8]>,
-    pub strip_sticky_cookie: bool,
+    pub router: &'a dyn Router<'a>,
     /// Proxies whose `X-Forwarded-For` says who the client is.
     pub trusted: &'a crate::client_ip::TrustedProxies,
     /// The `X-Request-Id` to add when the request has none (`None`: add nothing).
@@ -59,6 +56,38 @@ pub struct Seen<'a> {
     pub user_agent: Option<&'a [u8]>,
     /// The request's own `X-Request-Id`, or the one added.
     pub request_id: Option<&'a [u8]>,
+}
+
+/// How a request's pool treats it, decided once its host and path are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed<'a> {
+    /// The pool that takes the request, and the route that chose it (`None`: the default pool
+    /// without a route), as the router numbers them.
+    pub pool: u16,
+    pub route: Option<u16>,
+    /// Bytes to take off the front of the path (`strip_prefix`); what goes on starts with `/`.
+    pub strip: usize,
+    /// A field or cookie whose value the pool's `consistent-hash` hashes.
+    pub key: KeySource<'a>,
+    /// The pool's sticky-session cookie (cookie mode), and whether to remove it from the request.
+    pub sticky_cookie: Option<&'a [u8]>,
+    pub strip_sticky_cookie: bool,
+}
+
+/// Decides where a request goes, from its authority and path (see `route.rs`).
+pub trait Router<'a> {
+    /// The routing of a request for `host` (the `Host` value or an absolute target's authority,
+    /// port included) and `path` (the target's path, before any `?`); `None`: no route, 404.
+    fn route(&self, host: &[u8], path: &[u8]) -> Option<Routed<'a>>;
+}
+
+/// One pool takes every request: the router of a config without routes.
+pub struct OnePool<'a>(pub Routed<'a>);
+
+impl<'a> Router<'a> for OnePool<'a> {
+    fn route(&self, _: &[u8], _: &[u8]) -> Option<Routed<'a>> {
+        Some(self.0)
+    }
 }
 
 /// Where a request's balancing key comes from (`hash_key`).
@@ -86,12 +115,16 @@ pub struct RequestHead {
     /// The request named no host (HTTP/1.0 allows that; the HTTP/1.1 request sent on needs one):
     /// the session adds `Host` with the chosen backend's authority.
     pub needs_host: bool,
-    /// The hash of the field or cookie named by [`ClientInfo::key`], when the request has it.
+    /// The hash of the field or cookie named by the pool's [`Routed::key`], when the request
+    /// has it.
     pub key: Option<u64>,
     /// The backend id in the sticky cookie, when the request has a well-formed one.
     pub sticky: Option<u64>,
     /// The client, as `X-Forwarded-For` of a trusted peer names it (`None`: the peer itself).
     pub client: Option<IpAddr>,
+    /// The pool that takes it, and the route that chose it.
+    pub pool: u16,
+    pub route: Option<u16>,
 }
 
 /// A request refused with this status.
@@ -180,10 +213,10 @@ pub fn rewrite(
 }
 
 /// [`rewrite`], also returning the request's text as it came ([`Seen`]).
-pub fn rewrite_seen<'a>(
+pub fn rewrite_seen<'a, 'c: 'a>(
     head: &'a [u8],
     limits: &Limits,
-    client: &ClientInfo<'a>,
+    client: &ClientInfo<'c>,
     out: &mut Vec<u8>,
 ) -> Result<Option<(RequestHead, usize, Seen<'a>)>, Reject> {
     if head.len() > limits.max_head {
@@ -239,22 +272,6 @@ pub fn rewrite_seen<'a>(
     let mut kinds = [Field::Other; MAX_HEADERS];
     for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
         *kind = Field::of(f.name.as_bytes());
-        if let (Some(name), Field::Cookie, None) = (client.sticky_cookie, *kind, sticky) {
-            sticky =
-                headers::cookie(f.value, name).and_then(crate::balancer::sticky::parse_cookie_id);
-        }
-        match client.key {
-            KeySource::ClientIp => {}
-            KeySource::Header(name)
-                if key.is_none() && f.name.as_bytes().eq_ignore_ascii_case(name) =>
-            {
-                key = Some(crate::balancer::stable_hash(0, headers::trim(f.value)));
-            }
-            KeySource::Cookie(name) if key.is_none() && *kind == Field::Cookie => {
-                key = headers::cookie(f.value, name).map(|v| crate::balancer::stable_hash(0, v));
-            }
-            _ => {}
-        }
         match *kind {
             Field::Host => {
                 hosts += 1;
@@ -290,6 +307,37 @@ pub fn rewrite_seen<'a>(
         }
         Target::Origin => false,
     };
+    let path = match form {
+        Target::Absolute { path, .. } => path,
+        Target::Origin => target.as_bytes(),
+    };
+    let path = path
+        .iter()
+        .position(|&b| b == b'?')
+        .and_then(|q| path.get(..q))
+        .unwrap_or(path);
+    let routed = client
+        .router
+        .route(host, path)
+        .ok_or(Reject(Status::NotFound))?;
+    // what the pool reads from the request: its hash key and its sticky cookie
+    for (f, kind) in fields.iter().zip(kinds.iter()) {
+        if let (Some(name), Field::Cookie, None) = (routed.sticky_cookie, *kind, sticky) {
+            sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);
+        }
+        match routed.key {
+            KeySource::ClientIp => {}
+            KeySource::Header(name)
+                if key.is_none() && f.name.as_bytes().eq_ignore_ascii_case(name) =>
+            {
+                key = Some(crate::hash::stable_hash(0, headers::trim(f.value)));
+            }
+            KeySource::Cookie(name) if key.is_none() && *kind == Field::Cookie => {
+                key = headers::cookie(f.value, name).map(|v| crate::hash::stable_hash(0, v));
+            }
+            _ => {}
+        }
+    }
     if let (Some(n), true) = (length, limits.max_body > 0) {
         if n > limits.max_body {
             // refused before a byte of the body is read or forwarded
@@ -322,19 +370,20 @@ pub fn rewrite_seen<'a>(
     let lines_start = fields
         .first()
         .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
-    if let Target::Absolute { path, .. } = form {
-        // sent on in origin-form, which every backend understands
+    // the target sent on: origin-form (every backend understands it), less the prefix a route
+    // strips; the path keeps its leading `/`
+    let sent = match form {
+        Target::Absolute { path, .. } => path,
+        Target::Origin => target.as_bytes(),
+    };
+    let sent = sent.get(routed.strip..).unwrap_or(sent);
+    if absolute || http10 || routed.strip > 0 {
         out.extend_from_slice(method_str.as_bytes());
         out.push(b' ');
-        if !path.starts_with(b"/") {
+        if !sent.starts_with(b"/") && sent != b"*" {
             out.push(b'/');
         }
-        out.extend_from_slice(path);
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-    } else if http10 {
-        out.extend_from_slice(method_str.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(sent);
         out.extend_from_slice(b" HTTP/1.1\r\n");
     } else {
         // httparse accepts exactly `METHOD SP target SP HTTP/1.1 CRLF`: copy it as it is
@@ -349,7 +398,7 @@ pub fn rewrite_seen<'a>(
         let keep = match *kind {
             // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
             Field::Host => !absolute,
-            Field::Cookie if client.strip_sticky_cookie => match client.sticky_cookie {
+            Field::Cookie if routed.strip_sticky_cookie => match routed.sticky_cookie {
                 Some(name) => headers::cookie(f.value, name).is_none(),
                 None => true,
             },
@@ -358,6 +407,8 @@ pub fn rewrite_seen<'a>(
             | Field::Referer
             | Field::UserAgent
             | Field::XRequestId
+            | Field::Date
+            | Field::StrictTransportSecurity
             | Field::Other => !(conn.names_fields && headers::named_by_connection(fields, f.name)),
             Field::Upgrade => upgrade,
             // Content-Length and Transfer-Encoding are written once, normalised, below; the
@@ -373,7 +424,7 @@ pub fn rewrite_seen<'a>(
             Field::Host => put_field(out, b"Host", host),
             Field::Cookie => {
                 // the sticky cookie goes; the others in this field stay, in order
-                if let Some(name) = client.sticky_cookie {
+                if let Some(name) = routed.sticky_cookie {
                     put_cookies_without(out, f.value, name);
                 }
             }
@@ -431,6 +482,8 @@ pub fn rewrite_seen<'a>(
         key,
         sticky,
         client: forwarded_client(fields, &kinds, client),
+        pool: routed.pool,
+        route: routed.route,
     };
     Ok(Some((head, len, seen)))
 }
@@ -631,12 +684,18 @@ mod tests {
         max_headers: crate::http::DEFAULT_MAX_HEADERS,
         max_body: 0,
     };
-    const CLIENT: ClientInfo = ClientInfo {
-        ip: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
-        tls: false,
+    const ROUTER: OnePool<'static> = OnePool(Routed {
+        pool: 0,
+        route: None,
+        strip: 0,
         key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
+    });
+    const CLIENT: ClientInfo = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+        tls: false,
+        router: &ROUTER,
         trusted: &crate::client_ip::TrustedProxies::EMPTY,
         request_id: None,
     };
@@ -1050,5 +1109,97 @@ mod tests {
         let head = b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
         let (_, len) = rewrite(head, &LIMITS, &CLIENT, &mut out).unwrap().unwrap();
         assert_eq!(len, head.len());
+    }
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::*;
+
+    /// A router that sends `/v2/...` to pool 1 stripping `/v2`, `static.example` to pool 2 with
+    /// a header key and a sticky cookie, and nothing else anywhere (404).
+    struct Two;
+
+    impl<'a> Router<'a> for Two {
+        fn route(&self, host: &[u8], path: &[u8]) -> Option<Routed<'a>> {
+            let base = Routed {
+                pool: 0,
+                route: None,
+                strip: 0,
+                key: KeySource::ClientIp,
+                sticky_cookie: None,
+                strip_sticky_cookie: false,
+            };
+            if path.starts_with(b"/v2") {
+                return Some(Routed {
+                    pool: 1,
+                    route: Some(0),
+                    strip: 3,
+                    ..base
+                });
+            }
+            (host == b"static.example").then_some(Routed {
+                pool: 2,
+                route: Some(1),
+                key: KeySource::Header(b"X-User"),
+                sticky_cookie: Some(b"S"),
+                strip_sticky_cookie: true,
+                ..base
+            })
+        }
+    }
+
+    fn route(head: &[u8]) -> Result<(RequestHead, String), Reject> {
+        let client = ClientInfo {
+            ip: IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3)),
+            tls: false,
+            router: &Two,
+            trusted: &crate::client_ip::TrustedProxies::EMPTY,
+            request_id: None,
+        };
+        let limits = Limits {
+            max_head: 16 * 1024,
+            max_uri: 8 * 1024,
+            max_headers: 100,
+            max_body: 0,
+        };
+        let mut out = Vec::new();
+        let (h, _) = rewrite(head, &limits, &client, &mut out)?.expect("a whole head");
+        Ok((h, String::from_utf8(out).expect("text")))
+    }
+
+    #[test]
+    fn the_router_picks_the_pool_and_the_target_loses_the_prefix() {
+        let (h, out) = route(b"GET /v2/users?x=1 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!((h.pool, h.route), (1, Some(0)));
+        assert!(out.starts_with("GET /users?x=1 HTTP/1.1\r\n"), "{out}");
+        // the whole path matched: `/` goes on, with the query
+        let (_, out) = route(b"GET /v2?q HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert!(out.starts_with("GET /?q HTTP/1.1\r\n"), "{out}");
+        // absolute-form: its path is routed and stripped the same way
+        let (h, out) = route(b"GET http://a/v2/x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(h.pool, 1);
+        assert!(out.starts_with("GET /x HTTP/1.1\r\n"), "{out}");
+    }
+
+    #[test]
+    fn the_pools_key_and_sticky_cookie_are_read_after_routing() {
+        let (h, out) = route(
+            b"GET /a HTTP/1.1\r\nHost: static.example\r\nX-User: u1\r\nCookie: a=1; S=00000000000000ff\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(h.pool, 2);
+        assert_eq!(h.key, Some(crate::hash::stable_hash(0, b"u1")));
+        assert!(h.sticky.is_some());
+        assert!(out.contains("\r\nCookie: a=1\r\n"), "stripped: {out}");
+        assert!(out.starts_with("GET /a HTTP/1.1\r\n"), "{out}");
+    }
+
+    #[test]
+    fn no_route_is_404() {
+        assert_eq!(
+            route(b"GET /x HTTP/1.1\r\nHost: other\r\n\r\n").unwrap_err(),
+            Reject(Status::NotFound)
+        );
     }
 }

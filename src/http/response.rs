@@ -9,7 +9,7 @@
 use std::mem::MaybeUninit;
 
 use super::headers::{self, Codings, ConnectionOptions, Field, Runs};
-use super::{Framing, Method, MAX_HEADERS};
+use super::{Added, Framing, Method, MAX_HEADERS};
 
 /// The sticky cookie a response sets: `name=<16 hex digits of id>; Path=/; HttpOnly;
 /// SameSite=Lax; Max-Age=<max_age>` (and `Secure` when the client came over TLS).
@@ -35,6 +35,8 @@ pub struct Answering<'a> {
     pub set_cookie: Option<SetCookie<'a>>,
     /// Most header fields accepted (`max_header_count`, at most [`MAX_HEADERS`]).
     pub max_headers: usize,
+    /// `Date` and HSTS, added to a final response that has none of its own.
+    pub added: Added<'a>,
 }
 
 /// How the body bytes go to the client.
@@ -178,6 +180,7 @@ pub fn rewrite(
         out.extend_from_slice(reason.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    let (mut has_date, mut has_hsts) = (false, false);
     for (f, kind) in fields.iter().zip(kinds.iter()) {
         let keep = match *kind {
             Field::Connection
@@ -195,6 +198,8 @@ pub fn rewrite(
         };
         let at = runs.offset(f.name.as_bytes());
         if keep {
+            has_date |= *kind == Field::Date;
+            has_hsts |= *kind == Field::StrictTransportSecurity;
             runs.keep(at);
         } else {
             runs.cut(at, out);
@@ -219,6 +224,9 @@ pub fn rewrite(
             out.extend_from_slice(b"; Secure");
         }
         out.extend_from_slice(b"\r\n");
+    }
+    if !interim && !switching {
+        ex.added.write(has_date, has_hsts, out);
     }
     if switching {
         out.extend_from_slice(b"Connection: upgrade\r\n");
@@ -254,13 +262,77 @@ mod tests {
         upgrade: false,
         set_cookie: None,
         max_headers: crate::http::DEFAULT_MAX_HEADERS,
+        added: Added {
+            date: DATE,
+            hsts: None,
+        },
     };
 
+    const DATE: &[u8; 29] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    /// The line ferrule adds to a final response without a `Date`.
+    const DATE_LINE: &str = "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+
+    /// The rewritten head, without the `Date` line ferrule added (checked to be there, once,
+    /// on a final response without its own, and on no other).
     fn go(head: &str, ex: &Answering) -> Result<(ResponseHead, String), Invalid> {
         let mut out = Vec::new();
         let (r, len) = rewrite(head.as_bytes(), ex, &mut out)?;
         assert_eq!(len, head.len());
-        Ok((r, String::from_utf8(out).expect("utf8")))
+        let out = String::from_utf8(out).expect("utf8");
+        let own_date = head.to_ascii_lowercase().contains("\r\ndate:");
+        let added = usize::from(!r.interim && !r.switching && !own_date);
+        assert_eq!(out.matches(DATE_LINE).count(), added, "{out:?}");
+        Ok((r, out.replacen(DATE_LINE, "", 1)))
+    }
+
+    #[test]
+    fn date_and_hsts_are_added_unless_the_backend_sent_them() {
+        let hsts = b"Strict-Transport-Security: max-age=60\r\n";
+        let tls = Answering {
+            added: Added {
+                date: DATE,
+                hsts: Some(hsts),
+            },
+            ..GET11
+        };
+        let mut out = Vec::new();
+        rewrite(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            &tls,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Strict-Transport-Security: max-age=60\r\n\r\n"
+        );
+        // the backend's own pass unchanged, and nothing is added beside them
+        let own = "HTTP/1.1 200 OK\r\ndate: Mon, 01 Jan 2001 00:00:00 GMT\r\n\
+                   strict-transport-security: max-age=5\r\nContent-Length: 0\r\n\r\n";
+        rewrite(own.as_bytes(), &tls, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), own);
+        // fields the backend made hop-by-hop are dropped, and ferrule's stand in for them
+        rewrite(
+            b"HTTP/1.1 204 No Content\r\nConnection: date, strict-transport-security\r\n\
+              Date: x\r\nStrict-Transport-Security: max-age=5\r\n\r\n",
+            &tls,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 204 No Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Strict-Transport-Security: max-age=60\r\n\r\n"
+        );
+        // interim responses get neither
+        rewrite(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            &tls,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
     }
 
     #[test]

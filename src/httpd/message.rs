@@ -170,8 +170,8 @@ impl Response {
         self
     }
 
-    /// The response on the wire; `keep` false adds `Connection: close`; `is_head` leaves the
-    /// body out (its length stays).
+    /// The response on the wire, with `Date`; `keep` false adds `Connection: close`; `is_head`
+    /// leaves the body out (its length stays).
     pub fn to_bytes(&self, keep: bool, is_head: bool) -> Vec<u8> {
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
@@ -180,6 +180,11 @@ impl Response {
             self.content_type,
             self.body.len()
         );
+        // RFC 9110 §6.6.1; the admin server is not a hot path: the clock is read per answer
+        let date = crate::http::date::imf_fixdate(crate::http::date::unix_now());
+        out.push_str("Date: ");
+        out.push_str(&String::from_utf8_lossy(&date));
+        out.push_str("\r\n");
         for (name, value) in &self.headers {
             out.push_str(name);
             out.push_str(": ");

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{Client, Close, Phase, Run, Step, Stream, UpKey};
 use crate::balancer::{Ask, Choice};
 use crate::context::Ctx;
+use crate::health::passive;
 use crate::http::errors::Status;
 use crate::stats::CloseReason;
 
@@ -34,6 +35,7 @@ impl Stream {
         deadline: &mut Instant,
         exclude: Option<u64>,
     ) -> Run {
+        let owner = ctx.owner();
         let ask = Ask {
             key: u64::from(self.ex.key),
             client: self.ex.client,
@@ -41,7 +43,7 @@ impl Stream {
             exclude,
             now: ctx.now,
         };
-        let (backend, set_cookie) = match ctx.picker.choose(ctx.balancer, &ask) {
+        let (backend, set_cookie) = match ctx.pools.choose(self.pool, &ask) {
             Choice::Backend {
                 backend,
                 set_cookie,
@@ -51,7 +53,7 @@ impl Stream {
             Choice::None => return self.fail(ctx, client, deadline, Status::ServiceUnavailable),
         };
         self.ex.set_cookie = set_cookie;
-        self.ex.sent_ms = crate::balancer::clock_ms(ctx.now) as u32;
+        self.ex.sent_ms = crate::timer::clock_ms(ctx.now) as u32;
         if let Some(e) = self.log.as_mut() {
             e.backend = Some(backend.addr);
             e.upstream_started = Some(ctx.now);
@@ -61,21 +63,21 @@ impl Stream {
             backend.end_request();
             return self.fail(ctx, client, deadline, Status::HeaderFieldsTooLarge);
         }
-        if let Some(key) = ctx.upstreams.take_idle(backend.id, ctx.key) {
+        if let Some(key) = ctx.upstreams.take_idle(backend.id, owner) {
             self.upstream = UpKey::new(key);
             self.phase = Phase::Exchange;
-            *deadline = ctx.now + ctx.cfg.backend_timeout;
+            *deadline = ctx.now + self.pool(ctx).upstream.backend_timeout;
             return Ok(Step::Progress);
         }
         let backend = std::sync::Arc::clone(backend);
         match ctx
             .upstreams
-            .connect(ctx.registry, &backend, ctx.key, ctx.now)
+            .connect(ctx.registry, &backend, owner, ctx.now)
         {
             Ok(key) => {
                 self.upstream = UpKey::new(key);
                 self.phase = Phase::Connect;
-                *deadline = ctx.now + ctx.cfg.connect_timeout;
+                *deadline = ctx.now + self.pool(ctx).upstream.connect_timeout;
                 Ok(Step::Progress)
             }
             Err(e) if crate::upstream::is_local_error(&e) => {
@@ -85,7 +87,9 @@ impl Stream {
                 self.fail(ctx, client, deadline, Status::ServiceUnavailable)
             }
             Err(_) => {
-                ctx.balancer.failed(&backend, ctx.now);
+                if let Some(balancer) = ctx.pools.balancer(self.pool) {
+                    passive::failed(balancer, &backend, ctx.now);
+                }
                 backend.end_request();
                 self.retry_or_fail(ctx, client, deadline, Failure::Connect, backend.id)
             }
@@ -97,9 +101,13 @@ impl Stream {
     fn enqueue(&mut self, ctx: &mut Ctx<'_>, deadline: &mut Instant) -> Step {
         if self.phase != Phase::Queued {
             self.phase = Phase::Queued;
-            *deadline = ctx.now + ctx.cfg.queue_timeout;
-            ctx.queue.push_back((ctx.key, ctx.id));
-            ctx.balancer.slots().enqueued(ctx.queued);
+            *deadline = ctx.now + self.pool(ctx).balance.queue_timeout;
+            ctx.queue.push_back(crate::context::Waiting {
+                key: ctx.key,
+                id: ctx.id,
+                slot: ctx.slot,
+            });
+            ctx.pools.slots().enqueued(ctx.queued);
         }
         Step::Waiting
     }
@@ -152,7 +160,7 @@ impl Stream {
         }
         up.connected = true;
         self.phase = Phase::Exchange;
-        *deadline = ctx.now + ctx.cfg.backend_timeout;
+        *deadline = ctx.now + self.pool(ctx).upstream.backend_timeout;
         Ok(Step::Progress)
     }
 
@@ -169,7 +177,9 @@ impl Stream {
         };
         let backend = match ctx.upstreams.get_mut(key) {
             Some(up) => {
-                ctx.balancer.failed(&up.backend, ctx.now);
+                if let Some(balancer) = ctx.pools.balancer(self.pool) {
+                    passive::failed(balancer, &up.backend, ctx.now);
+                }
                 up.backend.end_request();
                 up.backend.id
             }
@@ -198,7 +208,7 @@ impl Stream {
             Failure::NoResponse => self.ex.method.is_idempotent(),
             Failure::BadResponse | Failure::Timeout => false,
         };
-        if safe && self.ex.replay && u32::from(self.ex.attempts) <= ctx.cfg.retries {
+        if safe && self.ex.replay && u32::from(self.ex.attempts) <= self.pool(ctx).balance.retries {
             self.ex.attempts += 1;
             self.req.set_sent(0);
             self.discard_response(ctx);

@@ -60,6 +60,16 @@ pub trait Client: End {
     fn sni(&self) -> Option<&str>;
     /// The TLS version of the client connection, once negotiated.
     fn tls_version(&self) -> Option<rustls::ProtocolVersion>;
+    /// The client can send no more request bytes until the stream lets go of some (HTTP/2: its
+    /// flow-control window is spent). A stream holding its request for a replay then gives the
+    /// replay up, as it does when its buffer is full, rather than wait for ever.
+    fn starved(&self) -> bool {
+        false
+    }
+    /// The client speaks HTTP/2 (the access log says `HTTP/2.0`).
+    fn http2(&self) -> bool {
+        false
+    }
 }
 
 /// The connection must close, and why.
@@ -214,6 +224,8 @@ impl Exchange {
             key: None,
             sticky: None,
             client: None,
+            pool: 0,
+            route: None,
         })
     }
 }
@@ -244,6 +256,8 @@ pub struct Stream {
     scan: u32,
     /// The backend connection's key in the worker's `Upstreams`.
     upstream: Option<UpKey>,
+    /// The pool that takes the request under way (its index in the worker's `pools::View`).
+    pool: u16,
     /// Request bytes, client → backend: the rewritten head, then the body (with HTTP/1.1,
     /// pipelined requests may follow it: they go back to the connection at the end).
     req: Pipe,
@@ -268,6 +282,7 @@ impl Stream {
             phase: Phase::Idle,
             scan: 0,
             upstream: None,
+            pool: 0,
             req: Pipe::default(),
             req_body: Body::default(),
             resp: Pipe::default(),
@@ -307,15 +322,24 @@ impl Stream {
         Ok(Outcome::Step(step))
     }
 
+    /// The keys of the stream's pool.
+    fn pool<'c>(&self, ctx: &'c Ctx<'_>) -> &'c crate::pools::PoolSettings {
+        ctx.pools.settings(self.pool)
+    }
+
     /// Progress was made: restart the idle-style deadline of the current phase (the others are
     /// set when their phase starts).
     pub fn touch(&self, ctx: &Ctx<'_>, deadline: &mut Instant) {
         let cfg = ctx.cfg;
         let timeout = match self.phase {
-            Phase::Exchange if !self.req_body.is_done() => cfg.client_body_timeout,
-            Phase::Exchange if !self.ex.resp_done => cfg.backend_timeout,
-            Phase::Exchange => cfg.send_timeout,
-            Phase::Tunnel => cfg.tunnel_timeout,
+            Phase::Exchange if !self.req_body.is_done() => cfg.timeouts.client_body,
+            // response bytes wait for a client that does not take them (a full socket, an
+            // HTTP/2 window at 0): the backend is not read meanwhile, so it is the write to the
+            // client that makes no progress
+            Phase::Exchange if self.ex.committed && self.resp.unsent() > 0 => cfg.timeouts.send,
+            Phase::Exchange if !self.ex.resp_done => self.pool(ctx).upstream.backend_timeout,
+            Phase::Exchange => cfg.timeouts.send,
+            Phase::Tunnel => cfg.timeouts.tunnel,
             Phase::Idle | Phase::Queued | Phase::Connect => return,
         };
         *deadline = ctx.now + timeout;
@@ -374,9 +398,22 @@ impl Stream {
             && !ctx.draining
             && !client.side().eof;
         let head = self.ex.method == Method::Head;
-        errors::canned(status, keep, head, ctx.scratch);
+        let added = crate::context::added(ctx.date, ctx.cfg);
+        errors::canned(status, keep, head, &added, ctx.scratch);
+        self.send_own(ctx, deadline, status.code(), keep)
+    }
+
+    /// Queues the response of ferrule's own in `ctx.scratch` (status `code`) as the whole answer
+    /// to the current request; `keep`: the connection may serve another request after it.
+    fn send_own(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        deadline: &mut Instant,
+        code: u16,
+        keep: bool,
+    ) -> Run {
         if let Some(e) = self.log.as_mut() {
-            e.status = status.code();
+            e.status = code;
             e.head_out += crate::http::request::find_head_end(ctx.scratch, 0)
                 .ok()
                 .flatten()
@@ -388,13 +425,44 @@ impl Stream {
         }
         self.resp.set_ready(self.resp.ready() + ctx.scratch.len());
         self.ex.committed = true;
-        ctx.stats.response(status.code());
+        ctx.stats.response(code);
         self.ex.resp_done = true;
         self.ex.keep_client = keep;
         self.ex.reusable = false;
         self.phase = Phase::Exchange;
-        *deadline = ctx.now + ctx.cfg.send_timeout;
+        *deadline = ctx.now + ctx.cfg.timeouts.send;
         Ok(Step::Progress)
+    }
+
+    /// Answers the request head at the front of the inbox, `..end`, with the response of
+    /// ferrule's own in `ctx.scratch` (status `code`), without reading on: the https redirect
+    /// listener's `308`. The connection closes after it.
+    pub fn answer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        deadline: &mut Instant,
+        code: u16,
+        peer: std::net::IpAddr,
+        end: usize,
+    ) -> Run {
+        self.ex = Exchange::idle();
+        // whatever follows is never read as a request
+        self.req_body = Body::new(Framing::UntilClose);
+        self.req.set_sent(0);
+        self.req.set_ready(0);
+        if self.log.is_none() {
+            self.log = ctx.access_log.entry(peer, ctx.now);
+        }
+        let head = self.req.buf.as_ref().and_then(|b| b.bytes().get(..end));
+        if let (Some(e), Some((method, target, host))) = (
+            self.log.as_mut(),
+            head.and_then(crate::redirect::request_line),
+        ) {
+            e.set(crate::access_log::Text::Method, method);
+            e.set(crate::access_log::Text::Target, target);
+            e.set(crate::access_log::Text::Host, host);
+        }
+        self.send_own(ctx, deadline, code, false)
     }
 
     /// Exchange: the request body to the backend, the response to the client.

@@ -8,10 +8,9 @@ use std::time::Instant;
 use super::{Client, Close, Exchange, Phase, Run, Step, Stream};
 use crate::access_log::{self, Text};
 use crate::buffer::Buf;
-use crate::config::HashKey;
 use crate::context::Ctx;
 use crate::http::errors::Status;
-use crate::http::request::{self, ClientInfo, KeySource, Reject};
+use crate::http::request::{self, ClientInfo, Reject};
 use crate::http::{Body, BodyError, Framing, Method, Step as BodyStep};
 use crate::stats::CloseReason;
 use crate::stream::relay::Broke;
@@ -25,6 +24,8 @@ pub struct Opening {
     /// When the head's first byte arrived (the request's time starts there, as nginx's
     /// `$request_time`).
     pub began: Instant,
+    /// The request came over HTTP/2 (the access log says `HTTP/2.0`).
+    pub http2: bool,
 }
 
 /// What `start` found in a head.
@@ -44,9 +45,30 @@ impl Stream {
         &mut self.req.buf
     }
 
-    /// Bytes in the inbox.
+    /// Bytes in the inbox (while idle), or held by the request pipe (while a request is under
+    /// way: what was read and not yet let go of).
     pub fn inbox_len(&self) -> usize {
         self.req.len()
+    }
+
+    /// Request bytes delivered by a codec that decodes them itself (HTTP/2 DATA): appended to
+    /// the request pipe, whose buffer is taken from the pool if the stream holds none. Returns how
+    /// many fit (a codec gives a stream no more than the window it announced, which is no more than
+    /// the pipe's room). The client's next `read` reports them, so they are framed and relayed as
+    /// if read from a socket.
+    pub fn deliver(&mut self, bufs: &mut crate::buffer::BufPool, data: &[u8]) -> usize {
+        let buf = self.req.buf.get_or_insert_with(|| bufs.get());
+        let n = buf.push(data);
+        bufs.put_if_empty(&mut self.req.buf);
+        n
+    }
+
+    /// Room left in the request pipe for delivered bytes.
+    pub fn request_room(&self) -> usize {
+        self.req
+            .buf
+            .as_ref()
+            .map_or(usize::MAX, |b| b.capacity().saturating_sub(b.len()))
     }
 
     /// A whole head is at the front of the inbox, `..end`: check it, rewrite it, and send it on
@@ -67,17 +89,12 @@ impl Stream {
         if cfg.request_id {
             ctx.ids.next(&mut id);
         }
+        let router = ctx.pools.router();
         let info = ClientInfo {
             ip: from.peer,
             tls: cfg.tls,
-            key: match &cfg.hash_key {
-                HashKey::ClientIp => KeySource::ClientIp,
-                HashKey::Header(name) => KeySource::Header(name.as_bytes()),
-                HashKey::Cookie(name) => KeySource::Cookie(name.as_bytes()),
-            },
-            sticky_cookie: cfg.sticky_cookie.as_deref().map(str::as_bytes),
-            strip_sticky_cookie: cfg.strip_sticky_cookie,
-            trusted: &cfg.trusted_proxies,
+            router: &router,
+            trusted: &cfg.identity.trusted_proxies,
             request_id: cfg.request_id.then_some(&id[..]),
         };
         let Some(head_bytes) = buf.bytes().get(..end) else {
@@ -114,6 +131,7 @@ impl Stream {
                 }
                 e.tls = client.tls_version().map(access_log::tls_name);
                 e.http10 = head.http10;
+                e.http2 = from.http2;
                 // the head and whatever followed it so far (`log_done` takes off what belongs
                 // to a next request)
                 e.bytes_in = buf.len() as u64;
@@ -133,14 +151,15 @@ impl Stream {
         self.req.set_sent(0);
         self.req_body = Body::new(head.framing);
         self.ex = Exchange::new(&head);
-        let hashed = crate::balancer::hash_ip(crate::client_ip::client_key(
+        self.pool = head.pool;
+        let hashed = crate::hash::hash_ip(crate::client_ip::client_key(
             head.client.unwrap_or(from.peer),
-            cfg.ipv6_client_prefix,
+            cfg.identity.ipv6_client_prefix,
         ));
         self.ex.client = hashed;
         self.ex.key = (head.key.unwrap_or(hashed) >> 32) as u32;
         self.ex.cookie = head.sticky.unwrap_or(0);
-        self.ex.replay = cfg.retries > 0;
+        self.ex.replay = ctx.pools.settings(self.pool).balance.retries > 0;
         self.phase = Phase::Exchange;
         if let Some(status) = self.frame_request(cfg.limits.max_body) {
             self.reject(ctx, client, deadline, status, from.peer)?;
@@ -178,6 +197,9 @@ impl Stream {
         if self.log.is_none() {
             // a head refused before it was parsed, or a timeout waiting for it
             self.log = ctx.access_log.entry(peer, ctx.now);
+            if let Some(e) = self.log.as_mut() {
+                e.http2 = client.http2();
+            }
         }
         self.fail(ctx, client, deadline, status)
     }
@@ -224,6 +246,10 @@ impl Stream {
         let side = client.side();
         // Read while there is room, also past the request (pipelined requests wait in the pipe),
         // so that a client that goes away is noticed.
+        if self.ex.replay && client.starved() {
+            // the request outgrew the client's window: it can no longer be sent twice
+            self.stop_replay(ctx);
+        }
         if side.readable && !side.eof {
             if self.ex.replay && self.req.buf.as_ref().is_some_and(Buf::is_full) {
                 // the request outgrew the buffer: it can no longer be sent twice

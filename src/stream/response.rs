@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::backend::Failure;
 use super::{Client, Close, Phase, Run, Step, Stream, MAX_INTERIM, MAX_ROUNDS};
 use crate::context::Ctx;
+use crate::health::passive;
 use crate::http::request;
 use crate::http::response::{self, Relay};
 use crate::http::{Body, Step as BodyStep};
@@ -106,15 +107,19 @@ impl Stream {
                 keep_alive: self.ex.keep_alive && !ctx.draining && self.req_body.is_done(),
                 upgrade: self.ex.upgrade,
                 max_headers: ctx.cfg.limits.max_headers,
-                set_cookie: match (&ctx.cfg.sticky_cookie, self.ex.set_cookie) {
+                set_cookie: match (
+                    &ctx.pools.settings(self.pool).sticky_cookie,
+                    self.ex.set_cookie,
+                ) {
                     (Some(name), true) => Some(response::SetCookie {
                         name: name.as_bytes(),
                         id: cookie_id,
-                        max_age: ctx.cfg.sticky_max_age,
+                        max_age: ctx.pools.settings(self.pool).sticky_max_age,
                         secure: ctx.cfg.tls,
                     }),
                     _ => None,
                 },
+                added: crate::context::added(ctx.date, ctx.cfg),
             };
             let Some(head_bytes) = unframed.get(..end) else {
                 return Ok(Head::Bad);
@@ -145,7 +150,7 @@ impl Stream {
             self.ex.committed = true;
             ctx.stats.response(head.status);
             if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
-                let ms = (crate::balancer::clock_ms(ctx.now) as u32).wrapping_sub(self.ex.sent_ms);
+                let ms = (crate::timer::clock_ms(ctx.now) as u32).wrapping_sub(self.ex.sent_ms);
                 up.backend.answered_in(u64::from(ms));
             }
             self.ex.keep_client = head.keep_client;
@@ -241,7 +246,9 @@ impl Stream {
             return Ok(Step::Progress);
         }
         if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
-            ctx.balancer.failed(&up.backend, ctx.now);
+            if let Some(balancer) = ctx.pools.balancer(self.pool) {
+                passive::failed(balancer, &up.backend, ctx.now);
+            }
         }
         // Cut short after the response started: the client can only learn by the connection
         // ending. A length or chunked body shows the truncation by itself; a close-delimited one

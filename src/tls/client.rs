@@ -30,6 +30,19 @@ pub fn client_config(
     ca_file: Option<&Path>,
     skip_verify: bool,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    let certificates = match ca_file.filter(|_| !skip_verify) {
+        Some(path) => certs::load_certificates(path)?,
+        None => Vec::new(),
+    };
+    build(ca_file, &certificates, skip_verify)
+}
+
+/// [`client_config`] with the CA file's `certificates` already read.
+fn build(
+    ca_file: Option<&Path>,
+    certificates: &[CertificateDer<'static>],
+    skip_verify: bool,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()?;
@@ -40,25 +53,28 @@ pub fn client_config(
             .with_no_client_auth()
     } else {
         builder
-            .with_root_certificates(root_store(ca_file)?)
+            .with_root_certificates(root_store(ca_file, certificates)?)
             .with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
+/// The roots: Mozilla's without a CA file, else the certificates read from it.
+fn root_store(
+    ca_file: Option<&Path>,
+    certificates: &[CertificateDer<'static>],
+) -> Result<RootCertStore, TlsError> {
     let Some(path) = ca_file else {
         return Ok(RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         });
     };
     let mut roots = RootCertStore::empty();
-    let certificates = certs::load_certificates(path)?;
     let count = certificates.len();
     let mut first_error = None;
-    for (i, der) in certificates.into_iter().enumerate() {
-        if let Err(e) = roots.add(der) {
+    for (i, der) in certificates.iter().enumerate() {
+        if let Err(e) = roots.add(der.clone()) {
             first_error.get_or_insert((i + 1, e));
         }
     }
@@ -83,22 +99,36 @@ fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
 }
 
 /// Client configurations built once per distinct (CA file, skip-verify) pair and shared, so
-/// connections to the same backends resume their sessions. Build one `ClientConfigs` per loaded
-/// configuration: a new one reads the CA files again.
+/// connections to the same backends resume their sessions.
+///
+/// A reload reads the CA files again through [`ClientConfigs::renewed`]: a cache that rebuilds
+/// every config whose CA file now holds other certificates (a rotated CA), and reuses the very
+/// same config where the file did not change, so that backends whose TLS settings did not move
+/// are kept, pooled connections and resumption included (the pool matches them by config).
+/// [`ClientConfigs::adopt`] makes it the cache in force once the reload is sure to apply.
 #[derive(Default)]
 pub struct ClientConfigs {
-    built: Mutex<HashMap<ConfigKey, Arc<ClientConfig>>>,
+    built: Mutex<HashMap<ConfigKey, Built>>,
+    /// The configs of the cache this one renews (empty for a first one).
+    previous: HashMap<ConfigKey, Built>,
 }
 
 /// (CA file, skip_verify); the CA file is `None` with skip_verify.
 type ConfigKey = (Option<PathBuf>, bool);
+
+/// A config and the CA certificates it was built from (none: built-in roots or skip-verify).
+#[derive(Clone)]
+struct Built {
+    config: Arc<ClientConfig>,
+    certificates: Arc<[CertificateDer<'static>]>,
+}
 
 impl ClientConfigs {
     pub fn new() -> ClientConfigs {
         ClientConfigs::default()
     }
 
-    /// The shared config for this choice, built by [`client_config`] the first time.
+    /// The shared config for this choice, built the first time (a CA file is read then).
     pub fn get(
         &self,
         ca_file: Option<&Path>,
@@ -110,12 +140,39 @@ impl ClientConfigs {
             skip_verify,
         );
         let mut built = self.built.lock();
-        if let Some(config) = built.get(&key) {
-            return Ok(Arc::clone(config));
+        if let Some(b) = built.get(&key) {
+            return Ok(Arc::clone(&b.config));
         }
-        let config = client_config(key.0.as_deref(), skip_verify)?;
-        built.insert(key, Arc::clone(&config));
+        let certificates: Arc<[CertificateDer<'static>]> = match &key.0 {
+            Some(path) => certs::load_certificates(path)?.into(),
+            None => Arc::new([]),
+        };
+        let config = match self.previous.get(&key) {
+            Some(before) if before.certificates == certificates => Arc::clone(&before.config),
+            _ => build(key.0.as_deref(), &certificates, skip_verify)?,
+        };
+        built.insert(
+            key,
+            Built {
+                config: Arc::clone(&config),
+                certificates,
+            },
+        );
         Ok(config)
+    }
+
+    /// A new cache that reads every CA file again (see the type's doc).
+    pub fn renewed(&self) -> ClientConfigs {
+        ClientConfigs {
+            built: Mutex::new(HashMap::new()),
+            previous: self.built.lock().clone(),
+        }
+    }
+
+    /// Takes the configs of `fresh` (made by [`ClientConfigs::renewed`]) as this cache's own:
+    /// later calls get them, and configs it did not build are forgotten.
+    pub fn adopt(&self, fresh: ClientConfigs) {
+        *self.built.lock() = fresh.built.into_inner();
     }
 }
 

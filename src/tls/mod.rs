@@ -20,10 +20,17 @@
 //!   none is served), no 0-RTT. Resumption both ways: stateless tickets (the provider's
 //!   `Ticketer`: AES-256-CBC + HMAC-SHA256, keys rotated every 6 hours, in memory only) and a
 //!   stateful cache of [`SESSION_CACHE_ENTRIES`] sessions for TLS 1.2 clients without tickets.
-//!   `ignore_client_order` stays false: every suite rustls offers is an AEAD with forward
-//!   secrecy, so the choice is about speed, and the client knows best (one without AES hardware
-//!   lists ChaCha20 first; forcing AES-GCM on it would be slower for it). It is also rustls'
-//!   default and the Mozilla "intermediate" recommendation.
+//!   The server's cipher order wins (`ignore_client_order`; scanners such as testssl.sh flag
+//!   "no server cipher order" otherwise), strongest first: [`CIPHER_SUITES`]. Every suite
+//!   rustls has is an AEAD with forward secrecy (ECDHE only for TLS 1.2), so the order only
+//!   ranks good suites: AES-256-GCM first (a 256-bit key, and with AES-NI/VAES nearly as cheap
+//!   as AES-128; it is also what OpenSSL clients such as curl and wrk pick first, so they see no
+//!   change), then ChaCha20-Poly1305 (also a 256-bit key, and fast in software: a client that
+//!   offers no AES-256-GCM is most likely a small device without AES instructions), then
+//!   AES-128-GCM, which every TLS 1.3 client must have. The price: a client without AES
+//!   hardware that would have picked ChaCha20 itself but also offers AES-256-GCM gets AES, more
+//!   slowly on its side (rustls cannot prefer ChaCha20 only for the clients that list it first,
+//!   as BoringSSL's equal-preference groups do).
 //! - Client trust roots without a CA file: Mozilla's, compiled in by `webpki-roots`, not the
 //!   system store (`rustls-native-certs`). ferrule runs in containers, and a minimal image
 //!   (scratch, distroless) has no `/etc/ssl`: native roots would leave it trusting nothing and
@@ -47,7 +54,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::ServerSessionMemoryCache;
-use rustls::ServerConfig;
+use rustls::{ServerConfig, SupportedCipherSuite};
 
 pub use client::{client_config, handshake_failure_reason, server_name, ClientConfigs};
 pub use error::TlsError;
@@ -87,19 +94,32 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    /// Loads `pairs` (the first is the default certificate) and builds the server config.
-    /// Returns it with the warnings (expired certificates, certificates SNI can never select).
+    /// Loads `pairs` (the first is the default certificate) and builds the server config, ALPN
+    /// offering `h2` before `http/1.1`. Returns it with the warnings (expired certificates,
+    /// certificates SNI can never select).
     pub fn new(pairs: &[CertPair]) -> Result<(ServerTls, Vec<String>), TlsError> {
+        ServerTls::with_alpn(pairs, true)
+    }
+
+    /// [`ServerTls::new`], offering `h2` only when `http2`.
+    pub fn with_alpn(
+        pairs: &[CertPair],
+        http2: bool,
+    ) -> Result<(ServerTls, Vec<String>), TlsError> {
         let (set, warnings) = load_set(pairs)?;
         let resolver = Arc::new(SniResolver::new(set));
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as _);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = if http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
-        config.ignore_client_order = false;
+        config.ignore_client_order = true;
         Ok((
             ServerTls {
                 config: Arc::new(config),
@@ -159,8 +179,31 @@ fn load_set(pairs: &[CertPair]) -> Result<(CertSet, Vec<String>), TlsError> {
     Ok((set, warnings))
 }
 
-/// The crypto provider of every config made here: aws-lc-rs with rustls' defaults.
+/// The cipher suites, in the server's order of preference (see the module header): for TLS
+/// 1.3, then for TLS 1.2 (ECDHE, AEAD only; the certificate's key type picks ECDSA or RSA).
+pub const CIPHER_SUITES: [SupportedCipherSuite; 9] = {
+    use rustls::crypto::aws_lc_rs::cipher_suite as s;
+    [
+        s::TLS13_AES_256_GCM_SHA384,
+        s::TLS13_CHACHA20_POLY1305_SHA256,
+        s::TLS13_AES_128_GCM_SHA256,
+        s::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        s::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        s::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        s::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        s::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        s::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ]
+};
+
+/// The crypto provider of every config made here: aws-lc-rs with rustls' defaults but the
+/// order of [`CIPHER_SUITES`] (the same suites as rustls' default list).
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
+    Arc::clone(PROVIDER.get_or_init(|| {
+        Arc::new(CryptoProvider {
+            cipher_suites: CIPHER_SUITES.to_vec(),
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        })
+    }))
 }

@@ -292,6 +292,14 @@ impl Transport {
         }
     }
 
+    /// The application protocol ALPN chose (`h2`, `http/1.1`), once the handshake is done.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Transport::Tls(t) => t.conn.alpn_protocol(),
+            _ => None,
+        }
+    }
+
     /// The server name the client asked for (SNI), on a server-side TLS connection.
     pub fn sni(&self) -> Option<&str> {
         match self {

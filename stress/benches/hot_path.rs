@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the data path's pure functions, through ferrule's public API: request head
-//! scan + rewrite, response head rewrite, chunked body framing, one balancer pick, and one
-//! access-log line.
+//! scan + rewrite, response head rewrite, chunked body framing, one balancer pick, one route
+//! lookup, and one access-log line.
 //!
 //! ```text
 //! cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2
@@ -16,11 +16,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use ferrule::balancer::{hash_ip, Ask, Balancer, Choice, Picker, Policy, Pool, WorkerPick};
+use ferrule::balancer::{Ask, Balancer, Choice, Picker, Policy, Pool, WorkerPick};
 use ferrule::config::{BackendConfig, Config, Scheme, StickyMode, Strategy};
+use ferrule::hash::hash_ip;
 use ferrule::http::request::{self, ClientInfo, KeySource, Limits};
 use ferrule::http::response::{self, Answering};
 use ferrule::http::{Body, Framing, Method, Step};
+use ferrule::route::{RouteSpec, Routes};
 
 /// A browser-like GET: 10 header fields, ~400 bytes.
 const REQUEST: &[u8] = b"GET /api/v1/products/12345?ref=home&lang=en HTTP/1.1\r\n\
@@ -57,12 +59,18 @@ const LIMITS: Limits = Limits {
 };
 
 fn heads(c: &mut Criterion) {
-    let client = ClientInfo {
-        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
-        tls: false,
+    let router = ferrule::http::request::OnePool(ferrule::http::request::Routed {
+        pool: 0,
+        route: None,
+        strip: 0,
         key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
+    });
+    let client = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
+        tls: false,
+        router: &router,
         trusted: &ferrule::client_ip::TrustedProxies::EMPTY,
         // as a default config runs: the request has no id, so one is added
         request_id: Some(b"4f1c2e9a0b7d6c5e8a9b0c1d2e3f4a5b"),
@@ -99,6 +107,7 @@ fn heads(c: &mut Criterion) {
     });
     group.finish();
 
+    let date = ferrule::http::date::HttpDate::now();
     let ex = Answering {
         method: Method::Get,
         http10: false,
@@ -106,6 +115,10 @@ fn heads(c: &mut Criterion) {
         upgrade: false,
         set_cookie: None,
         max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+        added: ferrule::http::Added {
+            date: date.text(),
+            hsts: None,
+        },
     };
     response::rewrite(RESPONSE, &ex, &mut out).expect("response head rewrites");
 
@@ -239,13 +252,13 @@ fn choose(c: &mut Criterion) {
     ];
     for (name, mode) in modes {
         let mut config = Config::from_json_str(r#"{"backends": []}"#).expect("config");
-        config.enable_sticky_sessions = mode.is_some();
+        config.pool.sticky.enabled = mode.is_some();
         if let Some(mode) = mode {
-            config.sticky_mode = mode;
+            config.pool.sticky.mode = mode;
         }
         let pool = Pool::new(Strategy::RoundRobin, &backends(&[1, 1, 1]));
         let cookie = pool.backends()[1].cookie_id();
-        let balancer = Balancer::with_policy(pool, Policy::from_config(&config));
+        let balancer = Balancer::with_policy(pool, Policy::from_pool(&config.pool));
         let mut picker = Picker::new(&balancer, 0);
         let now = std::time::Instant::now();
         let mut client = 0u64;
@@ -264,6 +277,43 @@ fn choose(c: &mut Criterion) {
                     _ => u64::MAX,
                 }
             })
+        });
+    }
+    group.finish();
+}
+
+/// The route lookup (`route::Routes::find`) among 1, 10 and 1,000 routes, the request matching
+/// the last route of the file: by host (each route its own host and a path prefix), and by path
+/// prefix alone (every route a prefix of any host).
+fn routes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route");
+    for n in [1usize, 10, 1000] {
+        let by_host: Vec<RouteSpec> = (0..n)
+            .map(|i| RouteSpec {
+                host: Some(format!("svc{i}.example.com")),
+                path_prefix: Some(format!("/api/v{}/", i % 5)),
+                pool: i % 7,
+                strip_prefix: false,
+            })
+            .collect();
+        let by_path: Vec<RouteSpec> = (0..n)
+            .map(|i| RouteSpec {
+                host: None,
+                path_prefix: Some(format!("/svc{i}/")),
+                pool: i % 7,
+                strip_prefix: true,
+            })
+            .collect();
+        let host = format!("svc{}.example.com:8080", n - 1);
+        let path = format!("/api/v{}/users/42", (n - 1) % 5);
+        let table = Routes::new(by_host);
+        group.bench_function(BenchmarkId::new("host", n), |b| {
+            b.iter(|| table.find(black_box(host.as_bytes()), black_box(path.as_bytes())))
+        });
+        let path = format!("/svc{}/users/42", n - 1);
+        let table = Routes::new(by_path);
+        group.bench_function(BenchmarkId::new("path", n), |b| {
+            b.iter(|| table.find(black_box(b"example.com"), black_box(path.as_bytes())))
         });
     }
     group.finish();
@@ -319,5 +369,13 @@ fn access_log_line(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heads, chunked, balancer, choose, access_log_line);
+criterion_group!(
+    benches,
+    heads,
+    chunked,
+    balancer,
+    choose,
+    routes,
+    access_log_line
+);
 criterion_main!(benches);

@@ -17,6 +17,7 @@
 //! dropped), never a name or a count shared by the process.
 
 pub mod backend;
+pub mod h2;
 pub mod memory;
 pub mod proxy;
 pub mod tls;

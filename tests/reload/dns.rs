@@ -114,7 +114,7 @@ fn a_name_going_from_one_address_to_two_to_one_is_followed() {
     let url = format!("http://app.invalid:{port}");
     let cfg = dns_config(&hosts, 2, json!([{"url": url}]));
     let config = ferrule::Config::from_json_str(&cfg.to_string()).expect("valid");
-    assert_eq!(config.backends.len(), 1);
+    assert_eq!(config.pool.backends.len(), 1);
     let proxy = ferrule::start(&config).expect("starts");
     let admin = proxy.admin_addr();
     let at = |ip: &str| format!("{ip}:{port}");
@@ -145,8 +145,8 @@ fn every_address_of_a_name_is_a_backend_from_the_start_and_a_failed_lookup_keeps
     let url = format!("http://app.invalid:{port}");
     let cfg = dns_config(&hosts, 1, json!([{"url": url, "weight": 2}]));
     let config = ferrule::Config::from_json_str(&cfg.to_string()).expect("valid");
-    assert_eq!(config.backends.len(), 2, "one backend per address");
-    assert!(config.backends.iter().all(|b| b.weight == 2));
+    assert_eq!(config.pool.backends.len(), 2, "one backend per address");
+    assert!(config.pool.backends.iter().all(|b| b.weight == 2));
     let proxy = ferrule::start(&config).expect("starts");
     let both = [format!("127.0.0.2:{port}"), format!("127.0.0.3:{port}")];
     assert_eq!(live_addrs(proxy.admin_addr(), &url), both);

@@ -22,10 +22,10 @@ fn a_non_loopback_admin_bind_needs_a_token() {
     );
     for loopback in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
         let config = parse(&format!(r#"{{"admin_bind": "{loopback}"}}"#));
-        assert!(config.admin_token.is_none(), "{loopback}");
+        assert!(config.admin.token.is_none(), "{loopback}");
     }
     let config = parse(r#"{"admin_bind": "0.0.0.0", "admin_token": "0123456789abcdef"}"#);
-    assert_eq!(config.admin_bind, IpAddr::from([0, 0, 0, 0]));
+    assert_eq!(config.process.admin_bind, IpAddr::from([0, 0, 0, 0]));
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn the_token_has_at_least_16_characters() {
         "admin_token: must be at least 16 characters (it has 15)",
     );
     let config = parse(r#"{"admin_token": "0123456789abcdef"}"#);
-    assert_eq!(config.admin_token.as_deref(), Some("0123456789abcdef"));
+    assert_eq!(config.admin.token.as_deref(), Some("0123456789abcdef"));
 }
 
 #[test]
@@ -48,10 +48,10 @@ fn allowed_hosts_are_names_or_addresses_without_a_port() {
         r#"{"admin_allowed_hosts": ["Admin.Example.", "10.0.0.5", "[2001:DB8::1]", "::1", "lb_1"]}"#,
     );
     assert_eq!(
-        config.admin_allowed_hosts,
+        config.admin.allowed_hosts,
         ["admin.example", "10.0.0.5", "2001:db8::1", "::1", "lb_1"]
     );
-    assert!(parse("{}").admin_allowed_hosts.is_empty());
+    assert!(parse("{}").admin.allowed_hosts.is_empty());
     rejects(
         r#"{"admin_allowed_hosts": ["ok.example", "admin.example:8081"]}"#,
         "admin_allowed_hosts[1]: \"admin.example:8081\": give the name without a port (the \
@@ -79,8 +79,9 @@ fn admin_files_dir_and_allowed_networks_are_read_and_written_back() {
     let config = parse(
         r#"{"admin_files_dir": "/etc/ferrule/ca", "allowed_backend_networks": ["169.254.10.0/24", "fe80::/10"]}"#,
     );
-    assert_eq!(config.admin_files_dir.as_deref(), Some("/etc/ferrule/ca"));
+    assert_eq!(config.admin.files_dir.as_deref(), Some("/etc/ferrule/ca"));
     let nets: Vec<String> = config
+        .admin
         .allowed_backend_networks
         .iter()
         .map(ToString::to_string)
@@ -127,7 +128,7 @@ fn a_key_given_twice_is_refused_at_any_depth() {
         r#"{"backends": [{"url": "http://127.0.0.1:1", "weight": 2},
                          {"url": "http://127.0.0.1:2", "weight": 3}]}"#,
     );
-    assert_eq!(config.backends.len(), 2);
+    assert_eq!(config.pool.backends.len(), 2);
     rejects_starting(r#"{"port": 80,}"#, "config is not valid JSON: ");
     rejects_starting(
         r#"{"port": 80} x"#,
@@ -239,7 +240,7 @@ fn a_backend_may_not_be_one_of_ferrules_own_listeners() {
         r#"{"bind": "127.0.0.1", "port": 18080,
             "backends": [{"url": "http://127.0.0.2:18080"}, {"url": "http://127.0.0.1:18082"}]}"#,
     );
-    assert_eq!(config.backends.len(), 2);
+    assert_eq!(config.pool.backends.len(), 2);
     // port 0 is picked at start: the admin API checks those (tests/admin)
     parse(r#"{"port": 0, "backends": [{"url": "http://127.0.0.1:8080"}]}"#);
 
@@ -278,7 +279,7 @@ fn link_local_backends_need_an_allowed_network() {
         r#"{"allowed_backend_networks": ["169.254.169.254/32", "fe80::/64"],
             "backends": [{"url": "http://169.254.169.254"}, {"url": "http://[fe80::1]:8080"}]}"#,
     );
-    assert_eq!(config.backends.len(), 2);
+    assert_eq!(config.pool.backends.len(), 2);
     rejects_starting(
         r#"{"allowed_backend_networks": ["169.254.169.254/32"],
             "backends": [{"url": "http://169.254.169.253"}]}"#,

@@ -138,7 +138,7 @@ fn duplicate_backends_name_both_indexes() {
         "https://127.0.0.1:8443",
         "http://127.0.0.1",
     ]));
-    assert_eq!(config.backends.len(), 3);
+    assert_eq!(config.pool.backends.len(), 3);
 }
 
 #[test]

@@ -2,17 +2,21 @@
 
 use super::*;
 
-/// Every top-level key, in the order an unknown key's message lists them.
-const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, strategy, hash_key, \
-     trusted_proxies, proxy_protocol, ipv6_client_prefix, backends, allowed_backend_networks, backend_ca_file, dns_refresh, hosts_file, backend_timeout, connect_timeout, client_header_timeout, \
-     client_body_timeout, send_timeout, keepalive_timeout, tunnel_timeout, tls_handshake_timeout, \
-     backend_keepalive, backend_keepalive_timeout, retries, max_request_head, max_uri_length, \
-     max_connections, max_connections_per_ip, max_header_count, max_body_size, max_conns, queue_timeout, buffer_size, shutdown_timeout, upgrade_socket, \
-     health_check_frequency, health_check_method, health_check_path, health_check_timeout, \
-     health_check_expect, health_check_rise, health_check_fall, max_fails, fail_timeout, fail_open, \
-     admin_token, admin_allowed_hosts, admin_files_dir, enable_sticky_sessions, \
+/// Every top-level key, in the order an unknown key's message lists them: the groups' order
+/// (`groups.rs`), `backends` first among the pool's keys, `ssl` last.
+const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, max_connections, \
+     max_connections_per_ip, shutdown_timeout, upgrade_socket, trusted_proxies, proxy_protocol, \
+     ipv6_client_prefix, backends, strategy, hash_key, max_conns, queue_timeout, retries, \
+     fail_open, backend_timeout, connect_timeout, backend_ca_file, health_check_frequency, \
+     health_check_method, health_check_path, health_check_timeout, health_check_expect, \
+     health_check_rise, health_check_fall, max_fails, fail_timeout, enable_sticky_sessions, \
      sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, \
-     sticky_cookie_secret, log_level, access_log, access_log_format, request_id, ssl";
+     sticky_cookie_secret, client_header_timeout, client_body_timeout, send_timeout, \
+     keepalive_timeout, tunnel_timeout, tls_handshake_timeout, buffer_size, max_request_head, \
+     max_uri_length, max_header_count, max_body_size, backend_keepalive, \
+     backend_keepalive_timeout, dns_refresh, hosts_file, admin_token, admin_allowed_hosts, \
+     admin_files_dir, allowed_backend_networks, log_level, access_log, access_log_format, \
+     request_id, http2, http2_max_concurrent_streams, pools, routes, ssl";
 
 #[test]
 fn duration_fields_name_the_field() {
@@ -72,7 +76,7 @@ fn every_duration_must_be_positive_and_bounded() {
         "sticky_session_ttl: must be at most 720h",
     );
     assert_eq!(
-        parse(r#"{"sticky_session_ttl": "720h"}"#).sticky_session_ttl,
+        parse(r#"{"sticky_session_ttl": "720h"}"#).pool.sticky.ttl,
         secs(30 * 24 * 3600)
     );
 }
@@ -86,18 +90,18 @@ fn durations_are_read_into_their_fields() {
             "tunnel_timeout": "6s", "backend_keepalive_timeout": "7s", "tls_handshake_timeout": "9s",
             "shutdown_timeout": "8s", "sticky_session_ttl": "1m30s"}"#,
     );
-    assert_eq!(config.health_check_frequency, secs(2));
-    assert_eq!(config.backend_timeout, ms(500));
-    assert_eq!(config.connect_timeout, secs(1));
-    assert_eq!(config.client_header_timeout, secs(2));
-    assert_eq!(config.client_body_timeout, secs(3));
-    assert_eq!(config.send_timeout, secs(4));
-    assert_eq!(config.keepalive_timeout, secs(5));
-    assert_eq!(config.tunnel_timeout, secs(6));
-    assert_eq!(config.tls_handshake_timeout, secs(9));
-    assert_eq!(config.backend_keepalive_timeout, secs(7));
-    assert_eq!(config.shutdown_timeout, secs(8));
-    assert_eq!(config.sticky_session_ttl, secs(90));
+    assert_eq!(config.pool.health.frequency, secs(2));
+    assert_eq!(config.pool.upstream.backend_timeout, ms(500));
+    assert_eq!(config.pool.upstream.connect_timeout, secs(1));
+    assert_eq!(config.timeouts.client_header, secs(2));
+    assert_eq!(config.timeouts.client_body, secs(3));
+    assert_eq!(config.timeouts.send, secs(4));
+    assert_eq!(config.timeouts.keepalive, secs(5));
+    assert_eq!(config.timeouts.tunnel, secs(6));
+    assert_eq!(config.timeouts.tls_handshake, secs(9));
+    assert_eq!(config.keepalive.timeout, secs(7));
+    assert_eq!(config.process.shutdown_timeout, secs(8));
+    assert_eq!(config.pool.sticky.ttl, secs(90));
 }
 
 // ---- whole documents ----
@@ -154,8 +158,8 @@ fn null_means_default() {
         r#"{"backends": [{"url": "http://127.0.0.1", "weight": null, "ca_file": null,
                           "tls_skip_verify": null}]}"#,
     );
-    assert_eq!(config.backends[0].weight, 1);
-    assert_eq!(config.backend_tls, [BackendTls::default()]);
+    assert_eq!(config.pool.backends[0].weight, 1);
+    assert_eq!(config.pool.backend_tls, [BackendTls::default()]);
 }
 
 #[test]
@@ -181,10 +185,12 @@ fn full_example_config() {
     );
     // "localhost" is resolved by the system; it must be a loopback address on the right port.
     let mut expected_backends = Vec::new();
-    for (backend, (port, weight)) in config
-        .backends
-        .iter()
-        .zip([(8082, 5), (8083, 3), (8084, 2)])
+    for (backend, (port, weight)) in
+        config
+            .pool
+            .backends
+            .iter()
+            .zip([(8082, 5), (8083, 3), (8084, 2)])
     {
         assert!(backend.addr.ip().is_loopback(), "{backend:?}");
         assert_eq!(backend.addr.port(), port);
@@ -198,18 +204,17 @@ fn full_example_config() {
             max_conns: None,
         });
     }
-    let expected = Config {
-        strategy: Strategy::WeightedRoundRobin,
-        backends: expected_backends,
-        backend_tls: vec![BackendTls::default(); 3],
-        ssl: SslConfig {
-            enabled: false,
-            cert_file: "certs/cert.pem".into(),
-            key_file: "certs/key.pem".into(),
-            certificates: Vec::new(),
-            redirect_http_port: None,
-        },
-        ..defaults()
+    let mut expected = defaults();
+    expected.pool.balance.strategy = Strategy::WeightedRoundRobin;
+    expected.pool.backends = expected_backends;
+    expected.pool.backend_tls = vec![BackendTls::default(); 3];
+    expected.ssl = SslConfig {
+        enabled: false,
+        cert_file: "certs/cert.pem".into(),
+        key_file: "certs/key.pem".into(),
+        certificates: Vec::new(),
+        redirect_http_port: None,
+        hsts: None,
     };
     assert_eq!(config, expected);
 }
@@ -223,23 +228,26 @@ fn every_field_is_read() {
             "buffer_size": 65536, "max_request_head": 32768, "max_uri_length": 4096,
             "max_connections": 100, "enable_sticky_sessions": true}"#,
     );
-    assert_eq!(config.port, 9000);
-    assert_eq!(config.admin_port, 9001);
-    assert_eq!(config.bind, "::".parse::<IpAddr>().unwrap());
-    assert_eq!(config.admin_bind, "::1".parse::<IpAddr>().unwrap());
-    assert_eq!(config.workers, 3);
-    assert_eq!(config.strategy, Strategy::LeastConn);
-    assert_eq!(config.health_check_method, HealthCheckMethod::Tcp);
-    assert_eq!(config.health_check_path, "/ping");
-    assert_eq!(config.backend_keepalive, 0);
-    assert_eq!(config.retries, 10);
-    assert_eq!(config.buffer_size, 65536);
-    assert_eq!(config.max_request_head, 32768);
-    assert_eq!(config.max_uri_length, 4096);
-    assert_eq!(config.max_connections, 100);
-    assert!(config.enable_sticky_sessions);
+    assert_eq!(config.process.port, 9000);
+    assert_eq!(config.process.admin_port, 9001);
+    assert_eq!(config.process.bind, "::".parse::<IpAddr>().unwrap());
+    assert_eq!(config.process.admin_bind, "::1".parse::<IpAddr>().unwrap());
+    assert_eq!(config.process.workers, 3);
+    assert_eq!(config.pool.balance.strategy, Strategy::LeastConn);
+    assert_eq!(config.pool.health.method, HealthCheckMethod::Tcp);
+    assert_eq!(config.pool.health.path, "/ping");
+    assert_eq!(config.keepalive.connections, 0);
+    assert_eq!(config.pool.balance.retries, 10);
+    assert_eq!(config.limits.buffer_size, 65536);
+    assert_eq!(config.limits.max_request_head, 32768);
+    assert_eq!(config.limits.max_uri_length, 4096);
+    assert_eq!(config.process.max_connections, 100);
+    assert!(config.pool.sticky.enabled);
     assert_eq!(
-        parse(r#"{"strategy": "round-robin"}"#).strategy,
+        parse(r#"{"strategy": "round-robin"}"#)
+            .pool
+            .balance
+            .strategy,
         Strategy::RoundRobin
     );
 }
@@ -270,7 +278,7 @@ fn unknown_keys_are_named_with_their_path() {
     rejects(
         r#"{"ssl": {"enabled": false, "cert": "x"}}"#,
         "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
-         redirect_http_port)",
+         redirect_http_port, hsts)",
     );
     rejects(
         r#"{"backends": [{"url": "http://127.0.0.1:1"}, {"url": "http://127.0.0.1:2", "wieght": 2}]}"#,
@@ -285,7 +293,7 @@ fn unknown_keys_are_named_with_their_path() {
         r#"{"prot": 80}"#,
         "prot: unknown key (did you mean \"port\"?)",
     );
-    // The known keys are listed in the order of `ConfigFile`'s fields, the README's order.
+    // The known keys are listed in the groups' order (`groups.rs`), the README's order.
     rejects(
         r#"{"ssl_enabled": true}"#,
         &format!("ssl_enabled: unknown key (expected one of: {TOP_LEVEL_KEYS})"),
@@ -306,7 +314,7 @@ fn unknown_keys_are_reported_before_checks_between_fields() {
     rejects(
         r#"{"ssl": {"enabled": true, "cert": "a.pem", "key_file": "b.pem"}}"#,
         "ssl.cert: unknown key (expected one of: enabled, cert_file, key_file, certificates, \
-         redirect_http_port)",
+         redirect_http_port, hsts)",
     );
 }
 
@@ -469,12 +477,16 @@ fn range_edges_are_accepted() {
             "max_uri_length": 256, "max_connections": 1000000}"#,
     );
     assert_eq!(
-        (config.port, config.admin_port, config.workers),
+        (
+            config.process.port,
+            config.process.admin_port,
+            config.process.workers
+        ),
         (65535, 0, 1024)
     );
     let config = parse(r#"{"buffer_size": 4096, "max_request_head": 1024, "workers": 1}"#);
     assert_eq!(
-        (config.max_request_head, config.max_uri_length),
+        (config.limits.max_request_head, config.limits.max_uri_length),
         (1024, 1024)
     );
 }
@@ -482,8 +494,8 @@ fn range_edges_are_accepted() {
 #[test]
 fn a_small_buffer_lowers_the_default_limits() {
     let config = parse(r#"{"buffer_size": 4096}"#);
-    assert_eq!(config.max_request_head, 4096);
-    assert_eq!(config.max_uri_length, 4096);
+    assert_eq!(config.limits.max_request_head, 4096);
+    assert_eq!(config.limits.max_uri_length, 4096);
 }
 
 #[test]
@@ -497,7 +509,7 @@ fn ports_must_differ_unless_both_zero() {
         "admin_port: must differ from port (9000)",
     );
     let config = parse(r#"{"port": 0, "admin_port": 0}"#);
-    assert_eq!((config.port, config.admin_port), (0, 0));
+    assert_eq!((config.process.port, config.process.admin_port), (0, 0));
 }
 
 #[test]
@@ -528,13 +540,18 @@ fn strategies_and_methods() {
     ] {
         assert_eq!(
             parse(&format!(r#"{{"strategy": "{name}"}}"#))
+                .pool
+                .balance
                 .strategy
                 .name(),
             name
         );
     }
     assert_eq!(
-        parse(r#"{"strategy": "consistent-hash"}"#).strategy,
+        parse(r#"{"strategy": "consistent-hash"}"#)
+            .pool
+            .balance
+            .strategy,
         Strategy::ConsistentHash
     );
     rejects(
@@ -553,21 +570,21 @@ fn health_check_path() {
         r#"{"health_check_path": "/a b"}"#,
         "health_check_path: \"/a b\" must not contain spaces or control characters",
     );
-    assert_eq!(
-        parse(r#"{"health_check_path": "/"}"#).health_check_path,
-        "/"
-    );
+    assert_eq!(parse(r#"{"health_check_path": "/"}"#).pool.health.path, "/");
 }
 
 #[test]
 fn balancing_keys() {
-    assert_eq!(parse("{}").hash_key, HashKey::ClientIp);
+    assert_eq!(parse("{}").pool.balance.hash_key, HashKey::ClientIp);
     assert_eq!(
-        parse(r#"{"hash_key": "header:X-User"}"#).hash_key,
+        parse(r#"{"hash_key": "header:X-User"}"#)
+            .pool
+            .balance
+            .hash_key,
         HashKey::Header("X-User".into())
     );
     assert_eq!(
-        parse(r#"{"hash_key": "cookie:sid"}"#).hash_key,
+        parse(r#"{"hash_key": "cookie:sid"}"#).pool.balance.hash_key,
         HashKey::Cookie("sid".into())
     );
     for bad in ["ip", "header:", "cookie:a b", "query:x", "header:a:b"] {
@@ -581,9 +598,15 @@ fn balancing_keys() {
         r#"{"max_conns": 10, "queue_timeout": "2s",
             "backends": [{"url": "http://127.0.0.1:1", "max_conns": 3}, {"url": "http://127.0.0.1:2"}]}"#,
     );
-    assert_eq!((config.max_conns, config.queue_timeout), (10, secs(2)));
-    assert_eq!(config.backends[0].max_conns, Some(3));
-    assert_eq!(config.backends[1].max_conns, None);
+    assert_eq!(
+        (
+            config.pool.balance.max_conns,
+            config.pool.balance.queue_timeout
+        ),
+        (10, secs(2))
+    );
+    assert_eq!(config.pool.backends[0].max_conns, Some(3));
+    assert_eq!(config.pool.backends[1].max_conns, None);
     rejects(r#"{"max_conns": -1}"#, "max_conns: must be at least 0");
 }
 
@@ -593,10 +616,10 @@ fn sticky_settings() {
         r#"{"enable_sticky_sessions": true, "sticky_mode": "cookie", "sticky_max_entries": 10,
             "sticky_cookie_name": "srv", "sticky_cookie_strip": true}"#,
     );
-    assert_eq!(config.sticky_mode, StickyMode::Cookie);
-    assert_eq!(config.sticky_max_entries, 10);
-    assert_eq!(config.sticky_cookie_name, "srv");
-    assert!(config.sticky_cookie_strip);
+    assert_eq!(config.pool.sticky.mode, StickyMode::Cookie);
+    assert_eq!(config.pool.sticky.max_entries, 10);
+    assert_eq!(config.pool.sticky.cookie_name, "srv");
+    assert!(config.pool.sticky.cookie_strip);
     rejects(
         r#"{"sticky_mode": "url"}"#,
         "sticky_mode: unknown sticky mode \"url\" (expected ip or cookie)",
@@ -614,31 +637,34 @@ fn sticky_settings() {
 #[test]
 fn health_check_settings() {
     let config = parse("{}");
-    assert!(config.active_checks());
-    assert_eq!(config.health_check_timeout(), secs(10));
+    assert!(config.pool.health.active());
+    assert_eq!(config.pool.health_timeout(), secs(10));
     let config = parse(r#"{"health_check_frequency": "0s", "backend_timeout": "3s"}"#);
-    assert!(!config.active_checks());
-    assert_eq!(config.health_check_frequency, Duration::ZERO);
-    assert_eq!(config.health_check_timeout(), secs(3));
-    assert!(!parse(r#"{"health_check_method": "none"}"#).active_checks());
+    assert!(!config.pool.health.active());
+    assert_eq!(config.pool.health.frequency, Duration::ZERO);
+    assert_eq!(config.pool.health_timeout(), secs(3));
+    assert!(!parse(r#"{"health_check_method": "none"}"#)
+        .pool
+        .health
+        .active());
     let config = parse(
         r#"{"health_check_timeout": "2s", "health_check_expect": "200, 204-206,5xx",
             "health_check_rise": 1, "health_check_fall": 5, "max_fails": 0,
             "fail_timeout": "30s", "fail_open": true}"#,
     );
-    assert_eq!(config.health_check_timeout(), secs(2));
-    let expect = &config.health_check_expect;
+    assert_eq!(config.pool.health_timeout(), secs(2));
+    let expect = &config.pool.health.expect;
     assert!(expect.contains(200) && expect.contains(205) && expect.contains(503));
     assert!(!expect.contains(201) && !expect.contains(404));
     assert_eq!(
         (
-            config.health_check_rise,
-            config.health_check_fall,
-            config.max_fails
+            config.pool.health.rise,
+            config.pool.health.fall,
+            config.pool.passive.max_fails
         ),
         (1, 5, 0)
     );
-    assert!(config.fail_open);
+    assert!(config.pool.balance.fail_open);
     assert!(StatusSet::default().contains(302) && !StatusSet::default().contains(404));
     for bad in ["", "2x", "600", "299-200", "20", "abc", "2xx;3xx"] {
         let message = error(&format!(r#"{{"health_check_expect": "{bad}"}}"#));
@@ -657,7 +683,7 @@ fn health_check_settings() {
 #[test]
 fn admin_token_is_checked_and_redacted() {
     let config = parse(r#"{"admin_token": "s3cret-s3cret-s3cret"}"#);
-    assert_eq!(config.admin_token.as_deref(), Some("s3cret-s3cret-s3cret"));
+    assert_eq!(config.admin.token.as_deref(), Some("s3cret-s3cret-s3cret"));
     let shown = serde_json::to_value(config.redacted()).unwrap();
     assert_eq!(shown["admin_token"], REDACTED);
     assert!(!shown.to_string().contains("s3cret"));
@@ -673,25 +699,31 @@ fn admin_token_is_checked_and_redacted() {
 
 #[test]
 fn sticky_cookie_secret_is_checked_and_redacted() {
-    assert_eq!(parse("{}").sticky_cookie_secret, None);
+    assert_eq!(parse("{}").pool.sticky.cookie_secret, None);
     let secret = "a sticky secret, 31 characters";
     let config = parse(&format!(r#"{{"sticky_cookie_secret": "{secret}"}}"#));
-    assert_eq!(config.sticky_cookie_secret.as_deref(), Some(secret));
+    assert_eq!(config.pool.sticky.cookie_secret.as_deref(), Some(secret));
     let shown = serde_json::to_value(config.redacted()).unwrap();
     assert_eq!(shown["sticky_cookie_secret"], REDACTED);
     assert!(!shown.to_string().contains("sticky secret"));
     // written back whole (the config file form, not /config)
     let text = serde_json::to_string(&config).unwrap();
     assert_eq!(
-        Config::from_json_str(&text).unwrap().sticky_cookie_secret,
-        config.sticky_cookie_secret
+        Config::from_json_str(&text)
+            .unwrap()
+            .pool
+            .sticky
+            .cookie_secret,
+        config.pool.sticky.cookie_secret
     );
     assert!(!serde_json::to_string(&parse("{}"))
         .unwrap()
         .contains("sticky_cookie_secret"));
     assert_eq!(
         parse(r#"{"sticky_cookie_secret": "0123456789abcdef"}"#)
-            .sticky_cookie_secret
+            .pool
+            .sticky
+            .cookie_secret
             .as_deref(),
         Some("0123456789abcdef")
     );
@@ -717,12 +749,18 @@ fn sticky_cookie_secret_is_checked_and_redacted() {
 
 #[test]
 fn ipv6_client_prefix_is_read_checked_and_written_back() {
-    assert_eq!(parse("{}").ipv6_client_prefix, 64);
+    assert_eq!(parse("{}").identity.ipv6_client_prefix, 64);
     for n in [1u8, 48, 56, 64, 128] {
         let config = parse(&format!(r#"{{"ipv6_client_prefix": {n}}}"#));
-        assert_eq!(config.ipv6_client_prefix, n);
+        assert_eq!(config.identity.ipv6_client_prefix, n);
         let text = serde_json::to_string(&config).unwrap();
-        assert_eq!(Config::from_json_str(&text).unwrap().ipv6_client_prefix, n);
+        assert_eq!(
+            Config::from_json_str(&text)
+                .unwrap()
+                .identity
+                .ipv6_client_prefix,
+            n
+        );
     }
     rejects(
         r#"{"ipv6_client_prefix": 0}"#,
@@ -747,12 +785,17 @@ fn client_identity_settings() {
     let config = parse(
         r#"{"trusted_proxies": ["10.0.0.0/8", "192.168.1.7", "::1/128"], "proxy_protocol": true}"#,
     );
-    assert!(config.proxy_protocol);
-    assert!(config.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+    assert!(config.identity.proxy_protocol);
     assert!(config
+        .identity
+        .trusted_proxies
+        .contains("10.2.3.4".parse().unwrap()));
+    assert!(config
+        .identity
         .trusted_proxies
         .contains("192.168.1.7".parse().unwrap()));
     assert!(!config
+        .identity
         .trusted_proxies
         .contains("192.168.1.8".parse().unwrap()));
     let message = error(r#"{"trusted_proxies": ["10.0.0.0/8", "10.1.0.0/8"]}"#);
@@ -766,8 +809,11 @@ fn client_identity_settings() {
     // serialised and read back to the same list
     let text = serde_json::to_string(&config).unwrap();
     assert_eq!(
-        Config::from_json_str(&text).unwrap().trusted_proxies,
-        config.trusted_proxies
+        Config::from_json_str(&text)
+            .unwrap()
+            .identity
+            .trusted_proxies,
+        config.identity.trusted_proxies
     );
 }
 
@@ -781,24 +827,34 @@ fn upgrade_socket_defaults_from_the_bind_address_and_port_and_can_be_turned_off(
     );
     let derived = |name: &str| dir.join(name).to_string_lossy().into_owned();
     assert_eq!(
-        parse("{}").upgrade_socket,
+        parse("{}").process.upgrade_socket,
         Some(derived("ferrule-0.0.0.0-8080.sock"))
     );
     assert_eq!(
-        parse(r#"{"port": 9000, "bind": "127.0.0.2"}"#).upgrade_socket,
+        parse(r#"{"port": 9000, "bind": "127.0.0.2"}"#)
+            .process
+            .upgrade_socket,
         Some(derived("ferrule-127.0.0.2-9000.sock"))
     );
     assert_eq!(
-        parse(r#"{"port": 9000, "bind": "::1"}"#).upgrade_socket,
+        parse(r#"{"port": 9000, "bind": "::1"}"#)
+            .process
+            .upgrade_socket,
         Some(derived("ferrule-[::1]-9000.sock"))
     );
     // port 0 is a free port picked by the kernel: no successor could find it
-    assert_eq!(parse(r#"{"port": 0}"#).upgrade_socket, None);
-    assert_eq!(parse(r#"{"upgrade_socket": false}"#).upgrade_socket, None);
-    assert_eq!(parse(r#"{"upgrade_socket": ""}"#).upgrade_socket, None);
+    assert_eq!(parse(r#"{"port": 0}"#).process.upgrade_socket, None);
+    assert_eq!(
+        parse(r#"{"upgrade_socket": false}"#).process.upgrade_socket,
+        None
+    );
+    assert_eq!(
+        parse(r#"{"upgrade_socket": ""}"#).process.upgrade_socket,
+        None
+    );
     let config = parse(r#"{"port": 0, "upgrade_socket": "/run/ferrule/up.sock"}"#);
     assert_eq!(
-        config.upgrade_socket.as_deref(),
+        config.process.upgrade_socket.as_deref(),
         Some("/run/ferrule/up.sock")
     );
     rejects(
@@ -850,7 +906,7 @@ fn the_default_upgrade_socket_lives_in_a_directory_of_its_user() {
         PathBuf::from("/tmp/ferrule-1000")
     );
 
-    let socket = super::super::upgrade_socket_in;
+    let socket = super::super::groups::upgrade_socket_in;
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     assert_eq!(
         socket(Path::new("/run/ferrule"), ip("127.0.0.1"), 8080).as_deref(),

@@ -60,6 +60,7 @@ fn ssl_enabled_with_readable_files() {
             key_file: EXISTING_FILE.into(),
             certificates: Vec::new(),
             redirect_http_port: None,
+            hsts: None,
         }
     );
     // Disabled, the files are not looked at.
@@ -77,7 +78,10 @@ fn load_reads_a_file() {
     let loaded = Config::load(&path);
     std::fs::remove_file(&path).unwrap();
     let config = loaded.unwrap();
-    assert_eq!((config.port, config.admin_port), (9090, 9091));
+    assert_eq!(
+        (config.process.port, config.process.admin_port),
+        (9090, 9091)
+    );
 }
 
 #[test]
@@ -116,10 +120,10 @@ fn warnings() {
 
     let mut config = parse(r#"{"workers": 1, "max_connections": 1}"#);
     let mut same = backend("http://127.0.0.1:9000");
-    config.backends.push(same.clone());
+    config.pool.backends.push(same.clone());
     same.url = "http://localhost:9000".into();
-    config.backends.push(same);
-    config.workers = 2;
+    config.pool.backends.push(same);
+    config.process.workers = 2;
     let warnings = config.warnings();
     assert_eq!(
         warnings[0],
@@ -131,7 +135,7 @@ fn warnings() {
         "max_connections (1) is below workers (2): some workers will accept no connections"
     );
 
-    config.workers = 1025;
+    config.process.workers = 1025;
     assert!(config
         .warnings()
         .iter()

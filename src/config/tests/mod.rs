@@ -4,12 +4,16 @@
 //! addresses), `files.rs` the ssl files, loading, warnings and serialisation, `tls.rs` the keys
 //! the TLS work uses. The expected messages are the spec.
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use super::*;
 
 mod admin;
 mod backends;
 mod fields;
 mod files;
+mod routing;
 mod tls;
 
 fn parse(json: &str) -> Config {
@@ -48,7 +52,7 @@ fn backends(urls: &[&str]) -> String {
 
 fn backend(url: &str) -> BackendConfig {
     let mut config = parse(&backends(&[url]));
-    config.backends.remove(0)
+    config.pool.backends.remove(0)
 }
 
 fn secs(n: u64) -> Duration {
@@ -62,85 +66,120 @@ fn ms(n: u64) -> Duration {
 /// Every default, written out independently of the parser.
 fn defaults() -> Config {
     Config {
-        port: 8080,
-        admin_port: 8081,
-        bind: "0.0.0.0".parse().unwrap(),
-        admin_bind: "127.0.0.1".parse().unwrap(),
-        workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(1024)),
-        strategy: Strategy::RoundRobin,
-        backends: Vec::new(),
-        backend_tls: Vec::new(),
-        backend_ca_file: None,
-        dns_refresh: secs(30),
-        hosts_file: None,
-        health_check_frequency: secs(10),
-        health_check_method: HealthCheckMethod::Http,
-        health_check_path: "/health".into(),
-        health_check_timeout: None,
-        health_check_expect: StatusSet::default(),
-        health_check_rise: 2,
-        health_check_fall: 3,
-        max_fails: 3,
-        fail_timeout: secs(10),
-        fail_open: false,
-        admin_token: None,
-        admin_allowed_hosts: Vec::new(),
-        admin_files_dir: None,
-        allowed_backend_networks: Vec::new(),
-        backend_timeout: secs(60),
-        connect_timeout: secs(60),
-        client_header_timeout: secs(60),
-        client_body_timeout: secs(60),
-        send_timeout: secs(60),
-        keepalive_timeout: secs(75),
-        tunnel_timeout: secs(60),
-        tls_handshake_timeout: secs(10),
-        backend_keepalive_timeout: secs(60),
-        backend_keepalive: 1024,
-        retries: 2,
-        max_request_head: 16384,
-        max_uri_length: 8192,
-        max_connections: 16384,
-        max_connections_per_ip: 0,
-        max_header_count: 100,
-        max_body_size: 0,
-        buffer_size: 131072,
-        shutdown_timeout: secs(30),
-        upgrade_socket: Some(
-            super::default_upgrade_dir(
-                std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
-                // SAFETY: getuid has no preconditions and cannot fail.
-                unsafe { libc::getuid() },
-                &std::env::temp_dir(),
-            )
-            .join("ferrule-0.0.0.0-8080.sock")
-            .to_string_lossy()
-            .into_owned(),
-        ),
-        hash_key: HashKey::ClientIp,
-        trusted_proxies: crate::client_ip::TrustedProxies::default(),
-        proxy_protocol: false,
-        ipv6_client_prefix: 64,
-        max_conns: 0,
-        queue_timeout: secs(5),
-        enable_sticky_sessions: false,
-        sticky_session_ttl: secs(3600),
-        sticky_mode: StickyMode::Ip,
-        sticky_max_entries: 100_000,
-        sticky_cookie_name: "FERRULE_BACKEND".into(),
-        sticky_cookie_strip: false,
-        sticky_cookie_secret: None,
-        log_level: LogLevel(log::LevelFilter::Info),
-        access_log: AccessLogTarget::Stdout,
-        access_log_format: AccessLogFormat::Combined,
-        request_id: true,
+        process: Process {
+            port: 8080,
+            admin_port: 8081,
+            bind: "0.0.0.0".parse().unwrap(),
+            admin_bind: "127.0.0.1".parse().unwrap(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(1024)),
+            max_connections: 16384,
+            max_connections_per_ip: 0,
+            shutdown_timeout: secs(30),
+            upgrade_socket: Some(
+                super::default_upgrade_dir(
+                    std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+                    // SAFETY: getuid has no preconditions and cannot fail.
+                    unsafe { libc::getuid() },
+                    &std::env::temp_dir(),
+                )
+                .join("ferrule-0.0.0.0-8080.sock")
+                .to_string_lossy()
+                .into_owned(),
+            ),
+        },
+        identity: Identity {
+            trusted_proxies: crate::client_ip::TrustedProxies::default(),
+            proxy_protocol: false,
+            ipv6_client_prefix: 64,
+        },
+        pool: PoolConfig {
+            backends: Vec::new(),
+            backend_tls: Vec::new(),
+            balance: Balance {
+                strategy: Strategy::RoundRobin,
+                hash_key: HashKey::ClientIp,
+                max_conns: 0,
+                queue_timeout: secs(5),
+                retries: 2,
+                fail_open: false,
+            },
+            upstream: Upstream {
+                backend_timeout: secs(60),
+                connect_timeout: secs(60),
+                ca_file: None,
+            },
+            health: Health {
+                frequency: secs(10),
+                method: HealthCheckMethod::Http,
+                path: "/health".into(),
+                timeout: None,
+                expect: StatusSet::default(),
+                rise: 2,
+                fall: 3,
+            },
+            passive: Passive {
+                max_fails: 3,
+                fail_timeout: secs(10),
+            },
+            sticky: Sticky {
+                enabled: false,
+                ttl: secs(3600),
+                mode: StickyMode::Ip,
+                max_entries: 100_000,
+                cookie_name: "FERRULE_BACKEND".into(),
+                cookie_strip: false,
+                cookie_secret: None,
+            },
+        },
+        timeouts: Timeouts {
+            client_header: secs(60),
+            client_body: secs(60),
+            send: secs(60),
+            keepalive: secs(75),
+            tunnel: secs(60),
+            tls_handshake: secs(10),
+        },
+        limits: Limits {
+            buffer_size: 131072,
+            max_request_head: 16384,
+            max_uri_length: 8192,
+            max_header_count: 100,
+            max_body_size: 0,
+        },
+        keepalive: Keepalive {
+            connections: 1024,
+            timeout: secs(60),
+        },
+        dns: Dns {
+            refresh: secs(30),
+            hosts_file: None,
+        },
+        admin: Admin {
+            token: None,
+            allowed_hosts: Vec::new(),
+            files_dir: None,
+            allowed_backend_networks: Vec::new(),
+        },
+        logging: Logging {
+            level: LogLevel::Info,
+            access_log: AccessLogTarget::Stdout,
+            access_log_format: AccessLogFormat::Combined,
+            request_id: true,
+        },
+        http2: Http2 {
+            enabled: true,
+            max_concurrent_streams: 128,
+        },
         ssl: SslConfig {
             enabled: false,
             cert_file: String::new(),
             key_file: String::new(),
             certificates: Vec::new(),
             redirect_http_port: None,
+            hsts: None,
         },
+        pools: Vec::new(),
+        routes: Vec::new(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The keys the TLS work uses: `tls_handshake_timeout`, `backend_ca_file`, `ssl.certificates`,
-//! `ssl.redirect_http_port`, `backends[].ca_file` and `backends[].tls_skip_verify`.
+//! `ssl.redirect_http_port`, `ssl.hsts`, `backends[].ca_file` and `backends[].tls_skip_verify`.
 
 use serde_json::json;
 
@@ -11,9 +11,11 @@ const MISSING_FILE: &str = "/nonexistent/ferrule/file.pem";
 
 #[test]
 fn tls_handshake_timeout_is_a_timeout() {
-    assert_eq!(parse("{}").tls_handshake_timeout, secs(10));
+    assert_eq!(parse("{}").timeouts.tls_handshake, secs(10));
     assert_eq!(
-        parse(r#"{"tls_handshake_timeout": "2s500ms"}"#).tls_handshake_timeout,
+        parse(r#"{"tls_handshake_timeout": "2s500ms"}"#)
+            .timeouts
+            .tls_handshake,
         ms(2500)
     );
     rejects(
@@ -26,9 +28,9 @@ fn tls_handshake_timeout_is_a_timeout() {
 
 #[test]
 fn backend_ca_file_must_be_a_regular_file() {
-    assert_eq!(parse("{}").backend_ca_file, None);
+    assert_eq!(parse("{}").pool.upstream.ca_file, None);
     let config = parse(&json!({ "backend_ca_file": EXISTING_FILE }).to_string());
-    assert_eq!(config.backend_ca_file.as_deref(), Some(EXISTING_FILE));
+    assert_eq!(config.pool.upstream.ca_file.as_deref(), Some(EXISTING_FILE));
 
     rejects_starting(
         &json!({ "backend_ca_file": MISSING_FILE }).to_string(),
@@ -213,6 +215,70 @@ fn redirect_http_port() {
     assert_eq!(config.ssl.redirect_http_port, Some(1));
 }
 
+// ---- ssl.hsts ----
+
+#[test]
+fn hsts_is_off_unless_given_and_has_defaults() {
+    assert_eq!(parse("{}").ssl.hsts, None);
+    assert_eq!(parse(r#"{"ssl": {"hsts": null}}"#).ssl.hsts, None);
+    assert_eq!(
+        parse(r#"{"ssl": {"hsts": {}}}"#).ssl.hsts,
+        Some(Hsts {
+            max_age: secs(31_536_000),
+            include_subdomains: false,
+        })
+    );
+    assert_eq!(
+        parse(r#"{"ssl": {"hsts": {"max_age": "1h", "include_subdomains": true}}}"#)
+            .ssl
+            .hsts,
+        Some(Hsts {
+            max_age: secs(3600),
+            include_subdomains: true,
+        })
+    );
+    // zero is how a site withdraws the policy
+    let off = parse(r#"{"ssl": {"hsts": {"max_age": "0s"}}}"#).ssl.hsts;
+    assert_eq!(off.map(|h| h.max_age), Some(secs(0)));
+}
+
+#[test]
+fn hsts_values_are_checked() {
+    rejects(
+        r#"{"ssl": {"hsts": {"max_age": 31536000}}}"#,
+        "ssl.hsts.max_age: durations are strings with a unit: write \"31536000s\", not 31536000",
+    );
+    rejects(
+        r#"{"ssl": {"hsts": {"max_age": "17521h"}}}"#,
+        "ssl.hsts.max_age: must be at most 17520h",
+    );
+    rejects(
+        r#"{"ssl": {"hsts": {"max_age": "1s500ms"}}}"#,
+        "ssl.hsts.max_age: must be whole seconds (HSTS counts in seconds)",
+    );
+    rejects(
+        r#"{"ssl": {"hsts": {"include_subdomains": "yes"}}}"#,
+        "ssl.hsts.include_subdomains: expected true or false, found the string \"yes\"",
+    );
+    rejects(
+        r#"{"ssl": {"hsts": {"preload": true}}}"#,
+        "ssl.hsts.preload: unknown key (expected one of: max_age, include_subdomains)",
+    );
+    rejects(
+        r#"{"ssl": {"hsts": true}}"#,
+        "ssl.hsts: expected an object, found true",
+    );
+}
+
+#[test]
+fn hsts_without_tls_is_a_warning() {
+    let config = parse(r#"{"backends": [{"url": "http://127.0.0.1:1"}], "ssl": {"hsts": {}}}"#);
+    assert_eq!(
+        config.warnings(),
+        ["ssl.hsts is not used when ssl.enabled is false"]
+    );
+}
+
 // ---- backends[].ca_file, backends[].tls_skip_verify ----
 
 #[test]
@@ -226,7 +292,7 @@ fn backend_tls_settings_are_read_per_backend() {
         .to_string(),
     );
     assert_eq!(
-        config.backend_tls,
+        config.pool.backend_tls,
         [
             BackendTls {
                 ca_file: Some(EXISTING_FILE.into()),
@@ -239,8 +305,8 @@ fn backend_tls_settings_are_read_per_backend() {
             BackendTls::default(),
         ]
     );
-    assert_eq!(config.tls_of_backend(1), &config.backend_tls[1]);
-    assert_eq!(config.tls_of_backend(3), &BackendTls::default());
+    assert_eq!(config.pool.tls_of_backend(1), &config.pool.backend_tls[1]);
+    assert_eq!(config.pool.tls_of_backend(3), &BackendTls::default());
 }
 
 #[test]
@@ -317,7 +383,8 @@ fn the_tls_keys_serialise_and_parse_back() {
             ],
             "ssl": {"enabled": true, "cert_file": EXISTING_FILE, "key_file": EXISTING_FILE,
                     "certificates": [{"cert_file": EXISTING_FILE, "key_file": EXISTING_FILE}],
-                    "redirect_http_port": 80},
+                    "redirect_http_port": 80,
+                    "hsts": {"max_age": "12h", "include_subdomains": true}},
         })
         .to_string(),
     );
@@ -333,6 +400,10 @@ fn the_tls_keys_serialise_and_parse_back() {
         ])
     );
     assert_eq!(value["ssl"]["redirect_http_port"], 80);
+    assert_eq!(
+        value["ssl"]["hsts"],
+        json!({"max_age": "12h", "include_subdomains": true})
+    );
     assert_eq!(
         value["ssl"]["certificates"],
         json!([{"cert_file": EXISTING_FILE, "key_file": EXISTING_FILE}])

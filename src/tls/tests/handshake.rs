@@ -145,7 +145,7 @@ fn tls13_and_tls12_negotiate_http11_verified_against_the_ca() {
 }
 
 #[test]
-fn alpn_is_http11_only() {
+fn alpn_offers_h2_first_then_http11_and_http11_alone_without_http2() {
     let f = fixture("alpn");
     let mut no_alpn = (*client_config(Some(&f.ca_file), false).expect("config")).clone();
     no_alpn.alpn_protocols.clear();
@@ -153,13 +153,30 @@ fn alpn_is_http11_only() {
     assert_eq!(c.alpn_protocol(), None);
 
     let mut both = no_alpn.clone();
-    both.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let (c, _) = connect(&Arc::new(both), "localhost", &f.server).expect("h2 and http/1.1");
+    both.alpn_protocols = vec![b"http/1.1".to_vec(), b"h2".to_vec()];
+    let (c, _) = connect(&Arc::new(both.clone()), "localhost", &f.server).expect("both");
+    assert_eq!(
+        c.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the server's order wins"
+    );
+
+    let mut h1_only = no_alpn.clone();
+    h1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (c, _) = connect(&Arc::new(h1_only), "localhost", &f.server).expect("http/1.1");
     assert_eq!(c.alpn_protocol(), Some(&b"http/1.1"[..]));
 
+    // `http2: false`: HTTP/1.1 only, and a client that speaks only h2 is refused
+    let pair = CertPair::new(
+        f.dir.path().join("server.crt"),
+        f.dir.path().join("server.key"),
+    );
+    let (plain, _) = ServerTls::with_alpn(&[pair], false).expect("server");
+    let (c, _) = connect(&Arc::new(both), "localhost", &plain).expect("both, no h2");
+    assert_eq!(c.alpn_protocol(), Some(&b"http/1.1"[..]));
     let mut h2_only = no_alpn;
     h2_only.alpn_protocols = vec![b"h2".to_vec()];
-    match connect(&Arc::new(h2_only), "localhost", &f.server) {
+    match connect(&Arc::new(h2_only), "localhost", &plain) {
         Err(Failed::Server(rustls::Error::NoApplicationProtocol)) => {}
         other => panic!("expected no_application_protocol, got {:?}", other.err()),
     }
@@ -405,6 +422,86 @@ fn client_configs_are_shared_per_ca_file_and_skip_verify() {
         "{e:?}"
     );
     assert!(e.to_string().contains("garbage-ca.pem"), "{e}");
+}
+
+#[test]
+fn a_renewed_cache_reads_the_ca_files_again() {
+    let f = fixture("renewed");
+    let other = f.dir.write("other.pem", Ca::new("other").cert.pem());
+    let configs = ClientConfigs::new();
+    let a = configs.get(Some(&f.ca_file), false).expect("a");
+    let b = configs.get(Some(&other), false).expect("b");
+    let public = configs.get(None, false).expect("public roots");
+
+    // nothing changed: the very same configs (the pool keeps backends by config)
+    let same = configs.renewed();
+    assert!(Arc::ptr_eq(
+        &a,
+        &same.get(Some(&f.ca_file), false).expect("a")
+    ));
+    assert!(Arc::ptr_eq(
+        &public,
+        &same.get(None, false).expect("public")
+    ));
+
+    // the CA rotated: a new config, trusting the new CA alone
+    let rotated = Ca::new("rotated");
+    std::fs::write(&f.ca_file, rotated.cert.pem()).expect("rotate the CA file");
+    let renewed = configs.renewed();
+    let a2 = renewed.get(Some(&f.ca_file), false).expect("a2");
+    assert!(!Arc::ptr_eq(&a, &a2));
+    assert!(Arc::ptr_eq(
+        &b,
+        &renewed.get(Some(&other), false).expect("b")
+    ));
+    let e = connect(&a2, "localhost", &f.server).expect_err("the old CA's leaf");
+    assert!(e.client_reason().contains("unknown issuer"));
+    // until adopted, the cache in force keeps the old one
+    assert!(Arc::ptr_eq(
+        &a,
+        &configs.get(Some(&f.ca_file), false).expect("a")
+    ));
+    configs.adopt(renewed);
+    assert!(Arc::ptr_eq(
+        &a2,
+        &configs.get(Some(&f.ca_file), false).expect("a2")
+    ));
+
+    // a CA file that no longer loads is an error, not the old config
+    std::fs::write(&f.ca_file, "garbage").expect("spoil the CA file");
+    let e = configs
+        .renewed()
+        .get(Some(&f.ca_file), false)
+        .expect_err("garbage");
+    assert!(e.to_string().contains("ca.pem"), "{e}");
+    assert!(Arc::ptr_eq(
+        &a2,
+        &configs.get(Some(&f.ca_file), false).expect("a2")
+    ));
+}
+
+#[test]
+fn the_server_order_has_rustls_default_suites_strongest_first() {
+    let ours: Vec<_> = crate::tls::CIPHER_SUITES
+        .iter()
+        .map(|s| s.suite())
+        .collect();
+    let mut defaults: Vec<_> = rustls::crypto::aws_lc_rs::DEFAULT_CIPHER_SUITES
+        .iter()
+        .map(|s| s.suite())
+        .collect();
+    let mut sorted = ours.clone();
+    sorted.sort_by_key(|s| u16::from(*s));
+    defaults.sort_by_key(|s| u16::from(*s));
+    assert_eq!(sorted, defaults, "the same suites, none added or lost");
+    assert_eq!(provider().cipher_suites.len(), ours.len());
+    let f = fixture("order");
+    let client = client_config(Some(&f.ca_file), false).expect("client");
+    let (_, server) = connect(&client, "localhost", &f.server).expect("handshake");
+    assert_eq!(
+        server.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384)
+    );
 }
 
 #[test]
