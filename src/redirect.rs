@@ -10,10 +10,8 @@
 //! 400. The answer carries `Date`, never `Strict-Transport-Security` (a plain-HTTP answer must
 //! not, RFC 6797 §7.2).
 
-use std::mem::MaybeUninit;
-
 use crate::http::date::IMF_FIXDATE_LEN;
-use crate::http::MAX_HEADERS;
+use crate::http::request;
 
 /// Writes the answer to the request head `head` into `out` (cleared first): a 308 to
 /// `https_port`, or a 400. Returns its status.
@@ -23,13 +21,8 @@ pub fn answer(
     date: &[u8; IMF_FIXDATE_LEN],
     out: &mut Vec<u8>,
 ) -> u16 {
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut req,
-        head,
-        &mut storage,
-    );
+    let mut storage = request::HEADERS;
+    let (req, parsed) = request::parse(head, &mut storage);
     let host = match parsed {
         Ok(httparse::Status::Complete(_)) => {
             let mut hosts = req
@@ -75,13 +68,8 @@ pub fn answer(
 /// The method, target and `Host` of a request head, for the access log (`None` when it does not
 /// parse).
 pub fn request_line(head: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut req,
-        head,
-        &mut storage,
-    );
+    let mut storage = request::HEADERS;
+    let (req, parsed) = request::parse(head, &mut storage);
     if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
         return None;
     }

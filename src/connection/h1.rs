@@ -12,8 +12,8 @@ use crate::context::Ctx;
 use crate::http::errors::Status;
 use crate::http::request::{self, Reject};
 use crate::stats::CloseReason;
-use crate::stream::{Close, End, Finish, Opening, Outcome, Started, Step, MAX_ROUNDS};
-use crate::transport::{Got, Io, Side, Transport};
+use crate::stream::{Close, Finish, Opening, Outcome, Socket, Started, Step, MAX_ROUNDS};
+use crate::transport::{Got, Side, Transport};
 
 /// The client socket as an HTTP/1.1 stream sees it: its bytes, as they are.
 pub(super) struct Client<'a> {
@@ -27,42 +27,20 @@ impl<'a> Client<'a> {
     }
 }
 
-impl End for Client<'_> {
+impl Socket for Client<'_> {
     #[inline]
-    fn side(&self) -> Side {
+    fn transport(&self) -> &Transport {
+        self.transport
+    }
+
+    #[inline]
+    fn readiness(&self) -> Side {
         *self.side
     }
 
     #[inline]
-    fn read(&mut self, buf: &mut Buf) -> Got {
-        let got = self.transport.read_into(buf);
-        self.side.after_read(&got);
-        got
-    }
-
-    #[inline]
-    fn write(&mut self, data: &[u8]) -> Io {
-        let io = self.transport.write(data);
-        self.side.after_write(&io, data.len());
-        io
-    }
-
-    #[inline]
-    fn wants_flush(&self) -> bool {
-        self.transport.wants_flush()
-    }
-
-    fn flush(&mut self) -> Io {
-        let io = self.transport.flush();
-        if matches!(io, Io::Blocked) {
-            self.side.writable = false;
-        }
-        io
-    }
-
-    fn shutdown_write(&mut self) {
-        self.transport.shutdown_write();
-        self.side.shut = true;
+    fn parts(&mut self) -> (&mut Transport, &mut Side) {
+        (self.transport, self.side)
     }
 }
 

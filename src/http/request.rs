@@ -212,6 +212,23 @@ pub fn rewrite(
     rewrite_seen(head, limits, client, out).map(|r| r.map(|(h, len, _)| (h, len)))
 }
 
+/// Room for the fields of one head (`MAX_HEADERS`), left uninitialised: `let mut storage =
+/// HEADERS;` then [`parse`].
+pub const HEADERS: [MaybeUninit<httparse::Header<'static>>; MAX_HEADERS] =
+    [const { MaybeUninit::uninit() }; MAX_HEADERS];
+
+/// Parses a request head with its fields in `storage` (the one place ferrule calls httparse on
+/// a request: the proxy's head, the access log's request line, the redirect listener).
+pub fn parse<'h, 'b>(
+    head: &'b [u8],
+    storage: &'h mut [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS],
+) -> (httparse::Request<'h, 'b>, httparse::Result<usize>) {
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, head, storage);
+    (req, parsed)
+}
+
 /// [`rewrite`], also returning the request's text as it came ([`Seen`]).
 pub fn rewrite_seen<'a, 'c: 'a>(
     head: &'a [u8],
@@ -222,13 +239,8 @@ pub fn rewrite_seen<'a, 'c: 'a>(
     if head.len() > limits.max_head {
         return Err(Reject(Status::HeaderFieldsTooLarge));
     }
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
-        &mut req,
-        head,
-        &mut storage,
-    );
+    let mut storage = HEADERS;
+    let (req, parsed) = parse(head, &mut storage);
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -578,7 +590,7 @@ fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
 /// there: unreserved, percent-encoded and sub-delimiters, `:` and the brackets of an IPv6 literal.
 /// A comma (a list of hosts), user info (`@`), a path, query or fragment, whitespace, control and
 /// non-ASCII bytes are refused. Empty is allowed (RFC 9112 §3.2: a target without an authority).
-fn valid_host(host: &[u8]) -> bool {
+pub(crate) fn valid_host(host: &[u8]) -> bool {
     host.iter().all(|&b| {
         b.is_ascii_alphanumeric()
             || matches!(

@@ -42,7 +42,7 @@ use crate::http::response::Relay;
 use crate::http::{Body, Framing, Method};
 use crate::stats::CloseReason;
 
-pub use relay::{relay, Broke, End, Moved, Pipe};
+pub use relay::{relay, Broke, End, Moved, Pipe, Socket};
 pub use request::{Opening, Started};
 
 /// Rounds of a loop per wake-up, so one busy stream cannot starve the others.

@@ -3,14 +3,16 @@
 //! of an exchange frames its body between them, the response side parses heads between them, the
 //! tunnel only passes bytes on.
 //!
-//! An [`End`] is either a backend connection ([`Upstream`], implemented here) or the client as its
-//! connection's codec presents it to the stream (`connection/h1.rs`): the relay never knows which
-//! socket, if any, is underneath.
+//! An [`End`] is either a backend connection ([`Upstream`]) or the client as its connection's
+//! codec presents it to the stream: the relay never knows which socket, if any, is underneath.
+//! A plain socket with its readiness (a backend connection, an HTTP/1.1 client) is a [`Socket`],
+//! whose `End` is written once here; an HTTP/2 stream's client (`connection/h2/client.rs`) is an
+//! `End` of its own, over the connection's frames.
 
 use std::io;
 
 use crate::buffer::{Buf, BufPool};
-use crate::transport::{Got, Io, Side};
+use crate::transport::{Got, Io, Side, Transport};
 use crate::upstream::Upstream;
 
 /// One end of a stream's pipes.
@@ -29,42 +31,72 @@ pub trait End {
     fn shutdown_write(&mut self);
 }
 
-impl End for Upstream {
+/// A socket and its readiness: what both sockets a stream may hold (a backend connection, and
+/// an HTTP/1.1 client as its codec lends it) are to the relay. Each gives access to its parts;
+/// the reads and writes over them are written once, in the [`End`] of every `Socket`.
+pub trait Socket {
+    fn transport(&self) -> &Transport;
+    fn readiness(&self) -> Side;
+    fn parts(&mut self) -> (&mut Transport, &mut Side);
+}
+
+impl<S: Socket> End for S {
     #[inline]
     fn side(&self) -> Side {
-        self.side
+        self.readiness()
     }
 
     #[inline]
     fn read(&mut self, buf: &mut Buf) -> Got {
-        let got = self.transport.read_into(buf);
-        self.side.after_read(&got);
+        let (transport, side) = self.parts();
+        let got = transport.read_into(buf);
+        side.after_read(&got);
         got
     }
 
     #[inline]
     fn write(&mut self, data: &[u8]) -> Io {
-        let io = self.transport.write(data);
-        self.side.after_write(&io, data.len());
+        let (transport, side) = self.parts();
+        let io = transport.write(data);
+        side.after_write(&io, data.len());
         io
     }
 
     #[inline]
     fn wants_flush(&self) -> bool {
-        self.transport.wants_flush()
+        self.transport().wants_flush()
     }
 
     fn flush(&mut self) -> Io {
-        let io = self.transport.flush();
+        let (transport, side) = self.parts();
+        let io = transport.flush();
         if matches!(io, Io::Blocked) {
-            self.side.writable = false;
+            side.writable = false;
         }
         io
     }
 
     fn shutdown_write(&mut self) {
-        self.transport.shutdown_write();
-        self.side.shut = true;
+        let (transport, side) = self.parts();
+        transport.shutdown_write();
+        side.shut = true;
+    }
+}
+
+impl Socket for Upstream {
+    #[inline]
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    #[inline]
+    fn readiness(&self) -> Side {
+        self.side
+    }
+
+    #[inline]
+    fn parts(&mut self) -> (&mut Transport, &mut Side) {
+        (&mut self.transport, &mut self.side)
     }
 }
 

@@ -480,26 +480,11 @@ impl H2 {
                 ..
             } => {
                 let max = ctx.cfg.limits.max_head.max(4096) * 2;
-                let done = match self
+                let gathered = self
                     .block
-                    .headers(stream, block, end_stream, end_headers, max)?
-                {
-                    frame::Gathered::Open => None,
-                    frame::Gathered::Done {
-                        stream,
-                        block,
-                        end_stream,
-                    } => {
-                        // every block is decoded, refused or not: the HPACK state must follow
-                        // the client's
-                        self.decoder.decode(block, &mut self.list)?;
-                        Some((stream, end_stream))
-                    }
-                };
-                match done {
-                    Some((id, end)) => self.gathered(ctx, id, end, peer),
-                    None => Ok(()),
-                }
+                    .headers(stream, block, end_stream, end_headers, max)?;
+                let done = decode(&mut self.decoder, &mut self.list, gathered)?;
+                self.block_done(ctx, done, peer)
             }
             Frame::Continuation {
                 stream,
@@ -507,21 +492,9 @@ impl H2 {
                 end_headers,
             } => {
                 let max = ctx.cfg.limits.max_head.max(4096) * 2;
-                let done = match self.block.continuation(stream, block, end_headers, max)? {
-                    frame::Gathered::Open => None,
-                    frame::Gathered::Done {
-                        stream,
-                        block,
-                        end_stream,
-                    } => {
-                        self.decoder.decode(block, &mut self.list)?;
-                        Some((stream, end_stream))
-                    }
-                };
-                match done {
-                    Some((id, end)) => self.gathered(ctx, id, end, peer),
-                    None => Ok(()),
-                }
+                let gathered = self.block.continuation(stream, block, end_headers, max)?;
+                let done = decode(&mut self.decoder, &mut self.list, gathered)?;
+                self.block_done(ctx, done, peer)
             }
             Frame::Priority { stream, priority } => {
                 if priority.dependency == stream {
@@ -599,6 +572,19 @@ impl H2 {
                 Ok(())
             }
             Frame::Unknown { .. } => Ok(()),
+        }
+    }
+
+    /// A field block gathered whole (`Some((stream, end_stream))`) goes to its stream.
+    fn block_done(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        done: Option<(u32, bool)>,
+        peer: Origin<'_>,
+    ) -> Result<(), H2Error> {
+        match done {
+            Some((id, end)) => self.gathered(ctx, id, end, peer),
+            None => Ok(()),
         }
     }
 
@@ -1087,5 +1073,26 @@ impl H2 {
         self.streams
             .get(slot as usize)
             .is_some_and(|e| e.stream.phase() == crate::stream::Phase::Queued)
+    }
+}
+
+/// Decodes a field block once it is whole: `Some((stream, end_stream))`, or `None` while
+/// CONTINUATION frames must follow. Every block is decoded, refused or not: the HPACK state must
+/// follow the client's.
+fn decode(
+    decoder: &mut Decoder,
+    list: &mut HeaderList,
+    gathered: frame::Gathered<'_>,
+) -> Result<Option<(u32, bool)>, H2Error> {
+    match gathered {
+        frame::Gathered::Open => Ok(None),
+        frame::Gathered::Done {
+            stream,
+            block,
+            end_stream,
+        } => {
+            decoder.decode(block, list)?;
+            Ok(Some((stream, end_stream)))
+        }
     }
 }

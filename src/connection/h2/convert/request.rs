@@ -93,33 +93,10 @@ fn valid_scheme(s: &[u8]) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
-/// An authority without userinfo (§8.3.1), of characters a `Host` field may carry.
+/// An authority without userinfo (§8.3.1): it becomes the request's `Host`, so it is held to
+/// what a `Host` field may carry (`http::request::valid_host`), and must not be empty.
 fn valid_authority(a: &[u8]) -> bool {
-    !a.is_empty()
-        && a.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                        | b'['
-                        | b']'
-                )
-        })
+    !a.is_empty() && crate::http::request::valid_host(a)
 }
 
 /// A `:path`: origin-form, or `*` for OPTIONS (§8.3.1), of visible ASCII.
