@@ -95,7 +95,11 @@ impl Settings {
                 crate::http::headers::hsts_line(h.max_age.as_secs(), h.include_subdomains)
                     .into_boxed_slice()
             }),
-            h2: H2Limits::default(),
+            h2: H2Limits {
+                enabled: c.http2.enabled,
+                max_concurrent: c.http2.max_concurrent_streams,
+                ..H2Limits::default()
+            },
         }
     }
 }

@@ -81,10 +81,21 @@ fn run(args: &[String]) -> Result<(), String> {
             let tls_warnings =
                 ferrule::check_tls(&config).map_err(|e| format!("{}: {e}", path.display()))?;
             let n = config.pool.backends.len();
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let (pools, routes) = (config.pools.len(), config.routes.len());
+            let routing = if pools + routes > 0 {
+                format!(
+                    ", {pools} more pool{}, {routes} route{}",
+                    plural(pools),
+                    plural(routes)
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "ferrule: {} is valid ({n} backend{}, strategy {}, port {})",
+                "ferrule: {} is valid ({n} backend{}, strategy {}, port {}{routing})",
                 path.display(),
-                if n == 1 { "" } else { "s" },
+                plural(n),
                 config.pool.balance.strategy,
                 config.process.port
             );

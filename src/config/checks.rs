@@ -17,9 +17,10 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         let pool = &self.pool;
-        if pool.backends.is_empty() {
+        if pool.backends.is_empty() && self.routes.is_empty() {
             warnings.push("no backends configured: every request will get 503".to_owned());
         }
+        self.routing_warnings(&mut warnings);
         for (i, backend) in pool.backends.iter().enumerate() {
             if let Some(j) = pool.backends[..i]
                 .iter()
@@ -132,12 +133,15 @@ impl Config {
     /// code's business). With TLS off, the certificates and keys are not looked at.
     pub(super) fn check_files(&self) -> Result<(), ConfigError> {
         self.check_ssl_files()?;
-        if let Some(file) = &self.pool.upstream.ca_file {
-            check_file("backend_ca_file", file)?;
-        }
-        for (i, tls) in self.pool.backend_tls.iter().enumerate() {
-            if let Some(file) = &tls.ca_file {
-                check_file(&format!("backends[{i}].ca_file"), file)?;
+        for (name, pool) in self.all_pools() {
+            let at = pool_path(name);
+            if let Some(file) = &pool.upstream.ca_file {
+                check_file(&format!("{at}backend_ca_file"), file)?;
+            }
+            for (i, tls) in pool.backend_tls.iter().enumerate() {
+                if let Some(file) = &tls.ca_file {
+                    check_file(&format!("{at}backends[{i}].ca_file"), file)?;
+                }
             }
         }
         if let super::AccessLogTarget::File(path) = &self.logging.access_log {
@@ -207,10 +211,21 @@ impl Config {
     /// `allowed_backend_networks` says so (see [`check_backend_addr`]).
     pub(super) fn check_backend_addresses(&self) -> Result<(), ConfigError> {
         let own = self.own_listeners();
-        for (i, b) in self.pool.backends.iter().enumerate() {
-            check_backend_addr(&b.url, b.addr, &own, &self.admin.allowed_backend_networks)
-                .map_err(|problem| invalid(&format!("backends[{i}].url"), problem))?;
+        for (name, pool) in self.all_pools() {
+            for (i, b) in pool.backends.iter().enumerate() {
+                check_backend_addr(&b.url, b.addr, &own, &self.admin.allowed_backend_networks)
+                    .map_err(|p| invalid(&format!("{}backends[{i}].url", pool_path(name)), p))?;
+            }
         }
         Ok(())
+    }
+}
+
+/// The path a pool's keys are under: nothing for the default pool, `pools.NAME.` for the others.
+fn pool_path(name: &str) -> String {
+    if name == super::DEFAULT_POOL {
+        String::new()
+    } else {
+        format!("pools.{}.", super::de::key_text(name))
     }
 }

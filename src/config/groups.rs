@@ -252,6 +252,17 @@ keys! {
         request_id: bool = true;
     }
 
+    /// HTTP/2 to clients (need a restart to change).
+    pub struct Http2 / Http2File {
+        /// `http2`, default true: offer HTTP/2: ALPN `h2` (before `http/1.1`) on the TLS port,
+        /// and a connection that opens with the HTTP/2 preface on the plain port (h2c with prior
+        /// knowledge). `false`: HTTP/1.1 only.
+        enabled as "http2": bool = true;
+        /// `http2_max_concurrent_streams`, default 128 (1 to 1000): streams one HTTP/2 connection
+        /// may have open at once; more are refused (REFUSED_STREAM), and announced in SETTINGS.
+        max_concurrent_streams as "http2_max_concurrent_streams": Int<u32, 1, 1000> => u32 = 128;
+    }
+
     /// The `ssl` object: TLS termination on the client side.
     pub struct SslConfig / SslFile {
         /// `ssl.enabled`, default `false`: with `true`, at least one certificate and key are

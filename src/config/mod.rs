@@ -55,6 +55,7 @@ mod groups;
 mod key;
 mod names;
 mod pool;
+mod routes;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -72,8 +73,8 @@ pub use self::de::{describe, parse_json, JsonError};
 pub use self::duration::{format_duration, parse_duration};
 pub use self::error::ConfigError;
 pub use self::groups::{
-    default_upgrade_dir, Admin, Balance, Dns, Health, Hsts, Identity, Keepalive, Limits, Logging,
-    Passive, Process, SslConfig, Sticky, Timeouts, Upstream,
+    default_upgrade_dir, Admin, Balance, Dns, Health, Hsts, Http2, Identity, Keepalive, Limits,
+    Logging, Passive, Process, SslConfig, Sticky, Timeouts, Upstream,
 };
 pub use self::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
 pub use self::pool::PoolConfig;
@@ -84,11 +85,13 @@ pub use self::values::{
 use self::backend::BackendSpec;
 use self::error::invalid;
 use self::groups::{
-    AdminFile, DnsFile, IdentityFile, KeepaliveFile, LimitsFile, LoggingFile, ProcessFile, SslFile,
-    TimeoutsFile,
+    AdminFile, DnsFile, Http2File, IdentityFile, KeepaliveFile, LimitsFile, LoggingFile,
+    ProcessFile, SslFile, TimeoutsFile,
 };
 use self::key::{Group, Key};
 use self::pool::PoolFile;
+use self::routes::RoutingFile;
+pub use self::routes::{MAX_PREFIX, MAX_ROUTES};
 
 /// The whole configuration, every key with its default applied, in its groups.
 ///
@@ -116,6 +119,8 @@ pub struct Config {
     pub admin: Admin,
     /// `log_level` and the access log.
     pub logging: Logging,
+    /// `http2`, `http2_max_concurrent_streams`.
+    pub http2: Http2,
     pub ssl: SslConfig,
     /// `pools`: the pools besides `default`, by name.
     pub pools: Vec<NamedPool>,
@@ -169,12 +174,14 @@ struct ConfigFile {
     dns: DnsFile,
     admin: AdminFile,
     logging: LoggingFile,
+    http2: Http2File,
     ssl: Option<SslFile>,
+    routing: RoutingFile,
 }
 
 impl ConfigFile {
     /// The groups besides the pool and `ssl`, in the order of the unknown-key list.
-    fn groups(&self) -> [&dyn Group; 8] {
+    fn groups(&self) -> [&dyn Group; 9] {
         [
             &self.process,
             &self.identity,
@@ -184,16 +191,24 @@ impl ConfigFile {
             &self.dns,
             &self.admin,
             &self.logging,
+            &self.http2,
         ]
     }
 
     /// The effective config, the backends still to be resolved. The checks here are those
     /// within an entry or list: a backend without `url` or listed twice, a certificate without
     /// its key.
-    fn resolve(mut self) -> Result<(Config, Vec<BackendSpec>), ConfigError> {
+    fn resolve(mut self) -> Result<(Config, Vec<Vec<BackendSpec>>), ConfigError> {
         let (pool, specs) = PoolConfig::resolve(std::mem::take(&mut self.pool), None, "")?;
         self.groups().into_iter().try_for_each(|g| g.check(""))?;
         self.ssl.check("ssl")?;
+        let (named, routes) = std::mem::take(&mut self.routing).resolve(&pool)?;
+        let mut all_specs = vec![specs];
+        let mut pools = Vec::with_capacity(named.len());
+        for (p, specs) in named {
+            pools.push(p);
+            all_specs.push(specs);
+        }
         let config = Config {
             process: self.process.resolve(None),
             identity: self.identity.resolve(None),
@@ -204,11 +219,12 @@ impl ConfigFile {
             dns: self.dns.resolve(None),
             admin: self.admin.resolve(None),
             logging: self.logging.resolve(None),
+            http2: self.http2.resolve(None),
             ssl: self.ssl.map_or_else(SslConfig::default, SslFile::value),
-            pools: Vec::new(),
-            routes: Vec::new(),
+            pools,
+            routes,
         };
-        Ok((config, specs))
+        Ok((config, all_specs))
     }
 }
 
@@ -217,7 +233,10 @@ impl Group for ConfigFile {
         if key == "ssl" {
             return Some(key::read_into(&mut self.ssl, value, &key::join(at, key)));
         }
-        let groups: [&mut dyn Group; 9] = [
+        if let Some(read) = self.routing.read(key, value) {
+            return Some(read);
+        }
+        let groups: [&mut dyn Group; 10] = [
             &mut self.process,
             &mut self.identity,
             &mut self.pool,
@@ -227,6 +246,7 @@ impl Group for ConfigFile {
             &mut self.dns,
             &mut self.admin,
             &mut self.logging,
+            &mut self.http2,
         ];
         groups.into_iter().find_map(|g| g.read(key, value, at))
     }
@@ -245,7 +265,7 @@ impl Group for ConfigFile {
         for group in rest {
             group.keys(out);
         }
-        out.push("ssl");
+        out.extend(["pools", "routes", "ssl"]);
     }
 }
 
@@ -261,6 +281,8 @@ impl Config {
         self.dns.write(out);
         self.admin.write(out);
         self.logging.write(out);
+        self.http2.write(out);
+        self.write_routing(out);
         if let Some(ssl) = SslFile::write(&self.ssl) {
             out.insert("ssl".into(), ssl);
         }
@@ -318,9 +340,13 @@ impl Config {
         config.check_related_fields()?;
         config.check_files()?;
         let hosts = config.dns.hosts()?;
-        let pool = &mut config.pool;
-        let tls = std::mem::take(&mut pool.backend_tls);
-        (pool.backends, pool.backend_tls) = backend::resolve_backends(specs, tls, hosts.as_ref())?;
+        let pools =
+            std::iter::once(&mut config.pool).chain(config.pools.iter_mut().map(|p| &mut p.pool));
+        for (pool, specs) in pools.zip(specs) {
+            let tls = std::mem::take(&mut pool.backend_tls);
+            (pool.backends, pool.backend_tls) =
+                backend::resolve_backends(specs, tls, hosts.as_ref())?;
+        }
         config.check_backend_addresses()?;
         Ok(config)
     }
@@ -331,7 +357,12 @@ impl Config {
     /// must be blanked here too, with a test that it is.
     pub fn redacted(&self) -> Config {
         let mut shown = self.clone();
-        for secret in [&mut shown.admin.token, &mut shown.pool.sticky.cookie_secret] {
+        let pools = shown
+            .pools
+            .iter_mut()
+            .map(|p| &mut p.pool.sticky.cookie_secret);
+        let secrets = [&mut shown.admin.token, &mut shown.pool.sticky.cookie_secret];
+        for secret in secrets.into_iter().chain(pools) {
             if secret.is_some() {
                 *secret = Some(REDACTED.into());
             }

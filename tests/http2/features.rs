@@ -402,31 +402,26 @@ fn max_concurrent_streams_setting(mode: Mode) {
     assert_eq!(w.wait_reset(fifth), Some(code::REFUSED_STREAM));
 }
 
-// `http2` and `http2_max_concurrent_streams` are not config keys yet: the limits are
-// `context::H2Limits`'s defaults (the config is the lead's, on another branch)
-mod not_config_keys_yet {
+// the config keys `http2` and `http2_max_concurrent_streams`, over TLS and over h2c
+mod config_keys {
     use crate::common::h2::Mode;
 
     #[test]
-    #[ignore = "`http2` is not a config key yet (context::H2Limits::enabled is always true)"]
     fn http2_off_h2c() {
         super::http2_off(Mode::H2c);
     }
 
     #[test]
-    #[ignore = "`http2` is not a config key yet (context::H2Limits::enabled is always true)"]
     fn http2_off_tls() {
         super::http2_off(Mode::Tls);
     }
 
     #[test]
-    #[ignore = "`http2_max_concurrent_streams` is not a config key yet (the default, 128, applies)"]
     fn max_concurrent_streams_setting_h2c() {
         super::max_concurrent_streams_setting(Mode::H2c);
     }
 
     #[test]
-    #[ignore = "`http2_max_concurrent_streams` is not a config key yet (the default, 128, applies)"]
     fn max_concurrent_streams_setting_tls() {
         super::max_concurrent_streams_setting(Mode::Tls);
     }

@@ -170,8 +170,19 @@ fn everything() -> Config {
                 "certificates": [{"cert_file": file, "key_file": file}],
                 "redirect_http_port": 80, "hsts": {"max_age": "1h", "include_subdomains": true}},
     });
-    if let (Value::Object(keys), Value::Object(more)) = (&mut keys, more) {
-        keys.extend(more);
+    let routing = json!({
+        "http2": false, "http2_max_concurrent_streams": 7,
+        "pools": {"api": {"backends": [{"url": "http://127.0.0.1:9002"}], "strategy": "p2c",
+                          "sticky_cookie_secret": "fedcba9876543210!"},
+                  "static": {"backends": [], "sticky_cookie_name": "st"}},
+        "routes": [{"host": "API.example.com", "pool": "api"},
+                   {"host": "*.example.com", "path_prefix": "/s/", "pool": "static",
+                    "strip_prefix": true, "name": "statics"}],
+    });
+    for more in [more, routing] {
+        if let (Value::Object(keys), Value::Object(more)) = (&mut keys, more) {
+            keys.extend(more);
+        }
     }
     Config::from_json_str(&keys.to_string()).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -203,6 +214,7 @@ fn every_group_is_written_in_a_form_that_reads_back_equal() {
     round_trip::<DnsFile>(&c.dns);
     round_trip::<AdminFile>(&c.admin);
     round_trip::<LoggingFile>(&c.logging);
+    round_trip::<Http2File>(&c.http2);
     round_trip::<SslFile>(&c.ssl);
     round_trip::<HstsFile>(c.ssl.hsts.as_ref().expect("hsts"));
     // and so does the whole, where no key has its default

@@ -16,7 +16,7 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, max_c
      max_uri_length, max_header_count, max_body_size, backend_keepalive, \
      backend_keepalive_timeout, dns_refresh, hosts_file, admin_token, admin_allowed_hosts, \
      admin_files_dir, allowed_backend_networks, log_level, access_log, access_log_format, \
-     request_id, ssl";
+     request_id, http2, http2_max_concurrent_streams, pools, routes, ssl";
 
 #[test]
 fn duration_fields_name_the_field() {

@@ -13,6 +13,7 @@ mod admin;
 mod backends;
 mod fields;
 mod files;
+mod routing;
 mod tls;
 
 fn parse(json: &str) -> Config {
@@ -164,6 +165,10 @@ fn defaults() -> Config {
             access_log: AccessLogTarget::Stdout,
             access_log_format: AccessLogFormat::Combined,
             request_id: true,
+        },
+        http2: Http2 {
+            enabled: true,
+            max_concurrent_streams: 128,
         },
         ssl: SslConfig {
             enabled: false,
