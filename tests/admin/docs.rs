@@ -368,10 +368,7 @@ fn metrics_pass_promtool_and_follow_the_traffic() {
         );
     }
     let after = samples(&text);
-    let labels = format!(
-        "backend=\"http://{}\",id=\"0\",pool=\"default\"",
-        a.addr
-    );
+    let labels = format!("backend=\"http://{}\",id=\"0\",pool=\"default\"", a.addr);
     let moved = |series: &str| {
         after.get(series).copied().unwrap_or(-1.0) - before.get(series).copied().unwrap_or(0.0)
     };
