@@ -234,7 +234,7 @@ fn health() -> Value {
 fn dashboard(id: &str) -> Value {
     json!({
         "operationId": id,
-        "summary": "The live HTML dashboard: one self-contained page (its style and script inline, allowed by hash in a strict Content-Security-Policy) that polls /backends and /stats and acts through this API; never needs the token (the page asks for it and sends it)",
+        "summary": "The live HTML dashboard: one self-contained page (its style and script inline, allowed by hash in a strict Content-Security-Policy) that polls /pools, each pool's backends and /stats, and acts through this API; never needs the token (the page asks for it and sends it)",
         "security": [],
         "responses": {
             "200": {
