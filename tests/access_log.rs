@@ -11,7 +11,7 @@
 //!   cannot be written (`/dev/full`) is reported once and never stops the proxy;
 //! - a connection that ends before its exchange did says why (`close`), in the log and the counts.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -463,38 +463,36 @@ fn libc_o_nonblock() -> i32 {
 /// A backend for the close-reason test: `GET /cut` gets a close-delimited `200` with a few body
 /// bytes, then a reset; `GET /wait` is held (its arrival signalled) until the proxy closes the
 /// connection.
-fn cutting_backend() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<()>) {
+fn cutting_backend() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<()>,
+    AcceptLoop,
+) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, arrived) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { break };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                if got.starts_with(b"GET /cut ") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nthe first bytes");
-                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-                } else if got.starts_with(b"GET /wait ") {
-                    let _ = tx.send(());
-                    // held until the proxy gives up on it
-                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-                } else {
-                    let _ = s.write_all(HEALTH_PROBE_ANSWER);
-                }
-            });
+    let backend = serve(listener, move |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while head_end(&got).is_none() {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        if got.starts_with(b"GET /cut ") {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nthe first bytes");
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        } else if got.starts_with(b"GET /wait ") {
+            let _ = tx.send(());
+            // held until the proxy gives up on it
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        } else {
+            let _ = s.write_all(HEALTH_PROBE_ANSWER);
         }
     });
-    (addr, arrived)
+    (addr, arrived, backend)
 }
 
 // Proves every early end says why: a response cut by its backend after it started, and a request
@@ -502,7 +500,7 @@ fn cutting_backend() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<()>) {
 // unanswered one), and counted by reason in /stats and /metrics.
 #[test]
 fn connections_cut_short_are_logged_and_counted_with_their_reason() {
-    let (addr, arrived) = cutting_backend();
+    let (addr, arrived, _backend) = cutting_backend();
     let (_dir, path) = log_path("close-reasons");
     let proxy = Proxy::start(
         &[addr],

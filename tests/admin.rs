@@ -14,14 +14,10 @@
 //!   `promtool check metrics` (skipped, with a message, only where promtool is not installed:
 //!   `.ci/run` installs it with `apt-get install -y prometheus`).
 
-mod common;
-#[path = "admin/docs.rs"]
+use crate::common;
 mod docs;
-#[path = "admin/input.rs"]
 mod input;
-#[path = "admin/pool.rs"]
 mod pool;
-#[path = "admin/security.rs"]
 mod security;
 
 use std::net::SocketAddr;

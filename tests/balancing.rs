@@ -35,7 +35,7 @@
 //! round trip through the proxy) rather than on the clock, except where the clock is the subject
 //! (`queue_timeout`, and the lost wake-up's timing offsets).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -19,8 +19,7 @@
 //! Chromium and chromedriver must be installed (Debian's `chromium`, `chromium-driver`; `.ci/run`
 //! installs them): without them these tests fail, saying so.
 
-mod common;
-#[path = "dashboard/webdriver.rs"]
+use crate::common;
 mod webdriver;
 
 use std::net::SocketAddr;

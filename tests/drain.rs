@@ -4,10 +4,15 @@
 //! closes what outlives it, the log says so, the exit code is 0; a second signal exits at once.
 //!
 //! Real processes on 127.0.0.1:0, requests held by a [`GatedBackend`]; every wait is bounded.
+//!
+//! A successor taking the listening sockets over while this one drains (zero-downtime restart)
+//! is in `handover`.
 
-mod common;
+use crate::common;
 
-use std::io::{BufRead, ErrorKind, Read, Write};
+mod handover;
+
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -214,13 +219,7 @@ fn a_response_straddling_the_drain_start_keeps_its_connection_for_the_next_reque
     let mut c = send_get(proxy.addr(), "/split");
     // the head and the first half of the body have reached the client: the head was written
     // before the drain, promising keep-alive
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut line = Vec::new();
-        let n = c.reader.read_until(b'\n', &mut line).expect("the head");
-        assert!(n > 0, "closed before the head");
-        head.extend_from_slice(&line);
-    }
+    let head = read_head(&mut c.reader).expect("the head");
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");

@@ -12,18 +12,13 @@
 //!
 //! Helpers every module uses are here; `tests/common` has the shared ones.
 
-mod common;
-
-#[path = "edges/date.rs"]
 mod date;
-#[path = "edges/reload.rs"]
 mod reload;
-#[path = "edges/tls.rs"]
 mod tls;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::Response;
+use crate::common::Response;
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

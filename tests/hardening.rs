@@ -1,35 +1,31 @@
 //! Hardening: hostile input in both directions, limits, exhaustion, slow and idle floods, a
 //! worker's death and garbage for the admin API, each proven over real sockets.
 //!
-//! - `requests`: what clients send that ferrule refuses (or normalises), with its status;
+//! - `requests`: what clients send that ferrule refuses (or normalises), with its status: fields,
+//!   request lines, `Host` forms, absolute-form targets;
 //! - `responses`: what backends send that ferrule does not relay (502) or normalises;
 //! - `limits`: `max_body_size`, `max_header_count`, `max_connections_per_ip`;
-//! - `floods`: the descriptor limit (no spinning), slowloris and idle connections by the
-//!   thousand beside a normal client, a worker's panic (the process exits);
+//! - `floods`: the descriptor limit (no spinning; a backend connect without a descriptor is a
+//!   503), slowloris and idle connections by the thousand beside a normal client, buffer memory
+//!   given back as a load drops, a worker's panic (the process exits);
 //! - `admin_garbage`: the admin port fed garbage keeps serving.
 //!
-//! Helpers every module uses are here; `tests/common` has the shared ones.
+//! Helpers every module uses are here; `tests/common/` has the shared ones.
 
-mod common;
+use crate::common;
 
-#[path = "hardening/admin_garbage.rs"]
 mod admin_garbage;
-#[path = "hardening/floods.rs"]
 mod floods;
-#[path = "hardening/limits.rs"]
 mod limits;
-#[path = "hardening/requests.rs"]
 mod requests;
-#[path = "hardening/responses.rs"]
 mod responses;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
-use common::{Client, Proxy, Response};
+use common::{head_end, serve, AcceptLoop, Proxy, Response};
 use serde_json::{json, Value};
 
 /// A proxy with no active health checks and no passive marking, so that a backend that answers
@@ -52,6 +48,8 @@ pub fn quiet_proxy(backends: &[SocketAddr], extra: Value) -> Proxy {
 pub struct RawBackend {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl RawBackend {
@@ -66,57 +64,49 @@ impl RawBackend {
 
     fn start(answer: Option<Vec<u8>>) -> RawBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
-        let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { break };
-                let answer = answer.clone();
-                let record = Arc::clone(&record);
-                thread::spawn(move || {
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                    let index = {
-                        let mut all = record.lock().expect("lock");
-                        all.push(Vec::new());
-                        all.len() - 1
-                    };
-                    let mut buf = [0u8; 8192];
-                    loop {
-                        let n = match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        let mut all = record.lock().expect("lock");
-                        let got = &mut all[index];
-                        got.extend_from_slice(&buf[..n]);
-                        if let (Some(a), true) = (&answer, contains(got, b"\r\n\r\n")) {
-                            drop(all);
-                            let _ = s.write_all(a);
-                            let _ = s.shutdown(std::net::Shutdown::Write);
-                            // read on until the proxy closes, so that our close is a FIN
-                            while let Ok(n) = s.read(&mut buf) {
-                                if n == 0 {
-                                    break;
-                                }
-                            }
-                            return;
+        let accepting = serve(listener, move |mut s| {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let index = {
+                let mut all = record.lock().expect("lock");
+                all.push(Vec::new());
+                all.len() - 1
+            };
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let mut all = record.lock().expect("lock");
+                let got = &mut all[index];
+                got.extend_from_slice(&buf[..n]);
+                if let (Some(a), true) = (&answer, head_end(got).is_some()) {
+                    drop(all);
+                    let _ = s.write_all(a);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    // read on until the proxy closes, so that our close is a FIN
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
                         }
                     }
-                });
+                    return;
+                }
             }
         });
-        RawBackend { addr, seen }
+        RawBackend {
+            addr: accepting.addr,
+            seen,
+            _accepting: accepting,
+        }
     }
 
     /// Every byte received, all connections together.
     pub fn bytes(&self) -> Vec<u8> {
         self.seen.lock().expect("lock").concat()
     }
-}
-
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Sends `request` on a fresh connection; the response and whether the connection closed after.
@@ -138,11 +128,4 @@ pub fn raw(addr: SocketAddr) -> TcpStream {
         .expect("timeout");
     s.set_nodelay(true).expect("nodelay");
     s
-}
-
-/// `GET /` on a new connection, from `client`, with `Connection: close`.
-pub fn get(addr: SocketAddr) -> Response {
-    let mut c = Client::connect(addr);
-    c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    c.response()
 }

@@ -8,10 +8,14 @@
 //! The backends here answer probes themselves (with a status the test can change) instead of
 //! `common::Backend`'s fixed `200`. Nothing signals a change of health, so waits poll the admin
 //! API (or the pool) every 10 ms, each bounded by a limit that says how long it may take.
+//!
+//! Passive health (failures seen in traffic, and the retries that go with them) is in `passive`.
 
-mod common;
+use crate::common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod passive;
+
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +40,8 @@ struct ProbeBackend {
     status: Arc<AtomicU16>,
     probes: Arc<Mutex<Vec<(Instant, String)>>>,
     traffic: Arc<AtomicUsize>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl ProbeBackend {
@@ -44,31 +50,24 @@ impl ProbeBackend {
     }
 
     fn on(listener: TcpListener, status: u16) -> ProbeBackend {
-        let addr = listener.local_addr().expect("addr");
-        let backend = ProbeBackend {
+        let status = Arc::new(AtomicU16::new(status));
+        let probes: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let traffic: Arc<AtomicUsize> = Arc::default();
+        let (st, pr, tr) = (
+            Arc::clone(&status),
+            Arc::clone(&probes),
+            Arc::clone(&traffic),
+        );
+        let accepting = common::serve(listener, move |stream| serve(stream, &st, &pr, &tr));
+        let addr = accepting.addr;
+        ProbeBackend {
             addr,
             url: format!("http://{addr}"),
-            status: Arc::new(AtomicU16::new(status)),
-            probes: Arc::default(),
-            traffic: Arc::default(),
-        };
-        let (status, probes, traffic) = (
-            Arc::clone(&backend.status),
-            Arc::clone(&backend.probes),
-            Arc::clone(&backend.traffic),
-        );
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let (status, probes, traffic) = (
-                    Arc::clone(&status),
-                    Arc::clone(&probes),
-                    Arc::clone(&traffic),
-                );
-                thread::spawn(move || serve(stream, &status, &probes, &traffic));
-            }
-        });
-        backend
+            status,
+            probes,
+            traffic,
+            _accepting: accepting,
+        }
     }
 
     fn set_status(&self, status: u16) {
@@ -95,22 +94,6 @@ impl ProbeBackend {
     }
 }
 
-/// Reads one request head (no body: neither probes nor the tests' requests have one).
-fn read_head(r: &mut impl BufRead) -> Option<String> {
-    let mut head = String::new();
-    for _ in 0..100 {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            return Some(head);
-        }
-    }
-    None
-}
-
 fn serve(
     stream: TcpStream,
     status: &AtomicU16,
@@ -122,7 +105,8 @@ fn serve(
         return;
     };
     let mut reader = BufReader::new(stream);
-    while let Some(head) = read_head(&mut reader) {
+    // one request head at a time (no body: neither probes nor the tests' requests have one)
+    while let Ok(head) = Head::read(&mut reader).map(|h| h.text) {
         if !head_is_health_probe(head.as_bytes()) {
             traffic.fetch_add(1, Ordering::SeqCst);
             let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -487,6 +471,8 @@ impl Ca {
 struct TlsBackend {
     url: String,
     heads: Arc<Mutex<Vec<String>>>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl TlsBackend {
@@ -508,39 +494,32 @@ impl TlsBackend {
             .expect("server config");
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let heads: Arc<Mutex<Vec<String>>> = Arc::default();
         let seen = Arc::clone(&heads);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-                let (config, seen) = (Arc::clone(&config), Arc::clone(&seen));
-                thread::spawn(move || {
-                    let Ok(conn) = rustls::ServerConnection::new(config) else {
-                        return;
-                    };
-                    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
-                    // a failed handshake ends here, with no head
-                    let Some(head) = read_head(&mut tls) else {
-                        return;
-                    };
-                    if let Ok(mut s) = seen.lock() {
-                        s.push(head);
-                    }
-                    let tls = tls.get_mut();
-                    let _ = tls.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                    tls.conn.send_close_notify();
-                    let _ = tls.flush();
-                    let _ = tls.read(&mut [0u8; 64]);
-                });
+        let accepting = common::serve(listener, move |stream| {
+            let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+            let Ok(conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+                return;
+            };
+            let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
+            // a failed handshake ends here, with no head
+            let Ok(head) = Head::read(&mut tls).map(|h| h.text) else {
+                return;
+            };
+            if let Ok(mut s) = seen.lock() {
+                s.push(head);
             }
+            let tls = tls.get_mut();
+            let _ =
+                tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            let _ = tls.read(&mut [0u8; 64]);
         });
         TlsBackend {
-            url: format!("https://{addr}"),
+            url: format!("https://{}", accepting.addr),
             heads,
+            _accepting: accepting,
         }
     }
 

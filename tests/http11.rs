@@ -4,11 +4,23 @@
 //! from either side, protocol upgrades (tunnels), error statuses and timeouts, clients that vanish
 //! mid-request, and bodies far larger than the proxy's buffers.
 //!
-//! Helpers shared with other test files live in `tests/common/mod.rs`; the ones only this file
-//! needs (a raw byte sink, a WebSocket-style echo server, flaky backends, a byte pattern) are
-//! below, before the tests.
+//! The rest of the HTTP/1.1 data path is in the submodules:
+//! - `foundation`: the first layer: forwarding, bodies, keep-alive on both sides, backend
+//!   connections reused and shared, failures mapped to 502/503 and retried, the admin API's
+//!   counts, and the `ferrule` and `mock-backend` binaries on the command line;
+//! - `heads`: heads at their edges (empty lines, `Host` and HTTP/1.0, `HEAD` answered by ferrule);
+//! - `ends`: how an exchange ends (a backend closing after its answer, an answer before the body,
+//!   a reset or a FIN in a close-delimited body, a client's half-close).
+//!
+//! Helpers shared with other capabilities are in `tests/common/`; the ones only this file needs
+//! (a raw byte sink, a WebSocket-style echo server, flaky backends, a byte pattern) are below,
+//! before the tests.
 
-mod common;
+use crate::common;
+
+mod ends;
+mod foundation;
+mod heads;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -36,10 +48,6 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
     }
     v.truncate(len);
     v
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Compares two large byte strings without printing megabytes on failure.
@@ -117,22 +125,21 @@ struct SinkState {
 struct Sink {
     addr: SocketAddr,
     state: Arc<(Mutex<SinkState>, Condvar)>,
+    /// Serves until the sink is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl Sink {
     fn start() -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
-        let addr = listener.local_addr().expect("addr");
         let state: Arc<(Mutex<SinkState>, Condvar)> = Arc::default();
         let st = Arc::clone(&state);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let st = Arc::clone(&st);
-                thread::spawn(move || sink_conn(stream, &st));
-            }
-        });
-        Sink { addr, state }
+        let accepting = serve(listener, move |stream| sink_conn(stream, &st));
+        Sink {
+            addr: accepting.addr,
+            state,
+            _accepting: accepting,
+        }
     }
 
     /// Waits until `cond` holds, at most `timeout`; returns whether it held.
@@ -168,16 +175,16 @@ fn sink_conn(mut stream: TcpStream, st: &(Mutex<SinkState>, Condvar)) {
             continue;
         }
         pending.extend_from_slice(&buf[..n]);
-        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !head_is_health_probe(&pending[..end + 4]) {
+        while let Some(end) = head_end(&pending) {
+            if !head_is_health_probe(&pending[..end]) {
                 break;
             }
-            pending.drain(..end + 4);
+            pending.drain(..end);
             if stream.write_all(HEALTH_PROBE_ANSWER).is_err() {
                 return;
             }
         }
-        if pending.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head_end(&pending).is_some() {
             counted = true;
             let mut s = st.0.lock().unwrap();
             s.connections += 1;
@@ -205,21 +212,20 @@ fn sink_conn(mut stream: TcpStream, st: &(Mutex<SinkState>, Condvar)) {
 struct UpgradeEcho {
     addr: SocketAddr,
     heads: mpsc::Receiver<String>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl UpgradeEcho {
     fn start() -> UpgradeEcho {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo");
-        let addr = listener.local_addr().expect("addr");
         let (tx, heads) = mpsc::channel();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let tx = tx.clone();
-                thread::spawn(move || upgrade_echo_conn(stream, &tx));
-            }
-        });
-        UpgradeEcho { addr, heads }
+        let accepting = serve(listener, move |stream| upgrade_echo_conn(stream, &tx));
+        UpgradeEcho {
+            addr: accepting.addr,
+            heads,
+            _accepting: accepting,
+        }
     }
 }
 
@@ -228,11 +234,11 @@ fn upgrade_echo_conn(mut s: TcpStream, heads: &mpsc::Sender<String>) {
     let mut got = Vec::new();
     let mut buf = [0u8; 16384];
     let end = loop {
-        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !head_is_health_probe(&got[..p + 4]) {
-                break p + 4;
+        if let Some(end) = head_end(&got) {
+            if !head_is_health_probe(&got[..end]) {
+                break end;
             }
-            got.drain(..p + 4);
+            got.drain(..end);
             if s.write_all(HEALTH_PROBE_ANSWER).is_err() {
                 return;
             }

@@ -15,22 +15,14 @@
 //!   interim answers, chunked answers and trailers, hop-by-hop fields) and WebSocket over
 //!   HTTP/2 (RFC 8441).
 //!
-//! The clients: `common::h2::Wire` (frames by hand), `tests/http2/h2client.py` (Python's `h2`),
+//! The clients: `crate::common::h2::Wire` (frames by hand), `tests/http2/h2client.py` (Python's `h2`),
 //! `curl` and `nghttp` (Debian's `nghttp2-client`), all bounded in time.
 
-mod common;
-
-#[path = "http2/conversion.rs"]
 mod conversion;
-#[path = "http2/drain.rs"]
 mod drain;
-#[path = "http2/errors.rs"]
 mod errors;
-#[path = "http2/features.rs"]
 mod features;
-#[path = "http2/limits.rs"]
 mod limits;
-#[path = "http2/streams.rs"]
 mod streams;
 
 /// Two tests of a `fn(Mode)`: `NAME::h2c` and `NAME::tls`.

@@ -12,7 +12,7 @@
 //!   a valid header, with a malformed one, or from an untrusted peer is closed, and affects no one
 //!   else.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -312,7 +312,8 @@ fn missing_malformed_or_untrusted_proxy_headers_are_closed() {
 
 #[test]
 fn the_proxy_header_comes_before_tls() {
-    use common::tls::{any_cert_client_config, TempDir, TestCa, TlsClient};
+    use common::tls::{any_cert_client_config, TestCa, TlsClient};
+    use common::TempDir;
     let dir = TempDir::new("pp-tls");
     let ca = TestCa::new("pp CA");
     let files = ca.issue(&["localhost"]).write(&dir, "server");

@@ -3,8 +3,12 @@
 //! Every test writes its config to a file of its own, starts ferrule from that file (in this
 //! process, or as the binary for `SIGHUP`), rewrites the file and reloads. Under traffic: no
 //! request fails while backends come and go and weights and strategy change.
+//!
+//! Backends by name, which the pool follows as they resolve anew (`dns_refresh`), are in `dns`.
 
-mod common;
+use crate::common;
+
+mod dns;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

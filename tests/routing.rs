@@ -6,8 +6,6 @@
 //! and 503, per-pool strategy, stickiness and health, and a reload of pools and routes under
 //! traffic with no failed request.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{dead_addr, fresh_temp_dir, served_by, Backend, Client, Proxy, Response};
+use crate::common::{dead_addr, fresh_temp_dir, served_by, Backend, Client, Proxy, Response};
 use serde_json::{json, Value};
 
 fn url(addr: SocketAddr) -> Value {

@@ -10,7 +10,7 @@
 //!
 //! Everything runs on 127.0.0.1; every wait is bounded; the child process is stopped by its PID.
 
-mod common;
+use crate::common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -19,13 +19,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::tls::report_rate;
 use common::*;
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
-
-const KIB: u64 = 1024;
-const MIB: u64 = 1024 * KIB;
-const GIB: u64 = 1024 * MIB;
 
 // ----------------------------------------------------------------------------- the pattern
 
@@ -268,62 +265,6 @@ fn verifier_detects_loss_duplication_and_reordering() {
 
 // ----------------------------------------------------------------------------- HTTP bits
 
-/// A message head: the start line and header fields.
-struct Head {
-    start: String,
-    fields: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        field_value(&self.fields, name)
-    }
-
-    fn status(&self) -> u16 {
-        self.start
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn content_length(&self) -> Option<u64> {
-        self.header("content-length").and_then(|v| v.parse().ok())
-    }
-
-    fn chunked(&self) -> bool {
-        self.header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"))
-    }
-}
-
-/// Reads a head line by line (heads are small; bodies are never read this way).
-fn read_head<R: BufRead>(r: &mut R) -> io::Result<Head> {
-    let mut start = String::new();
-    let mut fields = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before a whole head",
-            ));
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            if start.is_empty() {
-                continue;
-            }
-            return Ok(Head { start, fields });
-        }
-        if start.is_empty() {
-            start = line.to_string();
-        } else if let Some((k, v)) = line.split_once(':') {
-            fields.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-}
-
 /// Reads a small response body (Content-Length or chunked) whole.
 fn read_small_body<R: BufRead>(r: &mut R, head: &Head) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
@@ -421,24 +362,23 @@ impl Dechunker {
 struct PatternBackend {
     addr: SocketAddr,
     written: Arc<AtomicU64>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl PatternBackend {
     fn start() -> PatternBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
-        let addr = listener.local_addr().expect("backend addr");
         let written = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&written);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let counter = Arc::clone(&counter);
-                thread::spawn(move || {
-                    let _ = serve_pattern(stream, &counter);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            let _ = serve_pattern(stream, &counter);
         });
-        PatternBackend { addr, written }
+        PatternBackend {
+            addr: accepting.addr,
+            written,
+            _accepting: accepting,
+        }
     }
 
     fn written(&self) -> u64 {
@@ -460,7 +400,7 @@ fn serve_pattern(stream: TcpStream, written: &AtomicU64) -> io::Result<()> {
     let mut w = stream.try_clone()?;
     let mut r = BufReader::with_capacity(1 << 20, stream);
     loop {
-        let head = read_head(&mut r)?;
+        let head = Head::read(&mut r)?;
         let mut parts = head.start.split(' ');
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
@@ -516,38 +456,6 @@ fn proxy_process(backend: SocketAddr, name: &str) -> ProxyProcess {
     )
 }
 
-/// The proxy's memory bounds for a 1 GiB transfer.
-///
-/// ferrule holds at most two buffers of `buffer_size` (128 KiB by default) + 1 KiB headroom per busy
-/// connection, plus a per-worker pool of a few free buffers: well under 1 MiB for one transfer.
-/// Its baseline (code, a few threads' stacks, the allocator's arenas) is a few MiB. 64 MiB of peak
-/// RSS is therefore generous, yet a proxy that buffered even 1/16 of the body would cross it.
-/// A peak that grows by 16 MiB during the transfer (over 100 times the two buffers) means
-/// something other than the two buffers is holding body bytes. (Measured on a 2-core Linux box:
-/// a peak of 3.4 MiB in release, 5 MiB in debug, growing by about 0.2 MiB.)
-const PEAK_LIMIT: u64 = 64 * MIB;
-const GROWTH_LIMIT: u64 = 16 * MIB;
-
-fn assert_bounded_memory(before: Memory, after: Memory) {
-    eprintln!(
-        "proxy memory: peak {:.1} MiB before, {:.1} MiB after (RSS {:.1} -> {:.1} MiB)",
-        before.peak as f64 / MIB as f64,
-        after.peak as f64 / MIB as f64,
-        before.current as f64 / MIB as f64,
-        after.current as f64 / MIB as f64,
-    );
-    assert!(
-        after.peak < PEAK_LIMIT,
-        "proxy peak RSS {} bytes reached the {PEAK_LIMIT}-byte bound ({before:?} before)",
-        after.peak
-    );
-    assert!(
-        after.peak - before.peak < GROWTH_LIMIT,
-        "proxy peak RSS grew by {} bytes during the transfer ({before:?} -> {after:?})",
-        after.peak - before.peak
-    );
-}
-
 /// A client connection with read and write timeouts, so a stuck proxy fails the test.
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect to the proxy");
@@ -555,14 +463,6 @@ fn connect(addr: SocketAddr) -> TcpStream {
     s.set_write_timeout(Some(IO_TIMEOUT))
         .expect("write timeout");
     s
-}
-
-fn report_rate(what: &str, bytes: u64, started: Instant) {
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "{what}: {bytes} bytes in {secs:.2} s ({:.0} MiB/s)",
-        bytes as f64 / MIB as f64 / secs
-    );
 }
 
 // ----------------------------------------------------------------------------- 1 GiB
@@ -584,7 +484,7 @@ fn one_gigabyte_download_is_exact_with_bounded_memory() {
         )
         .expect("send the request");
     let mut r = BufReader::with_capacity(1 << 20, stream);
-    let head = read_head(&mut r).expect("response head");
+    let head = Head::read(&mut r).expect("response head");
     assert_eq!(head.status(), 200, "{}", head.start);
     assert_eq!(head.content_length(), Some(GIB), "{:?}", head.fields);
     let mut v = Verifier::new();
@@ -630,13 +530,13 @@ fn upload(addr: SocketAddr, len: u64, chunked: bool) {
         Ok(sum) => sum,
         Err(e) => {
             // the proxy may have answered early: show what it said
-            let answer = read_head(&mut r)
+            let answer = Head::read(&mut r)
                 .map(|h| h.start)
                 .unwrap_or_else(|e| e.to_string());
             panic!("sending the body failed: {e}; the proxy answered {answer:?}");
         }
     };
-    let head = read_head(&mut r).expect("response head");
+    let head = Head::read(&mut r).expect("response head");
     let body = read_small_body(&mut r, &head).expect("response body");
     let body = String::from_utf8_lossy(&body);
     assert_eq!(head.status(), 200, "{}: {body}", head.start);
@@ -707,7 +607,7 @@ fn slow_reader_applies_back_pressure() {
         .write_all(format!("GET /big/{LEN} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
         .expect("send the request");
     let mut r = BufReader::with_capacity(64 * 1024, stream);
-    let head = read_head(&mut r).expect("response head");
+    let head = Head::read(&mut r).expect("response head");
     assert_eq!(head.status(), 200, "{}", head.start);
     assert_eq!(head.content_length(), Some(LEN));
     let mut v = Verifier::new();

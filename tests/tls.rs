@@ -32,10 +32,15 @@
 //!   released), and a `ferrule::start` that fails late leaves nothing serving (both were bugs,
 //!   found by these tests).
 //!
+//! - `truncation`: an `https://` backend's close-delimited body ends with `close_notify`; a bare
+//!   FIN is a cut, which reaches the client as a reset.
+//!
 //! Helpers live in `tests/common/tls.rs`. Every read has a timeout; child processes are stopped
 //! by their PID.
 
-mod common;
+use crate::common;
+
+mod truncation;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -160,8 +165,8 @@ fn one_gigabyte_download_over_tls_is_exact_with_bounded_memory() {
         format!("GET /big/{GIB} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     );
-    let head = read_head_only(&mut c.reader).expect("response head");
-    assert_eq!(head.status, 200, "{head:?}");
+    let head = Head::read(&mut c.reader).expect("response head");
+    assert_eq!(head.status(), 200, "{head:?}");
     assert_eq!(
         head.header("content-length"),
         Some(GIB.to_string().as_str())
@@ -281,8 +286,8 @@ fn slow_tls_reader_gets_an_exact_body_with_back_pressure() {
     let mut c = TlsClient::over(tcp, &pki.client(ANY_VERSION), "localhost").expect("handshake");
 
     c.send(format!("GET /big/{LEN} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
-    let head = read_head_only(&mut c.reader).expect("response head");
-    assert_eq!(head.status, 200, "{head:?}");
+    let head = Head::read(&mut c.reader).expect("response head");
+    assert_eq!(head.status(), 200, "{head:?}");
     let mut check = PatternCheck::new();
     check
         .read_from(&mut c.reader, MIB)

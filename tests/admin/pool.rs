@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::common::tls::{path_text, TempDir, TestCa, TlsBackend};
-use super::common::{ok_response, read_request, slow_backend, Backend, Client};
+use super::common::tls::{TestCa, TlsBackend};
+use super::common::{
+    ok_response, path_text, read_request, serve, slow_backend, AcceptLoop, Backend, Client, TempDir,
+};
 use super::{error_message, quiet_proxy, wait_until, Api};
 
 /// Sends `n` requests to the proxy on one keep-alive connection; returns the backends' names.
@@ -189,39 +191,35 @@ struct Counting {
     addr: SocketAddr,
     opened: Arc<AtomicUsize>,
     closed: Arc<AtomicUsize>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 fn counting_backend() -> Counting {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (o, c) = (Arc::clone(&opened), Arc::clone(&closed));
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            o.fetch_add(1, Ordering::SeqCst);
-            let c = Arc::clone(&c);
-            thread::spawn(move || {
-                let Ok(mut writer) = stream.try_clone() else {
-                    return;
-                };
-                let mut reader = BufReader::new(stream);
-                while read_request(&mut reader, 0).is_ok() {
-                    if writer
-                        .write_all(&ok_response("counting", b"counted"))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                c.fetch_add(1, Ordering::SeqCst);
-            });
+    let accepting = serve(listener, move |stream| {
+        o.fetch_add(1, Ordering::SeqCst);
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        while read_request(&mut reader, 0).is_ok() {
+            if writer
+                .write_all(&ok_response("counting", b"counted"))
+                .is_err()
+            {
+                break;
+            }
         }
+        c.fetch_add(1, Ordering::SeqCst);
     });
     Counting {
-        addr,
+        addr: accepting.addr,
         opened,
         closed,
+        _accepting: accepting,
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::common::tls::{path_text, TempDir, TestCa, TlsBackend};
-use super::common::{Backend, Client, Proxy, Response};
+use super::common::tls::{TestCa, TlsBackend};
+use super::common::{path_text, Backend, Client, Proxy, Response, TempDir};
 use super::{error_message, json_of, quiet_proxy, send, Api};
 
 /// `POST /backends` with `body` as is and exactly these `headers` (plus `Content-Length`).

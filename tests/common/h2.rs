@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,13 +28,15 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::{json, Value};
 
-use super::tls::{merged, path_text, provider, CertFiles, TempDir, TestCa};
+use super::tls::{merged, provider, CertFiles, TestCa};
 use super::{
     ok_response, read_request, ChildGuard, Proxy, ProxyProcess, HEALTH_PROBE_ANSWER, IO_TIMEOUT,
 };
+use super::{path_text, TempDir};
 
 /// Error codes (RFC 9113 §7).
 pub mod code {
+    #![allow(dead_code)] // the whole table, as the RFC lists it
     pub const NO_ERROR: u32 = 0x0;
     pub const PROTOCOL_ERROR: u32 = 0x1;
     pub const INTERNAL_ERROR: u32 = 0x2;
@@ -49,6 +51,7 @@ pub mod code {
 
 /// Frame types (RFC 9113 §6).
 pub mod kind {
+    #![allow(dead_code)] // the whole table, as the RFC lists it
     pub const DATA: u8 = 0x0;
     pub const HEADERS: u8 = 0x1;
     pub const PRIORITY: u8 = 0x2;
@@ -72,6 +75,7 @@ pub mod flag {
 
 /// Settings identifiers (RFC 9113 §6.5.2, RFC 8441 §3).
 pub mod setting {
+    #![allow(dead_code)] // the whole table, as the RFC lists it
     pub const HEADER_TABLE_SIZE: u16 = 0x1;
     pub const ENABLE_PUSH: u16 = 0x2;
     pub const MAX_CONCURRENT_STREAMS: u16 = 0x3;
@@ -415,10 +419,6 @@ impl Wire {
         }
         self.closed = true;
         got
-    }
-
-    pub fn shutdown_write(&self) {
-        let _ = self.tcp.shutdown(Shutdown::Write);
     }
 
     /// The next client stream id (1, 3, 5, …).
@@ -1104,7 +1104,6 @@ pub struct HoldBackend {
     pub addr: SocketAddr,
     pub arrivals: mpsc::Receiver<String>,
     pub ends: mpsc::Receiver<String>,
-    pub held: Arc<AtomicUsize>,
 }
 
 impl HoldBackend {
@@ -1131,13 +1130,10 @@ impl HoldBackend {
         let (arrived, arrivals) = mpsc::channel::<String>();
         let (ended, ends) = mpsc::channel::<String>();
         let (arrived, ended) = (Arc::new(Mutex::new(arrived)), Arc::new(Mutex::new(ended)));
-        let held: Arc<AtomicUsize> = Arc::default();
-        let h = Arc::clone(&held);
         thread::spawn(move || {
             for s in listener.incoming() {
                 let Ok(s) = s else { break };
-                let (arrived, ended, held) =
-                    (Arc::clone(&arrived), Arc::clone(&ended), Arc::clone(&h));
+                let (arrived, ended) = (Arc::clone(&arrived), Arc::clone(&ended));
                 thread::spawn(move || {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
                     let Ok(mut w) = s.try_clone() else { return };
@@ -1157,7 +1153,6 @@ impl HoldBackend {
                             return;
                         }
                     };
-                    held.fetch_add(1, Ordering::SeqCst);
                     let _ = arrived.lock().map(|tx| tx.send(seen.target.clone()));
                     let mut buf = [0u8; 4096];
                     let how = loop {
@@ -1176,7 +1171,6 @@ impl HoldBackend {
                             Err(_) => break "",
                         }
                     };
-                    held.fetch_sub(1, Ordering::SeqCst);
                     let _ = ended
                         .lock()
                         .map(|tx| tx.send(format!("{}{how}", seen.target)));
@@ -1187,7 +1181,6 @@ impl HoldBackend {
             addr,
             arrivals,
             ends,
-            held,
         }
     }
 }

@@ -11,7 +11,10 @@
 //!   backend ([`UpgradeBackend`]);
 //! - `ferrule --check` run as a child ([`run_check`]);
 //! - the fixtures of `tests/tls.rs`: a [`Pki`] (CA, certificate and files), proxies terminating
-//!   TLS in-process and as a child, admin calls, memory bounds, closing a TLS client politely.
+//!   TLS in-process and as a child, admin calls, closing a TLS client politely.
+//!
+//! Temporary directories are `super::TempDir`, heads are read with `wire.rs`'s reader, memory
+//! bounds are `memory.rs`'s.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -36,14 +39,10 @@ use rustls::{
 use serde_json::{json, Value};
 
 use super::{
-    fresh_temp_dir, is_health_probe, ok_response, parse_fields, read_response, Backend, ChildGuard,
-    Client, Memory, Proxy, ProxyProcess, Record, Reply, Response, Seen, HEALTH_PROBE_ANSWER,
-    IO_TIMEOUT,
+    is_health_probe, ok_response, path_text, read_response, serve, AcceptLoop, Backend, ChildGuard,
+    Client, Head, Proxy, ProxyProcess, Record, Reply, Response, Seen, TempDir, HEALTH_PROBE_ANSWER,
+    IO_TIMEOUT, MIB,
 };
-
-pub const KIB: u64 = 1024;
-pub const MIB: u64 = 1024 * KIB;
-pub const GIB: u64 = 1024 * MIB;
 
 /// TLS 1.3 only, TLS 1.2 only, and both.
 pub const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -54,44 +53,6 @@ pub const ANY_VERSION: &[&SupportedProtocolVersion] =
 /// The crypto provider of every test config: aws-lc-rs, like ferrule's.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-// ----------------------------------------------------------------------------- files
-
-/// A fresh temporary directory ([`fresh_temp_dir`]) removed when dropped.
-pub struct TempDir {
-    pub path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        // a prefix of its own, so it never meets a ProxyProcess's directory of the same name
-        TempDir {
-            path: fresh_temp_dir(&format!("files-{name}")),
-        }
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// Writes `contents` to `name` in the directory; returns the path.
-    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.join(name);
-        std::fs::write(&path, contents).expect("write a temporary file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// A path as the string a JSON config holds.
-pub fn path_text(path: &Path) -> String {
-    path.to_str().expect("a UTF-8 temporary path").to_owned()
 }
 
 // ----------------------------------------------------------------------------- certificates
@@ -355,32 +316,7 @@ impl TlsClient {
 
 /// Reads one request (head, and a Content-Length body) from any stream.
 fn read_seen<R: BufRead>(r: &mut R, conn: usize) -> io::Result<Seen> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if head.is_empty() && line == b"\r\n" {
-            continue;
-        }
-        head.extend_from_slice(&line);
-        if line == b"\r\n" {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
-    let mut parts = line.split(' ');
-    let mut seen = Seen {
-        method: parts.next().unwrap_or("").to_owned(),
-        target: parts.next().unwrap_or("").to_owned(),
-        headers: parse_fields(rest.as_bytes()),
-        head: text.clone(),
-        body: Vec::new(),
-        raw_body: Vec::new(),
-        conn,
-    };
+    let mut seen = Seen::new(Head::read(r)?, conn);
     if let Some(n) = seen.header("content-length") {
         let n: usize = n.parse().map_err(|_| io::ErrorKind::InvalidData)?;
         seen.body.resize(n, 0);
@@ -402,38 +338,32 @@ pub struct TlsBackend {
     pub record: Arc<Record>,
     pub accepted: Arc<AtomicUsize>,
     pub handshakes: Arc<AtomicUsize>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl TlsBackend {
     pub fn start(config: Arc<ServerConfig>) -> TlsBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the TLS backend");
-        let addr = listener.local_addr().expect("addr");
-        let backend = TlsBackend {
-            addr,
-            record: Arc::new(Record::default()),
-            accepted: Arc::new(AtomicUsize::new(0)),
-            handshakes: Arc::new(AtomicUsize::new(0)),
-        };
-        let (record, accepted, handshakes) = (
-            Arc::clone(&backend.record),
-            Arc::clone(&backend.accepted),
-            Arc::clone(&backend.handshakes),
+        let record = Arc::new(Record::default());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let (rec, acc, shakes) = (
+            Arc::clone(&record),
+            Arc::clone(&accepted),
+            Arc::clone(&handshakes),
         );
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let (config, record, handshakes) = (
-                    Arc::clone(&config),
-                    Arc::clone(&record),
-                    Arc::clone(&handshakes),
-                );
-                thread::spawn(move || {
-                    let _ = serve_tls(stream, config, &record, &handshakes);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let _ = serve_tls(stream, Arc::clone(&config), &rec, &shakes);
         });
-        backend
+        TlsBackend {
+            addr: accepting.addr,
+            record,
+            accepted,
+            handshakes,
+            _accepting: accepting,
+        }
     }
 
     /// TCP connections accepted.
@@ -611,24 +541,23 @@ impl PatternCheck {
 pub struct PatternBackend {
     pub addr: SocketAddr,
     pub written: Arc<AtomicU64>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl PatternBackend {
     pub fn start() -> PatternBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the pattern backend");
-        let addr = listener.local_addr().expect("addr");
         let written = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&written);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let counter = Arc::clone(&counter);
-                thread::spawn(move || {
-                    let _ = serve_pattern(stream, &counter);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            let _ = serve_pattern(stream, &counter);
         });
-        PatternBackend { addr, written }
+        PatternBackend {
+            addr: accepting.addr,
+            written,
+            _accepting: accepting,
+        }
     }
 
     pub fn written(&self) -> u64 {
@@ -644,43 +573,13 @@ fn answer(w: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
     w.write_all(text.as_bytes())
 }
 
-/// Reads a request head (line by line; heads are small).
-fn read_plain_head<R: BufRead>(r: &mut R) -> io::Result<Seen> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if head.is_empty() && line == b"\r\n" {
-            continue;
-        }
-        head.extend_from_slice(&line);
-        if line == b"\r\n" {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
-    let mut parts = line.split(' ');
-    Ok(Seen {
-        method: parts.next().unwrap_or("").to_owned(),
-        target: parts.next().unwrap_or("").to_owned(),
-        headers: parse_fields(rest.as_bytes()),
-        head: text.clone(),
-        body: Vec::new(),
-        raw_body: Vec::new(),
-        conn: 0,
-    })
-}
-
 fn serve_pattern(stream: TcpStream, written: &AtomicU64) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::with_capacity(1 << 20, stream);
     loop {
-        let head = read_plain_head(&mut r)?;
+        let head = Seen::new(Head::read(&mut r)?, 0);
         if is_health_probe(&head.headers) {
             w.write_all(HEALTH_PROBE_ANSWER)?;
         } else if let Some(n) = head.target.strip_prefix("/big/") {
@@ -720,23 +619,22 @@ pub const UPGRADE_GREETING: &[u8] = b"hello from the backend\n";
 pub struct UpgradeBackend {
     pub addr: SocketAddr,
     pub heads: mpsc::Receiver<String>,
+    /// Serves until the backend is dropped.
+    _accepting: AcceptLoop,
 }
 
 impl UpgradeBackend {
     pub fn start() -> UpgradeBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upgrade backend");
-        let addr = listener.local_addr().expect("addr");
         let (tx, heads) = mpsc::channel();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { break };
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    let _ = upgrade_conn(stream, &tx);
-                });
-            }
+        let accepting = serve(listener, move |stream| {
+            let _ = upgrade_conn(stream, &tx);
         });
-        UpgradeBackend { addr, heads }
+        UpgradeBackend {
+            addr: accepting.addr,
+            heads,
+            _accepting: accepting,
+        }
     }
 }
 
@@ -745,7 +643,7 @@ fn upgrade_conn(stream: TcpStream, heads: &mpsc::Sender<String>) -> io::Result<(
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     let head = loop {
-        let head = read_plain_head(&mut r)?;
+        let head = Seen::new(Head::read(&mut r)?, 0);
         if !is_health_probe(&head.headers) {
             break head;
         }
@@ -814,42 +712,6 @@ pub fn run_check(dir: &TempDir, name: &str, config: &Value) -> CheckOutput {
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     }
-}
-
-// ----------------------------------------------------------------------------- heads
-
-/// A response head: the status and the header fields (the body is left in the reader).
-#[derive(Debug)]
-pub struct Head {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Head {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        super::field_value(&self.headers, name)
-    }
-}
-
-/// Reads a response head only, leaving the body (of any size) to the caller.
-pub fn read_head_only<R: BufRead>(r: &mut R) -> io::Result<Head> {
-    let head = super::read_head(r)?;
-    let text = String::from_utf8_lossy(&head);
-    let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad status line {line:?}"),
-            )
-        })?;
-    Ok(Head {
-        status,
-        headers: parse_fields(rest.as_bytes()),
-    })
 }
 
 // ----------------------------------------------------------------------------- fixtures
@@ -974,36 +836,6 @@ pub fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
             Err(_) => return seen, // reset: closed too
         }
     }
-}
-
-/// The proxy's memory bounds for a 1 GiB transfer, as in `tests/streaming.rs`: ferrule holds
-/// at most two buffers of `buffer_size` (128 KiB) + 1 KiB per busy connection, and over TLS
-/// rustls's queues on top (outgoing records capped at 64 KiB, one incoming record of at most
-/// 16 KiB + overhead, 16 KiB of plaintext); its baseline (code, threads, the TLS session cache's
-/// 2.2 MiB table) is a few MiB. 64 MiB of peak RSS is generous, yet a proxy buffering 1/16 of
-/// the body crosses it; a peak growing by 16 MiB during the transfer means something other than
-/// those buffers is holding body bytes.
-pub const PEAK_LIMIT: u64 = 64 * MIB;
-pub const GROWTH_LIMIT: u64 = 16 * MIB;
-
-pub fn assert_bounded_memory(before: Memory, after: Memory) {
-    eprintln!(
-        "proxy memory: peak {:.1} MiB before, {:.1} MiB after (RSS {:.1} -> {:.1} MiB)",
-        before.peak as f64 / MIB as f64,
-        after.peak as f64 / MIB as f64,
-        before.current as f64 / MIB as f64,
-        after.current as f64 / MIB as f64,
-    );
-    assert!(
-        after.peak < PEAK_LIMIT,
-        "proxy peak RSS {} bytes reached the {PEAK_LIMIT}-byte bound ({before:?} before)",
-        after.peak
-    );
-    assert!(
-        after.peak - before.peak < GROWTH_LIMIT,
-        "proxy peak RSS grew by {} bytes during the transfer ({before:?} -> {after:?})",
-        after.peak - before.peak
-    );
 }
 
 pub fn report_rate(what: &str, bytes: u64, started: Instant) {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::{fresh_date, unix_now};
 use crate::common::{ok_response, Backend, Client, Proxy, Reply};
-use crate::{fresh_date, unix_now};
 
 #[test]
 fn ferrules_own_answers_carry_a_fresh_date() {

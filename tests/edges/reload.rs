@@ -11,8 +11,9 @@ use std::thread;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::{json, Value};
 
-use crate::common::tls::{admin_post, path_text, TempDir, TestCa};
+use crate::common::tls::{admin_post, TestCa};
 use crate::common::{admin_get_at, Client, IO_TIMEOUT};
+use crate::common::{path_text, TempDir};
 
 /// An HTTPS backend whose certificate can be swapped: each connection is served with the
 /// config in force when it was accepted (a new config also has a new session cache, so nothing

@@ -10,9 +10,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::{CipherSuite, ClientConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use serde_json::json;
 
+use super::{fresh_date, unix_now};
 use crate::common::tls::*;
 use crate::common::{ok_response, Backend, Client, Reply};
-use crate::{fresh_date, unix_now};
 
 /// A client trusting `pki`'s CA that offers `suites`, in that order, over `versions`.
 fn offering(

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use serde_json::json;
 
 use super::{quiet_proxy, raw};
-use crate::common::Backend;
+use crate::common::{Backend, Head};
 
 /// The status of the answer to `bytes` on a fresh admin connection (0: none, the connection
 /// closed without one).
@@ -18,13 +18,10 @@ fn status_of(admin: std::net::SocketAddr, bytes: &[u8]) -> (u16, String) {
     let _ = s.shutdown(std::net::Shutdown::Write);
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
-    let text = String::from_utf8_lossy(&got).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    (
+        Head::parse(&got).status(),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
 }
 
 // Proves garbage on the admin port gets a 4xx and the admin server goes on serving: binary

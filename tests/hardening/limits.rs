@@ -94,7 +94,7 @@ fn chunked_body_over_the_limit_after_the_response_started_closes() {
     s.write_all(&request).expect("send");
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    while !super::contains(&got, b"abc\r\n") {
+    while !crate::common::contains(&got, b"abc\r\n") {
         let n = s.read(&mut buf).expect("the response starts");
         assert!(n > 0, "closed before the response: {got:?}");
         got.extend_from_slice(&buf[..n]);

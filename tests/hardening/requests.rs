@@ -1,8 +1,10 @@
 //! Hostile requests, over raw sockets: each refused with its status and the connection closed,
-//! with nothing reaching the backend; or normalised, and what the backend gets checked.
+//! with nothing reaching the backend; or normalised, and what the backend gets checked. Bad field
+//! names and values, the asterisk form, HTTP/0.9 and broken request lines, a space inside the
+//! target, versions, `Host` with user info, a query or a fragment; a repeated `Content-Length`
+//! and an absolute-form target are normalised.
 //! (Smuggling by framing, obs-fold, bare LF, a missing or doubled Host, oversized targets and
-//! heads, absolute-form targets and unknown versions have their tests in `http11.rs` and
-//! `review_fixes.rs`.)
+//! heads have their tests in `http11.rs`.)
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{exchange, quiet_proxy, raw, RawBackend};
-use crate::common::Backend;
+use crate::common::{Backend, Proxy, Response};
 
 /// Each request is refused with `status`, announced `Connection: close`, and the connection
 /// closed; the backend (a sink that would never answer) received not one byte.
@@ -164,4 +166,69 @@ fn repeated_content_length_is_normalised() {
     for seen in a.record.requests() {
         assert_eq!(seen.headers_named("content-length"), ["5"]);
     }
+}
+
+/// Sends `request` on a fresh connection and returns the status of the answer.
+fn status_of(proxy: &Proxy, request: &[u8]) -> u16 {
+    let mut c = proxy.connect();
+    c.send(request);
+    c.response().status
+}
+
+fn proxy_get_raw(proxy: &Proxy, request: &[u8]) -> Response {
+    let mut c = proxy.connect();
+    c.send(request);
+    c.response()
+}
+
+// ----------------------------------------------------------------------------- request lines and Host
+
+// Proves a request line with a space inside the target is a malformed line (400), not a version
+// problem (505), as is a version in lower case; a version that is not HTTP/1.x is 505. None
+// reaches the backend.
+#[test]
+fn space_inside_the_target_is_400_and_an_unknown_version_505() {
+    let backend = Backend::start("b");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    assert_eq!(
+        status_of(&proxy, b"GET /a b c HTTP/1.1\r\nHost: t\r\n\r\n"),
+        400
+    );
+    assert_eq!(status_of(&proxy, b"GET / http/1.1\r\nHost: t\r\n\r\n"), 400);
+    assert_eq!(status_of(&proxy, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"), 505);
+    assert_eq!(backend.record.count(), 0);
+}
+
+// Proves a `Host` carrying user info, a query or a fragment is refused (400) and reaches no
+// backend.
+#[test]
+fn host_with_user_info_query_or_fragment_is_refused() {
+    let backend = Backend::start("b");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    for host in ["evil@t", "t?x", "t#x"] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert_eq!(status_of(&proxy, req.as_bytes()), 400, "{host}");
+    }
+    assert_eq!(backend.record.count(), 0);
+}
+
+// Proves an absolute-form target's authority replaces `Host`: the backend gets the origin-form
+// target, that authority as its one `Host`, and the same in `X-Forwarded-Host`.
+#[test]
+fn absolute_form_target_replaces_host() {
+    let backend = Backend::start("b");
+    let proxy = Proxy::start(&[backend.addr], json!({}));
+    let r = proxy_get_raw(
+        &proxy,
+        b"GET http://target.example:81/p?q HTTP/1.1\r\nHost: unrelated\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = backend.record.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/p?q");
+    assert_eq!(seen[0].headers_named("host"), vec!["target.example:81"]);
+    assert_eq!(
+        seen[0].header("x-forwarded-host"),
+        Some("target.example:81")
+    );
 }

@@ -6,7 +6,8 @@
 
 use serde_json::json;
 
-use super::{contains, exchange, quiet_proxy, RawBackend};
+use super::{exchange, quiet_proxy, RawBackend};
+use crate::common::contains;
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
 

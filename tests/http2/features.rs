@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use crate::both_modes;
 use crate::common::h2::{code, Mode, Setup};
-use crate::common::tls::{path_text, TempDir};
 use crate::common::{ok_response, Backend, GatedBackend, Reply};
+use crate::common::{path_text, TempDir};
 
 /// A backend answering `NAME TARGET`, `X-Backend: NAME`.
 fn naming(name: &str) -> Backend {

@@ -18,7 +18,8 @@ use serde_json::json;
 use crate::both_modes;
 use crate::common::accepted_per_worker;
 use crate::common::h2::{run_bounded, run_py, EchoBackend, Mode, Setup};
-use crate::common::tls::{path_text, pattern_fill, TempDir};
+use crate::common::tls::pattern_fill;
+use crate::common::{path_text, TempDir};
 
 /// 200 streams, 128 at a time, bodies both ways byte-exact (Python's h2).
 fn two_hundred_streams(mode: Mode) {

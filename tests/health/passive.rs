@@ -6,7 +6,7 @@
 //!   reaches it), and without active checks it is tried again `fail_timeout` later;
 //! - `fail_open` serves from down backends rather than answer 503.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! Real processes on 127.0.0.1; the first on port 0, the next ones on the port it got, all with
 //! the same `upgrade_socket` in a fresh temporary directory. Every wait is bounded.
 
-mod common;
+use crate::common;
 
 use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

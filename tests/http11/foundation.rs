@@ -1,11 +1,11 @@
-//! Foundation tests: the proxy forwards requests and bodies, keeps connections alive on both sides,
+//! The foundation of the data path, the first tests written: the proxy forwards requests and bodies, keeps connections alive on both sides,
 //! balances over backends, maps backend failures to 502/503, rejects malformed requests without
 //! hurting other clients, serves the admin API, and the `ferrule` and `mock-backend` binaries
 //! behave on the command line.
 //!
 //! Everything runs on 127.0.0.1; every wait is bounded; every child process is stopped by PID.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Read;

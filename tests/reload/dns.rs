@@ -6,7 +6,7 @@
 //! on loopback addresses of their own (all of 127.0.0.0/8 is the loopback on Linux), on one port,
 //! as the pods behind a headless service would.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
