@@ -10,13 +10,11 @@
 //! - the access log naming the pool, in both formats;
 //! - the token and the origin check on every new path.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{fresh_temp_dir, served_by, Backend, Client, Proxy, Response};
+use crate::common::{fresh_temp_dir, served_by, Backend, Client, Proxy, Response};
 use serde_json::{json, Value};
 
 fn url(addr: SocketAddr) -> Value {

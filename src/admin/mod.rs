@@ -573,6 +573,14 @@ mod tests {
         assert_eq!(path("/"), Some(("/", vec![])));
         assert_eq!(path("/dashboard"), Some(("/dashboard", vec![])));
         assert_eq!(path("/dashboardx"), None);
+        assert_eq!(path("/pools"), Some(("/pools", vec![])));
+        assert_eq!(path("/pools/api"), Some(("/pools/{name}", vec!["api"])));
+        assert_eq!(
+            path("/pools/api/backends/7/status"),
+            Some(("/pools/{name}/backends/{id}/status", vec!["api", "7"]))
+        );
+        assert_eq!(path("/pools//backends"), None);
+        assert_eq!(path("/routes"), Some(("/routes", vec![])));
     }
 
     #[test]
