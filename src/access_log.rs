@@ -58,9 +58,11 @@ pub enum Text {
     UserAgent,
     RequestId,
     Sni,
+    /// The name of the pool the request was routed to.
+    Pool,
 }
 
-const TEXTS: usize = 7;
+const TEXTS: usize = 8;
 
 /// What a line is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,7 +605,9 @@ impl Clock {
 
 /// `remote - - [time] "request" status body_bytes "referer" "user_agent" backend upstream_time
 /// total_time "request_id"`: nginx's combined, then the backend address (`-`: none), the
-/// upstream response time and the total time in seconds, and the request id.
+/// upstream response time and the total time in seconds, and the request id; then `pool=NAME`
+/// (the pool the request was routed to; absent when none was), the event when not a request,
+/// and `close=REASON`.
 pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     put_ip(e.peer, out);
     out.extend_from_slice(b" - - [");
@@ -643,6 +647,10 @@ pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     out.extend_from_slice(b" \"");
     quoted_or_dash(e.get(Text::RequestId), out);
     out.push(b'"');
+    if let Some(pool) = e.get(Text::Pool) {
+        out.extend_from_slice(b" pool=");
+        escape_clf(pool, out);
+    }
     if e.event != Event::Request {
         out.push(b' ');
         out.extend_from_slice(e.event.name().as_bytes());
@@ -655,7 +663,7 @@ pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
 }
 
 /// One JSON object per line: the combined fields by name, plus the request id, bytes each way,
-/// TLS version and SNI (when TLS) and the event.
+/// the pool, TLS version and SNI (when TLS) and the event.
 pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":\"");
     out.extend_from_slice(&at.iso);
@@ -691,6 +699,7 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     text(out, "referer", Text::Referer);
     text(out, "user_agent", Text::UserAgent);
     text(out, "request_id", Text::RequestId);
+    text(out, "pool", Text::Pool);
     if let Some(addr) = e.backend {
         out.extend_from_slice(b",\"backend\":\"");
         put_addr(addr, out);

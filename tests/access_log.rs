@@ -90,7 +90,11 @@ fn combined_line_per_request_with_escaped_client_text_and_request_ids() {
         .expect("an id was added")
         .to_owned();
     assert_eq!(added.len(), 32, "{added}");
-    assert!(first.ends_with(&format!("\"{added}\"")), "{first}");
+    // then the pool it was routed to
+    assert!(
+        first.ends_with(&format!("\"{added}\" pool=default")),
+        "{first}"
+    );
 
     // one ASCII line whose quotes are the format's own, the client's escaped
     let second = &lines[1];
@@ -106,7 +110,7 @@ fn combined_line_per_request_with_escaped_client_text_and_request_ids() {
         "{second}"
     );
     // a request's own id is kept, and logged
-    assert!(second.ends_with("\"given-id-7\""), "{second}");
+    assert!(second.ends_with("\"given-id-7\" pool=default"), "{second}");
     assert_eq!(seen[1].header("x-request-id"), Some("given-id-7"));
 }
 

@@ -185,6 +185,154 @@ fn backends_config(addrs: &[SocketAddr], extra: Value) -> Value {
     cfg
 }
 
+/// Backend `id` in `GET /pools/{pool}/backends`.
+fn pool_backend(addr: SocketAddr, pool: &str, id: u64) -> Option<Value> {
+    let r = admin(addr, "GET", &format!("/pools/{pool}/backends"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list: Value = serde_json::from_slice(&r.body).expect("JSON");
+    list["backends"]
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["id"] == id).cloned())
+}
+
+/// The ids of the rows the page shows (not hidden by a filter).
+fn shown_ids(browser: &Browser) -> Vec<u64> {
+    let v = browser.js(
+        "return [...document.querySelectorAll('#rows .b')].filter(e => e.offsetParent !== null).map(e => Number(e.dataset.id));",
+        json!([]),
+    );
+    serde_json::from_value(v).expect("ids")
+}
+
+// Proves the page groups backends by pool (a heading per pool, each row under its pool), filters
+// by pool, and that its actions act on a backend of a second pool through
+// /pools/{name}/backends: drain, weight, add (to the pool chosen in the form) and remove, each
+// seen in that pool in the API, the default pool untouched.
+#[test]
+fn the_dashboard_groups_by_pool_and_acts_on_a_second_pool() {
+    let d = Backend::start("d");
+    let a1 = Backend::start("a1");
+    let a2 = Backend::start("a2");
+    let extra = Backend::start("a3");
+    let config = backends_config(
+        &[d.addr],
+        json!({
+            "health_check_method": "none",
+            "pools": {"api": {
+                "backends": [
+                    {"url": format!("http://{}", a1.addr)},
+                    {"url": format!("http://{}", a2.addr)},
+                ],
+                "strategy": "least-conn",
+            }},
+            "routes": [{"host": "api.test", "pool": "api"}],
+        }),
+    );
+    let proxy = Proxy::from_json(&config.to_string());
+    let api = proxy.admin();
+    let browser = Browser::start(1440, 1000);
+    browser.goto(&format!("http://{api}/"));
+    for id in 0..3u64 {
+        poll(WAIT, &format!("backend {id} on the page"), || {
+            browser.find(&format!(r#"#rows .b[data-id="{id}"] .url"#))
+        });
+    }
+    // grouped: each row under its pool's heading
+    let head = r#".pool-group[data-pool="api"] .pool-head"#;
+    assert!(browser.visible(head), "the api pool has a heading");
+    assert!(browser
+        .text(head)
+        .is_some_and(|t| t.contains("api") && t.contains("least-conn")));
+    for (id, pool) in [(0, "default"), (1, "api"), (2, "api")] {
+        assert!(
+            browser
+                .find(&format!(
+                    r#".pool-group[data-pool="{pool}"] .b[data-id="{id}"]"#
+                ))
+                .is_some(),
+            "backend {id} under {pool}"
+        );
+    }
+    let errors = console_errors(&browser, |_| false);
+    assert!(errors.is_empty(), "console errors on load: {errors:?}");
+
+    // the pool filter
+    let choose = |select: &str, value: &str| {
+        browser.js(
+            "const s = document.getElementById(arguments[0]); s.value = arguments[1]; \
+             s.dispatchEvent(new Event('change'));",
+            json!([select, value]),
+        );
+    };
+    choose("pool-filter", "api");
+    poll(WAIT, "only the api pool shown", || {
+        (shown_ids(&browser) == [1, 2]).then_some(())
+    });
+    choose("pool-filter", "");
+    poll(WAIT, "every pool shown again", || {
+        (shown_ids(&browser) == [0, 1, 2]).then_some(())
+    });
+
+    // drain backend 1 (api) from the page
+    browser.click(r#"#rows .b[data-id="1"] button[data-action="drain"]"#);
+    poll(WAIT, "backend 1 draining in the api pool", || {
+        (pool_backend(api, "api", 1)?["state"] == "draining").then_some(())
+    });
+    poll(WAIT, "backend 1 draining on the page", || {
+        (field(&browser, 1, "state")? == "draining").then_some(())
+    });
+    // weight of backend 2 (api)
+    browser.click(r#"#rows .b[data-id="2"] button[data-action="weight"]"#);
+    browser.type_into(r#"#rows .b[data-id="2"] .wedit input"#, "5\u{E007}");
+    poll(WAIT, "backend 2 weight 5 in the api pool", || {
+        (pool_backend(api, "api", 2)?["weight"] == 5).then_some(())
+    });
+    // add to the api pool
+    let url = format!("http://{}", extra.addr);
+    choose("add-pool", "api");
+    browser.type_into("#add-url", &url);
+    browser.click("#add-submit");
+    let added = poll(WAIT, "the added backend in the api pool", || {
+        let r = admin(api, "GET", "/pools/api/backends", None);
+        let list: Value = serde_json::from_slice(&r.body).ok()?;
+        list["backends"]
+            .as_array()?
+            .iter()
+            .find(|b| b["url"] == url.as_str())
+            .and_then(|b| b["id"].as_u64())
+    });
+    assert!(
+        api_backend(api, added, None).is_none(),
+        "not in the default pool"
+    );
+    poll(WAIT, "the added backend under api on the page", || {
+        browser.find(&format!(
+            r#".pool-group[data-pool="api"] .b[data-id="{added}"]"#
+        ))
+    });
+    // remove it (two clicks)
+    let remove = format!(r#"#rows .b[data-id="{added}"] button[data-action="remove"]"#);
+    browser.click(&remove);
+    browser.click(&remove);
+    poll(
+        WAIT,
+        "the added backend gone from the api pool and the page",
+        || {
+            let gone = pool_backend(api, "api", added).is_none_or(|b| b["removed"] == true);
+            (gone
+                && browser
+                    .find(&format!(r#"#rows .b[data-id="{added}"]"#))
+                    .is_none())
+            .then_some(())
+        },
+    );
+    // the default pool untouched
+    let d0 = api_backend(api, 0, None).expect("backend 0");
+    assert_eq!((&d0["state"], &d0["weight"]), (&json!("up"), &json!(1)));
+    let errors = console_errors(&browser, |_| false);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
 // Proves the page is served open at / and /dashboard, as HTML, with a strict policy: nothing
 // by default, the inline script and style by hash only, fetches to this origin only; nosniff and
 // no-store. The data endpoints still need the token.
@@ -487,7 +635,7 @@ fn the_token_prompt_refuses_a_wrong_token_and_keeps_the_right_one() {
 
     let errors = console_errors(&browser, |m| {
         m.contains("status of 401 (Unauthorized)")
-            && (m.contains("/backends") || m.contains("/stats"))
+            && (m.contains("/pools") || m.contains("/backends") || m.contains("/stats"))
     });
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }

@@ -14,6 +14,7 @@ mod health;
 mod http11;
 mod http2;
 mod identity;
+mod pools_admin;
 mod reload;
 mod routing;
 mod streaming;

@@ -488,3 +488,23 @@ fn a_cut_exchange_names_its_close_reason_in_both_formats() {
     let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
     assert_eq!(v["close"], "backend_failed");
 }
+
+#[test]
+fn both_formats_name_the_pool_when_the_request_was_routed() {
+    let mut e = entry();
+    e.set(Text::Pool, b"api");
+    e.close = Some(crate::stats::CloseReason::ClientClosed);
+    assert!(
+        line(combined, &e)
+            .ends_with("\"0123456789abcdef0123456789abcdef\" pool=api close=client_closed\n"),
+        "{}",
+        line(combined, &e)
+    );
+    let v: serde_json::Value = serde_json::from_str(&line(json, &e)).expect("valid JSON");
+    assert_eq!(v["pool"], "api");
+    // not routed (a refused head, no matching route): no pool
+    let plain = entry();
+    assert!(!line(combined, &plain).contains("pool="));
+    let v: serde_json::Value = serde_json::from_str(&line(json, &plain)).expect("valid JSON");
+    assert!(v.get("pool").is_none());
+}

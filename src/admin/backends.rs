@@ -1,16 +1,20 @@
-//! `/backends`: list, show, add, remove, switch on and off, reweigh.
+//! The backend operations of a pool: list, show, add, remove, switch on and off, reweigh. They
+//! serve `/backends` (the `default` pool's, as in the original) and `/pools/{name}/backends`
+//! (pool `name`'s) alike: [`Scope::of`] tells which pool a call acts on from its route.
 //!
 //! Adding reads the body with the config file's own rules (`config::backend_from_json`), resolves
 //! the host here, on an admin thread, refuses an address of ferrule's own or a link-local one
 //! (`config::check_backend_addr`), a `ca_file` outside the allowed directories ([`confined`]),
-//! and the same scheme and address as a backend in the pool (409); it gives an `https://` backend
-//! its TLS client settings as at start, its CA file read afresh; the new backend takes the next
-//! id (ids are never reused). Removing takes the backend
+//! and the same scheme and address as a backend in the same pool (409); it gives an `https://`
+//! backend its TLS client settings as at start (the pool's `backend_ca_file`), its CA file read
+//! afresh; the new backend takes the next id (ids are never reused, and unique across pools).
+//! Removing takes the backend
 //! out of the pool at once (no new request goes to it), tells every worker to close its idle
 //! connections to it, and keeps it in [`Admin::draining`] (listed as `draining`) until its last
 //! request in flight ends; then the workers are told again, for connections that went idle during
 //! the drain. Changes of membership and weight go through `Balancer::update`; states are flags on
-//! the backend itself.
+//! the backend itself. An id that belongs to another pool answers 404 with a pointer to it
+//! ([`elsewhere`]).
 //!
 //! Besides its state and counters, an entry carries what the dashboard (`dashboard.rs`) draws:
 //! the recent health checks (`health_history`), the response-time histogram (`latency`) and
@@ -22,16 +26,16 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::{json_object, Admin, ApiError, Call};
-use crate::balancer::{Backend, State};
+use crate::balancer::{Backend, Balancer, State};
 use crate::config::describe;
 use crate::config::{self, BackendConfig, BackendTls, Config, Scheme};
 use crate::httpd::message::Response;
 use crate::stats::LATENCY_BOUNDS_MS;
 use crate::worker::Control;
 
-/// A backend as the admin API shows it; `removed`: taken out of the pool, its last requests
-/// still in flight (listed until they end).
-pub fn backend_json(b: &Backend, removed: bool) -> Value {
+/// A backend of pool `pool` as the admin API shows it; `removed`: taken out of the pool, its
+/// last requests still in flight (listed until they end).
+pub fn backend_json(b: &Backend, pool: &str, removed: bool) -> Value {
     let state = b.state();
     let (last_check, last_error, history) = {
         let health = b.health.lock();
@@ -46,6 +50,7 @@ pub fn backend_json(b: &Backend, removed: bool) -> Value {
     let (buckets, sum_ms) = b.requests.latency.snapshot();
     json!({
         "id": b.id,
+        "pool": pool,
         "url": b.url,
         "addr": b.addr.to_string(),
         "weight": b.weight(),
@@ -78,42 +83,140 @@ pub fn backend_json(b: &Backend, removed: bool) -> Value {
     })
 }
 
-/// Every backend: the pool's, then the removed ones still draining.
-pub(super) fn all(admin: &Admin) -> Vec<Arc<Backend>> {
-    listed(admin).into_iter().map(|(b, _)| b).collect()
+/// The pool a call acts on: `/backends...` the `default` pool, `/pools/{name}/backends...` pool
+/// `name`; and where the id is among the call's parameters.
+pub(super) struct Scope {
+    pub name: Arc<str>,
+    pub balancer: Arc<Balancer>,
+    /// The index of `{id}` among the call's parameters.
+    id_at: usize,
 }
 
-/// [`all`], each with whether it was removed (a retired one, draining its last requests).
-fn listed(admin: &Admin) -> Vec<(Arc<Backend>, bool)> {
+impl Scope {
+    pub fn of(admin: &Admin, call: &Call<'_>) -> Result<Scope, ApiError> {
+        let table = admin.state.pools.current();
+        if !call.route.starts_with("/pools/") {
+            let m = table.default();
+            return Ok(Scope {
+                name: Arc::clone(&m.name),
+                balancer: Arc::clone(&m.balancer),
+                id_at: 0,
+            });
+        }
+        let name = call.param(0);
+        let m = table.by_name(name).ok_or_else(|| no_pool(name))?;
+        Ok(Scope {
+            name: Arc::clone(&m.name),
+            balancer: Arc::clone(&m.balancer),
+            id_at: 1,
+        })
+    }
+
+    fn id(&self, call: &Call<'_>) -> Result<u64, ApiError> {
+        parse_id(call.param(self.id_at))
+    }
+
+    /// Its backends, then its removed ones still draining, each with whether it was removed.
+    pub fn listed(&self) -> Vec<(Arc<Backend>, bool)> {
+        let pool = self.balancer.current();
+        let kept = pool.backends().iter().map(|b| (Arc::clone(b), false));
+        let retired = self.balancer.retired().into_iter();
+        kept.chain(retired.map(|b| (b, true))).collect()
+    }
+}
+
+/// `404 {"error": "no pool named \"x\""}`.
+pub(super) fn no_pool(name: &str) -> ApiError {
+    ApiError::new(404, format!("no pool named {name:?}"))
+}
+
+/// Where the admin API shows backend `id` of pool `pool`: `/backends/{id}` for `default`,
+/// `/pools/{pool}/backends/{id}` for the others.
+pub(super) fn location(pool: &str, id: u64) -> String {
+    if pool == crate::config::DEFAULT_POOL {
+        format!("/backends/{id}")
+    } else {
+        format!("/pools/{pool}/backends/{id}")
+    }
+}
+
+/// Every backend of every pool, `default` first (each pool's, then its removed ones still
+/// draining): its pool's name, the backend, whether it was removed.
+pub(super) fn all(admin: &Admin) -> Vec<(Arc<str>, Arc<Backend>, bool)> {
     prune_draining(admin);
-    let pool = admin.state.balancer().current();
-    let kept = pool.backends().iter().map(|b| (Arc::clone(b), false));
-    let retired = admin.state.balancer().retired().into_iter();
-    kept.chain(retired.map(|b| (b, true))).collect()
+    let table = admin.state.pools.current();
+    let mut out = Vec::new();
+    for (_, m) in table.members() {
+        let scope = Scope {
+            name: Arc::clone(&m.name),
+            balancer: Arc::clone(&m.balancer),
+            id_at: 0,
+        };
+        out.extend(
+            scope
+                .listed()
+                .into_iter()
+                .map(|(b, removed)| (Arc::clone(&m.name), b, removed)),
+        );
+    }
+    out
 }
 
-pub(super) fn list(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
-    let list: Vec<Value> = listed(admin)
+/// `id` is not in `scope`'s pool: a 404 that points to the pool that has it (`pool`,
+/// `location` and a `Location` header), or a plain 404 when no pool has it.
+fn elsewhere(admin: &Admin, scope: &Scope, id: u64) -> ApiError {
+    let table = admin.state.pools.current();
+    let found = table.members().find(|(_, m)| {
+        m.name != scope.name
+            && (m.balancer.current().get(id).is_some()
+                || m.balancer.retired().iter().any(|b| b.id == id))
+    });
+    let Some((_, m)) = found else {
+        return not_found(id);
+    };
+    let at = location(&m.name, id);
+    let mut e = ApiError::new(
+        404,
+        format!(
+            "id: backend {id} is not in pool {:?} but in pool {:?} (see {at})",
+            scope.name, m.name
+        ),
+    );
+    e.fields.push(("pool", Value::String(m.name.to_string())));
+    e.fields.push(("location", Value::String(at.clone())));
+    e.headers.push(("Location", at));
+    e
+}
+
+pub(super) fn list(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
+    let scope = Scope::of(admin, call)?;
+    prune_draining(admin);
+    let list: Vec<Value> = scope
+        .listed()
         .iter()
-        .map(|(b, removed)| backend_json(b, *removed))
+        .map(|(b, removed)| backend_json(b, &scope.name, *removed))
         .collect();
-    let strategy = admin.state.balancer().current().strategy().name();
+    let strategy = scope.balancer.current().strategy().name();
     Ok(Response::json(
         200,
-        &json!({"strategy": strategy, "backends": list}),
+        &json!({"pool": &*scope.name, "strategy": strategy, "backends": list}),
     ))
 }
 
 pub(super) fn get(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
-    let id = parse_id(call.param(0))?;
-    let (b, removed) = listed(admin)
+    let scope = Scope::of(admin, call)?;
+    let id = scope.id(call)?;
+    prune_draining(admin);
+    let (b, removed) = scope
+        .listed()
         .into_iter()
         .find(|(b, _)| b.id == id)
-        .ok_or_else(|| not_found(id))?;
-    Ok(Response::json(200, &backend_json(&b, removed)))
+        .ok_or_else(|| elsewhere(admin, &scope, id))?;
+    Ok(Response::json(200, &backend_json(&b, &scope.name, removed)))
 }
 
 pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
+    let scope = Scope::of(admin, call)?;
     let mut body = json_object(call.body)?;
     if let Some(Value::String(path)) = body.get("ca_file") {
         let real = confined(admin, path)?;
@@ -123,6 +226,12 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
     let (cfg, tls) = config::backend_from_json(&Value::Object(body))
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let config = admin.state.config.read().clone();
+    // the pool's own keys (`backend_ca_file`, `max_conns`), as its config entry gives them
+    let pool_config = config
+        .all_pools()
+        .find(|(name, _)| *name == &*scope.name)
+        .map(|(_, pool)| pool.clone())
+        .ok_or_else(|| no_pool(&scope.name))?;
     let mut own = vec![
         ("proxy", admin.state.proxy_addr),
         ("admin API", admin.own_addr),
@@ -143,19 +252,21 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
     // the CA file as it is now (a fresh cache: a rotated CA is read again, not the one cached
     // under the same path at start)
     let fresh = crate::tls::ClientConfigs::new();
-    let client_tls =
-        crate::client_tls_of(&config.pool, "", &cfg, &tls, &fresh, "").map_err(ApiError::bad)?;
-    let warnings = warnings(admin, &config, &cfg, &tls);
-    let added = admin.state.balancer().update(|pool| {
+    let pool_at = crate::pool_prefix(&scope.name);
+    let client_tls = crate::client_tls_of(&pool_config, &pool_at, &cfg, &tls, &fresh, "")
+        .map_err(ApiError::bad)?;
+    let warnings = warnings(&scope, &config, pool_config, &cfg, &tls);
+    let added = scope.balancer.update(|pool| {
         // checked under the writer lock: another request may have added it meanwhile
         match pool.backends().iter().find(|b| same_target(b, &cfg)) {
             Some(b) => Err(ApiError::new(
                 409,
                 format!(
-                    "url: {:?} is the same backend as backend {} ({:?}): both reach {} over {}",
+                    "url: {:?} is the same backend as backend {} ({:?}) of pool {:?}: both reach {} over {}",
                     cfg.url,
                     b.id,
                     b.url,
+                    scope.name,
                     cfg.addr,
                     scheme_name(cfg.scheme)
                 ),
@@ -164,19 +275,20 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
         }
     })?;
     log::info!(
-        "admin: backend {} added: {} (weight {})",
+        "admin: backend {} added to pool {}: {} (weight {})",
         added.id,
+        scope.name,
         added.url,
         added.weight()
     );
     for w in &warnings {
         log::warn!("backend {}: {w}", added.id);
     }
-    let mut entry = backend_json(&added, false);
+    let mut entry = backend_json(&added, &scope.name, false);
     if let Value::Object(map) = &mut entry {
         map.insert("warnings".into(), json!(warnings));
     }
-    Ok(Response::json(201, &entry).with_header("Location", format!("/backends/{}", added.id)))
+    Ok(Response::json(201, &entry).with_header("Location", location(&scope.name, added.id)))
 }
 
 /// A file named through the API (`ca_file`): it must resolve, symlinks followed, to a regular
@@ -226,40 +338,46 @@ fn scheme_name(scheme: Scheme) -> &'static str {
 }
 
 pub(super) fn delete(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
-    let id = parse_id(call.param(0))?;
-    let removed = admin.state.balancer().update(|pool| {
+    let scope = Scope::of(admin, call)?;
+    let id = scope.id(call)?;
+    let removed = scope.balancer.update(|pool| {
         let b = Arc::clone(pool.get(id)?);
         // no new request from a worker still holding the old pool either
         b.set_draining();
         pool.remove(id)
     });
     let Some(b) = removed else {
-        return Err(not_found(id));
+        return Err(missing(admin, &scope, id));
     };
     for port in &admin.state.ports {
         port.send(Control::BackendRemoved(id));
     }
     let in_flight = b.active_requests();
     log::info!(
-        "admin: backend {id} removed: {} ({in_flight} requests in flight)",
+        "admin: backend {id} removed from pool {}: {} ({in_flight} requests in flight)",
+        scope.name,
         b.url
     );
     let body = json!({"id": id, "url": b.url, "in_flight": in_flight, "draining": in_flight > 0});
     if in_flight == 0 {
         return Ok(Response::json(200, &body));
     }
-    admin.state.balancer().retire(b);
+    scope.balancer.retire(b);
     Ok(Response::json(202, &body))
 }
 
 /// Forgets the retired backends whose last request ended (see [`crate::Balancer::retire`]), and
 /// tells the workers again to close idle connections to them.
 pub(super) fn prune_draining(admin: &Admin) {
-    for b in admin.state.balancer().prune_retired() {
-        for port in &admin.state.ports {
-            port.send(Control::BackendRemoved(b.id));
+    let table = admin.state.pools.current();
+    // bounded: the pools of the table
+    for (_, m) in table.members() {
+        for b in m.balancer.prune_retired() {
+            for port in &admin.state.ports {
+                port.send(Control::BackendRemoved(b.id));
+            }
+            log::info!("admin: backend {} drained: {}", b.id, b.url);
         }
-        log::info!("admin: backend {} drained: {}", b.id, b.url);
     }
 }
 
@@ -282,7 +400,8 @@ impl Wanted {
 }
 
 pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
-    let id = parse_id(call.param(0))?;
+    let scope = Scope::of(admin, call)?;
+    let id = scope.id(call)?;
     let body = json_object(call.body)?;
     check_keys(&body, &["weight", "state"])?;
     let weight = body.get("weight").map(weight_of).transpose()?;
@@ -294,7 +413,7 @@ pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError
     }
     // under the pool's writer lock, like a DELETE: a backend being removed is never switched
     // back on
-    let b = change(admin, id, |pool, b| {
+    let b = change(admin, &scope, id, |pool, b| {
         if let Some(w) = weight {
             pool.set_weight(id, w);
         }
@@ -313,13 +432,18 @@ pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError
         .into_iter()
         .chain(state.map(|s| format!("state {}", s.name())))
         .collect();
-    log::info!("admin: backend {id}: {}", what.join(", "));
-    Ok(Response::json(200, &backend_json(&b, false)))
+    log::info!(
+        "admin: backend {id} of pool {}: {}",
+        scope.name,
+        what.join(", ")
+    );
+    Ok(Response::json(200, &backend_json(&b, &scope.name, false)))
 }
 
 /// `{"alive": false}` disables the backend; `{"alive": true}` enables it and marks it healthy.
 pub(super) fn put_status(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
-    let id = parse_id(call.param(0))?;
+    let scope = Scope::of(admin, call)?;
+    let id = scope.id(call)?;
     let body = json_object(call.body)?;
     check_keys(&body, &["alive"])?;
     let alive = match body.get("alive") {
@@ -332,41 +456,47 @@ pub(super) fn put_status(admin: &Admin, call: &Call<'_>) -> Result<Response, Api
         }
         None => return Err(ApiError::bad("alive: missing (true or false)")),
     };
-    let b = change(admin, id, |_, b| {
+    let b = change(admin, &scope, id, |_, b| {
         b.set_enabled(alive);
         if alive {
             b.set_healthy(true);
         }
     })?;
     log::info!(
-        "admin: backend {id} {}",
+        "admin: backend {id} of pool {} {}",
+        scope.name,
         if alive { "enabled" } else { "disabled" }
     );
-    Ok(Response::json(200, &backend_json(&b, false)))
+    Ok(Response::json(200, &backend_json(&b, &scope.name, false)))
 }
 
-/// Applies `edit` to the backend `id` of the pool through `Balancer::update` (serialised with
-/// every other change); a removed one (draining or gone) is not found.
+/// Applies `edit` to the backend `id` of `scope`'s pool through `Balancer::update` (serialised
+/// with every other change); a removed one (draining or gone) is not found.
 fn change(
     admin: &Admin,
+    scope: &Scope,
     id: u64,
     edit: impl FnOnce(&mut crate::balancer::Pool, &Backend),
 ) -> Result<Arc<Backend>, ApiError> {
-    let changed = admin.state.balancer().update(|pool| {
+    let changed = scope.balancer.update(|pool| {
         let b = Arc::clone(pool.get(id)?);
         edit(pool, &b);
         Some(b)
     });
-    changed.ok_or_else(|| {
-        if admin.state.balancer().retired().iter().any(|b| b.id == id) {
-            ApiError::new(
-                404,
-                format!("id: backend {id} was removed (it is draining its last requests)"),
-            )
-        } else {
-            not_found(id)
-        }
-    })
+    changed.ok_or_else(|| missing(admin, scope, id))
+}
+
+/// Backend `id` is not (or no longer) in `scope`'s pool: removed and draining, in another pool,
+/// or nowhere.
+fn missing(admin: &Admin, scope: &Scope, id: u64) -> ApiError {
+    if scope.balancer.retired().iter().any(|b| b.id == id) {
+        ApiError::new(
+            404,
+            format!("id: backend {id} was removed (it is draining its last requests)"),
+        )
+    } else {
+        elsewhere(admin, scope, id)
+    }
 }
 
 fn parse_id(text: &str) -> Result<u64, ApiError> {
@@ -433,10 +563,19 @@ fn same_target(b: &Backend, cfg: &BackendConfig) -> bool {
     b.scheme == cfg.scheme && b.addr == cfg.addr
 }
 
-/// What the config file would warn about this entry (unused TLS keys), and a backend already at
-/// the same address over another scheme.
-fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTls) -> Vec<String> {
+/// What the config file would warn about this entry of a pool with `pool`'s keys (unused TLS
+/// keys), and a backend of the pool already at the same address over another scheme.
+fn warnings(
+    scope: &Scope,
+    config: &Config,
+    pool: crate::config::PoolConfig,
+    cfg: &BackendConfig,
+    tls: &BackendTls,
+) -> Vec<String> {
     let mut alone = config.clone();
+    alone.pool = pool;
+    alone.pools.clear();
+    alone.routes.clear();
     alone.pool.backends = vec![cfg.clone()];
     alone.pool.backend_tls = vec![tls.clone()];
     let mut out: Vec<String> = alone
@@ -447,7 +586,7 @@ fn warnings(admin: &Admin, config: &Config, cfg: &BackendConfig, tls: &BackendTl
                 .map(|rest| format!("this backend{rest}"))
         })
         .collect();
-    for b in admin.state.balancer().current().backends() {
+    for b in scope.balancer.current().backends() {
         if b.addr == cfg.addr {
             out.push(format!(
                 "resolves to the same address as backend {} ({}): that server gets both their shares",

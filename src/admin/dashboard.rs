@@ -2,9 +2,11 @@
 //!
 //! The page is `dashboard/page.html` with `dashboard/page.css` and `dashboard/page.js` put inline
 //! (all three compiled into the binary with `include_str!`; nothing else is loaded, so it works
-//! offline). It holds no data: its script polls `GET /backends` and `GET /stats` every second and
-//! acts through the same REST API as any client (drain, disable, enable, weight, add, remove,
-//! reload), asking for the `admin_token` on its first 401 and sending it as `Authorization:
+//! offline). It holds no data: its script polls `GET /pools`, each pool's backends (`GET
+//! /backends` for `default`, `GET /pools/{name}/backends` for the others) and `GET /stats` every
+//! second, shows the backends grouped by pool (with a pool filter), and acts through the same
+//! REST API as any client, on the backend's own pool (drain, disable, enable, weight, add,
+//! remove, reload), asking for the `admin_token` on its first 401 and sending it as `Authorization:
 //! Bearer`. So the page itself is served without the token.
 //!
 //! It is sent with a strict Content-Security-Policy: nothing is allowed by default, the inline

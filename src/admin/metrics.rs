@@ -3,8 +3,9 @@
 //!
 //! Both read counters only: the workers' and backends' relaxed atomics, and each backend's last
 //! health check (under its `health` mutex, which the request path never takes). Metric names:
-//! counters end in `_total`, times are in seconds; per backend the labels are `backend` (its URL)
-//! and `id`. Backends removed and still draining are included until their last request ends.
+//! counters end in `_total`, times are in seconds; per backend the labels are `backend` (its URL),
+//! `id` and `pool` (its pool's name); per pool `pool`; per route `route` and `pool`. Backends
+//! removed and still draining are included until their last request ends.
 
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::Ordering;
@@ -107,7 +108,7 @@ pub(super) fn stats(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiError> {
         .collect();
     let mut body = Totals::of(admin.state.workers.iter().map(|w| &**w)).json();
     let backends = backends::all(admin);
-    let requests: u64 = backends.iter().map(|b| b.total_requests()).sum();
+    let requests: u64 = backends.iter().map(|(_, b, _)| b.total_requests()).sum();
     body.insert("backend_requests".into(), json!(requests));
     body.insert(
         "access_log_dropped".into(),
@@ -173,13 +174,15 @@ fn escape(v: &str) -> String {
 struct Labelled<'a> {
     backend: &'a Backend,
     id: String,
+    pool: &'a str,
 }
 
 impl Labelled<'_> {
-    fn labels(&self) -> [(&str, &str); 2] {
+    fn labels(&self) -> [(&str, &str); 3] {
         [
             ("backend", self.backend.url.as_str()),
             ("id", self.id.as_str()),
+            ("pool", self.pool),
         ]
     }
 }
@@ -290,18 +293,13 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
     );
 
     let all = backends::all(admin);
-    let pool_size = admin.state.balancer().current().backends().len();
-    t.single(
-        "ferrule_backends",
-        "gauge",
-        "Backends in the pool (removed ones still draining not counted).",
-        pool_size,
-    );
+    pools(&mut t, admin);
     let list: Vec<Labelled<'_>> = all
         .iter()
-        .map(|b| Labelled {
+        .map(|(pool, b, _)| Labelled {
             backend: b,
             id: b.id.to_string(),
+            pool,
         })
         .collect();
     t.per_backend(
@@ -347,10 +345,10 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
     for b in &list {
         let now = b.backend.state();
         for state in [State::Up, State::Down, State::Draining, State::Disabled] {
-            let [backend, id] = b.labels();
+            let [backend, id, pool] = b.labels();
             t.sample(
                 "ferrule_backend_state",
-                &[backend, id, ("state", state.name())],
+                &[backend, id, pool, ("state", state.name())],
                 u64::from(now == state),
             );
         }
@@ -362,6 +360,49 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         "text/plain; version=0.0.4; charset=utf-8",
         t.0,
     ))
+}
+
+/// The pools' sizes and the routes' request counts.
+fn pools(t: &mut Text, admin: &Admin) {
+    let table = admin.state.pools.current();
+    let members: Vec<_> = table.members().map(|(_, m)| m).collect();
+    let pools: Vec<_> = members.iter().map(|m| m.balancer.current()).collect();
+    t.single(
+        "ferrule_backends",
+        "gauge",
+        "Backends in all pools (removed ones still draining not counted).",
+        pools.iter().map(|p| p.backends().len()).sum::<usize>(),
+    );
+    t.family(
+        "ferrule_pool_backends",
+        "gauge",
+        "Backends in the pool (removed ones still draining not counted).",
+    );
+    for (m, p) in members.iter().zip(&pools) {
+        let n = p.backends().len();
+        t.sample("ferrule_pool_backends", &[("pool", &m.name)], n);
+    }
+    t.family(
+        "ferrule_pool_backends_up",
+        "gauge",
+        "Backends of the pool that take new requests (state up).",
+    );
+    for (m, p) in members.iter().zip(&pools) {
+        let up = p.backends().iter().filter(|b| b.state() == State::Up);
+        t.sample("ferrule_pool_backends_up", &[("pool", &m.name)], up.count());
+    }
+    t.family(
+        "ferrule_route_requests_total",
+        "counter",
+        "Requests a route sent to its pool (since the first load that had the route).",
+    );
+    for r in table.routes() {
+        t.sample(
+            "ferrule_route_requests_total",
+            &[("route", r.name), ("pool", r.pool)],
+            r.requests,
+        );
+    }
 }
 
 /// The last active health check of each backend that has had one.
@@ -425,19 +466,23 @@ fn latency(t: &mut Text, list: &[Labelled<'_>]) {
         .collect();
     for b in list {
         let (buckets, sum_ms) = b.backend.requests.latency.snapshot();
-        let [backend, id] = b.labels();
+        let [backend, id, pool] = b.labels();
         let mut cumulative = 0u64;
         for (i, n) in buckets.iter().enumerate() {
             cumulative += n;
             let le = bounds.get(i).map_or("+Inf", String::as_str);
             t.sample(
                 &format!("{NAME}_bucket"),
-                &[backend, id, ("le", le)],
+                &[backend, id, pool, ("le", le)],
                 cumulative,
             );
         }
-        t.sample(&format!("{NAME}_sum"), &[backend, id], seconds(sum_ms));
-        t.sample(&format!("{NAME}_count"), &[backend, id], cumulative);
+        t.sample(
+            &format!("{NAME}_sum"),
+            &[backend, id, pool],
+            seconds(sum_ms),
+        );
+        t.sample(&format!("{NAME}_count"), &[backend, id, pool], cumulative);
     }
 }
 

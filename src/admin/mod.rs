@@ -25,6 +25,7 @@ pub(crate) mod dashboard;
 mod guard;
 mod metrics;
 mod openapi;
+mod pools;
 mod reload;
 
 use std::io;
@@ -156,12 +157,14 @@ struct Admin {
     throttle: guard::Throttle,
 }
 
-/// A failed request: its status, message and extra fields.
+/// A failed request: its status, message, extra headers and extra fields of its body (besides
+/// `error`: the pointer to a backend's pool, say).
 #[derive(Debug)]
 struct ApiError {
     status: u16,
     message: String,
     headers: Vec<(&'static str, String)>,
+    fields: Vec<(&'static str, Value)>,
 }
 
 impl ApiError {
@@ -170,6 +173,7 @@ impl ApiError {
             status,
             message: message.into(),
             headers: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -178,7 +182,14 @@ impl ApiError {
     }
 
     fn into_response(self) -> Response {
-        let mut r = Response::error(self.status, &self.message);
+        let mut r = if self.fields.is_empty() {
+            Response::error(self.status, &self.message)
+        } else {
+            let mut body = serde_json::Map::new();
+            body.insert("error".into(), Value::String(self.message));
+            body.extend(self.fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+            Response::json(self.status, &Value::Object(body))
+        };
         r.headers = self.headers;
         r
     }
@@ -186,6 +197,8 @@ impl ApiError {
 
 /// One request as a handler sees it.
 struct Call<'a> {
+    /// The route's pattern (`/pools/{name}/backends/{id}`).
+    route: &'static str,
     body: &'a [u8],
     /// The `{…}` segments of the route's path, in order.
     params: Vec<&'a str>,
@@ -235,6 +248,34 @@ static ROUTES: &[Route] = &[
     Route {
         path: "/backends/{id}/status",
         ops: &[("PUT", backends::put_status)],
+    },
+    Route {
+        path: "/pools",
+        ops: &[("GET", pools::list)],
+    },
+    Route {
+        path: "/pools/{name}",
+        ops: &[("GET", pools::get)],
+    },
+    Route {
+        path: "/pools/{name}/backends",
+        ops: &[("GET", backends::list), ("POST", backends::add)],
+    },
+    Route {
+        path: "/pools/{name}/backends/{id}",
+        ops: &[
+            ("GET", backends::get),
+            ("PATCH", backends::patch),
+            ("DELETE", backends::delete),
+        ],
+    },
+    Route {
+        path: "/pools/{name}/backends/{id}/status",
+        ops: &[("PUT", backends::put_status)],
+    },
+    Route {
+        path: "/routes",
+        ops: &[("GET", pools::routes)],
     },
     Route {
         path: "/stats",
@@ -301,12 +342,17 @@ impl crate::httpd::App for Admin {
     fn handle(&self, head: &Head, body: &[u8]) -> Response {
         let found = find_route(&head.path).and_then(|(route, params)| {
             let op = route.ops.iter().find(|(m, _)| *m == head.method)?;
-            Some((op.1, params))
+            Some((op.1, route.path, params))
         });
-        let Some((handler, params)) = found else {
+        let Some((handler, route, params)) = found else {
             return Response::error(404, &format!("{}: no such endpoint", head.path));
         };
-        handler(self, &Call { body, params }).unwrap_or_else(ApiError::into_response)
+        let call = Call {
+            route,
+            body,
+            params,
+        };
+        handler(self, &call).unwrap_or_else(ApiError::into_response)
     }
 
     fn tick(&self) {
@@ -527,6 +573,14 @@ mod tests {
         assert_eq!(path("/"), Some(("/", vec![])));
         assert_eq!(path("/dashboard"), Some(("/dashboard", vec![])));
         assert_eq!(path("/dashboardx"), None);
+        assert_eq!(path("/pools"), Some(("/pools", vec![])));
+        assert_eq!(path("/pools/api"), Some(("/pools/{name}", vec!["api"])));
+        assert_eq!(
+            path("/pools/api/backends/7/status"),
+            Some(("/pools/{name}/backends/{id}/status", vec!["api", "7"]))
+        );
+        assert_eq!(path("/pools//backends"), None);
+        assert_eq!(path("/routes"), Some(("/routes", vec![])));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub(super) fn document(token: bool) -> Value {
         "info": {
             "title": "ferrule admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Reads and changes a running ferrule: its backend pool, its counters, \
+            "description": "Reads and changes a running ferrule: its pools of backends and its routes, its counters, \
                 its configuration. JSON in and out (but /metrics); every error is \
                 {\"error\": \"<field>: <problem>\"}. Request bodies are JSON with \
                 Content-Type: application/json (415 otherwise), at most 1 MiB (413 beyond). The \
@@ -37,6 +37,19 @@ pub(super) fn document(token: bool) -> Value {
             "/backends": {"get": list(), "post": add()},
             "/backends/{id}": {"get": get(), "patch": patch(), "delete": delete()},
             "/backends/{id}/status": {"put": put_status()},
+            "/pools": {"get": pools()},
+            "/pools/{name}": {"get": pool()},
+            "/pools/{name}/backends": {
+                "get": in_pool(list(), "listPoolBackends"),
+                "post": in_pool(add(), "addPoolBackend"),
+            },
+            "/pools/{name}/backends/{id}": {
+                "get": in_pool(get(), "getPoolBackend"),
+                "patch": in_pool(patch(), "patchPoolBackend"),
+                "delete": in_pool(delete(), "deletePoolBackend"),
+            },
+            "/pools/{name}/backends/{id}/status": {"put": in_pool(put_status(), "setPoolBackendStatus")},
+            "/routes": {"get": routes()},
             "/stats": {"get": stats()},
             "/metrics": {"get": metrics()},
             "/config": {"get": config()},
@@ -105,6 +118,86 @@ fn error(description: &str) -> Value {
     answer(description, "Error")
 }
 
+/// 404 for a backend id this pool does not have: plain, or with a pointer to the pool that has
+/// it.
+fn not_here(description: &str) -> Value {
+    json!({
+        "description": format!("{description}; when another pool has it, the answer points there: its pool, its location, and a Location header"),
+        "content": {"application/json": {"schema": schema("NotHere")}},
+    })
+}
+
+fn name_parameter() -> Value {
+    json!({
+        "name": "name",
+        "in": "path",
+        "required": true,
+        "description": "The pool's name: default (the top-level backends and keys), or a key of pools",
+        "schema": {"type": "string", "minLength": 1},
+        "example": "default",
+    })
+}
+
+/// A `/backends` operation as it acts on the pool named in the path.
+fn in_pool(mut op: Value, id: &str) -> Value {
+    if let Value::Object(map) = &mut op {
+        map.insert("operationId".into(), json!(id));
+        let summary = map
+            .get("summary")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let summary = format!("{summary} (in pool {{name}}; /backends is the default pool's)");
+        map.insert("summary".into(), json!(summary));
+        let mut params = vec![name_parameter()];
+        if let Some(Value::Array(more)) = map.get("parameters") {
+            params.extend(more.iter().cloned());
+        }
+        map.insert("parameters".into(), Value::Array(params));
+        if let Some(Value::Object(responses)) = map.get_mut("responses") {
+            let what = match responses.get("404") {
+                Some(_) => "no pool has this name, or the pool has no backend with this id",
+                None => "no pool has this name",
+            };
+            let answer = if responses.contains_key("404") {
+                not_here(what)
+            } else {
+                error(what)
+            };
+            responses.insert("404".into(), answer);
+        }
+    }
+    op
+}
+
+fn pools() -> Value {
+    json!({
+        "operationId": "listPools",
+        "summary": "Every pool (default first): its strategy, its backends counted by state, the routes to it, whether it is the default pool and whether requests no route matches go to it",
+        "responses": {"200": answer("the pools", "PoolList"), "401": unauthorized()},
+    })
+}
+
+fn pool() -> Value {
+    json!({
+        "operationId": "getPool",
+        "summary": "One pool: its entry of /pools and its backends",
+        "parameters": [name_parameter()],
+        "responses": {
+            "200": answer("the pool", "PoolDetail"),
+            "401": unauthorized(),
+            "404": error("no pool has this name"),
+        },
+    })
+}
+
+fn routes() -> Value {
+    json!({
+        "operationId": "listRoutes",
+        "summary": "Every route in file order with the requests it sent to its pool, and whether requests no route matches go to the default pool (else 404)",
+        "responses": {"200": answer("the routes", "RouteList"), "401": unauthorized()},
+    })
+}
+
 fn unauthorized() -> Value {
     error("admin_token is set and the request has no Authorization: Bearer <admin_token>, or another token")
 }
@@ -141,7 +234,7 @@ fn health() -> Value {
 fn dashboard(id: &str) -> Value {
     json!({
         "operationId": id,
-        "summary": "The live HTML dashboard: one self-contained page (its style and script inline, allowed by hash in a strict Content-Security-Policy) that polls /backends and /stats and acts through this API; never needs the token (the page asks for it and sends it)",
+        "summary": "The live HTML dashboard: one self-contained page (its style and script inline, allowed by hash in a strict Content-Security-Policy) that polls /pools, each pool's backends and /stats, and acts through this API; never needs the token (the page asks for it and sends it)",
         "security": [],
         "responses": {
             "200": {
@@ -191,7 +284,7 @@ fn get() -> Value {
         "responses": {
             "200": answer("the backend", "Backend"),
             "401": unauthorized(),
-            "404": error("no backend has this id"),
+            "404": not_here("no backend of the pool has this id"),
         },
     })
 }
@@ -206,7 +299,7 @@ fn patch() -> Value {
             "200": answer("the backend as changed", "Backend"),
             "400": error("not a JSON object, an unknown key, a bad weight or state, nothing to change"),
             "401": unauthorized(),
-            "404": error("no backend in the pool has this id"),
+            "404": not_here("no backend in the pool has this id"),
             "413": error("the body is over 1 MiB"),
         },
     })
@@ -221,7 +314,7 @@ fn delete() -> Value {
             "200": answer("removed; it had no request in flight", "Removed"),
             "202": answer("removed; its requests in flight are finishing (listed as draining until then)", "Removed"),
             "401": unauthorized(),
-            "404": error("no backend in the pool has this id"),
+            "404": not_here("no backend in the pool has this id"),
         },
     })
 }
@@ -236,7 +329,7 @@ fn put_status() -> Value {
             "200": answer("the backend as changed", "Backend"),
             "400": error("not a JSON object, an unknown key, alive missing or not a boolean"),
             "401": unauthorized(),
-            "404": error("no backend in the pool has this id"),
+            "404": not_here("no backend in the pool has this id"),
             "413": error("the body is over 1 MiB"),
         },
     })
@@ -350,6 +443,49 @@ fn schemas() -> Value {
         ),
         ("Backend", backend()),
         (
+            "NotHere",
+            json!({
+                "type": "object",
+                "required": ["error"],
+                "additionalProperties": false,
+                "properties": {
+                    "error": {"type": "string"},
+                    "pool": {"type": "string", "description": "the pool that has the backend"},
+                    "location": {"type": "string", "description": "where the backend is shown: /backends/{id} (default) or /pools/{pool}/backends/{id}"},
+                },
+            }),
+        ),
+        ("Pool", pool_schema()),
+        (
+            "PoolDetail",
+            json!({
+                "allOf": [schema("Pool"), {
+                    "type": "object",
+                    "required": ["backends"],
+                    "properties": {"backends": {"type": "array", "items": schema("Backend")}},
+                }],
+            }),
+        ),
+        (
+            "PoolList",
+            json!({
+                "type": "object",
+                "required": ["pools"],
+                "properties": {"pools": {"type": "array", "items": schema("Pool")}},
+            }),
+        ),
+        (
+            "RouteList",
+            json!({
+                "type": "object",
+                "required": ["routes", "unmatched_to_default"],
+                "properties": {
+                    "routes": {"type": "array", "items": route_schema()},
+                    "unmatched_to_default": {"type": "boolean", "description": "requests no route matches go to the default pool (false: they get 404)"},
+                },
+            }),
+        ),
+        (
             "AddedBackend",
             json!({
                 "allOf": [schema("Backend"), {
@@ -363,8 +499,9 @@ fn schemas() -> Value {
             "BackendList",
             json!({
                 "type": "object",
-                "required": ["strategy", "backends"],
+                "required": ["pool", "strategy", "backends"],
                 "properties": {
+                    "pool": {"type": "string"},
                     "strategy": {"type": "string"},
                     "backends": {"type": "array", "items": schema("Backend")},
                 },
@@ -483,14 +620,52 @@ fn schemas() -> Value {
     Value::Object(all)
 }
 
+fn pool_schema() -> Value {
+    let counts = json!({
+        "type": "object",
+        "required": ["up", "down", "draining", "disabled"],
+        "properties": {"up": integer(), "down": integer(), "draining": integer(), "disabled": integer()},
+    });
+    json!({
+        "type": "object",
+        "required": ["name", "default", "serves_unmatched", "strategy", "size", "states", "removed", "routes"],
+        "properties": {
+            "name": {"type": "string"},
+            "default": {"type": "boolean", "description": "the pool of the top-level keys (also served at /backends)"},
+            "serves_unmatched": {"type": "boolean", "description": "requests no route matches come here"},
+            "strategy": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0, "description": "backends in the pool"},
+            "states": counts,
+            "removed": {"type": "integer", "minimum": 0, "description": "backends removed and still draining their last requests (not in size)"},
+            "routes": {"type": "array", "items": {"type": "string"}, "description": "the names of the routes to this pool, in file order"},
+        },
+    })
+}
+
+fn route_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["name", "host", "path_prefix", "pool", "strip_prefix", "requests"],
+        "properties": {
+            "name": {"type": "string"},
+            "host": {"type": "string", "nullable": true, "description": "an exact host or *.suffix; null: any host"},
+            "path_prefix": {"type": "string", "nullable": true, "description": "null: any path"},
+            "pool": {"type": "string"},
+            "strip_prefix": {"type": "boolean"},
+            "requests": {"type": "integer", "minimum": 0, "description": "requests it sent to its pool since it was loaded (kept by a reload that keeps the route)"},
+        },
+    })
+}
+
 fn backend() -> Value {
     json!({
         "type": "object",
-        "required": ["id", "url", "addr", "weight", "max_conns", "state", "alive", "healthy", "enabled",
+        "required": ["id", "pool", "url", "addr", "weight", "max_conns", "state", "alive", "healthy", "enabled",
             "in_flight", "active_connections", "total_requests", "failures", "last_check", "last_error",
             "removed", "health_history", "latency"],
         "properties": {
             "id": integer(),
+            "pool": {"type": "string", "description": "the name of its pool"},
             "url": {"type": "string"},
             "addr": {"type": "string", "description": "the address it is reached at (a name may stand for several backends, one per address)"},
             "weight": {"type": "integer", "minimum": 1, "maximum": 10000},

@@ -129,6 +129,9 @@ impl Stream {
                 if let Some(sni) = client.sni() {
                     e.set(Text::Sni, sni.as_bytes());
                 }
+                if let Some(pool) = ctx.pools.table().member(usize::from(head.pool)) {
+                    e.set(Text::Pool, pool.name.as_bytes());
+                }
                 e.tls = client.tls_version().map(access_log::tls_name);
                 e.http10 = head.http10;
                 e.http2 = from.http2;

@@ -184,7 +184,7 @@ fn the_openapi_document_describes_the_live_router() {
         allowed.entry(p.clone()).or_default().push(m.clone());
     }
     for (path, methods) in &allowed {
-        let concrete = path.replace("{id}", "0");
+        let concrete = path.replace("{id}", "0").replace("{name}", "default");
         for method in METHODS.iter().filter(|m| !methods.iter().any(|d| d == *m)) {
             let r = api.raw(method, &concrete, None);
             assert_eq!(r.status, 405, "{method} {concrete}");
@@ -206,6 +206,8 @@ fn the_openapi_document_describes_the_live_router() {
     for (method, path, op) in &ops {
         let example = op["requestBody"]["content"]["application/json"]["example"].clone();
         let body = (!example.is_null()).then(|| example.to_string().into_bytes());
+        // `{name}`: the default pool (`tests/pools_admin.rs` covers the others)
+        let path = &path.replace("{name}", "default");
         let concrete = if path.contains("{id}") {
             // a backend of its own, so that a DELETE does not take away another's
             let b = Backend::start("doc");
@@ -235,6 +237,8 @@ fn the_openapi_document_describes_the_live_router() {
     for (method, path, status) in &statuses {
         let expected = match (method.as_str(), path.as_str()) {
             ("POST", "/backends") => 201,
+            // the same example again, in the same pool by its other path
+            ("POST", "/pools/default/backends") => 409,
             ("POST", "/reload-certs") => 409,
             // started from a Config value, not a file: there is nothing to reload
             ("POST", "/reload") => 409,
@@ -258,7 +262,7 @@ fn the_openapi_document_describes_the_live_router() {
         json!({"type": "http", "scheme": "bearer"})
     );
     for (method, path, op) in &ops {
-        let concrete = path.replace("{id}", "0");
+        let concrete = path.replace("{id}", "0").replace("{name}", "default");
         let status = check_call(&doc, &outsider, method, &concrete, op, None);
         let open = ["/health", "/", "/dashboard"].contains(&path.as_str());
         let want = if open { 200 } else { 401 };
@@ -364,7 +368,7 @@ fn metrics_pass_promtool_and_follow_the_traffic() {
         );
     }
     let after = samples(&text);
-    let labels = format!("backend=\"http://{}\",id=\"0\"", a.addr);
+    let labels = format!("backend=\"http://{}\",id=\"0\",pool=\"default\"", a.addr);
     let moved = |series: &str| {
         after.get(series).copied().unwrap_or(-1.0) - before.get(series).copied().unwrap_or(0.0)
     };

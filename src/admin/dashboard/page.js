@@ -1,8 +1,9 @@
 
 'use strict';
-// The ferrule dashboard: polls GET /backends and GET /stats every second and updates the page in
-// place (one row per backend, keyed by its id; only the text and attributes that changed are
-// written). Rates are the differences between two polls. Actions go through the same REST API.
+// The ferrule dashboard: polls GET /pools, each pool's backends (GET /backends for `default`,
+// GET /pools/{name}/backends for the others) and GET /stats every second and updates the page in
+// place (one row per backend, keyed by its id (unique across pools), grouped by pool; only the
+// text and attributes that changed are written). Rates are the differences between two polls. Actions go through the same REST API.
 // Text from the API is only ever set with textContent.
 (() => {
   const POLL_MS = 1000;
@@ -17,6 +18,9 @@
   const CHART_MIN_SPAN = 60;
 
   const $ = (id) => document.getElementById(id);
+  // where the backends of pool `name` are: /backends is the default pool's
+  const backendsPath = (name) => (name === 'default'
+    ? '/backends' : '/pools/' + encodeURIComponent(name) + '/backends');
   const nf = new Intl.NumberFormat('en-US');
 
   function h(tag, cls, text) {
@@ -344,6 +348,7 @@
   class Row {
     constructor(b) {
       this.id = b.id;
+      this.pool = typeof b.pool === 'string' ? b.pool : 'default';
       this.b = b;
       this.rps = [];
       this.errs = [];
@@ -353,6 +358,7 @@
       this.armed = 0;
       const el = this.el = h('div', 'b');
       el.dataset.id = String(b.id);
+      el.dataset.pool = this.pool;
       el.setAttribute('role', 'listitem');
       const cell = (cls, label) => {
         const c = h('div', 'c ' + cls);
@@ -586,7 +592,8 @@
 
     matches(q) {
       const b = this.b;
-      return ('#' + b.id + ' ' + b.url + ' ' + b.addr + ' ' + b.state + (b.removed ? ' removed' : ''))
+      return ('#' + b.id + ' ' + b.url + ' ' + b.addr + ' ' + b.state + ' ' + this.pool
+        + (b.removed ? ' removed' : ''))
         .toLowerCase().includes(q);
     }
   }
@@ -594,7 +601,7 @@
   // ------------------------------------------------------------------ actions
   async function run(row, method, body, done) {
     row.setBusy(true);
-    const path = '/backends/' + row.id;
+    const path = backendsPath(row.pool) + '/' + row.id;
     try {
       const r = await api(method, path, body);
       if (r.data && r.data.id === row.id && typeof r.data.state === 'string') row.show(r.data);
@@ -651,13 +658,14 @@
     if (w) body.weight = Number(w);
     const btn = $('add-submit');
     btn.disabled = true;
+    const path = backendsPath($('add-pool').value || 'default');
     try {
-      const r = await api('POST', '/backends', body);
-      toast('ok', `backend #${r.data.id} added: ${r.data.url}`, r.data.warnings);
+      const r = await api('POST', path, body);
+      toast('ok', `backend #${r.data.id} added to ${r.data.pool}: ${r.data.url}`, r.data.warnings);
       $('add-url').value = '';
       pollSoon();
     } catch (e) {
-      failed(e, 'POST /backends');
+      failed(e, 'POST ' + path);
     } finally {
       btn.disabled = false;
     }
@@ -689,19 +697,95 @@
   });
 
   let filter = '';
+  let poolFilter = '';
   function applyFilter() {
     let shown = 0;
+    const seen = new Map();
     for (const row of rows.values()) {
-      const hide = filter !== '' && !row.matches(filter);
+      const hide = (poolFilter !== '' && row.pool !== poolFilter)
+        || (filter !== '' && !row.matches(filter));
       if (row.el.hidden !== hide) row.el.hidden = hide;
       if (!hide) shown++;
+      seen.set(row.pool, (seen.get(row.pool) || 0) + (hide ? 0 : 1));
     }
-    setText($('count'), filter ? `${shown} of ${rows.size}` : String(rows.size));
+    for (const [name, g] of groups) {
+      const hide = poolFilter !== '' ? name !== poolFilter : filter !== '' && !seen.get(name);
+      if (g.el.hidden !== hide) g.el.hidden = hide;
+    }
+    const narrowed = filter !== '' || poolFilter !== '';
+    setText($('count'), narrowed ? `${shown} of ${rows.size}` : String(rows.size));
   }
   $('filter').addEventListener('input', () => {
     filter = $('filter').value.trim().toLowerCase();
     applyFilter();
   });
+  $('pool-filter').addEventListener('change', () => {
+    poolFilter = $('pool-filter').value;
+    applyFilter();
+  });
+
+  // ------------------------------------------------------------------ pools
+  // name -> { el, head, title, sub, body }: a heading and the pool's rows, in /pools order
+  const groups = new Map();
+  function group(p, index) {
+    let g = groups.get(p.name);
+    if (!g) {
+      const el = h('div', 'pool-group');
+      el.dataset.pool = p.name;
+      const head = h('div', 'pool-head');
+      const title = h('h3', '', p.name);
+      const sub = h('span', 'sub');
+      head.append(title, sub);
+      const body = h('div', 'pool-rows');
+      el.append(head, body);
+      g = { el, head, sub, body };
+      groups.set(p.name, g);
+    }
+    // in /pools order (default first); moved only when out of place
+    const at = rowsEl.children[index] || null;
+    if (at !== g.el) rowsEl.insertBefore(g.el, at);
+    return g;
+  }
+
+  // the pool selects follow the pools (a reload may add or remove some)
+  function syncSelect(sel, names, keep) {
+    const want = keep.concat(names);
+    const have = [...sel.options].map((o) => o.value);
+    if (have.join('\n') === want.join('\n')) return;
+    const value = sel.value;
+    sel.replaceChildren(...want.map((v) => {
+      const o = h('option', '', v === '' ? 'All pools' : v);
+      o.value = v;
+      return o;
+    }));
+    sel.value = want.includes(value) ? value : want[0];
+  }
+
+  function renderPools(pools) {
+    const names = pools.map((p) => p.name);
+    const several = names.length > 1;
+    for (const [i, p] of pools.entries()) {
+      const g = group(p, i);
+      const bits = [p.strategy, `${p.states.up} / ${p.size} up`];
+      if (p.routes.length) bits.push('routes: ' + p.routes.join(', '));
+      if (p.serves_unmatched) bits.push('takes unmatched requests');
+      setText(g.sub, bits.join(' · '));
+      if (g.head.hidden === several) g.head.hidden = !several;
+    }
+    for (const [name, g] of groups) {
+      if (!names.includes(name)) {
+        g.el.remove();
+        groups.delete(name);
+      }
+    }
+    syncSelect($('pool-filter'), names, ['']);
+    syncSelect($('add-pool'), names, []);
+    $('pool-filter').hidden = !several;
+    $('add-pool').hidden = !several;
+    if (poolFilter && !names.includes(poolFilter)) poolFilter = '';
+    const def = pools.find((p) => p.default);
+    if (def) setText($('strategy'), several ? `${def.strategy} · ${names.length} pools` : def.strategy);
+  }
 
   // ------------------------------------------------------------------ rendering a poll
   function setConn(state, text) {
@@ -711,22 +795,28 @@
     rowsEl.classList.toggle('stale', state === 'down');
   }
 
-  function renderBackends(list, now) {
-    setText($('strategy'), String(list.strategy));
+  // `lists`: each pool's GET .../backends answer, in the order of `pools`
+  function renderBackends(pools, lists, now) {
+    renderPools(pools);
     const seen = new Set();
     const counts = { up: 0, down: 0, draining: 0, disabled: 0, removed: 0 };
-    for (const b of list.backends) {
-      seen.add(b.id);
-      let row = rows.get(b.id);
-      if (!row) {
-        row = new Row(b);
-        rows.set(b.id, row);
-        rowsEl.appendChild(row.el);
+    const all = [];
+    pools.forEach((p, i) => {
+      const g = groups.get(p.name);
+      for (const b of lists[i].backends) {
+        all.push(b);
+        seen.add(b.id);
+        let row = rows.get(b.id);
+        if (!row) {
+          row = new Row(b);
+          rows.set(b.id, row);
+          g.body.appendChild(row.el);
+        }
+        row.sample(b, now);
+        if (b.removed) counts.removed++;
+        else if (b.state in counts) counts[b.state]++;
       }
-      row.sample(b, now);
-      if (b.removed) counts.removed++;
-      else if (b.state in counts) counts[b.state]++;
-    }
+    });
     for (const [id, row] of rows) {
       if (!seen.has(id)) {
         row.el.remove();
@@ -734,7 +824,7 @@
       }
     }
     $('empty').hidden = rows.size > 0;
-    const total = list.backends.length - counts.removed;
+    const total = all.length - counts.removed;
     setText($('g-backends'), `${counts.up} / ${total}`);
     const parts = ['down', 'draining', 'disabled', 'removed']
       .filter((k) => counts[k] > 0).map((k) => `${counts[k]} ${k}`);
@@ -811,9 +901,11 @@
     again = false;
     const started = performance.now();
     try {
-      const [list, stats] = await Promise.all([api('GET', '/backends'), api('GET', '/stats')]);
+      const [pools, stats] = await Promise.all([api('GET', '/pools'), api('GET', '/stats')]);
+      const list = pools.data.pools;
+      const lists = await Promise.all(list.map((p) => api('GET', backendsPath(p.name))));
       const now = performance.now();
-      renderBackends(list.data, now);
+      renderBackends(list, lists.map((l) => l.data), now);
       renderStats(stats.data, now);
       polls++;
       document.documentElement.dataset.polls = String(polls);
