@@ -1,6 +1,7 @@
 //! Unit tests of the access log's formats, escaping, clock and request ids, and of its output
 //! after failed writes.
 
+use super::format::iso_second;
 use super::*;
 
 fn entry() -> Entry {
