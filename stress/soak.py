@@ -626,7 +626,8 @@ def classify(outcome):
         return "info"  # a GOAWAY NO_ERROR received (the stream cap): not a request
     if outcome in ("ok", "ws_ok", "ws_not_upgraded"):
         return "done"
-    if outcome in ("lost", "wrong_body", "connect_failed") or outcome.startswith("goaway_"):
+    if outcome in ("lost", "wrong_body", "connect_failed", "client_bug") or \
+            outcome.startswith("goaway_"):
         return "fatal"
     return "failed"
 

@@ -34,7 +34,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-from h2.connection import ConnectionState
+from h2.connection import ConnectionInputs, ConnectionState
 
 IO_TIMEOUT = 15  # seconds, every socket operation
 BATCH_DEADLINE = 60  # seconds, one batch of concurrent streams
@@ -122,6 +122,13 @@ class H2Client:
                 raise ssl.SSLError(f"ALPN chose {alpn!r}, not h2")
         conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
             client_side=True, header_encoding="latin-1"))
+        # h2 closes its state machine on GOAWAY and then takes no frame, but the streams up to
+        # the GOAWAY's last stream id still get their answers (RFC 9113 §6.8): this connection
+        # stays open on a GOAWAY (no new stream is opened on it after one: see run)
+        sm = conn.state_machine
+        sm._transitions = dict(sm._transitions)
+        sm._transitions[(ConnectionState.CLIENT_OPEN, ConnectionInputs.RECV_GOAWAY)] = (
+            None, ConnectionState.CLIENT_OPEN)
         conn.initiate_connection()
         # a 1 MiB stream window and 16 MiB for the connection: the proxy must follow them
         conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
@@ -193,9 +200,6 @@ class H2Client:
             for sid, s in streams.items():
                 if sid > self.goaway and not s.done:
                     s.refused = True
-            # h2 closes its state machine on GOAWAY, but the streams up to last_stream_id
-            # still get their answers (RFC 9113 §6.8): keep reading them
-            self.conn.state_machine.state = ConnectionState.OPEN
 
     def batch(self, streams):
         """Opens the streams, sends their bodies, reads until each one is done."""
@@ -230,9 +234,12 @@ class H2Client:
     def judge(self, st, error):
         idempotent = st.kind in ("get", "large")
         if st.refused:
-            self.count("client_retried", f"{self.proxy['name']} {self.proto} {st.kind} stream {st.sid} refused (GOAWAY {self.goaway})")
+            self.count("client_retried", f"{self.proxy['name']} {self.proto} {st.kind} stream "
+                       f"{st.sid} refused (GOAWAY last stream {self.goaway})")
             return
-        if st.ended and st.reset is None:
+        if st.ended:
+            # a whole response; a RST_STREAM NO_ERROR after it only stops our upload
+            # (RFC 9113 §8.1: a server may answer before the request is complete)
             self.judge_answer(st, idempotent)
             return
         why = f"reset {st.reset:#x}" if st.reset is not None else repr(error)
@@ -294,6 +301,10 @@ class H2Client:
             try:
                 self.batch(streams)
             except (OSError, TimeoutError, h2.exceptions.H2Error) as e:
+                error = e
+                self.close()
+            except Exception as e:  # a bug here: say so, and go on with a new connection
+                self.count("client_bug", f"{self.proxy['name']} {self.proto}: {e!r}", fatal=True)
                 error = e
                 self.close()
             for st in streams:
