@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Soak test for ferrule (driven by stress/soak.sh; Python 3 standard library only).
+"""Soak test for ferrule (driven by stress/soak.sh; Python 3 with the `h2` package).
 
 Starts two ferrule processes (plain HTTP and TLS) in front of the same backends: three
 `mock-backend`s, which are SIGKILLed and restarted every few seconds, and one Python backend that
 also speaks the upgrade protocol (a byte echo after `101`). Mixed traffic runs against both
 proxies: small and large bodies, chunked uploads, keep-alive and fresh connections, upgrades,
-sticky cookies. Meanwhile a spare backend is added, drained and removed over the admin API, and
+sticky cookies, over HTTP/1.1 and over HTTP/2 (h2 with ALPN on the TLS proxy, h2c with prior
+knowledge on the plain one, several concurrent streams per connection: stress/soak_h2.py).
+Meanwhile a spare backend is added, drained and removed over the admin API, and
 the config is reloaded (SIGHUP and POST /reload in turn).
 
-Every minute it prints requests by outcome and each proxy's RSS and open descriptors. It exits
+Every minute it prints requests by client kind and outcome and each proxy's RSS and open
+descriptors; at the end a table of the per-minute figures (also in minutes.csv in the temporary
+directory). It exits
 non-zero on a lost request that could have been retried (an idempotent GET answered 5xx or reset
 before any response byte, while other backends were up), a response with the wrong body, a proxy
 that died, or RSS / descriptor growth between the first and the last minute beyond the tolerance.
@@ -30,6 +34,11 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:
+    import soak_h2
+except ImportError as e:  # the h2 package is missing
+    soak_h2 = e
 
 RSS_TOLERANCE = 0.25  # last minute's median may exceed the first minute's peak by this share...
 RSS_SLACK_KB = 12 * 1024  # ...or by this much, whichever is larger
@@ -123,6 +132,8 @@ class Soak:
         self.stop = threading.Event()
         self.proxies = []  # dicts: name, port, admin, scheme, proc, config
         self.reload_round = 0
+        self.details_left = 5000  # lines of details.log: the non-fatal outcomes, explained
+        self.patterns = {}  # n -> mock-backend's /bytes/n body
 
     def port(self):
         return next(self.ports)
@@ -242,12 +253,27 @@ class Soak:
 
     # ------------------------------------------------------------------------- outcomes
 
-    def count(self, outcome, detail=None, fatal=False):
+    def count(self, outcome, detail=None, fatal=False, proto="h1"):
+        """One request's outcome; `proto`: h1 (HTTP/1.1 on both proxies), h2tls, h2c, chaos."""
         with self.lock:
-            self.counts[outcome] += 1
-            self.minute_counts[outcome] += 1
+            self.counts[(proto, outcome)] += 1
+            self.minute_counts[(proto, outcome)] += 1
             if fatal and len(self.failures) < 50:
                 self.failures.append(f"{outcome}: {detail}")
+            elif detail and self.details_left > 0:
+                self.details_left -= 1
+                with open(f"{self.tmp}/details.log", "a") as f:
+                    f.write(f"{time.strftime('%H:%M:%S')} {proto} {outcome}: {detail}\n")
+
+    def expected_bytes(self, n, backend):
+        """The body of `GET /bytes/n` from `backend` (its X-Backend port): the Python backend
+        sends "x"s, mock-backend lines of 63 letters and a newline (its PATTERN)."""
+        if str(backend) == str(self.py_port):
+            return b"x" * n
+        if n not in self.patterns:
+            line = bytes(b"a"[0] + i % 26 for i in range(63)) + b"\n"
+            self.patterns[n] = (line * (n // 64 + 1))[:n]
+        return self.patterns[n]
 
     def others_up(self):
         with self.lock:
@@ -293,7 +319,7 @@ class Soak:
         elif kind in ("echo", "chunked"):
             ok = data == body
         else:
-            ok = len(data) == n
+            ok = data == self.expected_bytes(n, backend)
         return 200, ok, f"{kind} from {backend}: {len(data)} bytes", cookie
 
     def client(self, proxy, seed):
@@ -407,7 +433,7 @@ class Soak:
             # a mock backend killed, brought back a little later (one down at a time)
             victim = rng.choice(self.mock_ports)
             self.kill_mock(victim)
-            self.count("chaos_kill")
+            self.count("kill", proto="chaos")
             if self.stop.wait(1.5):
                 break
             self.start_mock(victim)
@@ -422,13 +448,13 @@ class Soak:
                                            {"url": f"http://127.0.0.1:{self.spare_port}"})
                     if status == 201:
                         spare_ids[proxy["name"]] = b["id"]
-                self.count("chaos_add")
+                self.count("add", proto="chaos")
             elif step % 3 == 2:
                 for proxy in self.proxies:
                     if proxy["name"] in spare_ids:
                         self.admin(proxy, "PATCH", f"/backends/{spare_ids[proxy['name']]}",
                                    {"state": "draining"})
-                self.count("chaos_drain")
+                self.count("drain", proto="chaos")
             elif spare:
                 for proxy in self.proxies:
                     bid = spare_ids.pop(proxy["name"], None)
@@ -439,7 +465,7 @@ class Soak:
                 spare.kill()
                 spare.wait()
                 spare = None
-                self.count("chaos_remove")
+                self.count("remove", proto="chaos")
             # a reload: a changed file, by SIGHUP and POST /reload in turn
             if step % 4 == 0:
                 self.reload_round += 1
@@ -449,7 +475,7 @@ class Soak:
                         proxy["proc"].send_signal(signal.SIGHUP)
                     else:
                         self.admin(proxy, "POST", "/reload")
-                self.count("chaos_reload")
+                self.count("reload", proto="chaos")
         if spare:
             spare.kill()
             spare.wait()
@@ -471,14 +497,20 @@ class Soak:
         for proxy in self.proxies:
             for i in range(self.args.clients):
                 t = threading.Thread(target=self.client, args=(proxy, hash((proxy["name"], i))), daemon=True)
-                t.start()
                 clients.append(t)
+            proto = "h2tls" if proxy["scheme"] == "https" else "h2c"
+            for i in range(self.args.h2_clients):
+                c = soak_h2.H2Client(self, proxy, proto, hash((proto, i)), long_lived=i == 0)
+                clients.append(threading.Thread(target=c.run, args=(self.args.h2_streams,), daemon=True))
+        for t in clients:
+            t.start()
         chaos = threading.Thread(target=self.chaos, daemon=True)
         chaos.start()
         minutes = []  # per minute: {proxy: [(rss, fds)]}
+        self.minute_rows = []  # per minute: its figures, for the table at the end
         start = time.time()
         end = start + self.args.minutes * 60
-        print(f"{'min':>3} {'proxy':<6} {'rss KiB min-max':>18} {'fds min-max':>12}  requests by outcome")
+        print(f"{'min':>3} {'proxy':<6} {'rss KiB min/median/max':>24} {'fds min-max':>12}")
         while time.time() < end:
             samples = {p["name"]: [] for p in self.proxies}
             minute_end = min(end, time.time() + 60)
@@ -496,19 +528,65 @@ class Soak:
             with self.lock:
                 counts = dict(self.minute_counts)
                 self.minute_counts.clear()
-            for name, ss in samples.items():
-                rss = [s[0] for s in ss] or [0]
-                fds = [s[1] for s in ss] or [0]
-                outcome = " ".join(f"{k}={v}" for k, v in sorted(counts.items())) if name == "plain" else ""
-                print(f"{len(minutes):>3} {name:<6} {min(rss):>8}-{max(rss):<9} {min(fds):>5}-{max(fds):<6}  {outcome}", flush=True)
+            self.print_minute(len(minutes), samples, counts)
         self.stop.set()
         for t in clients:
             t.join(20)
         chaos.join(20)
         return self.verdict(minutes)
 
+    def print_minute(self, n, samples, counts):
+        row = {"minute": n, "counts": counts}
+        for name, ss in samples.items():
+            rss = sorted(s[0] for s in ss) or [0]
+            fds = sorted(s[1] for s in ss) or [0]
+            row[name] = (rss[0], rss[len(rss) // 2], rss[-1], fds[0], fds[len(fds) // 2], fds[-1])
+            print(f"{n:>3} {name:<6} {rss[0]:>8}/{rss[len(rss) // 2]}/{rss[-1]:<9} "
+                  f"{fds[0]:>5}-{fds[-1]:<6}", flush=True)
+        for proto in PROTOS:
+            got = sorted((o, v) for (p, o), v in counts.items() if p == proto)
+            if got:
+                print(f"    {proto:<6} " + " ".join(f"{o}={v}" for o, v in got), flush=True)
+        self.minute_rows.append(row)
+        with open(f"{self.tmp}/minutes.csv", "a") as f:
+            if n == 1:
+                f.write("minute,proxy,rss_min,rss_median,rss_max,fds_min,fds_median,fds_max\n")
+            for name in samples:
+                f.write(f"{n},{name}," + ",".join(map(str, row[name])) + "\n")
+
+    def table(self):
+        """The per-minute figures in one table: median RSS (KiB) and descriptors of each proxy,
+        requests done and failed by client kind; then the RSS slope of each proxy."""
+        names = [p["name"] for p in self.proxies]
+        log("per minute: median RSS KiB / median fds of each proxy; by client kind, requests "
+            "done / failed as expected under chaos / fatal (lost, wrong body, ...)")
+        print("min " + " ".join(f"{n + ' rss':>10} {'fds':>4}" for n in names) + "  "
+              + " ".join(f"{p:>13}" for p in PROTOS if p != "chaos"))
+        for row in self.minute_rows:
+            cells = " ".join(f"{row[n][1]:>10} {row[n][4]:>4}" for n in names if n in row)
+            kinds = []
+            for proto in PROTOS:
+                if proto == "chaos":
+                    continue
+                by = collections.Counter()
+                for (p, o), v in row["counts"].items():
+                    if p == proto:
+                        by[classify(o)] += v
+                kinds.append(f"{by['done']}/{by['failed']}/{by['fatal']}".rjust(13))
+            print(f"{row['minute']:>3} {cells}  " + " ".join(kinds))
+        for n in names:
+            ys = [row[n][1] for row in self.minute_rows if n in row]
+            for label, part in (("all", ys), ("second half", ys[len(ys) // 2:])):
+                if len(part) >= 3:
+                    log(f"{n}: RSS slope over {label} ({len(part)} min): "
+                        f"{slope(part):+.1f} KiB/min")
+
     def verdict(self, minutes):
-        log("totals: " + " ".join(f"{k}={v}" for k, v in sorted(self.counts.items())))
+        if getattr(self, "minute_rows", None):
+            self.table()
+        for proto in PROTOS:
+            got = sorted((o, v) for (p, o), v in self.counts.items() if p == proto)
+            log(f"totals {proto}: " + " ".join(f"{o}={v}" for o, v in got))
         bad = list(self.failures)
         if len(minutes) >= 2:
             for proxy in self.proxies:
@@ -528,13 +606,38 @@ class Soak:
                     bad.append(f"{proxy['name']}: RSS grew from {rss_peak} to {rss_last} KiB")
                 if fds_last > fds_peak + FD_SLACK:
                     bad.append(f"{proxy['name']}: descriptors grew from {fds_peak} to {fds_last}")
-        if self.counts["ok"] == 0:
-            bad.append("no request succeeded")
+        for proto in ("h1",) + (("h2tls", "h2c") if self.args.h2_clients else ()):
+            if self.counts[(proto, "ok")] == 0:
+                bad.append(f"no {proto} request succeeded")
         for b in bad:
             log(f"FAIL: {b}")
         if not bad:
             log("PASS")
         return 1 if bad else 0
+
+
+PROTOS = ("h1", "h2tls", "h2c", "chaos")
+
+
+def classify(outcome):
+    """done (answered right; ws_not_upgraded: a backend that does not upgrade said so), failed
+    (what backends killed mid-request cause: not the proxy's fault), or fatal."""
+    if outcome == "goaway_0x0":
+        return "info"  # a GOAWAY NO_ERROR received (the stream cap): not a request
+    if outcome in ("ok", "ws_ok", "ws_not_upgraded"):
+        return "done"
+    if outcome in ("lost", "wrong_body", "connect_failed", "client_bug") or \
+            outcome.startswith("goaway_"):
+        return "fatal"
+    return "failed"
+
+
+def slope(ys):
+    """Least-squares slope of ys against 0, 1, 2, ..."""
+    n = len(ys)
+    mx, my = (n - 1) / 2, sum(ys) / n
+    den = sum((x - mx) ** 2 for x in range(n))
+    return sum((x - mx) * (y - my) for x, y in enumerate(ys)) / den if den else 0.0
 
 
 def wait_port(port, limit=10):
@@ -551,11 +654,19 @@ def wait_port(port, limit=10):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10)
-    ap.add_argument("--clients", type=int, default=6, help="client threads per proxy")
+    ap.add_argument("--clients", type=int, default=6, help="HTTP/1.1 client threads per proxy")
+    ap.add_argument("--h2-clients", type=int, default=3,
+                    help="HTTP/2 client threads per proxy (h2 on TLS, h2c on plain); 0: none")
+    ap.add_argument("--h2-streams", type=int, default=8,
+                    help="at most this many concurrent streams per HTTP/2 batch (at least 2)")
     ap.add_argument("--kill-every", type=float, default=4, help="seconds between backend kills")
     ap.add_argument("--port", type=int, default=19400, help="first of the ports used")
     ap.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args = ap.parse_args()
+    args.h2_streams = max(2, args.h2_streams)
+    if args.h2_clients and isinstance(soak_h2, ImportError):
+        raise SystemExit(f"soak: the HTTP/2 clients need Python's h2 package (pip install h2), "
+                         f"or --h2-clients 0: {soak_h2}")
     soak = Soak(args)
     code = 1
     try:

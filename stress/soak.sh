@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Soak test: ferrule (plain and TLS) under mixed traffic for 10 minutes (--minutes N) while
-# backends are killed and restarted, added, drained and removed, and the config is reloaded.
+# Soak test: ferrule (plain and TLS) under mixed HTTP/1.1 and HTTP/2 traffic (h2 over TLS, h2c) for
+# 10 minutes (--minutes N) while backends are killed and restarted, added, drained and removed,
+# and the config is reloaded.
 # Builds the release binaries (unless --no-build), then runs stress/soak.py; see stress/README.md.
-# Exit status: soak.py's (non-zero on a lost retryable request, a wrong body, a dead proxy, or
-# RSS / descriptor growth beyond its tolerance).
+# Exit status: soak.py's (non-zero on a lost retryable request, a wrong body, a dead proxy, an
+# HTTP/2 GOAWAY with an error, or RSS / descriptor growth beyond its tolerance).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=1
