@@ -404,7 +404,19 @@ impl H2 {
             let len = match parsed {
                 Parsed::Need { .. } => break,
                 Parsed::Reset { error, len } => {
-                    self.stream_error(ctx, error);
+                    let kind = frame::Head::read(buf.bytes()).map_or(0, |h| h.kind);
+                    match error {
+                        // §5.1: on an idle stream only HEADERS and PRIORITY may come, and an
+                        // idle stream gets no RST_STREAM (§6.4): a WINDOW_UPDATE of 0 there is
+                        // a frame on an idle stream (PRIORITY keeps its stream error, §6.3)
+                        H2Error::Stream { id, .. }
+                            if id > self.last_id && kind != frame::kind::PRIORITY =>
+                        {
+                            self.fail(ErrorCode::ProtocolError, "a frame on an idle stream");
+                            break;
+                        }
+                        _ => self.stream_error(ctx, error),
+                    }
                     len
                 }
                 Parsed::Frame { frame, len } => {
