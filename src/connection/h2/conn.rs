@@ -232,7 +232,12 @@ impl H2 {
     fn fail(&mut self, code: ErrorCode, why: &str) {
         if self.state != State::Failed {
             log::debug!("HTTP/2 connection error {code}: {why}");
-            self.out.put(&frame::goaway(self.last_id, code));
+            // §6.8: the last stream id never grows; streams past a GOAWAY were refused
+            let last = match self.state {
+                State::GoingAway { last } => last,
+                _ => self.last_id,
+            };
+            self.out.put(&frame::goaway(last, code));
             self.state = State::Failed;
         }
     }
