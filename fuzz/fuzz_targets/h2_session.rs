@@ -21,7 +21,8 @@
 //! that decode to a response (`:status` first, lowercase names, no connection-specific field) or
 //! trailers (with END_STREAM), DATA only after a final response and never beyond the windows the
 //! client granted (the connection's and the stream's), nothing on a stream after its END_STREAM
-//! but RST_STREAM or WINDOW_UPDATE, nothing but RST_STREAM after a RST_STREAM, frames only on
+//! but RST_STREAM or WINDOW_UPDATE, nothing but RST_STREAM after a RST_STREAM (but the reset of a
+//! PRIORITY on a stream still idle, which RFC 9113 §6.3 asks for), frames only on
 //! streams the client opened, SETTINGS ACKs and PING ACKs (with the client's payloads) no more
 //! than the client asked for; GOAWAY's last stream id never grows, and no response starts on a
 //! stream past it.
@@ -34,6 +35,7 @@ use ferrule::connection::h2::frame::{
     self, Block, Frame, Gathered, Parsed, Setting, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW,
 };
 use ferrule::connection::h2::hpack::{Decoder, HeaderList};
+use ferrule::connection::h2::H2Error;
 use ferrule::context::Settings;
 use ferrule::Config;
 use libfuzzer_sys::fuzz_target;
@@ -93,6 +95,9 @@ struct Grants {
     pings: Vec<[u8; 8]>,
     /// Stream ids of the client's HEADERS.
     opened: Vec<u32>,
+    /// Streams a PRIORITY with a stream error came for while they were idle: RFC 9113 §6.3
+    /// makes that a RST_STREAM, which may precede the stream's own HEADERS.
+    idle_resets: Vec<u32>,
     frames: usize,
 }
 
@@ -135,7 +140,15 @@ fn grants(client: &[u8]) -> Grants {
                 }
                 len
             }
-            Ok(Parsed::Reset { len, .. }) => len,
+            Ok(Parsed::Reset { len, error }) => {
+                let kind = frame::Head::read(&client[pos..]).map_or(0, |h| h.kind);
+                if let (frame::kind::PRIORITY, H2Error::Stream { id, .. }) = (kind, error) {
+                    if g.opened.iter().all(|&o| o < id) {
+                        g.idle_resets.push(id);
+                    }
+                }
+                len
+            }
             Ok(Parsed::Need { .. }) | Err(_) => break,
         };
         pos += len;
@@ -217,6 +230,7 @@ fn client_reads(written: &[u8], g: &Grants, blocked: bool) {
     let (mut settings_acks, mut ping_acks) = (0, 0);
     let mut goaway: Option<u32> = None;
     let max_opened = g.opened.iter().copied().max().unwrap_or(0);
+    let mut idle_resets = g.idle_resets.clone();
     let known = |id: u32| id % 2 == 1 && g.opened.contains(&id);
     // bounded: each round consumes a frame or stops
     while pos < written.len() {
@@ -330,7 +344,15 @@ fn client_reads(written: &[u8], g: &Grants, blocked: bool) {
                 );
             }
             Frame::RstStream { stream, .. } => {
-                streams.entry(stream).or_default().reset = true;
+                let st = streams.entry(stream).or_default();
+                let untouched = !st.final_head && !st.ended && st.data == 0;
+                match idle_resets.iter().position(|&id| id == stream) {
+                    // the reset of a PRIORITY on the stream while it was idle
+                    Some(i) if untouched => {
+                        idle_resets.swap_remove(i);
+                    }
+                    _ => st.reset = true,
+                }
             }
             Frame::WindowUpdate { stream, .. } => {
                 if stream != 0 {
