@@ -207,7 +207,8 @@ fn check_block(id: u32, list: &HeaderList, end_stream: bool, st: &mut Sent) {
         .filter(|s| s.len() == 3)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("stream {id}: :status {status:?}"));
-    assert!((100..600).contains(&code), "stream {id}: :status {code}");
+    // RFC 9110 §15 calls 600-999 invalid but in use: a backend's is passed on, as over HTTP/1.1
+    assert!(code >= 100, "stream {id}: :status {code}");
     if code < 200 {
         assert!(
             !end_stream,
