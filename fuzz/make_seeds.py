@@ -95,29 +95,6 @@ write("config", "full", b"\x00" + json.dumps(full).encode())
 write("config", "edits", b"\x01" + bytes([0, 5, 23, 1, 0, 43, 2, 0, 18, 0, 30, 12, 0, 1, 200]))
 
 
-def exchange(opts, size, cp, bp, client, backend):
-    return bytes([opts, size, cp, bp]) + struct.pack(">H", len(client)) + client + backend
-
-
-write("exchange", "get_cl", exchange(0, 56, 255, 255,
-      REQUESTS["get"], b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
-write("exchange", "pipelined", exchange(0, 56, 13, 7,
-      REQUESTS["get"] + REQUESTS["post_cl"] + REQUESTS["post_chunked"],
-      b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-      b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-      b"HTTP/1.1 204 No Content\r\n\r\n"))
-write("exchange", "http10_dechunk", exchange(0, 8, 5, 3,
-      REQUESTS["http10"],
-      b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: y\r\n\r\nEXTRA"))
-write("exchange", "close_delimited", exchange(2, 0, 1, 1,
-      REQUESTS["absolute"], b"HTTP/1.0 200 OK\r\n\r\nuntil the end"))
-write("exchange", "head", exchange(0, 56, 255, 255,
-      b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
-      b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-write("exchange", "bad_request", exchange(0, 56, 255, 255, REQUESTS["cl_te"], b""))
-write("exchange", "upgrade", exchange(0, 56, 255, 255, REQUESTS["upgrade"],
-      b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nframes"))
-
 SEP = b"\x00\xff\x00\xff"
 TURN = b"\x00\xfe\x00\xfe"  # between a backend's answers to successive requests
 
@@ -228,3 +205,39 @@ H2_RESPONSES = {
 }
 for name, (opts, head) in H2_RESPONSES.items():
     write("h2_response", name, bytes([opts]) + head)
+
+
+# h2_session: the client's bytes are ops (fuzz/common/h2_ops.rs), each a byte (low 4 bits: which
+# op) and the bytes it reads; the rest as for `session`
+def h2ops(*ops):
+    return b"".join(bytes(op) for op in ops)
+
+
+H2_SETTINGS = [0, 0]  # SETTINGS, no parameter
+H2_GET = [15]  # a whole GET
+CHUNKED5 = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
+H2_SESSIONS = {
+    "get": (0, 0, 0, 0, h2ops(H2_SETTINGS, H2_GET), [], b"\x00" + OK5),
+    "three_gets_two_backends": (16 | 2, 0, 0, 0, h2ops(H2_SETTINGS, H2_GET, H2_GET, H2_GET), [],
+                                b"\x00" + OK5 + TURN + OK5, b"\x00" + CHUNKED5),
+    # SETTINGS: INITIAL_WINDOW_SIZE 2 (id index 3, value index 2); then a POST with a body
+    "small_window_post": (0, 7, 3, 0, h2ops([0, 2, 3, 2], [12, 40], [13]), [0, 2, 0, 2, 1, 2],
+                          b"\x00" + b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"x" * 40),
+    # HEADERS with fields by every representation, split over a CONTINUATION; trailers
+    "fields_continuation": (4, 0, 0, 0, h2ops(H2_SETTINGS, [1, 2, 0, 1, 5, 0x06, 0xa7, 0xd3, 0x08, 0xf0],
+                                              [11, 0], [2, 0, 4]), [], b"\x00" + CHUNKED5),
+    "ping_window_rst": (0, 0, 0, 0, h2ops(H2_SETTINGS, [5, 0x42], [3, 1 | 3 << 3], [1, 0, 0, 1, 0], [4, 0x20]),
+                        [], b"\x01"),
+    "goaway_client": (0, 0, 0, 0, h2ops(H2_SETTINGS, H2_GET, [6, 1]), [], b"\x00" + OK5),
+    "drain": (128, 0, 0, 0, h2ops(H2_SETTINGS, H2_GET, H2_GET), [0, 7 | 2 << 3, 0], b"\x00" + OK5 + TURN + OK5),
+    "limits": (32, 0, 0, 0, h2ops(H2_SETTINGS, H2_GET, H2_GET, H2_GET, [5, 0], [5, 2], [5, 4], [5, 6],
+                                  [5, 8], [5, 10], [5, 12]), [], b"\x00" + OK5, b"\x00" + OK5),
+    "websocket": (0, 0, 0, 0, h2ops(H2_SETTINGS, [1, 0, 0x08, 3, 0], [2, 0, 4]), [],
+                  b"\x00" + b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhi"),
+    "timeouts": (2, 0, 0, 0, h2ops(H2_SETTINGS, H2_GET), [7, 7, 7], b"\x01", b"\x00" + OK5),
+    "slow_client": (4, 5, 0, 1, h2ops(H2_SETTINGS, [12, 200]), [0, 1, 1, 2, 1, 7],
+                    b"\x00" + b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"y" * 3000),
+    "bad_preface_frame": (0, 0, 0, 0, h2ops(H2_GET), [], b"\x00" + OK5),
+}
+for name, (opts, cp, bp, room, ops, schedule, *backends) in H2_SESSIONS.items():
+    write("h2_session", name, session(opts, cp, bp, room, ops, schedule, *backends))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::both_modes;
-use crate::common::h2::{code, proxy_process, HoldBackend, Mode, Setup, Wire};
+use crate::common::h2::{code, frame, proxy_process, HoldBackend, Mode, Setup, Wire};
 use crate::common::tls::admin_post;
 use crate::common::GatedBackend;
 
@@ -71,6 +71,31 @@ fn goaway_on_drain(mode: Mode) {
     );
 }
 
+/// A connection error after the drain's GOAWAY: the second GOAWAY names no later stream than the
+/// first (RFC 9113 §6.8: the last stream id never grows), although the client opened (and was
+/// refused) a stream past it in between.
+fn goaway_last_id_never_grows(mode: Mode) {
+    let gated = GatedBackend::start("gated");
+    let s = Setup::start(mode, &[gated.addr()], json!({"shutdown_timeout": "20s"}));
+    let mut w = s.wire();
+    let id = w.start("GET", "/a", &[], None);
+    assert_eq!(gated.next_arrival(), "/a");
+    s.proxy.handle.shutdown();
+    assert_eq!(w.wait_goaway(), Some((id, code::NO_ERROR)));
+    let late = w.start("GET", "/late", &[], None);
+    assert_eq!(w.wait_reset(late), Some(code::REFUSED_STREAM));
+    // a PING of 7 bytes: a connection error (FRAME_SIZE_ERROR)
+    w.send(&frame(6, 0, 0, b"1234567"));
+    assert!(w.wait(|w| w.goaways.len() >= 2), "{:?}", w.goaways);
+    assert_eq!(
+        w.goaways[1],
+        (id, code::FRAME_SIZE_ERROR),
+        "the second GOAWAY keeps the first's last stream id: {:?}",
+        w.goaways
+    );
+    gated.open();
+}
+
 /// `shutdown_timeout` (1 s) passes with a stream still waiting for its backend: the connection
 /// is closed and the backend request cancelled.
 fn drain_deadline(mode: Mode) {
@@ -129,6 +154,7 @@ fn reload_keeps_connections(mode: Mode) {
 
 both_modes!(
     goaway_on_drain,
+    goaway_last_id_never_grows,
     drain_deadline,
     idle_connection_times_out,
     reload_keeps_connections,

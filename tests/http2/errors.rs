@@ -87,7 +87,7 @@ fn bad_preface(mode: Mode) {
     assert_eq!(w.get("/fine").status(), 200);
 }
 
-/// DATA, WINDOW_UPDATE, RST_STREAM on an idle stream (§5.1: "idle"), HEADERS on an even
+/// DATA, WINDOW_UPDATE (of any increment), RST_STREAM on an idle stream (§5.1: "idle"), HEADERS on an even
 /// (server) stream id or an id lower than one used (§5.1.1), CONTINUATION without HEADERS
 /// (§6.10) and any frame inside an open field block (§6.10): connection PROTOCOL_ERROR.
 fn frames_on_idle_streams(mode: Mode) {
@@ -95,6 +95,9 @@ fn frames_on_idle_streams(mode: Mode) {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("DATA on idle stream 5", data(5, b"x", false)),
         ("WINDOW_UPDATE on idle stream 5", window_update(5, 100)),
+        // an increment of 0 is a stream error on an open stream, but an idle stream gets no
+        // RST_STREAM (§6.4)
+        ("WINDOW_UPDATE of 0 on idle stream 7", window_update(7, 0)),
         ("RST_STREAM on idle stream 5", rst_stream(5, code::CANCEL)),
         ("HEADERS on even stream 2", {
             let block = encode(&[

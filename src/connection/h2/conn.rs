@@ -236,7 +236,12 @@ impl H2 {
     fn fail(&mut self, code: ErrorCode, why: &str) {
         if self.state != State::Failed {
             log::debug!("HTTP/2 connection error {code}: {why}");
-            self.out.put(&frame::goaway(self.last_id, code));
+            // §6.8: the last stream id never grows; streams past a GOAWAY were refused
+            let last = match self.state {
+                State::GoingAway { last } => last,
+                _ => self.last_id,
+            };
+            self.out.put(&frame::goaway(last, code));
             self.state = State::Failed;
         }
     }
@@ -408,7 +413,19 @@ impl H2 {
             let len = match parsed {
                 Parsed::Need { .. } => break,
                 Parsed::Reset { error, len } => {
-                    self.stream_error(ctx, error);
+                    let kind = frame::Head::read(buf.bytes()).map_or(0, |h| h.kind);
+                    match error {
+                        // §5.1: on an idle stream only HEADERS and PRIORITY may come, and an
+                        // idle stream gets no RST_STREAM (§6.4): a WINDOW_UPDATE of 0 there is
+                        // a frame on an idle stream (PRIORITY keeps its stream error, §6.3)
+                        H2Error::Stream { id, .. }
+                            if id > self.last_id && kind != frame::kind::PRIORITY =>
+                        {
+                            self.fail(ErrorCode::ProtocolError, "a frame on an idle stream");
+                            break;
+                        }
+                        _ => self.stream_error(ctx, error),
+                    }
                     len
                 }
                 Parsed::Frame { frame, len } => {
