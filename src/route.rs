@@ -15,11 +15,12 @@
 //! matched; `README.md` (*Routing*) says why and what that means for routes used to keep paths
 //! apart.
 //!
-//! Lookup: the host is found in a sorted table of exact hosts (binary search, compared without
-//! case), else each of its suffixes at a dot, longest first, in the table of wildcard suffixes.
-//! Each host group keeps its prefixes by length, longest first, each length a hash table: a
-//! lookup costs one hash probe per distinct prefix length in the group, whatever the number of
-//! routes.
+//! Lookup: the host, lowercased once on the stack, is one hash probe in the table of exact
+//! hosts, else each of its suffixes at a dot, longest first, one probe each in the table of
+//! wildcard suffixes.
+//! Each host group keeps its prefixes by length, longest first; a length with one prefix keeps
+//! it as is (one comparison), one with several a hash table (one probe): a lookup costs one step
+//! per distinct prefix length in the group, whatever the number of routes.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -73,7 +74,7 @@ impl Hasher for Fnv {
 
 type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
-/// The routes of one prefix length: prefix → the route (the first in file order among equal
+/// Several routes of one prefix length: prefix → the route (the first in file order among equal
 /// ones).
 type ByPrefix = FnvMap<Box<[u8]>, usize>;
 
@@ -81,7 +82,23 @@ type ByPrefix = FnvMap<Box<[u8]>, usize>;
 #[derive(Debug, Default)]
 struct Group {
     /// Prefix lengths, longest first.
-    by_len: Vec<(usize, ByPrefix)>,
+    by_len: Vec<(usize, Level)>,
+}
+
+/// The routes of one prefix length: most often one (compared as it is), else a hash table.
+#[derive(Debug)]
+enum Level {
+    One(Box<[u8]>, usize),
+    Many(ByPrefix),
+}
+
+impl Level {
+    fn get(&self, head: &[u8]) -> Option<usize> {
+        match self {
+            Level::One(prefix, route) => (**prefix == *head).then_some(*route),
+            Level::Many(map) => map.get(head).copied(),
+        }
+    }
 }
 
 impl Group {
@@ -90,23 +107,36 @@ impl Group {
         let at = match self.by_len.binary_search_by(|(l, _)| len.cmp(l)) {
             Ok(at) => at,
             Err(at) => {
-                self.by_len.insert(at, (len, FnvMap::default()));
-                at
+                self.by_len
+                    .insert(at, (len, Level::One(prefix.into(), route)));
+                return;
             }
         };
-        if let Some((_, map)) = self.by_len.get_mut(at) {
-            // a full tie: the first route in the file keeps it
-            map.entry(prefix.into()).or_insert(route);
+        let Some((_, level)) = self.by_len.get_mut(at) else {
+            return;
+        };
+        // a full tie: the first route in the file keeps it
+        match level {
+            Level::One(first, _) if **first == *prefix => {}
+            Level::One(first, first_route) => {
+                let mut map = ByPrefix::default();
+                map.insert(std::mem::take(first), *first_route);
+                map.insert(prefix.into(), route);
+                *level = Level::Many(map);
+            }
+            Level::Many(map) => {
+                map.entry(prefix.into()).or_insert(route);
+            }
         }
     }
 
     /// The route of the longest prefix of `path` that matches at a boundary.
     fn find(&self, path: &[u8]) -> Option<(usize, usize)> {
-        for (len, map) in &self.by_len {
+        for (len, level) in &self.by_len {
             let Some(head) = path.get(..*len) else {
                 continue;
             };
-            let Some(&route) = map.get(head) else {
+            let Some(route) = level.get(head) else {
                 continue;
             };
             let at_boundary = *len == 0
@@ -123,45 +153,20 @@ impl Group {
 /// The routes, ready for lookups.
 #[derive(Debug, Default)]
 pub struct Routes {
-    /// Exact hosts, lowercase, sorted.
-    exact: Vec<(Box<[u8]>, Group)>,
-    /// Wildcard suffixes with their dot (`.example.com`), lowercase, sorted.
-    wildcard: Vec<(Box<[u8]>, Group)>,
+    /// Exact hosts, lowercase.
+    exact: FnvMap<Box<[u8]>, Group>,
+    /// Wildcard suffixes with their dot (`.example.com`), lowercase.
+    wildcard: FnvMap<Box<[u8]>, Group>,
     /// Routes with no host.
     any: Group,
     specs: Vec<RouteSpec>,
 }
 
-/// Compares `a` (lowercase already) with `b` as if `b` were lowercased.
-fn cmp_lower(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    let n = a.len().min(b.len());
-    for (x, y) in a.iter().zip(b.iter()).take(n) {
-        let y = y.to_ascii_lowercase();
-        if *x != y {
-            return x.cmp(&y);
-        }
-    }
-    a.len().cmp(&b.len())
-}
+/// Longest host a route can name (a DNS name's limit): a longer `Host` matches no host route.
+const MAX_HOST: usize = 253;
 
-fn find_host<'a>(table: &'a [(Box<[u8]>, Group)], host: &[u8]) -> Option<&'a Group> {
-    table
-        .binary_search_by(|(h, _)| cmp_lower(h, host))
-        .ok()
-        .and_then(|i| table.get(i))
-        .map(|(_, g)| g)
-}
-
-fn group_of<'t>(table: &'t mut Vec<(Box<[u8]>, Group)>, key: &[u8]) -> &'t mut Group {
-    let at = match table.binary_search_by(|(h, _)| h.as_ref().cmp(key)) {
-        Ok(at) => at,
-        Err(at) => {
-            table.insert(at, (key.into(), Group::default()));
-            at
-        }
-    };
-    // `at` is an index the search or the insert just gave (built once, from the config)
-    &mut table[at].1
+fn group_of<'t>(table: &'t mut FnvMap<Box<[u8]>, Group>, key: &[u8]) -> &'t mut Group {
+    table.entry(key.into()).or_default()
 }
 
 /// The host of a `Host` value: the port and a trailing dot go, brackets stay (an IPv6 literal
@@ -213,10 +218,21 @@ impl Routes {
     /// The route for a request to `host` (a `Host` value: its port is ignored) and `path` (the
     /// target's path, before any `?`). No allocation.
     pub fn find(&self, host: &[u8], path: &[u8]) -> Option<Matched> {
+        // lowercased once, on the stack: the tables hold lowercase hosts
         let host = host_only(host);
-        let found = find_host(&self.exact, host)
+        let mut lower = [0u8; MAX_HOST];
+        let host = match lower.get_mut(..host.len()) {
+            Some(room) if !self.exact.is_empty() || !self.wildcard.is_empty() => {
+                room.copy_from_slice(host);
+                room.make_ascii_lowercase();
+                Some(&*room)
+            }
+            _ => None,
+        };
+        let found = host
+            .and_then(|h| self.exact.get(h))
             .and_then(|g| g.find(path))
-            .or_else(|| self.wildcard_find(host, path))
+            .or_else(|| host.and_then(|h| self.wildcard_find(h, path)))
             .or_else(|| self.any.find(path))?;
         let (route, len) = found;
         let spec = self.specs.get(route)?;
@@ -238,7 +254,8 @@ impl Routes {
         })
     }
 
-    /// Each suffix of `host` at a dot, longest first, with at least one byte before it.
+    /// Each suffix of `host` (lowercase) at a dot, longest first, with at least one byte before
+    /// it.
     fn wildcard_find(&self, host: &[u8], path: &[u8]) -> Option<(usize, usize)> {
         if self.wildcard.is_empty() {
             return None;
@@ -251,7 +268,7 @@ impl Routes {
             let Some(suffix) = host.get(i..) else {
                 break;
             };
-            if let Some(found) = find_host(&self.wildcard, suffix).and_then(|g| g.find(path)) {
+            if let Some(found) = self.wildcard.get(suffix).and_then(|g| g.find(path)) {
                 return Some(found);
             }
         }
