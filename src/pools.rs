@@ -459,6 +459,16 @@ impl View {
         self.table.member(usize::from(pool)).map(|m| &*m.balancer)
     }
 
+    /// The policy of pool `pool` as this worker's picker last took it up (no lock); none if the
+    /// pool is gone.
+    #[inline]
+    pub fn policy(&self, pool: u16) -> Option<&crate::balancer::Policy> {
+        match self.pickers.get(usize::from(pool)) {
+            Some(Some(picker)) => Some(picker.pool().policy()),
+            _ => None,
+        }
+    }
+
     /// A backend of pool `pool` for `ask` ([`Picker::choose`]); none if the pool is gone.
     pub fn choose(&mut self, pool: u16, ask: &Ask) -> Choice<'_> {
         let pool = usize::from(pool);

@@ -692,7 +692,8 @@ impl Core {
     }
 
     /// Housekeeping: idle backend connections expire, freed memory is returned, backends taken
-    /// down passively are tried again, a few shards of the sticky table are swept.
+    /// down passively are tried again, ejections that are over end, the retry budget notes the
+    /// pools' traffic, a few shards of the sticky table are swept.
     fn sweep(&mut self) {
         self.upstreams
             .expire_idle(self.now, self.shared.backend_keepalive_timeout);
@@ -701,6 +702,8 @@ impl Core {
         // bounded: the pools of the table
         for (_, pool) in self.pools.table().members() {
             crate::health::passive::revive(&pool.balancer, self.now);
+            crate::health::outlier::sweep(&pool.balancer, self.now);
+            pool.balancer.sample_budget(self.now);
             if let Some(Sticky::Ip(table)) = &pool.balancer.policy().sticky {
                 // a few shards a second per worker: the whole table within seconds
                 table.sweep(self.sticky_sweep, 8, self.now);

@@ -19,3 +19,4 @@ mod reload;
 mod routing;
 mod streaming;
 mod tls;
+mod traffic;

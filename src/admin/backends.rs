@@ -34,9 +34,19 @@ use crate::stats::LATENCY_BOUNDS_MS;
 use crate::worker::Control;
 
 /// A backend of pool `pool` as the admin API shows it; `removed`: taken out of the pool, its
-/// last requests still in flight (listed until they end).
-pub fn backend_json(b: &Backend, pool: &str, removed: bool) -> Value {
+/// last requests still in flight (listed until they end); `slow_start_ms`: the pool's
+/// `slow_start`, to show a ramp under way.
+pub fn backend_json(b: &Backend, pool: &str, removed: bool, slow_start_ms: u64) -> Value {
     let state = b.state();
+    let now_ms = crate::timer::clock_ms(std::time::Instant::now());
+    let slow_start = b.ramp_per_mille(slow_start_ms, now_ms).map(|share| {
+        let since = b.back_since().unwrap_or(now_ms);
+        json!({
+            "share_percent": share / 10,
+            "remaining_ms": (since + slow_start_ms).saturating_sub(now_ms),
+        })
+    });
+    let ejected_remaining_ms = b.ejected_until().map(|t| t.saturating_sub(now_ms));
     let (last_check, last_error, history) = {
         let health = b.health.lock();
         let history: Vec<Value> = health
@@ -65,6 +75,12 @@ pub fn backend_json(b: &Backend, pool: &str, removed: bool) -> Value {
         "active_connections": in_flight,
         "total_requests": b.total_requests(),
         "failures": b.failures.load(std::sync::atomic::Ordering::Relaxed),
+        // slow start under way: the share of its weight's requests it takes now, and for how
+        // long still (null: none)
+        "slow_start": slow_start,
+        // outlier detection: ejections ever, and what is left of the current one (null: none)
+        "ejections": b.ejections(),
+        "ejected_remaining_ms": ejected_remaining_ms,
         "last_check": last_check.map(|(ms, ok)| json!({
             "time": rfc3339(ms),
             "time_ms": ms,
@@ -90,6 +106,13 @@ pub(super) struct Scope {
     pub balancer: Arc<Balancer>,
     /// The index of `{id}` among the call's parameters.
     id_at: usize,
+}
+
+impl Scope {
+    /// A backend of this pool as the admin API shows it ([`backend_json`]).
+    fn json(&self, b: &Backend, removed: bool) -> Value {
+        backend_json(b, &self.name, removed, self.balancer.policy().slow_start_ms)
+    }
 }
 
 impl Scope {
@@ -194,7 +217,7 @@ pub(super) fn list(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError>
     let list: Vec<Value> = scope
         .listed()
         .iter()
-        .map(|(b, removed)| backend_json(b, &scope.name, *removed))
+        .map(|(b, removed)| scope.json(b, *removed))
         .collect();
     let strategy = scope.balancer.current().strategy().name();
     Ok(Response::json(
@@ -212,7 +235,7 @@ pub(super) fn get(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
         .into_iter()
         .find(|(b, _)| b.id == id)
         .ok_or_else(|| elsewhere(admin, &scope, id))?;
-    Ok(Response::json(200, &backend_json(&b, &scope.name, removed)))
+    Ok(Response::json(200, &scope.json(&b, removed)))
 }
 
 pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> {
@@ -284,7 +307,7 @@ pub(super) fn add(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
     for w in &warnings {
         log::warn!("backend {}: {w}", added.id);
     }
-    let mut entry = backend_json(&added, &scope.name, false);
+    let mut entry = scope.json(&added, false);
     if let Value::Object(map) = &mut entry {
         map.insert("warnings".into(), json!(warnings));
     }
@@ -437,7 +460,7 @@ pub(super) fn patch(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError
         scope.name,
         what.join(", ")
     );
-    Ok(Response::json(200, &backend_json(&b, &scope.name, false)))
+    Ok(Response::json(200, &scope.json(&b, false)))
 }
 
 /// `{"alive": false}` disables the backend; `{"alive": true}` enables it and marks it healthy.
@@ -467,7 +490,7 @@ pub(super) fn put_status(admin: &Admin, call: &Call<'_>) -> Result<Response, Api
         scope.name,
         if alive { "enabled" } else { "disabled" }
     );
-    Ok(Response::json(200, &backend_json(&b, &scope.name, false)))
+    Ok(Response::json(200, &scope.json(&b, false)))
 }
 
 /// Applies `edit` to the backend `id` of `scope`'s pool through `Balancer::update` (serialised

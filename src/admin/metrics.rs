@@ -324,6 +324,13 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         |b| b.active_requests() as u64,
     );
     t.per_backend(
+        "ferrule_backend_ejections_total",
+        "counter",
+        "Times outlier detection ejected the backend.",
+        &list,
+        Backend::ejections,
+    );
+    t.per_backend(
         "ferrule_backend_weight",
         "gauge",
         "The backend's weight.",
@@ -340,11 +347,17 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
     t.family(
         "ferrule_backend_state",
         "gauge",
-        "1 for the backend's state (up, down, draining, disabled), 0 for the others.",
+        "1 for the backend's state (up, down, draining, disabled, ejected), 0 for the others.",
     );
     for b in &list {
         let now = b.backend.state();
-        for state in [State::Up, State::Down, State::Draining, State::Disabled] {
+        for state in [
+            State::Up,
+            State::Down,
+            State::Draining,
+            State::Disabled,
+            State::Ejected,
+        ] {
             let [backend, id, pool] = b.labels();
             t.sample(
                 "ferrule_backend_state",
@@ -390,6 +403,29 @@ fn pools(t: &mut Text, admin: &Admin) {
     for (m, p) in members.iter().zip(&pools) {
         let up = p.backends().iter().filter(|b| b.state() == State::Up);
         t.sample("ferrule_pool_backends_up", &[("pool", &m.name)], up.count());
+    }
+    t.family(
+        "ferrule_pool_retries_total",
+        "counter",
+        "Retries the pool's retry budget allowed.",
+    );
+    for m in &members {
+        let n = m.balancer.budget.retries();
+        t.sample("ferrule_pool_retries_total", &[("pool", &m.name)], n);
+    }
+    t.family(
+        "ferrule_pool_retries_refused_total",
+        "counter",
+        "Retries the pool's retry budget refused (the request got the error it would have got \
+         without retries).",
+    );
+    for m in &members {
+        let n = m.balancer.budget.refused();
+        t.sample(
+            "ferrule_pool_retries_refused_total",
+            &[("pool", &m.name)],
+            n,
+        );
     }
     t.family(
         "ferrule_route_requests_total",

@@ -623,12 +623,12 @@ fn schemas() -> Value {
 fn pool_schema() -> Value {
     let counts = json!({
         "type": "object",
-        "required": ["up", "down", "draining", "disabled"],
-        "properties": {"up": integer(), "down": integer(), "draining": integer(), "disabled": integer()},
+        "required": ["up", "down", "draining", "disabled", "ejected"],
+        "properties": {"up": integer(), "down": integer(), "draining": integer(), "disabled": integer(), "ejected": integer()},
     });
     json!({
         "type": "object",
-        "required": ["name", "default", "serves_unmatched", "strategy", "size", "states", "removed", "routes"],
+        "required": ["name", "default", "serves_unmatched", "strategy", "size", "states", "removed", "routes", "retries", "retries_refused"],
         "properties": {
             "name": {"type": "string"},
             "default": {"type": "boolean", "description": "the pool of the top-level keys (also served at /backends)"},
@@ -638,6 +638,8 @@ fn pool_schema() -> Value {
             "states": counts,
             "removed": {"type": "integer", "minimum": 0, "description": "backends removed and still draining their last requests (not in size)"},
             "routes": {"type": "array", "items": {"type": "string"}, "description": "the names of the routes to this pool, in file order"},
+            "retries": {"type": "integer", "minimum": 0, "description": "retries its retry_budget allowed"},
+            "retries_refused": {"type": "integer", "minimum": 0, "description": "retries its retry_budget refused (those requests got the error they would have got without retries)"},
         },
     })
 }
@@ -661,8 +663,8 @@ fn backend() -> Value {
     json!({
         "type": "object",
         "required": ["id", "pool", "url", "addr", "weight", "max_conns", "state", "alive", "healthy", "enabled",
-            "in_flight", "active_connections", "total_requests", "failures", "last_check", "last_error",
-            "removed", "health_history", "latency"],
+            "in_flight", "active_connections", "total_requests", "failures", "slow_start", "ejections",
+            "ejected_remaining_ms", "last_check", "last_error", "removed", "health_history", "latency"],
         "properties": {
             "id": integer(),
             "pool": {"type": "string", "description": "the name of its pool"},
@@ -670,7 +672,7 @@ fn backend() -> Value {
             "addr": {"type": "string", "description": "the address it is reached at (a name may stand for several backends, one per address)"},
             "weight": {"type": "integer", "minimum": 1, "maximum": 10000},
             "max_conns": {"type": "integer", "minimum": 0, "description": "0: no limit"},
-            "state": {"type": "string", "enum": ["up", "down", "draining", "disabled"]},
+            "state": {"type": "string", "enum": ["up", "down", "draining", "disabled", "ejected"], "description": "ejected: outlier detection took it out for a while"},
             "alive": {"type": "boolean", "description": "state is up"},
             "healthy": {"type": "boolean", "description": "health checks (active or passive) pass"},
             "enabled": {"type": "boolean", "description": "neither disabled nor draining"},
@@ -678,6 +680,18 @@ fn backend() -> Value {
             "active_connections": {"type": "integer", "minimum": 0, "description": "the same as in_flight (the original's name)"},
             "total_requests": {"type": "integer", "minimum": 0, "description": "requests sent to it (retries included)"},
             "failures": {"type": "integer", "minimum": 0, "description": "connect errors, resets, invalid responses, timeouts"},
+            "slow_start": {
+                "type": "object",
+                "nullable": true,
+                "required": ["share_percent", "remaining_ms"],
+                "description": "its slow start, while under way (null: none)",
+                "properties": {
+                    "share_percent": {"type": "integer", "minimum": 10, "maximum": 100, "description": "the share of its weight's requests it takes now"},
+                    "remaining_ms": {"type": "integer", "minimum": 0},
+                },
+            },
+            "ejections": {"type": "integer", "minimum": 0, "description": "times outlier detection ejected it"},
+            "ejected_remaining_ms": {"type": "integer", "nullable": true, "minimum": 0, "description": "what is left of its current ejection (null: not ejected)"},
             "last_check": {
                 "type": "object",
                 "nullable": true,

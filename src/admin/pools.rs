@@ -20,8 +20,14 @@ use crate::pools::{Member, Table};
 /// A pool's entry of `GET /pools`.
 fn summary(table: &Table, index: usize, m: &Member) -> serde_json::Map<String, Value> {
     let pool = m.balancer.current();
-    let mut states = [0u64; 4];
-    let order = [State::Up, State::Down, State::Draining, State::Disabled];
+    let mut states = [0u64; 5];
+    let order = [
+        State::Up,
+        State::Down,
+        State::Draining,
+        State::Disabled,
+        State::Ejected,
+    ];
     for b in pool.backends() {
         let now = b.state();
         if let Some(i) = order.iter().position(|s| *s == now) {
@@ -48,6 +54,9 @@ fn summary(table: &Table, index: usize, m: &Member) -> serde_json::Map<String, V
         "states": by_state,
         "removed": m.balancer.retired().len(),
         "routes": routes,
+        // the retry budget's counts: retries it allowed and refused
+        "retries": m.balancer.budget.retries(),
+        "retries_refused": m.balancer.budget.refused(),
     });
     match v {
         Value::Object(map) => map,
@@ -77,11 +86,16 @@ pub(super) fn get(admin: &Admin, call: &Call<'_>) -> Result<Response, ApiError> 
     let mut entry = summary(&table, i, m);
     let kept = m.balancer.current();
     let retired = m.balancer.retired();
+    let slow_start = kept.policy().slow_start_ms;
     let list: Vec<Value> = kept
         .backends()
         .iter()
-        .map(|b| backend_json(b, &m.name, false))
-        .chain(retired.iter().map(|b| backend_json(b, &m.name, true)))
+        .map(|b| backend_json(b, &m.name, false, slow_start))
+        .chain(
+            retired
+                .iter()
+                .map(|b| backend_json(b, &m.name, true, slow_start)),
+        )
         .collect();
     entry.insert("backends".into(), Value::Array(list));
     Ok(Response::json(200, &Value::Object(entry)))

@@ -31,6 +31,9 @@ pub enum State {
     Draining,
     /// Switched off by hand (`PATCH` to `disabled`, or `PUT …/status {"alive": false}`).
     Disabled,
+    /// Answered `consecutive_5xx` 5xx responses in a row: out for a while
+    /// (`health/outlier.rs`).
+    Ejected,
 }
 
 impl State {
@@ -40,6 +43,7 @@ impl State {
             State::Down => "down",
             State::Draining => "draining",
             State::Disabled => "disabled",
+            State::Ejected => "ejected",
         }
     }
 }
@@ -82,6 +86,11 @@ pub struct Backend {
     admin: AtomicU8,
     /// Passive health's failure window (`health/passive.rs`).
     pub(crate) passive: Passive,
+    /// Outlier ejection's record (`health/outlier.rs`); `ejected_until` is read by every pick.
+    pub(crate) outlier: Outlier,
+    /// When it last became a candidate again (ms of `timer::clock_ms`; 0: not since the start,
+    /// or its slow start is over): the start of its slow start.
+    back_since: AtomicU64,
     /// Requests in flight on this backend right now.
     pub active: CachePadded<AtomicUsize>,
     /// Requests sent to this backend, ever, and their response times: bumped together, so they
@@ -110,6 +119,20 @@ impl Passive {
         self.down_since.store(0, Ordering::Relaxed);
         self.window_start.store(0, Ordering::Relaxed);
     }
+}
+
+/// Outlier ejection's record of a backend, kept by `health::outlier`: 5xx responses in a row,
+/// the end of the current ejection (ms of `timer::clock_ms`; 0: not ejected), the ejections
+/// that count toward the next one's length, and when that count last went down (or the backend
+/// last came back).
+#[derive(Debug, Default)]
+pub struct Outlier {
+    pub(crate) consecutive_5xx: AtomicU32,
+    pub(crate) ejected_until: AtomicU64,
+    pub(crate) ejections: AtomicU32,
+    pub(crate) calm_since: AtomicU64,
+    /// Ejections ever (the metric).
+    pub(crate) total: AtomicU64,
 }
 
 /// A backend's request count and response times (see [`Backend::requests`]).
@@ -187,6 +210,8 @@ impl Backend {
             healthy: AtomicBool::new(true),
             admin: AtomicU8::new(ADMIN_ENABLED),
             passive: Passive::default(),
+            outlier: Outlier::default(),
+            back_since: AtomicU64::new(0),
             active: CachePadded::default(),
             requests: CachePadded::default(),
             failures: CachePadded::default(),
@@ -216,10 +241,71 @@ impl Backend {
         self.weight.store(weight.max(1), Ordering::Relaxed);
     }
 
-    /// Healthy and enabled: eligible for new requests.
+    /// Healthy, enabled and not ejected: eligible for new requests.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.admin.load(Ordering::Relaxed) == ADMIN_ENABLED
+        self.healthy.load(Ordering::Relaxed)
+            && self.admin.load(Ordering::Relaxed) == ADMIN_ENABLED
+            && self.outlier.ejected_until.load(Ordering::Relaxed) == 0
+    }
+
+    /// Ejected by outlier detection (until a time the workers' housekeeping watches).
+    pub fn is_ejected(&self) -> bool {
+        self.outlier.ejected_until.load(Ordering::Relaxed) != 0
+    }
+
+    /// When the current ejection ends (ms of `timer::clock_ms`), if ejected.
+    pub fn ejected_until(&self) -> Option<u64> {
+        Some(self.outlier.ejected_until.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Times outlier detection ejected it.
+    pub fn ejections(&self) -> u64 {
+        self.outlier.total.load(Ordering::Relaxed)
+    }
+
+    /// Ends the ejection that lasts until `until` (a compare-and-swap: of two workers sweeping,
+    /// one brings it back): it comes back under slow start, and waiting requests may take it.
+    pub(crate) fn end_ejection(&self, until: u64) -> bool {
+        let ended = self
+            .outlier
+            .ejected_until
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if ended {
+            self.came_back();
+            self.slots.freed();
+        }
+        ended
+    }
+
+    /// It became a candidate again now: its slow start begins (`Pool::pick` reads it).
+    pub fn came_back(&self) {
+        let now = crate::timer::clock_ms(std::time::Instant::now()).max(1);
+        self.back_since.store(now, Ordering::Relaxed);
+    }
+
+    /// The start of its slow start (ms of `timer::clock_ms`), if one may be under way.
+    #[inline]
+    pub fn back_since(&self) -> Option<u64> {
+        Some(self.back_since.load(Ordering::Relaxed)).filter(|&t| t != 0)
+    }
+
+    /// Its share of its turns while its slow start of `slow_start_ms` is under way at `now_ms`
+    /// (ms of `timer::clock_ms`), per mille: 100 at first, growing to 1000; `None` once over
+    /// (or with no slow start).
+    #[inline]
+    pub fn ramp_per_mille(&self, slow_start_ms: u64, now_ms: u64) -> Option<u64> {
+        let since = self.back_since()?;
+        let elapsed = now_ms.saturating_sub(since);
+        (elapsed < slow_start_ms).then(|| 100 + 900 * elapsed / slow_start_ms)
+    }
+
+    /// Its slow start is over: picks stop looking at the clock for it.
+    pub(crate) fn ramp_done(&self, since: u64) {
+        let _ = self
+            .back_since
+            .compare_exchange(since, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -235,6 +321,7 @@ impl Backend {
         let was = self.healthy.swap(healthy, Ordering::SeqCst);
         if healthy && !was {
             // a candidate again: requests waiting for a slot may take it
+            self.came_back();
             self.slots.freed();
         }
         was
@@ -243,7 +330,11 @@ impl Backend {
     /// Sets the bare health flag, nothing else; returns what it was. Passive health's own flips
     /// (`health/passive.rs`), which keep their window themselves.
     pub(crate) fn swap_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::Relaxed)
+        let was = self.healthy.swap(healthy, Ordering::Relaxed);
+        if healthy && !was {
+            self.came_back();
+        }
+        was
     }
 
     /// Neither disabled nor draining.
@@ -257,7 +348,10 @@ impl Backend {
         } else {
             ADMIN_DISABLED
         };
-        self.admin.store(v, Ordering::SeqCst);
+        let was = self.admin.swap(v, Ordering::SeqCst);
+        if enabled && was != ADMIN_ENABLED {
+            self.came_back();
+        }
         if enabled {
             self.slots.freed();
         }
@@ -273,6 +367,7 @@ impl Backend {
             ADMIN_DRAINING => State::Draining,
             ADMIN_DISABLED => State::Disabled,
             _ if !self.is_healthy() => State::Down,
+            _ if self.is_ejected() => State::Ejected,
             _ => State::Up,
         }
     }

@@ -15,6 +15,7 @@
 //!   keys), the strategies' precomputed tables, and how a pool changes ([`Pool::sync`]);
 //! - `picker.rs`: the per-request decision ([`Picker::choose`]: [`Ask`] → [`Choice`]) and
 //!   [`Pool::pick`];
+//! - `budget.rs`: the pool's retry budget ([`RetryBudget`]);
 //! - `slots.rs`: waking the workers whose requests wait for a `max_conns` slot ([`Slots`]);
 //! - one file per strategy, each with its tests: `round_robin.rs` (smooth weighted, one schedule
 //!   for the whole proxy), `least_conn.rs`, `p2c.rs`, `random.rs`, `maglev.rs` (consistent
@@ -28,6 +29,7 @@
 //! change the pool through [`Balancer::update`].
 
 mod backend;
+pub mod budget;
 mod least_conn;
 mod maglev;
 mod p2c;
@@ -40,8 +42,9 @@ mod slots;
 pub mod sticky;
 
 pub use backend::{Backend, HealthInfo, State, Traffic};
+pub use budget::RetryBudget;
 pub use picker::{Ask, Choice, Picker, WorkerPick};
-pub use pool::{Common, Policy, Pool, Sticky, Synced};
+pub use pool::{Common, OutlierPolicy, Policy, Pool, Sticky, Synced};
 pub use slots::Slots;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +66,11 @@ pub struct Balancer {
     /// Backends taken out of the pool (admin `DELETE`, a reload, DNS) that still had requests in
     /// flight: listed as draining until the last one ends.
     retired: Mutex<Vec<Arc<Backend>>>,
+    /// `retry_budget`'s counts (`budget.rs`), kept with the balancer across reloads.
+    pub budget: RetryBudget,
+    /// Serialises ejections (`health/outlier.rs`), so two workers cannot both take the last
+    /// place `max_ejected_percent` leaves.
+    pub(crate) ejecting: Mutex<()>,
 }
 
 impl Balancer {
@@ -78,12 +86,37 @@ impl Balancer {
             current: RwLock::new(Arc::new(pool)),
             writer: Mutex::new(()),
             retired: Mutex::new(Vec::new()),
+            budget: RetryBudget::default(),
+            ejecting: Mutex::new(()),
         }
     }
 
     /// The policy of the current pool.
     pub fn policy(&self) -> Arc<Policy> {
         Arc::clone(&self.current.read().policy)
+    }
+
+    /// May a request of this pool be retried now? `retry_budget` decides (and counts it); a
+    /// pool without one always may. Called on a failure's path only: it reads the policy and
+    /// the backends' counters under the pool's lock.
+    pub fn retry_allowed(&self, now: std::time::Instant) -> bool {
+        let pool = self.current();
+        let Some(percent) = pool.policy().retry_budget else {
+            return true;
+        };
+        let attempts = pool.backends().iter().map(|b| b.total_requests()).sum();
+        let sec = crate::timer::clock_ms(now) / 1000;
+        self.budget.try_retry(percent, sec, attempts)
+    }
+
+    /// Housekeeping, once a second: notes the pool's attempts for the retry budget's window.
+    pub fn sample_budget(&self, now: std::time::Instant) {
+        let pool = self.current();
+        if pool.policy().retry_budget.is_some() {
+            let attempts = pool.backends().iter().map(|b| b.total_requests()).sum();
+            self.budget
+                .sample(crate::timer::clock_ms(now) / 1000, attempts);
+        }
     }
 
     /// Keeps `backend`, just taken out of the pool, listed until its requests in flight end.

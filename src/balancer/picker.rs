@@ -72,7 +72,46 @@ impl Pool {
     /// Chooses a backend for a request, skipping `exclude` (a backend that just failed) unless it
     /// is the only one available. `key` is the request's hash for `consistent-hash` (ignored by
     /// the other strategies). `None` when no backend is available.
+    ///
+    /// Slow start: a backend under way takes only its share of the turns it is picked for (10 %
+    /// at first, all of them at the end, `Backend::ramp_per_mille`); the others take the rest.
+    /// With weighted round-robin its share of the requests is that much of its weight's; with
+    /// least-conn, p2c and random, about that much. Not with `consistent-hash`, whose keys would
+    /// move twice, nor for a retry (`exclude`).
     pub fn pick(
+        &self,
+        state: &mut WorkerPick,
+        key: u64,
+        exclude: Option<u64>,
+    ) -> Option<&Arc<Backend>> {
+        let chosen = self.strategy_pick(state, key, exclude)?;
+        let slow_start = self.policy.slow_start_ms;
+        match chosen.back_since() {
+            // the common case: one relaxed load of the chosen backend's own field
+            None => Some(chosen),
+            Some(_) if slow_start == 0 || exclude.is_some() => Some(chosen),
+            // consistent hashing keeps a key where it is: a ramp would move keys twice
+            Some(_) if matches!(*self.selector, Selector::ConsistentHash(_)) => Some(chosen),
+            Some(since) => {
+                let now = crate::timer::clock_ms(Instant::now());
+                let Some(share) = chosen.ramp_per_mille(slow_start, now) else {
+                    chosen.ramp_done(since);
+                    return Some(chosen);
+                };
+                if state.rng.below(1000) < share {
+                    return Some(chosen);
+                }
+                // this turn goes to the others (to it still, when it is the only candidate)
+                match self.strategy_pick(state, key, Some(chosen.id)) {
+                    Some(other) => Some(other),
+                    None => Some(chosen),
+                }
+            }
+        }
+    }
+
+    /// The strategy's choice, `exclude` avoided unless it is the only candidate.
+    fn strategy_pick(
         &self,
         state: &mut WorkerPick,
         key: u64,
@@ -88,7 +127,7 @@ impl Pool {
         };
         match chosen {
             Some(i) => b.get(i),
-            None if exclude.is_some() => self.pick(state, key, None),
+            None if exclude.is_some() => self.strategy_pick(state, key, None),
             None => None,
         }
     }

@@ -48,6 +48,21 @@ pub struct Policy {
     /// Active checks run (they bring a backend taken down passively back up); without them, it
     /// is tried again `fail_timeout` after it went down.
     pub active_checks: bool,
+    /// `slow_start`, in ms (0: off): a backend back since less than this gets a share that
+    /// grows from 10 % to its weight's (`Pool::pick`).
+    pub slow_start_ms: u64,
+    /// `retry_budget` (percent; `balancer/budget.rs`). `None`: no budget (the tests' pools).
+    pub retry_budget: Option<u32>,
+    /// `outlier_detection` (`health/outlier.rs`); `None`: off.
+    pub outlier: Option<OutlierPolicy>,
+}
+
+/// `outlier_detection`'s keys, in the units the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierPolicy {
+    pub consecutive_5xx: u32,
+    pub base_ejection_ms: u64,
+    pub max_ejected_percent: u32,
 }
 
 #[derive(Debug)]
@@ -76,6 +91,17 @@ impl Policy {
             max_fails: pool.passive.max_fails,
             fail_timeout_ms: crate::timer::millis(pool.passive.fail_timeout),
             active_checks: pool.health.active(),
+            slow_start_ms: crate::timer::millis(pool.traffic.slow_start),
+            retry_budget: Some(pool.traffic.retry_budget),
+            outlier: pool
+                .traffic
+                .outlier_detection
+                .as_ref()
+                .map(|o| OutlierPolicy {
+                    consecutive_5xx: o.consecutive_5xx,
+                    base_ejection_ms: crate::timer::millis(o.base_ejection),
+                    max_ejected_percent: o.max_ejected_percent,
+                }),
         }
     }
 }
@@ -231,7 +257,10 @@ impl Pool {
     /// A new backend with the next id (not in the pool yet).
     fn make(&mut self, cfg: &BackendConfig, tls: Option<ClientTls>) -> Arc<Backend> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Backend::new(id, cfg, tls, self.max_conns, &self.slots))
+        let backend = Backend::new(id, cfg, tls, self.max_conns, &self.slots);
+        // added to a running pool: under slow start, if the pool has one
+        backend.came_back();
+        Arc::new(backend)
     }
 
     /// Adds a backend (the next id); returns it.

@@ -4,8 +4,8 @@
 //! which an unknown key's message lists them (with `backends` and `ssl`, which are read by
 //! their own code: `pool.rs`, and the [`SslConfig`] group as a nested object).
 //!
-//! A pool (`pool.rs`) is made of the groups [`Balance`], [`Upstream`], [`Health`], [`Passive`]
-//! and [`Sticky`], and its backends: what each pool will carry once there are several, every key
+//! A pool (`pool.rs`) is made of the groups [`Balance`], [`Upstream`], [`Health`], [`Passive`],
+//! [`Sticky`] and [`Traffic`], and its backends: what each pool will carry once there are several, every key
 //! a pool leaves out taken from the top level.
 //!
 //! Below the groups, the defaults that take more than an expression: `workers` (the CPU cores)
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::admin::{AllowedHost, Token};
 use super::duration::{Interval, Lifetime, Timeout};
-use super::key::keys;
+use super::key::{keys, Switch};
 use super::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
 use super::values::{
     AccessLogFile, AccessLogTarget, Bytes, CertificateFile, CertificateFiles, CookieName,
@@ -155,6 +155,39 @@ keys! {
         /// under this key (at least 16 characters), which clients cannot compute; without it, a
         /// fixed hash anyone can. Redacted in `GET /config`.
         cookie_secret as "sticky_cookie_secret": Option<CookieSecret> => Option<String> = None;
+    }
+
+    /// Traffic control (per pool): slow start, the retry budget, outlier ejection (see
+    /// `health/outlier.rs` and `balancer/budget.rs`).
+    pub struct Traffic / TrafficFile {
+        /// `slow_start`, default `"0s"` (off): a backend that comes back (health, passive
+        /// recovery, enabled, added, or back from an ejection) gets a share of its pool's
+        /// requests that grows from 10 % to its full weight over this, as HAProxy's `slowstart`.
+        /// Not for `consistent-hash`, nor for sticky bindings.
+        slow_start: Interval => Duration = Duration::ZERO;
+        /// `retry_budget`, default 20 (percent, 0 to 100): retries may add at most this share
+        /// of the pool's requests over the last 10 seconds (at least 3 a second); a request the
+        /// budget keeps from retrying gets the error it would have got without retries.
+        retry_budget: Int<u32, 0, 100> => u32 = 20;
+        /// `outlier_detection`, default none (`false` turns off what a pool would inherit):
+        /// backends answering 5xx in a row are ejected for a while (see [`Outlier`]).
+        outlier_detection: Switch<OutlierFile> => Option<Outlier> = None;
+    }
+
+    /// `outlier_detection`: `{"consecutive_5xx": 5, "base_ejection": "30s",
+    /// "max_ejected_percent": 10}` (each optional).
+    pub struct Outlier / OutlierFile {
+        /// `outlier_detection.consecutive_5xx`, default 5 (1 to 1000): 5xx responses in a row
+        /// that eject a backend.
+        consecutive_5xx: Int<u32, 1, 1000> => u32 = 5;
+        /// `outlier_detection.base_ejection`, default 30s: an ejection lasts this times the
+        /// backend's ejections so far (the first 1x, the next 2x, ...), at most 5 minutes (or
+        /// this, when longer).
+        base_ejection: Timeout => Duration = secs(30);
+        /// `outlier_detection.max_ejected_percent`, default 10 (0 to 100): at most this share of
+        /// the pool's backends is ejected at once (at least one may always be), and never the
+        /// last one that is available.
+        max_ejected_percent: Int<u32, 0, 100> => u32 = 10;
     }
 
     /// The client side's timeouts.

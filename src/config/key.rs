@@ -126,6 +126,48 @@ impl<K: Key> Key for Option<K> {
     }
 }
 
+/// A key that is an object of settings, or `false` for "none" (`outlier_detection`): unlike
+/// `null`, which is "absent" (a pool then inherits the top level's), `false` turns it off.
+/// `None` is written as `false`, so a pool that turned it off reads back the same.
+#[derive(Debug)]
+pub(super) enum Switch<K> {
+    Off,
+    On(K),
+}
+
+impl<K: Key> Key for Switch<K> {
+    type Value = Option<K::Value>;
+
+    fn read(value: &Value, at: &str) -> Result<Self, ConfigError> {
+        match value {
+            Value::Bool(false) => Ok(Switch::Off),
+            Value::Object(_) => K::read(value, at).map(Switch::On),
+            _ => Err(invalid(at, expected("an object or false", value))),
+        }
+    }
+
+    fn check(&self, at: &str) -> Result<(), ConfigError> {
+        match self {
+            Switch::Off => Ok(()),
+            Switch::On(k) => k.check(at),
+        }
+    }
+
+    fn value(self) -> Self::Value {
+        match self {
+            Switch::Off => None,
+            Switch::On(k) => Some(k.value()),
+        }
+    }
+
+    fn write(value: &Self::Value) -> Option<Value> {
+        match value {
+            None => Some(Value::Bool(false)),
+            Some(v) => K::write(v),
+        }
+    }
+}
+
 /// What [`read_object`] reads keys into: a group's partial struct, or several (the top level).
 pub(super) trait Group {
     /// Reads `key` if it is one of this group's (`None`: it is not); `at` is the path of the

@@ -74,7 +74,7 @@ pub use self::duration::{format_duration, parse_duration};
 pub use self::error::ConfigError;
 pub use self::groups::{
     default_upgrade_dir, Admin, Balance, Dns, Health, Hsts, Http2, Identity, Keepalive, Limits,
-    Logging, Passive, Process, SslConfig, Sticky, Timeouts, Upstream,
+    Logging, Outlier, Passive, Process, SslConfig, Sticky, Timeouts, Traffic, Upstream,
 };
 pub use self::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
 pub use self::pool::PoolConfig;

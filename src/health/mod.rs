@@ -26,6 +26,7 @@
 //! `timed out`; a probe reads at most `probe::READ_LIMIT` bytes; every loop runs over the pool,
 //! the poll's events or the deadline queue, each bounded.
 
+pub mod outlier;
 pub mod passive;
 mod probe;
 mod schedule;

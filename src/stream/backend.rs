@@ -1,6 +1,7 @@
 //! Where a stream's request goes: the backend choice (sticky binding, strategy, `max_conns`
 //! queue), the connection lent to it (an idle pooled one, or a new connect), and what a failed
-//! attempt leads to: a retry elsewhere when that is safe (RFC 9112 §9.3.1.1), else a status.
+//! attempt leads to: a retry elsewhere when that is safe (RFC 9112 §9.3.1.1) and the pool's
+//! retry budget allows it (`balancer/budget.rs`), else a status.
 
 use std::time::Instant;
 
@@ -208,7 +209,15 @@ impl Stream {
             Failure::NoResponse => self.ex.method.is_idempotent(),
             Failure::BadResponse | Failure::Timeout => false,
         };
-        if safe && self.ex.replay && u32::from(self.ex.attempts) <= self.pool(ctx).balance.retries {
+        // `retry_budget`: asked last, as only a retry that would happen counts against it
+        if safe
+            && self.ex.replay
+            && u32::from(self.ex.attempts) <= self.pool(ctx).balance.retries
+            && ctx
+                .pools
+                .balancer(self.pool)
+                .is_none_or(|b| b.retry_allowed(ctx.now))
+        {
             self.ex.attempts += 1;
             self.req.set_sent(0);
             self.discard_response(ctx);

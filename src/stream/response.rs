@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::backend::Failure;
 use super::{Client, Close, Phase, Run, Step, Stream, MAX_INTERIM, MAX_ROUNDS};
 use crate::context::Ctx;
-use crate::health::passive;
+use crate::health::{outlier, passive};
 use crate::http::request;
 use crate::http::response::{self, Relay};
 use crate::http::{Body, Step as BodyStep};
@@ -152,6 +152,14 @@ impl Stream {
             if let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) {
                 let ms = (crate::timer::clock_ms(ctx.now) as u32).wrapping_sub(self.ex.sent_ms);
                 up.backend.answered_in(u64::from(ms));
+                let outlier = ctx.pools.policy(self.pool).and_then(|p| p.outlier);
+                if let Some(policy) = outlier {
+                    if outlier::answered(&policy, &up.backend, head.status) {
+                        if let Some(balancer) = ctx.pools.balancer(self.pool) {
+                            outlier::eject(balancer, &up.backend, &policy, ctx.now);
+                        }
+                    }
+                }
             }
             self.ex.keep_client = head.keep_client;
             self.ex.reusable = head.reusable;

@@ -378,7 +378,11 @@
       this.badge.dataset.field = 'state';
       this.removedTag = h('span', 'tag', 'removed');
       this.removedTag.hidden = true;
-      state.append(this.badge, this.removedTag);
+      // slow start under way, or what is left of an ejection
+      this.rampTag = h('span', 'tag');
+      this.rampTag.dataset.field = 'ramp';
+      this.rampTag.hidden = true;
+      state.append(this.badge, this.removedTag, this.rampTag);
 
       const weight = cell('c-weight', 'Weight');
       this.weight = h('span', 'num');
@@ -478,6 +482,14 @@
       if (this.badge.dataset.state !== b.state) this.badge.dataset.state = b.state;
       const removed = b.removed === true;
       this.removedTag.hidden = !removed;
+      let ramp = '';
+      if (b.slow_start) ramp = `slow start ${b.slow_start.share_percent}%`;
+      else if (b.state === 'ejected' && b.ejected_remaining_ms != null) {
+        ramp = `back in ${Math.ceil(b.ejected_remaining_ms / 1000)}s`;
+      }
+      setText(this.rampTag, ramp);
+      this.rampTag.hidden = ramp === '';
+      setAttr(this.rampTag, 'title', b.ejections ? `ejected ${b.ejections} times` : '');
       this.el.classList.toggle('is-removed', removed);
       setText(this.weight, String(b.weight));
       this.wbtn.hidden = removed || !this.wform.hidden;
@@ -799,7 +811,7 @@
   function renderBackends(pools, lists, now) {
     renderPools(pools);
     const seen = new Set();
-    const counts = { up: 0, down: 0, draining: 0, disabled: 0, removed: 0 };
+    const counts = { up: 0, down: 0, draining: 0, disabled: 0, ejected: 0, removed: 0 };
     const all = [];
     pools.forEach((p, i) => {
       const g = groups.get(p.name);
@@ -826,10 +838,10 @@
     $('empty').hidden = rows.size > 0;
     const total = all.length - counts.removed;
     setText($('g-backends'), `${counts.up} / ${total}`);
-    const parts = ['down', 'draining', 'disabled', 'removed']
+    const parts = ['down', 'ejected', 'draining', 'disabled', 'removed']
       .filter((k) => counts[k] > 0).map((k) => `${counts[k]} ${k}`);
     setText($('g-backends-sub'), parts.length ? parts.join(' · ') : 'all taking requests');
-    $('g-backends').classList.toggle('bad', counts.down > 0);
+    $('g-backends').classList.toggle('bad', counts.down + counts.ejected > 0);
     applyFilter();
   }
 

@@ -171,10 +171,12 @@ fn everything() -> Config {
                 "redirect_http_port": 80, "hsts": {"max_age": "1h", "include_subdomains": true}},
     });
     let routing = json!({
+        "slow_start": "20s", "retry_budget": 50,
+        "outlier_detection": {"consecutive_5xx": 2, "base_ejection": "1m", "max_ejected_percent": 40},
         "http2": false, "http2_max_concurrent_streams": 7,
         "pools": {"api": {"backends": [{"url": "http://127.0.0.1:9002"}], "strategy": "p2c",
                           "sticky_cookie_secret": "fedcba9876543210!"},
-                  "static": {"backends": [], "sticky_cookie_name": "st"}},
+                  "static": {"backends": [], "sticky_cookie_name": "st", "outlier_detection": false}},
         "routes": [{"host": "API.example.com", "pool": "api"},
                    {"host": "*.example.com", "path_prefix": "/s/", "pool": "static",
                     "strip_prefix": true, "name": "statics"}],
@@ -208,6 +210,8 @@ fn every_group_is_written_in_a_form_that_reads_back_equal() {
     round_trip::<HealthFile>(&c.pool.health);
     round_trip::<PassiveFile>(&c.pool.passive);
     round_trip::<StickyFile>(&c.pool.sticky);
+    round_trip::<TrafficFile>(&c.pool.traffic);
+    round_trip::<OutlierFile>(c.pool.traffic.outlier_detection.as_ref().expect("outlier"));
     round_trip::<TimeoutsFile>(&c.timeouts);
     round_trip::<LimitsFile>(&c.limits);
     round_trip::<KeepaliveFile>(&c.keepalive);

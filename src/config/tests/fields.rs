@@ -11,7 +11,7 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, max_c
      health_check_method, health_check_path, health_check_timeout, health_check_expect, \
      health_check_rise, health_check_fall, max_fails, fail_timeout, enable_sticky_sessions, \
      sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, \
-     sticky_cookie_secret, client_header_timeout, client_body_timeout, send_timeout, \
+     sticky_cookie_secret, slow_start, retry_budget, outlier_detection, client_header_timeout, client_body_timeout, send_timeout, \
      keepalive_timeout, tunnel_timeout, tls_handshake_timeout, buffer_size, max_request_head, \
      max_uri_length, max_header_count, max_body_size, backend_keepalive, \
      backend_keepalive_timeout, dns_refresh, hosts_file, admin_token, admin_allowed_hosts, \
@@ -919,4 +919,74 @@ fn the_default_upgrade_socket_lives_in_a_directory_of_its_user() {
     assert_eq!(socket(Path::new("/run/ferrule"), ip("127.0.0.1"), 0), None);
     let deep = format!("/{}", "d".repeat(90));
     assert_eq!(socket(Path::new(&deep), ip("127.0.0.1"), 8080), None);
+}
+
+#[test]
+fn traffic_control_keys_name_the_field() {
+    rejects(
+        r#"{"retry_budget": 101}"#,
+        "retry_budget: must be at most 100",
+    );
+    rejects(
+        r#"{"slow_start": "5"}"#,
+        "slow_start: \"5\" has no unit (use ms, s, m or h)",
+    );
+    rejects(
+        r#"{"outlier_detection": {"consecutive_5xx": 0}}"#,
+        "outlier_detection.consecutive_5xx: must be at least 1",
+    );
+    rejects(
+        r#"{"outlier_detection": true}"#,
+        "outlier_detection: expected an object or false, found true",
+    );
+    rejects(
+        r#"{"outlier_detection": {"base": "1s"}}"#,
+        "outlier_detection.base: unknown key (expected one of: consecutive_5xx, base_ejection, \
+         max_ejected_percent)",
+    );
+    rejects(
+        r#"{"pools": {"api": {"backends": [], "outlier_detection": {"max_ejected_percent": 120}}}}"#,
+        "pools.api.outlier_detection.max_ejected_percent: must be at most 100",
+    );
+}
+
+#[test]
+fn traffic_control_defaults_and_a_pool_that_turns_ejection_off() {
+    let c = parse(r#"{}"#);
+    assert_eq!(c.pool.traffic.slow_start, Duration::ZERO);
+    assert_eq!(c.pool.traffic.retry_budget, 20);
+    assert_eq!(c.pool.traffic.outlier_detection, None);
+    let c = parse(
+        r#"{"outlier_detection": {"consecutive_5xx": 7}, "slow_start": "30s",
+            "pools": {"a": {"backends": []}, "b": {"backends": [], "outlier_detection": false}}}"#,
+    );
+    let top = c.pool.traffic.outlier_detection.clone();
+    assert_eq!(
+        top,
+        Some(Outlier {
+            consecutive_5xx: 7,
+            base_ejection: Duration::from_secs(30),
+            max_ejected_percent: 10,
+        })
+    );
+    let pool = |name: &str| {
+        c.pools
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &p.pool.traffic)
+    };
+    assert_eq!(
+        pool("a").map(|t| t.outlier_detection.clone()),
+        Some(top),
+        "inherited"
+    );
+    assert_eq!(
+        pool("a").map(|t| t.slow_start),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        pool("b").map(|t| t.outlier_detection.clone()),
+        Some(None),
+        "turned off"
+    );
 }

@@ -130,6 +130,11 @@ fn defaults() -> Config {
                 cookie_strip: false,
                 cookie_secret: None,
             },
+            traffic: Traffic {
+                slow_start: Duration::ZERO,
+                retry_budget: 20,
+                outlier_detection: None,
+            },
         },
         timeouts: Timeouts {
             client_header: secs(60),
