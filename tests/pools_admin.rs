@@ -162,7 +162,7 @@ fn pools_are_listed_with_their_routes_states_and_backends() {
     assert_eq!(api["size"], 2);
     assert_eq!(
         api["states"],
-        json!({"up": 2, "down": 0, "draining": 0, "disabled": 0})
+        json!({"up": 2, "down": 0, "draining": 0, "disabled": 0, "ejected": 0})
     );
     assert_eq!(api["removed"], 0);
     assert_eq!(api["routes"], json!(["api-host", "v2"]));

@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the data path's pure functions, through ferrule's public API: request head
 //! scan + rewrite, response head rewrite, chunked body framing, one balancer pick, one route
-//! lookup, and one access-log line.
+//! lookup, one access-log line, and the whole per-request work outside the sockets (`request`:
+//! every feature off, and the common ones on).
 //!
 //! ```text
 //! cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 2
@@ -369,6 +370,110 @@ fn access_log_line(c: &mut Criterion) {
     group.finish();
 }
 
+/// The whole per-request work of a worker outside the sockets, for one keep-alive GET: the
+/// request head found and rewritten (the route decided inside), the backend chosen, the response
+/// head rewritten, and the outlier count kept. `off`: every feature off (no request id, no
+/// stickiness, no slow start, no outlier detection); `common`: what a typical config turns on (a
+/// request id added, sticky cookies read and set, a slow start and outlier detection configured
+/// that are not under way). A user-space regression on the request path shows here in seconds.
+fn request_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request");
+    group.throughput(Throughput::Elements(1));
+    for (name, common) in [("off", false), ("common", true)] {
+        let mut config = Config::from_json_str(r#"{"backends": []}"#).expect("config");
+        if common {
+            config.pool.sticky.enabled = true;
+            config.pool.sticky.mode = StickyMode::Cookie;
+            config.pool.traffic.slow_start = std::time::Duration::from_secs(30);
+            config.pool.traffic.outlier_detection = Some(ferrule::config::Outlier {
+                consecutive_5xx: 5,
+                base_ejection: std::time::Duration::from_secs(30),
+                max_ejected_percent: 10,
+            });
+        }
+        let policy = Policy::from_pool(&config.pool);
+        let outlier = policy.outlier;
+        let pool = Pool::new(Strategy::RoundRobin, &backends(&[1, 1, 1]));
+        let balancer = Balancer::with_policy(pool, policy);
+        let mut picker = Picker::new(&balancer, 0);
+        let cookie_name: &[u8] = b"FERRULE_BACKEND";
+        let router = ferrule::http::request::OnePool(ferrule::http::request::Routed {
+            pool: 0,
+            route: None,
+            strip: 0,
+            key: KeySource::ClientIp,
+            sticky_cookie: common.then_some(cookie_name),
+            strip_sticky_cookie: false,
+        });
+        let client = ClientInfo {
+            ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 17)),
+            tls: false,
+            router: &router,
+            trusted: &ferrule::client_ip::TrustedProxies::EMPTY,
+            request_id: common.then_some(b"4f1c2e9a0b7d6c5e8a9b0c1d2e3f4a5b".as_slice()),
+        };
+        let date = ferrule::http::date::HttpDate::now();
+        let now = std::time::Instant::now();
+        let mut out = Vec::with_capacity(1024);
+        let mut out_resp = Vec::with_capacity(1024);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let buf = black_box(REQUEST);
+                let Ok(Some(end)) = request::find_head_end(buf, 0) else {
+                    unreachable!("head is complete")
+                };
+                let Ok(Some((head, _))) = request::rewrite(&buf[..end], &LIMITS, &client, &mut out)
+                else {
+                    unreachable!("head rewrites")
+                };
+                let client_hash = hash_ip(client.ip);
+                let ask = Ask {
+                    key: head.key.unwrap_or(client_hash),
+                    client: client_hash,
+                    cookie: head.sticky,
+                    exclude: None,
+                    now,
+                };
+                let (backend, set_cookie) = match picker.choose(&balancer, &ask) {
+                    Choice::Backend {
+                        backend,
+                        set_cookie,
+                    } => (backend, set_cookie),
+                    _ => unreachable!("a backend is up"),
+                };
+                let ex = Answering {
+                    method: head.method,
+                    http10: head.http10,
+                    keep_alive: head.keep_alive,
+                    upgrade: false,
+                    set_cookie: (common && set_cookie).then(|| response::SetCookie {
+                        name: cookie_name,
+                        id: backend.cookie_id(),
+                        max_age: 3600,
+                        secure: false,
+                    }),
+                    max_headers: ferrule::http::DEFAULT_MAX_HEADERS,
+                    added: ferrule::http::Added {
+                        date: date.text(),
+                        hsts: None,
+                    },
+                };
+                let resp = black_box(RESPONSE);
+                let Ok(Some(end)) = request::find_head_end(resp, 0) else {
+                    unreachable!("head is complete")
+                };
+                let answered = response::rewrite(&resp[..end], &ex, &mut out_resp);
+                if let (Some(p), Ok((h, _))) = (&outlier, &answered) {
+                    ferrule::health::outlier::answered(p, backend, h.status);
+                }
+                black_box((&out, &out_resp));
+                backend.id
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     heads,
@@ -376,6 +481,7 @@ criterion_group!(
     balancer,
     choose,
     routes,
-    access_log_line
+    access_log_line,
+    request_path
 );
 criterion_main!(benches);
