@@ -25,6 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::balancer::{Ask, Balancer, Choice, Common, Picker, Slots};
 use crate::config::{self, HashKey, PoolConfig, RouteConfig, StickyMode};
 use crate::http::request::{KeySource, Routed, Router};
+use crate::limits::{Buckets, RouteScope, Scopes};
 use crate::route::{RouteSpec, Routes};
 
 /// What a stream reads of its pool's keys, worked out once per pool.
@@ -39,6 +40,8 @@ pub struct PoolSettings {
     pub sticky_cookie: Option<String>,
     pub strip_sticky_cookie: bool,
     pub sticky_max_age: u64,
+    /// `rate_limit`, `rate_limit_exempt` (`crate::limits`).
+    pub rate_limit: config::RateLimits,
 }
 
 impl PoolSettings {
@@ -51,6 +54,7 @@ impl PoolSettings {
                 .then(|| sticky.cookie_name.clone()),
             strip_sticky_cookie: sticky.cookie_strip,
             sticky_max_age: sticky.ttl.as_secs(),
+            rate_limit: pool.rate_limit.clone(),
         }
     }
 
@@ -151,6 +155,8 @@ pub struct Table {
     /// Unmatched requests go to `default` (else 404).
     default_serves: bool,
     hits: Hits,
+    /// The rate limits of the pools and routes, and the process's buckets.
+    limits: Scopes,
 }
 
 /// A generation number no table had before.
@@ -161,7 +167,8 @@ fn next_generation() -> u64 {
 
 impl Table {
     /// The table of `default` and `others` (by name; a name already in `prev` keeps its
-    /// index), routed by `routes` (whose pool names must be among them: the config checked).
+    /// index), routed by `routes` (whose pool names must be among them: the config checked),
+    /// rate-limited over `buckets`.
     fn build(
         prev: Option<&Table>,
         default: Member,
@@ -169,6 +176,7 @@ impl Table {
         routes: &[RouteConfig],
         default_serves: bool,
         workers: usize,
+        buckets: Arc<Buckets>,
     ) -> Table {
         let mut members: Vec<Option<Member>> = vec![None; prev.map_or(1, |p| p.members.len())];
         if let Some(first) = members.first_mut() {
@@ -192,6 +200,7 @@ impl Table {
         };
         let mut specs = Vec::with_capacity(routes.len());
         let mut route_names = Vec::with_capacity(routes.len());
+        let mut route_scopes = Vec::with_capacity(routes.len());
         for r in routes {
             let Some(pool) = index_of(&r.pool) else {
                 log::error!("route {}: no pool named {:?} (skipped)", r.name, r.pool);
@@ -204,7 +213,23 @@ impl Table {
                 strip_prefix: r.strip_prefix,
             });
             route_names.push(Arc::from(r.name.as_str()));
+            route_scopes.push(RouteScope {
+                name: &r.name,
+                pool,
+                limit: &r.rate_limit,
+            });
         }
+        let pool_scopes: Vec<_> = members
+            .iter()
+            .map(|m| m.as_ref().map(|m| (&*m.name, &m.settings.rate_limit)))
+            .collect();
+        let limits = Scopes::build(
+            prev.map(|p| &p.limits),
+            buckets,
+            &pool_scopes,
+            &route_scopes,
+            workers,
+        );
         let hits = Hits::new(specs.len(), workers);
         if let Some(prev) = prev {
             for (i, name) in route_names.iter().enumerate() {
@@ -221,7 +246,13 @@ impl Table {
             route_names,
             default_serves,
             hits,
+            limits,
         }
+    }
+
+    /// The rate limits and their counts.
+    pub fn limits(&self) -> &Scopes {
+        &self.limits
     }
 
     pub fn generation(&self) -> u64 {
@@ -315,6 +346,7 @@ pub struct Pools {
 impl Pools {
     /// The pools of a process with `workers` workers. `common` is what every pool's backends
     /// share (ids, slot wake-ups): the balancers given here and later were made with it.
+    /// `rate_limit_keys`: the entries of the rate limits' table, for the process's life.
     pub fn new(
         common: Common,
         workers: usize,
@@ -322,8 +354,18 @@ impl Pools {
         others: Vec<Member>,
         routes: &[RouteConfig],
         default_serves: bool,
+        rate_limit_keys: usize,
     ) -> Pools {
-        let table = Table::build(None, default, others, routes, default_serves, workers);
+        let buckets = Arc::new(Buckets::new(rate_limit_keys));
+        let table = Table::build(
+            None,
+            default,
+            others,
+            routes,
+            default_serves,
+            workers,
+            buckets,
+        );
         Pools {
             generation: CachePadded::new(AtomicU64::new(table.generation)),
             current: RwLock::new(Arc::new(table)),
@@ -344,7 +386,8 @@ impl Pools {
             balancer,
             settings: Arc::new(settings),
         };
-        Pools::new(common, workers, default, Vec::new(), &[], true)
+        let keys = config::RateLimitTable::default().max_keys;
+        Pools::new(common, workers, default, Vec::new(), &[], true, keys)
     }
 
     pub fn common(&self) -> &Common {
@@ -384,6 +427,7 @@ impl Pools {
             routes,
             default_serves,
             self.workers,
+            Arc::clone(prev.limits.buckets()),
         );
         let gone = prev
             .members()
@@ -468,6 +512,33 @@ impl View {
         }
     }
 
+    /// Counts a request of `client` that `route` sent to `pool` against its rate limit, if it
+    /// has one (see [`Scopes::admit`]): the seconds to wait when it is over.
+    #[inline]
+    pub fn over_limit(
+        &self,
+        pool: u16,
+        route: Option<u16>,
+        client: std::net::IpAddr,
+        client_hash: u64,
+        key: Option<u64>,
+        now: std::time::Instant,
+    ) -> Option<u64> {
+        let route = route.map(usize::from);
+        self.table.limits.of(usize::from(pool), route)?;
+        let now = crate::timer::clock_us(now);
+        let limits = &self.table.limits;
+        limits.admit(
+            self.worker,
+            usize::from(pool),
+            route,
+            client,
+            client_hash,
+            key,
+            now,
+        )
+    }
+
     /// Who to tell when this worker queues for a backend slot.
     pub fn slots(&self) -> &Slots {
         &self.slots
@@ -502,6 +573,10 @@ impl<'a> Router<'a> for TableRouter<'a> {
             route: target.route.and_then(|r| u16::try_from(r).ok()),
             strip: target.strip,
             key: settings.key(),
+            limit_key: table
+                .limits
+                .of(target.pool, target.route)
+                .map_or(KeySource::ClientIp, |l| l.key()),
             sticky_cookie: settings.sticky_cookie.as_deref().map(str::as_bytes),
             strip_sticky_cookie: settings.strip_sticky_cookie,
         })
@@ -553,6 +628,7 @@ mod tests {
             path_prefix: prefix.map(Into::into),
             pool: pool.into(),
             strip_prefix: false,
+            rate_limit: config::RouteLimit::Pool,
         }
     }
 
@@ -579,7 +655,7 @@ mod tests {
         let default = member(&common, "default", &pool_of(&[1]), Vec::new());
         let first = members(&common, &[("a", &[2]), ("b", &[3])]);
         let b = first[1].clone();
-        let pools = Pools::new(common.clone(), 1, default.clone(), first, &[], true);
+        let pools = Pools::new(common.clone(), 1, default.clone(), first, &[], true, 64);
         let t = pools.current();
         assert_eq!(t.index_of("a"), Some(1));
         assert_eq!(t.index_of("b"), Some(2));
@@ -597,7 +673,7 @@ mod tests {
         let common = Common::default();
         let default = member(&common, "default", &pool_of(&[1, 2]), Vec::new());
         let others = members(&common, &[("api", &[3, 4])]);
-        let pools = Pools::new(common, 1, default, others, &[], true);
+        let pools = Pools::new(common, 1, default, others, &[], true, 64);
         let t = pools.current();
         let mut ids: Vec<u64> = t
             .members()
@@ -625,7 +701,15 @@ mod tests {
         let default = member(&common, "default", &pool_of(&[1]), Vec::new());
         let others = members(&common, &[("api", &[2])]);
         let routes = [route("api", Some("api.example"), None, "api")];
-        let pools = Pools::new(common, 1, default.clone(), others.clone(), &routes, false);
+        let pools = Pools::new(
+            common,
+            1,
+            default.clone(),
+            others.clone(),
+            &routes,
+            false,
+            64,
+        );
         let t = pools.current();
         assert_eq!(t.find(b"api.example:8080", b"/x").map(|m| m.pool), Some(1));
         assert_eq!(t.find(b"other.example", b"/x"), None);
@@ -644,7 +728,15 @@ mod tests {
             route("api", Some("api.example"), None, "api"),
             route("v2", None, Some("/v2"), "api"),
         ];
-        let pools = Pools::new(common, 2, default.clone(), others.clone(), &routes, true);
+        let pools = Pools::new(
+            common,
+            2,
+            default.clone(),
+            others.clone(),
+            &routes,
+            true,
+            64,
+        );
         for worker in 0..2 {
             let view = View::new(&pools, worker);
             let router = view.router();
@@ -680,7 +772,7 @@ mod tests {
         let common = Common::default();
         let default = member(&common, "default", &pool_of(&[1]), Vec::new());
         let others = members(&common, &[("api", &[2])]);
-        let pools = Pools::new(common, 1, default.clone(), others, &[], true);
+        let pools = Pools::new(common, 1, default.clone(), others, &[], true, 64);
         let mut view = View::new(&pools, 0);
         assert!(
             matches!(view.choose(1, &ask()), Choice::Backend { backend, .. } if backend.addr.port() == 2)
@@ -710,7 +802,7 @@ mod tests {
             strip_prefix: true,
             ..route("api", None, Some("/api"), "api")
         }];
-        let pools = Pools::new(common, 1, default, others, &routes, true);
+        let pools = Pools::new(common, 1, default, others, &routes, true, 64);
         let view = View::new(&pools, 0);
         let router = view.router();
         let r = router.route(b"h", b"/api/users");

@@ -1,5 +1,5 @@
 //! What one pool carries: its backends and the groups of keys that may differ from pool to pool
-//! ([`Balance`], [`Upstream`], [`Health`], [`Passive`], [`Sticky`]). The top level of
+//! ([`Balance`], [`Upstream`], [`Health`], [`Passive`], [`Sticky`], [`RateLimits`]). The top level of
 //! config.json is the first pool; [`PoolConfig::resolve`] is how every pool is built, a key it
 //! leaves out taken from the pool it inherits from (the top level's, for the pools routing adds),
 //! or else its default. Its backends are its own: never inherited.
@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::backend::{self, BackendConfig, BackendFile, BackendSpec, BackendTls, NO_BACKEND_TLS};
 use super::error::ConfigError;
 use super::groups::{
-    Balance, BalanceFile, Health, HealthFile, Passive, PassiveFile, Sticky, StickyFile, Upstream,
-    UpstreamFile,
+    Balance, BalanceFile, Health, HealthFile, Passive, PassiveFile, RateLimits, RateLimitsFile,
+    Sticky, StickyFile, Upstream, UpstreamFile,
 };
 use super::key::{self, Group};
 
@@ -31,6 +31,7 @@ pub struct PoolConfig {
     pub health: Health,
     pub passive: Passive,
     pub sticky: Sticky,
+    pub rate_limit: RateLimits,
 }
 
 /// A pool as config.json gives it.
@@ -42,16 +43,18 @@ pub(super) struct PoolFile {
     health: HealthFile,
     passive: PassiveFile,
     sticky: StickyFile,
+    rate_limit: RateLimitsFile,
 }
 
 impl PoolFile {
-    fn groups(&self) -> [&dyn Group; 5] {
+    fn groups(&self) -> [&dyn Group; 6] {
         [
             &self.balance,
             &self.upstream,
             &self.health,
             &self.passive,
             &self.sticky,
+            &self.rate_limit,
         ]
     }
 }
@@ -65,12 +68,13 @@ impl Group for PoolFile {
             };
             return Some(read.map(|backends| self.backends = backends));
         }
-        let groups: [&mut dyn Group; 5] = [
+        let groups: [&mut dyn Group; 6] = [
             &mut self.balance,
             &mut self.upstream,
             &mut self.health,
             &mut self.passive,
             &mut self.sticky,
+            &mut self.rate_limit,
         ];
         groups.into_iter().find_map(|g| g.read(key, value, at))
     }
@@ -105,6 +109,7 @@ impl PoolConfig {
             health,
             passive,
             sticky,
+            rate_limit,
         } = file;
         let (specs, backend_tls) = backend::specs(backends.unwrap_or_default(), at)?;
         let pool = PoolConfig {
@@ -115,6 +120,7 @@ impl PoolConfig {
             health: health.resolve(inherit.map(|p| &p.health)),
             passive: passive.resolve(inherit.map(|p| &p.passive)),
             sticky: sticky.resolve(inherit.map(|p| &p.sticky)),
+            rate_limit: rate_limit.resolve(inherit.map(|p| &p.rate_limit)),
         };
         Ok((pool, specs))
     }
@@ -137,6 +143,7 @@ impl PoolConfig {
         self.health.write(out);
         self.passive.write(out);
         self.sticky.write(out);
+        self.rate_limit.write(out);
     }
 
     /// How long a health probe may take: `health_check_timeout`, or the smaller of

@@ -64,6 +64,7 @@ fn heads(c: &mut Criterion) {
         route: None,
         strip: 0,
         key: KeySource::ClientIp,
+        limit_key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
     });

@@ -15,6 +15,7 @@ mod unit {
         route: None,
         strip: 0,
         key: KeySource::ClientIp,
+        limit_key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
     });
@@ -452,6 +453,7 @@ mod routing {
                 route: None,
                 strip: 0,
                 key: KeySource::ClientIp,
+                limit_key: KeySource::ClientIp,
                 sticky_cookie: None,
                 strip_sticky_cookie: false,
             };
@@ -467,6 +469,7 @@ mod routing {
                 pool: 2,
                 route: Some(1),
                 key: KeySource::Header(b"X-User"),
+                limit_key: KeySource::Cookie(b"sid"),
                 sticky_cookie: Some(b"S"),
                 strip_sticky_cookie: true,
                 ..base
