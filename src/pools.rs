@@ -514,6 +514,10 @@ impl View {
 
     /// Counts a request of `client` that `route` sent to `pool` against its rate limit, if it
     /// has one (see [`Scopes::admit`]): the seconds to wait when it is over.
+    ///
+    /// The time is read afresh (a vDSO clock read, no system call), not the worker's time of
+    /// its poll round: a worker delayed in a round would otherwise count a request at a time
+    /// before one another worker already counted, and find a budget spent that is not.
     #[inline]
     pub fn over_limit(
         &self,
@@ -522,11 +526,10 @@ impl View {
         client: std::net::IpAddr,
         client_hash: u64,
         key: Option<u64>,
-        now: std::time::Instant,
     ) -> Option<u64> {
         let route = route.map(usize::from);
         self.table.limits.of(usize::from(pool), route)?;
-        let now = crate::timer::clock_us(now);
+        let now = crate::timer::clock_us(std::time::Instant::now());
         let limits = &self.table.limits;
         limits.admit(
             self.worker,

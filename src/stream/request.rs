@@ -174,7 +174,6 @@ impl Stream {
             head.client.unwrap_or(from.peer),
             hashed,
             head.limit_key,
-            ctx.now,
         );
         if let Some(retry_after) = over {
             self.over_limit(ctx, client, deadline, retry_after)?;
