@@ -771,6 +771,59 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_by_scope_kept_across_a_publish_and_counted() {
+        let common = Common::default();
+        let text = r#"{"rate_limit": {"requests_per_second": 0.1, "burst": 1}}"#;
+        let keys = config::Config::from_json_str(text)
+            .expect("valid")
+            .pool
+            .rate_limit;
+        let limit = keys.limit.clone().expect("a limit");
+        let limited = PoolConfig {
+            rate_limit: keys,
+            ..pool_of(&[1])
+        };
+        let default = member(&common, "default", &limited, Vec::new());
+        let routes = [
+            route("shared", None, Some("/s"), "default"),
+            RouteConfig {
+                rate_limit: config::RouteLimit::Own(limit),
+                ..route("own", None, Some("/own"), "default")
+            },
+            RouteConfig {
+                rate_limit: config::RouteLimit::Off,
+                ..route("off", None, Some("/off"), "default")
+            },
+        ];
+        let pools = Pools::new(common, 2, default.clone(), Vec::new(), &routes, true, 64);
+        let view = View::new(&pools, 0);
+        let ip: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+        assert_eq!(view.over_limit(0, None, ip, 7, None), None);
+        // a route without its own limit shares its pool's bucket; one with its own has its own
+        assert_eq!(view.over_limit(0, Some(0), ip, 7, None), Some(10));
+        assert_eq!(view.over_limit(0, Some(1), ip, 7, None), None);
+        for _ in 0..3 {
+            assert_eq!(view.over_limit(0, Some(2), ip, 7, None), None, "off");
+        }
+        // another client, and a header's value in place of the client's hash
+        assert_eq!(view.over_limit(0, None, ip, 8, None), None);
+        assert_eq!(view.over_limit(0, None, ip, 7, Some(9)), None);
+        assert!(view.over_limit(0, None, ip, 9, Some(9)).is_some());
+        // a publish keeps the buckets, and the counts of the routes it keeps
+        pools.publish(default, Vec::new(), &routes, true);
+        let view = View::new(&pools, 1);
+        assert!(view.over_limit(0, None, ip, 7, None).is_some());
+        assert!(view.over_limit(0, Some(1), ip, 7, None).is_some());
+        let t = pools.current();
+        let limits = t.limits();
+        let counts: Vec<u64> = [Some(0), Some(1), Some(2), None]
+            .map(|r| limits.refused(r))
+            .to_vec();
+        assert_eq!(counts, [1, 1, 0, 2]);
+        assert!(limits.limits(Some(0)) && limits.limits(None) && !limits.limits(Some(2)));
+    }
+
+    #[test]
     fn a_view_follows_the_table_and_a_removed_pool_picks_nothing() {
         let common = Common::default();
         let default = member(&common, "default", &pool_of(&[1]), Vec::new());

@@ -15,7 +15,7 @@
 //! without a way takes the way of its set with the smallest TAT: a TAT in the past is a full
 //! bucket, the same as no entry, so the evicted key loses nothing unless every way of the set
 //! holds a key still paying for a burst ("oldest evicted"). Two keys with the same set and tag
-//! (one chance in 65536 per way) share a budget.
+//! (one chance in 65536 for two keys of one set) share a budget.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

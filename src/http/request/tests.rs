@@ -524,6 +524,23 @@ mod routing {
     }
 
     #[test]
+    fn the_rate_limits_key_is_read_besides_the_hash_key() {
+        let (h, _) = route(
+            b"GET /a HTTP/1.1\r\nHost: static.example\r\nX-User: u1\r\nCookie: a=1; sid=s9\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(h.key, Some(crate::hash::stable_hash(0, b"u1")));
+        assert_eq!(h.limit_key, Some(crate::hash::stable_hash(0, b"s9")));
+        // without the cookie: none (the client's address keys the limit)
+        let (h, _) =
+            route(b"GET /a HTTP/1.1\r\nHost: static.example\r\nCookie: a=1\r\n\r\n").unwrap();
+        assert_eq!(h.limit_key, None);
+        // a route whose limit keys on the address reads nothing
+        let (h, _) = route(b"GET /v2 HTTP/1.1\r\nHost: a\r\nCookie: sid=s9\r\n\r\n").unwrap();
+        assert_eq!(h.limit_key, None);
+    }
+
+    #[test]
     fn no_route_is_404() {
         assert_eq!(
             route(b"GET /x HTTP/1.1\r\nHost: other\r\n\r\n").unwrap_err(),
