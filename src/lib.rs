@@ -33,6 +33,7 @@ pub mod hash;
 pub mod health;
 pub mod http;
 pub mod httpd;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod per_ip;
@@ -440,6 +441,7 @@ pub fn build_pools(
         others,
         &config.routes,
         config.default_serves(),
+        config.rate_limit_table.max_keys,
     )
 }
 

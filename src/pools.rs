@@ -25,6 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::balancer::{Ask, Balancer, Choice, Common, Picker, Slots};
 use crate::config::{self, HashKey, PoolConfig, RouteConfig, StickyMode};
 use crate::http::request::{KeySource, Routed, Router};
+use crate::limits::{Buckets, RouteScope, Scopes};
 use crate::route::{RouteSpec, Routes};
 
 /// What a stream reads of its pool's keys, worked out once per pool.
@@ -39,6 +40,8 @@ pub struct PoolSettings {
     pub sticky_cookie: Option<String>,
     pub strip_sticky_cookie: bool,
     pub sticky_max_age: u64,
+    /// `rate_limit`, `rate_limit_exempt` (`crate::limits`).
+    pub rate_limit: config::RateLimits,
 }
 
 impl PoolSettings {
@@ -51,6 +54,7 @@ impl PoolSettings {
                 .then(|| sticky.cookie_name.clone()),
             strip_sticky_cookie: sticky.cookie_strip,
             sticky_max_age: sticky.ttl.as_secs(),
+            rate_limit: pool.rate_limit.clone(),
         }
     }
 
@@ -151,6 +155,8 @@ pub struct Table {
     /// Unmatched requests go to `default` (else 404).
     default_serves: bool,
     hits: Hits,
+    /// The rate limits of the pools and routes, and the process's buckets.
+    limits: Scopes,
 }
 
 /// A generation number no table had before.
@@ -161,7 +167,8 @@ fn next_generation() -> u64 {
 
 impl Table {
     /// The table of `default` and `others` (by name; a name already in `prev` keeps its
-    /// index), routed by `routes` (whose pool names must be among them: the config checked).
+    /// index), routed by `routes` (whose pool names must be among them: the config checked),
+    /// rate-limited over `buckets`.
     fn build(
         prev: Option<&Table>,
         default: Member,
@@ -169,6 +176,7 @@ impl Table {
         routes: &[RouteConfig],
         default_serves: bool,
         workers: usize,
+        buckets: Arc<Buckets>,
     ) -> Table {
         let mut members: Vec<Option<Member>> = vec![None; prev.map_or(1, |p| p.members.len())];
         if let Some(first) = members.first_mut() {
@@ -192,6 +200,7 @@ impl Table {
         };
         let mut specs = Vec::with_capacity(routes.len());
         let mut route_names = Vec::with_capacity(routes.len());
+        let mut route_scopes = Vec::with_capacity(routes.len());
         for r in routes {
             let Some(pool) = index_of(&r.pool) else {
                 log::error!("route {}: no pool named {:?} (skipped)", r.name, r.pool);
@@ -204,7 +213,23 @@ impl Table {
                 strip_prefix: r.strip_prefix,
             });
             route_names.push(Arc::from(r.name.as_str()));
+            route_scopes.push(RouteScope {
+                name: &r.name,
+                pool,
+                limit: &r.rate_limit,
+            });
         }
+        let pool_scopes: Vec<_> = members
+            .iter()
+            .map(|m| m.as_ref().map(|m| (&*m.name, &m.settings.rate_limit)))
+            .collect();
+        let limits = Scopes::build(
+            prev.map(|p| &p.limits),
+            buckets,
+            &pool_scopes,
+            &route_scopes,
+            workers,
+        );
         let hits = Hits::new(specs.len(), workers);
         if let Some(prev) = prev {
             for (i, name) in route_names.iter().enumerate() {
@@ -221,7 +246,13 @@ impl Table {
             route_names,
             default_serves,
             hits,
+            limits,
         }
+    }
+
+    /// The rate limits and their counts.
+    pub fn limits(&self) -> &Scopes {
+        &self.limits
     }
 
     pub fn generation(&self) -> u64 {
@@ -315,6 +346,7 @@ pub struct Pools {
 impl Pools {
     /// The pools of a process with `workers` workers. `common` is what every pool's backends
     /// share (ids, slot wake-ups): the balancers given here and later were made with it.
+    /// `rate_limit_keys`: the entries of the rate limits' table, for the process's life.
     pub fn new(
         common: Common,
         workers: usize,
@@ -322,8 +354,18 @@ impl Pools {
         others: Vec<Member>,
         routes: &[RouteConfig],
         default_serves: bool,
+        rate_limit_keys: usize,
     ) -> Pools {
-        let table = Table::build(None, default, others, routes, default_serves, workers);
+        let buckets = Arc::new(Buckets::new(rate_limit_keys));
+        let table = Table::build(
+            None,
+            default,
+            others,
+            routes,
+            default_serves,
+            workers,
+            buckets,
+        );
         Pools {
             generation: CachePadded::new(AtomicU64::new(table.generation)),
             current: RwLock::new(Arc::new(table)),
@@ -344,7 +386,8 @@ impl Pools {
             balancer,
             settings: Arc::new(settings),
         };
-        Pools::new(common, workers, default, Vec::new(), &[], true)
+        let keys = config::RateLimitTable::default().max_keys;
+        Pools::new(common, workers, default, Vec::new(), &[], true, keys)
     }
 
     pub fn common(&self) -> &Common {
@@ -384,6 +427,7 @@ impl Pools {
             routes,
             default_serves,
             self.workers,
+            Arc::clone(prev.limits.buckets()),
         );
         let gone = prev
             .members()
@@ -478,6 +522,36 @@ impl View {
         }
     }
 
+    /// Counts a request of `client` that `route` sent to `pool` against its rate limit, if it
+    /// has one (see [`Scopes::admit`]): the seconds to wait when it is over.
+    ///
+    /// The time is read afresh (a vDSO clock read, no system call), not the worker's time of
+    /// its poll round: a worker delayed in a round would otherwise count a request at a time
+    /// before one another worker already counted, and find a budget spent that is not.
+    #[inline]
+    pub fn over_limit(
+        &self,
+        pool: u16,
+        route: Option<u16>,
+        client: std::net::IpAddr,
+        client_hash: u64,
+        key: Option<u64>,
+    ) -> Option<u64> {
+        let route = route.map(usize::from);
+        self.table.limits.of(usize::from(pool), route)?;
+        let now = crate::timer::clock_us(std::time::Instant::now());
+        let limits = &self.table.limits;
+        limits.admit(
+            self.worker,
+            usize::from(pool),
+            route,
+            client,
+            client_hash,
+            key,
+            now,
+        )
+    }
+
     /// Who to tell when this worker queues for a backend slot.
     pub fn slots(&self) -> &Slots {
         &self.slots
@@ -512,6 +586,10 @@ impl<'a> Router<'a> for TableRouter<'a> {
             route: target.route.and_then(|r| u16::try_from(r).ok()),
             strip: target.strip,
             key: settings.key(),
+            limit_key: table
+                .limits
+                .of(target.pool, target.route)
+                .map_or(KeySource::ClientIp, |l| l.key()),
             sticky_cookie: settings.sticky_cookie.as_deref().map(str::as_bytes),
             strip_sticky_cookie: settings.strip_sticky_cookie,
         })
@@ -563,6 +641,7 @@ mod tests {
             path_prefix: prefix.map(Into::into),
             pool: pool.into(),
             strip_prefix: false,
+            rate_limit: config::RouteLimit::Pool,
         }
     }
 
@@ -589,7 +668,7 @@ mod tests {
         let default = member(&common, "default", &pool_of(&[1]), Vec::new());
         let first = members(&common, &[("a", &[2]), ("b", &[3])]);
         let b = first[1].clone();
-        let pools = Pools::new(common.clone(), 1, default.clone(), first, &[], true);
+        let pools = Pools::new(common.clone(), 1, default.clone(), first, &[], true, 64);
         let t = pools.current();
         assert_eq!(t.index_of("a"), Some(1));
         assert_eq!(t.index_of("b"), Some(2));
@@ -607,7 +686,7 @@ mod tests {
         let common = Common::default();
         let default = member(&common, "default", &pool_of(&[1, 2]), Vec::new());
         let others = members(&common, &[("api", &[3, 4])]);
-        let pools = Pools::new(common, 1, default, others, &[], true);
+        let pools = Pools::new(common, 1, default, others, &[], true, 64);
         let t = pools.current();
         let mut ids: Vec<u64> = t
             .members()
@@ -635,7 +714,15 @@ mod tests {
         let default = member(&common, "default", &pool_of(&[1]), Vec::new());
         let others = members(&common, &[("api", &[2])]);
         let routes = [route("api", Some("api.example"), None, "api")];
-        let pools = Pools::new(common, 1, default.clone(), others.clone(), &routes, false);
+        let pools = Pools::new(
+            common,
+            1,
+            default.clone(),
+            others.clone(),
+            &routes,
+            false,
+            64,
+        );
         let t = pools.current();
         assert_eq!(t.find(b"api.example:8080", b"/x").map(|m| m.pool), Some(1));
         assert_eq!(t.find(b"other.example", b"/x"), None);
@@ -654,7 +741,15 @@ mod tests {
             route("api", Some("api.example"), None, "api"),
             route("v2", None, Some("/v2"), "api"),
         ];
-        let pools = Pools::new(common, 2, default.clone(), others.clone(), &routes, true);
+        let pools = Pools::new(
+            common,
+            2,
+            default.clone(),
+            others.clone(),
+            &routes,
+            true,
+            64,
+        );
         for worker in 0..2 {
             let view = View::new(&pools, worker);
             let router = view.router();
@@ -686,11 +781,64 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_by_scope_kept_across_a_publish_and_counted() {
+        let common = Common::default();
+        let text = r#"{"rate_limit": {"requests_per_second": 0.1, "burst": 1}}"#;
+        let keys = config::Config::from_json_str(text)
+            .expect("valid")
+            .pool
+            .rate_limit;
+        let limit = keys.limit.clone().expect("a limit");
+        let limited = PoolConfig {
+            rate_limit: keys,
+            ..pool_of(&[1])
+        };
+        let default = member(&common, "default", &limited, Vec::new());
+        let routes = [
+            route("shared", None, Some("/s"), "default"),
+            RouteConfig {
+                rate_limit: config::RouteLimit::Own(limit),
+                ..route("own", None, Some("/own"), "default")
+            },
+            RouteConfig {
+                rate_limit: config::RouteLimit::Off,
+                ..route("off", None, Some("/off"), "default")
+            },
+        ];
+        let pools = Pools::new(common, 2, default.clone(), Vec::new(), &routes, true, 64);
+        let view = View::new(&pools, 0);
+        let ip: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+        assert_eq!(view.over_limit(0, None, ip, 7, None), None);
+        // a route without its own limit shares its pool's bucket; one with its own has its own
+        assert_eq!(view.over_limit(0, Some(0), ip, 7, None), Some(10));
+        assert_eq!(view.over_limit(0, Some(1), ip, 7, None), None);
+        for _ in 0..3 {
+            assert_eq!(view.over_limit(0, Some(2), ip, 7, None), None, "off");
+        }
+        // another client, and a header's value in place of the client's hash
+        assert_eq!(view.over_limit(0, None, ip, 8, None), None);
+        assert_eq!(view.over_limit(0, None, ip, 7, Some(9)), None);
+        assert!(view.over_limit(0, None, ip, 9, Some(9)).is_some());
+        // a publish keeps the buckets, and the counts of the routes it keeps
+        pools.publish(default, Vec::new(), &routes, true);
+        let view = View::new(&pools, 1);
+        assert!(view.over_limit(0, None, ip, 7, None).is_some());
+        assert!(view.over_limit(0, Some(1), ip, 7, None).is_some());
+        let t = pools.current();
+        let limits = t.limits();
+        let counts: Vec<u64> = [Some(0), Some(1), Some(2), None]
+            .map(|r| limits.refused(r))
+            .to_vec();
+        assert_eq!(counts, [1, 1, 0, 2]);
+        assert!(limits.limits(Some(0)) && limits.limits(None) && !limits.limits(Some(2)));
+    }
+
+    #[test]
     fn a_view_follows_the_table_and_a_removed_pool_picks_nothing() {
         let common = Common::default();
         let default = member(&common, "default", &pool_of(&[1]), Vec::new());
         let others = members(&common, &[("api", &[2])]);
-        let pools = Pools::new(common, 1, default.clone(), others, &[], true);
+        let pools = Pools::new(common, 1, default.clone(), others, &[], true, 64);
         let mut view = View::new(&pools, 0);
         assert!(
             matches!(view.choose(1, &ask()), Choice::Backend { backend, .. } if backend.addr.port() == 2)
@@ -720,7 +868,7 @@ mod tests {
             strip_prefix: true,
             ..route("api", None, Some("/api"), "api")
         }];
-        let pools = Pools::new(common, 1, default, others, &routes, true);
+        let pools = Pools::new(common, 1, default, others, &routes, true, 64);
         let view = View::new(&pools, 0);
         let router = view.router();
         let r = router.route(b"h", b"/api/users");

@@ -22,6 +22,8 @@ struct Counters {
     accept_errors: AtomicU64,
     /// Connections closed at accept: their address held `max_connections_per_ip` already.
     per_ip_refused: AtomicU64,
+    /// Requests answered 429: over their rate limit (`crate::limits`).
+    rate_limited: AtomicU64,
     /// TLS handshakes completed, and failed (errors, timeouts, plain HTTP, peers leaving).
     tls_handshakes: AtomicU64,
     tls_failures: AtomicU64,
@@ -62,6 +64,15 @@ impl WorkerStats {
 
     pub fn per_ip_refusals(&self) -> u64 {
         self.0.per_ip_refused.load(Ordering::Relaxed)
+    }
+
+    pub fn rate_limited(&self) {
+        self.0.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered 429 (over a rate limit) so far.
+    pub fn rate_limited_requests(&self) -> u64 {
+        self.0.rate_limited.load(Ordering::Relaxed)
     }
 
     #[inline]

@@ -14,7 +14,8 @@
 //! comes due. A bitmap of non-empty slots gives the poll timeout without scanning the wheel.
 //!
 //! The process's clock helpers live here too: [`clock_ms`] (a monotonic millisecond count,
-//! for passive health's windows and backend response times), [`epoch_ms`] (the wall clock, for
+//! for passive health's windows and backend response times) and [`clock_us`] (the same clock in
+//! microseconds, for the rate limits), [`epoch_ms`] (the wall clock, for
 //! the health record) and [`millis`].
 
 use std::sync::OnceLock;
@@ -29,9 +30,18 @@ pub fn millis(d: Duration) -> u64 {
 /// Milliseconds since this process started (its first look at this clock): the clock of passive
 /// health and of backend response times.
 pub fn clock_ms(now: Instant) -> u64 {
+    millis(now.saturating_duration_since(origin()))
+}
+
+/// Microseconds on the same clock as [`clock_ms`]: the rate limits' (`crate::limits`).
+pub fn clock_us(now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(origin()).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The process clock's zero: the first look at it.
+fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
-    millis(now.saturating_duration_since(origin))
+    *ORIGIN.get_or_init(Instant::now)
 }
 
 /// Milliseconds since the Unix epoch, now (0 for a clock set before it).

@@ -15,6 +15,7 @@ mod http11;
 mod http2;
 mod identity;
 mod pools_admin;
+mod rate_limit;
 mod reload;
 mod routing;
 mod streaming;

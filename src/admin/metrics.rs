@@ -35,6 +35,7 @@ struct Totals {
     accepted: u64,
     accept_errors: u64,
     per_ip_refused: u64,
+    rate_limited: u64,
     responses: [u64; 5],
     bytes_in: u64,
     bytes_out: u64,
@@ -53,6 +54,7 @@ impl Totals {
             t.accepted += w.total_accepted();
             t.accept_errors += w.accept_errors();
             t.per_ip_refused += w.per_ip_refusals();
+            t.rate_limited += w.rate_limited_requests();
             for (sum, n) in t.responses.iter_mut().zip(w.responses()) {
                 *sum += n;
             }
@@ -74,6 +76,7 @@ impl Totals {
             "accepted_connections": self.accepted,
             "accept_errors": self.accept_errors,
             "per_ip_refused": self.per_ip_refused,
+            "rate_limited": self.rate_limited,
             "responses": classes(self.responses),
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
@@ -438,6 +441,29 @@ fn pools(t: &mut Text, admin: &Admin) {
             &[("route", r.name), ("pool", r.pool)],
             r.requests,
         );
+    }
+    rate_limited(t, &table);
+}
+
+/// `ferrule_rate_limited_total{pool,route}`: a row per route under a rate limit (or that was),
+/// and one with `route=""` for the requests no route took.
+fn rate_limited(t: &mut Text, table: &crate::pools::Table) {
+    const NAME: &str = "ferrule_rate_limited_total";
+    t.family(
+        NAME,
+        "counter",
+        "Requests answered 429: over their rate limit.",
+    );
+    let limits = table.limits();
+    for (i, r) in table.routes().enumerate() {
+        let n = limits.refused(Some(i));
+        if n > 0 || limits.limits(Some(i)) {
+            t.sample(NAME, &[("pool", r.pool), ("route", r.name)], n);
+        }
+    }
+    let n = limits.refused(None);
+    if n > 0 || limits.limits(None) {
+        t.sample(NAME, &[("pool", &table.default().name), ("route", "")], n);
     }
 }
 

@@ -447,6 +447,13 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<String> {
         new.identity.ipv6_client_prefix.to_string(),
     );
     new.identity.ipv6_client_prefix = old.identity.ipv6_client_prefix;
+    // the table of buckets is made once; a reload keeps it, and every bucket in it
+    keep(
+        "rate_limit_max_keys",
+        old.rate_limit_table.max_keys.to_string(),
+        new.rate_limit_table.max_keys.to_string(),
+    );
+    new.rate_limit_table = old.rate_limit_table.clone();
     let (was, now) = (&old.process, &mut new.process);
     now.upgrade_socket = was.upgrade_socket.clone();
     now.shutdown_timeout = was.shutdown_timeout;

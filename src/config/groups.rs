@@ -5,7 +5,8 @@
 //! their own code: `pool.rs`, and the [`SslConfig`] group as a nested object).
 //!
 //! A pool (`pool.rs`) is made of the groups [`Balance`], [`Upstream`], [`Health`], [`Passive`],
-//! [`Sticky`] and [`Traffic`], and its backends: what each pool will carry once there are several, every key
+//! [`Sticky`], [`Traffic`] and [`RateLimits`], and its backends: what each pool will carry once
+//! there are several, every key
 //! a pool leaves out taken from the top level.
 //!
 //! Below the groups, the defaults that take more than an expression: `workers` (the CPU cores)
@@ -19,6 +20,7 @@ use super::admin::{AllowedHost, Token};
 use super::duration::{Interval, Lifetime, Timeout};
 use super::key::{keys, Switch};
 use super::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
+use super::rate_limit::{RateLimit, RateLimitSetting};
 use super::values::{
     AccessLogFile, AccessLogTarget, Bytes, CertificateFile, CertificateFiles, CookieName,
     CookieSecret, FilePath, HashKey, HealthCheckPath, HstsMaxAge, Int, Ip, ListenPort, Network,
@@ -294,6 +296,23 @@ keys! {
         /// `http2_max_concurrent_streams`, default 128 (1 to 1000): streams one HTTP/2 connection
         /// may have open at once; more are refused (REFUSED_STREAM), and announced in SETTINGS.
         max_concurrent_streams as "http2_max_concurrent_streams": Int<u32, 1, 1000> => u32 = 128;
+    }
+
+    /// Rate limits (per pool; `rate_limit` per route too: `routes.rs`). See `crate::limits`.
+    pub struct RateLimits / RateLimitsFile {
+        /// `rate_limit`, default none: `{"requests_per_second": 50, "burst": 100, "key":
+        /// "client_ip"}` (`rate_limit.rs`), a token bucket per key shared by the workers; a
+        /// request over it gets 429. `false`: none (in a pool, whatever the top level has).
+        limit as "rate_limit": RateLimitSetting => Option<RateLimit> = None;
+        /// `rate_limit_exempt`, default `[]`: CIDRs whose clients are never limited.
+        exempt as "rate_limit_exempt": Vec<Network> => Vec<Cidr> = Vec::new();
+    }
+
+    /// The rate limits' table (top level only; needs a restart).
+    pub struct RateLimitTable / RateLimitTableFile {
+        /// `rate_limit_max_keys`, default 65536 (64 to 16777216, rounded up to a power of
+        /// two): keys the table of buckets holds at once, 8 bytes each; past it the oldest go.
+        max_keys as "rate_limit_max_keys": Int<usize, 64, 16_777_216> => usize = 65_536;
     }
 
     /// The `ssl` object: TLS termination on the client side.

@@ -55,6 +55,7 @@ mod groups;
 mod key;
 mod names;
 mod pool;
+mod rate_limit;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -74,10 +75,12 @@ pub use self::duration::{format_duration, parse_duration};
 pub use self::error::ConfigError;
 pub use self::groups::{
     default_upgrade_dir, Admin, Balance, Dns, Health, Hsts, Http2, Identity, Keepalive, Limits,
-    Logging, Outlier, Passive, Process, SslConfig, Sticky, Timeouts, Traffic, Upstream,
+    Logging, Outlier, Passive, Process, RateLimitTable, RateLimits, SslConfig, Sticky, Timeouts,
+    Traffic, Upstream,
 };
 pub use self::names::{AccessLogFormat, HealthCheckMethod, LogLevel, StickyMode, Strategy};
 pub use self::pool::PoolConfig;
+pub use self::rate_limit::{PerSecond, RateLimit, RouteLimit};
 pub use self::values::{
     open_access_log, AccessLogTarget, CertificateFiles, HashKey, StatusSet, MAX_HEADER_COUNT,
 };
@@ -86,7 +89,7 @@ use self::backend::BackendSpec;
 use self::error::invalid;
 use self::groups::{
     AdminFile, DnsFile, Http2File, IdentityFile, KeepaliveFile, LimitsFile, LoggingFile,
-    ProcessFile, SslFile, TimeoutsFile,
+    ProcessFile, RateLimitTableFile, SslFile, TimeoutsFile,
 };
 use self::key::{Group, Key};
 use self::pool::PoolFile;
@@ -121,6 +124,8 @@ pub struct Config {
     pub logging: Logging,
     /// `http2`, `http2_max_concurrent_streams`.
     pub http2: Http2,
+    /// `rate_limit_max_keys`.
+    pub rate_limit_table: RateLimitTable,
     pub ssl: SslConfig,
     /// `pools`: the pools besides `default`, by name.
     pub pools: Vec<NamedPool>,
@@ -146,6 +151,8 @@ pub struct RouteConfig {
     pub path_prefix: Option<String>,
     pub pool: String,
     pub strip_prefix: bool,
+    /// `rate_limit`: the pool's (absent), none (`null`, `false`) or its own.
+    pub rate_limit: RouteLimit,
 }
 
 impl Config {
@@ -175,13 +182,14 @@ struct ConfigFile {
     admin: AdminFile,
     logging: LoggingFile,
     http2: Http2File,
+    rate_limit_table: RateLimitTableFile,
     ssl: Option<SslFile>,
     routing: RoutingFile,
 }
 
 impl ConfigFile {
     /// The groups besides the pool and `ssl`, in the order of the unknown-key list.
-    fn groups(&self) -> [&dyn Group; 9] {
+    fn groups(&self) -> [&dyn Group; 10] {
         [
             &self.process,
             &self.identity,
@@ -192,6 +200,7 @@ impl ConfigFile {
             &self.admin,
             &self.logging,
             &self.http2,
+            &self.rate_limit_table,
         ]
     }
 
@@ -220,6 +229,7 @@ impl ConfigFile {
             admin: self.admin.resolve(None),
             logging: self.logging.resolve(None),
             http2: self.http2.resolve(None),
+            rate_limit_table: self.rate_limit_table.resolve(None),
             ssl: self.ssl.map_or_else(SslConfig::default, SslFile::value),
             pools,
             routes,
@@ -236,7 +246,7 @@ impl Group for ConfigFile {
         if let Some(read) = self.routing.read(key, value) {
             return Some(read);
         }
-        let groups: [&mut dyn Group; 10] = [
+        let groups: [&mut dyn Group; 11] = [
             &mut self.process,
             &mut self.identity,
             &mut self.pool,
@@ -247,6 +257,7 @@ impl Group for ConfigFile {
             &mut self.admin,
             &mut self.logging,
             &mut self.http2,
+            &mut self.rate_limit_table,
         ];
         groups.into_iter().find_map(|g| g.read(key, value, at))
     }
@@ -282,6 +293,7 @@ impl Config {
         self.admin.write(out);
         self.logging.write(out);
         self.http2.write(out);
+        self.rate_limit_table.write(out);
         self.write_routing(out);
         if let Some(ssl) = SslFile::write(&self.ssl) {
             out.insert("ssl".into(), ssl);

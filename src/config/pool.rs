@@ -1,8 +1,9 @@
 //! What one pool carries: its backends and the groups of keys that may differ from pool to pool
-//! ([`Balance`], [`Upstream`], [`Health`], [`Passive`], [`Sticky`]). The top level of
-//! config.json is the first pool; [`PoolConfig::resolve`] is how every pool is built, a key it
-//! leaves out taken from the pool it inherits from (the top level's, for the pools routing adds),
-//! or else its default. Its backends are its own: never inherited.
+//! ([`Balance`], [`Upstream`], [`Health`], [`Passive`], [`Sticky`], [`Traffic`],
+//! [`RateLimits`]). The top level of config.json is the first pool; [`PoolConfig::resolve`] is
+//! how every pool is built, a key it leaves out taken from the pool it inherits from (the top
+//! level's, for the pools routing adds), or else its default. Its backends are its own: never
+//! inherited.
 
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use serde_json::{Map, Value};
 use super::backend::{self, BackendConfig, BackendFile, BackendSpec, BackendTls, NO_BACKEND_TLS};
 use super::error::ConfigError;
 use super::groups::{
-    Balance, BalanceFile, Health, HealthFile, Passive, PassiveFile, Sticky, StickyFile, Traffic,
-    TrafficFile, Upstream, UpstreamFile,
+    Balance, BalanceFile, Health, HealthFile, Passive, PassiveFile, RateLimits, RateLimitsFile,
+    Sticky, StickyFile, Traffic, TrafficFile, Upstream, UpstreamFile,
 };
 use super::key::{self, Group};
 
@@ -32,6 +33,7 @@ pub struct PoolConfig {
     pub passive: Passive,
     pub sticky: Sticky,
     pub traffic: Traffic,
+    pub rate_limit: RateLimits,
 }
 
 /// A pool as config.json gives it.
@@ -44,10 +46,11 @@ pub(super) struct PoolFile {
     passive: PassiveFile,
     sticky: StickyFile,
     traffic: TrafficFile,
+    rate_limit: RateLimitsFile,
 }
 
 impl PoolFile {
-    fn groups(&self) -> [&dyn Group; 6] {
+    fn groups(&self) -> [&dyn Group; 7] {
         [
             &self.balance,
             &self.upstream,
@@ -55,6 +58,7 @@ impl PoolFile {
             &self.passive,
             &self.sticky,
             &self.traffic,
+            &self.rate_limit,
         ]
     }
 }
@@ -68,13 +72,14 @@ impl Group for PoolFile {
             };
             return Some(read.map(|backends| self.backends = backends));
         }
-        let groups: [&mut dyn Group; 6] = [
+        let groups: [&mut dyn Group; 7] = [
             &mut self.balance,
             &mut self.upstream,
             &mut self.health,
             &mut self.passive,
             &mut self.sticky,
             &mut self.traffic,
+            &mut self.rate_limit,
         ];
         groups.into_iter().find_map(|g| g.read(key, value, at))
     }
@@ -110,6 +115,7 @@ impl PoolConfig {
             passive,
             sticky,
             traffic,
+            rate_limit,
         } = file;
         let (specs, backend_tls) = backend::specs(backends.unwrap_or_default(), at)?;
         let pool = PoolConfig {
@@ -121,6 +127,7 @@ impl PoolConfig {
             passive: passive.resolve(inherit.map(|p| &p.passive)),
             sticky: sticky.resolve(inherit.map(|p| &p.sticky)),
             traffic: traffic.resolve(inherit.map(|p| &p.traffic)),
+            rate_limit: rate_limit.resolve(inherit.map(|p| &p.rate_limit)),
         };
         Ok((pool, specs))
     }
@@ -144,6 +151,7 @@ impl PoolConfig {
         self.passive.write(out);
         self.sticky.write(out);
         self.traffic.write(out);
+        self.rate_limit.write(out);
     }
 
     /// How long a health probe may take: `health_check_timeout`, or the smaller of

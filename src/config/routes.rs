@@ -7,7 +7,8 @@
 //! other's cookie in a browser. Pools are read in name order (the order of the file does not
 //! matter, as for every other key).
 //!
-//! A route is `{"host"?, "path_prefix"?, "pool", "strip_prefix"?, "name"?}`. What is checked here,
+//! A route is `{"host"?, "path_prefix"?, "pool", "strip_prefix"?, "name"?, "rate_limit"?}`
+//! (`rate_limit.rs` reads the last). What is checked here,
 //! each fault naming the route by its index: the pool exists (with a suggestion), the host is a
 //! name, an address or `*.` plus a name (stored lowercase), the prefix is a path, a
 //! `strip_prefix` has something to strip, no two routes have the same host and prefix, no two
@@ -30,7 +31,14 @@ pub const MAX_PREFIX: usize = 1024;
 /// Longest pool name.
 const MAX_POOL_NAME: usize = 64;
 /// The keys of a route, in the order an unknown key's message lists them.
-const ROUTE_KEYS: [&str; 5] = ["host", "path_prefix", "pool", "strip_prefix", "name"];
+const ROUTE_KEYS: [&str; 6] = [
+    "host",
+    "path_prefix",
+    "pool",
+    "strip_prefix",
+    "name",
+    "rate_limit",
+];
 
 /// `pools` and `routes` as the file gives them, read once the top-level pool is known.
 #[derive(Debug, Default)]
@@ -214,12 +222,14 @@ fn route(value: &Value, at: &str, pools: &[&str]) -> Result<RouteConfig, ConfigE
             path_prefix.as_deref().unwrap_or("/")
         ),
     };
+    let rate_limit = super::rate_limit::route_limit(map, at)?;
     Ok(RouteConfig {
         name,
         host,
         path_prefix,
         pool,
         strip_prefix,
+        rate_limit,
     })
 }
 
@@ -343,5 +353,8 @@ fn route_value(r: &RouteConfig) -> Value {
     }
     m.insert("pool".into(), Value::String(r.pool.clone()));
     m.insert("strip_prefix".into(), Value::Bool(r.strip_prefix));
+    if let Some(limit) = super::rate_limit::route_limit_value(&r.rate_limit) {
+        m.insert("rate_limit".into(), limit);
+    }
     Value::Object(m)
 }

@@ -18,6 +18,8 @@ pub enum Status {
     UriTooLong,
     HeaderFieldsTooLarge,
     PayloadTooLarge,
+    /// Over a rate limit (`crate::limits`): see [`too_many_requests`] for its `Retry-After`.
+    TooManyRequests,
     NotImplemented,
     BadGateway,
     ServiceUnavailable,
@@ -27,13 +29,14 @@ pub enum Status {
 
 impl Status {
     /// Every status, for tests and documentation.
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 12] = [
         Status::BadRequest,
         Status::NotFound,
         Status::RequestTimeout,
         Status::UriTooLong,
         Status::HeaderFieldsTooLarge,
         Status::PayloadTooLarge,
+        Status::TooManyRequests,
         Status::NotImplemented,
         Status::BadGateway,
         Status::ServiceUnavailable,
@@ -49,6 +52,7 @@ impl Status {
             Status::UriTooLong => 414,
             Status::HeaderFieldsTooLarge => 431,
             Status::PayloadTooLarge => 413,
+            Status::TooManyRequests => 429,
             Status::NotImplemented => 501,
             Status::BadGateway => 502,
             Status::ServiceUnavailable => 503,
@@ -74,6 +78,10 @@ impl Status {
                 "request head too large\n",
             ),
             Status::PayloadTooLarge => ("Content Too Large", "request body too large\n"),
+            Status::TooManyRequests => (
+                "Too Many Requests",
+                "too many requests: over the rate limit, retry later\n",
+            ),
             Status::NotImplemented => ("Not Implemented", "not implemented\n"),
             Status::BadGateway => (
                 "Bad Gateway",
@@ -111,6 +119,30 @@ The plain HTTP request was sent to HTTPS port.\r\n",
 /// `added` (`Date`, and HSTS over TLS). `head`: the request was `HEAD`, so the response
 /// announces its body's length but carries none (RFC 9110 §9.3.2).
 pub fn canned(status: Status, keep_alive: bool, head: bool, added: &Added<'_>, out: &mut Vec<u8>) {
+    let retry = matches!(status, Status::ServiceUnavailable | Status::TooManyRequests);
+    write(status, retry.then_some(1), keep_alive, head, added, out);
+}
+
+/// [`canned`] 429, with `Retry-After: retry_after` (whole seconds).
+pub fn too_many_requests(
+    retry_after: u64,
+    keep_alive: bool,
+    head: bool,
+    added: &Added<'_>,
+    out: &mut Vec<u8>,
+) {
+    let status = Status::TooManyRequests;
+    write(status, Some(retry_after), keep_alive, head, added, out);
+}
+
+fn write(
+    status: Status,
+    retry_after: Option<u64>,
+    keep_alive: bool,
+    head: bool,
+    added: &Added<'_>,
+    out: &mut Vec<u8>,
+) {
     let (reason, body) = status.text();
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -121,8 +153,9 @@ pub fn canned(status: Status, keep_alive: bool, head: bool, added: &Added<'_>, o
     added.write(false, false, out);
     out.extend_from_slice(b"Content-Type: text/plain\r\nContent-Length: ");
     put_u64(out, body.len() as u64);
-    if status == Status::ServiceUnavailable {
-        out.extend_from_slice(b"\r\nRetry-After: 1");
+    if let Some(secs) = retry_after {
+        out.extend_from_slice(b"\r\nRetry-After: ");
+        put_u64(out, secs);
     }
     out.extend_from_slice(if keep_alive {
         b"\r\n\r\n".as_slice()
@@ -145,6 +178,23 @@ mod tests {
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
+    }
+
+    #[test]
+    fn a_429_says_when_to_retry() {
+        let added = Added {
+            date: DATE,
+            hsts: None,
+        };
+        let mut out = Vec::new();
+        too_many_requests(17, true, false, &added, &mut out);
+        let mut fields = [httparse::EMPTY_HEADER; 8];
+        let mut resp = httparse::Response::new(&mut fields);
+        let len = resp.parse(&out).unwrap().unwrap();
+        assert_eq!(resp.code, Some(429));
+        assert_eq!(field(&resp, "Retry-After"), Some(b"17".as_slice()));
+        assert_eq!(field(&resp, "Connection"), None);
+        assert!(out[len..].starts_with(b"too many requests"));
     }
 
     #[test]
@@ -180,7 +230,9 @@ mod tests {
                         // HEAD: the length of the body a GET would get, and no body
                         assert_eq!(out.len(), if head { len } else { len + n });
                         assert_eq!(field(&resp, "Connection").is_some(), !keep);
-                        assert_eq!(field(&resp, "Retry-After").is_some(), status.code() == 503);
+                        let retry = field(&resp, "Retry-After");
+                        let retries = matches!(status.code(), 503 | 429);
+                        assert_eq!(retry, retries.then_some(b"1".as_slice()));
                         assert_eq!(field(&resp, "Date"), Some(DATE.as_slice()));
                         let sts = field(&resp, "Strict-Transport-Security");
                         assert_eq!(sts, hsts.map(|_| b"max-age=60".as_slice()));

@@ -69,6 +69,8 @@ pub struct Routed<'a> {
     pub strip: usize,
     /// A field or cookie whose value the pool's `consistent-hash` hashes.
     pub key: KeySource<'a>,
+    /// A field or cookie whose value keys the request's rate limit (`crate::limits`).
+    pub limit_key: KeySource<'a>,
     /// The pool's sticky-session cookie (cookie mode), and whether to remove it from the request.
     pub sticky_cookie: Option<&'a [u8]>,
     pub strip_sticky_cookie: bool,
@@ -118,6 +120,8 @@ pub struct RequestHead {
     /// The hash of the field or cookie named by the pool's [`Routed::key`], when the request
     /// has it.
     pub key: Option<u64>,
+    /// The hash of the field or cookie named by [`Routed::limit_key`], when the request has it.
+    pub limit_key: Option<u64>,
     /// The backend id in the sticky cookie, when the request has a well-formed one.
     pub sticky: Option<u64>,
     /// The client, as `X-Forwarded-For` of a trusted peer names it (`None`: the peer itself).
@@ -275,6 +279,7 @@ pub fn rewrite_seen<'a, 'c: 'a>(
     let mut upgrade_field = false;
     let mut xff = 0;
     let mut key = None;
+    let mut limit_key = None;
     let mut sticky = None;
     let mut seen = Seen {
         method: method_str.as_bytes(),
@@ -332,23 +337,14 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         .router
         .route(host, path)
         .ok_or(Reject(Status::NotFound))?;
-    // what the pool reads from the request: its hash key and its sticky cookie
+    // what the pool reads from the request: its hash key, its sticky cookie and its rate
+    // limit's key
     for (f, kind) in fields.iter().zip(kinds.iter()) {
         if let (Some(name), Field::Cookie, None) = (routed.sticky_cookie, *kind, sticky) {
             sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);
         }
-        match routed.key {
-            KeySource::ClientIp => {}
-            KeySource::Header(name)
-                if key.is_none() && f.name.as_bytes().eq_ignore_ascii_case(name) =>
-            {
-                key = Some(crate::hash::stable_hash(0, headers::trim(f.value)));
-            }
-            KeySource::Cookie(name) if key.is_none() && *kind == Field::Cookie => {
-                key = headers::cookie(f.value, name).map(|v| crate::hash::stable_hash(0, v));
-            }
-            _ => {}
-        }
+        read_key(routed.key, f, *kind, &mut key);
+        read_key(routed.limit_key, f, *kind, &mut limit_key);
     }
     if let (Some(n), true) = (length, limits.max_body > 0) {
         if n > limits.max_body {
@@ -492,12 +488,32 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         upgrade,
         needs_host: hosts == 0 && !absolute,
         key,
+        limit_key,
         sticky,
         client: forwarded_client(fields, &kinds, client),
         pool: routed.pool,
         route: routed.route,
     };
     Ok(Some((head, len, seen)))
+}
+
+/// The hash of the value `source` names, if `f` (of kind `kind`) holds it and `slot` has none
+/// yet (the first field or cookie of that name counts).
+#[inline]
+fn read_key(source: KeySource<'_>, f: &httparse::Header<'_>, kind: Field, slot: &mut Option<u64>) {
+    if slot.is_some() {
+        return;
+    }
+    match source {
+        KeySource::ClientIp => {}
+        KeySource::Header(name) if f.name.as_bytes().eq_ignore_ascii_case(name) => {
+            *slot = Some(crate::hash::stable_hash(0, headers::trim(f.value)));
+        }
+        KeySource::Cookie(name) if kind == Field::Cookie => {
+            *slot = headers::cookie(f.value, name).map(|v| crate::hash::stable_hash(0, v));
+        }
+        _ => {}
+    }
 }
 
 /// The client behind a trusted peer: the right-most untrusted address of `X-Forwarded-For`

@@ -222,6 +222,7 @@ impl Exchange {
             upgrade: false,
             needs_host: false,
             key: None,
+            limit_key: None,
             sticky: None,
             client: None,
             pool: 0,

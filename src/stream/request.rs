@@ -168,8 +168,38 @@ impl Stream {
             self.reject(ctx, client, deadline, status, from.peer)?;
             return Ok(Started::Request);
         }
+        let over = ctx.pools.over_limit(
+            self.pool,
+            head.route,
+            head.client.unwrap_or(from.peer),
+            hashed,
+            head.limit_key,
+        );
+        if let Some(retry_after) = over {
+            self.over_limit(ctx, client, deadline, retry_after)?;
+            return Ok(Started::Request);
+        }
         self.start_upstream(ctx, client, deadline, None)?;
         Ok(Started::Request)
+    }
+
+    /// The request is over its rate limit: 429 with `Retry-After: retry_after` (seconds), and it
+    /// never goes to a backend. The connection stays when the request was read whole (its body
+    /// is not read for nothing).
+    fn over_limit<C: Client>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        client: &C,
+        deadline: &mut Instant,
+        retry_after: u64,
+    ) -> Run {
+        ctx.stats.rate_limited();
+        let keep =
+            self.ex.keep_alive && self.req_body.is_done() && !ctx.draining && !client.side().eof;
+        let head = self.ex.method == Method::Head;
+        let added = crate::context::added(ctx.date, ctx.cfg);
+        crate::http::errors::too_many_requests(retry_after, keep, head, &added, ctx.scratch);
+        self.send_own(ctx, deadline, Status::TooManyRequests.code(), keep)
     }
 
     /// A request head was refused (or never came whole): answer with `status`, then the

@@ -879,6 +879,8 @@
         + ' new/s · ' + fmtInt(st.accepted_connections) + ' accepted');
       setText($('g-tls-sub'), fmtRate(rate(st.tls_handshakes, p.tls_handshakes)) + '/s · '
         + fmtInt(st.tls_handshake_failures || 0) + ' failed');
+      setText($('g-limited'), fmtRate(rate(st.rate_limited, p.rate_limited)) + ' 429/s · '
+        + fmtInt(st.rate_limited || 0) + ' rate-limited');
       drawClasses();
       drawBytes();
     }

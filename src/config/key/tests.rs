@@ -174,6 +174,8 @@ fn everything() -> Config {
         "slow_start": "20s", "retry_budget": 50,
         "outlier_detection": {"consecutive_5xx": 2, "base_ejection": "1m", "max_ejected_percent": 40},
         "http2": false, "http2_max_concurrent_streams": 7,
+        "rate_limit": {"requests_per_second": 0.5, "burst": 2, "key": "header:X-Key"},
+        "rate_limit_exempt": ["10.0.0.0/8"], "rate_limit_max_keys": 128,
         "pools": {"api": {"backends": [{"url": "http://127.0.0.1:9002"}], "strategy": "p2c",
                           "sticky_cookie_secret": "fedcba9876543210!"},
                   "static": {"backends": [], "sticky_cookie_name": "st", "outlier_detection": false}},
@@ -219,6 +221,8 @@ fn every_group_is_written_in_a_form_that_reads_back_equal() {
     round_trip::<AdminFile>(&c.admin);
     round_trip::<LoggingFile>(&c.logging);
     round_trip::<Http2File>(&c.http2);
+    round_trip::<RateLimitsFile>(&c.pool.rate_limit);
+    round_trip::<RateLimitTableFile>(&c.rate_limit_table);
     round_trip::<SslFile>(&c.ssl);
     round_trip::<HstsFile>(c.ssl.hsts.as_ref().expect("hsts"));
     // and so does the whole, where no key has its default

@@ -11,12 +11,13 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, max_c
      health_check_method, health_check_path, health_check_timeout, health_check_expect, \
      health_check_rise, health_check_fall, max_fails, fail_timeout, enable_sticky_sessions, \
      sticky_session_ttl, sticky_mode, sticky_max_entries, sticky_cookie_name, sticky_cookie_strip, \
-     sticky_cookie_secret, slow_start, retry_budget, outlier_detection, client_header_timeout, client_body_timeout, send_timeout, \
+     sticky_cookie_secret, slow_start, retry_budget, outlier_detection, rate_limit, \
+     rate_limit_exempt, client_header_timeout, client_body_timeout, send_timeout, \
      keepalive_timeout, tunnel_timeout, tls_handshake_timeout, buffer_size, max_request_head, \
      max_uri_length, max_header_count, max_body_size, backend_keepalive, \
      backend_keepalive_timeout, dns_refresh, hosts_file, admin_token, admin_allowed_hosts, \
      admin_files_dir, allowed_backend_networks, log_level, access_log, access_log_format, \
-     request_id, http2, http2_max_concurrent_streams, pools, routes, ssl";
+     request_id, http2, http2_max_concurrent_streams, rate_limit_max_keys, pools, routes, ssl";
 
 #[test]
 fn duration_fields_name_the_field() {

@@ -13,6 +13,7 @@ mod admin;
 mod backends;
 mod fields;
 mod files;
+mod rate_limit;
 mod routing;
 mod tls;
 
@@ -135,6 +136,10 @@ fn defaults() -> Config {
                 retry_budget: 20,
                 outlier_detection: None,
             },
+            rate_limit: RateLimits {
+                limit: None,
+                exempt: Vec::new(),
+            },
         },
         timeouts: Timeouts {
             client_header: secs(60),
@@ -175,6 +180,7 @@ fn defaults() -> Config {
             enabled: true,
             max_concurrent_streams: 128,
         },
+        rate_limit_table: RateLimitTable { max_keys: 65_536 },
         ssl: SslConfig {
             enabled: false,
             cert_file: String::new(),

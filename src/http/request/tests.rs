@@ -15,6 +15,7 @@ mod unit {
         route: None,
         strip: 0,
         key: KeySource::ClientIp,
+        limit_key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
     });
@@ -452,6 +453,7 @@ mod routing {
                 route: None,
                 strip: 0,
                 key: KeySource::ClientIp,
+                limit_key: KeySource::ClientIp,
                 sticky_cookie: None,
                 strip_sticky_cookie: false,
             };
@@ -467,6 +469,7 @@ mod routing {
                 pool: 2,
                 route: Some(1),
                 key: KeySource::Header(b"X-User"),
+                limit_key: KeySource::Cookie(b"sid"),
                 sticky_cookie: Some(b"S"),
                 strip_sticky_cookie: true,
                 ..base
@@ -518,6 +521,23 @@ mod routing {
         assert!(h.sticky.is_some());
         assert!(out.contains("\r\nCookie: a=1\r\n"), "stripped: {out}");
         assert!(out.starts_with("GET /a HTTP/1.1\r\n"), "{out}");
+    }
+
+    #[test]
+    fn the_rate_limits_key_is_read_besides_the_hash_key() {
+        let (h, _) = route(
+            b"GET /a HTTP/1.1\r\nHost: static.example\r\nX-User: u1\r\nCookie: a=1; sid=s9\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(h.key, Some(crate::hash::stable_hash(0, b"u1")));
+        assert_eq!(h.limit_key, Some(crate::hash::stable_hash(0, b"s9")));
+        // without the cookie: none (the client's address keys the limit)
+        let (h, _) =
+            route(b"GET /a HTTP/1.1\r\nHost: static.example\r\nCookie: a=1\r\n\r\n").unwrap();
+        assert_eq!(h.limit_key, None);
+        // a route whose limit keys on the address reads nothing
+        let (h, _) = route(b"GET /v2 HTTP/1.1\r\nHost: a\r\nCookie: sid=s9\r\n\r\n").unwrap();
+        assert_eq!(h.limit_key, None);
     }
 
     #[test]

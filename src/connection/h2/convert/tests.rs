@@ -63,6 +63,7 @@ fn accepted_by_ferrule(head: &str) -> crate::http::request::RequestHead {
         route: None,
         strip: 0,
         key: KeySource::ClientIp,
+        limit_key: KeySource::ClientIp,
         sticky_cookie: None,
         strip_sticky_cookie: false,
     });
