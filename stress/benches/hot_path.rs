@@ -446,6 +446,7 @@ fn request_path(c: &mut Criterion) {
             route: None,
             strip: 0,
             key: KeySource::ClientIp,
+            limit_key: KeySource::ClientIp,
             sticky_cookie: common.then_some(cookie_name),
             strip_sticky_cookie: false,
         });
