@@ -115,7 +115,7 @@ fn combined_line_per_request_with_escaped_client_text_and_request_ids() {
 }
 
 // Proves a request's total time counts from its first byte (as nginx's $request_time), not from
-// the moment its head was whole: a head sent in two parts 300 ms apart takes at least 0.3 s.
+// the moment its head was whole: a head sent in two parts 300 ms apart takes about 0.3 s.
 #[test]
 fn total_time_starts_at_the_first_byte_of_the_head() {
     let backend = Backend::start("a");
@@ -133,7 +133,9 @@ fn total_time_starts_at_the_first_byte_of_the_head() {
     let lines = lines_at_least(&path, 1);
     let line: Value = serde_json::from_str(&lines[0]).expect("json");
     let total = line["total_time"].as_f64().expect("total_time");
-    assert!(total >= 0.3, "{line}");
+    // counted from when the worker saw the first part, which on a loaded machine can be a few
+    // ms after it was sent: well above what a count from the whole head (about 0) would give
+    assert!(total >= 0.2, "{line}");
     assert!(total < 10.0, "{line}");
 }
 
