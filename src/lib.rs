@@ -19,6 +19,25 @@
 //! `client_ip` finds the client behind trusted proxies, `hash` holds the fixed hashes (client
 //! addresses, `hash_key`, sticky cookie values) that `http` and `balancer` share.
 
+/// Declares a module that network input reaches on every line (`http`, `proxy_protocol`,
+/// `connection::h2`): outside its tests, clippy warns on any indexing, slicing, `unwrap`,
+/// `expect` or `panic!` that could fail on that input, and CI's clippy runs with `-D warnings`.
+/// The one place this policy is written.
+macro_rules! network_input_mod {
+    ($vis:vis mod $name:ident;) => {
+        #[cfg_attr(
+            not(test),
+            warn(
+                clippy::indexing_slicing,
+                clippy::unwrap_used,
+                clippy::expect_used,
+                clippy::panic
+            )
+        )]
+        $vis mod $name;
+    };
+}
+
 pub mod access_log;
 pub mod admin;
 pub mod balancer;
@@ -31,14 +50,14 @@ pub mod dns;
 pub mod handover;
 pub mod hash;
 pub mod health;
-pub mod http;
+network_input_mod! { pub mod http; }
 pub mod httpd;
 pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod per_ip;
 pub mod pools;
-pub mod proxy_protocol;
+network_input_mod! { pub mod proxy_protocol; }
 pub mod redirect;
 pub mod route;
 pub mod stats;
