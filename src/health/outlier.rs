@@ -13,8 +13,8 @@
 //! back. Times are `timer::clock_ms`.
 //!
 //! Neighbours: the record is `balancer::backend::Outlier`, the keys `balancer::OutlierPolicy`;
-//! the calls come from the stream (`stream/response.rs`) and the worker (`worker.rs`); the admin
-//! API shows the state `ejected`.
+//! the calls come from the stream (`stream/response.rs`) and the worker (`worker/timers.rs`); the
+//! admin API shows the state `ejected`.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
