@@ -338,13 +338,18 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         .route(host, path)
         .ok_or(Reject(Status::NotFound))?;
     // what the pool reads from the request: its hash key, its sticky cookie and its rate
-    // limit's key
-    for (f, kind) in fields.iter().zip(kinds.iter()) {
-        if let (Some(name), Field::Cookie, None) = (routed.sticky_cookie, *kind, sticky) {
-            sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);
+    // limit's key (most pools read none of them: no second pass then)
+    let reads = routed.sticky_cookie.is_some()
+        || routed.key != KeySource::ClientIp
+        || routed.limit_key != KeySource::ClientIp;
+    if reads {
+        for (f, kind) in fields.iter().zip(kinds.iter()) {
+            if let (Some(name), Field::Cookie, None) = (routed.sticky_cookie, *kind, sticky) {
+                sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);
+            }
+            read_key(routed.key, f, *kind, &mut key);
+            read_key(routed.limit_key, f, *kind, &mut limit_key);
         }
-        read_key(routed.key, f, *kind, &mut key);
-        read_key(routed.limit_key, f, *kind, &mut limit_key);
     }
     if let (Some(n), true) = (length, limits.max_body > 0) {
         if n > limits.max_body {
