@@ -170,4 +170,9 @@ pub struct Ctx<'a> {
     pub access_log: &'a AccessLog,
     /// Where new request ids come from.
     pub ids: &'a mut RequestIds,
+    /// The worker is handling a poll round's events, and runs the connections that ask
+    /// ([`crate::connection::h2`]'s gathered frames) once more after the last of them: what a
+    /// connection would write now may wait for that run, so that several streams' answers
+    /// share one write.
+    pub gathering: bool,
 }

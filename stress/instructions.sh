@@ -8,6 +8,7 @@
 #   stress/instructions.sh                              # target/release/ferrule, N = 20000
 #   stress/instructions.sh --bin /path/to/ferrule --requests 10000
 #   stress/instructions.sh --routes 100                 # 100 routes, the request matching the last
+#   stress/instructions.sh --h2                         # HTTP/2 (h2c), 10 streams a connection
 #   FERRULE_EXTRA='{"strategy": "p2c"}' stress/instructions.sh
 #
 # Needs valgrind and h2load (apt-get install valgrind nghttp2-client). Only 127.0.0.1 is used,
@@ -18,11 +19,13 @@ cd "$(dirname "$0")/.."
 bin=target/release/ferrule
 n=20000
 routes=0
+h2load_mode=(--h1)
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
     --requests) n=$2; shift 2 ;;
     --routes) routes=$2; shift 2 ;;
+    --h2) h2load_mode=(-m 10); shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -73,7 +76,7 @@ run() {
     sleep 0.1
   done
   [ "$up" = 1 ] || { echo "ferrule did not start: $(tail -3 "$dir/ferrule.log")" >&2; exit 1; }
-  h2load --h1 -n "$1" -c 10 "http://127.0.0.1:$port/" >"$dir/h2load.log" 2>&1
+  h2load "${h2load_mode[@]}" -n "$1" -c 10 "http://127.0.0.1:$port/" >"$dir/h2load.log" 2>&1
   grep -q "$1 succeeded" "$dir/h2load.log" || { echo "requests failed: $(grep succeeded "$dir/h2load.log")" >&2; exit 1; }
   kill -TERM "$proxy"
   wait "$proxy" 2>/dev/null || true

@@ -13,6 +13,8 @@
 //! - with `admin_token`: the page asks for it, refuses a wrong one, keeps the right one for the
 //!   tab;
 //! - 200 backends: every row there, each poll rendered fast, the filter works;
+//! - traffic control: 429s per second and their count, a backend `ejected` with the time left,
+//!   one under slow start with its share;
 //! - a page from another origin (127.0.0.5) cannot add a backend (CSRF), though the browser
 //!   sends its requests.
 //!
@@ -31,7 +33,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::{dead_addr, fresh_temp_dir, Backend, Client, Proxy, Response};
+use common::{dead_addr, fresh_temp_dir, Backend, Client, Proxy, Reply, Response};
 use webdriver::{poll, Browser};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -329,6 +331,81 @@ fn the_dashboard_groups_by_pool_and_acts_on_a_second_pool() {
     // the default pool untouched
     let d0 = api_backend(api, 0, None).expect("backend 0");
     assert_eq!((&d0["state"], &d0["weight"]), (&json!("up"), &json!(1)));
+    let errors = console_errors(&browser, |_| false);
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+// Proves the traffic controls show on the page: requests over a rate limit as 429/s and a
+// count; a backend ejected by outlier detection as `ejected` with the time left; one enabled
+// again under slow start with its share.
+#[test]
+fn the_dashboard_shows_rate_limits_ejections_and_slow_start() {
+    let good = Backend::start("good");
+    let bad = Backend::with_handler("bad", |_, _| {
+        Reply::Bytes(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".to_vec())
+    });
+    let config = backends_config(
+        &[good.addr, bad.addr],
+        json!({
+            "strategy": "round-robin", "health_check_method": "none", "max_fails": 0,
+            "slow_start": "10m",
+            "outlier_detection": {"consecutive_5xx": 2, "base_ejection": "10m",
+                                  "max_ejected_percent": 50},
+            "rate_limit": {"requests_per_second": 0.01, "burst": 10},
+        }),
+    );
+    let dir = fresh_temp_dir("dashboard-traffic");
+    let (proxy, _) = proxy_from_file(&dir, &config);
+    let api = proxy.admin();
+    let browser = Browser::start(1440, 1000);
+    browser.goto(&format!("http://{api}/"));
+    poll(WAIT, "both backends on the page", || {
+        (field(&browser, 0, "state")? == "up" && field(&browser, 1, "state")? == "up").then_some(())
+    });
+
+    // 16 requests from one client: the burst's 10 pass (bad's 500s eject it), 6 get 429
+    let mut c = Client::connect(proxy.addr());
+    let statuses: Vec<u16> = (0..16)
+        .map(|_| {
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            c.response().status
+        })
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        6,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        api_backend(api, 1, None).expect("backend 1")["state"],
+        "ejected"
+    );
+
+    poll(WAIT, "the 429s counted on the page", || {
+        let text = browser.text("#g-limited")?;
+        let limited = count(text.split('·').nth(1)?);
+        (limited == 6).then_some(())
+    });
+    poll(
+        WAIT,
+        "backend 1 ejected on the page, with the time left",
+        || {
+            let ramp = field(&browser, 1, "ramp")?;
+            (field(&browser, 1, "state")? == "ejected" && ramp.starts_with("back in "))
+                .then_some(())
+        },
+    );
+
+    // backend 0 disabled and enabled again from the page: under slow start
+    browser.click(r#"#rows .b[data-id="0"] button[data-action="disable"]"#);
+    poll(WAIT, "backend 0 disabled in the API", || {
+        (api_backend(api, 0, None)?["state"] == "disabled").then_some(())
+    });
+    browser.click(r#"#rows .b[data-id="0"] button[data-action="enable"]"#);
+    poll(WAIT, "backend 0 under slow start on the page", || {
+        let ramp = field(&browser, 0, "ramp")?;
+        (field(&browser, 0, "state")? == "up" && ramp.starts_with("slow start ")).then_some(())
+    });
     let errors = console_errors(&browser, |_| false);
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }

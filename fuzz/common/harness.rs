@@ -224,6 +224,7 @@ impl Harness {
     /// Calls `f` with the context the worker would give the connection.
     fn with_ctx<T>(&mut self, settings: &Settings, f: impl FnOnce(&mut Ctx<'_>) -> T) -> T {
         let mut ctx = Ctx {
+            gathering: false,
             registry: self.poll.registry(),
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,

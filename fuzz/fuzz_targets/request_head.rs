@@ -50,6 +50,11 @@ fuzz_target!(|data: &[u8]| {
             1 => KeySource::Header(b"X-User"),
             _ => KeySource::Cookie(b"sid"),
         },
+        // the rate limit's key: another source than the hash key's, when the byte says so
+        limit_key: match (opts >> 6) & 1 {
+            0 => KeySource::ClientIp,
+            _ => KeySource::Header(b"X-Api-Key"),
+        },
         sticky_cookie: (opts & 0x10 != 0).then_some(&b"FERRULE_BACKEND"[..]),
         strip_sticky_cookie: opts & 0x80 != 0,
     });

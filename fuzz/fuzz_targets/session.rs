@@ -53,7 +53,7 @@ fn configs() -> &'static [(Config, Settings)] {
         (0..128u32)
             .map(|opts| {
                 let on = |bit: u32| opts & (1 << bit) != 0;
-                build_config(Opts {
+                let (mut config, _) = build_config(Opts {
                     proxy_protocol: on(0),
                     sticky: on(1),
                     request_id: on(2),
@@ -61,7 +61,12 @@ fn configs() -> &'static [(Config, Settings)] {
                     small_buffers: on(4),
                     body_limit: on(5),
                     two_backends: on(6),
-                })
+                });
+                // HTTP/1.1 only: a client opening with the HTTP/2 preface would be h2c, which
+                // `h2_session` covers (this target's client reads HTTP/1.1 responses)
+                config.http2.enabled = false;
+                let settings = Settings::from_config(&config);
+                (config, settings)
             })
             .collect()
     })

@@ -448,7 +448,8 @@ fn scan_fields<'a>(
 }
 
 /// What the pool reads from the request: the hashes of its balancing key and of its rate
-/// limit's key, and the backend id of its sticky cookie.
+/// limit's key, and the backend id of its sticky cookie (most pools read none of them: no
+/// second pass then).
 #[inline]
 fn read_keys(
     fields: &[httparse::Header<'_>],
@@ -456,6 +457,12 @@ fn read_keys(
     routed: &Routed<'_>,
 ) -> (Option<u64>, Option<u64>, Option<u64>) {
     let (mut key, mut limit_key, mut sticky) = (None, None, None);
+    let reads = routed.sticky_cookie.is_some()
+        || routed.key != KeySource::ClientIp
+        || routed.limit_key != KeySource::ClientIp;
+    if !reads {
+        return (key, limit_key, sticky);
+    }
     for (f, kind) in fields.iter().zip(kinds.iter()) {
         if let (Some(name), Field::Cookie, None) = (routed.sticky_cookie, *kind, sticky) {
             sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);

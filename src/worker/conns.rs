@@ -39,6 +39,7 @@ impl Core {
             queued: &self.queued,
             access_log: &self.shared.access_log,
             ids: &mut self.ids,
+            gathering: self.gathering,
         };
         (conn, ctx)
     }

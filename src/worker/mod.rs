@@ -144,6 +144,7 @@ pub fn spawn(
         timers: Timers::new(now),
         due: Vec::new(),
         pending: Vec::new(),
+        gathering: false,
         queue: std::collections::VecDeque::new(),
         queued: Arc::clone(&queued),
         queue_again: false,
@@ -226,6 +227,8 @@ struct Core {
     /// Connections that stopped at their round cap with work left, `(key, id)`: run again after
     /// the events at hand (no new event would wake them).
     pending: Vec<(usize, u32)>,
+    /// Handling a poll round's events (see `Ctx::gathering`).
+    gathering: bool,
     /// Connections whose stream waits for a backend slot (`max_conns`), in arrival order
     /// `(key, id)`, and how many, as the other workers see it (they wake this one when a slot
     /// frees).
@@ -285,6 +288,9 @@ impl Worker {
             core.now = Instant::now();
             core.date.refresh();
             core.pools.refresh(&core.shared.pools);
+            // HTTP/2 connections gather what their streams answer over the round's events and
+            // write it once, in `run_pending` (each asked to be run again)
+            core.gathering = true;
             for event in self.events.iter() {
                 let ready = Ready {
                     readable: event.is_readable(),
@@ -304,6 +310,7 @@ impl Worker {
             if core.accept_pending && !core.accept_paused {
                 core.accept(registry);
             }
+            core.gathering = false;
             core.run_pending(registry);
             if core.queue_again {
                 core.run_queue(registry);

@@ -175,7 +175,11 @@ fn early_answer_before_body_announces_close() {
             }
         }
     });
-    let proxy = Proxy::start(&[addr], json!({"retries": 0}));
+    // no health checks: the first head the backend reports is the upload's
+    let proxy = Proxy::start(
+        &[addr],
+        json!({"retries": 0, "health_check_method": "none"}),
+    );
     let mut c = proxy.connect();
     c.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n0123456789");
     let r = c

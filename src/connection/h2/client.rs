@@ -188,7 +188,9 @@ impl Client<'_> {
             Ok(r) => r,
             Err(convert::Invalid(why)) => return self.refuse(ErrorCode::InternalError, why),
         };
-        let end = r.no_body && !r.interim;
+        // no body, or an empty `content-length` one: END_STREAM on the HEADERS
+        let empty = r.content_length == Some(0) && !r.chunked && !r.tunnel;
+        let end = (r.no_body || empty) && !r.interim;
         frame::headers(
             &mut self.out.bytes,
             self.flow.id,
@@ -253,7 +255,17 @@ impl Client<'_> {
             let n = self.budget(data.len());
             match data.get(..n) {
                 Some(payload) if n > 0 => {
-                    self.data_frame(payload, false);
+                    // the last bytes of a `content-length` body carry END_STREAM themselves:
+                    // no empty DATA frame (and often no second write) after them
+                    let n = match body.step(payload) {
+                        Ok(Step::Payload(k)) => k,
+                        _ => n,
+                    };
+                    let end = body.is_done();
+                    self.data_frame(payload.get(..n).unwrap_or(payload), end);
+                    if end {
+                        return Io::Done(n); // `resp` stays Done
+                    }
                     Io::Done(n)
                 }
                 _ => Io::Blocked,

@@ -52,6 +52,8 @@ const STREAM_WINDOW: u32 = frame::DEFAULT_WINDOW;
 const CONN_WINDOW: u32 = 1024 * 1024;
 /// The header table size we announce (RFC 7541's default).
 const HEADER_TABLE: u32 = 4096;
+/// Frames gathered in `out` past this go out before the streams are done for now (`run`).
+const FLUSH_AT: usize = 16 * 1024;
 /// How long the rates below are counted over.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 
@@ -295,10 +297,19 @@ impl H2 {
         let mut ran = Ran::More;
         // bounded: a fixed number of rounds per wake-up, as for HTTP/1.1
         for _ in 0..crate::stream::MAX_ROUNDS {
-            let mut moved = self.flush(t, side)?;
-            moved |= self.read(ctx, t, side, peer)?;
+            let mut moved = self.read(ctx, t, side, peer)?;
             moved |= self.run_streams(ctx, t, peer);
-            moved |= self.flush(t, side)?;
+            // Frames gather in `out` while the streams move, and go out together once they are
+            // done for now (or `out` holds a good part of a window): a response's HEADERS and
+            // DATA, and the responses of several streams, share one TLS record and one write.
+            if !moved && ctx.gathering && self.out.pending() > 0 && self.out.pending() < FLUSH_AT {
+                // more of this round's events may bring more answers: write them all at once
+                // when the worker runs the connection again, after the round's last event
+                return Ok(Ran::More);
+            }
+            if !moved || self.out.pending() >= FLUSH_AT {
+                moved |= self.flush(t, side)?;
+            }
             if self.state == State::Failed && !self.wants_write() {
                 return Err(Close(CloseReason::Done));
             }
@@ -311,6 +322,10 @@ impl H2 {
                 ran = Ran::Idle;
                 break;
             }
+        }
+        if matches!(ran, Ran::More) {
+            // out of rounds with frames still gathered
+            self.flush(t, side)?;
         }
         if self.streams.is_empty() && self.idle_deadline.is_none() {
             self.idle_deadline = Some(ctx.now + ctx.cfg.timeouts.keepalive);

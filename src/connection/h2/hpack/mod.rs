@@ -352,7 +352,20 @@ impl Decoder {
 #[derive(Debug)]
 pub struct Encoder {
     size_update: bool,
+    /// The last value encoded under each static-table name, and its encoded string: the same
+    /// `content-type` or `date` (a second long) again is a copy, not a Huffman coding.
+    memo: Vec<Memo>,
 }
+
+/// A value (at most [`MEMO_MAX`] bytes) and its string literal (§5.2) as [`put_string`] wrote it.
+#[derive(Debug, Default, Clone)]
+struct Memo {
+    value: Vec<u8>,
+    coded: Vec<u8>,
+}
+
+/// Longer values are not kept (the memo stays a few hundred bytes a connection).
+const MEMO_MAX: usize = 64;
 
 impl Default for Encoder {
     fn default() -> Self {
@@ -362,7 +375,10 @@ impl Default for Encoder {
 
 impl Encoder {
     pub fn new() -> Encoder {
-        Encoder { size_update: true }
+        Encoder {
+            size_update: true,
+            memo: Vec::new(),
+        }
     }
 
     /// The peer's `SETTINGS_HEADER_TABLE_SIZE` changed: say again, in the next block, that our
@@ -412,14 +428,32 @@ impl Encoder {
         } else {
             0x00
         };
-        match table::static_name(name) {
-            Some(i) => put_integer(out, i, 4, flags),
-            None => {
-                out.push(flags);
-                put_string(out, name, true);
-            }
+        let Some(i) = table::static_name(name) else {
+            out.push(flags);
+            put_string(out, name, true);
+            put_string(out, value, false);
+            return;
+        };
+        put_integer(out, i, 4, flags);
+        if value.len() > MEMO_MAX {
+            put_string(out, value, false);
+            return;
         }
-        put_string(out, value, false);
+        if self.memo.len() <= i {
+            self.memo.resize_with(i + 1, Memo::default);
+        }
+        let Some(memo) = self.memo.get_mut(i) else {
+            put_string(out, value, false);
+            return;
+        };
+        // a string literal is never empty (its length comes first): empty `coded` is no memo
+        if memo.coded.is_empty() || memo.value != value {
+            memo.value.clear();
+            memo.value.extend_from_slice(value);
+            memo.coded.clear();
+            put_string(&mut memo.coded, value, false);
+        }
+        out.extend_from_slice(&memo.coded);
     }
 }
 

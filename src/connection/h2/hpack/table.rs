@@ -81,10 +81,29 @@ pub const ENTRY_OVERHEAD: usize = 32;
 
 /// The static table index (1-based) of the first entry named `name` (ASCII case ignored).
 pub fn static_name(name: &[u8]) -> Option<usize> {
-    // bounded: 61 entries, most rejected on length
-    STATIC
+    // the entries whose name has this length (built once): a few compared, not all 61
+    static BY_LENGTH: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    let by_length = BY_LENGTH.get_or_init(|| {
+        let longest = STATIC.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        let mut v = vec![Vec::new(); longest + 1];
+        for (i, (n, _)) in STATIC.iter().enumerate() {
+            // in index order: a name with several entries (`:method`) is found at its first
+            if let Some(slot) = v.get_mut(n.len()) {
+                slot.push(i as u8);
+            }
+        }
+        v
+    });
+    // bounded: the entries of one length (at most a handful)
+    by_length
+        .get(name.len())?
         .iter()
-        .position(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        .map(|&i| usize::from(i))
+        .find(|&i| {
+            STATIC
+                .get(i)
+                .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
         .map(|i| i + 1)
 }
 

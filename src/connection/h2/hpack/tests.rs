@@ -442,3 +442,24 @@ fn encoder_output_is_compact() {
     e.field(b"set-cookie", b"", &mut out);
     assert_eq!(out, [0x1f, 0x28, 0x00]);
 }
+
+#[test]
+fn a_value_seen_before_under_a_static_name_is_encoded_the_same() {
+    // the memo of the last value per static name gives the very bytes a fresh coding gives
+    let mut memo = Encoder::new();
+    let fields: [(&[u8], &[u8]); 7] = [
+        (b"content-type", b"text/plain"),
+        (b"date", b"Sun, 06 Dec 2026 19:00:00 GMT"),
+        (b"content-type", b"text/plain"),
+        (b"date", b"Sun, 06 Dec 2026 19:00:01 GMT"),
+        (b"content-type", b""),
+        (b"content-type", b""),
+        (b"x-backend", b"a"),
+    ];
+    for (name, value) in fields {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        memo.field(name, value, &mut a);
+        Encoder::new().field(name, value, &mut b);
+        assert_eq!(a, b, "{:?}", String::from_utf8_lossy(value));
+    }
+}
