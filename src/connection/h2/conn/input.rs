@@ -59,24 +59,7 @@ impl H2 {
                 }
                 Ok(())
             }
-            Frame::RstStream { stream, .. } => {
-                if stream > self.last_id {
-                    return Err(H2Error::conn(
-                        ErrorCode::ProtocolError,
-                        "RST_STREAM on an idle stream",
-                    ));
-                }
-                if let Some(slot) = self.slot_of(stream) {
-                    if self.resets.over(ctx.now, self.limits.resets_per_second) {
-                        return Err(H2Error::conn(
-                            ErrorCode::EnhanceYourCalm,
-                            "streams reset too fast",
-                        ));
-                    }
-                    self.forget(ctx, slot, CloseReason::ClientClosed);
-                }
-                Ok(())
-            }
+            Frame::RstStream { stream, .. } => self.rst_stream(ctx, stream),
             Frame::Settings { ack, params } => {
                 if ack {
                     return Ok(());
@@ -103,29 +86,54 @@ impl H2 {
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => {
-                self.count_window_update(ctx.now)?;
-                if stream == 0 {
-                    self.out.send.grow(increment, 0)?;
-                    for (_, e) in self.streams.iter_mut() {
-                        e.flow.side.writable = true;
-                    }
-                    return Ok(());
-                }
-                if let Some(slot) = self.slot_of(stream) {
-                    if let Some(e) = self.streams.get_mut(slot) {
-                        e.flow.send.grow(increment, stream)?;
-                        e.flow.side.writable = true;
-                    }
-                } else if stream > self.last_id {
-                    return Err(H2Error::conn(
-                        ErrorCode::ProtocolError,
-                        "WINDOW_UPDATE on an idle stream",
-                    ));
-                }
-                Ok(())
+                self.window_update(ctx.now, stream, increment)
             }
             Frame::Unknown { .. } => Ok(()),
         }
+    }
+
+    /// The client reset a stream: it is forgotten (counted: resets too fast end the connection).
+    fn rst_stream(&mut self, ctx: &mut Ctx<'_>, stream: u32) -> Result<(), H2Error> {
+        if stream > self.last_id {
+            return Err(H2Error::conn(
+                ErrorCode::ProtocolError,
+                "RST_STREAM on an idle stream",
+            ));
+        }
+        if let Some(slot) = self.slot_of(stream) {
+            if self.resets.over(ctx.now, self.limits.resets_per_second) {
+                return Err(H2Error::conn(
+                    ErrorCode::EnhanceYourCalm,
+                    "streams reset too fast",
+                ));
+            }
+            self.forget(ctx, slot, CloseReason::ClientClosed);
+        }
+        Ok(())
+    }
+
+    /// Credit for the connection (`stream` 0: every stream may write again) or one stream.
+    fn window_update(&mut self, now: Instant, stream: u32, increment: u32) -> Result<(), H2Error> {
+        self.count_window_update(now)?;
+        if stream == 0 {
+            self.out.send.grow(increment, 0)?;
+            for (_, e) in self.streams.iter_mut() {
+                e.flow.side.writable = true;
+            }
+            return Ok(());
+        }
+        if let Some(slot) = self.slot_of(stream) {
+            if let Some(e) = self.streams.get_mut(slot) {
+                e.flow.send.grow(increment, stream)?;
+                e.flow.side.writable = true;
+            }
+        } else if stream > self.last_id {
+            return Err(H2Error::conn(
+                ErrorCode::ProtocolError,
+                "WINDOW_UPDATE on an idle stream",
+            ));
+        }
+        Ok(())
     }
 
     /// A field block gathered whole (`Some((stream, end_stream))`): a new request, or the
