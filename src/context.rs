@@ -1,6 +1,6 @@
 //! What a connection and its streams work with: [`Settings`], fixed when the workers start (and
 //! replaced whole by a reload), and [`Ctx`], the worker's state lent to one connection while it
-//! runs. `worker.rs` builds a `Ctx` per run; `connection/` and `stream/` only read and write
+//! runs. `worker/conns.rs` builds a `Ctx` per run; `connection/` and `stream/` only read and write
 //! through it, so neither knows the worker.
 
 use std::collections::VecDeque;

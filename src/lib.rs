@@ -19,6 +19,25 @@
 //! `client_ip` finds the client behind trusted proxies, `hash` holds the fixed hashes (client
 //! addresses, `hash_key`, sticky cookie values) that `http` and `balancer` share.
 
+/// Declares a module that network input reaches on every line (`http`, `proxy_protocol`,
+/// `connection::h2`): outside its tests, clippy warns on any indexing, slicing, `unwrap`,
+/// `expect` or `panic!` that could fail on that input, and CI's clippy runs with `-D warnings`.
+/// The one place this policy is written.
+macro_rules! network_input_mod {
+    ($vis:vis mod $name:ident;) => {
+        #[cfg_attr(
+            not(test),
+            warn(
+                clippy::indexing_slicing,
+                clippy::unwrap_used,
+                clippy::expect_used,
+                clippy::panic
+            )
+        )]
+        $vis mod $name;
+    };
+}
+
 pub mod access_log;
 pub mod admin;
 pub mod balancer;
@@ -31,14 +50,14 @@ pub mod dns;
 pub mod handover;
 pub mod hash;
 pub mod health;
-pub mod http;
+network_input_mod! { pub mod http; }
 pub mod httpd;
 pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod per_ip;
 pub mod pools;
-pub mod proxy_protocol;
+network_input_mod! { pub mod proxy_protocol; }
 pub mod redirect;
 pub mod route;
 pub mod stats;
@@ -474,15 +493,7 @@ pub fn start_with(
     let server_tls = server_tls.map(|(tls, _)| Arc::new(tls));
     let client_configs = tls::ClientConfigs::new();
     let backend_tls = backend_tls(config, &client_configs).map_err(StartError::Tls)?;
-    let logging = &config.logging;
-    let access_log = access_log::AccessLog::start(&logging.access_log, logging.access_log_format)
-        .map_err(|source| StartError::AccessLog {
-        path: match &logging.access_log {
-            config::AccessLogTarget::File(path) => path.clone(),
-            other => format!("{other:?}"),
-        },
-        source,
-    })?;
+    let access_log = start_access_log(&config.logging)?;
     let fd_limit = listener::raise_fd_limit();
     let budget = descriptor_budget(fd_limit, config);
     if let Some(warning) = &budget.warning {
@@ -506,21 +517,7 @@ pub fn start_with(
     for l in listeners.iter().flatten() {
         offer.push(handover::Listening::dup(handover::Role::Proxy, l).map_err(dup_error)?);
     }
-    // the https redirect listener: one socket, which every worker accepts from (each with its own
-    // descriptor of it)
-    let redirect = match config.ssl.redirect_http_port {
-        Some(port) if config.ssl.enabled => {
-            let addr = SocketAddr::new(process.bind, port);
-            let bind_error = |source| StartError::Bind { addr, source };
-            let l = takeover
-                .single(handover::Role::Redirect, addr, httpd::bind)
-                .map_err(bind_error)?;
-            l.set_nonblocking(true).map_err(bind_error)?;
-            offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
-            Some(l)
-        }
-        _ => None,
-    };
+    let redirect = redirect_listener(config, takeover, &mut offer)?;
     let redirect_addr = redirect.as_ref().and_then(|l| l.local_addr().ok());
     let mut shared = shared_for(
         config,
@@ -567,6 +564,60 @@ pub fn start_with(
         handover::Listening::dup(handover::Role::Admin, &admin_listener).map_err(admin_error)?,
     );
     let admin = admin::start_on(admin_listener, state).map_err(admin_error)?;
+    start_health_checks(config, &pools, &admin)?;
+    Ok(Handle {
+        addr: local_addr,
+        workers: std::mem::take(&mut handles.0),
+        admin,
+        redirect: redirect_addr,
+        pools,
+        shutdown_timeout: process.shutdown_timeout,
+        offer: Arc::new(parking_lot::Mutex::new(offer)),
+        access_log,
+        died,
+    })
+}
+
+/// The access log's writer thread, for `logging`'s target and format.
+fn start_access_log(logging: &config::Logging) -> Result<Arc<access_log::AccessLog>, StartError> {
+    access_log::AccessLog::start(&logging.access_log, logging.access_log_format).map_err(|source| {
+        StartError::AccessLog {
+            path: match &logging.access_log {
+                config::AccessLogTarget::File(path) => path.clone(),
+                other => format!("{other:?}"),
+            },
+            source,
+        }
+    })
+}
+
+/// The https redirect listener (`ssl.redirect_http_port`, with TLS on): one socket, which every
+/// worker accepts from (each with its own descriptor of it), taken over or bound, and offered
+/// to a successor.
+fn redirect_listener(
+    config: &Config,
+    takeover: &mut handover::Takeover,
+    offer: &mut Vec<handover::Listening>,
+) -> Result<Option<std::net::TcpListener>, StartError> {
+    let Some(port) = config.ssl.redirect_http_port.filter(|_| config.ssl.enabled) else {
+        return Ok(None);
+    };
+    let addr = SocketAddr::new(config.process.bind, port);
+    let bind_error = |source| StartError::Bind { addr, source };
+    let l = takeover
+        .single(handover::Role::Redirect, addr, httpd::bind)
+        .map_err(bind_error)?;
+    l.set_nonblocking(true).map_err(bind_error)?;
+    offer.push(handover::Listening::dup(handover::Role::Redirect, &l).map_err(bind_error)?);
+    Ok(Some(l))
+}
+
+/// Starts the active health checks of every pool that has them, each reported to the admin API.
+fn start_health_checks(
+    config: &Config,
+    pools: &pools::Pools,
+    admin: &admin::AdminHandle,
+) -> Result<(), StartError> {
     let table = pools.current();
     for (name, pool) in config.all_pools() {
         let Some(member) = table.by_name(name) else {
@@ -579,15 +630,5 @@ pub fn start_with(
             admin.set_health(&member.name, checks);
         }
     }
-    Ok(Handle {
-        addr: local_addr,
-        workers: std::mem::take(&mut handles.0),
-        admin,
-        redirect: redirect_addr,
-        pools,
-        shutdown_timeout: process.shutdown_timeout,
-        offer: Arc::new(parking_lot::Mutex::new(offer)),
-        access_log,
-        died,
-    })
+    Ok(())
 }

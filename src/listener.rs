@@ -2,7 +2,7 @@
 //! spreads new connections over the workers without any shared accept lock.
 //!
 //! The first socket binds the configured port (0 picks a free one, for tests); the others bind the
-//! port it got. `worker.rs` accepts from its own socket until `WouldBlock`.
+//! port it got. `worker/accept.rs` accepts from its own socket until `WouldBlock`.
 
 use std::io;
 use std::net::SocketAddr;

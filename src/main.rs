@@ -1,12 +1,14 @@
 //! The `ferrule` command: parse arguments, load the config, start the proxy, wait for a signal.
 //!
 //! `main` only maps `run`'s result to an exit code; every error is printed once, on one line.
+//! `run` parses the arguments and goes to `check` (`--check`) or `serve`, which starts the proxy
+//! and ends in `wait_for_stop`.
 //! First Ctrl+C / SIGTERM: stop accepting and let requests in flight finish (up to
 //! `shutdown_timeout`); a second one exits at once. Started while another ferrule runs with the
 //! same `upgrade_socket`, it takes that one's listening sockets over, and the old one drains as
 //! on SIGTERM (`handover.rs`); a SIGTERM to the old one after that changes nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ferrule::config::{format_duration, Config};
@@ -67,45 +69,54 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), String> {
     let command = parse_args(args)?;
-    let path = match command {
+    match command {
         Command::Help => {
             println!("{USAGE}");
-            return Ok(());
+            Ok(())
         }
         Command::Version => {
             println!("ferrule {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
+            Ok(())
         }
-        Command::Check(path) => {
-            let config = Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let tls_warnings =
-                ferrule::check_tls(&config).map_err(|e| format!("{}: {e}", path.display()))?;
-            let n = config.pool.backends.len();
-            let plural = |n: usize| if n == 1 { "" } else { "s" };
-            let (pools, routes) = (config.pools.len(), config.routes.len());
-            let routing = if pools + routes > 0 {
-                format!(
-                    ", {pools} more pool{}, {routes} route{}",
-                    plural(pools),
-                    plural(routes)
-                )
-            } else {
-                String::new()
-            };
-            println!(
-                "ferrule: {} is valid ({n} backend{}, strategy {}, port {}{routing})",
-                path.display(),
-                plural(n),
-                config.pool.balance.strategy,
-                config.process.port
-            );
-            for w in config.warnings().into_iter().chain(tls_warnings) {
-                println!("ferrule: warning: {w}");
-            }
-            return Ok(());
-        }
-        Command::Run(path) => path,
+        Command::Check(path) => check(&path),
+        Command::Run(path) => serve(path),
+    }
+}
+
+/// `--check`: loads and checks the config (TLS files included), and says what it holds.
+fn check(path: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tls_warnings =
+        ferrule::check_tls(&config).map_err(|e| format!("{}: {e}", path.display()))?;
+    let n = config.pool.backends.len();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let (pools, routes) = (config.pools.len(), config.routes.len());
+    let routing = if pools + routes > 0 {
+        format!(
+            ", {pools} more pool{}, {routes} route{}",
+            plural(pools),
+            plural(routes)
+        )
+    } else {
+        String::new()
     };
+    println!(
+        "ferrule: {} is valid ({n} backend{}, strategy {}, port {}{routing})",
+        path.display(),
+        plural(n),
+        config.pool.balance.strategy,
+        config.process.port
+    );
+    for w in config.warnings().into_iter().chain(tls_warnings) {
+        println!("ferrule: warning: {w}");
+    }
+    Ok(())
+}
+
+/// Starts the proxy from the config at `path` (taking the sockets of an old ferrule over when
+/// one hands them on), installs the signal handling and the upgrade socket, then waits for the
+/// stop.
+fn serve(path: PathBuf) -> Result<(), String> {
     // before any thread starts (the logger's too), so that every thread inherits the mask: the
     // signals then only ever reach the signal thread's sigwait (ctrlc's handler, which with its
     // `termination` feature would also take SIGTERM and SIGHUP, keeps only SIGINT)
@@ -126,7 +137,7 @@ fn run(args: &[String]) -> Result<(), String> {
         .map(std::path::Path::new);
     let mut takeover = take_over(&config, upgrade_path)?;
     // a start that fails is one line on stderr: the log lines about the config come after it
-    let mut handle = ferrule::start_with(&config, Some(path.clone()), &mut takeover)
+    let handle = ferrule::start_with(&config, Some(path.clone()), &mut takeover)
         .map_err(|e| e.to_string())?;
     for w in config.warnings() {
         log::warn!("{w}");
@@ -179,8 +190,15 @@ fn run(args: &[String]) -> Result<(), String> {
     });
     takeover.ready();
     ferrule::handover::notify_ready();
+    wait_for_stop(handle, &rx, config.process.shutdown_timeout)
+}
 
-    // wait for the first signal (or a successor), then drain; a second signal exits at once
+/// Waits for the first signal (or a successor), then drains; a second signal exits at once.
+fn wait_for_stop(
+    mut handle: ferrule::Handle,
+    rx: &crossbeam_channel::Receiver<Event>,
+    shutdown_timeout: std::time::Duration,
+) -> Result<(), String> {
     let mut signals = 0;
     let deaths = handle.worker_deaths().clone();
     let event = crossbeam_channel::select! {
@@ -199,7 +217,7 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     log::info!(
         "shutting down: no new connections, finishing requests in flight (up to {})",
-        format_duration(config.process.shutdown_timeout)
+        format_duration(shutdown_timeout)
     );
     handle.shutdown();
     let waited = std::time::Instant::now();

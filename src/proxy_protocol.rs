@@ -22,17 +22,8 @@
 //! wrong client (TLS, HTTP) is dropped on its first bytes rather than at the timeout.
 //! [`looks_like_proxy_protocol`] is for a diagnostic only (a hint in the log when a listener
 //! *without* the PROXY protocol receives one).
-// Network input reaches every line here: no indexing, slicing, unwrap or panic that could
-// fail on it (CI's clippy runs with -D warnings).
-#![cfg_attr(
-    not(test),
-    warn(
-        clippy::indexing_slicing,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
+// Network input reaches every line here: clippy forbids indexing, slicing, unwrap and panics
+// outside the tests (the policy is `network_input_mod!`, in lib.rs).
 
 use std::fmt;
 use std::iter::Peekable;

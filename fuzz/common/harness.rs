@@ -8,7 +8,7 @@
 //! to its first request, to its second, ...; its first byte: connect pending, refused, small
 //! room) and the worker's state a connection borrows (`Ctx`). A schedule byte is one event (a
 //! side sends a piece or makes room, a connect completes, a side closes or resets, the deadline
-//! passes, the worker drains); each is reported the way `worker.rs` reports readiness and the
+//! passes, the worker drains); each is reported the way `worker/` reports readiness and the
 //! connection runs until it is idle. [`World::settle`] then delivers everything, closes both
 //! sides and lets deadlines pass until the connection closes, within a bound; [`World::release`]
 //! releases it as the worker does and checks that nothing is left held.

@@ -199,6 +199,31 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
     let mut t = Text(String::with_capacity(16 * 1024));
     let workers = &admin.state.workers;
     let totals = Totals::of(workers.iter().map(|w| &**w));
+    process(&mut t, admin);
+    clients(&mut t, admin, &totals);
+
+    let all = backends::all(admin);
+    pools(&mut t, admin);
+    let list: Vec<Labelled<'_>> = all
+        .iter()
+        .map(|(pool, b, _)| Labelled {
+            backend: b,
+            id: b.id.to_string(),
+            pool,
+        })
+        .collect();
+    backend_counters(&mut t, &list);
+    health_checks(&mut t, &list);
+    latency(&mut t, &list);
+    Ok(Response::text(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        t.0,
+    ))
+}
+
+/// The process: its version, when it started, its workers.
+fn process(t: &mut Text, admin: &Admin) {
     t.family(
         "ferrule_build_info",
         "gauge",
@@ -219,7 +244,16 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         "When the proxy started, in seconds since the Unix epoch.",
         format!("{started:.3}"),
     );
-    t.single("ferrule_workers", "gauge", "Worker threads.", workers.len());
+    t.single(
+        "ferrule_workers",
+        "gauge",
+        "Worker threads.",
+        admin.state.workers.len(),
+    );
+}
+
+/// The clients' side: connections, responses, bytes, TLS handshakes, the access log.
+fn clients(t: &mut Text, admin: &Admin, totals: &Totals) {
     t.single(
         "ferrule_connections_open",
         "gauge",
@@ -294,57 +328,50 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         "Access log lines not written: the writer's queue was full, or the output failed.",
         admin.state.live.access_log().dropped(),
     );
+}
 
-    let all = backends::all(admin);
-    pools(&mut t, admin);
-    let list: Vec<Labelled<'_>> = all
-        .iter()
-        .map(|(pool, b, _)| Labelled {
-            backend: b,
-            id: b.id.to_string(),
-            pool,
-        })
-        .collect();
+/// Each backend's counters and state.
+fn backend_counters(t: &mut Text, list: &[Labelled<'_>]) {
     t.per_backend(
         "ferrule_backend_requests_total",
         "counter",
         "Requests sent to the backend (retries included).",
-        &list,
+        list,
         Backend::total_requests,
     );
     t.per_backend(
         "ferrule_backend_failures_total",
         "counter",
         "Failed attempts on the backend (connect errors, resets, invalid responses, timeouts).",
-        &list,
+        list,
         |b| b.failures.load(Ordering::Relaxed),
     );
     t.per_backend(
         "ferrule_backend_in_flight",
         "gauge",
         "Requests in flight on the backend now.",
-        &list,
+        list,
         |b| b.active_requests() as u64,
     );
     t.per_backend(
         "ferrule_backend_ejections_total",
         "counter",
         "Times outlier detection ejected the backend.",
-        &list,
+        list,
         Backend::ejections,
     );
     t.per_backend(
         "ferrule_backend_weight",
         "gauge",
         "The backend's weight.",
-        &list,
+        list,
         |b| u64::from(b.weight()),
     );
     t.per_backend(
         "ferrule_backend_up",
         "gauge",
         "1 when the backend takes new requests (state up).",
-        &list,
+        list,
         |b| u64::from(b.state() == State::Up),
     );
     t.family(
@@ -352,7 +379,7 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
         "gauge",
         "1 for the backend's state (up, down, draining, disabled, ejected), 0 for the others.",
     );
-    for b in &list {
+    for b in list {
         let now = b.backend.state();
         for state in [
             State::Up,
@@ -369,13 +396,6 @@ pub(super) fn prometheus(admin: &Admin, _: &Call<'_>) -> Result<Response, ApiErr
             );
         }
     }
-    health_checks(&mut t, &list);
-    latency(&mut t, &list);
-    Ok(Response::text(
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        t.0,
-    ))
 }
 
 /// The pools' sizes and the routes' request counts.

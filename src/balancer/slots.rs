@@ -1,5 +1,5 @@
 //! The `max_conns` queue's wake-ups: when every candidate backend is at its `max_conns`, a request
-//! waits in its worker's queue (`stream/`, `worker.rs`), and [`Slots`] wakes the workers with
+//! waits in its worker's queue (`stream/`, `worker/conns.rs`), and [`Slots`] wakes the workers with
 //! requests waiting when a slot frees or a backend becomes a candidate again.
 //!
 //! Neighbours: every backend of a pool holds the pool's `Arc<Slots>` (`backend.rs` calls

@@ -28,7 +28,7 @@
 //! for a request the close cut.
 
 mod h1;
-pub mod h2;
+network_input_mod! { pub mod h2; }
 mod open;
 
 use std::net::IpAddr;

@@ -13,8 +13,8 @@
 //! back. Times are `timer::clock_ms`.
 //!
 //! Neighbours: the record is `balancer::backend::Outlier`, the keys `balancer::OutlierPolicy`;
-//! the calls come from the stream (`stream/response.rs`) and the worker (`worker.rs`); the admin
-//! API shows the state `ejected`.
+//! the calls come from the stream (`stream/response.rs`) and the worker (`worker/timers.rs`); the
+//! admin API shows the state `ejected`.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -131,8 +131,9 @@ pub fn sweep(balancer: &Balancer, now: Instant) {
 mod tests {
     use super::*;
     use crate::balancer::tests::pool;
-    use crate::balancer::Policy;
+    use crate::balancer::{Policy, Pool};
     use crate::config::Strategy;
+    use std::sync::Arc;
     use std::time::Duration;
 
     fn policy(percent: u32) -> OutlierPolicy {
@@ -167,14 +168,20 @@ mod tests {
         assert!(answered(&p, backend, 599), "the third in a row");
     }
 
-    #[test]
-    fn an_ejection_lasts_longer_each_time_and_comes_back() {
+    /// Two backends at 50 %, the first ejected at `t0`: the balancer, its policy and its pool.
+    fn first_ejected(t0: Instant) -> (Balancer, OutlierPolicy, Arc<Pool>) {
         let b = balancer(2, 50);
         let p = policy(50);
         let pool = b.current();
-        let backend = &pool.backends()[0];
+        assert!(eject(&b, &pool.backends()[0], &p, t0));
+        (b, p, pool)
+    }
+
+    #[test]
+    fn an_ejection_lasts_longer_each_time_and_comes_back() {
         let t0 = Instant::now();
-        assert!(eject(&b, backend, &p, t0));
+        let (b, p, pool) = first_ejected(t0);
+        let backend = &pool.backends()[0];
         assert_eq!(backend.state(), crate::balancer::State::Ejected);
         assert!(!backend.is_available());
         sweep(&b, t0 + Duration::from_millis(500));
@@ -195,12 +202,9 @@ mod tests {
 
     #[test]
     fn a_calm_backend_forgets_its_ejections() {
-        let b = balancer(2, 50);
-        let p = policy(50);
-        let pool = b.current();
-        let backend = &pool.backends()[0];
         let t0 = Instant::now();
-        assert!(eject(&b, backend, &p, t0));
+        let (b, p, pool) = first_ejected(t0);
+        let backend = &pool.backends()[0];
         sweep(&b, t0 + Duration::from_millis(1_000));
         assert_eq!(backend.outlier.ejections.load(Ordering::Relaxed), 1);
         sweep(&b, t0 + Duration::from_millis(2_000));

@@ -8,7 +8,7 @@
 //! `fail_timeout_ms`, `active_checks`); the failure window is kept on the backend
 //! (`Backend::passive`, in `balancer/backend.rs`, which forgets it when a probe finds the
 //! backend healthy); the calls come from the stream (`stream/backend.rs`, `stream/response.rs`)
-//! and the worker's housekeeping (`worker.rs`). Times are `timer::clock_ms`.
+//! and the worker's housekeeping (`worker/timers.rs`). Times are `timer::clock_ms`.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;

@@ -5,7 +5,7 @@
 //!
 //! One copy of the calendar arithmetic for the crate: the access log's time stamps
 //! (`access_log.rs`) and the certificate dates in TLS messages (`tls/certs.rs`) use it too.
-//! A worker keeps one [`HttpDate`] and refreshes it once per poll round (`worker.rs`), so a
+//! A worker keeps one [`HttpDate`] and refreshes it once per poll round (`worker/mod.rs`), so a
 //! response pays for its `Date` with a 29-byte copy; the admin server formats one per answer.
 
 use std::io::Write;

@@ -271,59 +271,26 @@ pub fn rewrite_seen<'a, 'c: 'a>(
     }
 
     // First pass: what the fields say about framing and the connection.
-    let mut conn = ConnectionOptions::default();
-    let mut codings = Codings::default();
-    let mut length: Option<u64> = None;
-    let mut hosts = 0;
-    let mut host: &[u8] = b"";
-    let mut upgrade_field = false;
-    let mut xff = 0;
-    let mut key = None;
-    let mut limit_key = None;
-    let mut sticky = None;
     let mut seen = Seen {
         method: method_str.as_bytes(),
         target: target.as_bytes(),
         ..Seen::default()
     };
     let mut kinds = [Field::Other; MAX_HEADERS];
-    for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
-        *kind = Field::of(f.name.as_bytes());
-        match *kind {
-            Field::Host => {
-                hosts += 1;
-                host = headers::trim(f.value);
-            }
-            Field::ContentLength => {
-                let n = headers::content_length(f.value).ok_or(Reject(Status::BadRequest))?;
-                if length.is_some_and(|m| m != n) {
-                    return Err(Reject(Status::BadRequest));
-                }
-                length = Some(n);
-            }
-            Field::TransferEncoding => codings.add(f.value),
-            Field::Connection => conn.add(f.value),
-            Field::Upgrade => upgrade_field = true,
-            Field::XForwardedFor => xff += 1,
-            Field::Referer => seen.referer = Some(headers::trim(f.value)),
-            Field::UserAgent => seen.user_agent = Some(headers::trim(f.value)),
-            Field::XRequestId if seen.request_id.is_none() => {
-                seen.request_id = Some(headers::trim(f.value));
-            }
-            _ => {}
-        }
-    }
-    if hosts > 1 || (hosts == 0 && !http10) || !valid_host(host) {
+    let mut scan = scan_fields(fields, &mut kinds, &mut seen)?;
+    let (hosts, conn) = (scan.hosts, scan.conn);
+    if hosts > 1 || (hosts == 0 && !http10) || !valid_host(scan.host) {
         return Err(Reject(Status::BadRequest));
     }
     // RFC 9112 §3.2.2: the authority of an absolute-form target replaces any Host field
     let absolute = match form {
         Target::Absolute { authority, .. } => {
-            host = authority;
+            scan.host = authority;
             true
         }
         Target::Origin => false,
     };
+    let host = scan.host;
     let path = match form {
         Target::Absolute { path, .. } => path,
         Target::Origin => target.as_bytes(),
@@ -337,43 +304,9 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         .router
         .route(host, path)
         .ok_or(Reject(Status::NotFound))?;
-    // what the pool reads from the request: its hash key, its sticky cookie and its rate
-    // limit's key (most pools read none of them: no second pass then)
-    let reads = routed.sticky_cookie.is_some()
-        || routed.key != KeySource::ClientIp
-        || routed.limit_key != KeySource::ClientIp;
-    if reads {
-        for (f, kind) in fields.iter().zip(kinds.iter()) {
-            if let (Some(name), Field::Cookie, None) = (routed.sticky_cookie, *kind, sticky) {
-                sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);
-            }
-            read_key(routed.key, f, *kind, &mut key);
-            read_key(routed.limit_key, f, *kind, &mut limit_key);
-        }
-    }
-    if let (Some(n), true) = (length, limits.max_body > 0) {
-        if n > limits.max_body {
-            // refused before a byte of the body is read or forwarded
-            return Err(Reject(Status::PayloadTooLarge));
-        }
-    }
-    let framing = if codings.count > 0 {
-        // RFC 9112 §6.1 and §6.3: both framings, chunked not last, or any coding in an HTTP/1.0
-        // request make the length unknowable; codings other than chunked are not implemented.
-        if length.is_some() || http10 || !codings.chunked_last || codings.chunked_early {
-            return Err(Reject(Status::BadRequest));
-        }
-        if !codings.only_chunked() {
-            return Err(Reject(Status::NotImplemented));
-        }
-        Framing::Chunked
-    } else {
-        match length {
-            Some(n) => Framing::Length(n),
-            None => Framing::None,
-        }
-    };
-    let upgrade = !http10 && conn.upgrade && upgrade_field;
+    let (key, limit_key, sticky) = read_keys(fields, &kinds, &routed);
+    let framing = body_framing(&scan, http10, limits.max_body)?;
+    let upgrade = !http10 && conn.upgrade && scan.upgrade_field;
     let keep_alive = !conn.close && (!http10 || conn.keep_alive);
 
     // Second pass: write the head for the backend. Kept lines are copied as they came, a run of
@@ -391,13 +324,7 @@ pub fn rewrite_seen<'a, 'c: 'a>(
     };
     let sent = sent.get(routed.strip..).unwrap_or(sent);
     if absolute || http10 || routed.strip > 0 {
-        out.extend_from_slice(method_str.as_bytes());
-        out.push(b' ');
-        if !sent.starts_with(b"/") && sent != b"*" {
-            out.push(b'/');
-        }
-        out.extend_from_slice(sent);
-        out.extend_from_slice(b" HTTP/1.1\r\n");
+        put_request_line(out, method_str.as_bytes(), sent);
     } else {
         // httparse accepts exactly `METHOD SP target SP HTTP/1.1 CRLF`: copy it as it is
         let line_start = runs.offset(method_str.as_bytes());
@@ -411,22 +338,8 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         let keep = match *kind {
             // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
             Field::Host => !absolute,
-            Field::Cookie if routed.strip_sticky_cookie => match routed.sticky_cookie {
-                Some(name) => headers::cookie(f.value, name).is_none(),
-                None => true,
-            },
-            Field::Expect
-            | Field::Cookie
-            | Field::Referer
-            | Field::UserAgent
-            | Field::XRequestId
-            | Field::Date
-            | Field::StrictTransportSecurity
-            | Field::Other => !(conn.names_fields && headers::named_by_connection(fields, f.name)),
             Field::Upgrade => upgrade,
-            // Content-Length and Transfer-Encoding are written once, normalised, below; the
-            // others are hop-by-hop or ferrule's own to set
-            _ => false,
+            _ => keeps(*kind, f, fields, conn.names_fields, &routed),
         };
         if keep {
             runs.keep(at);
@@ -455,33 +368,11 @@ pub fn rewrite_seen<'a, 'c: 'a>(
     if absolute && hosts == 0 {
         put_field(out, b"Host", host);
     }
-    match framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            headers::put_u64(out, n);
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        Framing::None | Framing::UntilClose => {}
-    }
-    if upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
-    }
-    if xff == 0 {
+    put_framing(out, framing, upgrade);
+    if scan.xff == 0 {
         put_forwarded_for(out, fields, &kinds, client.ip);
     }
-    out.extend_from_slice(if client.tls {
-        b"X-Forwarded-Proto: https\r\n"
-    } else {
-        b"X-Forwarded-Proto: http\r\n"
-    });
-    if !host.is_empty() {
-        put_field(out, b"X-Forwarded-Host", host);
-    }
-    if let (None, Some(id)) = (seen.request_id, client.request_id) {
-        put_field(out, b"X-Request-Id", id);
-        seen.request_id = Some(id);
-    }
+    put_forwarded(out, client.tls, client.request_id, host, &mut seen);
     out.extend_from_slice(b"\r\n");
     seen.host = host;
 
@@ -500,6 +391,198 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         route: routed.route,
     };
     Ok(Some((head, len, seen)))
+}
+
+/// What the first pass reads from a request's fields.
+#[derive(Default)]
+struct Scan<'a> {
+    conn: ConnectionOptions,
+    codings: Codings,
+    length: Option<u64>,
+    /// `Host` fields, and the last one's value (or an absolute-form target's authority).
+    hosts: usize,
+    host: &'a [u8],
+    /// An `Upgrade` field came.
+    upgrade_field: bool,
+    /// `X-Forwarded-For` fields.
+    xff: usize,
+}
+
+/// The first pass over the fields: each one's kind into `kinds`, what the access log shows into
+/// `seen`, and what they say about framing and the connection; two different `Content-Length`
+/// values are refused.
+#[inline]
+fn scan_fields<'a>(
+    fields: &[httparse::Header<'a>],
+    kinds: &mut [Field],
+    seen: &mut Seen<'a>,
+) -> Result<Scan<'a>, Reject> {
+    let mut scan = Scan::default();
+    for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
+        *kind = Field::of(f.name.as_bytes());
+        match *kind {
+            Field::Host => {
+                scan.hosts += 1;
+                scan.host = headers::trim(f.value);
+            }
+            Field::ContentLength => {
+                let n = headers::content_length(f.value).ok_or(Reject(Status::BadRequest))?;
+                if scan.length.is_some_and(|m| m != n) {
+                    return Err(Reject(Status::BadRequest));
+                }
+                scan.length = Some(n);
+            }
+            Field::TransferEncoding => scan.codings.add(f.value),
+            Field::Connection => scan.conn.add(f.value),
+            Field::Upgrade => scan.upgrade_field = true,
+            Field::XForwardedFor => scan.xff += 1,
+            Field::Referer => seen.referer = Some(headers::trim(f.value)),
+            Field::UserAgent => seen.user_agent = Some(headers::trim(f.value)),
+            Field::XRequestId if seen.request_id.is_none() => {
+                seen.request_id = Some(headers::trim(f.value));
+            }
+            _ => {}
+        }
+    }
+    Ok(scan)
+}
+
+/// What the pool reads from the request: the hashes of its balancing key and of its rate
+/// limit's key, and the backend id of its sticky cookie (most pools read none of them: no
+/// second pass then).
+#[inline]
+fn read_keys(
+    fields: &[httparse::Header<'_>],
+    kinds: &[Field],
+    routed: &Routed<'_>,
+) -> (Option<u64>, Option<u64>, Option<u64>) {
+    let (mut key, mut limit_key, mut sticky) = (None, None, None);
+    let reads = routed.sticky_cookie.is_some()
+        || routed.key != KeySource::ClientIp
+        || routed.limit_key != KeySource::ClientIp;
+    if !reads {
+        return (key, limit_key, sticky);
+    }
+    for (f, kind) in fields.iter().zip(kinds.iter()) {
+        if let (Some(name), Field::Cookie, None) = (routed.sticky_cookie, *kind, sticky) {
+            sticky = headers::cookie(f.value, name).and_then(crate::hash::parse_cookie_id);
+        }
+        read_key(routed.key, f, *kind, &mut key);
+        read_key(routed.limit_key, f, *kind, &mut limit_key);
+    }
+    (key, limit_key, sticky)
+}
+
+/// The request body's framing (RFC 9112 §6), refused when it could be read two ways, and a
+/// `Content-Length` above `max_body` (0: no limit) refused before a byte of the body is read or
+/// forwarded.
+#[inline]
+fn body_framing(scan: &Scan<'_>, http10: bool, max_body: u64) -> Result<Framing, Reject> {
+    if let (Some(n), true) = (scan.length, max_body > 0) {
+        if n > max_body {
+            return Err(Reject(Status::PayloadTooLarge));
+        }
+    }
+    let codings = &scan.codings;
+    if codings.count == 0 {
+        return Ok(match scan.length {
+            Some(n) => Framing::Length(n),
+            None => Framing::None,
+        });
+    }
+    // RFC 9112 §6.1 and §6.3: both framings, chunked not last, or any coding in an HTTP/1.0
+    // request make the length unknowable; codings other than chunked are not implemented.
+    if scan.length.is_some() || http10 || !codings.chunked_last || codings.chunked_early {
+        return Err(Reject(Status::BadRequest));
+    }
+    if !codings.only_chunked() {
+        return Err(Reject(Status::NotImplemented));
+    }
+    Ok(Framing::Chunked)
+}
+
+/// A request line written anew: `method`, the origin-form target `sent`, HTTP/1.1.
+#[inline]
+fn put_request_line(out: &mut Vec<u8>, method: &[u8], sent: &[u8]) {
+    out.extend_from_slice(method);
+    out.push(b' ');
+    if !sent.starts_with(b"/") && sent != b"*" {
+        out.push(b'/');
+    }
+    out.extend_from_slice(sent);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
+/// Whether the second pass copies the field `f` (of kind `kind`, neither `Host` nor `Upgrade`)
+/// as it came: end-to-end fields unless `Connection` names them (`names_fields`: it names
+/// some), the `Cookie` fields unless the sticky cookie is to go and is in it. `Content-Length`
+/// and `Transfer-Encoding` are written once, normalised, after the fields; the others are
+/// hop-by-hop or ferrule's own to set.
+#[inline]
+fn keeps(
+    kind: Field,
+    f: &httparse::Header<'_>,
+    fields: &[httparse::Header<'_>],
+    names_fields: bool,
+    routed: &Routed<'_>,
+) -> bool {
+    match kind {
+        Field::Cookie if routed.strip_sticky_cookie => match routed.sticky_cookie {
+            Some(name) => headers::cookie(f.value, name).is_none(),
+            None => true,
+        },
+        Field::Expect
+        | Field::Cookie
+        | Field::Referer
+        | Field::UserAgent
+        | Field::XRequestId
+        | Field::Date
+        | Field::StrictTransportSecurity
+        | Field::Other => !(names_fields && headers::named_by_connection(fields, f.name)),
+        _ => false,
+    }
+}
+
+/// The body's framing fields, normalised, and `Connection: upgrade` when the request switches
+/// protocols.
+#[inline]
+fn put_framing(out: &mut Vec<u8>, framing: Framing, upgrade: bool) {
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            headers::put_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::None | Framing::UntilClose => {}
+    }
+    if upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+}
+
+/// `X-Forwarded-Proto` (`tls`: https), `X-Forwarded-Host` (when there is a host) and
+/// `request_id` as `X-Request-Id` when the request had none (noted in `seen`).
+#[inline]
+fn put_forwarded<'a>(
+    out: &mut Vec<u8>,
+    tls: bool,
+    request_id: Option<&'a [u8]>,
+    host: &[u8],
+    seen: &mut Seen<'a>,
+) {
+    out.extend_from_slice(if tls {
+        b"X-Forwarded-Proto: https\r\n"
+    } else {
+        b"X-Forwarded-Proto: http\r\n"
+    });
+    if !host.is_empty() {
+        put_field(out, b"X-Forwarded-Host", host);
+    }
+    if let (None, Some(id)) = (seen.request_id, request_id) {
+        put_field(out, b"X-Request-Id", id);
+        seen.request_id = Some(id);
+    }
 }
 
 /// The hash of the value `source` names, if `f` (of kind `kind`) holds it and `slot` has none

@@ -98,29 +98,13 @@ pub fn rewrite(
         return Err(Invalid);
     }
 
-    let mut conn = ConnectionOptions::default();
-    let mut codings = Codings::default();
-    let mut length: Option<u64> = None;
-    // one Content-Length field of digits only goes on as it came; a list of one value repeated
-    // or several equal fields are replaced by one plain field (RFC 9110 §8.6)
-    let mut plain_length = true;
     let mut kinds = [Field::Other; MAX_HEADERS];
-    for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
-        *kind = Field::of(f.name.as_bytes());
-        match *kind {
-            Field::ContentLength => {
-                let n = headers::content_length(f.value).ok_or(Invalid)?;
-                if length.is_some_and(|m| m != n) {
-                    return Err(Invalid);
-                }
-                plain_length &= length.is_none() && f.value.iter().all(u8::is_ascii_digit);
-                length = Some(n);
-            }
-            Field::TransferEncoding => codings.add(f.value),
-            Field::Connection => conn.add(f.value),
-            _ => {}
-        }
-    }
+    let Scan {
+        conn,
+        codings,
+        length,
+        plain_length,
+    } = scan_fields(fields, &mut kinds)?;
 
     let switching = status == 101;
     if switching && !ex.upgrade {
@@ -136,22 +120,8 @@ pub fn rewrite(
         interim || switching || status == 204 || status == 304 || ex.method == Method::Head;
     let framing = if no_body {
         Framing::None
-    } else if codings.count > 0 {
-        if codings.chunked_last && codings.chunked_early {
-            // chunked twice (RFC 9112 §6.1 forbids it): read to the close here, but a client
-            // that sees chunked last would end the body early and take the rest for a response
-            return Err(Invalid);
-        }
-        if codings.chunked_last {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        }
     } else {
-        match length {
-            Some(n) => Framing::Length(n),
-            None => Framing::UntilClose,
-        }
+        body_framing(&codings, length)?
     };
     let relay = if framing == Framing::Chunked && ex.http10 {
         Relay::Dechunk
@@ -212,30 +182,17 @@ pub fn rewrite(
         out.extend_from_slice(b"\r\n");
     }
     if let (Some(c), false) = (ex.set_cookie, interim) {
-        out.extend_from_slice(b"Set-Cookie: ");
-        out.extend_from_slice(c.name);
-        out.push(b'=');
-        for shift in (0..16).rev() {
-            out.push(headers::hex_digit(c.id >> (shift * 4)));
-        }
-        out.extend_from_slice(b"; Path=/; HttpOnly; SameSite=Lax; Max-Age=");
-        headers::put_u64(out, c.max_age);
-        if c.secure {
-            out.extend_from_slice(b"; Secure");
-        }
-        out.extend_from_slice(b"\r\n");
+        put_set_cookie(out, &c);
     }
     if !interim && !switching {
         ex.added.write(has_date, has_hsts, out);
     }
     if switching {
         out.extend_from_slice(b"Connection: upgrade\r\n");
-    } else if !interim {
-        if !keep_client {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if ex.http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
+    } else if !interim && !keep_client {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if !interim && ex.http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
 
@@ -249,6 +206,85 @@ pub fn rewrite(
         reusable,
     };
     Ok((head, len))
+}
+
+/// What the first pass reads from a response's fields.
+struct Scan {
+    conn: ConnectionOptions,
+    codings: Codings,
+    length: Option<u64>,
+    /// One `Content-Length` field of digits only: it goes on as it came; a list of one value
+    /// repeated or several equal fields are replaced by one plain field (RFC 9110 §8.6).
+    plain_length: bool,
+}
+
+/// The first pass over a response's fields: each one's kind into `kinds`, and what they say
+/// about framing and the connection; two different `Content-Length` values are invalid.
+#[inline]
+fn scan_fields(fields: &[httparse::Header<'_>], kinds: &mut [Field]) -> Result<Scan, Invalid> {
+    let mut scan = Scan {
+        conn: ConnectionOptions::default(),
+        codings: Codings::default(),
+        length: None,
+        plain_length: true,
+    };
+    for (f, kind) in fields.iter().zip(kinds.iter_mut()) {
+        *kind = Field::of(f.name.as_bytes());
+        match *kind {
+            Field::ContentLength => {
+                let n = headers::content_length(f.value).ok_or(Invalid)?;
+                if scan.length.is_some_and(|m| m != n) {
+                    return Err(Invalid);
+                }
+                scan.plain_length &=
+                    scan.length.is_none() && f.value.iter().all(u8::is_ascii_digit);
+                scan.length = Some(n);
+            }
+            Field::TransferEncoding => scan.codings.add(f.value),
+            Field::Connection => scan.conn.add(f.value),
+            _ => {}
+        }
+    }
+    Ok(scan)
+}
+
+/// The framing of a response that may have a body (RFC 9112 §6.3): chunked when chunked comes
+/// last, else to the close, unless a `Content-Length` says.
+#[inline]
+fn body_framing(codings: &Codings, length: Option<u64>) -> Result<Framing, Invalid> {
+    if codings.count == 0 {
+        return Ok(match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        });
+    }
+    if codings.chunked_last && codings.chunked_early {
+        // chunked twice (RFC 9112 §6.1 forbids it): read to the close here, but a client
+        // that sees chunked last would end the body early and take the rest for a response
+        return Err(Invalid);
+    }
+    Ok(if codings.chunked_last {
+        Framing::Chunked
+    } else {
+        Framing::UntilClose
+    })
+}
+
+/// The sticky cookie's `Set-Cookie` field.
+#[inline]
+fn put_set_cookie(out: &mut Vec<u8>, c: &SetCookie<'_>) {
+    out.extend_from_slice(b"Set-Cookie: ");
+    out.extend_from_slice(c.name);
+    out.push(b'=');
+    for shift in (0..16).rev() {
+        out.push(headers::hex_digit(c.id >> (shift * 4)));
+    }
+    out.extend_from_slice(b"; Path=/; HttpOnly; SameSite=Lax; Max-Age=");
+    headers::put_u64(out, c.max_age);
+    if c.secure {
+        out.extend_from_slice(b"; Secure");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! A limit belongs to a *scope*: a pool (its `rate_limit`, which the routes to it without one of
 //! their own share, as does a request no route took) or a route with its own. [`Scopes`] holds
-//! the limits of one published table of pools and routes (`pools.rs` builds it with the table,
+//! the limits of one published table of pools and routes (`pools/` builds it with the table,
 //! and a worker reads it through its `View`), the process's one [`Buckets`] table (handed from
 //! table to table, so a reload keeps every bucket), and the 429s counted per scope, each worker
 //! in its own cells.

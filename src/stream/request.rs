@@ -296,7 +296,8 @@ impl Stream {
                         e.bytes_in += n as u64;
                     }
                     if let Some(status) = self.frame_request(ctx.cfg.limits.max_body) {
-                        return self.body_error(ctx, client, deadline, status);
+                        self.abandon_body();
+                        return self.fail(ctx, client, deadline, status);
                     }
                 }
                 Ok(_) => {}
@@ -340,18 +341,12 @@ impl Stream {
         self.req.drop_sent(ctx.bufs);
     }
 
-    /// The request body was malformed after the head went out.
-    fn body_error<C: Client>(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        client: &C,
-        deadline: &mut Instant,
-        status: Status,
-    ) -> Run {
-        self.drop_upstream(ctx);
+    /// The request body was malformed after the head went out: nothing more of it is read as a
+    /// body, and the connection closes after the answer ([`fail`](Self::fail) gives it and lets
+    /// the upstream go).
+    fn abandon_body(&mut self) {
         self.req_body = Body::new(Framing::UntilClose);
         self.ex.keep_alive = false;
-        self.fail(ctx, client, deadline, status)
     }
 
     /// Writes `Host: authority` into a request head that came without one (HTTP/1.0), before

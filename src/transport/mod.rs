@@ -26,6 +26,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
@@ -429,28 +430,16 @@ impl Transport {
 /// Registered with the poll through the socket underneath; an in-memory connection has nothing
 /// to register.
 impl mio::event::Source for Transport {
-    fn register(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        self.socket_mut()
-            .map_or(Ok(()), |s| s.register(registry, token, interests))
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        self.socket_mut().map_or(Ok(()), |s| s.register(r, t, i))
     }
 
-    fn reregister(
-        &mut self,
-        registry: &mio::Registry,
-        token: mio::Token,
-        interests: mio::Interest,
-    ) -> io::Result<()> {
-        self.socket_mut()
-            .map_or(Ok(()), |s| s.reregister(registry, token, interests))
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        self.socket_mut().map_or(Ok(()), |s| s.reregister(r, t, i))
     }
 
-    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
-        self.socket_mut().map_or(Ok(()), |s| s.deregister(registry))
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        self.socket_mut().map_or(Ok(()), |s| s.deregister(r))
     }
 }
 

@@ -217,11 +217,7 @@ impl Tls {
         }
         if self.peer_closed {
             let (n, _) = self.drain_plaintext(Some(buf));
-            return if n > 0 {
-                Got::Bytes { n, short: false }
-            } else {
-                Got::Eof
-            };
+            return moved_or(n, false, Got::Eof);
         }
         let mut moved = 0;
         for _ in 0..TLS_READS {
@@ -244,47 +240,21 @@ impl Tls {
                     moved += n;
                     if self.peer_closed && !more {
                         // close_notify: what came before it is delivered, then the end
-                        return if moved > 0 {
-                            Got::Bytes {
-                                n: moved,
-                                short: false,
-                            }
-                        } else {
-                            Got::Eof
-                        };
+                        return moved_or(moved, false, Got::Eof);
                     }
                     if more || (!short && !buf.is_full()) {
                         continue;
                     }
-                    if moved > 0 {
-                        return Got::Bytes { n: moved, short };
-                    }
-                    if short {
-                        return Got::Blocked;
+                    if moved > 0 || short {
+                        return moved_or(moved, short, Got::Blocked);
                     }
                 }
-                Pumped::Blocked => {
-                    return if moved > 0 {
-                        Got::Bytes {
-                            n: moved,
-                            short: true,
-                        }
-                    } else {
-                        Got::Blocked
-                    };
-                }
+                Pumped::Blocked => return moved_or(moved, true, Got::Blocked),
                 Pumped::Eof => {
                     let (n, _) = self.drain_plaintext(Some(buf));
                     moved += n;
-                    return if moved > 0 {
-                        // the end shows on the next read
-                        Got::Bytes {
-                            n: moved,
-                            short: false,
-                        }
-                    } else {
-                        Got::Eof
-                    };
+                    // when bytes came, the end shows on the next read
+                    return moved_or(moved, false, Got::Eof);
                 }
             }
         }
@@ -377,5 +347,15 @@ impl Tls {
             self.conn.send_close_notify();
         }
         let _ = self.flush();
+    }
+}
+
+/// A read's result: the `moved` plaintext bytes (`short` when the socket is drained), or `none`
+/// when there were none.
+fn moved_or(moved: usize, short: bool, none: Got) -> Got {
+    if moved > 0 {
+        Got::Bytes { n: moved, short }
+    } else {
+        none
     }
 }

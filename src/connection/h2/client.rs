@@ -148,6 +148,12 @@ impl Flow {
         }
     }
 
+    /// The client sent the request's end (END_STREAM): the stream reads it as one.
+    pub fn end_request(&mut self) {
+        self.ended = true;
+        self.side.readable = true;
+    }
+
     /// The client can send no more request bytes until the stream lets go of some: its window is
     /// spent and what it sent sits in the request pipe.
     pub fn starved(&self) -> bool {

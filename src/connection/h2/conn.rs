@@ -94,6 +94,33 @@ struct Entry {
     flow: Flow,
 }
 
+impl Entry {
+    /// Runs `f` on the stream with its [`Client`] (its flow, the connection's output and what
+    /// the TLS handshake said), `ctx.slot` set to the stream's slot and its deadline lent out;
+    /// the deadline `f` leaves is the stream's.
+    fn drive<'c, R>(
+        &mut self,
+        ctx: &mut Ctx<'c>,
+        slot: usize,
+        out: &mut Out,
+        (sni, tls): (Option<&str>, Option<rustls::ProtocolVersion>),
+        f: impl FnOnce(&mut Stream, &mut Ctx<'c>, &mut Client<'_>, &mut Instant) -> R,
+    ) -> R {
+        ctx.slot = slot as u32;
+        let mut client = Client {
+            flow: &mut self.flow,
+            out,
+            sni,
+            tls,
+        };
+        let mut deadline = client.flow.deadline;
+        let result = f(&mut self.stream, ctx, &mut client, &mut deadline);
+        self.flow.deadline = deadline;
+        ctx.slot = 0;
+        result
+    }
+}
+
 /// How the connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -519,24 +546,23 @@ impl H2 {
         let Some(e) = self.streams.get_mut(slot) else {
             return false;
         };
-        ctx.slot = slot as u32;
-        let mut client = Client {
-            flow: &mut e.flow,
-            out: &mut self.out,
-            sni,
-            tls,
-        };
-        let mut deadline = client.flow.deadline;
-        let result = e.stream.run(ctx, &mut client, &mut deadline);
-        let moved_any = matches!(
-            result,
-            Ok(Outcome::Step(Step::Progress) | Outcome::Finished(_))
+        let (result, moved_any) = e.drive(
+            ctx,
+            slot,
+            &mut self.out,
+            (sni, tls),
+            |stream, ctx, client, deadline| {
+                let result = stream.run(ctx, client, deadline);
+                let moved_any = matches!(
+                    result,
+                    Ok(Outcome::Step(Step::Progress) | Outcome::Finished(_))
+                );
+                if moved_any {
+                    stream.touch(ctx, deadline);
+                }
+                (result, moved_any)
+            },
         );
-        if moved_any {
-            e.stream.touch(ctx, &mut deadline);
-        }
-        e.flow.deadline = deadline;
-        ctx.slot = 0;
         let reset = e.flow.reset;
         match result {
             Ok(Outcome::Finished(_)) => {
@@ -658,17 +684,9 @@ impl H2 {
             else {
                 continue;
             };
-            ctx.slot = slot as u32;
-            let mut client = Client {
-                flow: &mut e.flow,
-                out: &mut self.out,
-                sni,
-                tls,
-            };
-            let mut deadline = client.flow.deadline;
-            let result = e.stream.timed_out(ctx, &mut client, &mut deadline);
-            e.flow.deadline = deadline;
-            ctx.slot = 0;
+            let result = e.drive(ctx, slot, &mut self.out, (sni, tls), |s, ctx, c, d| {
+                s.timed_out(ctx, c, d)
+            });
             if result.is_err() || e.flow.reset.is_some() {
                 if e.flow.reset.is_none() {
                     e.flow.reset = Some(ErrorCode::Cancel);
@@ -684,17 +702,13 @@ impl H2 {
         let Some(e) = self.streams.get_mut(slot as usize) else {
             return Ok(true);
         };
-        ctx.slot = slot;
-        let client = Client {
-            flow: &mut e.flow,
-            out: &mut self.out,
-            sni: None,
-            tls: None,
-        };
-        let mut deadline = client.flow.deadline;
-        let left = e.stream.dequeue(ctx, &client, &mut deadline);
-        e.flow.deadline = deadline;
-        ctx.slot = 0;
+        let left = e.drive(
+            ctx,
+            slot as usize,
+            &mut self.out,
+            (None, None),
+            |s, ctx, c, d| s.dequeue(ctx, c, d),
+        );
         match left {
             Ok(left) => Ok(left),
             Err(_) => {

@@ -59,24 +59,7 @@ impl H2 {
                 }
                 Ok(())
             }
-            Frame::RstStream { stream, .. } => {
-                if stream > self.last_id {
-                    return Err(H2Error::conn(
-                        ErrorCode::ProtocolError,
-                        "RST_STREAM on an idle stream",
-                    ));
-                }
-                if let Some(slot) = self.slot_of(stream) {
-                    if self.resets.over(ctx.now, self.limits.resets_per_second) {
-                        return Err(H2Error::conn(
-                            ErrorCode::EnhanceYourCalm,
-                            "streams reset too fast",
-                        ));
-                    }
-                    self.forget(ctx, slot, CloseReason::ClientClosed);
-                }
-                Ok(())
-            }
+            Frame::RstStream { stream, .. } => self.rst_stream(ctx, stream),
             Frame::Settings { ack, params } => {
                 if ack {
                     return Ok(());
@@ -103,42 +86,72 @@ impl H2 {
                 Ok(())
             }
             Frame::WindowUpdate { stream, increment } => {
-                self.count_window_update(ctx.now)?;
-                if stream == 0 {
-                    self.out.send.grow(increment, 0)?;
-                    for (_, e) in self.streams.iter_mut() {
-                        e.flow.side.writable = true;
-                    }
-                    return Ok(());
-                }
-                if let Some(slot) = self.slot_of(stream) {
-                    if let Some(e) = self.streams.get_mut(slot) {
-                        e.flow.send.grow(increment, stream)?;
-                        e.flow.side.writable = true;
-                    }
-                } else if stream > self.last_id {
-                    return Err(H2Error::conn(
-                        ErrorCode::ProtocolError,
-                        "WINDOW_UPDATE on an idle stream",
-                    ));
-                }
-                Ok(())
+                self.window_update(ctx.now, stream, increment)
             }
             Frame::Unknown { .. } => Ok(()),
         }
     }
 
-    /// A field block gathered whole (`Some((stream, end_stream))`) goes to its stream.
+    /// The client reset a stream: it is forgotten (counted: resets too fast end the connection).
+    fn rst_stream(&mut self, ctx: &mut Ctx<'_>, stream: u32) -> Result<(), H2Error> {
+        if stream > self.last_id {
+            return Err(H2Error::conn(
+                ErrorCode::ProtocolError,
+                "RST_STREAM on an idle stream",
+            ));
+        }
+        if let Some(slot) = self.slot_of(stream) {
+            if self.resets.over(ctx.now, self.limits.resets_per_second) {
+                return Err(H2Error::conn(
+                    ErrorCode::EnhanceYourCalm,
+                    "streams reset too fast",
+                ));
+            }
+            self.forget(ctx, slot, CloseReason::ClientClosed);
+        }
+        Ok(())
+    }
+
+    /// Credit for the connection (`stream` 0: every stream may write again) or one stream.
+    fn window_update(&mut self, now: Instant, stream: u32, increment: u32) -> Result<(), H2Error> {
+        self.count_window_update(now)?;
+        if stream == 0 {
+            self.out.send.grow(increment, 0)?;
+            for (_, e) in self.streams.iter_mut() {
+                e.flow.side.writable = true;
+            }
+            return Ok(());
+        }
+        if let Some(slot) = self.slot_of(stream) {
+            if let Some(e) = self.streams.get_mut(slot) {
+                e.flow.send.grow(increment, stream)?;
+                e.flow.side.writable = true;
+            }
+        } else if stream > self.last_id {
+            return Err(H2Error::conn(
+                ErrorCode::ProtocolError,
+                "WINDOW_UPDATE on an idle stream",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A field block gathered whole (`Some((stream, end_stream))`): a new request, or the
+    /// trailers of an open one.
     fn block_done(
         &mut self,
         ctx: &mut Ctx<'_>,
         done: Option<(u32, bool)>,
         peer: Origin<'_>,
     ) -> Result<(), H2Error> {
-        match done {
-            Some((id, end)) => self.gathered(ctx, id, end, peer),
-            None => Ok(()),
+        let Some((id, end_stream)) = done else {
+            return Ok(());
+        };
+        if let Some(slot) = self.slot_of(id) {
+            return self.trailers(slot, id, end_stream);
         }
+        self.admit(ctx, id)?;
+        self.start(ctx, id, end_stream, peer)
     }
 
     fn count_control(&mut self, now: Instant) -> Result<(), H2Error> {
@@ -246,23 +259,13 @@ impl H2 {
             e.flow.side.readable = true;
         }
         if end_stream {
-            e.flow.ended = true;
-            e.flow.side.readable = true;
+            e.flow.end_request();
         }
         Ok(())
     }
 
-    /// A whole field block: a new request, or a request's trailers.
-    fn gathered(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: u32,
-        end_stream: bool,
-        peer: Origin<'_>,
-    ) -> Result<(), H2Error> {
-        if let Some(slot) = self.slot_of(id) {
-            return self.trailers(ctx, slot, id, end_stream);
-        }
+    /// A new stream's HEADERS: its id must be new, and there must be room for it.
+    fn admit(&mut self, ctx: &Ctx<'_>, id: u32) -> Result<(), H2Error> {
         if id % 2 == 0 || id <= self.last_id {
             return Err(H2Error::conn(
                 ErrorCode::ProtocolError,
@@ -287,17 +290,11 @@ impl H2 {
             // this one is served; the client opens a new connection for more
             self.go_away(ctx.now, ctx.cfg.timeouts.keepalive);
         }
-        self.start(ctx, id, end_stream, peer)
+        Ok(())
     }
 
     /// Trailers of a request (a HEADERS on an open stream: it must end it).
-    fn trailers(
-        &mut self,
-        _ctx: &mut Ctx<'_>,
-        slot: usize,
-        id: u32,
-        end_stream: bool,
-    ) -> Result<(), H2Error> {
+    fn trailers(&mut self, slot: usize, id: u32, end_stream: bool) -> Result<(), H2Error> {
         let Some(e) = self.streams.get_mut(slot) else {
             return Ok(());
         };
@@ -317,8 +314,7 @@ impl H2 {
                 e.flow.trailers = Some(section);
             }
         }
-        e.flow.ended = true;
-        e.flow.side.readable = true;
+        e.flow.end_request();
         Ok(())
     }
 
