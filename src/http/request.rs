@@ -411,7 +411,7 @@ struct Scan<'a> {
 /// The first pass over the fields: each one's kind into `kinds`, what the access log shows into
 /// `seen`, and what they say about framing and the connection; two different `Content-Length`
 /// values are refused.
-#[inline]
+#[inline(always)]
 fn scan_fields<'a>(
     fields: &[httparse::Header<'a>],
     kinds: &mut [Field],
@@ -563,7 +563,7 @@ fn put_framing(out: &mut Vec<u8>, framing: Framing, upgrade: bool) {
 
 /// `X-Forwarded-Proto` (`tls`: https), `X-Forwarded-Host` (when there is a host) and
 /// `request_id` as `X-Request-Id` when the request had none (noted in `seen`).
-#[inline]
+#[inline(always)]
 fn put_forwarded<'a>(
     out: &mut Vec<u8>,
     tls: bool,
