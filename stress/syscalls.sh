@@ -9,6 +9,7 @@
 #   stress/syscalls.sh --duration 10 --workers 2 --proxies ferrule,haproxy
 #   stress/syscalls.sh --close              # a new connection per request (scenario d)
 #   FERRULE_EXTRA='{"access_log": "/tmp/a.log"}' stress/syscalls.sh --proxies ferrule
+#   FERRULE_BIN=/tmp/ferrule-before stress/syscalls.sh --proxies ferrule   # another build
 #
 # Needs wrk, perf (Debian's linux-perf, with the syscalls tracepoints: run as root), nginx and
 # haproxy (apt-get install wrk linux-perf nginx haproxy). Only 127.0.0.1 is used, ports
@@ -50,6 +51,8 @@ stop_all() {
 trap 'stop_all; rm -rf "$run"' EXIT
 
 cargo build --release --bin ferrule --bin mock-backend >/dev/null 2>&1
+# FERRULE_BIN: another build to measure (an A/B of two commits: build each, copy the binaries)
+ferrule_bin=${FERRULE_BIN:-target/release/ferrule}
 target/release/mock-backend --bind 127.0.0.1 "$b1" "$b2" "$b3" >"$run/backends.log" 2>&1 &
 backends_pid=$!
 trap 'stop_all; kill $backends_pid 2>/dev/null || true; wait $backends_pid 2>/dev/null || true; rm -rf "$run"' EXIT
@@ -77,7 +80,7 @@ cfg = {"port": int(port), "admin_port": int(admin), "bind": "127.0.0.1", "worker
 cfg.update(json.loads(extra))
 json.dump(cfg, open(path, "w"))
 PY
-  target/release/ferrule "$run/ferrule.json" >"$run/ferrule.log" 2>&1 &
+  "$ferrule_bin" "$run/ferrule.json" >"$run/ferrule.log" 2>&1 &
   pids+=($!)
 }
 
