@@ -277,32 +277,19 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         ..Seen::default()
     };
     let mut kinds = [Field::Other; MAX_HEADERS];
-    let mut scan = scan_fields(fields, &mut kinds, &mut seen)?;
+    let scan = scan_fields(fields, &mut kinds, &mut seen)?;
     let (hosts, conn) = (scan.hosts, scan.conn);
     if hosts > 1 || (hosts == 0 && !http10) || !valid_host(scan.host) {
         return Err(Reject(Status::BadRequest));
     }
     // RFC 9112 §3.2.2: the authority of an absolute-form target replaces any Host field
-    let absolute = match form {
-        Target::Absolute { authority, .. } => {
-            scan.host = authority;
-            true
-        }
-        Target::Origin => false,
+    let (host, absolute) = match form {
+        Target::Absolute { authority, .. } => (authority, true),
+        Target::Origin => (scan.host, false),
     };
-    let host = scan.host;
-    let path = match form {
-        Target::Absolute { path, .. } => path,
-        Target::Origin => target.as_bytes(),
-    };
-    let path = path
-        .iter()
-        .position(|&b| b == b'?')
-        .and_then(|q| path.get(..q))
-        .unwrap_or(path);
     let routed = client
         .router
-        .route(host, path)
+        .route(host, path_of(form, target))
         .ok_or(Reject(Status::NotFound))?;
     let (key, limit_key, sticky) = read_keys(fields, &kinds, &routed);
     let framing = body_framing(&scan, http10, limits.max_body)?;
@@ -313,57 +300,21 @@ pub fn rewrite_seen<'a, 'c: 'a>(
     // consecutive lines at a time; dropped or replaced ones cut the run.
     out.clear();
     let mut runs = Runs::new(head);
-    let lines_start = fields
-        .first()
-        .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
-    // the target sent on: origin-form (every backend understands it), less the prefix a route
-    // strips; the path keeps its leading `/`
-    let sent = match form {
-        Target::Absolute { path, .. } => path,
-        Target::Origin => target.as_bytes(),
+    let line = Line {
+        method: method_str.as_bytes(),
+        sent: origin_form(form, target),
+        strip: routed.strip,
+        rewrite: absolute || http10 || routed.strip > 0,
     };
-    let sent = sent.get(routed.strip..).unwrap_or(sent);
-    if absolute || http10 || routed.strip > 0 {
-        put_request_line(out, method_str.as_bytes(), sent);
-    } else {
-        // httparse accepts exactly `METHOD SP target SP HTTP/1.1 CRLF`: copy it as it is
-        let line_start = runs.offset(method_str.as_bytes());
-        // offsets of slices of the head; never outside it
-        let line = head.get(line_start..lines_start);
-        out.extend_from_slice(line.ok_or(Reject(Status::BadRequest))?);
-    }
-    let mut xff_written = false;
-    for (f, kind) in fields.iter().zip(kinds.iter()) {
-        let at = runs.offset(f.name.as_bytes());
-        let keep = match *kind {
-            // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
-            Field::Host => !absolute,
-            Field::Upgrade => upgrade,
-            _ => keeps(*kind, f, fields, conn.names_fields, &routed),
-        };
-        if keep {
-            runs.keep(at);
-            continue;
-        }
-        runs.cut(at, out);
-        match *kind {
-            Field::Host => put_field(out, b"Host", host),
-            Field::Cookie => {
-                // the sticky cookie goes; the others in this field stay, in order
-                if let Some(name) = routed.sticky_cookie {
-                    put_cookies_without(out, f.value, name);
-                }
-            }
-            Field::Te if headers::list(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) => {
-                put_field(out, b"TE", b"trailers");
-            }
-            Field::XForwardedFor if !xff_written => {
-                put_forwarded_for(out, fields, &kinds, client.ip);
-                xff_written = true;
-            }
-            _ => {}
-        }
-    }
+    copy_request_line(head, fields, &line, &runs, out)?;
+    let keep = Keep {
+        absolute,
+        upgrade,
+        names_fields: conn.names_fields,
+        host,
+        client_ip: client.ip,
+    };
+    copy_fields(fields, &kinds, &routed, &keep, &mut runs, out);
     runs.cut(runs.fields_end(), out);
     if absolute && hosts == 0 {
         put_field(out, b"Host", host);
@@ -391,6 +342,117 @@ pub fn rewrite_seen<'a, 'c: 'a>(
         route: routed.route,
     };
     Ok(Some((head, len, seen)))
+}
+
+/// The target as origin-form: an absolute-form target's path, or the target as it came.
+#[inline(always)]
+fn origin_form<'a>(form: Target<'a>, target: &'a str) -> &'a [u8] {
+    match form {
+        Target::Absolute { path, .. } => path,
+        Target::Origin => target.as_bytes(),
+    }
+}
+
+/// The path a route matches: the origin-form target before any `?`.
+#[inline(always)]
+fn path_of<'a>(form: Target<'a>, target: &'a str) -> &'a [u8] {
+    let path = origin_form(form, target);
+    path.iter()
+        .position(|&b| b == b'?')
+        .and_then(|q| path.get(..q))
+        .unwrap_or(path)
+}
+
+/// The request line sent on ([`copy_request_line`]).
+struct Line<'a> {
+    method: &'a [u8],
+    /// The target in origin-form.
+    sent: &'a [u8],
+    /// Bytes of the path a route strips.
+    strip: usize,
+    /// Written anew (absolute-form, HTTP/1.0, a stripped prefix), not copied.
+    rewrite: bool,
+}
+
+/// The request line into `out`: origin-form (every backend understands it) less the prefix a
+/// route strips (the path keeps its leading `/`), as HTTP/1.1.
+#[inline(always)]
+fn copy_request_line(
+    head: &[u8],
+    fields: &[httparse::Header<'_>],
+    line: &Line<'_>,
+    runs: &Runs<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Reject> {
+    if line.rewrite {
+        let sent = line.sent.get(line.strip..).unwrap_or(line.sent);
+        put_request_line(out, line.method, sent);
+        return Ok(());
+    }
+    // httparse accepts exactly `METHOD SP target SP HTTP/1.1 CRLF`: copy it as it is
+    let lines_start = fields
+        .first()
+        .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
+    let line_start = runs.offset(line.method);
+    // offsets of slices of the head; never outside it
+    let copied = head.get(line_start..lines_start);
+    out.extend_from_slice(copied.ok_or(Reject(Status::BadRequest))?);
+    Ok(())
+}
+
+/// What decides how a request's field lines are copied ([`copy_fields`]).
+struct Keep<'a> {
+    absolute: bool,
+    upgrade: bool,
+    /// `Connection` names fields (they are hop-by-hop then).
+    names_fields: bool,
+    host: &'a [u8],
+    client_ip: IpAddr,
+}
+
+/// The second pass: the field lines for the backend into `out`. Kept lines are copied as they
+/// came, a run of consecutive lines at a time; dropped or replaced ones cut the run.
+#[inline(always)]
+fn copy_fields(
+    fields: &[httparse::Header<'_>],
+    kinds: &[Field],
+    routed: &Routed<'_>,
+    k: &Keep<'_>,
+    runs: &mut Runs<'_>,
+    out: &mut Vec<u8>,
+) {
+    let mut xff_written = false;
+    for (f, kind) in fields.iter().zip(kinds.iter()) {
+        let at = runs.offset(f.name.as_bytes());
+        let keep = match *kind {
+            // Connection cannot make Host hop-by-hop: an HTTP/1.1 request needs it
+            Field::Host => !k.absolute,
+            Field::Upgrade => k.upgrade,
+            _ => keeps(*kind, f, fields, k.names_fields, routed),
+        };
+        if keep {
+            runs.keep(at);
+            continue;
+        }
+        runs.cut(at, out);
+        match *kind {
+            Field::Host => put_field(out, b"Host", k.host),
+            Field::Cookie => {
+                // the sticky cookie goes; the others in this field stay, in order
+                if let Some(name) = routed.sticky_cookie {
+                    put_cookies_without(out, f.value, name);
+                }
+            }
+            Field::Te if headers::list(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) => {
+                put_field(out, b"TE", b"trailers");
+            }
+            Field::XForwardedFor if !xff_written => {
+                put_forwarded_for(out, fields, kinds, k.client_ip);
+                xff_written = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What the first pass reads from a request's fields.

@@ -134,48 +134,17 @@ pub fn rewrite(
         && (interim
             || (ex.keep_alive && framing != Framing::UntilClose && relay == Relay::Verbatim));
 
-    // Kept lines are copied as they came, a run of consecutive lines at a time.
-    out.clear();
-    let mut runs = Runs::new(head);
-    let lines_start = fields
-        .first()
-        .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
-    if head.starts_with(b"HTTP/1.1 ") {
-        // the offset is of a slice of the head; never outside it
-        out.extend_from_slice(head.get(..lines_start).ok_or(Invalid)?);
-    } else {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        headers::put_u64(out, u64::from(status));
-        out.push(b' ');
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let (mut has_date, mut has_hsts) = (false, false);
-    for (f, kind) in fields.iter().zip(kinds.iter()) {
-        let keep = match *kind {
-            Field::Connection
-            | Field::KeepAlive
-            | Field::ProxyConnection
-            | Field::Te
-            | Field::Trailer => false,
-            Field::Upgrade => switching,
-            // HTTP/1.0 clients never see a transfer coding; bodiless responses keep it
-            Field::TransferEncoding => relay == Relay::Verbatim && !ex.http10,
-            // with a transfer coding the length is meaningless (RFC 9112 §6.3), and a bodiless
-            // response keeps it (HEAD and 304 announce the length of the GET)
-            Field::ContentLength => codings.count == 0 && plain_length,
-            _ => !(conn.names_fields && headers::named_by_connection(fields, f.name)),
-        };
-        let at = runs.offset(f.name.as_bytes());
-        if keep {
-            has_date |= *kind == Field::Date;
-            has_hsts |= *kind == Field::StrictTransportSecurity;
-            runs.keep(at);
-        } else {
-            runs.cut(at, out);
-        }
-    }
-    runs.cut(runs.fields_end(), out);
+    let rules = Copy {
+        status,
+        reason,
+        switching,
+        relay,
+        http10: ex.http10,
+        codings: &codings,
+        plain_length,
+        conn: &conn,
+    };
+    let (has_date, has_hsts) = copy_head(head, fields, &kinds, &rules, out)?;
     if let (Some(n), 0, false) = (length, codings.count, plain_length) {
         out.extend_from_slice(b"Content-Length: ");
         headers::put_u64(out, n);
@@ -206,6 +175,73 @@ pub fn rewrite(
         reusable,
     };
     Ok((head, len))
+}
+
+/// What decides which of a response head's lines are copied ([`copy_head`]).
+struct Copy<'a> {
+    status: u16,
+    reason: &'a str,
+    switching: bool,
+    relay: Relay,
+    http10: bool,
+    codings: &'a Codings,
+    plain_length: bool,
+    conn: &'a ConnectionOptions,
+}
+
+/// The status line and the kept field lines of `head` into `out` (cleared first): kept lines
+/// are copied as they came, a run of consecutive lines at a time. Returns whether a `Date` and a
+/// `Strict-Transport-Security` were kept.
+#[inline(always)]
+fn copy_head(
+    head: &[u8],
+    fields: &[httparse::Header<'_>],
+    kinds: &[Field],
+    r: &Copy<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(bool, bool), Invalid> {
+    out.clear();
+    let mut runs = Runs::new(head);
+    let lines_start = fields
+        .first()
+        .map_or(runs.fields_end(), |f| runs.offset(f.name.as_bytes()));
+    if head.starts_with(b"HTTP/1.1 ") {
+        // the offset is of a slice of the head; never outside it
+        out.extend_from_slice(head.get(..lines_start).ok_or(Invalid)?);
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        headers::put_u64(out, u64::from(r.status));
+        out.push(b' ');
+        out.extend_from_slice(r.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let (mut has_date, mut has_hsts) = (false, false);
+    for (f, kind) in fields.iter().zip(kinds.iter()) {
+        let keep = match *kind {
+            Field::Connection
+            | Field::KeepAlive
+            | Field::ProxyConnection
+            | Field::Te
+            | Field::Trailer => false,
+            Field::Upgrade => r.switching,
+            // HTTP/1.0 clients never see a transfer coding; bodiless responses keep it
+            Field::TransferEncoding => r.relay == Relay::Verbatim && !r.http10,
+            // with a transfer coding the length is meaningless (RFC 9112 §6.3), and a bodiless
+            // response keeps it (HEAD and 304 announce the length of the GET)
+            Field::ContentLength => r.codings.count == 0 && r.plain_length,
+            _ => !(r.conn.names_fields && headers::named_by_connection(fields, f.name)),
+        };
+        let at = runs.offset(f.name.as_bytes());
+        if keep {
+            has_date |= *kind == Field::Date;
+            has_hsts |= *kind == Field::StrictTransportSecurity;
+            runs.keep(at);
+        } else {
+            runs.cut(at, out);
+        }
+    }
+    runs.cut(runs.fields_end(), out);
+    Ok((has_date, has_hsts))
 }
 
 /// What the first pass reads from a response's fields.
