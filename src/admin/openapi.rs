@@ -424,7 +424,15 @@ fn integer() -> Value {
 
 fn schemas() -> Value {
     let mut all = serde_json::Map::new();
-    for (name, schema) in [
+    for (name, schema) in answer_schemas().into_iter().chain(body_schemas()) {
+        all.insert(name.to_owned(), schema);
+    }
+    Value::Object(all)
+}
+
+/// The schemas of errors, health, backends, pools and routes, and of a backend to add.
+fn answer_schemas() -> Vec<(&'static str, Value)> {
+    vec![
         (
             "Error",
             json!({
@@ -528,6 +536,12 @@ fn schemas() -> Value {
                 },
             }),
         ),
+    ]
+}
+
+/// The schemas of a backend's change, statuses, removals, stats, config and reload.
+fn body_schemas() -> Vec<(&'static str, Value)> {
+    vec![
         (
             "BackendPatch",
             json!({
@@ -614,10 +628,7 @@ fn schemas() -> Value {
                 },
             }),
         ),
-    ] {
-        all.insert(name.to_owned(), schema);
-    }
-    Value::Object(all)
+    ]
 }
 
 fn pool_schema() -> Value {
