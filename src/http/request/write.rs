@@ -185,6 +185,7 @@ pub(super) fn put_forwarded<'a>(
 }
 
 /// A `Cookie` field with every cookie of `value` but `name` (none when nothing is left).
+#[inline]
 pub(super) fn put_cookies_without(out: &mut Vec<u8>, value: &[u8], name: &[u8]) {
     let mut kept = value
         .split(|&b| b == b';')
@@ -212,6 +213,7 @@ pub(super) fn put_cookies_without(out: &mut Vec<u8>, value: &[u8], name: &[u8]) 
 }
 
 /// `X-Forwarded-For`: the values the client sent (all fields, joined), then the client's address.
+#[inline]
 pub(super) fn put_forwarded_for(
     out: &mut Vec<u8>,
     fields: &[httparse::Header<'_>],
@@ -233,6 +235,7 @@ pub(super) fn put_forwarded_for(
 }
 
 /// Writes an IP address without going through `fmt` for the common IPv4 case.
+#[inline]
 pub(super) fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
