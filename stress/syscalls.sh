@@ -14,7 +14,9 @@
 # Needs wrk, perf (Debian's linux-perf, with the syscalls tracepoints: run as root), nginx and
 # haproxy (apt-get install wrk linux-perf nginx haproxy). Only 127.0.0.1 is used, ports
 # 18300-18320; every process started is stopped by its PID. Run nothing else meanwhile: the
-# figures are per request, but a busy machine adds context switches of its own.
+# figures are per request, but a busy machine adds context switches of its own. "Of which
+# preempted" counts the switches away from a proxy thread that could still run (sched_switch with
+# prev_state 0): the peer it woke took the core; the others are the proxy going to sleep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -154,8 +156,8 @@ proc_list() {
   { echo "$top"; pgrep -P "$top" || true; } | paste -sd, -
 }
 
-printf '| proxy | W | req/s | CPU µs/req | context switches/req | syscalls/req | recv+read/req | send+write/req | epoll_wait/req |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| proxy | W | req/s | CPU µs/req | context switches/req | of which preempted | syscalls/req | recv+read/req | send+write/req | epoll_wait/req |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 IFS=, read -ra list <<<"$proxies"
 header=()
 [ "$close" = 1 ] && header=(-H "Connection: close")
@@ -169,6 +171,7 @@ for w in $workers; do
     procs=$(proc_list "$top")
     perf stat -x, -o "$run/perf.csv" \
       -e task-clock,context-switches,raw_syscalls:sys_enter \
+      -e sched:sched_switch --filter 'prev_state == 0' \
       -e 'syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_readv' \
       -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendmsg' \
       -e 'syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait' \
@@ -197,10 +200,12 @@ if not m:
 reqs, secs = int(m.group(1)), float(m.group(2))
 def c(*names):
     return sum(counts.get(n, 0.0) for n in names) / max(reqs, 1)
-print("| %s | %s | %.0f | %.1f | %.3f | %.2f | %.2f | %.2f | %.2f |" % (
+print("| %s | %s | %.0f | %.1f | %.3f | %.3f | %.2f | %.2f | %.2f | %.2f |" % (
     proxy, w, reqs / secs,
     counts.get("task-clock", 0.0) * 1000.0 / max(reqs, 1),  # msec -> µs per request
-    c("context-switches"), c("raw_syscalls:sys_enter"),
+    # a switch away from a task still runnable (prev_state 0) is a preemption; the rest are
+    # the proxy blocking (in epoll_wait, mostly)
+    c("context-switches"), c("sched:sched_switch"), c("raw_syscalls:sys_enter"),
     c("syscalls:sys_enter_recvfrom", "syscalls:sys_enter_read", "syscalls:sys_enter_readv"),
     c("syscalls:sys_enter_sendto", "syscalls:sys_enter_write", "syscalls:sys_enter_writev",
       "syscalls:sys_enter_sendmsg"),
