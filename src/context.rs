@@ -175,4 +175,9 @@ pub struct Ctx<'a> {
     /// connection would write now may wait for that run, so that several streams' answers
     /// share one write.
     pub gathering: bool,
+    /// Set by an HTTP/1.1 stream that held its request's first write to the backend while
+    /// `gathering`: the worker pushes it after the round's last event (HAProxy's order: every
+    /// receive of a round before the sends that wake the backends, which otherwise preempt the
+    /// worker in the middle of its round).
+    pub deferred: bool,
 }

@@ -225,6 +225,7 @@ impl Harness {
     fn with_ctx<T>(&mut self, settings: &Settings, f: impl FnOnce(&mut Ctx<'_>) -> T) -> T {
         let mut ctx = Ctx {
             gathering: false,
+            deferred: false,
             registry: self.poll.registry(),
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,

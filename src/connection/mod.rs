@@ -283,6 +283,14 @@ impl Connection {
         Ok(ran)
     }
 
+    /// See [`Stream::push_deferred`].
+    pub fn push_deferred(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        match (self.phase, &mut self.codec) {
+            (Phase::Stream, Codec::H1(stream)) => stream.push_deferred(ctx),
+            _ => false,
+        }
+    }
+
     /// The deadline passed: decide what that means in this phase.
     pub fn timed_out(&mut self, ctx: &mut Ctx<'_>) -> Result<Ran, Close> {
         match self.phase {

@@ -490,6 +490,18 @@ impl Stream {
         Ok(step)
     }
 
+    /// The write `client_to_backend` held for the end of the round; `false` when the stream must
+    /// run whole instead (it moved on, or the write failed).
+    pub fn push_deferred(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if self.phase != Phase::Exchange {
+            return false;
+        }
+        let Some(up) = self.upstream.and_then(|k| ctx.upstreams.get_mut(k.get())) else {
+            return false;
+        };
+        self.req.push(up, self.ex.replay, ctx.bufs).is_ok()
+    }
+
     /// Writes framed response bytes to the client.
     fn write_client<C: Client>(&mut self, ctx: &mut Ctx<'_>, client: &mut C) -> Run {
         match self.resp.push(client, false, ctx.bufs) {

@@ -40,6 +40,7 @@ impl Core {
             access_log: &self.shared.access_log,
             ids: &mut self.ids,
             gathering: self.gathering,
+            deferred: false,
         };
         (conn, ctx)
     }
@@ -80,6 +81,9 @@ impl Core {
         };
         let id = conn.id;
         let result = contain(|| conn.run(&mut ctx));
+        if ctx.deferred {
+            self.deferred.push((key, id));
+        }
         self.after_run(registry, key, id, result);
         if self.queue.len() > queued {
             // just queued: look once more, in case a slot freed while it was being queued (the
@@ -102,6 +106,39 @@ impl Core {
                 self.pending.push((key, id));
             }
             Err(Close(reason)) => self.close(registry, key, reason),
+        }
+    }
+
+    /// Writes the requests held for the end of the round (see `Ctx::deferred`): a bare push of
+    /// the request's bytes; a stream that moved on meanwhile, or whose write failed, runs whole.
+    pub(super) fn push_deferred(&mut self, registry: &Registry) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.deferred);
+        for (key, id) in batch.drain(..) {
+            let (Some(conn), mut ctx) = self.ctx(registry, key) else {
+                continue;
+            };
+            if conn.id != id {
+                continue;
+            }
+            let pushed = contain(|| {
+                Ok(if conn.push_deferred(&mut ctx) {
+                    Ran::Idle
+                } else {
+                    Ran::More
+                })
+            });
+            match pushed {
+                Ok(Ran::Idle) => {}
+                Ok(Ran::More) => self.drive(registry, key),
+                Err(Close(reason)) => self.close(registry, key, reason),
+            }
+        }
+        if self.deferred.is_empty() {
+            // keep the allocation for next time
+            self.deferred = batch;
         }
     }
 

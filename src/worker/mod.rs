@@ -145,6 +145,7 @@ pub fn spawn(
         due: Vec::new(),
         pending: Vec::new(),
         gathering: false,
+        deferred: Vec::new(),
         queue: std::collections::VecDeque::new(),
         queued: Arc::clone(&queued),
         queue_again: false,
@@ -229,6 +230,8 @@ struct Core {
     pending: Vec<(usize, u32)>,
     /// Handling a poll round's events (see `Ctx::gathering`).
     gathering: bool,
+    /// Connections whose request's first write waits for the end of the round.
+    deferred: Vec<(usize, u32)>,
     /// Connections whose stream waits for a backend slot (`max_conns`), in arrival order
     /// `(key, id)`, and how many, as the other workers see it (they wake this one when a slot
     /// frees).
@@ -289,7 +292,8 @@ impl Worker {
             core.date.refresh();
             core.pools.refresh(&core.shared.pools);
             // HTTP/2 connections gather what their streams answer over the round's events and
-            // write it once, in `run_pending` (each asked to be run again)
+            // write it once, in `run_pending` (each asked to be run again); HTTP/1.1 requests go
+            // to their backends in `push_deferred`, after the round's last event
             core.gathering = true;
             for event in self.events.iter() {
                 let ready = Ready {
@@ -311,6 +315,7 @@ impl Worker {
                 core.accept(registry);
             }
             core.gathering = false;
+            core.push_deferred(registry);
             core.run_pending(registry);
             if core.queue_again {
                 core.run_queue(registry);
