@@ -218,13 +218,15 @@ pub struct Harness {
     backends: Arc<Mutex<Backends>>,
     /// Buffers the connection may hold at once.
     max_bufs: usize,
+    /// The run is an event's, inside the worker's poll round (`Ctx::gathering`).
+    gathering: bool,
 }
 
 impl Harness {
     /// Calls `f` with the context the worker would give the connection.
     fn with_ctx<T>(&mut self, settings: &Settings, f: impl FnOnce(&mut Ctx<'_>) -> T) -> T {
         let mut ctx = Ctx {
-            gathering: false,
+            gathering: self.gathering,
             deferred: false,
             registry: self.poll.registry(),
             upstreams: &mut self.upstreams,
@@ -336,6 +338,7 @@ impl World {
             draining,
             backends,
             max_bufs,
+            gathering: false,
         };
         let client = Pipe::new(
             client_bytes.to_vec(),
@@ -388,9 +391,23 @@ impl World {
             let backends: usize = h.opened().iter().map(waiting).sum();
             waiting(&self.client) + backends
         };
-        for _ in 0..10_000 + unread {
+        for round in 0..10_000 + unread {
             h.check_bounds();
-            let r = h.with_ctx(settings, |ctx| s.run(ctx));
+            // the first run is the event's, inside the worker's poll round (`Ctx::gathering`);
+            // a run again after `Ran::More` is the worker's after the round
+            h.gathering = round == 0;
+            let (mut r, deferred) = h.with_ctx(settings, |ctx| {
+                let r = s.run(ctx);
+                (r, ctx.deferred)
+            });
+            h.gathering = false;
+            if deferred && r.is_ok() {
+                // the round's end: the request held for it goes to its backend (the worker's
+                // `push_deferred`), or the connection runs whole
+                if !h.with_ctx(settings, |ctx| s.push_deferred(ctx)) {
+                    r = Ok(Ran::More);
+                }
+            }
             if dump() {
                 eprintln!("ran {r:?} now {:?}", s.phase());
             }
