@@ -41,8 +41,10 @@ fn lines_at_least(path: &Path, n: usize) -> Vec<String> {
     }
 }
 
-fn log_path(name: &str) -> (PathBuf, PathBuf) {
-    let dir = fresh_temp_dir(name);
+/// `access.log` in a fresh temporary directory (removed when dropped: keep it until the proxy
+/// writing the log is gone).
+fn log_path(name: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
     let path = dir.join("access.log");
     (dir, path)
 }
@@ -229,7 +231,7 @@ fn a_head_that_never_completes_is_logged_as_408() {
 #[test]
 fn reopen_after_rotation_by_admin_and_sigusr1_and_reload_switches_format() {
     let backend = Backend::start("a");
-    let dir = fresh_temp_dir("access-rotate-files");
+    let dir = TempDir::new("access-rotate-files");
     let path = dir.join("access.log");
     let proxy = ProxyProcess::start(
         json!({"workers": 1, "access_log": path_text(&path),
@@ -292,7 +294,7 @@ fn reopen_after_rotation_by_admin_and_sigusr1_and_reload_switches_format() {
 #[test]
 fn a_stuck_log_never_holds_up_a_worker_and_drops_are_counted() {
     let backend = Backend::start("a");
-    let dir = fresh_temp_dir("access-fifo");
+    let dir = TempDir::new("access-fifo");
     let fifo = dir.join("access.fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -399,7 +401,7 @@ fn an_unwritable_log_is_reported_once_and_never_fatal() {
 
 #[test]
 fn an_access_log_that_cannot_be_opened_is_a_config_error() {
-    let dir = fresh_temp_dir("access-bad");
+    let dir = TempDir::new("access-bad");
     let path = dir.join("no-such-dir").join("access.log");
     let e = ferrule::Config::from_json_str(&json!({"access_log": path_text(&path)}).to_string())
         .expect_err("refused");

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::{dead_addr, fresh_temp_dir, Backend, Client, Proxy, Reply, Response};
+use common::{dead_addr, Backend, Client, Proxy, Reply, Response, TempDir};
 use webdriver::{poll, Browser};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -354,8 +354,8 @@ fn the_dashboard_shows_rate_limits_ejections_and_slow_start() {
             "rate_limit": {"requests_per_second": 0.01, "burst": 10},
         }),
     );
-    let dir = fresh_temp_dir("dashboard-traffic");
-    let (proxy, _) = proxy_from_file(&dir, &config);
+    let dir = TempDir::new("dashboard-traffic");
+    let (proxy, _) = proxy_from_file(&dir.path, &config);
     let api = proxy.admin();
     let browser = Browser::start(1440, 1000);
     browser.goto(&format!("http://{api}/"));
@@ -468,14 +468,14 @@ fn the_dashboard_shows_the_pool_and_acts_on_it() {
     let c = Backend::start("c");
     let extra = Backend::start("d");
     let dead = dead_addr();
-    let dir = fresh_temp_dir("dashboard");
+    let dir = TempDir::new("dashboard");
     let settings = json!({
         "strategy": "round-robin",
         "health_check_frequency": "250ms",
         "health_check_fall": 2,
     });
     let mut config = backends_config(&[a.addr, b.addr, c.addr, dead.addr], settings);
-    let (proxy, config_path) = proxy_from_file(&dir, &config);
+    let (proxy, config_path) = proxy_from_file(&dir.path, &config);
     let api = proxy.admin();
 
     let browser = Browser::start(1440, 1000);

@@ -530,7 +530,7 @@ impl TlsBackend {
 
 #[test]
 fn https_backends_are_probed_over_tls_and_a_wrong_ca_takes_one_down() {
-    let dir = fresh_temp_dir("https-probes");
+    let dir = TempDir::new("https-probes");
     let ca = Ca::new("health test CA");
     let stranger = Ca::new("another CA");
     let ca_file = dir.join("ca.pem");
@@ -570,5 +570,4 @@ fn https_backends_are_probed_over_tls_and_a_wrong_ca_takes_one_down() {
     assert!(healthy(&p, &trusted.url));
     let info = record(&p, &trusted.url);
     assert_eq!(info.failures, 0, "{info:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

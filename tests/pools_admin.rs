@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{fresh_temp_dir, served_by, Backend, Client, Proxy, Response};
+use crate::common::{served_by, Backend, Client, Proxy, Response, TempDir};
 use serde_json::{json, Value};
 
 fn url(addr: SocketAddr) -> Value {
@@ -494,7 +494,7 @@ fn the_access_log_names_the_pool_in_both_formats() {
     let d = Backend::start("d");
     let a1 = Backend::start("a1");
     for format in ["combined", "json"] {
-        let dir = fresh_temp_dir(&format!("pools-admin-log-{format}"));
+        let dir = TempDir::new(&format!("pools-admin-log-{format}"));
         let path = dir.join("access.log");
         let proxy = two_pools(
             &[d.addr],
@@ -516,7 +516,7 @@ fn the_access_log_names_the_pool_in_both_formats() {
         }
     }
     // no default pool: an unmatched request is a 404 routed nowhere, logged without a pool
-    let dir = fresh_temp_dir("pools-admin-log-unmatched");
+    let dir = TempDir::new("pools-admin-log-unmatched");
     let path = dir.join("access.log");
     let cfg = json!({
         "port": 0, "admin_port": 0, "bind": "127.0.0.1", "workers": 1,

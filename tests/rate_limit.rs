@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::h2::{Mode, Setup};
 use crate::common::tls::run_check;
-use crate::common::{admin_get_at, fresh_temp_dir, Backend, Client, Proxy, Response, TempDir};
+use crate::common::{admin_get_at, Backend, Client, Proxy, Response, TempDir};
 use serde_json::{json, Value};
 
 fn ip(last: u8) -> IpAddr {
@@ -247,7 +247,7 @@ fn over_http2_a_stream_gets_the_429_and_the_connection_goes_on() {
 #[test]
 fn refusals_are_counted_in_stats_metrics_and_the_access_log() {
     let backend = Backend::start("a");
-    let dir = fresh_temp_dir("rate-limit-log");
+    let dir = TempDir::new("rate-limit-log");
     let log = dir.join("access.log");
     let proxy = start(
         &backend,
@@ -296,7 +296,6 @@ fn refusals_are_counted_in_stats_metrics_and_the_access_log() {
         limited.iter().all(|l| l["client"] == "127.0.0.10"),
         "{limited:#?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // Proves: `--check` names the field at fault, on one line, and exits 1.

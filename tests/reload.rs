@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{admin_get_at, fresh_temp_dir, served_by, Backend, Client, ProxyProcess};
+use common::{admin_get_at, served_by, Backend, Client, ProxyProcess, TempDir};
 use serde_json::{json, Value};
 
 /// A proxy started from `path`, as `ferrule path` would be.
@@ -52,10 +52,13 @@ fn write(path: &Path, cfg: &Value) {
     std::fs::write(path, cfg.to_string()).expect("write config");
 }
 
-fn config_file(name: &str, cfg: &Value) -> PathBuf {
-    let path = fresh_temp_dir(name).join("config.json");
+/// `cfg` as `config.json` in a fresh temporary directory (removed when dropped: keep it until the
+/// proxy reading the file is gone); its path.
+fn config_file(name: &str, cfg: &Value) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let path = dir.join("config.json");
     write(&path, cfg);
-    path
+    (dir, path)
 }
 
 /// One admin API call: status and JSON body.
@@ -176,7 +179,7 @@ fn reload_under_traffic_changes_backends_weights_and_strategy_with_no_failed_req
         Backend::start("b"),
         Backend::start("c"),
     );
-    let path = config_file(
+    let (_dir, path) = config_file(
         "under-traffic",
         &config(&[(a.addr, 1), (b.addr, 1)], json!({})),
     );
@@ -244,7 +247,7 @@ fn reload_under_traffic_changes_backends_weights_and_strategy_with_no_failed_req
 #[test]
 fn an_invalid_config_is_refused_whole_and_the_running_one_stays() {
     let a = Backend::start("a");
-    let path = config_file("invalid", &config(&[(a.addr, 1)], json!({})));
+    let (_dir, path) = config_file("invalid", &config(&[(a.addr, 1)], json!({})));
     let proxy = start_from(&path);
     let shown = admin_get_at(proxy.admin_addr(), "/config");
 
@@ -280,7 +283,7 @@ fn an_invalid_config_is_refused_whole_and_the_running_one_stays() {
 #[test]
 fn settings_that_need_a_restart_are_reported_and_the_rest_applies() {
     let a = Backend::start("a");
-    let path = config_file("restart-only", &config(&[(a.addr, 1)], json!({})));
+    let (_dir, path) = config_file("restart-only", &config(&[(a.addr, 1)], json!({})));
     let proxy = start_from(&path);
     write(
         &path,
@@ -319,7 +322,7 @@ fn the_file_wins_over_run_time_changes_and_says_which_it_replaced() {
         Backend::start("b"),
         Backend::start("x"),
     );
-    let path = config_file("runtime", &config(&[(a.addr, 1), (b.addr, 1)], json!({})));
+    let (_dir, path) = config_file("runtime", &config(&[(a.addr, 1), (b.addr, 1)], json!({})));
     let proxy = start_from(&path);
     let admin_addr = proxy.admin_addr();
     let list = admin_get_at(admin_addr, "/backends");
@@ -376,7 +379,7 @@ fn the_file_wins_over_run_time_changes_and_says_which_it_replaced() {
 #[test]
 fn a_token_set_by_a_reload_applies_to_the_next_request() {
     let a = Backend::start("a");
-    let path = config_file("token", &config(&[(a.addr, 1)], json!({})));
+    let (_dir, path) = config_file("token", &config(&[(a.addr, 1)], json!({})));
     let proxy = start_from(&path);
     write(
         &path,
@@ -434,7 +437,7 @@ fn a_proxy_started_without_a_file_has_nothing_to_reload() {
 #[test]
 fn new_limits_reach_the_workers() {
     let a = Backend::start("a");
-    let path = config_file("limits", &config(&[(a.addr, 1)], json!({})));
+    let (_dir, path) = config_file("limits", &config(&[(a.addr, 1)], json!({})));
     let proxy = start_from(&path);
     let long = format!("/{}", "x".repeat(1000));
     let status_of = |target: &str| {
@@ -463,7 +466,7 @@ fn turning_active_checks_off_brings_backends_they_took_down_back() {
         "health_check_fall": 1,
         "max_fails": 0,
     });
-    let path = config_file(
+    let (_dir, path) = config_file(
         "checks-off",
         &config(&[(a.addr, 1), (dead.addr, 1)], checks),
     );

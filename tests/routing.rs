@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{dead_addr, fresh_temp_dir, served_by, Backend, Client, Proxy, Response};
+use crate::common::{dead_addr, served_by, Backend, Client, Proxy, Response, TempDir};
 use serde_json::{json, Value};
 
 fn url(addr: SocketAddr) -> Value {
@@ -417,7 +417,8 @@ fn a_reload_adds_changes_and_removes_pools_and_routes_under_traffic_with_no_fail
             ],
         }),
     );
-    let path = fresh_temp_dir("routing-reload").join("config.json");
+    let dir = TempDir::new("routing-reload");
+    let path = dir.join("config.json");
     write(&path, &before);
     let loaded = ferrule::Config::load(&path).expect("valid");
     let proxy = ferrule::start_file(&loaded, Some(path.clone())).expect("starts");
@@ -535,7 +536,7 @@ fn a_config_without_pools_and_routes_behaves_as_before() {
 
 /// `ferrule --check FILE`: its exit code, stdout and stderr.
 fn check(text: &str) -> (Option<i32>, String, String) {
-    let dir = fresh_temp_dir("routing-check");
+    let dir = TempDir::new("routing-check");
     let path = dir.join("config.json");
     std::fs::write(&path, text).expect("write the config");
     // `--check` reads, validates and exits: it starts no listener
@@ -545,7 +546,6 @@ fn check(text: &str) -> (Option<i32>, String, String) {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run ferrule --check");
-    let _ = std::fs::remove_dir_all(&dir);
     let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
     (out.status.code(), text(out.stdout), text(out.stderr))
 }

@@ -270,16 +270,28 @@ fn request_ids_are_hex_and_distinct() {
     assert_ne!(a[..16], b[..16]);
 }
 
-fn temp_path(name: &str) -> std::path::PathBuf {
+/// A directory removed (with everything in it) when dropped, even by a test that fails.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `access.log` in a fresh directory of its own, and that directory: keep it until the log
+/// writing there is stopped.
+fn temp_path(name: &str) -> (TempDir, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("ferrule-access-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join("access.log")
+    let path = dir.join("access.log");
+    (TempDir(dir), path)
 }
 
 #[test]
 fn writer_writes_reopens_and_reconfigures() {
-    let path = temp_path("reopen");
+    let (_dir, path) = temp_path("reopen");
     let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
     let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
     let now = Instant::now();
@@ -326,14 +338,15 @@ fn writer_writes_reopens_and_reconfigures() {
 
 #[test]
 fn a_file_that_cannot_be_opened_is_an_error_at_start() {
-    let path = temp_path("missing").join("no-such-dir").join("access.log");
+    let (_dir, log) = temp_path("missing");
+    let path = log.join("no-such-dir").join("access.log");
     let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
     assert!(AccessLog::start(&target, AccessLogFormat::Combined).is_err());
 }
 
 #[test]
 fn entries_are_reused() {
-    let path = temp_path("reuse");
+    let (_dir, path) = temp_path("reuse");
     let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
     let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
     let now = Instant::now();
@@ -422,7 +435,7 @@ fn after_a_write_cut_short_the_next_line_starts_on_a_line_of_its_own() {
 
 #[test]
 fn a_file_opened_again_empty_starts_clean() {
-    let path = temp_path("tail");
+    let (_dir, path) = temp_path("tail");
     std::fs::write(&path, "half a li").unwrap();
     let mut tail = Tail { mid_line: true };
     tail.reopened(&open_file(path.to_str().unwrap()).unwrap());

@@ -3,17 +3,29 @@
 
 use super::*;
 
-fn temp_path(name: &str) -> PathBuf {
+/// A directory removed (with everything in it) when dropped, even by a test that fails.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `up.sock` in a fresh directory of its own (this user's alone), and that directory: keep it
+/// until the sockets there are gone.
+fn temp_path(name: &str) -> (TempDir, PathBuf) {
     let dir = std::env::temp_dir().join(format!("ferrule-handover-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    dir.join("up.sock")
+    let path = dir.join("up.sock");
+    (TempDir(dir), path)
 }
 
 #[test]
 fn nobody_on_the_path_is_no_takeover() {
-    let path = temp_path("none");
+    let (_dir, path) = temp_path("none");
     assert!(take_over(&path).unwrap().is_none());
     // a stale socket file: bound, then its listener gone
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
@@ -23,7 +35,7 @@ fn nobody_on_the_path_is_no_takeover() {
 
 #[test]
 fn sockets_go_across_with_their_roles_and_queued_connections() {
-    let path = temp_path("across");
+    let (_dir, path) = temp_path("across");
     let proxies = crate::listener::bind_all("127.0.0.1:0".parse().unwrap(), 2).unwrap();
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = proxies[0].local_addr().unwrap();
@@ -73,7 +85,7 @@ fn sockets_go_across_with_their_roles_and_queued_connections() {
 
 #[test]
 fn fewer_workers_than_sockets_take_several() {
-    let path = temp_path("fewer");
+    let (_dir, path) = temp_path("fewer");
     let proxies = crate::listener::bind_all("127.0.0.1:0".parse().unwrap(), 3).unwrap();
     let offered = proxies
         .iter()
@@ -89,7 +101,7 @@ fn fewer_workers_than_sockets_take_several() {
 
 #[test]
 fn a_draining_process_hands_over_what_it_still_has() {
-    let path = temp_path("busy");
+    let (_dir, path) = temp_path("busy");
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let admin_addr = admin.local_addr().unwrap();
     let offer = vec![Listening::dup(Role::Admin, &admin).unwrap()];
@@ -105,7 +117,7 @@ fn a_draining_process_hands_over_what_it_still_has() {
 
 #[test]
 fn a_process_for_another_address_takes_nothing_and_the_old_one_goes_on() {
-    let path = temp_path("other");
+    let (_dir, path) = temp_path("other");
     let proxies = crate::listener::bind_all("127.0.0.1:0".parse().unwrap(), 1).unwrap();
     let addr = proxies[0].local_addr().unwrap();
     let offer = vec![Listening::dup(Role::Proxy, &proxies[0]).unwrap()];
@@ -133,7 +145,7 @@ fn a_process_for_another_address_takes_nothing_and_the_old_one_goes_on() {
 
 #[test]
 fn a_process_that_takes_no_socket_does_not_make_the_old_one_drain() {
-    let path = temp_path("none-taken");
+    let (_dir, path) = temp_path("none-taken");
     // a draining process offers its admin socket only
     let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let admin_addr = admin.local_addr().unwrap();
@@ -160,7 +172,7 @@ fn a_process_that_takes_no_socket_does_not_make_the_old_one_drain() {
 
 #[test]
 fn systemd_hears_ready() {
-    let path = temp_path("notify");
+    let (_dir, path) = temp_path("notify");
     let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     assert_eq!(send_notify(path.as_os_str(), b"READY=1").unwrap(), 7);
     let mut buf = [0u8; 16];
@@ -170,7 +182,7 @@ fn systemd_hears_ready() {
 
 #[test]
 fn a_path_that_is_not_a_socket_is_left_alone() {
-    let path = temp_path("file");
+    let (_dir, path) = temp_path("file");
     std::fs::write(&path, b"data").unwrap();
     assert!(UpgradeServer::start(&path, Arc::new(Mutex::new(Vec::new())), |_| {}).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), b"data");

@@ -921,25 +921,26 @@ impl Setup {
 }
 
 /// A proxy child process (one worker) in front of `backend`, over `mode`, with what a client
-/// needs to reach it.
+/// needs to reach it. Over TLS, the directory of its certificate comes first: bound first by
+/// `let (_dir, proxy, tls) = ...`, it is dropped (removed) after the process.
 pub fn proxy_process(
     mode: Mode,
     backend: SocketAddr,
     extra: Value,
     name: &str,
-) -> (ProxyProcess, Option<Arc<ClientConfig>>, Option<TempDir>) {
+) -> (Option<TempDir>, ProxyProcess, Option<Arc<ClientConfig>>) {
     let base = json!({"workers": 1, "backends": [{"url": format!("http://{backend}")}]});
     match mode {
-        Mode::H2c => (ProxyProcess::start(merged(base, extra), name), None, None),
+        Mode::H2c => (None, ProxyProcess::start(merged(base, extra), name), None),
         Mode::Tls => {
             let dir = TempDir::new(name);
             let ca = TestCa::new("ferrule http2 limits CA");
             let files = ca.issue(&["localhost"]).write(&dir, "server");
             let cfg = merged(merged(base, json!({"ssl": files.ssl()})), extra);
             (
+                Some(dir),
                 ProxyProcess::start(cfg, name),
                 Some(h2_client_config(&ca)),
-                Some(dir),
             )
         }
     }

@@ -35,30 +35,26 @@ pub use wire::*;
 /// How long any single read in a test may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A fresh, empty temporary directory of its own, named after `name` for whoever reads it:
-/// `ferrule-test-PID-N-NAME` in the system's temporary directory, where N counts the calls. Two
-/// tests running at once in this process never share (or remove) each other's files, whatever
-/// names they pick. The caller removes it ([`TempDir`] and [`ProxyProcess`] do, when dropped).
-pub fn fresh_temp_dir(name: &str) -> PathBuf {
-    static MADE: AtomicUsize = AtomicUsize::new(0);
-    let n = MADE.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ferrule-test-{}-{n}-{name}", std::process::id()));
-    // left by an earlier process that had this PID
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
-}
-
-/// A [`fresh_temp_dir`] removed when dropped.
+/// A fresh, empty temporary directory of its own, removed (with everything in it) when dropped:
+/// `ferrule-test-PID-N-NAME` in the system's temporary directory, named after `name` for whoever
+/// reads it, where N counts the directories made. Two tests running at once in this process never
+/// share (or remove) each other's files, whatever names they pick. The only way the suite makes
+/// one, so none outlives its test, even one that fails: keep it in a variable declared before
+/// whatever uses its files (a proxy writing there is dropped, so stopped, before it is removed).
 pub struct TempDir {
     pub path: PathBuf,
 }
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
-        TempDir {
-            path: fresh_temp_dir(name),
-        }
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("ferrule-test-{}-{n}-{name}", std::process::id()));
+        // left by an earlier process that had this PID
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
     }
 
     pub fn join(&self, name: &str) -> PathBuf {

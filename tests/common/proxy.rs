@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{backend_entry, fresh_temp_dir, memory_of, Client, Memory, Response};
+use super::{backend_entry, memory_of, Client, Memory, Response, TempDir};
 
 // ----------------------------------------------------------------------------- the proxy
 
@@ -209,7 +209,8 @@ pub struct ProxyProcess {
     pub admin_port: u16,
     /// The line it logged when it began listening.
     pub listening: String,
-    dir: PathBuf,
+    /// Its config's directory; a field, so removed after `Drop` has killed the process.
+    dir: TempDir,
     /// Its stderr lines; kept open so the child never blocks on a full pipe.
     stderr: mpsc::Receiver<String>,
 }
@@ -247,7 +248,7 @@ impl ProxyProcess {
         };
         let (asked_port, asked_admin_port) = (port_of("port"), port_of("admin_port"));
 
-        let dir = fresh_temp_dir(name);
+        let dir = TempDir::new(name);
         let path = dir.join("config.json");
         std::fs::write(&path, cfg.to_string()).expect("write config");
         let child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
@@ -336,7 +337,6 @@ impl ProxyProcess {
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         self.child.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -134,24 +134,18 @@ fn client_loop(
 }
 
 /// A fresh temporary directory for the upgrade socket, removed when the test ends.
-struct SocketDir(std::path::PathBuf);
+struct SocketDir(TempDir);
 
 impl SocketDir {
     fn new(name: &str) -> SocketDir {
-        let dir = fresh_temp_dir(name);
+        let dir = TempDir::new(name);
         // only this user can enter it, as the proxy requires of the upgrade socket's directory
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         SocketDir(dir)
     }
 
     fn socket(&self) -> std::path::PathBuf {
         self.0.join("up.sock")
-    }
-}
-
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -346,7 +340,7 @@ fn a_ferrule_for_another_address_does_not_make_the_running_one_drain() {
     let [admin_port] = free_ports::<1>();
     let mut other = config(backend.addr, &socket, first.port, admin_port);
     other["bind"] = json!("127.0.0.2");
-    let err = start_expecting_failure(&dir.0, &other, "address-new");
+    let err = start_expecting_failure(&dir.0.path, &other, "address-new");
     let served = format!("serving 127.0.0.1:{}", first.port);
     assert!(
         err.contains("upgrade_socket")
@@ -391,7 +385,7 @@ fn an_upgrade_socket_path_someone_else_controls_is_refused() {
         let socket = dir.0.join(sub).join("up.sock");
         let mut cfg = config(backend.addr, &socket, 0, 0);
         cfg["bind"] = json!("127.0.0.1");
-        start_expecting_failure(&dir.0, &cfg, name)
+        start_expecting_failure(&dir.0.path, &cfg, name)
     };
 
     let foreign = dir.0.join("foreign");

@@ -18,16 +18,16 @@ use serde_json::{json, Value};
 
 use super::raw;
 use crate::common::{
-    backend_entry, fresh_temp_dir, line_channel, wait_for_line, Backend, ChildGuard, Client,
-    ProxyProcess, IO_TIMEOUT,
+    backend_entry, line_channel, wait_for_line, Backend, ChildGuard, Client, ProxyProcess, TempDir,
+    IO_TIMEOUT,
 };
 
-/// `ferrule` on `config` (ports picked by the kernel, health checks off), through `bash -c` with
-/// `shell` run first (say, `ulimit -n 64`) and `env` set; its stderr lines, and its port once it
-/// listens (`None` if it exited first).
+/// `ferrule` on `config` (written to `dir`, which must outlive the process; ports picked by the
+/// kernel, health checks off), through `bash -c` with `shell` run first (say, `ulimit -n 64`) and
+/// `env` set; its stderr lines, and its port once it listens (`None` if it exited first).
 fn spawn(
+    dir: &TempDir,
     config: Value,
-    name: &str,
     shell: &str,
     env: &[(&str, &str)],
 ) -> (ChildGuard, mpsc::Receiver<String>, Option<SocketAddr>) {
@@ -36,9 +36,7 @@ fn spawn(
     if let (Some(map), Value::Object(more)) = (cfg.as_object_mut(), config) {
         map.extend(more);
     }
-    let dir = fresh_temp_dir(name);
-    let path = dir.join("config.json");
-    std::fs::write(&path, cfg.to_string()).expect("write config");
+    let path = dir.write("config.json", cfg.to_string());
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(format!("{shell} && exec \"$0\" \"$1\""))
@@ -92,9 +90,10 @@ fn cpu_time(pid: u32) -> Duration {
 fn at_the_descriptor_limit_accept_pauses_and_service_resumes() {
     let a = Backend::start("a");
     let backends = json!([{"url": format!("http://{}", a.addr)}]);
+    let dir = TempDir::new("fd-limit");
     let (child, lines, addr) = spawn(
+        &dir,
         json!({"workers": 2, "backends": backends}),
-        "fd-limit",
         "ulimit -n 64",
         &[],
     );
@@ -229,9 +228,10 @@ fn slowloris_and_idle_floods_do_not_starve_a_normal_client() {
 fn a_worker_panic_ends_the_process_with_code_70() {
     let a = Backend::start("a");
     let backends = json!([{"url": format!("http://{}", a.addr)}]);
+    let dir = TempDir::new("worker-panic");
     let (mut child, lines, _) = spawn(
+        &dir,
         json!({"workers": 2, "backends": backends}),
-        "worker-panic",
         "true",
         &[("FERRULE_TEST_WORKER_PANIC", "1")],
     );
@@ -254,7 +254,8 @@ struct Limited {
     addr: SocketAddr,
     admin: SocketAddr,
     stderr: mpsc::Receiver<String>,
-    _dir: std::path::PathBuf,
+    /// Its config's directory; after `child`, so removed once the process is killed.
+    _dir: TempDir,
 }
 
 fn port_in(line: &str, after: &str) -> u16 {
@@ -264,7 +265,7 @@ fn port_in(line: &str, after: &str) -> u16 {
 }
 
 fn start_limited(limit: u32, backend: SocketAddr) -> Limited {
-    let dir = fresh_temp_dir("fd-limit");
+    let dir = TempDir::new("fd-limit");
     let path = dir.join("config.json");
     let config = json!({
         "port": 0, "admin_port": 0, "bind": "127.0.0.1", "workers": 1,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{exchange, quiet_proxy, raw, RawBackend};
-use crate::common::{Backend, Client, Proxy};
+use crate::common::{Backend, Client, Proxy, TempDir};
 
 // Proves a Content-Length above `max_body_size` is 413 at once, before a byte of the body is
 // sent (the client is not made to upload it) and with nothing forwarded; one at the limit is
@@ -199,7 +199,7 @@ fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
 #[test]
 fn the_limits_apply_on_reload() {
     let a = Backend::start("a");
-    let dir = crate::common::fresh_temp_dir("limits-reload");
+    let dir = TempDir::new("limits-reload");
     let path = dir.join("config.json");
     let base = json!({
         "port": 0, "admin_port": 0, "bind": "127.0.0.1", "workers": 2,

@@ -63,11 +63,13 @@ fn assert_echoed_exactly(r: &Response, backend: &Backend, sent: &[u8]) {
     );
 }
 
-/// A `config.json` with `contents` in a fresh temporary directory of its own.
-fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let path = fresh_temp_dir(name).join("config.json");
+/// A `config.json` with `contents` in a fresh temporary directory of its own (removed when the
+/// directory is dropped); its path.
+fn temp_file(name: &str, contents: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(name);
+    let path = dir.join("config.json");
     std::fs::write(&path, contents).expect("write temp config");
-    path
+    (dir, path)
 }
 
 /// What a finished command printed.
@@ -637,13 +639,12 @@ fn admin_unknown_path_is_404() {
 // Proves `ferrule --check` on a valid file exits 0 with one line saying it is valid.
 #[test]
 fn cli_check_accepts_a_valid_config() {
-    let path = temp_file(
+    let (_dir, path) = temp_file(
         "check-valid",
         r#"{"port": 18080, "admin_port": 18081, "workers": 1,
             "backends": [{"url": "http://127.0.0.1:18082", "weight": 2}]}"#,
     );
     let out = run_ferrule(&["--check", path.to_str().expect("utf-8 path")]);
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "stdout: {:?}", out.stdout);
@@ -659,12 +660,11 @@ fn cli_check_accepts_a_valid_config() {
 // Proves `ferrule --check` rejects a zero weight with one stderr line naming the field.
 #[test]
 fn cli_check_rejects_weight_zero() {
-    let path = temp_file(
+    let (_dir, path) = temp_file(
         "check-weight",
         r#"{"backends":[{"url":"http://127.0.0.1:1","weight":0}]}"#,
     );
     let out = run_ferrule(&["--check", path.to_str().expect("utf-8 path")]);
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
     assert_eq!(out.status.code(), Some(1), "stdout: {:?}", out.stdout);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "stderr: {:?}", out.stderr);
@@ -679,11 +679,11 @@ fn cli_check_rejects_weight_zero() {
 // and the file, by `--check` and by a real start (not served as plain HTTP, not a panic).
 #[test]
 fn unusable_certificate_files_are_refused_with_one_line() {
-    let dir = fresh_temp_dir("check-tls");
+    let dir = TempDir::new("check-tls");
     for name in ["cert.pem", "key.pem"] {
         std::fs::write(dir.join(name), "placeholder\n").expect("write placeholder");
     }
-    let dir_text = dir.to_str().expect("utf-8 path");
+    let dir_text = dir.path.to_str().expect("utf-8 path");
     let text = format!(
         r#"{{"backends":[{{"url":"http://127.0.0.1:1"}}],
             "ssl":{{"enabled":true,"cert_file":"{dir_text}/cert.pem","key_file":"{dir_text}/key.pem"}}}}"#
@@ -707,7 +707,6 @@ fn unusable_certificate_files_are_refused_with_one_line() {
             out.stderr
         );
     }
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
 // Proves a missing config file is one error line and exit 1, not a panic.

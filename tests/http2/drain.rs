@@ -138,7 +138,7 @@ fn idle_connection_times_out(mode: Mode) {
 /// A reload (`POST /reload`) keeps HTTP/2 connections open: the same connection serves on.
 fn reload_keeps_connections(mode: Mode) {
     let b = crate::common::Backend::start("a");
-    let (proxy, tls, _dir) = proxy_process(mode, b.addr, json!({}), &format!("h2-reload-{mode:?}"));
+    let (_dir, proxy, tls) = proxy_process(mode, b.addr, json!({}), &format!("h2-reload-{mode:?}"));
     let mut w = Wire::open_with(mode, proxy.addr(), tls.as_ref(), &[]);
     assert_eq!(w.get("/before").status(), 200);
     let (status, answer) = admin_post(proxy.admin_addr(), "/reload");

@@ -117,7 +117,7 @@ fn rapid_reset(mode: Mode) {
 /// 431 on its stream; another client is served meanwhile.
 fn header_floods(mode: Mode) {
     let hold = HoldBackend::start();
-    let (proxy, tls, _dir) =
+    let (_dir, proxy, tls) =
         proxy_process(mode, hold.addr, json!({}), &format!("h2-floods-{mode:?}"));
     let open = || Wire::open_with(mode, proxy.addr(), tls.as_ref(), &[]);
     let mut other = open();

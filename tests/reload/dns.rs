@@ -13,7 +13,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{admin_get_at, fresh_temp_dir, served_by, Backend, Client};
+use common::{admin_get_at, served_by, Backend, Client, TempDir};
 use serde_json::{json, Value};
 
 /// Three backends `127.0.0.{2,3,4}:PORT` on one port (the port is retried a few times if one of
@@ -108,7 +108,7 @@ fn who_serves(proxy: SocketAddr, n: usize) -> Vec<String> {
 #[test]
 fn a_name_going_from_one_address_to_two_to_one_is_followed() {
     let (port, _backends) = backends_on_one_port();
-    let dir = fresh_temp_dir("dns-follow");
+    let dir = TempDir::new("dns-follow");
     let hosts = dir.join("hosts");
     pin(&hosts, &["127.0.0.2"]);
     let url = format!("http://app.invalid:{port}");
@@ -139,7 +139,7 @@ fn a_name_going_from_one_address_to_two_to_one_is_followed() {
 #[test]
 fn every_address_of_a_name_is_a_backend_from_the_start_and_a_failed_lookup_keeps_them() {
     let (port, _backends) = backends_on_one_port();
-    let dir = fresh_temp_dir("dns-keep");
+    let dir = TempDir::new("dns-keep");
     let hosts = dir.join("hosts");
     pin(&hosts, &["127.0.0.2", "127.0.0.3"]);
     let url = format!("http://app.invalid:{port}");
@@ -184,7 +184,7 @@ fn dns_refresh_and_hosts_file_are_checked() {
 fn a_reload_that_brings_the_first_name_starts_the_refresh() {
     let (port, _backends) = backends_on_one_port();
     let plain = Backend::start("plain");
-    let dir = fresh_temp_dir("dns-reload");
+    let dir = TempDir::new("dns-reload");
     let hosts = dir.join("hosts");
     pin(&hosts, &["127.0.0.2"]);
     let path = dir.join("config.json");

@@ -130,12 +130,23 @@ fn an_optional_key_that_is_none_is_left_out_of_the_file_form() {
     assert_eq!(out["demo_name"], "n");
 }
 
-/// Every key set to a value other than its default.
-fn everything() -> Config {
+/// A file removed when dropped, even by a test that fails.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Every key set to a value other than its default, and the hosts file it names (keep it while
+/// the config is read back).
+fn everything() -> (TempFile, Config) {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let hosts = std::env::temp_dir().join(format!("ferrule-key-tests-{}", std::process::id()));
-    std::fs::write(&hosts, "127.0.0.1 a.example\n").expect("a temporary file");
-    let hosts = hosts.to_string_lossy().into_owned();
+    let hosts_file = std::env::temp_dir().join(format!("ferrule-key-tests-{}", std::process::id()));
+    std::fs::write(&hosts_file, "127.0.0.1 a.example\n").expect("a temporary file");
+    let hosts = hosts_file.to_string_lossy().into_owned();
+    let hosts_file = TempFile(hosts_file);
     let mut keys = json!({
         "port": 9000, "admin_port": 9001, "bind": "127.0.0.1", "admin_bind": "::1",
         "workers": 1000, "max_connections": 100, "max_connections_per_ip": 5,
@@ -188,7 +199,8 @@ fn everything() -> Config {
             keys.extend(more);
         }
     }
-    Config::from_json_str(&keys.to_string()).unwrap_or_else(|e| panic!("{e}"))
+    let config = Config::from_json_str(&keys.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    (hosts_file, config)
 }
 
 /// The file form of `value`, read back as `F`, is `value`.
@@ -203,7 +215,7 @@ where
 
 #[test]
 fn every_group_is_written_in_a_form_that_reads_back_equal() {
-    let c = everything();
+    let (_hosts, c) = everything();
     assert_ne!(c.process, Process::default());
     round_trip::<ProcessFile>(&c.process);
     round_trip::<IdentityFile>(&c.identity);
