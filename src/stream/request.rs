@@ -321,8 +321,8 @@ impl Stream {
             super::backend::Failure::NoResponse
         };
         let flushing = up.side.writable && up.transport.wants_flush();
-        let whole = self.req_body.is_done();
-        if ctx.gathering && whole && self.req.sent() == 0 && !flushing && !client.http2() {
+        let whole = self.req_body.is_done() && self.req.sent() == 0;
+        if ctx.gathering && whole && !flushing && !client.http2() {
             // a request read whole goes to the backend after the round's last event (see
             // `Ctx::deferred`); one still arriving goes now, for its push is what makes room to
             // read the rest; HTTP/2 streams write within their connection's run

@@ -123,16 +123,9 @@ impl Core {
             if conn.id != id {
                 continue;
             }
-            let pushed = contain(|| {
-                Ok(if conn.push_deferred(&mut ctx) {
-                    Ran::Idle
-                } else {
-                    Ran::More
-                })
-            });
-            match pushed {
-                Ok(Ran::Idle) => {}
-                Ok(Ran::More) => self.drive(registry, key),
+            match contain(|| Ok(conn.push_deferred(&mut ctx))) {
+                Ok(true) => {}
+                Ok(false) => self.drive(registry, key),
                 Err(Close(reason)) => self.close(registry, key, reason),
             }
         }

@@ -27,7 +27,7 @@ use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
 
 use crate::buffer::BufPool;
-use crate::connection::{Close, Connection, Ran};
+use crate::connection::{Close, Connection};
 use crate::context::{Settings, Waiting};
 use crate::stats::{CloseReason, WorkerStats};
 use crate::timer::{Entry, Timers};
@@ -339,7 +339,7 @@ impl Worker {
 
 /// Runs a connection step; a panic (a bug) ends that connection, never the worker and the
 /// thousands of other connections it serves.
-fn contain(step: impl FnOnce() -> Result<Ran, Close>) -> Result<Ran, Close> {
+fn contain<T>(step: impl FnOnce() -> Result<T, Close>) -> Result<T, Close> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
         Ok(result) => result,
         Err(_) => {
