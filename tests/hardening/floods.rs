@@ -270,6 +270,9 @@ fn start_limited(limit: u32, backend: SocketAddr) -> Limited {
     let config = json!({
         "port": 0, "admin_port": 0, "bind": "127.0.0.1", "workers": 1,
         "backend_keepalive": 0, "retries": 0,
+        // no active probes: a probe's socket, open for a moment, would take the descriptor a
+        // client or backend connection counts on
+        "health_check_method": "none",
         "backends": [{"url": format!("http://{backend}")}],
     });
     std::fs::write(&path, config.to_string()).expect("write config");
