@@ -576,27 +576,28 @@ impl Writer {
 /// Turns the workers' monotonic instants into wall-clock time (one reading, taken at start).
 struct Clock {
     instant: Instant,
-    system: SystemTime,
+    /// Milliseconds since the Unix epoch at `instant`.
+    base_ms: u64,
 }
 
 impl Clock {
     fn new() -> Clock {
         Clock {
             instant: Instant::now(),
-            system: SystemTime::now(),
+            base_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
         }
     }
 
     /// Milliseconds since the Unix epoch at `at`.
     fn wall(&self, at: Instant) -> u64 {
-        let base = self
-            .system
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
         match at.checked_duration_since(self.instant) {
-            Some(d) => base.saturating_add(d.as_millis() as u64),
-            None => base.saturating_sub(self.instant.duration_since(at).as_millis() as u64),
+            Some(d) => self.base_ms.saturating_add(d.as_millis() as u64),
+            None => self
+                .base_ms
+                .saturating_sub(self.instant.duration_since(at).as_millis() as u64),
         }
     }
 }
@@ -627,10 +628,9 @@ impl RequestIds {
         // with it, so that no two ids share a visible prefix and generators do not collide
         let lo = mix(self.next ^ self.seed.rotate_left(32));
         let hi = mix(self.seed ^ lo);
-        for (i, byte) in out.iter_mut().enumerate() {
-            let word = if i < 16 { hi } else { lo };
-            let shift = 60 - 4 * (i % 16);
-            *byte = b"0123456789abcdef"[((word >> shift) & 15) as usize];
+        let bytes = hi.to_be_bytes().into_iter().chain(lo.to_be_bytes());
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
     }
 }
@@ -640,6 +640,18 @@ impl Default for RequestIds {
         RequestIds::new()
     }
 }
+
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    table
+};
 
 /// splitmix64's finaliser: a bijection on u64.
 fn mix(mut z: u64) -> u64 {

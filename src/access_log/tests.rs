@@ -258,7 +258,9 @@ fn request_ids_are_hex_and_distinct() {
     let mut id = [0u8; 32];
     for _ in 0..10_000 {
         ids.next(&mut id);
-        assert!(id.iter().all(u8::is_ascii_hexdigit));
+        assert!(id
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
         assert!(seen.insert(id));
         other.next(&mut id);
         assert!(seen.insert(id), "two generators gave the same id");
@@ -521,4 +523,79 @@ fn both_formats_name_the_pool_when_the_request_was_routed() {
     assert!(!line(combined, &plain).contains("pool="));
     let v: serde_json::Value = serde_json::from_str(&line(json, &plain)).expect("valid JSON");
     assert!(v.get("pool").is_none());
+}
+
+/// The one-byte-at-a-time statement of `escape_clf`, which the word-at-a-time scan must match.
+fn escape_clf_bytewise(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in v {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.extend_from_slice(format!("\\x{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+#[test]
+fn escape_clf_finds_every_byte_to_escape_at_every_place_in_a_word() {
+    // each of the 256 bytes, alone at each position of plain fields 1 to 19 bytes long, so that
+    // it falls in the first word, the second, and the tail after the last whole word
+    for len in 1..20 {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                let mut v = vec![b'a'; len];
+                v[at] = b;
+                let mut out = Vec::new();
+                escape_clf(&v, &mut out);
+                assert_eq!(
+                    out,
+                    escape_clf_bytewise(&v),
+                    "byte {b:#04x} at {at} of {len}"
+                );
+            }
+        }
+    }
+    // plain bytes next to the edges of the ranges, and runs of bytes to escape
+    let edges = b" !#~[]{}\x1f\x20\x7e\x7f\x80\xff\"\\\"\\";
+    let mut out = Vec::new();
+    escape_clf(edges, &mut out);
+    assert_eq!(out, escape_clf_bytewise(edges));
+}
+
+#[test]
+fn client_addresses_are_written_as_display_writes_them() {
+    for ip in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.100.9",
+        "127.0.0.1",
+        "99.100.9.10",
+        "::1",
+        "2001:db8::8:800:200c:417a",
+    ] {
+        let mut e = entry();
+        e.peer = ip.parse().unwrap();
+        let text = line(combined, &e);
+        assert!(text.starts_with(&format!("{ip} - - [")), "{text}");
+    }
+}
+
+#[test]
+fn times_are_seconds_with_milliseconds_below_and_above_ten_seconds() {
+    for (ms, text) in [
+        (0, "0.000"),
+        (7, "0.007"),
+        (9_999, "9.999"),
+        (10_000, "10.000"),
+        (12_345, "12.345"),
+        (3_600_050, "3600.050"),
+    ] {
+        let mut e = entry();
+        e.upstream_started = None;
+        e.ended = e.started + Duration::from_millis(ms);
+        let line = line(combined, &e);
+        assert!(line.contains(&format!(" - {text} \"")), "{line}");
+    }
 }

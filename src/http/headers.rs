@@ -213,6 +213,41 @@ fn put_u64_long(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// Writes an IP address as `Display` does; IPv4 (nearly every client) without the `fmt`
+/// machinery, its digits gathered on the stack and copied once.
+pub fn put_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            let mut push = |b: u8| {
+                if let Some(slot) = text.get_mut(len) {
+                    *slot = b;
+                    len += 1;
+                }
+            };
+            for (i, n) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    push(b'.');
+                }
+                if n >= 100 {
+                    push(b'0' + n / 100);
+                }
+                if n >= 10 {
+                    push(b'0' + n / 10 % 10);
+                }
+                push(b'0' + n % 10);
+            }
+            out.extend_from_slice(text.get(..len).unwrap_or_default());
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            // writing into a Vec cannot fail
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// The lowercase hex digit of `n`'s low four bits.
 #[inline]
 pub fn hex_digit(n: u64) -> u8 {

@@ -230,26 +230,6 @@ pub(super) fn put_forwarded_for(
             }
         }
     }
-    put_ip(out, ip);
+    headers::put_ip(out, ip);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Writes an IP address without going through `fmt` for the common IPv4 case.
-#[inline]
-pub(super) fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                headers::put_u64(out, u64::from(*octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::io::Write;
-            // writing into a Vec cannot fail
-            let _ = write!(out, "{v6}");
-        }
-    }
 }
