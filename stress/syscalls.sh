@@ -8,6 +8,8 @@
 #   stress/syscalls.sh                      # ferrule, nginx, haproxy at W=1 and 2, 5 s each
 #   stress/syscalls.sh --duration 10 --workers 2 --proxies ferrule,haproxy
 #   stress/syscalls.sh --close              # a new connection per request (scenario d)
+#   stress/syscalls.sh --h2                 # h2load, 50 h2c connections x 10 streams (scenario g
+#                                           # without TLS)
 #   FERRULE_EXTRA='{"access_log": "/tmp/a.log"}' stress/syscalls.sh --proxies ferrule
 #   FERRULE_BIN=/tmp/ferrule-before stress/syscalls.sh --proxies ferrule   # another build
 #
@@ -25,6 +27,7 @@ workers="1 2"
 proxies="ferrule,nginx,haproxy"
 conns=50
 close=0
+h2=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
@@ -32,12 +35,13 @@ while [ $# -gt 0 ]; do
     --proxies) proxies=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
     --close) close=1; shift ;;
+    --h2) h2=1; shift ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for tool in wrk perf; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install wrk linux-perf)" >&2; exit 2; }
+for tool in wrk perf h2load; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install wrk linux-perf nghttp2-client)" >&2; exit 2; }
 done
 
 base=18300
@@ -111,7 +115,7 @@ http {
         keepalive 64;
     }
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096$([ "$h2" = 1 ] && echo " http2");
         location / {
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -137,7 +141,7 @@ defaults
     timeout client 300s
     timeout server 300s
 frontend fe
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:$port$([ "$h2" = 1 ] && echo " proto h2")
     default_backend be
 backend be
     balance roundrobin
@@ -156,6 +160,18 @@ proc_list() {
   { echo "$top"; pgrep -P "$top" || true; } | paste -sd, -
 }
 
+# the client for $1 seconds; prints wrk's "N requests in Ss" (h2load's count is put that way)
+load() {
+  if [ "$h2" = 1 ]; then
+    h2load -c"$conns" -m10 -D "$1" "http://127.0.0.1:$port/" >"$run/h2load.txt" 2>&1 || true
+    local n
+    n=$(grep -o '[0-9]* succeeded' "$run/h2load.txt" | cut -d' ' -f1)
+    echo "${n:-0} requests in ${1}s"
+  else
+    wrk -t1 -c"$conns" -d"${1}s" "${header[@]}" "http://127.0.0.1:$port/"
+  fi
+}
+
 printf '| proxy | W | req/s | CPU µs/req | context switches/req | of which preempted | syscalls/req | recv+read/req | send+write/req | epoll_wait/req |\n'
 printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 IFS=, read -ra list <<<"$proxies"
@@ -167,7 +183,7 @@ for w in $workers; do
     "start_$proxy" "$w"
     top=${pids[-1]}
     wait_port "$port"
-    wrk -t1 -c"$conns" -d1s "${header[@]}" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+    load 1 >/dev/null 2>&1 || true
     procs=$(proc_list "$top")
     perf stat -x, -o "$run/perf.csv" \
       -e task-clock,context-switches,raw_syscalls:sys_enter \
@@ -177,7 +193,7 @@ for w in $workers; do
       -e 'syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait' \
       -p "$procs" -- sleep "$duration" &
     perf_pid=$!
-    wrk -t1 -c"$conns" -d"${duration}s" "${header[@]}" "http://127.0.0.1:$port/" >"$run/wrk.txt" 2>&1 || true
+    load "$duration" >"$run/wrk.txt" 2>&1 || true
     wait "$perf_pid" || true
     stop_all
     python3 - "$run/perf.csv" "$run/wrk.txt" "$proxy" "$w" <<'PY'

@@ -580,6 +580,13 @@ fn client_addresses_are_written_as_display_writes_them() {
         let text = line(combined, &e);
         assert!(text.starts_with(&format!("{ip} - - [")), "{text}");
     }
+    // every octet value, in every place
+    for n in 0..=255u8 {
+        let ip = std::net::Ipv4Addr::new(n, 255 - n, n / 2, n.wrapping_mul(7));
+        let mut out = Vec::new();
+        crate::http::headers::put_ip(&mut out, ip.into());
+        assert_eq!(out, ip.to_string().as_bytes());
+    }
 }
 
 #[test]

@@ -214,29 +214,25 @@ fn put_u64_long(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Writes an IP address as `Display` does; IPv4 (nearly every client) without the `fmt`
-/// machinery, its digits gathered on the stack and copied once.
+/// machinery: each octet's digits come from a table, gathered on the stack and copied once.
 pub fn put_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
-            let mut text = [0u8; 15];
+            // "255.255.255.255" and room for the table's three bytes past the last octet
+            let mut text = [0u8; 18];
             let mut len = 0;
-            let mut push = |b: u8| {
-                if let Some(slot) = text.get_mut(len) {
-                    *slot = b;
-                    len += 1;
-                }
-            };
             for (i, n) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    push(b'.');
+                    if let Some(slot) = text.get_mut(len) {
+                        *slot = b'.';
+                    }
+                    len += 1;
                 }
-                if n >= 100 {
-                    push(b'0' + n / 100);
+                let (digits, count) = OCTETS.get(usize::from(n)).copied().unwrap_or_default();
+                if let Some(slot) = text.get_mut(len..len + 3) {
+                    slot.copy_from_slice(&digits);
                 }
-                if n >= 10 {
-                    push(b'0' + n / 10 % 10);
-                }
-                push(b'0' + n % 10);
+                len += usize::from(count);
             }
             out.extend_from_slice(text.get(..len).unwrap_or_default());
         }
@@ -247,6 +243,26 @@ pub fn put_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
         }
     }
 }
+
+/// Each byte's decimal digits (left-aligned) and how many there are.
+// built at compile time: an index out of range would fail the build, never a request
+#[allow(clippy::indexing_slicing)]
+const OCTETS: [([u8; 3], u8); 256] = {
+    let mut table = [([0u8; 3], 0u8); 256];
+    let mut n = 0;
+    while n < 256 {
+        let (h, t, o) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        table[n] = if n >= 100 {
+            ([b'0' + h, b'0' + t, b'0' + o], 3)
+        } else if n >= 10 {
+            ([b'0' + t, b'0' + o, 0], 2)
+        } else {
+            ([b'0' + o, 0, 0], 1)
+        };
+        n += 1;
+    }
+    table
+};
 
 /// The lowercase hex digit of `n`'s low four bits.
 #[inline]
