@@ -212,7 +212,9 @@ fn a_5xx_only_backend_is_ejected_comes_back_and_a_second_ejection_lasts_longer()
         &[bad.addr, good.addr],
         merged(
             quiet(),
-            json!({"outlier_detection": {"consecutive_5xx": 3, "base_ejection": "1s",
+            // 2 s: an ejection count is forgotten one `base_ejection` after the return, and the
+            // second ejection must come before that (a 1 s base left a loaded machine too little)
+            json!({"outlier_detection": {"consecutive_5xx": 3, "base_ejection": "2s",
                                          "max_ejected_percent": 50}}),
         ),
     );
@@ -228,7 +230,7 @@ fn a_5xx_only_backend_is_ejected_comes_back_and_a_second_ejection_lasts_longer()
     assert_eq!(e["state"], "ejected", "{e}");
     assert_eq!(e["ejections"], 1);
     let left = e["ejected_remaining_ms"].as_u64().unwrap_or(0);
-    assert!((1..=1_000).contains(&left), "{e}");
+    assert!((1..=2_000).contains(&left), "{e}");
     let url = format!("http://{}", bad.addr);
     assert_eq!(metric(&proxy, "ferrule_backend_ejections_total{", &url), 1);
     // while it is out, everything goes to good
@@ -239,7 +241,7 @@ fn a_5xx_only_backend_is_ejected_comes_back_and_a_second_ejection_lasts_longer()
     );
 
     // it comes back by itself
-    let back = wait_entry(&proxy, bad.addr, Duration::from_secs(5), |e| {
+    let back = wait_entry(&proxy, bad.addr, Duration::from_secs(8), |e| {
         e["state"] == "up"
     });
     assert!(back["ejected_remaining_ms"].is_null());
@@ -257,7 +259,7 @@ fn a_5xx_only_backend_is_ejected_comes_back_and_a_second_ejection_lasts_longer()
     );
     let left = e["ejected_remaining_ms"].as_u64().unwrap_or(0);
     assert!(
-        left > 1_000 && left <= 2_000,
+        left > 2_000 && left <= 4_000,
         "the second ejection lasts twice as long: {e}"
     );
     let pool = proxy.admin_get("/pools/default");
