@@ -180,4 +180,7 @@ pub struct Ctx<'a> {
     /// receive of a round before the sends that wake the backends, which otherwise preempt the
     /// worker in the middle of its round).
     pub deferred: bool,
+    /// The run follows an event of this stream's backend connection alone: an HTTP/2
+    /// connection runs just that stream, unless its client side moves too.
+    pub woken: Option<u32>,
 }

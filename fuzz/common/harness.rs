@@ -220,6 +220,10 @@ pub struct Harness {
     max_bufs: usize,
     /// The run is an event's, inside the worker's poll round (`Ctx::gathering`).
     gathering: bool,
+    /// Events of backend connections since the last run, and the slot of the stream that owns
+    /// the last one: a run after one such event is for that stream (`Ctx::woken`).
+    woken_events: u32,
+    woken: Option<u32>,
 }
 
 impl Harness {
@@ -228,6 +232,7 @@ impl Harness {
         let mut ctx = Ctx {
             gathering: self.gathering,
             deferred: false,
+            woken: None,
             registry: self.poll.registry(),
             upstreams: &mut self.upstreams,
             bufs: &mut self.bufs,
@@ -263,13 +268,24 @@ impl Harness {
         let Some(up) = self.upstreams.get_mut(key) else {
             return;
         };
-        if up.owner.is_some() {
+        if let Some(owner) = up.owner {
             up.side.ready(readable, writable, hup);
+            self.woken_events += 1;
+            self.woken = Some(owner.slot);
         } else if hup || (readable && !up.transport.absorb_idle()) {
             self.upstreams.close_idle(key);
         } else {
             up.side.writable |= writable;
         }
+    }
+
+    /// What the worker would give the next run as `Ctx::woken`: the stream whose backend
+    /// connection had the one event since the last run (after several, the worker would have
+    /// run the connection for each; a run for all of them stands in).
+    fn take_woken(&mut self) -> Option<u32> {
+        let woken = self.woken.take().filter(|_| self.woken_events == 1);
+        self.woken_events = 0;
+        woken
     }
 
     fn check_bounds(&self) {
@@ -339,6 +355,8 @@ impl World {
             backends,
             max_bufs,
             gathering: false,
+            woken_events: 0,
+            woken: None,
         };
         let client = Pipe::new(
             client_bytes.to_vec(),
@@ -396,7 +414,9 @@ impl World {
             // the first run is the event's, inside the worker's poll round (`Ctx::gathering`);
             // a run again after `Ran::More` is the worker's after the round
             h.gathering = round == 0;
+            let woken = h.take_woken();
             let (mut r, deferred) = h.with_ctx(settings, |ctx| {
+                ctx.woken = woken;
                 let r = s.run(ctx);
                 (r, ctx.deferred)
             });

@@ -41,6 +41,7 @@ impl Core {
             ids: &mut self.ids,
             gathering: self.gathering,
             deferred: false,
+            woken: None,
         };
         (conn, ctx)
     }
@@ -59,7 +60,7 @@ impl Core {
         match up.owner {
             Some(owner) => {
                 up.side.ready(ready.readable, ready.writable, ready.hup);
-                self.drive(registry, owner.conn);
+                self.drive_woken(registry, owner.conn, Some(owner.slot));
             }
             None => {
                 if ready.hup || (ready.readable && !up.transport.absorb_idle()) {
@@ -75,10 +76,17 @@ impl Core {
 
     /// Runs a connection after an event, then re-arms its timer or drops it.
     pub(super) fn drive(&mut self, registry: &Registry, key: usize) {
+        self.drive_woken(registry, key, None);
+    }
+
+    /// `drive`, after an event of the backend connection of the stream in `woken` (see
+    /// `Ctx::woken`).
+    fn drive_woken(&mut self, registry: &Registry, key: usize, woken: Option<u32>) {
         let queued = self.queue.len();
         let (Some(conn), mut ctx) = self.ctx(registry, key) else {
             return;
         };
+        ctx.woken = woken;
         let id = conn.id;
         let result = contain(|| conn.run(&mut ctx));
         if ctx.deferred {

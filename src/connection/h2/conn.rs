@@ -295,10 +295,17 @@ impl H2 {
         peer: IpAddr,
     ) -> Result<Ran, Close> {
         let mut ran = Ran::More;
+        // After an event of one stream's backend connection, that stream alone runs, as long
+        // as nothing else moves: input from the client (frames, window updates) or a write that
+        // made room for streams waiting on it may concern any stream, and then all run.
+        let mut only = ctx.woken.map(|slot| slot as usize);
         // bounded: a fixed number of rounds per wake-up, as for HTTP/1.1
         for _ in 0..crate::stream::MAX_ROUNDS {
             let mut moved = self.read(ctx, t, side, peer)?;
-            moved |= self.run_streams(ctx, t, peer);
+            if moved {
+                only = None;
+            }
+            moved |= self.run_streams(ctx, t, only);
             // Frames gather in `out` while the streams move, and go out together once they are
             // done for now (or `out` holds a good part of a window): a response's HEADERS and
             // DATA, and the responses of several streams, share one TLS record and one write.
@@ -308,7 +315,11 @@ impl H2 {
                 return Ok(Ran::More);
             }
             if !moved || self.out.pending() >= FLUSH_AT {
-                moved |= self.flush(t, side)?;
+                let wrote = self.flush(t, side)?;
+                if wrote {
+                    only = None;
+                }
+                moved |= wrote;
             }
             if self.state == State::Failed && !self.wants_write() {
                 return Err(Close(CloseReason::Done));
@@ -522,13 +533,17 @@ impl H2 {
         }
     }
 
-    /// Runs every stream once; true when any moved.
-    fn run_streams(&mut self, ctx: &mut Ctx<'_>, t: &Transport, _peer: IpAddr) -> bool {
+    /// Runs every stream once (`only`: the stream in that slot); true when any moved.
+    fn run_streams(&mut self, ctx: &mut Ctx<'_>, t: &Transport, only: Option<usize>) -> bool {
         let mut moved = false;
         let sni = t.sni();
         let tls = t.tls_version();
+        let slots = match only {
+            Some(slot) => slot..slot.saturating_add(1),
+            None => 0..self.streams.capacity(),
+        };
         // bounded: the slab's capacity (at most the concurrent-streams limit, plus a few)
-        for slot in 0..self.streams.capacity() {
+        for slot in slots {
             if self.streams.contains(slot) {
                 moved |= self.run_stream(ctx, slot, sni, tls);
             }
