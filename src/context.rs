@@ -25,7 +25,8 @@ pub struct H2Limits {
     pub enabled: bool,
     /// `http2_max_concurrent_streams`: open streams at once; more are refused (REFUSED_STREAM).
     pub max_concurrent: u32,
-    /// Streams over the connection's life; then GOAWAY NO_ERROR and the client opens another.
+    /// `http2_max_requests`: streams over the connection's life; then GOAWAY NO_ERROR and the
+    /// client opens another (`u32::MAX`: no limit; a client runs out of stream ids first).
     pub max_streams: u32,
     /// Resets the client sends per second (Rapid Reset, CVE-2023-44487).
     pub resets_per_second: u32,
@@ -42,7 +43,7 @@ impl Default for H2Limits {
         H2Limits {
             enabled: true,
             max_concurrent: 128,
-            max_streams: 10_000,
+            max_streams: 100_000,
             resets_per_second: 100,
             emitted_resets: 500,
             control_per_second: 200,
@@ -98,6 +99,10 @@ impl Settings {
             h2: H2Limits {
                 enabled: c.http2.enabled,
                 max_concurrent: c.http2.max_concurrent_streams,
+                max_streams: match c.http2.max_requests {
+                    0 => u32::MAX,
+                    n => n,
+                },
                 ..H2Limits::default()
             },
         }

@@ -296,6 +296,13 @@ keys! {
         /// `http2_max_concurrent_streams`, default 128 (1 to 1000): streams one HTTP/2 connection
         /// may have open at once; more are refused (REFUSED_STREAM), and announced in SETTINGS.
         max_concurrent_streams as "http2_max_concurrent_streams": Int<u32, 1, 1000> => u32 = 128;
+        /// `http2_max_requests`, default 100000 (0: no limit): streams one HTTP/2 connection
+        /// serves over its life; the last is answered with GOAWAY NO_ERROR naming it, and the
+        /// client opens a new connection for more (nginx's `keepalive_requests`, HAProxy's
+        /// `tune.h2.fe.max-total-streams`). A connection's life stays bounded, and with it what
+        /// it may spend of the budgets kept per connection; a busy client's connections move
+        /// between workers.
+        max_requests as "http2_max_requests": Int<u32, 0, 1_000_000_000> => u32 = 100_000;
     }
 
     /// Rate limits (per pool; `rate_limit` per route too: `routes.rs`). See `crate::limits`.

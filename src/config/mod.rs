@@ -122,7 +122,7 @@ pub struct Config {
     pub admin: Admin,
     /// `log_level` and the access log.
     pub logging: Logging,
-    /// `http2`, `http2_max_concurrent_streams`.
+    /// `http2`, `http2_max_concurrent_streams`, `http2_max_requests`.
     pub http2: Http2,
     /// `rate_limit_max_keys`.
     pub rate_limit_table: RateLimitTable,

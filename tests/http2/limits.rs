@@ -11,7 +11,8 @@
 //! - SETTINGS, PING, empty-DATA and WINDOW_UPDATE floods, and stream errors provoked by the
 //!   client (MadeYouReset): GOAWAY ENHANCE_YOUR_CALM;
 //! - more streams than SETTINGS_MAX_CONCURRENT_STREAMS (128): REFUSED_STREAM, and a new stream
-//!   is accepted once one finished; after 10,000 streams on a connection, GOAWAY NO_ERROR;
+//!   is accepted once one finished; after `http2_max_requests` streams on a connection, GOAWAY
+//!   NO_ERROR;
 //! - a client that never opens its window: the stream is reset after `send_timeout`, while the
 //!   other streams of the same connection are served.
 
@@ -363,17 +364,17 @@ fn window_never_opened(mode: Mode) {
     assert_eq!(r.status(), 200, "{r:?}");
 }
 
-/// The cap on streams per connection (10,000): the 10,000th stream is served, with a GOAWAY
-/// NO_ERROR naming it as the last, so the client opens a new connection for more; one more
-/// stream on the old connection is not served, the connection closes once its streams are
-/// done, and a new one is served.
+/// The cap on streams per connection (`http2_max_requests`, here 300): the 300th stream is
+/// served, with a GOAWAY NO_ERROR naming it as the last, so the client opens a new connection
+/// for more; one more stream on the old connection is not served, the connection closes once
+/// its streams are done, and a new one is served.
 fn streams_per_connection_cap(mode: Mode) {
     let echo = EchoBackend::start();
-    let s = Setup::start(mode, &[echo.addr], json!({}));
+    let s = Setup::start(mode, &[echo.addr], json!({"http2_max_requests": 300}));
     let mut w = s.wire();
     let mut answered = 0;
-    // bounded: 100 batches of 100 streams
-    for batch in 0..100 {
+    // bounded: 3 batches of 100 streams
+    for batch in 0..3 {
         let mut burst = Vec::new();
         let mut ids = Vec::new();
         for _ in 0..100 {
@@ -394,7 +395,7 @@ fn streams_per_connection_cap(mode: Mode) {
             answered += 1;
         }
         w.streams.clear();
-        if batch < 99 {
+        if batch < 2 {
             assert!(
                 w.goaway.is_none(),
                 "GOAWAY after {answered} streams: {:?}",
@@ -404,8 +405,8 @@ fn streams_per_connection_cap(mode: Mode) {
     }
     assert_eq!(
         w.wait_goaway(),
-        Some((19_999, code::NO_ERROR)),
-        "after 10,000 streams"
+        Some((599, code::NO_ERROR)),
+        "after 300 streams"
     );
     // a stream past the last: refused if the connection still reads, else never read
     let more = w.start("GET", "/more", &[], None);
@@ -422,8 +423,31 @@ fn streams_per_connection_cap(mode: Mode) {
     );
 }
 
+/// `http2_max_requests: 0` lifts the cap: 500 streams on a connection, and no GOAWAY.
+fn no_cap_on_streams_per_connection(mode: Mode) {
+    let echo = EchoBackend::start();
+    let s = Setup::start(mode, &[echo.addr], json!({"http2_max_requests": 0}));
+    let mut w = s.wire();
+    // bounded: 5 batches of 100 streams
+    for batch in 0..5 {
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            ids.push(w.start("GET", "/n", &[], None));
+        }
+        for id in ids {
+            let r = w.response(id);
+            assert_eq!(r.status(), 200, "batch {batch}, stream {id}: {r:?}");
+        }
+        w.streams.clear();
+        assert!(w.goaway.is_none(), "GOAWAY: {:?}", w.goaway);
+    }
+    assert_eq!(w.get("/last").status(), 200);
+    assert!(w.goaway.is_none(), "GOAWAY: {:?}", w.goaway);
+}
+
 both_modes!(
     streams_per_connection_cap,
+    no_cap_on_streams_per_connection,
     rapid_reset,
     header_floods,
     control_floods,

@@ -184,7 +184,7 @@ fn everything() -> (TempFile, Config) {
     let routing = json!({
         "slow_start": "20s", "retry_budget": 50,
         "outlier_detection": {"consecutive_5xx": 2, "base_ejection": "1m", "max_ejected_percent": 40},
-        "http2": false, "http2_max_concurrent_streams": 7,
+        "http2": false, "http2_max_concurrent_streams": 7, "http2_max_requests": 0,
         "rate_limit": {"requests_per_second": 0.5, "burst": 2, "key": "header:X-Key"},
         "rate_limit_exempt": ["10.0.0.0/8"], "rate_limit_max_keys": 128,
         "pools": {"api": {"backends": [{"url": "http://127.0.0.1:9002"}], "strategy": "p2c",

@@ -17,7 +17,8 @@ const TOP_LEVEL_KEYS: &str = "port, admin_port, bind, admin_bind, workers, max_c
      max_uri_length, max_header_count, max_body_size, backend_keepalive, \
      backend_keepalive_timeout, dns_refresh, hosts_file, admin_token, admin_allowed_hosts, \
      admin_files_dir, allowed_backend_networks, log_level, access_log, access_log_format, \
-     request_id, http2, http2_max_concurrent_streams, rate_limit_max_keys, pools, routes, ssl";
+     request_id, http2, http2_max_concurrent_streams, http2_max_requests, rate_limit_max_keys, \
+     pools, routes, ssl";
 
 #[test]
 fn duration_fields_name_the_field() {
@@ -990,4 +991,20 @@ fn traffic_control_defaults_and_a_pool_that_turns_ejection_off() {
         Some(None),
         "turned off"
     );
+}
+
+#[test]
+fn http2_max_requests_is_a_count_with_zero_for_no_limit() {
+    assert_eq!(defaults().http2.max_requests, 100_000);
+    assert_eq!(parse(r#"{"http2_max_requests": 0}"#).http2.max_requests, 0);
+    assert_eq!(
+        parse(r#"{"http2_max_requests": 300}"#).http2.max_requests,
+        300
+    );
+    rejects_starting(
+        r#"{"http2_max_requests": 2000000000}"#,
+        "http2_max_requests: ",
+    );
+    rejects_starting(r#"{"http2_max_requests": -1}"#, "http2_max_requests: ");
+    rejects_starting(r#"{"http2_max_requests": "many"}"#, "http2_max_requests: ");
 }

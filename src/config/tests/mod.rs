@@ -179,6 +179,7 @@ fn defaults() -> Config {
         http2: Http2 {
             enabled: true,
             max_concurrent_streams: 128,
+            max_requests: 100_000,
         },
         rate_limit_table: RateLimitTable { max_keys: 65_536 },
         ssl: SslConfig {
