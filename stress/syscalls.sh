@@ -10,6 +10,9 @@
 #   stress/syscalls.sh --close              # a new connection per request (scenario d)
 #   stress/syscalls.sh --h2                 # h2load, 50 h2c connections x 10 streams (scenario g
 #                                           # without TLS)
+#   stress/syscalls.sh --backend nginx      # the backends are one nginx worker on three ports, as
+#                                           # in compare.sh (default: mock-backend, a thread per
+#                                           # connection)
 #   FERRULE_EXTRA='{"access_log": "/tmp/a.log"}' stress/syscalls.sh --proxies ferrule
 #   FERRULE_BIN=/tmp/ferrule-before stress/syscalls.sh --proxies ferrule   # another build
 #
@@ -28,6 +31,7 @@ proxies="ferrule,nginx,haproxy"
 conns=50
 close=0
 h2=0
+backend=mock
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
@@ -36,6 +40,7 @@ while [ $# -gt 0 ]; do
     --connections) conns=$2; shift 2 ;;
     --close) close=1; shift ;;
     --h2) h2=1; shift ;;
+    --backend) backend=$2; shift 2 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -59,7 +64,42 @@ trap 'stop_all; rm -rf "$run"' EXIT
 cargo build --release --bin ferrule --bin mock-backend >/dev/null 2>&1
 # FERRULE_BIN: another build to measure (an A/B of two commits: build each, copy the binaries)
 ferrule_bin=${FERRULE_BIN:-target/release/ferrule}
-target/release/mock-backend --bind 127.0.0.1 "$b1" "$b2" "$b3" >"$run/backends.log" 2>&1 &
+case "$backend" in
+  mock)
+    target/release/mock-backend --bind 127.0.0.1 "$b1" "$b2" "$b3" >"$run/backends.log" 2>&1 &
+    ;;
+  nginx)
+    # compare.sh's backend: one nginx worker (epoll), three ports, a 6-byte body
+    mkdir -p "$run/backend-tmp"
+    cat >"$run/backend.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $run/backend.pid;
+error_log $run/backend-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    tcp_nodelay on;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    client_body_temp_path $run/backend-tmp/body;
+    proxy_temp_path $run/backend-tmp/proxy;
+    fastcgi_temp_path $run/backend-tmp/fastcgi;
+    uwsgi_temp_path $run/backend-tmp/uwsgi;
+    scgi_temp_path $run/backend-tmp/scgi;
+    server {
+        listen 127.0.0.1:$b1 backlog=4096;
+        listen 127.0.0.1:$b2 backlog=4096;
+        listen 127.0.0.1:$b3 backlog=4096;
+        location / { return 200 "hello\\n"; }
+    }
+}
+EOF
+    nginx -c "$run/backend.conf" >"$run/backends.log" 2>&1 &
+    ;;
+  *) echo "unknown backend $backend (mock or nginx)" >&2; exit 2 ;;
+esac
 backends_pid=$!
 trap 'stop_all; kill $backends_pid 2>/dev/null || true; wait $backends_pid 2>/dev/null || true; rm -rf "$run"' EXIT
 
