@@ -64,30 +64,40 @@ trap 'stop_all; rm -rf "$run"' EXIT
 cargo build --release --bin ferrule --bin mock-backend >/dev/null 2>&1
 # FERRULE_BIN: another build to measure (an A/B of two commits: build each, copy the binaries)
 ferrule_bin=${FERRULE_BIN:-target/release/ferrule}
-case "$backend" in
-  mock)
-    target/release/mock-backend --bind 127.0.0.1 "$b1" "$b2" "$b3" >"$run/backends.log" 2>&1 &
-    ;;
-  nginx)
-    # compare.sh's backend: one nginx worker (epoll), three ports, a 6-byte body
-    mkdir -p "$run/backend-tmp"
-    cat >"$run/backend.conf" <<EOF
+
+# The start of an nginx config, up to inside `http`: no logs, no cap on requests a
+# connection. $1 names its files, $2 is the worker count, $3 `master_process`.
+nginx_head() {
+  mkdir -p "$run/$1-tmp"
+  cat <<EOF
 daemon off;
-master_process off;
-worker_processes 1;
-pid $run/backend.pid;
-error_log $run/backend-error.log warn;
+master_process $3;
+worker_processes $2;
+pid $run/$1.pid;
+error_log $run/$1-error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
     tcp_nodelay on;
     keepalive_timeout 300s;
     keepalive_requests 100000000;
-    client_body_temp_path $run/backend-tmp/body;
-    proxy_temp_path $run/backend-tmp/proxy;
-    fastcgi_temp_path $run/backend-tmp/fastcgi;
-    uwsgi_temp_path $run/backend-tmp/uwsgi;
-    scgi_temp_path $run/backend-tmp/scgi;
+    client_body_temp_path $run/$1-tmp/body;
+    proxy_temp_path $run/$1-tmp/proxy;
+    fastcgi_temp_path $run/$1-tmp/fastcgi;
+    uwsgi_temp_path $run/$1-tmp/uwsgi;
+    scgi_temp_path $run/$1-tmp/scgi;
+EOF
+}
+
+case "$backend" in
+  mock)
+    target/release/mock-backend --bind 127.0.0.1 "$b1" "$b2" "$b3" >"$run/backends.log" 2>&1 &
+    ;;
+  nginx)
+    # compare.sh's backend: one nginx worker (epoll), three ports, a 6-byte body
+    {
+      nginx_head backend 1 off
+      cat <<EOF
     server {
         listen 127.0.0.1:$b1 backlog=4096;
         listen 127.0.0.1:$b2 backlog=4096;
@@ -96,6 +106,7 @@ http {
     }
 }
 EOF
+    } >"$run/backend.conf"
     nginx -c "$run/backend.conf" >"$run/backends.log" 2>&1 &
     ;;
   *) echo "unknown backend $backend (mock or nginx)" >&2; exit 2 ;;
@@ -132,24 +143,9 @@ PY
 
 start_nginx() {
   local w=$1
-  mkdir -p "$run/nginx-tmp"
-  cat >"$run/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes $w;
-pid $run/nginx.pid;
-error_log $run/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    tcp_nodelay on;
-    keepalive_timeout 300s;
-    keepalive_requests 100000000;
-    client_body_temp_path $run/nginx-tmp/body;
-    proxy_temp_path $run/nginx-tmp/proxy;
-    fastcgi_temp_path $run/nginx-tmp/fastcgi;
-    uwsgi_temp_path $run/nginx-tmp/uwsgi;
-    scgi_temp_path $run/nginx-tmp/scgi;
+  {
+    nginx_head nginx "$w" on
+    cat <<EOF
     upstream backends {
         server 127.0.0.1:$b1; server 127.0.0.1:$b2; server 127.0.0.1:$b3;
         keepalive 64;
@@ -164,6 +160,7 @@ http {
     }
 }
 EOF
+  } >"$run/nginx.conf"
   nginx -c "$run/nginx.conf" >"$run/nginx.log" 2>&1 &
   pids+=($!)
 }
