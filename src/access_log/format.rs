@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{Entry, Event, Text};
 use crate::http::date::Civil;
+use crate::http::headers::put_ip;
 
 /// `remote - - [time] "request" status body_bytes "referer" "user_agent" backend upstream_time
 /// total_time "request_id"`: nginx's combined, then the backend address (`-`: none), the
@@ -14,7 +15,7 @@ use crate::http::date::Civil;
 /// (the pool the request was routed to; absent when none was), the event when not a request,
 /// and `close=REASON`.
 pub fn combined(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
-    put_ip(e.peer, out);
+    put_ip(out, e.peer);
     out.extend_from_slice(b" - - [");
     out.extend_from_slice(&at.clf);
     out.extend_from_slice(b"] \"");
@@ -76,7 +77,7 @@ pub fn json(e: &Entry, at: &Stamp, out: &mut Vec<u8>) {
     out.extend_from_slice(b"Z\",\"event\":\"");
     out.extend_from_slice(e.event.name().as_bytes());
     out.extend_from_slice(b"\",\"client\":\"");
-    put_ip(e.peer, out);
+    put_ip(out, e.peer);
     out.push(b'"');
     let text = |out: &mut Vec<u8>, key: &str, field: Text| {
         if let Some(v) = e.get(field) {
@@ -210,15 +211,10 @@ fn put_status(status: u16, out: &mut Vec<u8>) {
     }
 }
 
-/// An address as `Display` writes it (the one fast IPv4 writer is the request rewrite's).
-fn put_ip(ip: IpAddr, out: &mut Vec<u8>) {
-    crate::http::headers::put_ip(out, ip);
-}
-
 fn put_addr(addr: SocketAddr, out: &mut Vec<u8>) {
     match addr {
         SocketAddr::V4(a) => {
-            put_ip(IpAddr::V4(*a.ip()), out);
+            put_ip(out, IpAddr::V4(*a.ip()));
             out.push(b':');
             put_num(a.port(), out);
         }
