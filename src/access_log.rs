@@ -1,13 +1,18 @@
-//! The access log: the record a worker fills for each request ([`Entry`]) and the writer thread;
-//! the two line formats (`combined` and `json`, with their escaping) are in `format.rs`.
+//! The access log: the record a worker fills for each request ([`Entry`]), the worker's side of
+//! the log ([`Local`]) and the writer thread; the two line formats (`combined` and `json`, with
+//! their escaping) are in `format.rs`.
 //!
-//! A worker never waits on output and never allocates for a record in steady state: it takes an
-//! [`Entry`] from a free list (entries come back from the writer once written), copies the raw
-//! request fields into it (method, target, `Host`, `Referer`, `User-Agent`, request id, SNI),
-//! fills in the numbers as the exchange runs, and hands it to the writer through a bounded
-//! channel with `try_send`. When the channel is full the line is dropped and counted
-//! ([`AccessLog::dropped`], in `/stats` and `/metrics`). All formatting and escaping happen on the
-//! writer thread, which batches lines into one `write` while more are queued.
+//! A worker never waits on output, never allocates for a record in steady state, and hands lines
+//! to the writer in batches: its [`Local`] keeps a free list of [`Entry`]s; a stream takes one,
+//! copies the raw request fields into it (method, target, `Host`, `Referer`, `User-Agent`,
+//! request id, SNI) and fills in the numbers as the exchange runs. At its end the worker formats
+//! the line into its own buffer and takes the entry back. The buffer goes to the writer through a
+//! bounded channel (`try_send`) once it holds `HAND_OVER` bytes, or at the end of the first poll
+//! round `LINGER` after its oldest line (the worker's poll wakes for it), or when the worker
+//! stops. When the channel is full the batch is dropped and its lines counted
+//! ([`AccessLog::dropped`], in `/stats` and `/metrics`). Nothing of a line crosses threads but
+//! its formatted bytes, and a worker makes one channel operation per batch, not per line. The
+//! writer joins what the workers hand over into one `write` while more is queued.
 //!
 //! Client-controlled text is escaped so that a line can never be split or forged: in `combined`
 //! every `"`, `\`, control byte and non-ASCII byte becomes `\xHH` (as nginx does), so the line is
@@ -18,12 +23,13 @@
 //! /reopen-logs`) opens it again by name, for logrotate. A failing write is reported once, its
 //! lines counted as dropped, and the file reopened and tried again at most once a second until it
 //! works; it is never fatal. A reload changes the target and format in place
-//! ([`AccessLog::configure`]).
+//! ([`AccessLog::configure`]): a line takes the format of the moment it is formatted, and the
+//! target of the moment its batch is written.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,10 +39,16 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 pub use self::format::{combined, escape_clf, escape_json, json, tls_name, Stamp};
 use crate::config::{AccessLogFormat, AccessLogTarget};
 
-/// Lines waiting for the writer before new ones are dropped.
-const QUEUE: usize = 8192;
-/// Written entries kept for the workers to reuse (beyond this they are freed).
-const FREE: usize = 4096;
+/// Batches waiting for the writer before new ones are dropped: about a megabyte of lines.
+const QUEUE: usize = 64;
+/// A worker hands its lines over once it has formatted this much...
+const HAND_OVER: usize = 16 * 1024;
+/// ... or at the end of the first poll round this long after the oldest of them.
+const LINGER: Duration = Duration::from_millis(50);
+/// Emptied batch buffers kept for the workers to reuse (beyond this they are freed).
+const FREE_BUFS: usize = 64;
+/// Entries a worker keeps for reuse (one per exchange in flight; beyond this they are freed).
+const FREE_ENTRIES: usize = 1024;
 /// A field longer than this is cut (a request target is already limited by `max_uri_length`).
 const FIELD_MAX: usize = 4096;
 /// The writer writes once this much is batched, or when nothing more is queued.
@@ -171,19 +183,23 @@ impl Entry {
 
 /// Messages to the writer thread.
 enum Msg {
-    Line(Box<Entry>),
-    Configure(Output, AccessLogFormat),
+    /// A worker's batch: formatted lines, and how many.
+    Lines(Vec<u8>, u64),
+    Configure(Output),
     Reopen(Sender<Result<(), String>>),
     Flush(Sender<()>),
     Stop,
 }
 
-/// The access log of one proxy: what workers use to log, and the writer thread behind it.
+/// The access log of one proxy: what workers hand their lines to, and the writer thread behind
+/// it. Workers log through their [`Local`].
 pub struct AccessLog {
     enabled: AtomicBool,
+    /// The [`AccessLogFormat`] lines are formatted in (`Combined as u8` or `Json as u8`).
+    format: AtomicU8,
     tx: Sender<Msg>,
-    free: Receiver<Box<Entry>>,
-    free_tx: Sender<Box<Entry>>,
+    /// Batch buffers the writer emptied, for the workers.
+    bufs: Receiver<Vec<u8>>,
     dropped: Arc<AtomicU64>,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
@@ -193,17 +209,14 @@ impl AccessLog {
     pub fn start(target: &AccessLogTarget, format: AccessLogFormat) -> io::Result<Arc<AccessLog>> {
         let output = Output::open(target)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let (free_tx, free) = crossbeam_channel::bounded(FREE);
+        let (bufs_tx, bufs) = crossbeam_channel::bounded(FREE_BUFS);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
             output,
-            format,
-            free: free_tx.clone(),
+            bufs: bufs_tx,
             dropped: Arc::clone(&dropped),
             failing: None,
-            clock: Clock::new(),
-            stamp: Stamp::new(),
-            batch: Vec::with_capacity(BATCH + 4096),
+            batch: Vec::with_capacity(BATCH + HAND_OVER),
             tail: Tail::default(),
         };
         let thread = std::thread::Builder::new()
@@ -211,9 +224,9 @@ impl AccessLog {
             .spawn(move || writer.run(&rx))?;
         Ok(Arc::new(AccessLog {
             enabled: AtomicBool::new(*target != AccessLogTarget::Off),
+            format: AtomicU8::new(format as u8),
             tx,
-            free,
-            free_tx,
+            bufs,
             dropped,
             thread: parking_lot::Mutex::new(Some(thread)),
         }))
@@ -224,34 +237,11 @@ impl AccessLog {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// An entry to fill for a request of `peer`, or `None` when the log is off. Reuses a written
-    /// entry when one is free, so steady traffic allocates nothing.
-    pub fn entry(&self, peer: IpAddr, now: Instant) -> Option<Box<Entry>> {
-        if !self.enabled() {
-            return None;
-        }
-        Some(match self.free.try_recv() {
-            Ok(mut e) => {
-                e.reset(peer, now);
-                e
-            }
-            Err(_) => {
-                let mut e = Box::new(Entry::new(now));
-                e.peer = peer;
-                e
-            }
-        })
-    }
-
-    /// Hands a filled entry to the writer; never blocks. A full queue drops (and counts) it.
-    pub fn submit(&self, entry: Box<Entry>) {
-        match self.tx.try_send(Msg::Line(entry)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Msg::Line(e)) | TrySendError::Disconnected(Msg::Line(e))) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                let _ = self.free_tx.try_send(e);
-            }
-            Err(_) => {}
+    fn format(&self) -> AccessLogFormat {
+        if self.format.load(Ordering::Relaxed) == AccessLogFormat::Json as u8 {
+            AccessLogFormat::Json
+        } else {
+            AccessLogFormat::Combined
         }
     }
 
@@ -266,13 +256,14 @@ impl AccessLog {
         let output = Output::open(target)?;
         self.enabled
             .store(*target != AccessLogTarget::Off, Ordering::Relaxed);
+        self.format.store(format as u8, Ordering::Relaxed);
         self.tx
-            .send_timeout(Msg::Configure(output, format), Duration::from_secs(5))
+            .send_timeout(Msg::Configure(output), Duration::from_secs(5))
             .map_err(|_| io::Error::other("the access log writer does not answer"))
     }
 
     /// Opens the file again by its name (after logrotate moved it). Waits for the writer's
-    /// answer (what is queued before is written to the old file).
+    /// answer (what was handed over before is written to the old file).
     pub fn reopen(&self) -> Result<(), String> {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         self.tx
@@ -283,7 +274,7 @@ impl AccessLog {
             .map_err(|_| "the access log writer does not answer".to_string())?
     }
 
-    /// Waits (at most about a second) until everything queued so far is written.
+    /// Waits (at most about a second) until everything handed over so far is written.
     pub fn flush(&self) {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         if self
@@ -295,12 +286,127 @@ impl AccessLog {
         }
     }
 
-    /// Writes what is queued and stops the writer thread (the proxy stops).
+    /// Writes what is queued and stops the writer thread (the proxy stops, after its workers).
     pub fn stop(&self) {
         let _ = self.tx.send_timeout(Msg::Stop, Duration::from_secs(1));
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A worker's side of the access log: its free entries, and the lines it formatted that the
+/// writer has not had yet. Dropping it (the worker stops) hands those over.
+pub struct Local {
+    log: Arc<AccessLog>,
+    /// Boxed: a stream holds its entry as an `Option<Box<Entry>>` (a pointer, not the record,
+    /// in every idle stream), and the box goes back and forth whole.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Entry>>,
+    batch: Vec<u8>,
+    /// Lines in `batch`, and when they are due: `LINGER` after the oldest of them ended.
+    lines: u64,
+    due: Option<Instant>,
+    clock: Clock,
+    stamp: Stamp,
+}
+
+impl Local {
+    pub fn new(log: Arc<AccessLog>) -> Local {
+        Local {
+            log,
+            free: Vec::new(),
+            batch: Vec::new(),
+            lines: 0,
+            due: None,
+            clock: Clock::new(),
+            stamp: Stamp::new(),
+        }
+    }
+
+    /// An entry to fill for a request of `peer`, or `None` when the log is off. Reuses a logged
+    /// entry when one is free, so steady traffic allocates nothing.
+    pub fn entry(&mut self, peer: IpAddr, now: Instant) -> Option<Box<Entry>> {
+        if !self.log.enabled() {
+            return None;
+        }
+        Some(match self.free.pop() {
+            Some(mut e) => {
+                e.reset(peer, now);
+                e
+            }
+            None => {
+                let mut e = Box::new(Entry::new(now));
+                e.peer = peer;
+                e
+            }
+        })
+    }
+
+    /// Logs a filled entry: formats its line into the batch (handed over once big enough) and
+    /// keeps the entry for reuse.
+    pub fn submit(&mut self, entry: Box<Entry>) {
+        if self.batch.capacity() == 0 {
+            self.batch = self
+                .log
+                .bufs
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(HAND_OVER + 4096));
+        }
+        self.stamp.set(self.clock.wall(entry.ended));
+        match self.log.format() {
+            AccessLogFormat::Combined => combined(&entry, &self.stamp, &mut self.batch),
+            AccessLogFormat::Json => json(&entry, &self.stamp, &mut self.batch),
+        }
+        self.lines += 1;
+        if self.due.is_none() {
+            self.due = entry.ended.checked_add(LINGER);
+        }
+        if self.free.len() < FREE_ENTRIES {
+            self.free.push(entry);
+        }
+        if self.batch.len() >= HAND_OVER {
+            self.hand_over();
+        }
+    }
+
+    /// How long the worker may sleep before lines it holds are due (`None`: it holds none).
+    pub fn due_in(&self, now: Instant) -> Option<Duration> {
+        self.due.map(|t| t.saturating_duration_since(now))
+    }
+
+    /// The end of a poll round: hands the lines over when the oldest has waited `LINGER`.
+    pub fn round_end(&mut self, now: Instant) {
+        if self.due.is_some_and(|t| now >= t) {
+            self.hand_over();
+        }
+    }
+
+    /// Gives the formatted lines to the writer (never blocks: a full queue drops and counts
+    /// them).
+    pub fn hand_over(&mut self) {
+        self.due = None;
+        let lines = std::mem::take(&mut self.lines);
+        if lines == 0 {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        match self.log.tx.try_send(Msg::Lines(batch, lines)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
+                self.log.dropped.fetch_add(lines, Ordering::Relaxed);
+                if let Msg::Lines(mut batch, _) = msg {
+                    batch.clear();
+                    self.batch = batch;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.hand_over();
     }
 }
 
@@ -426,21 +532,19 @@ pub use crate::config::open_access_log as open_file;
 /// The writer thread's state.
 struct Writer {
     output: Output,
-    format: AccessLogFormat,
-    free: Sender<Box<Entry>>,
+    /// Where emptied batch buffers go back to the workers.
+    bufs: Sender<Vec<u8>>,
     dropped: Arc<AtomicU64>,
     /// The output fails (reported once): when it was last tried.
     failing: Option<Instant>,
-    clock: Clock,
-    stamp: Stamp,
     batch: Vec<u8>,
     tail: Tail,
 }
 
 impl Writer {
     /// Idle, the writer blocks in `recv` (one wake-up when traffic starts); busy, it takes what
-    /// is queued every `TICK` and never waits in `recv`, so a worker's `try_send` never has a
-    /// sleeping thread to wake: no system call per line on the worker.
+    /// is queued every `TICK` and never waits in `recv`, so a worker's `try_send` of a batch
+    /// seldom has a sleeping thread to wake (a system call on the worker).
     fn run(&mut self, rx: &Receiver<Msg>) {
         let mut lines = 0u64;
         'idle: loop {
@@ -479,22 +583,22 @@ impl Writer {
     /// One message; false when it says stop (everything before is written).
     fn handle(&mut self, msg: Msg, lines: &mut u64) -> bool {
         match msg {
-            Msg::Line(entry) => {
-                self.format_line(&entry);
-                *lines += 1;
-                let _ = self.free.try_send(entry);
+            Msg::Lines(mut text, n) => {
+                self.batch.extend_from_slice(&text);
+                *lines += n;
+                text.clear();
+                let _ = self.bufs.try_send(text);
                 if self.batch.len() >= BATCH {
                     self.write_batch(lines);
                 }
             }
-            Msg::Configure(output, format) => {
+            Msg::Configure(output) => {
                 self.write_batch(lines);
                 if output.name() != self.output.name() {
                     // a broken line in the old target is no concern of the new one
                     self.tail = Tail::default();
                 }
                 self.output = output;
-                self.format = format;
                 self.failing = None;
             }
             Msg::Reopen(done) => {
@@ -518,14 +622,6 @@ impl Writer {
             }
         }
         true
-    }
-
-    fn format_line(&mut self, e: &Entry) {
-        self.stamp.set(self.clock.wall(e.ended));
-        match self.format {
-            AccessLogFormat::Combined => combined(e, &self.stamp, &mut self.batch),
-            AccessLogFormat::Json => json(e, &self.stamp, &mut self.batch),
-        }
     }
 
     /// Writes the batch of `lines` lines; on failure counts them as dropped, reports the first

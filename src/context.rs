@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mio::Registry;
 
-use crate::access_log::{AccessLog, RequestIds};
+use crate::access_log::{Local, RequestIds};
 use crate::buffer::BufPool;
 use crate::config::{self, Config};
 use crate::http::request::Limits;
@@ -172,7 +172,8 @@ pub struct Ctx<'a> {
     /// see it.
     pub queue: &'a mut VecDeque<Waiting>,
     pub queued: &'a AtomicUsize,
-    pub access_log: &'a AccessLog,
+    /// The worker's side of the access log.
+    pub access_log: &'a mut Local,
     /// Where new request ids come from.
     pub ids: &'a mut RequestIds,
     /// The worker is handling a poll round's events, and runs the connections that ask

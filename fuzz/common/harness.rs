@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use ferrule::access_log::{AccessLog, RequestIds};
+use ferrule::access_log::{AccessLog, Local, RequestIds};
 use ferrule::balancer::{Balancer, Policy};
 use ferrule::buffer::BufPool;
 use ferrule::config::{AccessLogFormat, AccessLogTarget};
@@ -112,7 +112,7 @@ pub fn dump() -> bool {
     *DUMP.get_or_init(|| std::env::var_os("SESSION_DUMP").is_some())
 }
 
-fn access_log() -> &'static AccessLog {
+fn access_log() -> &'static Arc<AccessLog> {
     static LOG: OnceLock<Arc<AccessLog>> = OnceLock::new();
     LOG.get_or_init(|| {
         AccessLog::start(&AccessLogTarget::Off, AccessLogFormat::Combined).expect("an access log")
@@ -211,6 +211,7 @@ pub struct Harness {
     queue: VecDeque<ferrule::context::Waiting>,
     queued: AtomicUsize,
     ids: RequestIds,
+    log: Local,
     poll: mio::Poll,
     pub now: Instant,
     /// The worker is shutting down: requests are served with `Connection: close`.
@@ -249,7 +250,7 @@ impl Harness {
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
-            access_log: access_log(),
+            access_log: &mut self.log,
             ids: &mut self.ids,
         };
         f(&mut ctx)
@@ -349,6 +350,7 @@ impl World {
             queue: VecDeque::new(),
             queued: AtomicUsize::new(0),
             ids: RequestIds::new(),
+            log: Local::new(Arc::clone(access_log())),
             poll: mio::Poll::new().expect("a poll"),
             now: Instant::now(),
             draining,

@@ -291,50 +291,50 @@ fn temp_path(name: &str) -> (TempDir, std::path::PathBuf) {
     (TempDir(dir), path)
 }
 
+/// Logs `target` through a worker's side of `log` and waits until the writer wrote it.
+fn log_line(log: &Arc<AccessLog>, local: &mut Local, target: &[u8], status: u16) {
+    let mut e = local
+        .entry("127.0.0.1".parse().unwrap(), Instant::now())
+        .expect("enabled");
+    e.set(Text::Method, b"GET");
+    e.set(Text::Target, target);
+    e.status = status;
+    local.submit(e);
+    local.hand_over();
+    log.flush();
+}
+
 #[test]
 fn writer_writes_reopens_and_reconfigures() {
     let (_dir, path) = temp_path("reopen");
     let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
     let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
-    let now = Instant::now();
-    let mut e = log
-        .entry("127.0.0.1".parse().unwrap(), now)
-        .expect("enabled");
-    e.set(Text::Method, b"GET");
-    e.set(Text::Target, b"/first");
-    e.status = 204;
-    log.submit(e);
-    log.flush();
+    let mut local = Local::new(Arc::clone(&log));
+    log_line(&log, &mut local, b"/first", 204);
     // logrotate: move the file away, reopen, and the next line goes to a new file
     let rotated = path.with_extension("1");
     std::fs::rename(&path, &rotated).unwrap();
     log.reopen().unwrap();
-    let mut e = log
-        .entry("127.0.0.1".parse().unwrap(), now)
-        .expect("enabled");
-    e.set(Text::Method, b"GET");
-    e.set(Text::Target, b"/second");
-    log.submit(e);
-    log.flush();
+    log_line(&log, &mut local, b"/second", 200);
     let old = std::fs::read_to_string(&rotated).unwrap();
     let new = std::fs::read_to_string(&path).unwrap();
     assert!(old.contains("\"GET /first HTTP/1.1\" 204"), "{old}");
     assert!(new.contains("/second") && !new.contains("/first"), "{new}");
     // to JSON, then off
     log.configure(&target, AccessLogFormat::Json).unwrap();
-    let e = log
-        .entry("127.0.0.1".parse().unwrap(), now)
-        .expect("enabled");
-    log.submit(e);
-    log.flush();
+    log_line(&log, &mut local, b"/third", 200);
     let last = std::fs::read_to_string(&path).unwrap();
     let json_line = last.lines().last().unwrap();
-    serde_json::from_str::<serde_json::Value>(json_line).expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(json_line).expect("a JSON line");
+    assert_eq!(v["target"], "/third");
     log.configure(&AccessLogTarget::Off, AccessLogFormat::Json)
         .unwrap();
     assert!(!log.enabled());
-    assert!(log.entry("127.0.0.1".parse().unwrap(), now).is_none());
+    assert!(local
+        .entry("127.0.0.1".parse().unwrap(), Instant::now())
+        .is_none());
     assert_eq!(log.dropped(), 0);
+    drop(local);
     log.stop();
 }
 
@@ -351,19 +351,71 @@ fn entries_are_reused() {
     let (_dir, path) = temp_path("reuse");
     let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
     let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
+    let mut local = Local::new(Arc::clone(&log));
     let now = Instant::now();
-    let mut e = log.entry("127.0.0.1".parse().unwrap(), now).unwrap();
+    let mut e = local.entry("127.0.0.1".parse().unwrap(), now).unwrap();
     e.set(Text::UserAgent, &[b'u'; 1000]);
     let addr = &*e as *const Entry as usize;
-    log.submit(e);
-    log.flush();
-    let again = log.entry("127.0.0.1".parse().unwrap(), now).unwrap();
+    local.submit(e);
+    let again = local.entry("127.0.0.1".parse().unwrap(), now).unwrap();
     assert_eq!(
         &*again as *const Entry as usize, addr,
-        "a written entry comes back"
+        "a logged entry comes back"
     );
     assert!(again.text.capacity() >= 1000);
     assert!(again.get(Text::UserAgent).is_none());
+    drop(local);
+    log.stop();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
+
+#[test]
+fn a_worker_hands_lines_over_in_batches_when_big_enough_or_old_enough() {
+    let (_dir, path) = temp_path("batches");
+    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
+    let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
+    let mut local = Local::new(Arc::clone(&log));
+    let written = || {
+        log.flush();
+        std::fs::read_to_string(&path).unwrap().lines().count()
+    };
+    let start = Instant::now();
+    let line = |local: &mut Local, ended: Instant| {
+        let mut e = local.entry("127.0.0.1".parse().unwrap(), start).unwrap();
+        e.set(Text::Method, b"GET");
+        e.set(Text::Target, &[b'x'; 1000]);
+        e.ended = ended;
+        local.submit(e);
+    };
+    // nothing held: nothing due
+    assert_eq!(local.due_in(start), None);
+    line(&mut local, start);
+    assert_eq!(local.due_in(start), Some(LINGER));
+    // a round that ends before the oldest line has waited LINGER keeps it
+    local.round_end(start + LINGER / 2);
+    assert_eq!(written(), 0);
+    assert_eq!(local.due_in(start + LINGER / 2), Some(LINGER / 2));
+    // one at LINGER hands it over
+    local.round_end(start + LINGER);
+    assert_eq!(written(), 1);
+    assert_eq!(local.due_in(start + LINGER), None);
+    // HAND_OVER bytes go at once, whatever their age: lines of ~1,100 bytes, in one batch
+    let mut n = 0;
+    while local.due_in(start).is_some() || n == 0 {
+        assert!(n <= HAND_OVER / 1000, "{n} lines and still held");
+        line(&mut local, start);
+        n += 1;
+        if n < HAND_OVER / 1200 {
+            assert_eq!(written(), 1, "handed over after {n} lines");
+        }
+    }
+    assert_eq!(written(), 1 + n);
+    // what a worker holds when it stops is written
+    line(&mut local, start);
+    drop(local);
+    assert_eq!(written(), 2 + n);
+    assert_eq!(log.dropped(), 0);
     log.stop();
 }
 
@@ -450,15 +502,12 @@ fn a_file_opened_again_empty_starts_clean() {
 #[test]
 fn the_writer_never_glues_a_line_to_a_broken_one() {
     let disk = Disk::with_room(30);
-    let (free, _keep) = crossbeam_channel::bounded(FREE);
+    let (bufs, _keep) = crossbeam_channel::bounded(FREE_BUFS);
     let mut writer = Writer {
         output: Output::Test(Box::new(disk.clone())),
-        format: AccessLogFormat::Combined,
-        free,
+        bufs,
         dropped: Arc::new(AtomicU64::new(0)),
         failing: None,
-        clock: Clock::new(),
-        stamp: Stamp::new(),
         batch: Vec::new(),
         tail: Tail::default(),
     };
@@ -466,7 +515,7 @@ fn the_writer_never_glues_a_line_to_a_broken_one() {
     for target in ["/a", "/b"] {
         let mut e = entry();
         e.set(Text::Target, target.as_bytes());
-        writer.handle(Msg::Line(Box::new(e)), &mut lines);
+        writer.handle(Msg::Lines(line(combined, &e).into_bytes(), 1), &mut lines);
     }
     writer.write_batch(&mut lines);
     assert_eq!(writer.dropped.load(Ordering::Relaxed), 2);
@@ -476,7 +525,7 @@ fn the_writer_never_glues_a_line_to_a_broken_one() {
     writer.failing = writer.failing.and_then(|t| t.checked_sub(RETRY));
     let mut e = entry();
     e.set(Text::Target, b"/c");
-    writer.handle(Msg::Line(Box::new(e)), &mut lines);
+    writer.handle(Msg::Lines(line(combined, &e).into_bytes(), 1), &mut lines);
     writer.write_batch(&mut lines);
     let text = disk.text();
     let got: Vec<&str> = text.lines().collect();

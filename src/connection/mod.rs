@@ -221,7 +221,7 @@ impl Connection {
     }
 
     /// Logs a connection-level event of its own line (the log's `event` field).
-    fn log_event(&self, ctx: &Ctx<'_>, event: Event) {
+    fn log_event(&self, ctx: &mut Ctx<'_>, event: Event) {
         if let Some(mut e) = ctx.access_log.entry(self.peer, ctx.now) {
             e.event = event;
             if let Some(sni) = self.client.sni() {

@@ -124,7 +124,7 @@ impl Connection {
 
     /// The handshake failed (`error`: how the connection failed; none: the client left): count
     /// and log it; a client that spoke plain HTTP to the TLS port is told so, in plain HTTP.
-    fn handshake_failed(&mut self, ctx: &Ctx<'_>, error: Option<io::Error>) -> Close {
+    fn handshake_failed(&mut self, ctx: &mut Ctx<'_>, error: Option<io::Error>) -> Close {
         ctx.stats.tls_failed();
         self.log_event(ctx, Event::TlsHandshakeFailed);
         if error.is_some() && self.client.spoke_plain_http() {

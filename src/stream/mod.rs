@@ -550,7 +550,7 @@ impl Stream {
     }
 
     /// The exchange is over: its access log line goes to the writer.
-    fn log_done(&mut self, ctx: &Ctx<'_>) {
+    fn log_done(&mut self, ctx: &mut Ctx<'_>) {
         if let Some(mut e) = self.log.take() {
             // bytes read past this request belong to the next one
             let extra = self.req.len().saturating_sub(self.req.ready());

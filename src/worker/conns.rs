@@ -37,7 +37,7 @@ impl Core {
             stats: &self.stats,
             queue: &mut self.queue,
             queued: &self.queued,
-            access_log: &self.shared.access_log,
+            access_log: &mut self.log,
             ids: &mut self.ids,
             gathering: self.gathering,
             deferred: false,

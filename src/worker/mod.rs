@@ -157,6 +157,7 @@ pub fn spawn(
         draining: None,
         next_id: 0,
         ids: crate::access_log::RequestIds::new(),
+        log: crate::access_log::Local::new(Arc::clone(&shared.access_log)),
         per_ip_counted: KeyBits::default(),
         redirects: KeyBits::default(),
         now,
@@ -252,6 +253,8 @@ struct Core {
     draining: Option<Instant>,
     next_id: u32,
     ids: crate::access_log::RequestIds,
+    /// The access log lines this worker formatted, until they are handed to the writer.
+    log: crate::access_log::Local,
     /// The connections (by slab key) counted against `max_connections_per_ip`, released at
     /// close. Kept here, a bit each, rather than in `Connection`, whose size is the idle-memory
     /// target.
@@ -278,7 +281,11 @@ impl Worker {
             let timeout = if accepting || !core.pending.is_empty() || core.queue_again {
                 Some(Duration::ZERO)
             } else {
-                core.timers.timeout(Instant::now())
+                let now = Instant::now();
+                match (core.timers.timeout(now), core.log.due_in(now)) {
+                    (Some(t), Some(l)) => Some(t.min(l)),
+                    (t, l) => t.or(l),
+                }
             };
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -321,6 +328,7 @@ impl Worker {
                 core.run_queue(registry);
             }
             core.expire(registry);
+            core.log.round_end(core.now);
             if let Some(deadline) = core.draining {
                 if core.conns.is_empty() || core.now >= deadline {
                     break;
