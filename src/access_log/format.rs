@@ -1,5 +1,5 @@
 //! The two line formats of the access log, `combined` and `json`, with their escaping and the
-//! time stamps they print ([`Stamp`]); run on the writer thread only.
+//! time stamps they print ([`Stamp`]); run on the workers, each with its own stamp.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -187,7 +187,7 @@ fn seconds(d: Duration, out: &mut Vec<u8>) {
     put_digits3(ms as u16, out);
 }
 
-/// A number in decimal (the writer formats millions of them: no `fmt` machinery).
+/// A number in decimal (a worker formats millions of them: no `fmt` machinery).
 fn put_num(n: impl itoa::Integer, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
