@@ -218,6 +218,10 @@ impl Routes {
     /// The route for a request to `host` (a `Host` value: its port is ignored) and `path` (the
     /// target's path, before any `?`). No allocation.
     pub fn find(&self, host: &[u8], path: &[u8]) -> Option<Matched> {
+        if self.specs.is_empty() {
+            // a config without routes: every request goes to the default pool
+            return None;
+        }
         // lowercased once, on the stack: the tables hold lowercase hosts
         let host = host_only(host);
         let mut lower = [0u8; MAX_HOST];

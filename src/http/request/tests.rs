@@ -547,4 +547,20 @@ mod routing {
             Reject(Status::NotFound)
         );
     }
+
+    /// The table of host bytes says what the grammar's list says, for every byte.
+    #[test]
+    fn valid_host_takes_exactly_the_bytes_of_a_host() {
+        let grammar = |b: u8| {
+            b.is_ascii_alphanumeric() || b"-._~%!$&'()*+;=:[]".contains(&b)
+        };
+        for b in 0..=255u8 {
+            assert_eq!(valid_host(&[b]), grammar(b), "byte {b:#04x}");
+            assert_eq!(valid_host(&[b'a', b, b'z']), grammar(b), "byte {b:#04x}");
+        }
+        assert!(valid_host(b""));
+        assert!(valid_host(b"[::1]:8080"));
+        assert!(!valid_host(b"a,b"));
+        assert!(!valid_host(b"user@host"));
+    }
 }
