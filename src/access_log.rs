@@ -308,18 +308,23 @@ pub struct Local {
     lines: u64,
     due: Option<Instant>,
     clock: Clock,
+    /// The last instant turned into wall-clock milliseconds: a round's lines end at the same
+    /// instant (the worker's clock moves once a poll round).
+    memo: (Instant, u64),
     stamp: Stamp,
 }
 
 impl Local {
     pub fn new(log: Arc<AccessLog>) -> Local {
+        let clock = Clock::new();
         Local {
             log,
             free: Vec::new(),
             batch: Vec::new(),
             lines: 0,
             due: None,
-            clock: Clock::new(),
+            memo: (clock.instant, clock.base_ms),
+            clock,
             stamp: Stamp::new(),
         }
     }
@@ -353,7 +358,10 @@ impl Local {
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(HAND_OVER + 4096));
         }
-        self.stamp.set(self.clock.wall(entry.ended));
+        if self.memo.0 != entry.ended {
+            self.memo = (entry.ended, self.clock.wall(entry.ended));
+        }
+        self.stamp.set(self.memo.1);
         match self.log.format() {
             AccessLogFormat::Combined => combined(&entry, &self.stamp, &mut self.batch),
             AccessLogFormat::Json => json(&entry, &self.stamp, &mut self.batch),
