@@ -606,6 +606,29 @@ fn escape_clf_finds_every_byte_to_escape_at_every_place_in_a_word() {
             }
         }
     }
+    // two bytes to escape (or one, and a plain byte at a range's edge) at every pair of places:
+    // the scan stops at the first, whatever the borrows of the word tests do after it
+    let second = [0x00, 0x01, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xff];
+    for len in 2..18 {
+        for at in 0..len {
+            for next in at + 1..len {
+                for b in 0..=255u8 {
+                    for &c in &second {
+                        let mut v = vec![b'a'; len];
+                        v[at] = b;
+                        v[next] = c;
+                        let mut out = Vec::new();
+                        escape_clf(&v, &mut out);
+                        assert_eq!(
+                            out,
+                            escape_clf_bytewise(&v),
+                            "{b:#04x} at {at}, {c:#04x} at {next}, of {len}"
+                        );
+                    }
+                }
+            }
+        }
+    }
     // plain bytes next to the edges of the ranges, and runs of bytes to escape
     let edges = b" !#~[]{}\x1f\x20\x7e\x7f\x80\xff\"\\\"\\";
     let mut out = Vec::new();
