@@ -291,6 +291,24 @@ fn temp_path(name: &str) -> (TempDir, std::path::PathBuf) {
     (TempDir(dir), path)
 }
 
+/// A combined log to `access.log` in a fresh directory: the directory (removed when dropped),
+/// the file's path and target, the log, and a worker's side of it.
+fn file_log(
+    name: &str,
+) -> (
+    TempDir,
+    std::path::PathBuf,
+    AccessLogTarget,
+    Arc<AccessLog>,
+    Local,
+) {
+    let (dir, path) = temp_path(name);
+    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
+    let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
+    let local = Local::new(Arc::clone(&log));
+    (dir, path, target, log, local)
+}
+
 /// Logs `target` through a worker's side of `log` and waits until the writer wrote it.
 fn log_line(log: &Arc<AccessLog>, local: &mut Local, target: &[u8], status: u16) {
     let mut e = local
@@ -306,10 +324,7 @@ fn log_line(log: &Arc<AccessLog>, local: &mut Local, target: &[u8], status: u16)
 
 #[test]
 fn writer_writes_reopens_and_reconfigures() {
-    let (_dir, path) = temp_path("reopen");
-    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
-    let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
-    let mut local = Local::new(Arc::clone(&log));
+    let (_dir, path, target, log, mut local) = file_log("reopen");
     log_line(&log, &mut local, b"/first", 204);
     // logrotate: move the file away, reopen, and the next line goes to a new file
     let rotated = path.with_extension("1");
@@ -348,10 +363,7 @@ fn a_file_that_cannot_be_opened_is_an_error_at_start() {
 
 #[test]
 fn entries_are_reused() {
-    let (_dir, path) = temp_path("reuse");
-    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
-    let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
-    let mut local = Local::new(Arc::clone(&log));
+    let (_dir, path, _, log, mut local) = file_log("reuse");
     let now = Instant::now();
     let mut e = local.entry("127.0.0.1".parse().unwrap(), now).unwrap();
     e.set(Text::UserAgent, &[b'u'; 1000]);
@@ -372,10 +384,7 @@ fn entries_are_reused() {
 
 #[test]
 fn a_worker_hands_lines_over_in_batches_when_big_enough_or_old_enough() {
-    let (_dir, path) = temp_path("batches");
-    let target = AccessLogTarget::File(path.to_string_lossy().into_owned());
-    let log = AccessLog::start(&target, AccessLogFormat::Combined).unwrap();
-    let mut local = Local::new(Arc::clone(&log));
+    let (_dir, path, _, log, mut local) = file_log("batches");
     let written = || {
         log.flush();
         std::fs::read_to_string(&path).unwrap().lines().count()
@@ -587,6 +596,14 @@ fn escape_clf_bytewise(v: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `escape_clf` of `v` is what the bytewise statement writes (`what` says where `v`'s bytes to
+/// escape are, for the failure).
+fn escapes_as_bytewise(v: &[u8], what: impl Fn() -> String) {
+    let mut out = Vec::new();
+    escape_clf(v, &mut out);
+    assert_eq!(out, escape_clf_bytewise(v), "{}", what());
+}
+
 #[test]
 fn escape_clf_finds_every_byte_to_escape_at_every_place_in_a_word() {
     // each of the 256 bytes, alone at each position of plain fields 1 to 19 bytes long, so that
@@ -596,13 +613,7 @@ fn escape_clf_finds_every_byte_to_escape_at_every_place_in_a_word() {
             for b in 0..=255u8 {
                 let mut v = vec![b'a'; len];
                 v[at] = b;
-                let mut out = Vec::new();
-                escape_clf(&v, &mut out);
-                assert_eq!(
-                    out,
-                    escape_clf_bytewise(&v),
-                    "byte {b:#04x} at {at} of {len}"
-                );
+                escapes_as_bytewise(&v, || format!("byte {b:#04x} at {at} of {len}"));
             }
         }
     }
@@ -617,23 +628,18 @@ fn escape_clf_finds_every_byte_to_escape_at_every_place_in_a_word() {
                         let mut v = vec![b'a'; len];
                         v[at] = b;
                         v[next] = c;
-                        let mut out = Vec::new();
-                        escape_clf(&v, &mut out);
-                        assert_eq!(
-                            out,
-                            escape_clf_bytewise(&v),
-                            "{b:#04x} at {at}, {c:#04x} at {next}, of {len}"
-                        );
+                        escapes_as_bytewise(&v, || {
+                            format!("{b:#04x} at {at}, {c:#04x} at {next}, of {len}")
+                        });
                     }
                 }
             }
         }
     }
     // plain bytes next to the edges of the ranges, and runs of bytes to escape
-    let edges = b" !#~[]{}\x1f\x20\x7e\x7f\x80\xff\"\\\"\\";
-    let mut out = Vec::new();
-    escape_clf(edges, &mut out);
-    assert_eq!(out, escape_clf_bytewise(edges));
+    escapes_as_bytewise(b" !#~[]{}\x1f\x20\x7e\x7f\x80\xff\"\\\"\\", || {
+        "edges".into()
+    });
 }
 
 #[test]
